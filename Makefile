@@ -1,0 +1,43 @@
+# Remediator: every target sets up what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= examples/remediation.yml
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+
+.PHONY: run test demo bench lint system-deps venv clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs Debian's Prometheus and Alertmanager when missing (needs root).
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; \
+	  fi; \
+	fi
+
+run: venv
+	$(VENV)/bin/remediator serve --config $(CONFIG)
+
+lint: venv
+	$(VENV)/bin/ruff check receiver tests bench
+	$(VENV)/bin/ruff format --check receiver tests bench
+
+test: venv system-deps lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

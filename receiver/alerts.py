@@ -1,0 +1,199 @@
+"""Alertmanager webhook payload (version 4): model and validation.
+
+Everything from the network is validated here, once, so that the rest of the code can
+trust types. Unknown fields are ignored, as Alertmanager may add some.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.matchers import LABEL_NAME
+
+STATUSES = ("firing", "resolved")
+MAX_LABELS = 256
+MAX_VALUE_LENGTH = 16384
+_TIMESTAMP = re.compile(
+    r"(?P<base>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
+    r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})"
+)
+_GO_ZERO_YEAR = 1
+
+
+class PayloadError(ValueError):
+    """An invalid payload; `field` is a JSON path such as `alerts[2].labels`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    fingerprint: str
+    generator_url: str = ""
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+    def template_context(self) -> dict[str, Any]:
+        """What strategy templates may refer to: `labels`, `annotations`, `alert`."""
+        return {
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "alert": {
+                "status": self.status,
+                "fingerprint": self.fingerprint,
+                "starts_at": format_timestamp(self.starts_at),
+                "generator_url": self.generator_url,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Notification:
+    receiver: str
+    status: str
+    alerts: tuple[Alert, ...]
+    group_key: str = ""
+    truncated_alerts: int = 0
+    group_labels: dict[str, str] = field(default_factory=dict)
+    common_labels: dict[str, str] = field(default_factory=dict)
+    common_annotations: dict[str, str] = field(default_factory=dict)
+    external_url: str = ""
+    version: str = "4"
+
+
+def parse_timestamp(value: Any, where: str) -> datetime | None:
+    """RFC 3339 with Go's nanoseconds; Go's zero time (year 1) means "not set"."""
+    if not isinstance(value, str):
+        raise PayloadError(where, f"expected an RFC 3339 timestamp string, got {_kind(value)}")
+    found = _TIMESTAMP.fullmatch(value.strip())
+    if not found:
+        raise PayloadError(where, f"invalid RFC 3339 timestamp {value[:64]!r}")
+    frac = (found["frac"] or "")[:6].ljust(6, "0")
+    tz = "+00:00" if found["tz"] in ("Z", "z") else found["tz"]
+    try:
+        parsed = datetime.fromisoformat(f"{found['base'].replace(' ', 'T')}.{frac}{tz}")
+    except ValueError as exc:
+        raise PayloadError(where, f"invalid timestamp {value[:64]!r}: {exc}") from exc
+    if parsed.year <= _GO_ZERO_YEAR:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime | None) -> str:
+    """Canonical UTC form with microseconds; also the incident key's text form."""
+    if moment is None:
+        return "0001-01-01T00:00:00Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _string(obj: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise PayloadError(f"{where}{key}", f"expected a string, got {_kind(value)}")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise PayloadError(f"{where}{key}", f"longer than {MAX_VALUE_LENGTH} characters")
+    return value
+
+
+def _label_set(obj: Mapping[str, Any], key: str, where: str, *, names: bool) -> dict[str, str]:
+    value = obj.get(key, {})
+    path = f"{where}{key}"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(path, f"expected an object of strings, got {_kind(value)}")
+    if len(value) > MAX_LABELS:
+        raise PayloadError(path, f"more than {MAX_LABELS} entries")
+    for name, item in value.items():
+        if names and not LABEL_NAME.fullmatch(name):
+            raise PayloadError(f"{path}.{name[:64]}", "invalid label name")
+        if not isinstance(item, str):
+            raise PayloadError(f"{path}.{name[:64]}", f"expected a string, got {_kind(item)}")
+        if len(item) > MAX_VALUE_LENGTH:
+            raise PayloadError(f"{path}.{name[:64]}", f"longer than {MAX_VALUE_LENGTH} characters")
+    return dict(value)
+
+
+def fingerprint_of(labels: Mapping[str, str]) -> str:
+    """Stand-in when a sender omits `fingerprint`: stable for the same label set."""
+    canonical = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def parse_alert(obj: Any, index: int) -> Alert:
+    where = f"alerts[{index}]."
+    if not isinstance(obj, dict):
+        raise PayloadError(f"alerts[{index}]", f"expected an object, got {_kind(obj)}")
+    status = _string(obj, "status", where)
+    if status not in STATUSES:
+        raise PayloadError(f"{where}status", f"must be 'firing' or 'resolved', not {status[:32]!r}")
+    labels = _label_set(obj, "labels", where, names=True)
+    if not labels:
+        raise PayloadError(f"{where}labels", "an alert needs at least one label")
+    starts_at = parse_timestamp(obj.get("startsAt"), f"{where}startsAt")
+    if starts_at is None:
+        raise PayloadError(f"{where}startsAt", "must be set (not Go's zero time)")
+    ends_at = parse_timestamp(obj.get("endsAt", "0001-01-01T00:00:00Z"), f"{where}endsAt")
+    fingerprint = obj.get("fingerprint") or fingerprint_of(labels)
+    if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9A-Za-z]{1,64}", fingerprint):
+        raise PayloadError(f"{where}fingerprint", "expected up to 64 letters and digits")
+    return Alert(
+        status=status,
+        labels=labels,
+        annotations=_label_set(obj, "annotations", where, names=False),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        fingerprint=fingerprint,
+        generator_url=_string(obj, "generatorURL", where, ""),
+    )
+
+
+def parse_notification(obj: Any) -> Notification:
+    """Validate a decoded webhook body; raise PayloadError naming the first bad field."""
+    if not isinstance(obj, dict):
+        raise PayloadError("$", f"expected a JSON object, got {_kind(obj)}")
+    version = obj.get("version", "4")
+    if version != "4":
+        raise PayloadError(
+            "version", f"only webhook payload version '4' is supported, not {version!r}"
+        )
+    alerts = obj.get("alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError("alerts", f"expected a list, got {_kind(alerts)}")
+    status = _string(obj, "status", "", "firing")
+    if status not in STATUSES:
+        raise PayloadError("status", f"must be 'firing' or 'resolved', not {status[:32]!r}")
+    truncated = obj.get("truncatedAlerts", 0)
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
+        raise PayloadError("truncatedAlerts", "expected a non-negative integer")
+    return Notification(
+        receiver=_string(obj, "receiver", "", ""),
+        status=status,
+        alerts=tuple(parse_alert(item, i) for i, item in enumerate(alerts)),
+        group_key=_string(obj, "groupKey", "", ""),
+        truncated_alerts=truncated,
+        group_labels=_label_set(obj, "groupLabels", "", names=False),
+        common_labels=_label_set(obj, "commonLabels", "", names=False),
+        common_annotations=_label_set(obj, "commonAnnotations", "", names=False),
+        external_url=_string(obj, "externalURL", "", ""),
+        version=version,
+    )

@@ -1,0 +1,294 @@
+"""Flask application: the webhook, the read API and the admin endpoints.
+
+The webhook only validates and journals; nothing is executed inside a request, so
+Alertmanager always gets a fast answer and a slow executor can never back it up.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from receiver.alerts import PayloadError, parse_notification
+from receiver.config import AuthConfig, Config, ConfigError, load_config
+from receiver.engine import ingest
+from receiver.store import Store, StoreUnavailable
+from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+#: Changing these needs a process restart; a reload applies the rest and says so.
+RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
+    "store": lambda c: c.store,
+    "server.listen": lambda c: c.server.listen,
+    "server.threads": lambda c: c.server.threads,
+}
+
+
+@dataclass
+class AppState:
+    """The running config (swapped atomically on reload) and the journal."""
+
+    config: Config
+    store: Store
+    config_path: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)  # from the command line
+    loaded_at: float = field(default_factory=time.time)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reload(self) -> dict[str, Any]:
+        """Load the config file again; on any problem keep the old one and raise."""
+        if not self.config_path:
+            raise ConfigError([], "no config file to reload")
+        with self._lock:
+            new = with_overrides(load_config(self.config_path), self.overrides)
+            pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]
+            self.config = new  # one reference swap: requests see the old or the new, whole
+            self.loaded_at = time.time()
+        log.info("configuration reloaded from %s (sha256 %s)", self.config_path, new.sha256[:12])
+        if pending:
+            log.warning("changed keys that need a restart to apply: %s", ", ".join(pending))
+        return {"status": "reloaded", "sha256": new.sha256, "restart_required": pending}
+
+
+def with_overrides(config: Config, overrides: dict[str, str]) -> Config:
+    """Command-line --store and --listen win over the file, on start and on reload."""
+    if "store" in overrides:
+        config = replace(config, store=overrides["store"])
+    if "listen" in overrides:
+        config = replace(config, server=replace(config.server, listen=overrides["listen"]))
+    return config
+
+
+def state() -> AppState:
+    return current_app.extensions["remediator"]
+
+
+def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"status": "error", "error": message, **extra}), status
+
+
+# ---------------------------------------------------------------- auth
+
+
+def _credentials_ok(auth: AuthConfig, header: str) -> bool:
+    """Compare in constant time so response timing does not leak the secret."""
+    scheme, _, value = header.partition(" ")
+    if auth.bearer_token is not None:
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), auth.bearer_token.encode()
+        )
+    if auth.basic_username is not None and auth.basic_password is not None:
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            return False
+        expected = f"{auth.basic_username}:{auth.basic_password}".encode()
+        return hmac.compare_digest(decoded, expected)
+    return True
+
+
+def require_auth() -> tuple[Response, int] | None:
+    auth = state().config.server.auth
+    if not auth.enabled or _credentials_ok(auth, request.headers.get("Authorization", "")):
+        return None
+    response, status = error(401, "missing or invalid credentials")
+    response.headers["WWW-Authenticate"] = (
+        'Bearer realm="remediator"' if auth.bearer_token else 'Basic realm="remediator"'
+    )
+    return response, status
+
+
+# ---------------------------------------------------------------- webhook
+
+webhook = Blueprint("webhook", __name__)
+
+
+@webhook.post("/webhook")
+def receive() -> tuple[Response, int]:
+    denied = require_auth()
+    if denied:
+        return denied
+    if request.mimetype != "application/json":
+        return error(415, f"expected Content-Type application/json, got {request.mimetype!r}")
+    app_state = state()
+    config = app_state.config
+    request.max_content_length = config.server.max_body_bytes
+    body = request.get_data(cache=False)  # raises 413 before reading an oversize body
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return error(400, f"body is not valid JSON: {exc}", field="$")
+    try:
+        notification = parse_notification(payload)
+    except PayloadError as exc:
+        return error(400, exc.message, field=exc.field)
+    except RecursionError:
+        return error(400, "payload nested too deeply", field="$")
+    try:
+        summary = ingest(app_state.store, config, notification, time.time())
+    except StoreUnavailable as exc:
+        log.error("journal unavailable, asking Alertmanager to retry: %s", exc)
+        return error(503, "journal unavailable, retry later")
+    return jsonify({"status": "ok", **summary.as_dict()}), 200
+
+
+# ---------------------------------------------------------------- read API
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _page_args() -> tuple[int, int]:
+    limit = request.args.get("limit", "100")
+    offset = request.args.get("offset", "0")
+    if not limit.isdigit() or not offset.isdigit() or not 0 < int(limit) <= MAX_PAGE:
+        raise PayloadError("limit", f"limit must be 1..{MAX_PAGE} and offset a whole number")
+    return int(limit), int(offset)
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value is not None and value not in allowed:
+        raise PayloadError(name, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _page_response(page: Any) -> Response:
+    next_offset = page.offset + len(page.items)
+    return jsonify(
+        {
+            "data": page.items,
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "next_offset": next_offset if next_offset < page.total else None,
+        }
+    )
+
+
+@api.get("/incidents")
+def incidents() -> Response:
+    limit, offset = _page_args()
+    return _page_response(
+        state().store.list_incidents(
+            status=_choice("status", INCIDENT_STATUSES),
+            service=request.args.get("service"),
+            alertname=request.args.get("alertname"),
+            limit=limit,
+            offset=offset,
+        )
+    )
+
+
+@api.get("/actions")
+def actions() -> Response:
+    limit, offset = _page_args()
+    incident = request.args.get("incident_id")
+    if incident is not None and not incident.isdigit():
+        raise PayloadError("incident_id", "must be a whole number")
+    return _page_response(
+        state().store.list_actions(
+            status=_choice("status", ACTION_STATUSES),
+            strategy=request.args.get("strategy"),
+            incident_id=int(incident) if incident else None,
+            limit=limit,
+            offset=offset,
+        )
+    )
+
+
+@api.get("/status")
+def status() -> Response:
+    app_state = state()
+    config = app_state.config
+    return jsonify(
+        {
+            "config_file": app_state.config_path,
+            "config_sha256": config.sha256,
+            "config_loaded_at": app_state.loaded_at,
+            "store": _redacted(app_state.store.url),
+            "strategies": [s.name for s in config.strategies],
+            "executors": {name: e.type for name, e in config.executors.items()},
+        }
+    )
+
+
+def _redacted(url: str) -> str:
+    """Never echo a database password back over HTTP."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+# ---------------------------------------------------------------- admin
+
+admin = Blueprint("admin", __name__)
+
+
+@admin.get("/-/healthy")
+def healthy() -> tuple[str, int]:
+    return "Remediator is Healthy.\n", 200
+
+
+@admin.get("/-/ready")
+def ready() -> tuple[str, int]:
+    try:
+        state().store.ping()
+    except StoreUnavailable as exc:
+        return f"Remediator is not ready: journal unavailable: {exc}\n", 503
+    return "Remediator is Ready.\n", 200
+
+
+@admin.post("/-/reload")
+def reload() -> tuple[Response, int]:
+    denied = require_auth()
+    if denied:
+        return denied
+    try:
+        return jsonify(state().reload()), 200
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running config:\n%s", exc)
+        return error(400, "reload refused, the running config is unchanged", problems=str(exc))
+
+
+# ---------------------------------------------------------------- factory
+
+
+def _json_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(PayloadError)
+    def payload_error(exc: PayloadError) -> tuple[Response, int]:
+        return error(400, exc.message, field=exc.field)
+
+    @app.errorhandler(StoreUnavailable)
+    def store_error(exc: StoreUnavailable) -> tuple[Response, int]:
+        return error(503, "journal unavailable, retry later")
+
+
+def create_app(app_state: AppState) -> Flask:
+    app = Flask("remediator")
+    app.json.sort_keys = False
+    app.extensions["remediator"] = app_state
+    for blueprint in (webhook, api, admin):
+        app.register_blueprint(blueprint)
+    _json_errors(app)
+    return app

@@ -1,0 +1,187 @@
+"""Command line: `remediator serve | check | explain`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.alerts import Alert, fingerprint_of
+from receiver.app import with_overrides
+from receiver.config import Config, ConfigError, Strategy, load_config
+from receiver.durations import format_duration
+from receiver.engine import Plan, plan_for
+from receiver.matchers import MatcherError, parse_label_args
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_INVALID
+    print(
+        f"{args.config}: OK ({len(config.strategies)} strategies, "
+        f"{len(config.executors)} executors)"
+    )
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_INVALID
+    overrides = {k: v for k, v in (("store", args.store), ("listen", args.listen)) if v}
+    from receiver.server import ServeOptions, serve  # gunicorn only when serving
+
+    options = ServeOptions(
+        os.path.abspath(args.config), with_overrides(config, overrides), overrides, args.log_format
+    )
+    serve(options)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_INVALID
+    try:
+        labels = parse_label_args(args.labels)
+    except MatcherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    alert = Alert(
+        status="firing",
+        labels=labels,
+        annotations=dict(parse_label_args(args.annotation or [])),
+        starts_at=datetime.now(UTC),
+        ends_at=None,
+        fingerprint=fingerprint_of(labels),
+    )
+    plans = plan_for(config, alert)
+    if args.json:
+        print(json.dumps([_plan_json(config, p) for p in plans], indent=2))
+    else:
+        print(_explain_text(config, labels, plans))
+    return EXIT_OK
+
+
+def _explain_text(config: Config, labels: dict[str, str], plans: list[Plan]) -> str:
+    shown = " ".join(f"{k}={v!r}" for k, v in labels.items())
+    lines = [f"alert: {shown}", f"service: {config.service_of(labels) or '(none)'}"]
+    if not plans:
+        lines.append("no strategy matches: the alert would be journaled as unmatched, no action")
+        return "\n".join(lines)
+    for number, plan in enumerate(plans, 1):
+        strategy = plan.strategy
+        executor = config.executors[strategy.executor]
+        lines += [
+            "",
+            f"match {number}: strategy {strategy.name!r}",
+            "  matchers: " + (", ".join(map(str, strategy.matchers)) or "(none: every alert)"),
+            f"  action:   {strategy.action} via executor {executor.name!r} ({executor.type})",
+        ]
+        if plan.refused:
+            lines.append(f"  REFUSED:  {plan.refused}")
+            continue
+        lines.append(f"  target:   {plan.target}")
+        for key, value in plan.params.items():
+            if value:
+                lines.append(f"  {key + ':':<9} {json.dumps(value)}")
+        lines.append("  gates (in order):")
+        lines += [f"    - {gate}" for gate in gates(config, strategy, plan.target)]
+        if strategy.continue_matching:
+            lines.append("  continue: true, later strategies are tried too")
+    return "\n".join(lines)
+
+
+def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
+    """The safety checks this action would pass through, described for a person."""
+    breaker = strategy.breaker
+    rate = ""
+    if breaker.failure_rate_threshold is not None:
+        rate = (
+            f" or failure rate >= {breaker.failure_rate_threshold:.0%} over "
+            f"{format_duration(breaker.window)} (min {breaker.minimum_calls} calls)"
+        )
+    budget = strategy.budget
+    described = [
+        f"dry-run: {'yes, journal only' if strategy.dry_run else 'no'}",
+        f"lock: one action at a time on target {target!r}",
+        f"cooldown: {format_duration(strategy.cooldown)} per ({strategy.name}, {target})",
+        "budget: "
+        + (f"{budget.max_actions} per {format_duration(budget.window)}" if budget else "none"),
+        f"concurrency: at most {config.defaults.max_concurrent_actions} actions at once",
+        f"breaker: opens after {breaker.failure_threshold} consecutive failures{rate}; "
+        f"half-open after {format_duration(breaker.recovery_timeout)}, "
+        f"{breaker.half_open_max_calls} trial(s), closes after "
+        f"{breaker.success_threshold} success(es)",
+    ]
+    described += [f"precondition: {p.describe()}" for p in strategy.preconditions]
+    if strategy.verify:
+        described.append(
+            f"verify: PromQL true within {format_duration(strategy.verify.timeout)} "
+            f"(polled every {format_duration(strategy.verify.interval)})"
+        )
+    return described
+
+
+def _plan_json(config: Config, plan: Plan) -> dict[str, Any]:
+    return {
+        "strategy": plan.strategy.name,
+        "action": plan.strategy.action,
+        "executor": plan.strategy.executor,
+        "target": plan.target,
+        "rendered": plan.params,
+        "refused": plan.refused,
+        "gates": [] if plan.refused else gates(config, plan.strategy, plan.target),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remediator", description="Turn Prometheus alerts into safe, audited remediation."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the receiver (gunicorn, threaded)")
+    serve.add_argument("--config", required=True, help="remediation YAML file")
+    serve.add_argument("--listen", help="HOST:PORT (default from config, else 0.0.0.0:9095)")
+    serve.add_argument("--store", help="journal URL, e.g. sqlite:///remediator.db")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check", help="validate a config file")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=cmd_check)
+
+    explain = commands.add_parser("explain", help="show what an alert with these labels gets")
+    explain.add_argument("--config", required=True)
+    explain.add_argument("--annotation", action="append", metavar="NAME=VALUE")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
+    explain.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

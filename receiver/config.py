@@ -1,0 +1,949 @@
+"""Load and validate the YAML configuration into typed, immutable objects.
+
+Everything is checked up front and every problem is reported at once with its key path
+and line, because an operator fixing a config under pressure should not have to iterate
+one error at a time, and a bad config must never half-apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from receiver.breaker import BreakerSettings
+from receiver.durations import parse_duration
+from receiver.matchers import Matcher, MatcherError, parse_matcher
+from receiver.templates import DEFAULT_PATTERN, Template, compile_pattern, compile_template
+from receiver.yamlsource import LineDict, LineList, load_yaml
+
+ACTIONS = ("restart", "rollback", "scale", "run", "http", "escalate")
+EXECUTOR_TYPES = ("command", "http", "supervisor", "alertmanager", "log")
+PLANNED_EXECUTOR_TYPES = {"kubernetes": "the kubernetes executor is not available in this build"}
+#: Which actions each executor type can carry out.
+EXECUTOR_ACTIONS = {
+    "command": {"run", "restart", "rollback"},
+    "http": {"http", "restart", "rollback"},
+    "supervisor": {"restart", "scale"},
+    "alertmanager": {"escalate"},
+    "log": set(ACTIONS),
+}
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+DEFAULT_MAX_BODY = 5 * 1024 * 1024
+DEFAULT_LISTEN = "0.0.0.0:9095"
+DEFAULT_STORE = "sqlite:///remediator.db"
+
+
+# ---------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path or '<top>'}" + (f" (line {self.line})" if self.line else "")
+        return f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """One or more problems; str() lists them all, one per line."""
+
+    def __init__(self, problems: list[Problem], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(f"{prefix}{p}" for p in problems))
+
+
+# ---------------------------------------------------------------- typed config
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Credentials Alertmanager must present; secrets are read from files, never inline."""
+
+    bearer_token: str | None = None
+    basic_username: str | None = None
+    basic_password: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.bearer_token is not None or self.basic_username is not None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = DEFAULT_LISTEN
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    threads: int = 8
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_actions: int
+    window: float
+
+
+@dataclass(frozen=True)
+class Verify:
+    query: Template
+    timeout: float
+    interval: float
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """`alert_not_firing` holds matchers; `query` holds a PromQL template that must be true."""
+
+    alert_not_firing: tuple[Matcher, ...] = ()
+    query: Template | None = None
+
+    def describe(self) -> str:
+        if self.query is not None:
+            return f"only if Prometheus query {self.query.source!r} is true"
+        return "only if no alert matching {" + ", ".join(map(str, self.alert_not_firing)) + "}"
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    target_value: float
+    min_replicas: int
+    max_replicas: int
+    query: Template | None = None
+    annotation: str | None = None
+    tolerance: float = 0.1
+    scale_up_limit: int | None = None
+    scale_up_period: float = 60.0
+    stabilization_window: float = 300.0
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    method: str
+    url: Template
+    headers: dict[str, Template] = field(default_factory=dict)
+    body: Any = None  # nested JSON whose strings are unchecked templates
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    name: str
+    type: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    cooldown: float = 300.0
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    budget: Budget | None = None
+    max_concurrent_actions: int = 4
+    dry_run: bool = False
+    safe_pattern: re.Pattern[str] = DEFAULT_PATTERN
+    service_labels: tuple[str, ...] = ("service", "job")
+    timeout: float = 60.0
+    verify_timeout: float = 60.0
+    verify_interval: float = 2.0
+    escalation_executor: str | None = None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    matchers: tuple[Matcher, ...]
+    action: str
+    executor: str
+    target: Template
+    params: dict[str, Template] = field(default_factory=dict)
+    command: tuple[Template, ...] = ()
+    request: RequestSpec | None = None
+    scale: ScaleSpec | None = None
+    timeout: float = 60.0
+    cooldown: float = 300.0
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    budget: Budget | None = None
+    verify: Verify | None = None
+    preconditions: tuple[Precondition, ...] = ()
+    continue_matching: bool = False
+    dry_run: bool = False
+    safe_pattern: re.Pattern[str] = DEFAULT_PATTERN
+    silence: bool = False
+    escalate_on_failure: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: str = DEFAULT_STORE
+    prometheus: Endpoint | None = None
+    alertmanager: Endpoint | None = None
+    defaults: Defaults = field(default_factory=Defaults)
+    executors: dict[str, ExecutorConfig] = field(default_factory=dict)
+    strategies: tuple[Strategy, ...] = ()
+    source: str = ""
+    sha256: str = ""
+
+    def service_of(self, labels: Mapping[str, str]) -> str:
+        """The service an alert belongs to: the first configured label that is set."""
+        for name in self.defaults.service_labels:
+            if labels.get(name):
+                return labels[name]
+        return ""
+
+
+# ---------------------------------------------------------------- reading
+
+
+_MISSING = object()
+
+
+class _Reader:
+    """Walks the YAML tree, converting values and collecting problems with their lines."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.problems: list[Problem] = []
+        self.base_dir = base_dir
+
+    def fail(self, path: str, message: str, line: int | None) -> None:
+        self.problems.append(Problem(path, message, line))
+
+    def section(
+        self,
+        node: Any,
+        path: str,
+        line: int | None,
+        allowed: set[str],
+        required: frozenset[str] | set[str] = frozenset(),
+    ) -> LineDict | None:
+        if node is None:
+            node = LineDict()
+            node.line, node.key_lines = line, {}
+        if not isinstance(node, dict):
+            self.fail(path, f"expected a mapping, got {_kind(node)}", line)
+            return None
+        for key in node:
+            if key not in allowed:
+                hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
+                self.fail(_join(path, key), f"unknown key {key!r}{hint}", _line(node, key))
+        for key in sorted(required - set(node)):
+            self.fail(_join(path, key), "required key is missing", getattr(node, "line", line))
+        return node
+
+    def value(
+        self,
+        node: Mapping[str, Any],
+        path: str,
+        key: str,
+        convert: Callable[[Any], Any],
+        default: Any = _MISSING,
+    ) -> Any:
+        if key not in node:
+            return None if default is _MISSING else default
+        try:
+            return convert(node[key])
+        except (ValueError, TypeError, MatcherError) as exc:
+            self.fail(_join(path, key), str(exc), _line(node, key))
+            return None if default is _MISSING else default
+
+    def secret_file(self, node: Mapping[str, Any], path: str, key: str) -> str | None:
+        filename = self.value(node, path, key, _string)
+        if filename is None:
+            return None
+        target = Path(filename)
+        if not target.is_absolute():
+            target = self.base_dir / target
+        try:
+            secret = target.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.fail(_join(path, key), f"cannot read {filename}: {exc.strerror}", _line(node, key))
+            return None
+        if not secret:
+            self.fail(_join(path, key), f"{filename} is empty", _line(node, key))
+            return None
+        return secret
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _line(node: Any, key: Any) -> int | None:
+    if isinstance(node, LineDict):
+        return node.key_lines.get(key, node.line)
+    if isinstance(node, LineList) and isinstance(key, int) and key < len(node.item_lines):
+        return node.item_lines[key]
+    return getattr(node, "line", None)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "mapping", LineDict: "mapping", list: "list", LineList: "list"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _nonempty(value: Any) -> str:
+    if not _string(value).strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _int(minimum: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {_kind(value)}")
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"expected a number, got {_kind(value)}")
+    return float(value)
+
+
+def _positive(value: Any) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    return number
+
+
+def _duration(value: Any) -> float:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a duration string such as 30s or 5m, got {_kind(value)}")
+    return parse_duration(value)
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0s, got {value!r}")
+    return seconds
+
+
+def _url(value: Any) -> str:
+    text = _nonempty(value)
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", text):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _listen(value: Any) -> str:
+    text = _string(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _template(value: Any) -> Template:
+    return compile_template(_string(value))
+
+
+def _text_template(value: Any) -> Template:
+    return compile_template(_string(value), checked=False)
+
+
+def _matchers(value: Any) -> tuple[Matcher, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of matcher strings, got {_kind(value)}")
+    return tuple(parse_matcher(item) for item in value)
+
+
+def _pattern(value: Any) -> re.Pattern[str]:
+    return compile_pattern(_nonempty(value))
+
+
+def _label_names(value: Any) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise TypeError("expected a label name or a non-empty list of label names")
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+            raise ValueError(f"invalid label name {name!r}")
+    return tuple(names)
+
+
+# ---------------------------------------------------------------- sections
+
+
+_BREAKER_KEYS = {
+    "failure_threshold": _int(1),
+    "recovery_timeout": _positive_duration,
+    "half_open_max_calls": _int(1),
+    "success_threshold": _int(1),
+    "failure_rate_threshold": _positive,
+    "window": _positive_duration,
+    "minimum_calls": _int(1),
+}
+
+
+def _read_breaker(r: _Reader, node: Any, path: str, line: int | None, base: BreakerSettings):
+    section = r.section(node, path, line, set(_BREAKER_KEYS))
+    if section is None:
+        return base
+    values = {key: r.value(section, path, key, convert) for key, convert in _BREAKER_KEYS.items()}
+    merged = {k: v for k, v in values.items() if v is not None}
+    if not merged:
+        return base
+    try:
+        return BreakerSettings(**{**base.__dict__, **merged})
+    except ValueError as exc:
+        r.fail(path, str(exc), line)
+        return base
+
+
+def _read_budget(r: _Reader, node: Any, path: str, line: int | None) -> Budget | None:
+    section = r.section(node, path, line, {"max_actions", "window"}, {"max_actions", "window"})
+    if section is None:
+        return None
+    max_actions = r.value(section, path, "max_actions", _int(1))
+    window = r.value(section, path, "window", _positive_duration)
+    return Budget(max_actions, window) if max_actions and window else None
+
+
+def _read_server(r: _Reader, node: Any, line: int | None) -> ServerConfig:
+    section = r.section(node, "server", line, {"listen", "auth", "max_body_bytes", "threads"})
+    if section is None:
+        return ServerConfig()
+    return ServerConfig(
+        listen=r.value(section, "server", "listen", _listen, DEFAULT_LISTEN),
+        auth=_read_auth(r, section.get("auth"), _line(section, "auth")),
+        max_body_bytes=r.value(section, "server", "max_body_bytes", _int(1024), DEFAULT_MAX_BODY),
+        threads=r.value(section, "server", "threads", _int(1), 8),
+    )
+
+
+def _read_auth(r: _Reader, node: Any, line: int | None) -> AuthConfig:
+    path = "server.auth"
+    section = r.section(node, path, line, {"bearer_token_file", "basic_auth"})
+    if section is None:
+        return AuthConfig()
+    if "bearer_token_file" in section and "basic_auth" in section:
+        r.fail(path, "set either bearer_token_file or basic_auth, not both", section.line)
+    token = r.secret_file(section, path, "bearer_token_file")
+    basic_path = f"{path}.basic_auth"
+    basic = r.section(
+        section.get("basic_auth", {}),
+        basic_path,
+        _line(section, "basic_auth"),
+        {"username", "password_file"},
+        {"username", "password_file"} if "basic_auth" in section else set(),
+    )
+    username = password = None
+    if basic:
+        username = r.value(basic, basic_path, "username", _nonempty)
+        password = r.secret_file(basic, basic_path, "password_file")
+    return AuthConfig(bearer_token=token, basic_username=username, basic_password=password)
+
+
+def _read_endpoint(r: _Reader, node: Any, path: str, line: int | None) -> Endpoint | None:
+    if node is None:
+        return None
+    section = r.section(node, path, line, {"url", "timeout"}, {"url"})
+    if section is None:
+        return None
+    url = r.value(section, path, "url", _url)
+    timeout = r.value(section, path, "timeout", _positive_duration, 10.0)
+    return Endpoint(url, timeout) if url else None
+
+
+_DEFAULT_KEYS = {
+    "cooldown",
+    "breaker",
+    "budget",
+    "max_concurrent_actions",
+    "dry_run",
+    "safe_pattern",
+    "service_label",
+    "timeout",
+    "verify_timeout",
+    "verify_interval",
+    "escalation_executor",
+}
+
+
+def _read_defaults(r: _Reader, node: Any, line: int | None) -> Defaults:
+    path = "defaults"
+    section = r.section(node, path, line, _DEFAULT_KEYS)
+    if section is None:
+        return Defaults()
+    base = Defaults()
+    budget = None
+    if "budget" in section:
+        budget = _read_budget(r, section["budget"], "defaults.budget", _line(section, "budget"))
+    return Defaults(
+        cooldown=r.value(section, path, "cooldown", _duration, base.cooldown),
+        breaker=_read_breaker(
+            r, section.get("breaker"), "defaults.breaker", _line(section, "breaker"), base.breaker
+        ),
+        budget=budget,
+        max_concurrent_actions=r.value(section, path, "max_concurrent_actions", _int(1), 4),
+        dry_run=r.value(section, path, "dry_run", _bool, False),
+        safe_pattern=r.value(section, path, "safe_pattern", _pattern, DEFAULT_PATTERN),
+        service_labels=r.value(section, path, "service_label", _label_names, base.service_labels),
+        timeout=r.value(section, path, "timeout", _positive_duration, base.timeout),
+        verify_timeout=r.value(section, path, "verify_timeout", _positive_duration, 60.0),
+        verify_interval=r.value(section, path, "verify_interval", _positive_duration, 2.0),
+        escalation_executor=r.value(section, path, "escalation_executor", _nonempty),
+    )
+
+
+_EXECUTOR_SETTINGS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "command": {
+        "timeout": _positive_duration,
+        "max_output_bytes": _int(0),
+        "cwd": _nonempty,
+        "env": lambda v: _string_map(v, "environment variable"),
+    },
+    "http": {
+        "timeout": _positive_duration,
+        "retries": _int(0),
+        "backoff": _positive_duration,
+        "headers": lambda v: _string_map(v, "header"),
+        "header_files": lambda v: _string_map(v, "header"),
+        "verify_tls": _bool,
+    },
+    "supervisor": {
+        "url": _url,
+        "timeout": _positive_duration,
+        "username": _nonempty,
+        "password_file": _nonempty,
+    },
+    "alertmanager": {
+        "url": _url,
+        "timeout": _positive_duration,
+        "alertname": lambda v: _label_names(v)[0],
+        "silence_duration": _positive_duration,
+    },
+    "log": {},
+}
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping of {what} names to strings, got {_kind(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{what} {key!r}: expected a string value, got {_kind(item)}")
+    return dict(value)
+
+
+def _read_executors(r: _Reader, node: Any, line: int | None) -> dict[str, ExecutorConfig]:
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        r.fail("executors", f"expected a mapping of executor names, got {_kind(node)}", line)
+        return {}
+    executors = {}
+    for name, spec in node.items():
+        path = f"executors.{name}"
+        spec_line = _line(node, name)
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind in PLANNED_EXECUTOR_TYPES:
+            r.fail(f"{path}.type", PLANNED_EXECUTOR_TYPES[kind], _line(spec, "type"))
+            continue
+        if kind not in EXECUTOR_TYPES:
+            if isinstance(spec, dict):
+                r.fail(
+                    f"{path}.type",
+                    f"expected one of {', '.join(EXECUTOR_TYPES)}, got {kind!r}",
+                    _line(spec, "type"),
+                )
+            else:
+                r.fail(path, f"expected a mapping with a type, got {_kind(spec)}", spec_line)
+            continue
+        converters = _EXECUTOR_SETTINGS[kind]
+        section = r.section(spec, path, spec_line, {"type", *converters})
+        if section is None:
+            continue
+        settings = {}
+        for key, convert in converters.items():
+            converted = r.value(section, path, key, convert)
+            if converted is not None:
+                settings[key] = converted
+        if kind == "supervisor" and "url" not in section:
+            r.fail(f"{path}.url", "required key is missing", spec_line)
+        executors[name] = ExecutorConfig(name, kind, settings)
+    return executors
+
+
+_STRATEGY_KEYS = {
+    "name",
+    "matchers",
+    "action",
+    "executor",
+    "target",
+    "params",
+    "command",
+    "request",
+    "scale",
+    "timeout",
+    "cooldown",
+    "breaker",
+    "budget",
+    "verify",
+    "preconditions",
+    "continue",
+    "dry_run",
+    "safe_pattern",
+    "silence",
+    "escalate_on_failure",
+}
+
+
+def _read_strategies(
+    r: _Reader, node: Any, line: int | None, defaults: Defaults, executors: dict
+) -> tuple[Strategy, ...]:
+    if node is None:
+        return ()
+    if not isinstance(node, list):
+        r.fail("strategies", f"expected a list of strategies, got {_kind(node)}", line)
+        return ()
+    strategies: list[Strategy] = []
+    for index, item in enumerate(node):
+        strategy = _read_strategy(r, item, index, _line(node, index), defaults, executors)
+        if strategy is None:
+            continue
+        if any(s.name == strategy.name for s in strategies):
+            r.fail(f"strategies[{index}].name", f"duplicate name {strategy.name!r}", item.line)
+            continue
+        strategies.append(strategy)
+    return tuple(strategies)
+
+
+def _read_strategy(
+    r: _Reader, node: Any, index: int, line: int | None, defaults: Defaults, executors: dict
+) -> Strategy | None:
+    path = f"strategies[{index}]"
+    required = {"name", "matchers", "action", "executor", "target"}
+    section = r.section(node, path, line, _STRATEGY_KEYS, required)
+    if section is None:
+        return None
+    before = len(r.problems)
+    name = r.value(section, path, "name", _nonempty)
+    action = r.value(section, path, "action", _action)
+    executor = r.value(section, path, "executor", _nonempty)
+    _check_executor(r, section, path, action, executor, executors)
+    fields: dict[str, Any] = {
+        "name": name,
+        "action": action,
+        "executor": executor,
+        "matchers": r.value(section, path, "matchers", _matchers, ()),
+        "target": r.value(section, path, "target", _template),
+        "params": r.value(section, path, "params", _template_map, {}),
+        "command": r.value(section, path, "command", _argv, ()),
+        "request": _read_request(r, section, path),
+        "scale": _read_scale(r, section, path),
+        "timeout": r.value(section, path, "timeout", _positive_duration, defaults.timeout),
+        "cooldown": r.value(section, path, "cooldown", _duration, defaults.cooldown),
+        "breaker": _read_breaker(
+            r,
+            section.get("breaker"),
+            f"{path}.breaker",
+            _line(section, "breaker"),
+            defaults.breaker,
+        ),
+        "budget": _read_budget(r, section["budget"], f"{path}.budget", _line(section, "budget"))
+        if "budget" in section
+        else defaults.budget,
+        "verify": _read_verify(r, section, path, defaults),
+        "preconditions": _read_preconditions(r, section, path),
+        "continue_matching": r.value(section, path, "continue", _bool, False),
+        "dry_run": r.value(section, path, "dry_run", _bool, defaults.dry_run),
+        "safe_pattern": r.value(section, path, "safe_pattern", _pattern, defaults.safe_pattern),
+        "silence": r.value(section, path, "silence", _bool, False),
+        "escalate_on_failure": r.value(section, path, "escalate_on_failure", _bool, True),
+    }
+    _check_action_needs(r, section, path, action, executors.get(executor))
+    if len(r.problems) > before:
+        return None
+    return Strategy(**fields)
+
+
+def _action(value: Any) -> str:
+    if _string(value) not in ACTIONS:
+        raise ValueError(f"expected one of {', '.join(ACTIONS)}, got {value!r}")
+    return value
+
+
+def _check_executor(r, section, path, action, executor, executors) -> None:
+    if executor is None:
+        return
+    if executor not in executors:
+        known = ", ".join(sorted(executors)) or "none defined"
+        r.fail(
+            f"{path}.executor",
+            f"no executor named {executor!r} (known: {known})",
+            _line(section, "executor"),
+        )
+        return
+    kind = executors[executor].type
+    if action and action not in EXECUTOR_ACTIONS[kind]:
+        r.fail(
+            f"{path}.action",
+            f"a {kind} executor cannot {action}; it supports "
+            + ", ".join(sorted(EXECUTOR_ACTIONS[kind])),
+            _line(section, "action"),
+        )
+
+
+def _check_action_needs(r, section, path, action, executor: ExecutorConfig | None) -> None:
+    kind = executor.type if executor else None
+    needs = {
+        "command": kind == "command",
+        "request": kind == "http",
+        "scale": action == "scale",
+    }
+    for key, needed in needs.items():
+        if needed and key not in section:
+            r.fail(f"{path}.{key}", f"required for action {action!r} on a {kind} executor", None)
+
+
+def _template_map(value: Any) -> dict[str, Template]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping of names to template strings, got {_kind(value)}")
+    return {str(key): _template(item) for key, item in value.items()}
+
+
+def _argv(value: Any) -> tuple[Template, ...]:
+    if not isinstance(value, list) or not value:
+        raise TypeError("expected a non-empty list of arguments (no shell is ever used)")
+    return tuple(_template(item) for item in value)
+
+
+def _read_request(r: _Reader, section: Mapping, path: str) -> RequestSpec | None:
+    if "request" not in section:
+        return None
+    path = f"{path}.request"
+    node = r.section(
+        section["request"], path, _line(section, "request"), {"method", "url", "headers", "body"}
+    )
+    if node is None:
+        return None
+    url = r.value(node, path, "url", _template)
+    if url is None:
+        r.fail(f"{path}.url", "required key is missing", node.line)
+        return None
+    return RequestSpec(
+        method=r.value(node, path, "method", _method, "POST"),
+        url=url,
+        headers=r.value(node, path, "headers", _template_map, {}),
+        body=r.value(node, path, "body", _body_templates),
+    )
+
+
+def _method(value: Any) -> str:
+    if _string(value).upper() not in HTTP_METHODS:
+        raise ValueError(f"expected one of {', '.join(HTTP_METHODS)}, got {value!r}")
+    return value.upper()
+
+
+def _body_templates(value: Any) -> Any:
+    """JSON body: strings become (unchecked) templates; the body is data, not a command."""
+    if isinstance(value, str):
+        return _text_template(value)
+    if isinstance(value, dict):
+        return {str(k): _body_templates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_body_templates(v) for v in value]
+    return value
+
+
+def _read_scale(r: _Reader, section: Mapping, path: str) -> ScaleSpec | None:
+    if "scale" not in section:
+        return None
+    path = f"{path}.scale"
+    keys = {
+        "target_value",
+        "min_replicas",
+        "max_replicas",
+        "query",
+        "annotation",
+        "tolerance",
+        "scale_up_limit",
+        "scale_up_period",
+        "stabilization_window",
+    }
+    node = r.section(section["scale"], path, _line(section, "scale"), keys, {"target_value"})
+    if node is None:
+        return None
+    if ("query" in node) == ("annotation" in node):
+        r.fail(path, "set exactly one of query (PromQL) or annotation (alert value)", node.line)
+    spec = ScaleSpec(
+        target_value=r.value(node, path, "target_value", _positive, 1.0),
+        min_replicas=r.value(node, path, "min_replicas", _int(0), 1),
+        max_replicas=r.value(node, path, "max_replicas", _int(1), 10),
+        query=r.value(node, path, "query", _template),
+        annotation=r.value(node, path, "annotation", _nonempty),
+        tolerance=r.value(node, path, "tolerance", _number, 0.1),
+        scale_up_limit=r.value(node, path, "scale_up_limit", _int(1)),
+        scale_up_period=r.value(node, path, "scale_up_period", _positive_duration, 60.0),
+        stabilization_window=r.value(node, path, "stabilization_window", _duration, 300.0),
+    )
+    if spec.min_replicas > spec.max_replicas:
+        r.fail(path, "min_replicas must not exceed max_replicas", node.line)
+    if spec.tolerance < 0:
+        r.fail(f"{path}.tolerance", "must not be negative", _line(node, "tolerance"))
+    return spec
+
+
+def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) -> Verify | None:
+    if "verify" not in section:
+        return None
+    path = f"{path}.verify"
+    node = r.section(
+        section["verify"], path, _line(section, "verify"), {"query", "timeout", "interval"}
+    )
+    if node is None:
+        return None
+    query = r.value(node, path, "query", _template)
+    if query is None:
+        r.fail(f"{path}.query", "required key is missing", node.line)
+        return None
+    return Verify(
+        query=query,
+        timeout=r.value(node, path, "timeout", _positive_duration, defaults.verify_timeout),
+        interval=r.value(node, path, "interval", _positive_duration, defaults.verify_interval),
+    )
+
+
+def _read_preconditions(r: _Reader, section: Mapping, path: str) -> tuple[Precondition, ...]:
+    node = section.get("preconditions")
+    if node is None:
+        return ()
+    if not isinstance(node, list):
+        r.fail(f"{path}.preconditions", "expected a list", _line(section, "preconditions"))
+        return ()
+    found = []
+    for index, item in enumerate(node):
+        item_path = f"{path}.preconditions[{index}]"
+        entry = r.section(item, item_path, _line(node, index), {"alert_not_firing", "query"})
+        if entry is None:
+            continue
+        if len(entry) != 1:
+            r.fail(item_path, "set exactly one of alert_not_firing or query", _line(node, index))
+            continue
+        found.append(
+            Precondition(
+                alert_not_firing=r.value(entry, item_path, "alert_not_firing", _matchers, ()),
+                query=r.value(entry, item_path, "query", _template),
+            )
+        )
+    return tuple(found)
+
+
+# ---------------------------------------------------------------- entry points
+
+_TOP_KEYS = {"server", "store", "prometheus", "alertmanager", "defaults", "executors", "strategies"}
+
+
+def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> Config:
+    """Parse and validate; raise ConfigError listing every problem found."""
+    try:
+        raw = load_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError([Problem("", f"invalid YAML: {exc.problem}", line)], source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("", f"invalid YAML: {exc}")], source) from exc
+    r = _Reader(base_dir or Path.cwd())
+    top = r.section(raw, "", 1, _TOP_KEYS)
+    if top is None:
+        raise ConfigError(r.problems, source)
+    defaults = _read_defaults(r, top.get("defaults"), _line(top, "defaults"))
+    executors = _read_executors(r, top.get("executors"), _line(top, "executors"))
+    config = Config(
+        server=_read_server(r, top.get("server"), _line(top, "server")),
+        store=r.value(top, "", "store", _store_url, DEFAULT_STORE),
+        prometheus=_read_endpoint(r, top.get("prometheus"), "prometheus", _line(top, "prometheus")),
+        alertmanager=_read_endpoint(
+            r, top.get("alertmanager"), "alertmanager", _line(top, "alertmanager")
+        ),
+        defaults=defaults,
+        executors=executors,
+        strategies=_read_strategies(
+            r, top.get("strategies"), _line(top, "strategies"), defaults, executors
+        ),
+        source=source,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+    _check_references(r, config, top)
+    if r.problems:
+        raise ConfigError(r.problems, source)
+    return config
+
+
+def _store_url(value: Any) -> str:
+    text = _nonempty(value)
+    if not re.match(r"(sqlite:///|postgres(ql)?://)", text):
+        raise ValueError(f"expected sqlite:///PATH or postgresql://..., got {text!r}")
+    return text
+
+
+def _check_references(r: _Reader, config: Config, top: Mapping) -> None:
+    """Cross-section rules: things that are only wrong in combination."""
+    escalation = config.defaults.escalation_executor
+    if escalation and escalation not in config.executors:
+        r.fail("defaults.escalation_executor", f"no executor named {escalation!r}", None)
+    for name, executor in config.executors.items():
+        if executor.type == "alertmanager" and not (
+            executor.settings.get("url") or config.alertmanager
+        ):
+            r.fail(
+                f"executors.{name}.url",
+                "an alertmanager executor needs a url here or a top-level alertmanager.url",
+                _line(top, "executors"),
+            )
+    needs_prometheus = [
+        s.name
+        for s in config.strategies
+        if s.verify or (s.scale and s.scale.query) or any(p.query for p in s.preconditions)
+    ]
+    if needs_prometheus and config.prometheus is None:
+        r.fail(
+            "prometheus.url",
+            "required by strategies that query Prometheus: " + ", ".join(needs_prometheus),
+            None,
+        )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; secrets files resolve relative to it."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read config: {exc.strerror}")], str(path)) from exc
+    return parse_config(text, source=str(path), base_dir=file.resolve().parent)

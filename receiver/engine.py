@@ -1,0 +1,245 @@
+"""Incident lifecycle and action planning.
+
+`plan_for` is pure: labels in, rendered plans out (also what `remediator explain`
+shows). `ingest` applies one notification to the journal in ONE transaction, so a
+crash leaves either all of it or none of it, and Alertmanager's retry is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from receiver.alerts import Alert, Notification, format_timestamp
+from receiver.config import Config, Strategy
+from receiver.matchers import route
+from receiver.store.base import NewAction, NewIncident, NotificationRecord, Store, Transaction
+from receiver.templates import RenderError, Template, UnsafeValueError, check_safe
+
+log = logging.getLogger(__name__)
+
+CANCELLED_BY_RESOLUTION = "alert resolved before the action ran"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy would do for one alert, rendered; `refused` says why it won't."""
+
+    strategy: Strategy
+    target: str
+    params: dict[str, Any]
+    refused: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    alerts: int = 0
+    new_incidents: int = 0
+    resolved: int = 0
+    duplicates: int = 0
+    actions_planned: int = 0
+    actions_refused: int = 0
+    actions_cancelled: int = 0
+    unmatched: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- planning (pure)
+
+
+def plan_for(config: Config, alert: Alert) -> list[Plan]:
+    """Route an alert to its strategies and render each one's target and parameters."""
+    return [
+        render_plan(s, alert.template_context()) for s in route(config.strategies, alert.labels)
+    ]
+
+
+def render_plan(strategy: Strategy, context: dict[str, Any]) -> Plan:
+    try:
+        target = check_safe(_render(strategy.target, context, strategy), strategy.safe_pattern,
+                            "target")  # fmt: skip
+        params = _render_params(strategy, {**context, "target": target})
+    except (RenderError, UnsafeValueError) as exc:
+        return Plan(strategy, "", {}, refused=f"refused: {exc}")
+    return Plan(strategy, target, params)
+
+
+def _render(template: Template, context: dict[str, Any], strategy: Strategy) -> str:
+    return template.render(context, strategy.safe_pattern)
+
+
+def _render_params(strategy: Strategy, context: dict[str, Any]) -> dict[str, Any]:
+    """Render everything an executor will need now, while the alert is at hand, so the
+    journal shows exactly what will be run and the dispatcher never re-reads labels."""
+    params = {name: _render(t, context, strategy) for name, t in strategy.params.items()}
+    context = {**context, "params": params}
+    rendered: dict[str, Any] = {"params": params}
+    if strategy.command:
+        rendered["command"] = [_render(arg, context, strategy) for arg in strategy.command]
+    if strategy.request:
+        request = strategy.request
+        rendered["request"] = {
+            "method": request.method,
+            "url": _render(request.url, context, strategy),
+            "headers": {k: _render(v, context, strategy) for k, v in request.headers.items()},
+            "body": _render_body(request.body, context, strategy),
+        }
+    if strategy.verify:
+        rendered["verify_query"] = _render(strategy.verify.query, context, strategy)
+    if strategy.scale and strategy.scale.query:
+        rendered["scale_query"] = _render(strategy.scale.query, context, strategy)
+    queries = [_render(p.query, context, strategy) for p in strategy.preconditions if p.query]
+    if queries:
+        rendered["precondition_queries"] = queries
+    return rendered
+
+
+def _render_body(body: Any, context: dict[str, Any], strategy: Strategy) -> Any:
+    if isinstance(body, Template):
+        return _render(body, context, strategy)
+    if isinstance(body, dict):
+        return {k: _render_body(v, context, strategy) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_render_body(v, context, strategy) for v in body]
+    return body
+
+
+# ---------------------------------------------------------------- ingest (journal)
+
+
+def ingest(store: Store, config: Config, notification: Notification, now: float) -> IngestSummary:
+    """Journal one notification; raises StoreUnavailable if it could not be written."""
+    summary = IngestSummary(alerts=len(notification.alerts))
+    with store.transaction() as tx:
+        for alert in notification.alerts:
+            _apply_alert(tx, config, alert, now, summary)
+        tx.insert_notification(_record(notification, now, summary))
+    return summary
+
+
+def _apply_alert(
+    tx: Transaction, config: Config, alert: Alert, now: float, summary: IngestSummary
+) -> None:
+    starts_at = format_timestamp(alert.starts_at)
+    existing = tx.find_incident(alert.fingerprint, starts_at)
+    if alert.status == "firing":
+        if existing is not None:  # a repeat, an HA twin, or a late firing after resolution
+            tx.touch_incident(existing.id, now)
+            summary.duplicates += 1
+            return
+        _open_incident(tx, config, alert, starts_at, now, summary)
+        return
+    ends_at = alert.ends_at or alert.starts_at
+    if existing is None:  # resolved, never seen firing: record it closed, act on nothing
+        tx.insert_incident(_new_incident(config, alert, starts_at, now, matched=False))
+        summary.resolved += 1
+        return
+    if existing.status == "resolved":
+        summary.duplicates += 1
+        return
+    duration = tx.resolve_incident(existing.id, format_timestamp(ends_at), ends_at.timestamp(), now)
+    cancelled = tx.cancel_planned_actions(existing.id, CANCELLED_BY_RESOLUTION, now)
+    summary.resolved += 1
+    summary.actions_cancelled += len(cancelled)
+    log.info(
+        "incident resolved after %.1fs",
+        duration,
+        extra={"incident_id": existing.id, "cancelled_actions": cancelled},
+    )
+
+
+def _open_incident(
+    tx: Transaction,
+    config: Config,
+    alert: Alert,
+    starts_at: str,
+    now: float,
+    summary: IngestSummary,
+) -> None:
+    plans = plan_for(config, alert)
+    incident_id = tx.insert_incident(
+        _new_incident(config, alert, starts_at, now, matched=bool(plans))
+    )
+    summary.new_incidents += 1
+    if not plans:
+        summary.unmatched += 1
+    log.info(
+        "incident opened: %s",
+        alert.alertname,
+        extra={"incident_id": incident_id, "fingerprint": alert.fingerprint},
+    )
+    for plan in plans:
+        action_id = tx.insert_action(_new_action(incident_id, plan, now))
+        if plan.refused:
+            summary.actions_refused += 1
+            log.warning(
+                "action refused: %s",
+                plan.refused,
+                extra={"incident_id": incident_id, "action_id": action_id},
+            )
+        else:
+            summary.actions_planned += 1
+            log.info(
+                "action planned: %s %s on %s",
+                plan.strategy.name,
+                plan.strategy.action,
+                plan.target,
+                extra={"incident_id": incident_id, "action_id": action_id},
+            )
+
+
+def _new_incident(
+    config: Config, alert: Alert, starts_at: str, now: float, matched: bool
+) -> NewIncident:
+    resolved = alert.status == "resolved"
+    ends_at = (alert.ends_at or alert.starts_at) if resolved else None
+    return NewIncident(
+        fingerprint=alert.fingerprint,
+        starts_at=starts_at,
+        starts_at_ts=alert.starts_at.timestamp(),
+        alertname=alert.alertname,
+        service=config.service_of(alert.labels),
+        status=alert.status,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        generator_url=alert.generator_url,
+        seen_at=now,
+        matched=matched,
+        ends_at=format_timestamp(ends_at) if ends_at else None,
+        ends_at_ts=ends_at.timestamp() if ends_at else None,
+    )
+
+
+def _new_action(incident_id: int, plan: Plan, now: float) -> NewAction:
+    strategy = plan.strategy
+    return NewAction(
+        incident_id=incident_id,
+        strategy=strategy.name,
+        action=strategy.action,
+        executor=strategy.executor,
+        target=plan.target,
+        params=plan.params,
+        status="skipped" if plan.refused else "planned",
+        reason=plan.refused or "matched strategy " + strategy.name,
+        dry_run=strategy.dry_run,
+        created_at=now,
+    )
+
+
+def _record(notification: Notification, now: float, summary: IngestSummary) -> NotificationRecord:
+    firing = sum(1 for alert in notification.alerts if alert.status == "firing")
+    return NotificationRecord(
+        received_at=now,
+        group_key=notification.group_key,
+        receiver=notification.receiver,
+        status=notification.status,
+        alerts=len(notification.alerts),
+        firing=firing,
+        resolved=len(notification.alerts) - firing,
+        truncated_alerts=notification.truncated_alerts,
+        external_url=notification.external_url,
+        summary=summary.as_dict(),
+    )

@@ -1,0 +1,79 @@
+"""Structured logs: every line can carry incident and action ids, as JSON or text.
+
+Operators grep for "action_id=42" or feed JSON into their log pipeline; both forms
+carry the same fields so an incident can be followed from webhook to verification.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+CONTEXT_FIELDS = (
+    "incident_id",
+    "action_id",
+    "fingerprint",
+    "strategy",
+    "target",
+    "cancelled_actions",
+)
+
+
+def _context(record: logging.LogRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in CONTEXT_FIELDS if hasattr(record, name)}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_context(record),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = " ".join(f"{key}={value}" for key, value in _context(record).items())
+        return f"{line} {context}" if context else line
+
+
+def configure(log_format: str = "text", level: str = "INFO") -> None:
+    """Replace root handlers: one stream handler on stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def gunicorn_logconfig(log_format: str) -> dict[str, object]:
+    """dictConfig for gunicorn's own loggers, so its lines match ours in either format."""
+    formatter = "JsonFormatter" if log_format == "json" else "TextFormatter"
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "remediator",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"remediator": {"()": f"receiver.logs.{formatter}"}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }

@@ -1,0 +1,106 @@
+"""`remediator serve`: the app under gunicorn's threaded worker, never Flask's dev server.
+
+Configuration is validated in the master before any worker starts, so a bad file fails
+fast with every problem listed. SIGHUP is forwarded to the worker, which reloads the
+config in place (keeping the old one if the new is invalid) instead of gunicorn's
+default of restarting workers, which would interrupt remediation in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+from receiver import logs
+from receiver.app import AppState, create_app
+from receiver.config import Config, ConfigError
+from receiver.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    config_path: str
+    config: Config  # with command-line overrides applied
+    overrides: dict[str, str]
+    log_format: str = "text"
+
+
+class _ForwardingArbiter(Arbiter):
+    def handle_hup(self) -> None:
+        self.log.info("SIGHUP: asking workers to reload the remediation config")
+        for pid in list(self.WORKERS):
+            os.kill(pid, signal.SIGHUP)
+
+
+def _install_reload_handler(app_state: AppState) -> None:
+    def on_hup(signum: int, frame: Any) -> None:
+        try:
+            app_state.reload()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+class RemediatorServer(BaseApplication):
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.app_state: AppState | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = {
+            "bind": [self.options.config.server.listen],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": self.options.config.server.threads,
+            "timeout": 60,
+            "graceful_timeout": 30,
+            "keepalive": 75,  # longer than Alertmanager's idle connections, so no resets
+            "accesslog": None,
+            "post_worker_init": self._post_worker_init,
+            "proc_name": "remediator",
+            "logconfig_dict": logs.gunicorn_logconfig(self.options.log_format),
+            "control_socket_disable": True,  # gunicorn >= 25: one shared path per user
+        }
+        for key, value in settings.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def _post_worker_init(self, worker: Any) -> None:
+        logs.configure(self.options.log_format)
+        assert self.app_state is not None
+        _install_reload_handler(self.app_state)
+
+    def load(self) -> Any:
+        logs.configure(self.options.log_format)
+        config = self.options.config
+        self.app_state = AppState(
+            config=config,
+            store=open_store(config.store),
+            config_path=self.options.config_path,
+            overrides=self.options.overrides,
+        )
+        return create_app(self.app_state)
+
+    def run(self) -> None:
+        _ForwardingArbiter(self).run()
+
+
+def serve(options: ServeOptions) -> None:
+    """Check the store answers before forking, then hand over to gunicorn."""
+    logs.configure(options.log_format)
+    config = options.config
+    store = open_store(config.store)
+    store.ping()
+    store.close()
+    log.info("remediator listening on %s, journal %s", config.server.listen, config.store)
+    RemediatorServer(options).run()

@@ -1,0 +1,129 @@
+"""The journal's interface: what the engine and the API need from any store.
+
+SQLite is the default; PostgreSQL implements the same SQL (see sql.py). Driver errors
+never escape: they become StoreUnavailable so that the webhook can answer 503 and
+Alertmanager retries, instead of a 500 that it would not.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+INCIDENT_STATUSES = ("firing", "resolved")
+ACTION_STATUSES = (
+    "planned",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "skipped",
+    "cancelled",
+)
+FINAL_ACTION_STATUSES = ("succeeded", "failed", "timed_out", "skipped", "cancelled")
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot answer or cannot write right now; the caller may retry."""
+
+
+@dataclass
+class IncidentRow:
+    id: int
+    fingerprint: str
+    starts_at: str
+    status: str
+    ends_at: str | None = None
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    fingerprint: str
+    starts_at: str
+    starts_at_ts: float
+    alertname: str
+    service: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    seen_at: float
+    matched: bool
+    ends_at: str | None = None
+    ends_at_ts: float | None = None
+
+
+@dataclass(frozen=True)
+class NewAction:
+    incident_id: int
+    strategy: str
+    action: str
+    executor: str
+    target: str
+    params: dict[str, Any]
+    status: str
+    reason: str
+    dry_run: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    received_at: float
+    group_key: str
+    receiver: str
+    status: str
+    alerts: int
+    firing: int
+    resolved: int
+    truncated_alerts: int
+    external_url: str
+    summary: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+class Transaction(Protocol):
+    def find_incident(self, fingerprint: str, starts_at: str) -> IncidentRow | None: ...
+    def insert_incident(self, incident: NewIncident) -> int: ...
+    def touch_incident(self, incident_id: int, seen_at: float) -> None: ...
+    def resolve_incident(
+        self, incident_id: int, ends_at: str, ends_at_ts: float, seen_at: float
+    ) -> float: ...
+    def insert_action(self, action: NewAction) -> int: ...
+    def cancel_planned_actions(self, incident_id: int, reason: str, at: float) -> list[int]: ...
+    def insert_notification(self, record: NotificationRecord) -> int: ...
+
+
+class Store(Protocol):
+    url: str
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def ping(self) -> None: ...
+    def list_incidents(
+        self,
+        *,
+        status: str | None,
+        service: str | None,
+        alertname: str | None,
+        limit: int,
+        offset: int,
+    ) -> Page: ...
+    def list_actions(
+        self,
+        *,
+        status: str | None,
+        strategy: str | None,
+        incident_id: int | None,
+        limit: int,
+        offset: int,
+    ) -> Page: ...
+    def counts(self) -> dict[str, int]: ...
+    def close(self) -> None: ...

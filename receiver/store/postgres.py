@@ -1,0 +1,60 @@
+"""PostgreSQL journal (optional extra `remediator[postgres]`): same SQL as SQLite.
+
+Useful when several Remediator replicas share one journal. Each thread holds its own
+connection; a broken connection is dropped and reopened on the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from receiver.store.sql import SqlStore
+
+try:
+    import psycopg
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
+    ) from exc
+
+_SCHEMA_LOCK = 0x72656D65  # advisory lock id: replicas starting together create tables once
+
+
+class PostgresStore(SqlStore):
+    placeholder = "%s"
+    primary_key = "BIGSERIAL PRIMARY KEY"
+    driver_errors = (psycopg.Error,)
+
+    def __init__(self, url: str, connect_timeout: int = 5) -> None:
+        self.url = url
+        self._connect_timeout = connect_timeout
+        self._local = threading.local()
+        self.create_schema()
+
+    def _connection(self) -> Any:
+        local = self._local
+        connection = getattr(local, "connection", None)
+        if connection is None or connection.closed or getattr(local, "pid", None) != os.getpid():
+            local.connection = psycopg.connect(self.url, connect_timeout=self._connect_timeout)
+            local.pid = os.getpid()
+        return local.connection
+
+    def _begin(self, connection: Any, write: bool) -> None:
+        """psycopg opens a transaction implicitly on the first statement."""
+
+    def create_schema(self) -> None:
+        with self.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            for statement in self.schema_statements():
+                tx.execute(statement)
+
+    def _discard_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        self._discard_connection()

@@ -1,0 +1,405 @@
+"""SQL shared by the SQLite and PostgreSQL stores.
+
+Written once in a portable subset (`?` placeholders, translated per driver; RETURNING;
+no vendor functions) so that both backends journal exactly the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.store.base import (
+    IncidentRow,
+    NewAction,
+    NewIncident,
+    NotificationRecord,
+    Page,
+    StoreUnavailable,
+)
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS notifications (
+        id {pk},
+        received_at DOUBLE PRECISION NOT NULL,
+        group_key TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        status TEXT NOT NULL,
+        alerts INTEGER NOT NULL,
+        firing INTEGER NOT NULL,
+        resolved INTEGER NOT NULL,
+        truncated_alerts INTEGER NOT NULL,
+        external_url TEXT NOT NULL,
+        summary TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS incidents (
+        id {pk},
+        fingerprint TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        starts_at_ts DOUBLE PRECISION NOT NULL,
+        alertname TEXT NOT NULL,
+        service TEXT NOT NULL,
+        status TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        generator_url TEXT NOT NULL,
+        matched INTEGER NOT NULL,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        ends_at TEXT,
+        ends_at_ts DOUBLE PRECISION,
+        duration_seconds DOUBLE PRECISION,
+        UNIQUE (fingerprint, starts_at)
+    )""",
+    "CREATE INDEX IF NOT EXISTS incidents_by_status ON incidents (status, starts_at_ts)",
+    "CREATE INDEX IF NOT EXISTS incidents_by_service ON incidents (service, starts_at_ts)",
+    """CREATE TABLE IF NOT EXISTS actions (
+        id {pk},
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        strategy TEXT NOT NULL,
+        action TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        target TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        claimed_by TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
+    "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
+    """CREATE TABLE IF NOT EXISTS action_events (
+        id {pk},
+        action_id INTEGER NOT NULL REFERENCES actions (id),
+        at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS action_events_by_action ON action_events (action_id)",
+]
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SqlTransaction:
+    """Journal operations inside one open transaction (see Store.transaction)."""
+
+    def __init__(self, cursor: Any, placeholder: str) -> None:
+        self._cursor = cursor
+        self._placeholder = placeholder
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._placeholder != "?":
+            sql = sql.replace("?", self._placeholder)
+        self._cursor.execute(sql, params)
+        return self._cursor
+
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        return self.execute(sql + " RETURNING id", params).fetchone()[0]
+
+    def find_incident(self, fingerprint: str, starts_at: str) -> IncidentRow | None:
+        row = self.execute(
+            "SELECT id, fingerprint, starts_at, status, ends_at FROM incidents "
+            "WHERE fingerprint = ? AND starts_at = ?",
+            (fingerprint, starts_at),
+        ).fetchone()
+        return IncidentRow(*row) if row else None
+
+    def insert_incident(self, incident: NewIncident) -> int:
+        duration = None
+        if incident.ends_at_ts is not None:
+            duration = max(0.0, incident.ends_at_ts - incident.starts_at_ts)
+        return self._insert(
+            "INSERT INTO incidents (fingerprint, starts_at, starts_at_ts, alertname, service, "
+            "status, labels, annotations, generator_url, matched, first_seen, last_seen, "
+            "ends_at, ends_at_ts, duration_seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                incident.fingerprint,
+                incident.starts_at,
+                incident.starts_at_ts,
+                incident.alertname,
+                incident.service,
+                incident.status,
+                json.dumps(incident.labels, sort_keys=True),
+                json.dumps(incident.annotations, sort_keys=True),
+                incident.generator_url,
+                int(incident.matched),
+                incident.seen_at,
+                incident.seen_at,
+                incident.ends_at,
+                incident.ends_at_ts,
+                duration,
+            ),
+        )
+
+    def touch_incident(self, incident_id: int, seen_at: float) -> None:
+        self.execute("UPDATE incidents SET last_seen = ? WHERE id = ?", (seen_at, incident_id))
+
+    def resolve_incident(
+        self, incident_id: int, ends_at: str, ends_at_ts: float, seen_at: float
+    ) -> float:
+        starts_at_ts = self.execute(
+            "SELECT starts_at_ts FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()[0]
+        duration = max(0.0, ends_at_ts - starts_at_ts)
+        self.execute(
+            "UPDATE incidents SET status = 'resolved', ends_at = ?, ends_at_ts = ?, "
+            "duration_seconds = ?, last_seen = ? WHERE id = ?",
+            (ends_at, ends_at_ts, duration, seen_at, incident_id),
+        )
+        return duration
+
+    def insert_action(self, action: NewAction) -> int:
+        action_id = self._insert(
+            "INSERT INTO actions (incident_id, strategy, action, executor, target, params, "
+            "status, reason, dry_run, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                action.incident_id,
+                action.strategy,
+                action.action,
+                action.executor,
+                action.target,
+                json.dumps(action.params, sort_keys=True),
+                action.status,
+                action.reason,
+                int(action.dry_run),
+                action.created_at,
+                action.created_at,
+            ),
+        )
+        self.add_event(action_id, action.created_at, action.status, action.reason)
+        return action_id
+
+    def add_event(self, action_id: int, at: float, status: str, reason: str) -> None:
+        self.execute(
+            "INSERT INTO action_events (action_id, at, status, reason) VALUES (?, ?, ?, ?)",
+            (action_id, at, status, reason),
+        )
+
+    def cancel_planned_actions(self, incident_id: int, reason: str, at: float) -> list[int]:
+        ids = [
+            row[0]
+            for row in self.execute(
+                "SELECT id FROM actions WHERE incident_id = ? AND status = 'planned'",
+                (incident_id,),
+            ).fetchall()
+        ]
+        for action_id in ids:
+            self.execute(
+                "UPDATE actions SET status = 'cancelled', reason = ?, updated_at = ?, "
+                "finished_at = ? WHERE id = ?",
+                (reason, at, at, action_id),
+            )
+            self.add_event(action_id, at, "cancelled", reason)
+        return ids
+
+    def insert_notification(self, record: NotificationRecord) -> int:
+        return self._insert(
+            "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, "
+            "firing, resolved, truncated_alerts, external_url, summary) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.received_at,
+                record.group_key,
+                record.receiver,
+                record.status,
+                record.alerts,
+                record.firing,
+                record.resolved,
+                record.truncated_alerts,
+                record.external_url,
+                json.dumps(record.summary, sort_keys=True),
+            ),
+        )
+
+
+_INCIDENT_COLUMNS = (
+    "id, fingerprint, starts_at, alertname, service, status, labels, annotations, "
+    "generator_url, matched, first_seen, last_seen, ends_at, duration_seconds"
+)
+_ACTION_COLUMNS = (
+    "id, incident_id, strategy, action, executor, target, params, status, reason, dry_run, "
+    "created_at, updated_at, started_at, finished_at, claimed_by"
+)
+
+
+class SqlStore(ABC):
+    """Shared behaviour; subclasses supply connections and the driver's error classes."""
+
+    url: str
+    placeholder = "?"
+    driver_errors: tuple[type[BaseException], ...] = ()
+
+    # subclass hooks -------------------------------------------------------
+    @abstractmethod
+    def _connection(self) -> Any:
+        """This thread's open connection."""
+
+    def _begin(self, connection: Any, write: bool) -> None:
+        connection.execute("BEGIN")
+
+    # interface ------------------------------------------------------------
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[SqlTransaction]:
+        """One atomic unit: everything inside commits together or not at all."""
+        try:
+            connection = self._connection()
+            self._begin(connection, write)
+        except self.driver_errors as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        try:
+            yield SqlTransaction(connection.cursor(), self.placeholder)
+            connection.commit()
+        except self.driver_errors as exc:
+            self._rollback(connection)
+            raise StoreUnavailable(str(exc)) from exc
+        except BaseException:
+            self._rollback(connection)
+            raise
+
+    def _rollback(self, connection: Any) -> None:
+        try:
+            connection.rollback()
+        except self.driver_errors:
+            self._discard_connection()
+
+    @abstractmethod
+    def _discard_connection(self) -> None:
+        """Drop a connection that may be broken; the next call opens a fresh one."""
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.transaction(write=False) as tx:
+            return tx.execute(sql, params).fetchall()
+
+    primary_key = "INTEGER PRIMARY KEY"
+
+    def schema_statements(self) -> list[str]:
+        return [statement.format(pk=self.primary_key) for statement in SCHEMA]
+
+    def create_schema(self) -> None:
+        with self.transaction() as tx:
+            for statement in self.schema_statements():
+                tx.execute(statement)
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def list_incidents(
+        self,
+        *,
+        status: str | None = None,
+        service: str | None = None,
+        alertname: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page:
+        where, params = _filters(status=status, service=service, alertname=alertname)
+        total = self._read(f"SELECT COUNT(*) FROM incidents{where}", params)[0][0]
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents{where} "
+            "ORDER BY starts_at_ts DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return Page([_incident_dict(row) for row in rows], total, limit, offset)
+
+    def list_actions(
+        self,
+        *,
+        status: str | None = None,
+        strategy: str | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page:
+        where, params = _filters(status=status, strategy=strategy, incident_id=incident_id)
+        total = self._read(f"SELECT COUNT(*) FROM actions{where}", params)[0][0]
+        rows = self._read(
+            f"SELECT {_ACTION_COLUMNS} FROM actions{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        actions = [_action_dict(row) for row in rows]
+        self._attach_events(actions)
+        return Page(actions, total, limit, offset)
+
+    def _attach_events(self, actions: list[dict[str, Any]]) -> None:
+        if not actions:
+            return
+        by_id = {action["id"]: action for action in actions}
+        marks = ", ".join("?" for _ in by_id)
+        rows = self._read(
+            f"SELECT action_id, at, status, reason FROM action_events "
+            f"WHERE action_id IN ({marks}) ORDER BY id",
+            tuple(by_id),
+        )
+        for action_id, at, status, reason in rows:
+            by_id[action_id]["events"].append({"at": iso(at), "status": status, "reason": reason})
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table; tests use them to prove a rejected request wrote nothing."""
+        tables = ("notifications", "incidents", "actions", "action_events")
+        return {table: self._read(f"SELECT COUNT(*) FROM {table}")[0][0] for table in tables}
+
+
+def _filters(**values: Any) -> tuple[str, tuple[Any, ...]]:
+    used = {column: value for column, value in values.items() if value is not None}
+    if not used:
+        return "", ()
+    return " WHERE " + " AND ".join(f"{column} = ?" for column in used), tuple(used.values())
+
+
+def _incident_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    (id_, fingerprint, starts_at, alertname, service, status, labels, annotations,
+     generator_url, matched, first_seen, last_seen, ends_at, duration) = row  # fmt: skip
+    return {
+        "id": id_,
+        "fingerprint": fingerprint,
+        "alertname": alertname,
+        "service": service,
+        "status": status,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "duration_seconds": duration,
+        "labels": json.loads(labels),
+        "annotations": json.loads(annotations),
+        "generator_url": generator_url,
+        "matched": bool(matched),
+        "first_seen": iso(first_seen),
+        "last_seen": iso(last_seen),
+    }
+
+
+def _action_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    (id_, incident_id, strategy, action, executor, target, params, status, reason, dry_run,
+     created_at, updated_at, started_at, finished_at, claimed_by) = row  # fmt: skip
+    return {
+        "id": id_,
+        "incident_id": incident_id,
+        "strategy": strategy,
+        "action": action,
+        "executor": executor,
+        "target": target,
+        "params": json.loads(params),
+        "status": status,
+        "reason": reason,
+        "dry_run": bool(dry_run),
+        "created_at": iso(created_at),
+        "updated_at": iso(updated_at),
+        "started_at": iso(started_at),
+        "finished_at": iso(finished_at),
+        "claimed_by": claimed_by,
+        "events": [],
+    }
