@@ -29,6 +29,9 @@ system-deps:
 	  fi; \
 	fi
 
+demo: venv system-deps
+	$(PY) examples/demo_ingest.py
+
 run: venv
 	$(VENV)/bin/remediator serve --config $(CONFIG)
 

@@ -114,6 +114,16 @@ def require_auth() -> tuple[Response, int] | None:
 
 # ---------------------------------------------------------------- webhook
 
+
+def _bounded_body(limit: int) -> bytes | None:
+    """The body, or None if it exceeds limit. Reads at most limit + 1 bytes: a declared
+    Content-Length over the limit is refused unread, and a chunked body is cut off one
+    byte past it (werkzeug would silently truncate it to the limit)."""
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=False)
+    return None if len(body) > limit else body
+
+
 webhook = Blueprint("webhook", __name__)
 
 
@@ -126,8 +136,9 @@ def receive() -> tuple[Response, int]:
         return error(415, f"expected Content-Type application/json, got {request.mimetype!r}")
     app_state = state()
     config = app_state.config
-    request.max_content_length = config.server.max_body_bytes
-    body = request.get_data(cache=False)  # raises 413 before reading an oversize body
+    body = _bounded_body(config.server.max_body_bytes)
+    if body is None:
+        return error(413, f"body larger than {config.server.max_body_bytes} bytes")
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -112,12 +112,15 @@ class Precondition:
     """`alert_not_firing` holds matchers; `query` holds a PromQL template that must be true."""
 
     alert_not_firing: tuple[Matcher, ...] = ()
+    value_templates: tuple[Template, ...] = ()  # one per matcher: values may use labels
     query: Template | None = None
 
     def describe(self) -> str:
         if self.query is not None:
             return f"only if Prometheus query {self.query.source!r} is true"
-        return "only if no alert matching {" + ", ".join(map(str, self.alert_not_firing)) + "}"
+        return (
+            "only if no alert matching {" + ", ".join(map(str, self.alert_not_firing)) + "} fires"
+        )
 
 
 @dataclass(frozen=True)
@@ -570,7 +573,7 @@ def _read_executors(r: _Reader, node: Any, line: int | None) -> dict[str, Execut
         path = f"executors.{name}"
         spec_line = _line(node, name)
         kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind in PLANNED_EXECUTOR_TYPES:
+        if isinstance(kind, str) and kind in PLANNED_EXECUTOR_TYPES:
             r.fail(f"{path}.type", PLANNED_EXECUTOR_TYPES[kind], _line(spec, "type"))
             continue
         if kind not in EXECUTOR_TYPES:
@@ -727,7 +730,11 @@ def _check_action_needs(r, section, path, action, executor: ExecutorConfig | Non
     }
     for key, needed in needs.items():
         if needed and key not in section:
-            r.fail(f"{path}.{key}", f"required for action {action!r} on a {kind} executor", None)
+            r.fail(
+                f"{path}.{key}",
+                f"required for action {action!r} on a {kind} executor",
+                getattr(section, "line", None),
+            )
 
 
 def _template_map(value: Any) -> dict[str, Template]:
@@ -751,9 +758,11 @@ def _read_request(r: _Reader, section: Mapping, path: str) -> RequestSpec | None
     )
     if node is None:
         return None
+    if "url" not in node:
+        r.fail(f"{path}.url", "required key is missing", node.line)
+        return None
     url = r.value(node, path, "url", _template)
     if url is None:
-        r.fail(f"{path}.url", "required key is missing", node.line)
         return None
     return RequestSpec(
         method=r.value(node, path, "method", _method, "POST"),
@@ -827,9 +836,11 @@ def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) ->
     )
     if node is None:
         return None
+    if "query" not in node:
+        r.fail(f"{path}.query", "required key is missing", node.line)
+        return None
     query = r.value(node, path, "query", _template)
     if query is None:
-        r.fail(f"{path}.query", "required key is missing", node.line)
         return None
     return Verify(
         query=query,
@@ -854,9 +865,11 @@ def _read_preconditions(r: _Reader, section: Mapping, path: str) -> tuple[Precon
         if len(entry) != 1:
             r.fail(item_path, "set exactly one of alert_not_firing or query", _line(node, index))
             continue
+        matchers = r.value(entry, item_path, "alert_not_firing", _matchers, ())
         found.append(
             Precondition(
-                alert_not_firing=r.value(entry, item_path, "alert_not_firing", _matchers, ()),
+                alert_not_firing=matchers,
+                value_templates=tuple(compile_template(m.value) for m in matchers),
                 query=r.value(entry, item_path, "query", _template),
             )
         )
@@ -916,7 +929,11 @@ def _check_references(r: _Reader, config: Config, top: Mapping) -> None:
     """Cross-section rules: things that are only wrong in combination."""
     escalation = config.defaults.escalation_executor
     if escalation and escalation not in config.executors:
-        r.fail("defaults.escalation_executor", f"no executor named {escalation!r}", None)
+        r.fail(
+            "defaults.escalation_executor",
+            f"no executor named {escalation!r}",
+            _line(top.get("defaults"), "escalation_executor"),
+        )
     for name, executor in config.executors.items():
         if executor.type == "alertmanager" and not (
             executor.settings.get("url") or config.alertmanager
@@ -932,10 +949,13 @@ def _check_references(r: _Reader, config: Config, top: Mapping) -> None:
         if s.verify or (s.scale and s.scale.query) or any(p.query for p in s.preconditions)
     ]
     if needs_prometheus and config.prometheus is None:
+        wanted = needs_prometheus[0]
+        raw = top["strategies"]
+        first = next((s for s in raw if isinstance(s, dict) and s.get("name") == wanted), None)
         r.fail(
             "prometheus.url",
             "required by strategies that query Prometheus: " + ", ".join(needs_prometheus),
-            None,
+            getattr(first, "line", None),
         )
 
 

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from receiver.alerts import Alert, Notification, format_timestamp
-from receiver.config import Config, Strategy
-from receiver.matchers import route
+from receiver.config import Config, Precondition, Strategy
+from receiver.matchers import Matcher, route
 from receiver.store.base import NewAction, NewIncident, NotificationRecord, Store, Transaction
 from receiver.templates import RenderError, Template, UnsafeValueError, check_safe
 
@@ -94,7 +94,22 @@ def _render_params(strategy: Strategy, context: dict[str, Any]) -> dict[str, Any
     queries = [_render(p.query, context, strategy) for p in strategy.preconditions if p.query]
     if queries:
         rendered["precondition_queries"] = queries
+    silencing = [_render_matchers(p, context, strategy) for p in strategy.preconditions]
+    if any(silencing):
+        rendered["precondition_alerts"] = [m for m in silencing if m]
     return rendered
+
+
+def _render_matchers(
+    precondition: Precondition, context: dict[str, Any], strategy: Strategy
+) -> list[str]:
+    """`alert_not_firing` matcher values may name the alert's own labels."""
+    return [
+        str(Matcher(m.name, m.op, _render(template, context, strategy)))
+        for m, template in zip(
+            precondition.alert_not_firing, precondition.value_templates, strict=True
+        )
+    ]
 
 
 def _render_body(body: Any, context: dict[str, Any], strategy: Strategy) -> Any:

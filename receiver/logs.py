@@ -72,6 +72,7 @@ def gunicorn_logconfig(log_format: str) -> dict[str, object]:
         "disable_existing_loggers": False,
         "formatters": {"remediator": {"()": f"receiver.logs.{formatter}"}},
         "handlers": {"stderr": handler},
+        "root": {"handlers": ["stderr"], "level": "INFO"},
         "loggers": {
             "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "gunicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},

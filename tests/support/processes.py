@@ -1,0 +1,180 @@
+"""Start real components (Alertmanager, Prometheus, the receiver) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    """Poll until url answers 200; fail early with the process's output if it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} not found: `make test` installs it (Debian package)")
+    return path
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running(argv: list[str], url: str, log: Path, ready_path: str, **kwargs) -> Iterator[Running]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kwargs)
+    proc = Running(process, url, log)
+    try:
+        try:
+            wait_http(url + ready_path, process=process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}\n--- {argv[0]} output ---\n{proc.output()}") from exc
+        yield proc
+    finally:
+        stop(process)
+
+
+def alertmanager_config(
+    webhook_url: str,
+    *,
+    credentials_file: Path | None = None,
+    group_wait: str = "1s",
+    group_interval: str = "1s",
+    repeat_interval: str = "1h",
+) -> str:
+    auth = ""
+    if credentials_file is not None:
+        auth = (
+            "\n      http_config:\n        authorization:"
+            f"\n          credentials_file: {credentials_file}"
+        )
+    return f"""route:
+  receiver: remediator
+  group_by: ['alertname', 'service']
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: remediator
+    webhook_configs:
+    - url: {webhook_url}
+      send_resolved: true{auth}
+"""
+
+
+@contextmanager
+def alertmanager(
+    workdir: Path, config_text: str, *, extra_args: list[str] | None = None
+) -> Iterator[Running]:
+    """A real Alertmanager on a free port; clustering off unless extra_args enable it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "alertmanager.yml"
+    config.write_text(config_text)
+    port = free_port()
+    argv = [
+        binary("prometheus-alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *(extra_args or ["--cluster.listen-address="]),
+    ]
+    with running(argv, f"http://127.0.0.1:{port}", workdir / "alertmanager.log", "/-/ready") as am:
+        yield am
+
+
+@contextmanager
+def prometheus(workdir: Path, config_text: str, rule_files: dict[str, str] | None = None):
+    """A real Prometheus on a free port with the given config (and rule files beside it)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name, text in (rule_files or {}).items():
+        (workdir / name).write_text(text)
+    config = workdir / "prometheus.yml"
+    config.write_text(config_text)
+    port = free_port()
+    argv = [
+        binary("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
+    with running(argv, f"http://127.0.0.1:{port}", workdir / "prometheus.log", "/-/ready") as prom:
+        yield prom
+
+
+def remediator_argv(config: Path, listen: str, store: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "receiver.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--listen",
+        listen,
+        "--store",
+        store,
+        *extra,
+    ]
+
+
+@contextmanager
+def remediator(
+    workdir: Path, config: Path, store: str, *extra: str, log_name: str = "remediator.log"
+) -> Iterator[Running]:
+    """`remediator serve` as a real subprocess (gunicorn), ready when /-/ready answers."""
+    port = free_port()
+    argv = remediator_argv(config, f"127.0.0.1:{port}", store, *extra)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with running(
+        argv, f"http://127.0.0.1:{port}", workdir / log_name, "/-/ready", cwd=workdir, env=env
+    ) as server:
+        yield server
