@@ -87,11 +87,11 @@ def parse_timestamp(value: Any, where: str) -> datetime | None:
     tz = "+00:00" if found["tz"] in ("Z", "z") else found["tz"]
     try:
         parsed = datetime.fromisoformat(f"{found['base'].replace(' ', 'T')}.{frac}{tz}")
-    except ValueError as exc:
+        if parsed.year <= _GO_ZERO_YEAR:
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise PayloadError(where, f"invalid timestamp {value[:64]!r}: {exc}") from exc
-    if parsed.year <= _GO_ZERO_YEAR:
-        return None
-    return parsed.astimezone(UTC)
 
 
 def format_timestamp(moment: datetime | None) -> str:

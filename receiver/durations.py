@@ -33,12 +33,12 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """Render seconds back in the shortest Prometheus form, for explain output and logs."""
-    if seconds and seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    remaining = int(seconds)
+    remaining, millis = divmod(round(seconds * 1000), 1000)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, remaining = divmod(remaining, size)
         if count:
             parts.append(f"{count}{unit}")
+    if millis:
+        parts.append(f"{millis}ms")
     return "".join(parts) or "0s"
