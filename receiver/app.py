@@ -44,6 +44,7 @@ class AppState:
     store: Store
     config_path: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)  # from the command line
+    dispatcher: Any = None  # receiver.dispatcher.Dispatcher when actions are executed
     loaded_at: float = field(default_factory=time.time)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,6 +155,8 @@ def receive() -> tuple[Response, int]:
     except StoreUnavailable as exc:
         log.error("journal unavailable, asking Alertmanager to retry: %s", exc)
         return error(503, "journal unavailable, retry later")
+    if summary.actions_planned and app_state.dispatcher is not None:
+        app_state.dispatcher.wake()
     return jsonify({"status": "ok", **summary.as_dict()}), 200
 
 
@@ -219,6 +222,31 @@ def actions() -> Response:
             offset=offset,
         )
     )
+
+
+@api.get("/breakers")
+def breakers() -> Response:
+    return jsonify({"data": state().store.list_breakers()})
+
+
+@api.post("/breakers/<path:key>/reset")
+def reset_breaker(key: str) -> tuple[Response, int]:
+    """key is `strategy/target` as listed by GET /api/v1/breakers."""
+    denied = require_auth()
+    if denied:
+        return denied
+    strategy, sep, target = key.partition("/")
+    if not sep or not target:
+        return error(400, "breaker key must be <strategy>/<target>", field="key")
+    if not state().store.reset_breaker(strategy, target, time.time()):
+        return error(404, f"no breaker for strategy {strategy!r} and target {target!r}")
+    log.warning("breaker reset by API", extra={"strategy": strategy, "target": target})
+    return jsonify({"status": "reset", "key": key, "state": "closed"}), 200
+
+
+@api.get("/targets")
+def targets() -> Response:
+    return jsonify({"data": state().store.list_targets()})
 
 
 @api.get("/status")

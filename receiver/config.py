@@ -187,7 +187,8 @@ class Strategy:
     dry_run: bool = False
     safe_pattern: re.Pattern[str] = DEFAULT_PATTERN
     silence: bool = False
-    escalate_on_failure: bool = True
+    escalate_on_failure: bool = False
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -622,6 +623,7 @@ _STRATEGY_KEYS = {
     "safe_pattern",
     "silence",
     "escalate_on_failure",
+    "idempotent",
 }
 
 
@@ -686,7 +688,8 @@ def _read_strategy(
         "dry_run": r.value(section, path, "dry_run", _bool, defaults.dry_run),
         "safe_pattern": r.value(section, path, "safe_pattern", _pattern, defaults.safe_pattern),
         "silence": r.value(section, path, "silence", _bool, False),
-        "escalate_on_failure": r.value(section, path, "escalate_on_failure", _bool, True),
+        "escalate_on_failure": r.value(section, path, "escalate_on_failure", _bool, False),
+        "idempotent": r.value(section, path, "idempotent", _bool, False),
     }
     _check_action_needs(r, section, path, action, executors.get(executor))
     if len(r.problems) > before:

@@ -20,6 +20,7 @@ from gunicorn.arbiter import Arbiter
 from receiver import logs
 from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError
+from receiver.dispatcher import Dispatcher
 from receiver.store import open_store
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class RemediatorServer(BaseApplication):
         logs.configure(self.options.log_format)
         assert self.app_state is not None
         _install_reload_handler(self.app_state)
+        self.app_state.dispatcher.start()  # threads start in the worker, after the fork
 
     def load(self) -> Any:
         logs.configure(self.options.log_format)
@@ -89,6 +91,7 @@ class RemediatorServer(BaseApplication):
             config_path=self.options.config_path,
             overrides=self.options.overrides,
         )
+        self.app_state.dispatcher = Dispatcher(self.app_state, self.app_state.store)
         return create_app(self.app_state)
 
     def run(self) -> None:

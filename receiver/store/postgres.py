@@ -10,7 +10,8 @@ import os
 import threading
 from typing import Any
 
-from receiver.store.sql import SqlStore
+from receiver.store.dispatch import DispatchStore
+from receiver.store.sql import SqlStore, SqlTransaction
 
 try:
     import psycopg
@@ -19,10 +20,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
     ) from exc
 
-_SCHEMA_LOCK = 0x72656D65  # advisory lock id: replicas starting together create tables once
+_SCHEMA_LOCK = 0x72656D65  # advisory lock ids: replicas starting together create tables once
+_CLAIM_LOCK = 0x72656D66  # ...and claim actions one at a time (gates read shared state)
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(DispatchStore, SqlStore):
     placeholder = "%s"
     primary_key = "BIGSERIAL PRIMARY KEY"
     driver_errors = (psycopg.Error,)
@@ -43,6 +45,9 @@ class PostgresStore(SqlStore):
 
     def _begin(self, connection: Any, write: bool) -> None:
         """psycopg opens a transaction implicitly on the first statement."""
+
+    def _serialize_claims(self, tx: SqlTransaction) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
 
     def create_schema(self) -> None:
         with self.transaction() as tx:

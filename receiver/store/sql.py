@@ -72,7 +72,9 @@ SCHEMA = [
         updated_at DOUBLE PRECISION NOT NULL,
         started_at DOUBLE PRECISION,
         finished_at DOUBLE PRECISION,
-        claimed_by TEXT
+        claimed_by TEXT,
+        heartbeat_at DOUBLE PRECISION,
+        output TEXT NOT NULL DEFAULT ''
     )""",
     "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
     "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
@@ -84,6 +86,24 @@ SCHEMA = [
         reason TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS action_events_by_action ON action_events (action_id)",
+    """CREATE TABLE IF NOT EXISTS breakers (
+        strategy TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (strategy, target)
+    )""",
+    """CREATE TABLE IF NOT EXISTS targets (
+        executor TEXT NOT NULL,
+        target TEXT NOT NULL,
+        current_replicas INTEGER NOT NULL,
+        desired_replicas INTEGER NOT NULL,
+        min_replicas INTEGER NOT NULL,
+        max_replicas INTEGER NOT NULL,
+        history TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (executor, target)
+    )""",
 ]
 
 
@@ -233,7 +253,7 @@ _INCIDENT_COLUMNS = (
 )
 _ACTION_COLUMNS = (
     "id, incident_id, strategy, action, executor, target, params, status, reason, dry_run, "
-    "created_at, updated_at, started_at, finished_at, claimed_by"
+    "created_at, updated_at, started_at, finished_at, claimed_by, output"
 )
 
 
@@ -384,7 +404,7 @@ def _incident_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _action_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     (id_, incident_id, strategy, action, executor, target, params, status, reason, dry_run,
-     created_at, updated_at, started_at, finished_at, claimed_by) = row  # fmt: skip
+     created_at, updated_at, started_at, finished_at, claimed_by, output) = row  # fmt: skip
     return {
         "id": id_,
         "incident_id": incident_id,
@@ -401,5 +421,6 @@ def _action_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "started_at": iso(started_at),
         "finished_at": iso(finished_at),
         "claimed_by": claimed_by,
+        "output": output,
         "events": [],
     }

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from receiver.store.dispatch import DispatchStore
 from receiver.store.sql import SqlStore
 
 BUSY_TIMEOUT_MS = 5000
@@ -30,7 +31,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(DispatchStore, SqlStore):
     driver_errors = (sqlite3.Error,)
 
     def __init__(self, url: str) -> None:

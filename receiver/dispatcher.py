@@ -1,0 +1,495 @@
+"""Claims planned actions from the journal and carries them out, safely.
+
+A pool of threads in the server process. Each claim is one store transaction that
+runs the gates (see gates.py) and marks the action running, so several processes can
+share a journal. After the gates: preconditions, an optional silence, the executor,
+verification, and the outcome with the breaker's update in one transaction. An action
+whose breaker opens escalates to Alertmanager.
+
+Crash rule (actions a dead process left `running`, found by their stale heartbeat):
+1. if the strategy verifies, verify now: true -> succeeded, nothing re-run;
+2. else if the alert still fires and the action is idempotent (restart, scale,
+   escalate, or `idempotent: true`), run it again, once, under this process;
+3. else -> failed ("interrupted by a crash"), which counts against the breaker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from receiver import breaker, gates, scaling
+from receiver.config import Config, Strategy
+from receiver.executors import (
+    ActionRequest,
+    AlertmanagerExecutor,
+    ExecutionResult,
+    Executor,
+    ExecutorError,
+    build_executors,
+)
+from receiver.matchers import parse_matchers
+from receiver.prometheus import PrometheusClient, PrometheusError
+from receiver.store.base import StoreUnavailable
+from receiver.store.dispatch import ActionRow, GateReader
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT_ACTIONS = {"restart", "scale", "escalate"}
+HEARTBEAT_INTERVAL = 2.0
+ORPHAN_AFTER = 5 * HEARTBEAT_INTERVAL
+IDLE_POLL = 1.0
+
+
+class ConfigSource(Protocol):
+    config: Config
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded | failed | timed_out | skipped
+    reason: str
+    output: str = ""
+    counts: bool = True  # whether the breaker hears of it
+
+
+@dataclass
+class _Runtime:
+    """Executors built for one config version; rebuilt when the config changes."""
+
+    sha256: str = ""
+    executors: dict[str, Executor] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        source: ConfigSource,
+        store: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+        worker_id: str | None = None,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.clock = clock
+        self.worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: set[int] = set()
+        self._lock = threading.Lock()
+        self._runtime = _Runtime()
+
+    # lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        threads = self.source.config.defaults.max_concurrent_actions
+        targets = [self._work] * threads + [self._housekeeping]
+        for number, target in enumerate(targets):
+            thread = threading.Thread(target=target, name=f"dispatch-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("dispatcher %s started with %d threads", self.worker, threads)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # main loop ----------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                did_work = self.run_once()
+            except StoreUnavailable as exc:
+                log.error("journal unavailable, dispatcher waiting: %s", exc)
+                did_work = False
+            except Exception:
+                log.exception("dispatcher thread error; continuing")
+                did_work = False
+            if not did_work:
+                self._wake.wait(IDLE_POLL)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Claim and carry out one action; False when there was nothing to do."""
+        config = self.source.config
+        claimed = self.store.claim(self.worker, self.clock(), self._judge(config))
+        if claimed is None:
+            return False
+        row, _verdict = claimed
+        self._carry_out(config, row)
+        return True
+
+    def _judge(self, config: Config) -> Callable[[ActionRow, GateReader], gates.Verdict]:
+        strategies = {s.name: s for s in config.strategies}
+        now = self.clock()
+
+        def judge(row: ActionRow, reader: GateReader) -> gates.Verdict:
+            strategy = strategies.get(row.strategy)
+            if strategy is None:
+                return gates.Verdict(gates.SKIP, "config", "strategy no longer configured")
+            budget_since = now - strategy.budget.window if strategy.budget else now
+            inputs = gates.GateInputs(
+                running_on_target=reader.running_on_target(row.target),
+                last_started=reader.last_started(row.strategy, row.target),
+                started_in_budget_window=reader.started_since(row.target, budget_since),
+                running_total=reader.running_total(),
+                breaker_state=reader.breaker(row.strategy, row.target),
+            )
+            verdict = gates.evaluate(
+                strategy, row.target, inputs, config.defaults.max_concurrent_actions, now
+            )
+            if verdict.outcome == gates.SKIP:
+                log.info(
+                    verdict.reason, extra={"action_id": row.id, "incident_id": row.incident_id}
+                )
+            return verdict
+
+        return judge
+
+    # carrying out ---------------------------------------------------------------
+    def _carry_out(self, config: Config, row: ActionRow, *, adopted: bool = False) -> None:
+        strategy = next((s for s in config.strategies if s.name == row.strategy), None)
+        with self._lock:
+            self._running.add(row.id)
+        try:
+            outcome = (
+                self._outcome(config, strategy, row)
+                if strategy
+                else Outcome("failed", "strategy no longer configured", counts=False)
+            )
+        except StoreUnavailable:
+            raise  # the heartbeat stops; the crash rule resolves the action later
+        except Exception as exc:  # an executor bug must not leave the action running
+            log.exception("action crashed", extra={"action_id": row.id})
+            outcome = Outcome("failed", f"internal error: {exc}")
+        finally:
+            with self._lock:
+                self._running.discard(row.id)
+        if adopted:
+            outcome = Outcome(
+                outcome.status, f"after a crash: {outcome.reason}", outcome.output, outcome.counts
+            )
+        self._finish(config, strategy, row, outcome)
+
+    def _outcome(self, config: Config, strategy: Strategy, row: ActionRow) -> Outcome:
+        runtime = self._executors(config)
+        if runtime.error:
+            return Outcome("failed", runtime.error)
+        failed = self._failed_precondition(config, row)
+        if failed:
+            return Outcome("skipped", f"precondition: {failed}", counts=False)
+        silence = self._silence(config, strategy, row, runtime)
+        try:
+            result = self._execute(config, strategy, row, runtime)
+            if not result.ok:
+                status = "timed_out" if result.timed_out else "failed"
+                return Outcome(status, result.detail, result.output)
+            self.store.note(row.id, self.clock(), f"executed: {result.detail}")
+            verified = self._verify(config, strategy, row)
+            if verified is not None:
+                return Outcome("failed", f"{result.detail}; {verified}", result.output)
+            return Outcome("succeeded", result.detail, result.output)
+        finally:
+            self._expire(runtime, silence, row)
+
+    def _execute(
+        self, config: Config, strategy: Strategy, row: ActionRow, runtime: _Runtime
+    ) -> ExecutionResult:
+        executor = runtime.executors[strategy.executor]
+        decision = None
+        if strategy.action == "scale":
+            decision = self._scale_decision(config, strategy, row, executor)
+            if isinstance(decision, ExecutionResult):
+                return decision
+            if not decision.changed:
+                return ExecutionResult(True, f"no change at {decision.current}: {decision.reason}")
+        request = ActionRequest(
+            action_id=row.id,
+            action=strategy.action,
+            target=row.target,
+            rendered=row.params,
+            labels=row.labels,
+            annotations=row.annotations,
+            timeout=strategy.timeout,
+            replicas=decision.desired if decision else None,
+            reason=f"strategy {strategy.name}",
+            strategy=strategy.name,
+        )
+        log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
+        result = executor.execute(request)
+        if decision is not None and result.ok:
+            self._record_scale(strategy, row, executor, decision)
+        return result
+
+    # scale --------------------------------------------------------------------
+    def _scale_decision(
+        self, config: Config, strategy: Strategy, row: ActionRow, executor: Executor
+    ) -> scaling.ScaleDecision | ExecutionResult:
+        spec = strategy.scale
+        assert spec is not None
+        try:
+            current = executor.replicas(row.target)
+            value = self._scale_value(config, strategy, row)
+        except (ExecutorError, PrometheusError, ValueError) as exc:
+            return ExecutionResult(False, f"cannot decide replicas: {exc}")
+        policy = scale_policy(strategy)
+        saved = self.store.load_scale_history(executor.name, row.target)
+        history = scaling.ScaleHistory.from_dict(saved) if saved else scaling.ScaleHistory()
+        decision = scaling.decide(current, value, policy, history, self.clock())
+        self.store.note(
+            row.id,
+            self.clock(),
+            f"scale: value {value:g} vs target {spec.target_value:g}, "
+            f"{current} -> {decision.desired} ({decision.reason})",
+        )
+        replicas = (current, decision.desired, spec.min_replicas, spec.max_replicas)
+        self.store.save_target(
+            executor.name, row.target, replicas, decision.history.to_dict(), self.clock()
+        )
+        return decision
+
+    def _scale_value(self, config: Config, strategy: Strategy, row: ActionRow) -> float:
+        spec = strategy.scale
+        assert spec is not None
+        if spec.annotation:
+            raw = row.annotations.get(spec.annotation, row.labels.get(spec.annotation))
+            if raw is None:
+                raise ValueError(f"alert has no annotation {spec.annotation!r}")
+            return float(raw)
+        return self._prometheus(config).scalar(row.params["scale_query"])
+
+    def _record_scale(
+        self,
+        strategy: Strategy,
+        row: ActionRow,
+        executor: Executor,
+        decision: scaling.ScaleDecision,
+    ) -> None:
+        spec = strategy.scale
+        assert spec is not None
+        now = self.clock()
+        history = scaling.record_scale(decision.history, now, decision.current, decision.desired)
+        replicas = (decision.desired, decision.desired, spec.min_replicas, spec.max_replicas)
+        self.store.save_target(executor.name, row.target, replicas, history.to_dict(), now)
+
+    # preconditions, verification ------------------------------------------------
+    def _failed_precondition(self, config: Config, row: ActionRow) -> str | None:
+        for matcher_strings in row.params.get("precondition_alerts", []):
+            matchers = parse_matchers(matcher_strings)
+            for labels in self.store.firing_labels():
+                if labels != row.labels and all(m.matches(labels) for m in matchers):
+                    return f"alert {{{', '.join(matcher_strings)}}} is firing"
+        for query in row.params.get("precondition_queries", []):
+            try:
+                if not self._prometheus(config).is_true(query):
+                    return f"query {query!r} is not true"
+            except PrometheusError as exc:
+                return f"query {query!r} could not be checked: {exc}"
+        return None
+
+    def _verify(self, config: Config, strategy: Strategy, row: ActionRow) -> str | None:
+        """None when verified (or nothing to verify), else why verification failed."""
+        if strategy.verify is None:
+            return None
+        query = row.params["verify_query"]
+        self.store.note(row.id, self.clock(), f"verifying: {query}")
+        deadline = time.monotonic() + strategy.verify.timeout
+        last_error = ""
+        while True:
+            try:
+                if self._prometheus(config).is_true(query):
+                    return None
+            except PrometheusError as exc:
+                last_error = f" (last error: {exc})"
+            if time.monotonic() + strategy.verify.interval > deadline or self._stop.is_set():
+                break
+            time.sleep(strategy.verify.interval)
+        return (
+            f"verification failed: {query!r} not true within "
+            f"{strategy.verify.timeout:g}s{last_error}"
+        )
+
+    def _prometheus(self, config: Config) -> PrometheusClient:
+        if config.prometheus is None:
+            raise PrometheusError("no prometheus url configured")
+        return PrometheusClient(config.prometheus.url, config.prometheus.timeout)
+
+    # silences, escalation ---------------------------------------------------------
+    def _alertmanager(self, config: Config, runtime: _Runtime) -> Executor | None:
+        name = config.defaults.escalation_executor
+        return runtime.executors.get(name) if name else None
+
+    def _silence(
+        self, config: Config, strategy: Strategy, row: ActionRow, runtime: _Runtime
+    ) -> str | None:
+        am = self._alertmanager(config, runtime)
+        if not strategy.silence or not isinstance(am, AlertmanagerExecutor):
+            return None
+        verify = strategy.verify.timeout if strategy.verify else 0.0
+        duration = strategy.timeout + verify + 60
+        try:
+            silence_id = am.silence(row.labels, duration, f"remediator action {row.id}")
+        except ExecutorError as exc:
+            self.store.note(row.id, self.clock(), f"could not silence the alert: {exc}")
+            return None
+        self.store.note(row.id, self.clock(), f"silenced the alert while acting ({silence_id})")
+        return silence_id
+
+    def _expire(self, runtime: _Runtime, silence_id: str | None, row: ActionRow) -> None:
+        if silence_id is None:
+            return
+        am = self._alertmanager(self.source.config, runtime)
+        if isinstance(am, AlertmanagerExecutor):
+            try:
+                am.expire_silence(silence_id)
+            except ExecutorError as exc:
+                log.warning(
+                    "could not expire silence %s: %s", silence_id, exc, extra={"action_id": row.id}
+                )
+
+    def _escalate(self, config: Config, row: ActionRow, reason: str) -> str:
+        runtime = self._executors(config)
+        am = self._alertmanager(config, runtime)
+        if am is None:
+            return "no escalation_executor configured"
+        if isinstance(am, AlertmanagerExecutor):
+            result = am.escalate(row.labels, row.annotations, reason, row.strategy, row.target)
+        else:
+            result = am.execute(
+                ActionRequest(
+                    row.id,
+                    "escalate",
+                    row.target,
+                    {},
+                    row.labels,
+                    row.annotations,
+                    config.defaults.timeout,
+                    reason=reason,
+                    strategy=row.strategy,
+                )
+            )
+        return (
+            f"escalated via {am.name}: {result.detail}"
+            if result.ok
+            else (f"escalation via {am.name} failed: {result.detail}")
+        )
+
+    # outcome ------------------------------------------------------------------------
+    def _finish(
+        self, config: Config, strategy: Strategy | None, row: ActionRow, outcome: Outcome
+    ) -> None:
+        now = self.clock()
+        update = None
+        if strategy is not None:
+            settings = strategy.breaker
+            if outcome.counts:
+                ok = outcome.status == "succeeded"
+                update = lambda state: breaker.record(state, settings, now, ok)  # noqa: E731
+            else:
+                update = release_trial
+        before, after = self.store.finish(
+            row, outcome.status, outcome.reason, outcome.output, now, update
+        )
+        extra = {"action_id": row.id, "incident_id": row.incident_id}
+        log.info("action %s: %s", outcome.status, outcome.reason, extra=extra)
+        reason = None
+        if after.state == breaker.OPEN and before.state != breaker.OPEN:
+            reason = f"breaker opened for {row.strategy} on {row.target}: {outcome.reason}"
+        elif (
+            outcome.status in ("failed", "timed_out") and strategy and strategy.escalate_on_failure
+        ):
+            reason = f"{row.strategy} failed on {row.target}: {outcome.reason}"
+        if reason:
+            note = self._escalate(config, row, reason)
+            self.store.remark(row.id, self.clock(), note)
+            log.warning("%s; %s", reason, note, extra=extra)
+
+    def _executors(self, config: Config) -> _Runtime:
+        with self._lock:
+            if self._runtime.sha256 != config.sha256 or not self._runtime.sha256:
+                try:
+                    self._runtime = _Runtime(config.sha256, build_executors(config))
+                except ExecutorError as exc:
+                    self._runtime = _Runtime(config.sha256, {}, f"executors unusable: {exc}")
+            return self._runtime
+
+    # heartbeats and crash recovery -----------------------------------------------
+    def _housekeeping(self) -> None:
+        self.recover()
+        while not self._stop.wait(HEARTBEAT_INTERVAL):
+            with self._lock:
+                running = list(self._running)
+            try:
+                self.store.heartbeat(running, self.clock())
+                self.recover()
+            except StoreUnavailable as exc:
+                log.error("journal unavailable for heartbeats: %s", exc)
+
+    def recover(self) -> int:
+        """Resolve actions a dead process left running, by the rule in the module doc."""
+        now = self.clock()
+        stale_before = now - ORPHAN_AFTER
+        resolved = 0
+        for row in self.store.orphans(stale_before):
+            if row.id in self._running or not self.store.adopt(
+                row.id, self.worker, stale_before, now
+            ):
+                continue
+            resolved += 1
+            self._resolve_orphan(self.source.config, row)
+        return resolved
+
+    def _resolve_orphan(self, config: Config, row: ActionRow) -> None:
+        strategy = next((s for s in config.strategies if s.name == row.strategy), None)
+        verifies = strategy is not None and strategy.verify is not None
+        if verifies and self._verify(config, strategy, row) is None:
+            passed = Outcome("succeeded", "interrupted by a crash; verification passed, not re-run")
+            self._finish(config, strategy, row, passed)
+            return
+        if strategy is not None and row.incident_status == "firing" and is_idempotent(strategy):
+            self.store.note(row.id, self.clock(), "interrupted by a crash; re-running (idempotent)")
+            self._carry_out(config, row, adopted=True)
+            return
+        why = "alert resolved" if row.incident_status != "firing" else "not idempotent"
+        self._finish(
+            config, strategy, row, Outcome("failed", f"interrupted by a crash; not re-run ({why})")
+        )
+
+
+def is_idempotent(strategy: Strategy) -> bool:
+    return strategy.idempotent or strategy.action in IDEMPOTENT_ACTIONS
+
+
+def release_trial(state: breaker.BreakerState) -> breaker.BreakerState:
+    """An admitted half-open trial that never ran (precondition) gives its slot back."""
+    if state.state != breaker.HALF_OPEN or state.half_open_in_flight == 0:
+        return state
+    return replace(state, half_open_in_flight=state.half_open_in_flight - 1)
+
+
+def scale_policy(strategy: Strategy) -> scaling.ScalePolicy:
+    spec = strategy.scale
+    assert spec is not None
+    return scaling.ScalePolicy(
+        target_value=spec.target_value,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        tolerance=spec.tolerance,
+        scale_up_limit=spec.scale_up_limit,
+        scale_up_period=spec.scale_up_period,
+        stabilization_window=spec.stabilization_window,
+    )

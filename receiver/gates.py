@@ -1,0 +1,81 @@
+"""The gates an action passes before it runs, in a fixed order (pure).
+
+Order matters and is part of the contract: dry-run, per-target lock, per-(strategy,
+target) cooldown, per-target budget, global concurrency cap, circuit breaker. (The
+last gate, preconditions, needs Prometheus and is checked by the dispatcher after
+these pass.) Every input is read from the journal inside the claim transaction, so
+the verdict is the same whichever process makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from receiver import breaker
+from receiver.config import Strategy
+from receiver.durations import format_duration
+
+RUN, SKIP, DEFER = "run", "skip", "defer"
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """What the journal says right now about this action's target and strategy."""
+
+    running_on_target: int | None  # id of an action running on the same target
+    last_started: float | None  # latest start of this (strategy, target)
+    started_in_budget_window: int  # actions started on the target within the budget window
+    running_total: int  # actions running anywhere
+    breaker_state: breaker.BreakerState
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # run | skip | defer
+    gate: str  # dry_run | locked | cooldown | budget | concurrency | breaker_open | open | ...
+    reason: str
+    breaker_state: breaker.BreakerState | None = None  # to persist, when the gate read it
+
+
+def evaluate(
+    strategy: Strategy,
+    target: str,
+    inputs: GateInputs,
+    max_concurrent: int,
+    now: float,
+) -> Verdict:
+    state = breaker.current(inputs.breaker_state, strategy.breaker, now)
+
+    def stop(outcome: str, gate: str, reason: str) -> Verdict:
+        return Verdict(outcome, gate, reason, state)
+
+    if strategy.dry_run:
+        return stop(SKIP, "dry_run", f"dry_run: would {strategy.action} {target}")
+    if inputs.running_on_target is not None:
+        return stop(
+            SKIP, "locked", f"locked: action {inputs.running_on_target} is running on {target}"
+        )
+    if inputs.last_started is not None and now - inputs.last_started < strategy.cooldown:
+        ago = now - inputs.last_started
+        return stop(
+            SKIP,
+            "cooldown",
+            f"cooldown: {strategy.name} acted on {target} {format_duration(ago)} ago "
+            f"({format_duration(strategy.cooldown - ago)} left)",
+        )
+    budget = strategy.budget
+    if budget is not None and inputs.started_in_budget_window >= budget.max_actions:
+        return stop(
+            SKIP,
+            "budget",
+            f"budget: {inputs.started_in_budget_window} actions on {target} in the last "
+            f"{format_duration(budget.window)} (max {budget.max_actions})",
+        )
+    if inputs.running_total >= max_concurrent:
+        return stop(DEFER, "concurrency", f"concurrency: {inputs.running_total} actions running")
+    admitted, admitted_state = breaker.admit(state, strategy.breaker, now)
+    if not admitted:
+        return stop(
+            SKIP, "breaker_open", f"breaker_open: {strategy.name} on {target} is {state.state}"
+        )
+    return Verdict(RUN, "open", "all gates passed", admitted_state)

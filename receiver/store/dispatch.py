@@ -1,0 +1,301 @@
+"""Store operations of the dispatcher: claims, outcomes, breakers, scale targets.
+
+A claim is ONE write transaction that picks the oldest planned action, reads the gate
+inputs from the journal, and either marks the action running or skipped. SQLite's
+BEGIN IMMEDIATE and PostgreSQL's advisory lock (see `_serialize_claims`) make that
+transaction exclusive across processes, so two replicas never both run one action and
+never both pass a lock or concurrency gate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from receiver import breaker
+from receiver.gates import Verdict
+from receiver.store.sql import SqlTransaction, iso
+
+EXECUTED = ("running", "succeeded", "failed", "timed_out")
+CLAIM_SCAN_LIMIT = 50  # candidates looked at per claim; skips are journaled as we go
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """A planned or running action with what the executor needs from its incident."""
+
+    id: int
+    incident_id: int
+    strategy: str
+    action: str
+    executor: str
+    target: str
+    params: dict[str, Any]
+    dry_run: bool
+    created_at: float
+    started_at: float | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    incident_status: str
+
+
+_ROW_SQL = (
+    "SELECT a.id, a.incident_id, a.strategy, a.action, a.executor, a.target, a.params, "
+    "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status "
+    "FROM actions a JOIN incidents i ON i.id = a.incident_id "
+)
+
+
+def _row(values: tuple[Any, ...]) -> ActionRow:
+    (id_, incident_id, strategy, action, executor, target, params, dry_run, created_at,
+     started_at, labels, annotations, incident_status) = values  # fmt: skip
+    return ActionRow(
+        id_, incident_id, strategy, action, executor, target, json.loads(params),
+        bool(dry_run), created_at, started_at, json.loads(labels), json.loads(annotations),
+        incident_status,
+    )  # fmt: skip
+
+
+class GateReader:
+    """Gate inputs read inside the claim transaction."""
+
+    def __init__(self, tx: SqlTransaction) -> None:
+        self.tx = tx
+
+    def running_on_target(self, target: str) -> int | None:
+        row = self.tx.execute(
+            "SELECT id FROM actions WHERE status = 'running' AND target = ? LIMIT 1", (target,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def last_started(self, strategy: str, target: str) -> float | None:
+        return self.tx.execute(
+            "SELECT MAX(started_at) FROM actions WHERE strategy = ? AND target = ? "
+            "AND status IN ('running', 'succeeded', 'failed', 'timed_out')",
+            (strategy, target),
+        ).fetchone()[0]
+
+    def started_since(self, target: str, since: float) -> int:
+        return self.tx.execute(
+            "SELECT COUNT(*) FROM actions WHERE target = ? AND started_at >= ? "
+            "AND status IN ('running', 'succeeded', 'failed', 'timed_out')",
+            (target, since),
+        ).fetchone()[0]
+
+    def running_total(self) -> int:
+        return self.tx.execute("SELECT COUNT(*) FROM actions WHERE status = 'running'").fetchone()[
+            0
+        ]
+
+    def breaker(self, strategy: str, target: str) -> breaker.BreakerState:
+        return load_breaker(self.tx, strategy, target)
+
+
+def load_breaker(tx: SqlTransaction, strategy: str, target: str) -> breaker.BreakerState:
+    row = tx.execute(
+        "SELECT state FROM breakers WHERE strategy = ? AND target = ?", (strategy, target)
+    ).fetchone()
+    return breaker.BreakerState.from_dict(json.loads(row[0])) if row else breaker.BreakerState()
+
+
+def save_breaker(
+    tx: SqlTransaction, strategy: str, target: str, state: breaker.BreakerState, now: float
+) -> None:
+    payload = json.dumps(state.to_dict())
+    updated = tx.execute(
+        "UPDATE breakers SET state = ?, updated_at = ? WHERE strategy = ? AND target = ?",
+        (payload, now, strategy, target),
+    ).rowcount
+    if not updated:
+        tx.execute(
+            "INSERT INTO breakers (strategy, target, state, updated_at) VALUES (?, ?, ?, ?)",
+            (strategy, target, payload, now),
+        )
+
+
+Judge = Callable[[ActionRow, GateReader], Verdict]
+
+
+class DispatchStore:
+    """Mixed into SqlStore; relies on its `transaction()` and `_read()`."""
+
+    def _serialize_claims(self, tx: SqlTransaction) -> None:
+        """SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL overrides."""
+
+    def claim(self, worker: str, now: float, judge: Judge) -> tuple[ActionRow, Verdict] | None:
+        """Claim the oldest planned action the gates let run; skip the ones they refuse."""
+        with self.transaction() as tx:
+            self._serialize_claims(tx)
+            candidates = tx.execute(
+                _ROW_SQL + "WHERE a.status = 'planned' ORDER BY a.id LIMIT ?",
+                (CLAIM_SCAN_LIMIT,),
+            ).fetchall()
+            reader = GateReader(tx)
+            for values in candidates:
+                row = _row(values)
+                verdict = judge(row, reader)
+                if verdict.breaker_state is not None:
+                    save_breaker(tx, row.strategy, row.target, verdict.breaker_state, now)
+                if verdict.outcome == "defer":
+                    return None
+                if verdict.outcome == "skip":
+                    _set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
+                    continue
+                tx.execute(
+                    "UPDATE actions SET status = 'running', claimed_by = ?, started_at = ?, "
+                    "heartbeat_at = ?, updated_at = ?, reason = ? WHERE id = ?",
+                    (worker, now, now, now, verdict.reason, row.id),
+                )
+                tx.add_event(row.id, now, "running", f"claimed by {worker}: {verdict.reason}")
+                return replace(row, started_at=now), verdict
+        return None
+
+    def note(self, action_id: int, now: float, reason: str) -> None:
+        """Journal a step of a running action (executed, verifying, silenced...)."""
+        with self.transaction() as tx:
+            tx.add_event(action_id, now, "running", reason)
+            tx.execute("UPDATE actions SET heartbeat_at = ? WHERE id = ?", (now, action_id))
+
+    def remark(self, action_id: int, now: float, reason: str) -> None:
+        """Journal something that happened after the outcome (e.g. the escalation)."""
+        with self.transaction() as tx:
+            status = tx.execute("SELECT status FROM actions WHERE id = ?", (action_id,)).fetchone()
+            tx.add_event(action_id, now, status[0], reason)
+
+    def heartbeat(self, action_ids: list[int], now: float) -> None:
+        if not action_ids:
+            return
+        marks = ", ".join("?" for _ in action_ids)
+        with self.transaction() as tx:
+            tx.execute(
+                f"UPDATE actions SET heartbeat_at = ? WHERE id IN ({marks}) AND status = 'running'",
+                (now, *action_ids),
+            )
+
+    def finish(
+        self,
+        row: ActionRow,
+        status: str,
+        reason: str,
+        output: str,
+        now: float,
+        outcome_for_breaker: Callable[[breaker.BreakerState], breaker.BreakerState] | None,
+    ) -> tuple[breaker.BreakerState, breaker.BreakerState]:
+        """Record the outcome and the breaker's update together; returns (before, after)."""
+        with self.transaction() as tx:
+            before = load_breaker(tx, row.strategy, row.target)
+            after = outcome_for_breaker(before) if outcome_for_breaker else before
+            if after != before:
+                save_breaker(tx, row.strategy, row.target, after, now)
+            _set_status(tx, row.id, status, reason, now, finished=True, output=output)
+        return before, after
+
+    def orphans(self, stale_before: float) -> list[ActionRow]:
+        """Running actions whose process stopped heart-beating (it crashed or was killed)."""
+        with self.transaction(write=False) as tx:
+            rows = tx.execute(
+                _ROW_SQL + "WHERE a.status = 'running' AND a.heartbeat_at < ? ORDER BY a.id",
+                (stale_before,),
+            ).fetchall()
+        return [_row(values) for values in rows]
+
+    def adopt(self, action_id: int, worker: str, stale_before: float, now: float) -> bool:
+        """Take over an orphan; only one process can win it."""
+        with self.transaction() as tx:
+            taken = tx.execute(
+                "UPDATE actions SET claimed_by = ?, heartbeat_at = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'running' AND heartbeat_at < ?",
+                (worker, now, now, action_id, stale_before),
+            ).rowcount
+            if taken:
+                tx.add_event(action_id, now, "running", f"adopted by {worker} after a crash")
+        return bool(taken)
+
+    def firing_labels(self) -> list[dict[str, str]]:
+        rows = self._read("SELECT labels FROM incidents WHERE status = 'firing' LIMIT 100000")
+        return [json.loads(row[0]) for row in rows]
+
+    # breakers ---------------------------------------------------------------
+    def list_breakers(self) -> list[dict[str, Any]]:
+        rows = self._read("SELECT strategy, target, state, updated_at FROM breakers ORDER BY 1, 2")
+        return [
+            {
+                "key": f"{strategy}/{target}",
+                "strategy": strategy,
+                "target": target,
+                **json.loads(state),
+                "updated_at": iso(updated_at),
+            }
+            for strategy, target, state, updated_at in rows
+        ]
+
+    def reset_breaker(self, strategy: str, target: str, now: float) -> bool:
+        with self.transaction() as tx:
+            exists = tx.execute(
+                "SELECT 1 FROM breakers WHERE strategy = ? AND target = ?", (strategy, target)
+            ).fetchone()
+            if exists:
+                save_breaker(tx, strategy, target, breaker.reset(), now)
+        return bool(exists)
+
+    # scale targets ----------------------------------------------------------
+    def load_scale_history(self, executor: str, target: str) -> dict[str, Any] | None:
+        rows = self._read(
+            "SELECT history FROM targets WHERE executor = ? AND target = ?", (executor, target)
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def save_target(
+        self,
+        executor: str,
+        target: str,
+        replicas: tuple[int, int, int, int],
+        history: dict[str, Any],
+        now: float,
+    ) -> None:
+        """replicas = (current, desired, min, max), as the dashboard draws them."""
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM targets WHERE executor = ? AND target = ?", (executor, target))
+            tx.execute(
+                "INSERT INTO targets (executor, target, current_replicas, desired_replicas, "
+                "min_replicas, max_replicas, history, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (executor, target, *replicas, json.dumps(history), now),
+            )
+
+    def list_targets(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT executor, target, current_replicas, desired_replicas, min_replicas, "
+            "max_replicas, updated_at FROM targets ORDER BY target, executor"
+        )
+        return [
+            {
+                "executor": executor,
+                "target": target,
+                "current": current,
+                "desired": desired,
+                "min": minimum,
+                "max": maximum,
+                "updated_at": iso(updated_at),
+            }
+            for executor, target, current, desired, minimum, maximum, updated_at in rows
+        ]
+
+
+def _set_status(
+    tx: SqlTransaction,
+    action_id: int,
+    status: str,
+    reason: str,
+    now: float,
+    *,
+    finished: bool,
+    output: str = "",
+) -> None:
+    tx.execute(
+        "UPDATE actions SET status = ?, reason = ?, updated_at = ?, finished_at = ?, "
+        "output = ? WHERE id = ?",
+        (status, reason, now, now if finished else None, output, action_id),
+    )
+    tx.add_event(action_id, now, status, reason)
