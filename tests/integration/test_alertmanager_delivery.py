@@ -11,7 +11,7 @@ import requests
 
 from receiver.store.sqlite import SqliteStore
 from tests.support.processes import alertmanager, alertmanager_config, remediator
-from tests.support.receiver import write_config
+from tests.support.receiver import hold_dispatcher, write_config
 
 
 def _iso(moment: datetime) -> str:
@@ -58,6 +58,7 @@ def stack(tmp_path: Path):
     config = write_config(tmp_path)
     store_url = f"sqlite:///{tmp_path / 'journal.db'}"
     with remediator(tmp_path, config, store_url) as receiver:
+        hold_dispatcher(receiver.url)  # so that planned actions stay visible as planned
         am_config = alertmanager_config(
             f"{receiver.url}/webhook", credentials_file=tmp_path / "token"
         )
@@ -71,7 +72,8 @@ def test_firing_repeats_and_resolution_through_alertmanager(stack):
     post_alerts(am, am_alert("web", started), am_alert("db", started))
 
     found = wait_for(
-        lambda: journal.list_incidents(status="firing").total == 2, what="two firing incidents"
+        lambda: journal.list_incidents(status="firing", alertname="ServiceDown").total == 2,
+        what="two firing incidents",
     )
     assert found
     assert journal.list_actions(status="planned").total == 2
@@ -82,7 +84,7 @@ def test_firing_repeats_and_resolution_through_alertmanager(stack):
         post_alerts(am, am_alert("web", started), am_alert("db", started))
         time.sleep(1.2)
     counts = journal.counts()
-    assert (counts["incidents"], counts["actions"]) == (2, 2)
+    assert (counts["incidents"], counts["actions"]) == (3, 3)  # with the hold
 
     ended = datetime.now(UTC) - timedelta(seconds=1)
     post_alerts(am, am_alert("web", started, ended))
@@ -91,8 +93,8 @@ def test_firing_repeats_and_resolution_through_alertmanager(stack):
     assert web["status"] == "resolved"
     assert web["duration_seconds"] == pytest.approx((ended - started).total_seconds(), abs=0.01)
     statuses = {a["target"]: a["status"] for a in journal.list_actions().items}
-    assert statuses == {"web": "cancelled", "db": "planned"}
-    assert journal.counts()["incidents"] == 2
+    assert statuses == {"web": "cancelled", "db": "planned", "hold": "running"}
+    assert journal.counts()["incidents"] == 3
 
 
 def test_alertmanager_without_credentials_is_refused(tmp_path: Path):

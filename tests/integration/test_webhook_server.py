@@ -17,7 +17,7 @@ import requests
 from receiver.store.sqlite import SqliteStore
 from tests.support.payloads import alert, notification
 from tests.support.processes import remediator
-from tests.support.receiver import CONFIG, MAX_BODY, TOKEN, write_config
+from tests.support.receiver import CONFIG, MAX_BODY, TOKEN, hold_dispatcher, write_config
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def workdir(tmp_path_factory) -> Path:
 def server(workdir):
     config = write_config(workdir)
     with remediator(workdir, config, f"sqlite:///{workdir / 'journal.db'}") as running:
+        hold_dispatcher(running.url)  # planned actions stay planned in this module
         yield running
 
 
@@ -302,18 +303,22 @@ def reload(server, token=TOKEN):
 def test_reload_applies_valid_config_and_refuses_invalid(tmp_path):
     config = write_config(tmp_path)
     with remediator(tmp_path, config, f"sqlite:///{tmp_path / 'j.db'}") as server:
-        assert status(server)["strategies"] == ["restart-web", "note-everything"]
+        assert status(server)["strategies"] == [
+            "hold-the-only-slot",
+            "restart-web",
+            "note-everything",
+        ]
         assert reload(server, token=None).status_code == 401
         config.write_text(CONFIG.replace("note-everything", "page-someone"))
         response = reload(server)
         assert response.status_code == 200, response.text
-        assert status(server)["strategies"] == ["restart-web", "page-someone"]
+        assert status(server)["strategies"][1:] == ["restart-web", "page-someone"]
 
         config.write_text(CONFIG.replace("executor: logger", "executor: missing", 1))
         refused = reload(server)
         assert refused.status_code == 400
         assert "no executor named 'missing'" in refused.json()["problems"]
-        assert status(server)["strategies"] == ["restart-web", "page-someone"]
+        assert status(server)["strategies"][1:] == ["restart-web", "page-someone"]
 
 
 def test_sighup_reloads_and_keeps_old_config_when_invalid(tmp_path):

@@ -11,9 +11,19 @@ CONFIG = f"""
 server:
   auth: {{bearer_token_file: token}}
   max_body_bytes: {MAX_BODY}
+defaults:
+  max_concurrent_actions: 1
 executors:
   logger: {{type: log}}
+  local: {{type: command}}
 strategies:
+  - name: hold-the-only-slot
+    matchers: ['alertname="Hold"']
+    action: run
+    executor: local
+    target: hold
+    command: ['sleep', '600']
+    timeout: 15m
   - name: restart-web
     matchers: ['alertname="ServiceDown"']
     action: restart
@@ -32,3 +42,26 @@ def write_config(workdir: Path, text: str = CONFIG) -> Path:
     path = workdir / "remediation.yml"
     path.write_text(text)
     return path
+
+
+def hold_dispatcher(server_url: str) -> None:
+    """Occupy the dispatcher's single slot with a long real command, so that the actions
+    of later alerts stay `planned` and the journal's planning can be observed."""
+    import time
+
+    import requests
+
+    from tests.support.payloads import alert, notification
+
+    body = notification(alert("Hold", starts_at="2020-01-01T00:00:00Z"))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    requests.post(f"{server_url}/webhook", json=body, headers=headers, timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = requests.get(
+            f"{server_url}/api/v1/actions", params={"status": "running"}, timeout=5
+        ).json()
+        if running["total"]:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the hold action did not start")
