@@ -1,0 +1,123 @@
+"""The executor contract: what the dispatcher hands an executor and what it gets back.
+
+Executors are the only code that changes the outside world, so their contract is narrow:
+`execute` turns every runtime failure into an `ExecutionResult` with a one-line reason
+(the dispatcher journals it and feeds the breaker), while `ExecutorError` is kept for
+things an operator must fix in the config, found when executors are built.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from receiver.config import Config, ExecutorConfig
+
+#: Bound for response bodies and similar excerpts kept in results and the journal.
+EXCERPT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """One planned action, fully rendered and validated before it reaches an executor."""
+
+    action_id: int
+    action: str
+    target: str
+    rendered: dict[str, Any]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    timeout: float
+    replicas: int | None = None
+    reason: str = ""
+    strategy: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What happened, in one line an operator can read in the journal or a log."""
+
+    ok: bool
+    detail: str
+    output: str = ""
+    timed_out: bool = False
+
+
+class ExecutorError(Exception):
+    """Misconfiguration or an unsupported call; never used for a failed remediation."""
+
+
+class Executor(ABC):
+    """Base for all executor types; subclasses read their settings in __init__."""
+
+    type: ClassVar[str]
+    #: The actions this type carries out (mirrors receiver.config.EXECUTOR_ACTIONS).
+    actions: ClassVar[frozenset[str]]
+
+    def __init__(self, config: ExecutorConfig, root: Config) -> None:
+        self.config = config
+        self.root = root
+        self.name = config.name
+        self.settings: dict[str, Any] = dict(config.settings)
+
+    @abstractmethod
+    def execute(self, request: ActionRequest) -> ExecutionResult:
+        """Carry out the action; report failures in the result, never by raising."""
+
+    def replicas(self, target: str) -> int:
+        """Current replica count of target, for executors that can scale."""
+        raise ExecutorError(f"{self.type} executor cannot report replicas")
+
+    def unsupported(self, request: ActionRequest) -> ExecutionResult:
+        """Result for an action this executor type cannot carry out (config check missed it)."""
+        return ExecutionResult(False, f"{self.type} executor {self.name!r} cannot {request.action}")
+
+    def resolve_path(self, value: str) -> Path:
+        """Relative paths in settings are relative to the config file, like secret files."""
+        return resolve_path(self.root, value)
+
+
+def config_dir(root: Config) -> Path:
+    return Path(root.source).resolve().parent if root.source else Path.cwd()
+
+
+def resolve_path(root: Config, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else config_dir(root) / path
+
+
+def read_secret(root: Config, value: str, what: str) -> str:
+    """Read a secret file at build time so a missing secret fails the config, not an action."""
+    path = resolve_path(root, value)
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ExecutorError(f"cannot read {what} from {path}: {reason}") from exc
+    if not secret:
+        raise ExecutorError(f"{what} file {path} is empty")
+    if "\n" in secret or "\r" in secret:
+        raise ExecutorError(f"{what} file {path} must hold a single line")
+    return secret
+
+
+def effective_timeout(
+    request_timeout: float, setting: float | None, fallback: float = 60.0
+) -> float:
+    """The shorter of the action's timeout and the executor's own cap; both are limits."""
+    candidates = [t for t in (request_timeout, setting) if t and t > 0 and math.isfinite(t)]
+    return min(candidates) if candidates else fallback
+
+
+def seconds(value: float) -> str:
+    """Readable seconds for details: 5s, 0.5s, 2.25s."""
+    return f"{value:.3g}s" if value < 10 else f"{value:.0f}s"
+
+
+def excerpt(data: bytes, limit: int = EXCERPT_BYTES) -> str:
+    """The head of a body, decoded leniently, with a marker when it was cut at limit."""
+    text = data[:limit].decode("utf-8", errors="replace")
+    return text + f"\n[... cut after the first {limit} bytes]" if len(data) > limit else text

@@ -1,0 +1,100 @@
+"""Pure pieces of the executors: naming, bounding, building, the escalation alert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from receiver.config import EXECUTOR_ACTIONS, EXECUTOR_TYPES, Config, ExecutorConfig
+from receiver.executors import EXECUTOR_CLASSES, ExecutorError, LogExecutor, build_executors
+from receiver.executors.alertmanager import escalation_alert
+from receiver.executors.base import effective_timeout, excerpt, seconds
+from receiver.executors.command import OutputTail, env_name
+from receiver.executors.http import connection_reason, shown_url
+
+
+def test_every_configurable_type_has_an_executor_with_the_same_actions():
+    assert set(EXECUTOR_CLASSES) == set(EXECUTOR_TYPES)
+    for name, cls in EXECUTOR_CLASSES.items():
+        assert cls.actions == EXECUTOR_ACTIONS[name], name
+
+
+def test_build_executors_names_the_broken_one():
+    config = Config(executors={"x": ExecutorConfig("x", "telepathy")})
+    with pytest.raises(ExecutorError, match="executor 'x': unsupported type 'telepathy'"):
+        build_executors(config)
+    ok = Config(executors={"a": ExecutorConfig("a", "log")})
+    assert isinstance(build_executors(ok)["a"], LogExecutor)
+
+
+def test_replicas_is_unsupported_by_default():
+    with pytest.raises(ExecutorError, match="log executor cannot report replicas"):
+        LogExecutor(ExecutorConfig("a", "log"), Config()).replicas("web")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("service", "SERVICE"), ("mount.point-x", "MOUNT_POINT_X"), ("a b/c", "A_B_C")],
+)
+def test_env_name(name, expected):
+    assert env_name(name) == expected
+
+
+def test_output_tail_keeps_the_last_bytes():
+    tail = OutputTail(5)
+    tail.add(b"abc")
+    assert tail.text() == "abc"
+    tail.add(b"defgh")
+    assert tail.data == bytearray(b"defgh")
+    assert tail.text() == "[... first 3 bytes dropped, last 5 kept]\ndefgh"
+
+
+def test_excerpt_and_seconds():
+    assert excerpt(b"hello", 10) == "hello"
+    assert excerpt(b"hello world", 5) == "hello\n[... cut after the first 5 bytes]"
+    assert (seconds(5), seconds(0.25), seconds(60)) == ("5s", "0.25s", "60s")
+
+
+def test_effective_timeout_is_the_shorter_limit():
+    assert effective_timeout(30, None) == 30
+    assert effective_timeout(30, 5) == 5
+    assert effective_timeout(0, None) == 60
+
+
+def test_shown_url_hides_credentials_and_query():
+    assert shown_url("https://u:p@host:8443/a/b?token=x") == "https://host:8443/a/b"
+
+
+def test_connection_reason_extracts_the_os_error():
+    text = (
+        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: / "
+        "(Caused by NewConnectionError('<urllib3.connection.HTTPConnection object at 0x7f>: "
+        "Failed to establish a new connection: [Errno 111] Connection refused'))"
+    )
+    assert connection_reason(Exception(text)) == "Connection refused"
+
+
+def test_escalation_alert_drops_the_routing_label_and_empty_values():
+    alert = escalation_alert(
+        {"alertname": "Down", "remediation": "auto", "job": "", "service": "web"},
+        {},
+        "",
+        "restart",
+        "web",
+        now=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+    )
+    assert alert == {
+        "labels": {
+            "alertname": "RemediationFailed",
+            "service": "web",
+            "original_alertname": "Down",
+            "remediation_strategy": "restart",
+            "remediation_target": "web",
+        },
+        "annotations": {
+            "summary": "Remediation failed for Down on web",
+            "reason": "remediation failed",
+        },
+        "startsAt": "2024-05-01T12:00:00.000Z",
+    }
