@@ -340,7 +340,7 @@ class Dispatcher:
         if not strategy.silence or not isinstance(am, AlertmanagerExecutor):
             return None
         verify = strategy.verify.timeout if strategy.verify else 0.0
-        duration = strategy.timeout + verify + 60
+        duration = min(strategy.timeout + verify + 60, am.silence_duration)
         try:
             silence_id = am.silence(row.labels, duration, f"remediator action {row.id}")
         except ExecutorError as exc:

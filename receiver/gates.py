@@ -72,7 +72,12 @@ def evaluate(
             f"{format_duration(budget.window)} (max {budget.max_actions})",
         )
     if inputs.running_total >= max_concurrent:
-        return stop(DEFER, "concurrency", f"concurrency: {inputs.running_total} actions running")
+        return stop(
+            DEFER,
+            "concurrency",
+            f"concurrency: {inputs.running_total} actions running (max {max_concurrent}), "
+            f"{target} waits",
+        )
     admitted, admitted_state = breaker.admit(state, strategy.breaker, now)
     if not admitted:
         return stop(
