@@ -36,8 +36,8 @@ run: venv
 	$(VENV)/bin/remediator serve --config $(CONFIG)
 
 lint: venv
-	$(VENV)/bin/ruff check receiver tests bench
-	$(VENV)/bin/ruff format --check receiver tests bench
+	$(VENV)/bin/ruff check receiver tests examples
+	$(VENV)/bin/ruff format --check receiver tests examples
 
 test: venv system-deps lint
 	$(PY) -m pytest -q

@@ -126,14 +126,21 @@ class Dispatcher:
     def run_once(self) -> bool:
         """Claim and carry out one action; False when there was nothing to do."""
         config = self.source.config
-        claimed = self.store.claim(self.worker, self.clock(), self._judge(config))
+        blocked: list[tuple[ActionRow, str]] = []
+        claimed = self.store.claim(self.worker, self.clock(), self._judge(config, blocked))
+        for row, reason in blocked:  # journaled by the claim; now tell a person
+            self.store.remark(row.id, self.clock(), self._escalate(config, row, reason))
         if claimed is None:
             return False
         row, _verdict = claimed
         self._carry_out(config, row)
         return True
 
-    def _judge(self, config: Config) -> Callable[[ActionRow, GateReader], gates.Verdict]:
+    def _judge(
+        self, config: Config, blocked: list[tuple[ActionRow, str]]
+    ) -> Callable[[ActionRow, GateReader], gates.Verdict]:
+        """The gate check run inside the claim; breaker_open skips are collected in
+        `blocked` to be escalated after the claim commits (never inside it)."""
         strategies = {s.name: s for s in config.strategies}
         now = self.clock()
 
@@ -156,6 +163,8 @@ class Dispatcher:
                 log.info(
                     verdict.reason, extra={"action_id": row.id, "incident_id": row.incident_id}
                 )
+            if verdict.gate == "breaker_open":
+                blocked.append((row, verdict.reason))
             return verdict
 
         return judge

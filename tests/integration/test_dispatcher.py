@@ -65,6 +65,22 @@ strategies:
     target: '{{{{ labels.service }}}}'
     command: [{sys.executable!r}, '-c', 'import time; time.sleep(30)']
     timeout: 1m
+  - name: careful-fix
+    matchers: ['alertname="Careful"']
+    action: run
+    executor: local
+    target: '{{{{ labels.service }}}}'
+    command: [{sys.executable!r}, '-c', {script!r}, 'careful', '{{{{ labels.service }}}}']
+    preconditions:
+      - alert_not_firing: ['alertname="Upstream"', 'service="{{{{ labels.service }}}}"']
+  - name: query-gated-fix
+    matchers: ['alertname="QueryGated"']
+    action: run
+    executor: local
+    target: '{{{{ labels.service }}}}'
+    command: [{sys.executable!r}, '-c', {script!r}, 'gated', '{{{{ labels.service }}}}']
+    preconditions:
+      - query: 'vector(0) == 1'
   - name: slow-restart
     matchers: ['alertname="SlowRestart"']
     action: restart
@@ -111,6 +127,15 @@ def settle(journal: SqliteStore, timeout: float = 30.0) -> list[dict]:
     raise AssertionError(f"actions did not settle: {journal.list_actions().items}")
 
 
+def eventually(check, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def escalations(am) -> list[dict]:
     alerts = requests.get(f"{am.url}/api/v2/alerts", timeout=5).json()
     return [a for a in alerts if a["labels"].get("alertname") == "RemediationFailed"]
@@ -139,6 +164,12 @@ def test_flapping_target_opens_breaker_escalates_once_then_half_open_trial(stack
         assert [a["status"] for a in actions] == ["failed", "failed", "skipped", "skipped"]
         assert all("verification failed" in a["reason"] for a in actions[:2])
         assert all(a["reason"].startswith("breaker_open") for a in actions[2:])
+        eventually(
+            lambda: all(
+                "escalated via am" in a["events"][-1]["reason"] for a in settle(journal)[2:]
+            ),
+            "the breaker_open skips to be escalated",
+        )
         breaker = journal.list_breakers()[0]
         assert (breaker["key"], breaker["state"]) == ("flaky-fix/cart", "open")
 
@@ -146,7 +177,9 @@ def test_flapping_target_opens_breaker_escalates_once_then_half_open_trial(stack
         assert len(found) == 1
         assert found[0]["labels"]["remediation_target"] == "cart"
         assert found[0]["labels"]["original_alertname"] == "Flapping"
-        assert "breaker opened" in found[0]["annotations"]["reason"]
+        # Alertmanager keeps the latest annotations of the one alert: the open breaker's
+        assert "breaker" in found[0]["annotations"]["reason"]
+        assert "cart" in found[0]["annotations"]["reason"]
         # the executor ran exactly for the two admitted actions
         assert len((workdir / "argv.log").read_text().splitlines()) == 2
 
@@ -234,3 +267,26 @@ def test_dry_run_journals_what_would_be_done(stack):
     assert (action["status"], action["reason"]) == ("skipped", "dry_run: would run web")
     assert json.loads(json.dumps(action["params"]))["command"][-2:] == ["good", "web"]
     assert not (workdir / "argv.log").exists()
+
+
+def test_preconditions_skip_with_the_reason(stack):
+    workdir, config, store_url, _am = stack
+    journal = SqliteStore(store_url)
+    with remediator(workdir, config, store_url) as server:
+        fire(server, "Upstream", "shop", "2026-05-07T00:00:00Z")  # unmatched, but firing
+        fire(server, "Careful", "shop", "2026-05-07T00:00:00Z")
+        fire(server, "Careful", "other", "2026-05-07T00:00:00Z")
+        fire(server, "QueryGated", "shop", "2026-05-07T00:00:00Z")
+        by_key = {(a["strategy"], a["target"]): a for a in settle(journal)}
+    blocked = by_key[("careful-fix", "shop")]
+    assert blocked["status"] == "skipped"
+    assert blocked["reason"].startswith(
+        'precondition: alert {alertname="Upstream", service="shop"}'
+    )
+    assert by_key[("careful-fix", "other")]["status"] == "succeeded"
+    gated = by_key[("query-gated-fix", "shop")]
+    assert (gated["status"], gated["reason"]) == (
+        "skipped",
+        "precondition: query 'vector(0) == 1' is not true",
+    )
+    assert (workdir / "argv.log").read_text().splitlines() == ["['careful', 'other']"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -35,7 +36,7 @@ def executor(url: str | None = None, shared: str | None = None, **settings) -> A
 
 
 @pytest.fixture(scope="module")
-def am(tmp_path_factory) -> Running:
+def am(tmp_path_factory) -> Iterator[Running]:
     # Nothing listens on the webhook port: notifications are irrelevant here.
     webhook = f"http://127.0.0.1:{free_port()}/webhook"
     workdir = tmp_path_factory.mktemp("alertmanager")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def executor_for(url: str, **settings) -> SupervisorExecutor:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory) -> Supervisord:
+def daemon(tmp_path_factory) -> Iterator[Supervisord]:
     with supervisord(tmp_path_factory.mktemp("supervisord"), PROGRAMS, wait_for=("web",)) as sv:
         yield sv
 
