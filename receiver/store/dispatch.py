@@ -185,6 +185,9 @@ class DispatchStore:
     ) -> tuple[breaker.BreakerState, breaker.BreakerState]:
         """Record the outcome and the breaker's update together; returns (before, after)."""
         with self.transaction() as tx:
+            # A claim writes back the breaker state its judge read: serialize with claims
+            # so that write cannot land after, and erase, this read-modify-write.
+            self._serialize_claims(tx)
             before = load_breaker(tx, row.strategy, row.target)
             after = outcome_for_breaker(before) if outcome_for_breaker else before
             if after != before:
@@ -233,6 +236,7 @@ class DispatchStore:
 
     def reset_breaker(self, strategy: str, target: str, now: float) -> bool:
         with self.transaction() as tx:
+            self._serialize_claims(tx)  # see finish(): a claim must not undo the reset
             exists = tx.execute(
                 "SELECT 1 FROM breakers WHERE strategy = ? AND target = ?", (strategy, target)
             ).fetchone()

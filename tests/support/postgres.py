@@ -15,7 +15,9 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-POSTGRES_URL = os.environ.get("REMEDIATOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "REMEDIATOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def with_search_path(url: str, schema: str) -> str:
