@@ -17,11 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from receiver.alerts import PayloadError, parse_notification
 from receiver.config import AuthConfig, Config, ConfigError, load_config
 from receiver.engine import ingest
+from receiver.metrics import JournalCollector, http_metrics
+from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
 
@@ -249,6 +252,12 @@ def targets() -> Response:
     return jsonify({"data": state().store.list_targets()})
 
 
+@api.get("/stats")
+def stats() -> Response:
+    app_state = state()
+    return jsonify(orchestrator_stats(app_state.store, app_state.config, time.time()))
+
+
 @api.get("/status")
 def status() -> Response:
     app_state = state()
@@ -278,6 +287,17 @@ def _redacted(url: str) -> str:
 # ---------------------------------------------------------------- admin
 
 admin = Blueprint("admin", __name__)
+
+
+@admin.get("/metrics")
+def metrics() -> Response:
+    registry = current_app.extensions["remediator.registry"]
+    try:
+        body = generate_latest(registry)
+    except StoreUnavailable as exc:
+        log.error("journal unavailable for /metrics: %s", exc)
+        return Response("journal unavailable\n", status=503, mimetype="text/plain")
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 @admin.get("/-/healthy")
@@ -323,10 +343,31 @@ def _json_errors(app: Flask) -> None:
         return error(503, "journal unavailable, retry later")
 
 
+def _instrument(app: Flask, registry: CollectorRegistry) -> None:
+    """Count and time every request by its route (never by raw path: bounded labels)."""
+    figures = http_metrics(registry)
+
+    @app.before_request
+    def start_timer() -> None:
+        request.environ["remediator.start"] = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        handler = request.url_rule.rule if request.url_rule else "unmatched"
+        started = request.environ.get("remediator.start", time.perf_counter())
+        figures.latency.labels(handler).observe(time.perf_counter() - started)
+        figures.requests.labels(handler, request.method, str(response.status_code)).inc()
+        return response
+
+
 def create_app(app_state: AppState) -> Flask:
     app = Flask("remediator")
     app.json.sort_keys = False
     app.extensions["remediator"] = app_state
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JournalCollector(app_state.store, lambda: app_state.config))
+    app.extensions["remediator.registry"] = registry
+    _instrument(app, registry)
     for blueprint in (webhook, api, admin):
         app.register_blueprint(blueprint)
     _json_errors(app)

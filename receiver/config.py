@@ -164,6 +164,7 @@ class Defaults:
     verify_timeout: float = 60.0
     verify_interval: float = 2.0
     escalation_executor: str | None = None
+    mttr_window: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -494,6 +495,7 @@ _DEFAULT_KEYS = {
     "verify_timeout",
     "verify_interval",
     "escalation_executor",
+    "mttr_window",
 }
 
 
@@ -520,6 +522,7 @@ def _read_defaults(r: _Reader, node: Any, line: int | None) -> Defaults:
         verify_timeout=r.value(section, path, "verify_timeout", _positive_duration, 60.0),
         verify_interval=r.value(section, path, "verify_interval", _positive_duration, 2.0),
         escalation_executor=r.value(section, path, "escalation_executor", _nonempty),
+        mttr_window=r.value(section, path, "mttr_window", _positive_duration, base.mttr_window),
     )
 
 

@@ -131,7 +131,9 @@ def ingest(store: Store, config: Config, notification: Notification, now: float)
     with store.transaction() as tx:
         for alert in notification.alerts:
             _apply_alert(tx, config, alert, now, summary)
-        tx.insert_notification(_record(notification, now, summary))
+        record = _record(notification, now, summary)
+        tx.insert_notification(record)
+        tx.count_alerts(record.firing, record.resolved)
     return summary
 
 

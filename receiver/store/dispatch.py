@@ -16,6 +16,7 @@ from typing import Any
 
 from receiver import breaker
 from receiver.gates import Verdict
+from receiver.store import totals
 from receiver.store.sql import SqlTransaction, iso
 
 EXECUTED = ("running", "succeeded", "failed", "timed_out")
@@ -303,3 +304,5 @@ def _set_status(
         (status, reason, now, now if finished else None, output, action_id),
     )
     tx.add_event(action_id, now, status, reason)
+    if finished:
+        totals.count_action_final(tx, action_id, status, reason)

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver.store import totals
 from receiver.store.base import (
+    FINAL_ACTION_STATUSES,
     IncidentRow,
     NewAction,
     NewIncident,
@@ -78,6 +80,12 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
     "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
+    """CREATE TABLE IF NOT EXISTS metric_totals (
+        metric TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (metric, labels)
+    )""",
     """CREATE TABLE IF NOT EXISTS action_events (
         id {pk},
         action_id INTEGER NOT NULL REFERENCES actions (id),
@@ -141,6 +149,7 @@ class SqlTransaction:
         duration = None
         if incident.ends_at_ts is not None:
             duration = max(0.0, incident.ends_at_ts - incident.starts_at_ts)
+            totals.count_incident_closed(self, incident.service, duration)
         return self._insert(
             "INSERT INTO incidents (fingerprint, starts_at, starts_at_ts, alertname, service, "
             "status, labels, annotations, generator_url, matched, first_seen, last_seen, "
@@ -171,10 +180,11 @@ class SqlTransaction:
     def resolve_incident(
         self, incident_id: int, ends_at: str, ends_at_ts: float, seen_at: float
     ) -> float:
-        starts_at_ts = self.execute(
-            "SELECT starts_at_ts FROM incidents WHERE id = ?", (incident_id,)
-        ).fetchone()[0]
+        starts_at_ts, service = self.execute(
+            "SELECT starts_at_ts, service FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
         duration = max(0.0, ends_at_ts - starts_at_ts)
+        totals.count_incident_closed(self, service, duration)
         self.execute(
             "UPDATE incidents SET status = 'resolved', ends_at = ?, ends_at_ts = ?, "
             "duration_seconds = ?, last_seen = ? WHERE id = ?",
@@ -202,6 +212,8 @@ class SqlTransaction:
             ),
         )
         self.add_event(action_id, action.created_at, action.status, action.reason)
+        if action.status in FINAL_ACTION_STATUSES:
+            totals.count_action_final(self, action_id, action.status, action.reason)
         return action_id
 
     def add_event(self, action_id: int, at: float, status: str, reason: str) -> None:
@@ -225,7 +237,11 @@ class SqlTransaction:
                 (reason, at, at, action_id),
             )
             self.add_event(action_id, at, "cancelled", reason)
+            totals.count_action_final(self, action_id, "cancelled", reason)
         return ids
+
+    def count_alerts(self, firing: int, resolved: int) -> None:
+        totals.count_alerts(self, firing, resolved)
 
     def insert_notification(self, record: NotificationRecord) -> int:
         return self._insert(
@@ -367,6 +383,30 @@ class SqlStore(ABC):
         )
         for action_id, at, status, reason in rows:
             by_id[action_id]["events"].append({"at": iso(at), "status": status, "reason": reason})
+
+    def metric_totals(self) -> dict[str, list[tuple[dict[str, Any], float]]]:
+        return totals.read_totals(self._read("SELECT metric, labels, value FROM metric_totals"))
+
+    def service_facts(self, since: float) -> dict[str, Any]:
+        """What MTTR, availability and health need, per service, in three queries."""
+        intervals = self._read(
+            "SELECT service, starts_at_ts, ends_at_ts FROM incidents "
+            "WHERE status = 'firing' OR ends_at_ts >= ?",
+            (since,),
+        )
+        latest = self._read(
+            "SELECT i.service, a.status, a.reason FROM incidents i "
+            "LEFT JOIN actions a ON a.id = "
+            "(SELECT MAX(id) FROM actions WHERE incident_id = i.id) "
+            "WHERE i.status = 'firing'"
+        )
+        services = [
+            row[0] for row in self._read("SELECT DISTINCT service FROM incidents LIMIT 1000")
+        ]
+        return {"intervals": intervals, "firing_latest": latest, "services": services}
+
+    def open_incident_count(self) -> int:
+        return self._read("SELECT COUNT(*) FROM incidents WHERE status = 'firing'")[0][0]
 
     def counts(self) -> dict[str, int]:
         """Row counts per table; tests use them to prove a rejected request wrote nothing."""

@@ -1,0 +1,196 @@
+"""`/metrics`: a view of the journal, plus the HTTP server's own request figures.
+
+The journal collector reads running totals and current state from the store at scrape
+time, so every process (and every restart) reports the same figures and no
+multiprocess mode is needed. Labels are bounded: strategies and targets come from the
+config and validated templates, services are capped at MAX_SERVICES, and no incident
+ids or timestamps ever become labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from receiver import breaker, reliability
+from receiver.config import Config
+
+MAX_SERVICES = 1000
+
+COUNTERS = {
+    "remediator_actions_total": (
+        "Actions that reached a final status, by strategy, action and outcome.",
+        ("strategy", "action", "outcome"),
+    ),
+    "remediator_actions_skipped_total": (
+        "Actions skipped, by strategy and the gate (or refusal) that stopped them.",
+        ("strategy", "reason"),
+    ),
+    "remediator_alerts_received_total": (
+        "Alerts received in accepted webhook notifications, by status (repeats included).",
+        ("status",),
+    ),
+}
+HISTOGRAMS = {
+    "remediator_incident_duration_seconds": (
+        "Duration of resolved incidents (startsAt to endsAt), the source of MTTR.",
+        ("service",),
+    ),
+    "remediator_action_duration_seconds": (
+        "Time from an action's start to its outcome, verification included.",
+        ("strategy", "action"),
+    ),
+    "remediator_time_to_remediate_seconds": (
+        "Time from the alert's start to the successful end of its action.",
+        ("strategy",),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class HttpMetrics:
+    """Per-process request figures of the HTTP server itself."""
+
+    requests: Counter
+    latency: Histogram
+
+
+def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
+    return HttpMetrics(
+        Counter(
+            "remediator_http_requests",
+            "HTTP requests served by this process, by handler, method and status code.",
+            ("handler", "method", "code"),
+            registry=registry,
+        ),
+        Histogram(
+            "remediator_http_request_duration_seconds",
+            "Latency of HTTP requests served by this process.",
+            ("handler",),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        ),
+    )
+
+
+class JournalCollector:
+    """prometheus_client collector whose every figure comes from the store."""
+
+    def __init__(self, store: Any, config: Callable[[], Config], clock=time.time) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic: do not let the registry collect at registration time
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.store.metric_totals()
+        yield from _counters(totals)
+        yield from _histograms(totals)
+        yield _breakers(self.store.list_breakers())
+        yield from _replicas(self.store.list_targets())
+        yield from self._services()
+
+    def _services(self) -> Iterator[Metric]:
+        config = self.config()
+        now = self.clock()
+        window = config.defaults.mttr_window
+        found = reliability.per_service(
+            self.store.service_facts(now - window), window, now, MAX_SERVICES
+        )
+        mttr = GaugeMetricFamily(
+            "remediator_mttr_seconds",
+            "Mean incident duration per service over defaults.mttr_window (firing: so far).",
+            labels=("service",),
+        )
+        availability = GaugeMetricFamily(
+            "remediator_availability_ratio",
+            "MTBF / (MTBF + MTTR) per service over the same window (1 without incidents).",
+            labels=("service",),
+        )
+        health = GaugeMetricFamily(
+            "remediator_service_health",
+            "1 for the service's current health: healthy, unhealthy, degraded or critical.",
+            labels=("service", "status"),
+        )
+        for service, (figures, current) in found.items():
+            mttr.add_metric([service], figures.mttr)
+            availability.add_metric([service], figures.availability)
+            for status in reliability.HEALTH_STATUSES:
+                health.add_metric([service, status], 1.0 if status == current else 0.0)
+        open_incidents = GaugeMetricFamily(
+            "remediator_open_incidents", "Incidents currently firing."
+        )
+        open_incidents.add_metric([], self.store.open_incident_count())
+        yield from (mttr, availability, health, open_incidents)
+
+
+def _counters(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
+    for name, (help_text, labels) in COUNTERS.items():
+        family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=labels)
+        for label_values, value in totals.get(name, []):
+            family.add_metric([label_values.get(label, "") for label in labels], value)
+        yield family
+
+
+def _histograms(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
+    for name, (help_text, labels) in HISTOGRAMS.items():
+        family = HistogramMetricFamily(name, help_text, labels=labels)
+        series: dict[tuple[str, ...], dict[str, Any]] = {}
+        for label_values, value in totals.get(f"{name}_bucket", []):
+            key = tuple(label_values.get(label, "") for label in labels)
+            series.setdefault(key, {"buckets": {}, "sum": 0.0})["buckets"][label_values["le"]] = (
+                value
+            )
+        for label_values, value in totals.get(f"{name}_sum", []):
+            key = tuple(label_values.get(label, "") for label in labels)
+            series.setdefault(key, {"buckets": {}, "sum": 0.0})["sum"] = value
+        for key, data in sorted(series.items()):
+            buckets = sorted(data["buckets"].items(), key=lambda item: _bound(item[0]))
+            family.add_metric(list(key), buckets, data["sum"])
+        yield family
+
+
+def _bound(le: str) -> float:
+    return float("inf") if le == "+Inf" else float(le)
+
+
+def _breakers(rows: list[dict[str, Any]]) -> Metric:
+    family = GaugeMetricFamily(
+        "remediator_breaker_state",
+        "1 for the circuit breaker's current state per (strategy, target), 0 for the others.",
+        labels=("strategy", "target", "state"),
+    )
+    for row in rows:
+        state = row["state"]  # as stored: what the dispatcher decides from at the next claim
+        for candidate in breaker.STATES:
+            family.add_metric(
+                [row["strategy"], row["target"], candidate], 1.0 if candidate == state else 0.0
+            )
+    return family
+
+
+def _replicas(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    names = {
+        "current": ("remediator_replicas", "Replicas running, as last read from the executor."),
+        "desired": ("remediator_replicas_desired", "Replicas the last scale decision wanted."),
+        "min": ("remediator_replicas_min", "The strategy's min_replicas."),
+        "max": ("remediator_replicas_max", "The strategy's max_replicas."),
+    }
+    for key, (name, help_text) in names.items():
+        family = GaugeMetricFamily(name, help_text, labels=("target",))
+        latest = {row["target"]: row for row in sorted(rows, key=lambda r: r["updated_at"])}
+        for target, row in sorted(latest.items()):
+            family.add_metric([target], row[key])
+        yield family

@@ -1,0 +1,94 @@
+"""MTTR, availability and health per service (pure; the journal supplies the facts).
+
+MTTR = mean incident duration; MTBF = (window - downtime) / incidents; availability
+A = MTBF / (MTBF + MTTR). Incidents count when they overlap the window; one still
+firing counts its duration so far. Downtime is the union of incident intervals
+clipped to the window, so two alerts about one outage are not counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+HEALTHY, UNHEALTHY, DEGRADED, CRITICAL = "healthy", "unhealthy", "degraded", "critical"
+HEALTH_STATUSES = (HEALTHY, UNHEALTHY, DEGRADED, CRITICAL)
+FAILED_FOR_GOOD = ("failed", "timed_out")
+
+
+@dataclass(frozen=True)
+class ServiceFigures:
+    incidents: int
+    mttr: float  # seconds
+    downtime: float  # seconds within the window
+    mtbf: float | None  # seconds; None when there was no incident
+    availability: float  # 0..1
+
+
+def figures(
+    intervals: Iterable[tuple[float, float | None]], window: float, now: float
+) -> ServiceFigures:
+    """intervals: (start, end or None while firing), any order; window in seconds."""
+    since = now - window
+    spans = [(start, now if end is None else end) for start, end in intervals]
+    spans = [(start, end) for start, end in spans if end >= since and start <= now]
+    if not spans:
+        return ServiceFigures(0, 0.0, 0.0, None, 1.0)
+    mttr = sum(max(0.0, end - start) for start, end in spans) / len(spans)
+    downtime = _union_length([(max(start, since), min(end, now)) for start, end in spans])
+    mtbf = max(0.0, window - downtime) / len(spans)
+    availability = mtbf / (mtbf + mttr) if mtbf + mttr > 0 else 1.0
+    return ServiceFigures(len(spans), mttr, downtime, mtbf, availability)
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    total, reach = 0.0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total += max(0.0, end - start)
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def health(firing: bool, actions: Iterable[tuple[str, str]]) -> str:
+    """Health from what is firing and the (status, reason) of its incidents' actions.
+
+    Pass the latest action of each firing incident. critical: remediation failed for good
+    or its breaker is open; degraded: remediation running, verifying, or done and the
+    alert not yet resolved; unhealthy: firing, nothing done yet; healthy: quiet.
+    """
+    if not firing:
+        return HEALTHY
+    statuses = list(actions)
+    if any(
+        status in FAILED_FOR_GOOD or (status == "skipped" and reason.startswith("breaker_open"))
+        for status, reason in statuses
+    ):
+        return CRITICAL
+    if any(status in ("running", "succeeded") for status, _ in statuses):
+        return DEGRADED  # acting, verifying, or done and waiting for the alert to resolve
+    return UNHEALTHY
+
+
+def per_service(
+    facts: dict[str, Any], window: float, now: float, limit: int | None = None
+) -> dict[str, tuple[ServiceFigures, str]]:
+    """Figures and health of every known service from the store's `service_facts`."""
+    intervals: dict[str, list[tuple[float, float | None]]] = {}
+    for service, start, end in facts["intervals"]:
+        intervals.setdefault(service, []).append((start, end))
+    latest: dict[str, list[tuple[str, str]]] = {}
+    for service, status, reason in facts["firing_latest"]:
+        latest.setdefault(service, []).append((status or "none", reason or ""))
+    services = sorted(set(facts["services"]))[:limit]
+    return {
+        service: (
+            figures(intervals.get(service, []), window, now),
+            health(service in latest, latest.get(service, [])),
+        )
+        for service in services
+    }

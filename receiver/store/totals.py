@@ -1,0 +1,119 @@
+"""Running totals for counters and histograms, kept in the journal itself.
+
+Each total is incremented in the same transaction as the event it counts, so
+`/metrics` reports the same figures from every process, counters never go backwards
+across restarts, and pruning old incidents or actions would not lower them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from receiver.store.sql import SqlTransaction
+
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+ACTION_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+SKIP_REASONS = (
+    "dry_run",
+    "locked",
+    "cooldown",
+    "budget",
+    "breaker_open",
+    "precondition",
+    "refused",
+)
+EXECUTED = ("succeeded", "failed", "timed_out")
+
+
+def _key(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True)
+
+
+def add(tx: SqlTransaction, metric: str, labels: dict[str, str], delta: float = 1.0) -> None:
+    tx.execute(
+        "INSERT INTO metric_totals (metric, labels, value) VALUES (?, ?, ?) "
+        "ON CONFLICT (metric, labels) DO UPDATE SET value = metric_totals.value + excluded.value",
+        (metric, _key(labels), delta),
+    )
+
+
+def observe(
+    tx: SqlTransaction,
+    metric: str,
+    labels: dict[str, str],
+    value: float,
+    buckets: tuple[float, ...],
+) -> None:
+    """A histogram observation as cumulative bucket counters plus _sum and _count."""
+    for bound in (*buckets, math.inf):
+        if value <= bound:
+            add(tx, f"{metric}_bucket", {**labels, "le": _le(bound)})
+    add(tx, f"{metric}_sum", labels, value)
+    add(tx, f"{metric}_count", labels)
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == math.inf else f"{float(bound):g}"
+
+
+def skip_reason(reason: str) -> str:
+    """The gate a skip reason starts with (`cooldown: ...`), bounded to a known set."""
+    head = reason.split(":", 1)[0].strip()
+    return head if head in SKIP_REASONS else "config"
+
+
+def count_alerts(tx: SqlTransaction, firing: int, resolved: int) -> None:
+    for status, count in (("firing", firing), ("resolved", resolved)):
+        if count:
+            add(tx, "remediator_alerts_received_total", {"status": status}, count)
+
+
+def count_incident_closed(tx: SqlTransaction, service: str, duration: float) -> None:
+    observe(
+        tx, "remediator_incident_duration_seconds", {"service": service}, duration, DURATION_BUCKETS
+    )
+
+
+def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: str) -> None:
+    """Count an action reaching a final status, with its durations when it ran."""
+    row = tx.execute(
+        "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts "
+        "FROM actions a JOIN incidents i ON i.id = a.incident_id WHERE a.id = ?",
+        (action_id,),
+    ).fetchone()
+    strategy, action, started_at, finished_at, alert_start = row
+    add(tx, "remediator_actions_total", {"strategy": strategy, "action": action, "outcome": status})
+    if status == "skipped":
+        add(
+            tx,
+            "remediator_actions_skipped_total",
+            {"strategy": strategy, "reason": skip_reason(reason)},
+        )
+    if status in EXECUTED and started_at is not None and finished_at is not None:
+        observe(
+            tx,
+            "remediator_action_duration_seconds",
+            {"strategy": strategy, "action": action},
+            max(0.0, finished_at - started_at),
+            ACTION_BUCKETS,
+        )
+    if status == "succeeded" and finished_at is not None:
+        observe(
+            tx,
+            "remediator_time_to_remediate_seconds",
+            {"strategy": strategy},
+            max(0.0, finished_at - alert_start),
+            DURATION_BUCKETS,
+        )
+
+
+def read_totals(
+    rows: list[tuple[str, str, float]],
+) -> dict[str, list[tuple[dict[str, Any], float]]]:
+    found: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    for metric, labels, value in rows:
+        found.setdefault(metric, []).append((json.loads(labels), value))
+    return found
