@@ -9,6 +9,7 @@ ids or timestamps ever become labels.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from prometheus_client.core import (
 
 from receiver import breaker, reliability
 from receiver.config import Config
+from receiver.store.totals import ACTION_BUCKETS, DURATION_BUCKETS, le
 
 MAX_SERVICES = 1000
 
@@ -45,14 +47,17 @@ HISTOGRAMS = {
     "remediator_incident_duration_seconds": (
         "Duration of resolved incidents (startsAt to endsAt), the source of MTTR.",
         ("service",),
+        DURATION_BUCKETS,
     ),
     "remediator_action_duration_seconds": (
         "Time from an action's start to its outcome, verification included.",
         ("strategy", "action"),
+        ACTION_BUCKETS,
     ),
     "remediator_time_to_remediate_seconds": (
         "Time from the alert's start to the successful end of its action.",
         ("strategy",),
+        DURATION_BUCKETS,
     ),
 }
 
@@ -145,7 +150,7 @@ def _counters(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator
 
 
 def _histograms(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
-    for name, (help_text, labels) in HISTOGRAMS.items():
+    for name, (help_text, labels, bounds) in HISTOGRAMS.items():
         family = HistogramMetricFamily(name, help_text, labels=labels)
         series: dict[tuple[str, ...], dict[str, Any]] = {}
         for label_values, value in totals.get(f"{name}_bucket", []):
@@ -157,7 +162,9 @@ def _histograms(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterat
             key = tuple(label_values.get(label, "") for label in labels)
             series.setdefault(key, {"buckets": {}, "sum": 0.0})["sum"] = value
         for key, data in sorted(series.items()):
-            buckets = sorted(data["buckets"].items(), key=lambda item: _bound(item[0]))
+            # a bucket below every observation was never written: its count is 0
+            counts = {le(bound): 0.0 for bound in (*bounds, math.inf)} | data["buckets"]
+            buckets = sorted(counts.items(), key=lambda item: _bound(item[0]))
             family.add_metric(list(key), buckets, data["sum"])
         yield family
 

@@ -50,12 +50,12 @@ def observe(
     """A histogram observation as cumulative bucket counters plus _sum and _count."""
     for bound in (*buckets, math.inf):
         if value <= bound:
-            add(tx, f"{metric}_bucket", {**labels, "le": _le(bound)})
+            add(tx, f"{metric}_bucket", {**labels, "le": le(bound)})
     add(tx, f"{metric}_sum", labels, value)
     add(tx, f"{metric}_count", labels)
 
 
-def _le(bound: float) -> str:
+def le(bound: float) -> str:
     return "+Inf" if bound == math.inf else f"{float(bound):g}"
 
 
