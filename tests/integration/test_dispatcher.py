@@ -16,14 +16,8 @@ import pytest
 import requests
 
 from receiver.store.sqlite import SqliteStore
-from tests.support.payloads import alert, notification
 from tests.support.processes import alertmanager, prometheus, remediator
-from tests.support.receiver import TOKEN
-
-PROMETHEUS_CONFIG = "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-AM_CONFIG = """route: {receiver: nobody, group_wait: 1s, group_interval: 1s}
-receivers: [{name: nobody}]
-"""
+from tests.support.receiver import AM_CONFIG, PROMETHEUS_CONFIG, TOKEN, fire, settle
 
 
 def config_text(prom_url: str, am_url: str, workdir: Path, recovery: str = "4s") -> str:
@@ -102,29 +96,6 @@ def stack(tmp_path: Path):
         config.write_text(config_text(prom.url, am.url, tmp_path))
         store_url = f"sqlite:///{tmp_path / 'journal.db'}"
         yield tmp_path, config, store_url, am
-
-
-def fire(server, name: str, service: str, starts_at: str) -> dict:
-    body = notification(alert(name, service=service, starts_at=starts_at))
-    response = requests.post(
-        f"{server.url}/webhook",
-        json=body,
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def settle(journal: SqliteStore, timeout: float = 30.0) -> list[dict]:
-    """Wait until no action is planned or running; return all actions, oldest first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        actions = journal.list_actions(limit=1000).items
-        if actions and all(a["status"] not in ("planned", "running") for a in actions):
-            return sorted(actions, key=lambda a: a["id"])
-        time.sleep(0.2)
-    raise AssertionError(f"actions did not settle: {journal.list_actions().items}")
 
 
 def eventually(check, what: str, timeout: float = 10.0) -> None:

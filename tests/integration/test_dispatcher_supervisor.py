@@ -9,9 +9,8 @@ import pytest
 import requests
 
 from receiver.store.sqlite import SqliteStore
-from tests.integration.test_dispatcher import AM_CONFIG, PROMETHEUS_CONFIG, fire, settle
 from tests.support.processes import alertmanager, prometheus, remediator
-from tests.support.receiver import TOKEN
+from tests.support.receiver import AM_CONFIG, PROMETHEUS_CONFIG, TOKEN, fire, settle
 from tests.support.supervisor import program, supervisord
 
 

@@ -4,20 +4,15 @@ prometheus_client's own parser, against figures computed here from the script.""
 from __future__ import annotations
 
 import signal
-import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.store.sqlite import SqliteStore
-from tests.integration.test_dispatcher import settle
 from tests.support.processes import remediator
-from tests.support.receiver import TOKEN
-from tests.support.supervisor import program, supervisord
+from tests.support.scenario import scenario
 
 CONTRACT = {
     "remediator_breaker_state": "gauge",
@@ -35,59 +30,6 @@ CONTRACT = {
     "remediator_alerts_received_total": "counter",
     "remediator_open_incidents": "gauge",
 }
-
-
-def config_text(supervisor_url: str) -> str:
-    return f"""
-server: {{auth: {{bearer_token_file: token}}}}
-defaults: {{cooldown: 0s, breaker: {{failure_threshold: 2, recovery_timeout: 1h}}}}
-executors:
-  logger: {{type: log}}
-  local: {{type: command}}
-  procs: {{type: supervisor, url: {supervisor_url}}}
-strategies:
-  - name: restart-web
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{{{ labels.service }}}}'
-  - name: failing
-    matchers: ['alertname="Broken"']
-    action: run
-    executor: local
-    target: '{{{{ labels.service }}}}'
-    command: [{sys.executable!r}, '-c', 'raise SystemExit(3)']
-  - name: scale-web
-    matchers: ['alertname="Busy"']
-    action: scale
-    executor: procs
-    target: '{{{{ labels.service }}}}'
-    scale: {{annotation: value, target_value: 1, min_replicas: 1, max_replicas: 3}}
-"""
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def post(server, *alerts: dict) -> dict:
-    response = requests.post(
-        f"{server.url}/webhook",
-        json={"version": "4", "status": "firing", "alerts": list(alerts)},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def firing(name: str, service: str, starts: datetime, **annotations: str) -> dict:
-    return {
-        "status": "firing",
-        "labels": {"alertname": name, "service": service},
-        "annotations": annotations,
-        "startsAt": iso(starts),
-    }
 
 
 def scrape(server) -> dict[str, dict]:
@@ -113,31 +55,9 @@ def value(families, name: str, sample: str | None = None, **labels: str) -> floa
 
 @pytest.fixture
 def scripted(tmp_path: Path):
-    """Run the script once; yield the server, journal and the times it used."""
-    (tmp_path / "token").write_text(TOKEN)
-    now = datetime.now(UTC).replace(microsecond=0)
-    t_web = now - timedelta(minutes=10)
-    with supervisord(tmp_path / "sup", program("web", numprocs=3)) as sup:
-        config = tmp_path / "remediation.yml"
-        config.write_text(config_text(sup.url))
-        store_url = f"sqlite:///{tmp_path / 'journal.db'}"
-        journal = SqliteStore(store_url)
-        with remediator(tmp_path, config, store_url) as server:
-            post(server, firing("ServiceDown", "web", t_web))  # restart via log: succeeds
-            settle(journal)
-            resolved = {**firing("ServiceDown", "web", t_web), "status": "resolved"}
-            resolved["endsAt"] = iso(t_web + timedelta(seconds=120))
-            post(server, resolved)  # web recovered after 120 s
-            for minute in (1, 2, 3):  # fails, fails (breaker opens), skipped breaker_open
-                post(server, firing("Broken", "db", now - timedelta(minutes=minute)))
-                settle(journal)
-            post(server, firing("ServiceDown", "bad;name", now))  # refused
-            never = firing("Gone", "cache", now - timedelta(minutes=5))
-            never.update(status="resolved", endsAt=iso(now - timedelta(minutes=5, seconds=-30)))
-            post(server, never)  # resolved, never seen firing: 30 s
-            post(server, firing("Busy", "web", now - timedelta(minutes=1), value="0.34"))
-            settle(journal, timeout=60)  # 3 running, value 0.34 -> ceil(3*0.34) = 2
-            yield server, journal, tmp_path, config, store_url, now
+    """Run the script once; yield the server, journal and the paths it used."""
+    with scenario(tmp_path) as (server, journal, config, store_url, now):
+        yield server, journal, tmp_path, config, store_url, now
 
 
 def test_every_contract_metric_after_a_scripted_sequence(scripted):

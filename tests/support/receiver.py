@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support.payloads import alert, notification
+
+PROMETHEUS_CONFIG = "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+AM_CONFIG = """route: {receiver: nobody, group_wait: 1s, group_interval: 1s}
+receivers: [{name: nobody}]
+"""
 
 TOKEN = "s3cret-token"
 MAX_BODY = 64 * 1024
@@ -47,12 +58,6 @@ def write_config(workdir: Path, text: str = CONFIG) -> Path:
 def hold_dispatcher(server_url: str) -> None:
     """Occupy the dispatcher's single slot with a long real command, so that the actions
     of later alerts stay `planned` and the journal's planning can be observed."""
-    import time
-
-    import requests
-
-    from tests.support.payloads import alert, notification
-
     body = notification(alert("Hold", starts_at="2020-01-01T00:00:00Z"))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     requests.post(f"{server_url}/webhook", json=body, headers=headers, timeout=10)
@@ -65,3 +70,26 @@ def hold_dispatcher(server_url: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the hold action did not start")
+
+
+def settle(journal: Any, timeout: float = 30.0) -> list[dict]:
+    """Wait until no action is planned or running; return all actions, oldest first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        actions = journal.list_actions(limit=1000).items
+        if actions and all(a["status"] not in ("planned", "running") for a in actions):
+            return sorted(actions, key=lambda a: a["id"])
+        time.sleep(0.2)
+    raise AssertionError(f"actions did not settle: {journal.list_actions().items}")
+
+
+def fire(server, name: str, service: str, starts_at: str) -> dict:
+    body = notification(alert(name, service=service, starts_at=starts_at))
+    response = requests.post(
+        f"{server.url}/webhook",
+        json=body,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
