@@ -124,9 +124,7 @@ def substitute(expr: str, variables: dict[str, str]) -> str:
     return _VARIABLE.sub(replace, expr)
 
 
-def dashboard_exprs(
-    variables: dict[str, str], path: Path = DASHBOARD
-) -> list[tuple[str, str]]:
+def dashboard_exprs(variables: dict[str, str], path: Path = DASHBOARD) -> list[tuple[str, str]]:
     """(panel title, PromQL) for every query of every panel, variables substituted.
 
     `variables` maps names (with or without `$`) to values, e.g. {"service": ".*",

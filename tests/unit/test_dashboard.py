@@ -1,0 +1,486 @@
+"""The shipped Grafana dashboard and its provisioning files: structure and queries.
+
+Grafana cannot run here, so the dashboard is checked as data: layout, datasource,
+template variables, and every query held to the metric contract. The last two tests hand
+every query to the real PromQL parser (`promtool check rules`) and evaluate the trickiest
+ones against known series (`promtool test rules`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.dashboard import (
+    CONTRACT,
+    DASHBOARD,
+    DATASOURCE_UID,
+    DEFAULT_VARIABLES,
+    REPO,
+    contract_problems,
+    dashboard_exprs,
+    load_dashboard,
+    panels,
+    selectors,
+    series_labels,
+    substitute,
+)
+from tests.support.processes import binary
+
+DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
+PROVISIONING = REPO / "grafana" / "provisioning"
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return load_dashboard()
+
+
+def visible(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Panels that draw something (rows only group them)."""
+    return [panel for panel in panels(dashboard) if panel["type"] != "row"]
+
+
+def by_title(dashboard: dict[str, Any], title: str) -> dict[str, Any]:
+    matching = [panel for panel in panels(dashboard) if panel.get("title") == title]
+    assert len(matching) == 1, f"expected one panel titled {title!r}, found {len(matching)}"
+    return matching[0]
+
+
+def raw_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (panel["title"], target["expr"])
+        for panel in visible(dashboard)
+        for target in panel.get("targets", [])
+    ]
+
+
+def walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every (json path, value) pair of a JSON document."""
+    found = [(path, node)]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += walk(value, f"{path}[{index}]")
+    return found
+
+
+# ------------------------------------------------------------------------------- structure
+
+
+def test_dashboard_is_valid_json_with_a_fixed_uid():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "remediator"
+    assert dashboard["title"] == "Remediator"
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    assert "__inputs" not in dashboard, "an export for import, not for file provisioning"
+    assert visible(dashboard)
+
+
+def test_panel_ids_are_unique(dashboard):
+    ids = [panel["id"] for panel in panels(dashboard)]
+    assert all(isinstance(panel_id, int) for panel_id in ids)
+    assert len(ids) == len(set(ids)), sorted(ids)
+
+
+def test_panels_fit_in_24_columns_and_do_not_overlap(dashboard):
+    boxes = []
+    for panel in panels(dashboard):
+        grid = panel["gridPos"]
+        x, y, w, h = grid["x"], grid["y"], grid["w"], grid["h"]
+        assert w > 0 and h > 0 and x >= 0 and y >= 0, panel["title"]
+        assert x + w <= 24, f"{panel['title']} ends at column {x + w}"
+        boxes.append((panel["title"], x, y, w, h))
+    for (a, ax, ay, aw, ah), (b, bx, by, bw, bh) in itertools.combinations(boxes, 2):
+        overlap = ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+        assert not overlap, f"{a!r} and {b!r} overlap"
+
+
+def test_every_panel_has_a_title_a_description_a_unit_and_queries(dashboard):
+    for panel in visible(dashboard):
+        title = panel.get("title")
+        assert title, panel["id"]
+        assert len(panel.get("description", "")) > 20, f"{title}: describe what it shows"
+        defaults = panel["fieldConfig"]["defaults"]
+        if panel["type"] == "state-timeline":  # draws mapped states, not numbers
+            assert defaults.get("mappings"), f"{title}: no value mappings"
+        else:
+            assert defaults.get("unit"), f"{title}: no unit"
+        targets = panel.get("targets")
+        assert targets, f"{title}: no query"
+        ref_ids = [target["refId"] for target in targets]
+        assert len(ref_ids) == len(set(ref_ids)), f"{title}: duplicate refId"
+        for target in targets:
+            assert target.get("expr", "").strip(), f"{title} {target['refId']}: empty expr"
+
+
+def test_every_datasource_is_the_provisioned_prometheus_by_uid(dashboard):
+    for panel in visible(dashboard):
+        assert panel.get("datasource") == DATASOURCE, panel["title"]
+        for target in panel["targets"]:
+            assert target.get("datasource") == DATASOURCE, (panel["title"], target["refId"])
+    for variable in dashboard["templating"]["list"]:
+        assert variable.get("datasource") == DATASOURCE, variable["name"]
+    for path, value in walk(dashboard):
+        if path.endswith(".datasource"):
+            assert value == DATASOURCE, path
+
+
+def test_no_datasource_placeholder_anywhere():
+    text = DASHBOARD.read_text()
+    assert "DS_PROMETHEUS" not in text, "file provisioning does not resolve ${DS_PROMETHEUS}"
+
+
+def test_template_variables_service_and_strategy(dashboard):
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    known = series_labels()
+    for name in ("service", "strategy"):
+        variable = variables[name]
+        assert variable["type"] == "query"
+        assert variable["includeAll"] is True
+        assert variable["multi"] is True
+        assert variable["allValue"] == ".*"
+        query = variable["query"]
+        if isinstance(query, dict):  # the newer editor's form
+            query = query["query"]
+        assert variable["definition"] == query
+        assert query.startswith("label_values(") and query.endswith(f", {name})"), query
+        metric = query[len("label_values(") : -len(f", {name})")]
+        assert name in known[metric], f"{metric} has no {name} label"
+
+
+# --------------------------------------------------------------------------------- queries
+
+
+def test_every_query_uses_only_contract_metrics_labels_and_values(dashboard):
+    problems = [
+        f"{title}: {problem}\n    {expr}"
+        for title, expr in raw_exprs(dashboard)
+        for problem in contract_problems(expr)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_metric_of_the_contract_is_drawn(dashboard):
+    drawn = {
+        selector.name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+        for _, expr in raw_exprs(dashboard)
+        for selector in selectors(expr)
+    }
+    assert set(CONTRACT) <= drawn, sorted(set(CONTRACT) - drawn)
+
+
+def test_queries_follow_the_service_and_strategy_variables(dashboard):
+    """A metric carrying `service` or `strategy` is always filtered by the variable."""
+    known = series_labels()
+    missing = []
+    for title, expr in raw_exprs(dashboard):
+        for selector in selectors(expr):
+            for label in ("service", "strategy"):
+                wanted = (label, "=~", f"${label}")
+                if label in known[selector.name] and wanted not in selector.matchers:
+                    missing.append(f'{title}: {selector.name} without {label}=~"${label}"')
+    assert not missing, "\n".join(missing)
+
+
+def test_journal_metrics_are_deduplicated_across_replicas(dashboard):
+    """Every replica exports the same journal figures: sums must not add them up."""
+    for title, expr in raw_exprs(dashboard):
+        names = {selector.name for selector in selectors(expr)}
+        if names & {"remediator_actions_total", "remediator_actions_skipped_total"}:
+            assert "max without (instance)" in expr, f"{title}: {expr}"
+
+
+def test_dashboard_exprs_substitutes_every_variable():
+    exprs = dashboard_exprs(DEFAULT_VARIABLES)
+    assert len(exprs) == sum(len(panel["targets"]) for panel in visible(load_dashboard()))
+    for title, expr in exprs:
+        assert "$" not in expr, f"{title}: {expr}"
+    chosen = dashboard_exprs({**DEFAULT_VARIABLES, "$service": "web|db", "strategy": "x"})
+    assert any('service=~"web|db"' in expr for _, expr in chosen)
+    assert any('strategy=~"x"' in expr for _, expr in chosen)
+    assert any(
+        "[5m]" in expr for _, expr in dashboard_exprs({**DEFAULT_VARIABLES, "__range": "5m"})
+    )
+    with pytest.raises(KeyError, match=r"\$strategy"):
+        dashboard_exprs({"service": ".*", "__rate_interval": "1m", "__interval": "1m"})
+    assert substitute('a{b=~"${service}"}[$__range]', {"service": "s", "__range": "1h"}) == (
+        'a{b=~"s"}[1h]'
+    )
+
+
+# ---------------------------------------------------------------------------------- panels
+
+
+def mappings(panel: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    found = {}
+    for mapping in panel["fieldConfig"]["defaults"]["mappings"]:
+        assert mapping["type"] == "value"
+        for value, result in mapping["options"].items():
+            found[value] = (result["text"], result["color"])
+    return found
+
+
+def steps(panel: dict[str, Any]) -> list[tuple[str, float | None]]:
+    thresholds = panel["fieldConfig"]["defaults"]["thresholds"]
+    return [(step["color"], step["value"]) for step in thresholds["steps"]]
+
+
+def exprs_of(panel: dict[str, Any]) -> str:
+    return "\n".join(target["expr"] for target in panel["targets"])
+
+
+def test_breaker_states_panel(dashboard):
+    panel = by_title(dashboard, "Breaker states")
+    assert panel["type"] == "state-timeline"
+    assert mappings(panel) == {
+        "0": ("closed", "green"),
+        "1": ("half_open", "orange"),
+        "2": ("open", "red"),
+    }
+    assert "max by (strategy, target)" in exprs_of(panel)
+    assert panel["targets"][0]["legendFormat"] == "{{strategy}} / {{target}}"
+
+
+def test_service_health_panel(dashboard):
+    panel = by_title(dashboard, "Service health")
+    assert panel["type"] == "state-timeline"
+    assert mappings(panel) == {
+        "0": ("healthy", "green"),
+        "1": ("unhealthy", "yellow"),
+        "2": ("degraded", "orange"),
+        "3": ("critical", "red"),
+    }
+
+
+def test_ratio_panels_are_percentages_with_thresholds(dashboard):
+    ratio = by_title(dashboard, "Success ratio by strategy")
+    assert ratio["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert steps(ratio) == [("red", None), ("yellow", 0.5), ("green", 0.9)]
+    assert steps(by_title(dashboard, "Success ratio")) == steps(ratio)
+    for title in ("Availability per service", "Lowest availability"):
+        panel = by_title(dashboard, title)
+        assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
+        assert steps(panel) == [("red", None), ("yellow", 0.99), ("green", 0.999)]
+
+
+def test_duration_panels_are_in_seconds(dashboard):
+    mttr = by_title(dashboard, "Time to recover (MTTR)")
+    text = exprs_of(mttr)
+    for q in ("0.5", "0.9", "0.99"):
+        assert f"histogram_quantile({q}, sum by (le)" in text
+    assert "remediator_incident_duration_seconds_sum" in text
+    assert "remediator_incident_duration_seconds_count" in text
+    assert "remediator_mttr_seconds" in text
+    ttr = by_title(dashboard, "Time to remediate")
+    assert "remediator_time_to_remediate_seconds_bucket" in exprs_of(ttr)
+    assert "remediator_time_to_remediate_seconds_sum" in exprs_of(ttr)
+    for title in ("Time to recover (MTTR)", "Time to remediate", "MTTR", "Webhook latency"):
+        assert by_title(dashboard, title)["fieldConfig"]["defaults"]["unit"] == "s", title
+
+
+def test_count_panels(dashboard):
+    assert by_title(dashboard, "Open incidents")["type"] == "stat"
+    for title, label in (
+        ("Actions by outcome", "outcome"),
+        ("Skipped actions by reason", "reason"),
+    ):
+        panel = by_title(dashboard, title)
+        custom = panel["fieldConfig"]["defaults"]["custom"]
+        assert custom["drawStyle"] == "bars", title
+        assert custom["stacking"]["mode"] == "normal", title
+        assert f"sum by ({label})" in exprs_of(panel), title
+    replicas = exprs_of(by_title(dashboard, "Replicas per target"))
+    for suffix in ("", "_desired", "_min", "_max"):
+        assert f"(remediator_replicas{suffix})" in replicas
+    assert "p99" in [t["legendFormat"] for t in by_title(dashboard, "Webhook latency")["targets"]]
+    assert 'handler="/webhook"' in exprs_of(by_title(dashboard, "Webhook requests"))
+    assert "remediator_alerts_received_total" in exprs_of(by_title(dashboard, "Alerts received"))
+
+
+# ---------------------------------------------------------------------------- provisioning
+
+
+def test_datasource_provisioning_has_the_dashboards_uid():
+    config = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    assert config["apiVersion"] == 1
+    [datasource] = config["datasources"]
+    assert datasource["uid"] == DATASOURCE_UID
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["isDefault"] is True
+
+
+def test_dashboard_provisioning_loads_the_mounted_folder():
+    config = yaml.safe_load((PROVISIONING / "dashboards" / "remediator.yml").read_text())
+    assert config["apiVersion"] == 1
+    [provider] = config["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+# ------------------------------------------------------------------- real PromQL (promtool)
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary("promtool"), *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+@pytest.mark.integration
+def test_every_query_parses_as_promql(tmp_path):
+    """promtool parses each query as a recording rule: a syntax error names the panel."""
+    exprs = dashboard_exprs(DEFAULT_VARIABLES)
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": expr}
+        for index, (_, expr) in enumerate(exprs)
+    ]
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = promtool("check", "rules", str(path), cwd=tmp_path)
+    assert result.returncode == 0, (
+        result.stdout + result.stderr + "\n" + json.dumps(exprs, indent=1)
+    )
+
+
+# Known series, as two replicas export them (journal figures are the same from both).
+SELECTED_SERVICES = "checkout|search|payments|web"
+SELECTED_STRATEGIES = "restart-web|scale-api|run-fix|dry-run-db"
+JOURNAL_SERIES = [
+    # breakers: restart-web/web open, scale-api/api half-open, run-fix/db closed (exports
+    # only its current state), other/x open but not selected
+    *[
+        (f'remediator_breaker_state{{strategy="{s}", target="{t}", state="{state}"}}', value)
+        for s, t, current in (
+            ("restart-web", "web", "open"),
+            ("scale-api", "api", "half_open"),
+            ("other", "x", "open"),
+        )
+        for state in ("closed", "half_open", "open")
+        for value in (["1x10"] if state == current else ["0x10"])
+    ],
+    ('remediator_breaker_state{strategy="run-fix", target="db", state="closed"}', "1x10"),
+    # health: one service per status, plus one not selected
+    *[
+        (f'remediator_service_health{{service="{svc}", status="{status}"}}', value)
+        for svc, current in (
+            ("checkout", "critical"),
+            ("search", "degraded"),
+            ("payments", "unhealthy"),
+            ("other", "critical"),
+        )
+        for status in ("healthy", "unhealthy", "degraded", "critical")
+        for value in (["1x10"] if status == current else ["0x10"])
+    ],
+    ('remediator_service_health{service="web", status="healthy"}', "1x10"),
+    # actions between 0m and 5m: restart-web 3 succeeded + 1 failed, run-fix 2 failed
+    # (no succeeded series), dry-run-db 4 skipped, other 9 failed (not selected)
+    (
+        'remediator_actions_total{strategy="restart-web", action="restart", outcome="succeeded"}',
+        "0x4 3x5",
+    ),
+    (
+        'remediator_actions_total{strategy="restart-web", action="restart", outcome="failed"}',
+        "0x4 1x5",
+    ),
+    ('remediator_actions_total{strategy="run-fix", action="run", outcome="failed"}', "0x4 2x5"),
+    ('remediator_actions_total{strategy="dry-run-db", action="run", outcome="skipped"}', "0x4 4x5"),
+    ('remediator_actions_total{strategy="other", action="run", outcome="failed"}', "0x4 9x5"),
+    ('remediator_actions_skipped_total{strategy="dry-run-db", reason="dry_run"}', "0x4 4x5"),
+    ('remediator_actions_skipped_total{strategy="other", reason="budget"}', "0x4 7x5"),
+    # two checkout incidents resolved, 300 s in all; one of another service
+    ('remediator_incident_duration_seconds_sum{service="checkout"}', "0x4 300x5"),
+    ('remediator_incident_duration_seconds_count{service="checkout"}', "0x4 2x5"),
+    ('remediator_incident_duration_seconds_sum{service="other"}', "0x4 9999x5"),
+    ('remediator_incident_duration_seconds_count{service="other"}', "0x4 1x5"),
+    ("remediator_open_incidents", "2x10"),
+    ('remediator_availability_ratio{service="checkout"}', "0.99x10"),
+    ('remediator_availability_ratio{service="search"}', "0.5x10"),
+    ('remediator_availability_ratio{service="other"}', "0.1x10"),
+]
+EXPECTED = {
+    "Receivers up": {"{}": 2},
+    "Open incidents": {"{}": 2},
+    "Open breakers": {"{}": 1},
+    "Success ratio": {"{}": 0.5},
+    "MTTR": {"{}": 150},
+    "Lowest availability": {"{}": 0.5},
+    "Breaker states": {
+        '{strategy="restart-web", target="web"}': 2,
+        '{strategy="scale-api", target="api"}': 1,
+        '{strategy="run-fix", target="db"}': 0,
+    },
+    "Service health": {
+        '{service="checkout"}': 3,
+        '{service="search"}': 2,
+        '{service="payments"}': 1,
+        '{service="web"}': 0,
+    },
+    "Success ratio by strategy": {
+        '{strategy="restart-web"}': 0.75,
+        '{strategy="run-fix"}': 0,
+    },
+    "Actions by outcome": {
+        '{outcome="succeeded"}': 3,
+        '{outcome="failed"}': 3,
+        '{outcome="skipped"}': 4,
+    },
+    "Skipped actions by reason": {'{reason="dry_run"}': 4},
+}
+
+
+@pytest.mark.integration
+def test_key_queries_compute_the_expected_figures(tmp_path):
+    """The mapping and ratio queries on known series, replicas deduplicated."""
+    variables = {
+        "service": SELECTED_SERVICES,
+        "strategy": SELECTED_STRATEGIES,
+        "__rate_interval": "10m",
+        "__interval": "10m",
+        "__range": "10m",
+    }
+    first_query = {}
+    for title, expr in dashboard_exprs(variables):
+        first_query.setdefault(title, expr)
+    series = [
+        {"series": 'up{job="remediator", instance="remediator-0:9095"}', "values": "1x10"},
+        {"series": 'up{job="remediator", instance="remediator-1:9095"}', "values": "1x10"},
+    ]
+    for selector, values in JOURNAL_SERIES:
+        for instance in ("remediator-0:9095", "remediator-1:9095"):
+            labels = f'job="remediator", instance="{instance}"'
+            if "{" in selector:
+                named = selector.replace("{", "{" + labels + ", ", 1)
+            else:
+                named = f"{selector}{{{labels}}}"
+            series.append({"series": named, "values": values})
+    tests = [
+        {
+            "expr": first_query[title],
+            "eval_time": "10m",
+            "exp_samples": [{"labels": labels, "value": value} for labels, value in want.items()],
+        }
+        for title, want in EXPECTED.items()
+    ]
+    path = tmp_path / "dashboard.test.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+            },
+            sort_keys=False,
+        )
+    )
+    result = promtool("test", "rules", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
