@@ -60,10 +60,20 @@ class AppState:
             pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]
             self.config = new  # one reference swap: requests see the old or the new, whole
             self.loaded_at = time.time()
+        seed_metrics(self.store, new)
         log.info("configuration reloaded from %s (sha256 %s)", self.config_path, new.sha256[:12])
         if pending:
             log.warning("changed keys that need a restart to apply: %s", ", ".join(pending))
         return {"status": "reloaded", "sha256": new.sha256, "restart_required": pending}
+
+
+def seed_metrics(store: Store, config: Config) -> None:
+    """Give every configured strategy its zero series (best effort: the journal may be
+    briefly unavailable, and the series then appear with the first event instead)."""
+    try:
+        store.seed_metrics([(s.name, s.action) for s in config.strategies])
+    except StoreUnavailable as exc:
+        log.warning("could not seed metric series: %s", exc)
 
 
 def with_overrides(config: Config, overrides: dict[str, str]) -> Config:
@@ -364,6 +374,7 @@ def create_app(app_state: AppState) -> Flask:
     app = Flask("remediator")
     app.json.sort_keys = False
     app.extensions["remediator"] = app_state
+    seed_metrics(app_state.store, app_state.config)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JournalCollector(app_state.store, lambda: app_state.config))
     app.extensions["remediator.registry"] = registry

@@ -147,6 +147,7 @@ class SqlTransaction:
 
     def insert_incident(self, incident: NewIncident) -> int:
         duration = None
+        totals.seed_service(self, incident.service)
         if incident.ends_at_ts is not None:
             duration = max(0.0, incident.ends_at_ts - incident.starts_at_ts)
             totals.count_incident_closed(self, incident.service, duration)
@@ -404,6 +405,12 @@ class SqlStore(ABC):
             row[0] for row in self._read("SELECT DISTINCT service FROM incidents LIMIT 1000")
         ]
         return {"intervals": intervals, "firing_latest": latest, "services": services}
+
+    def seed_metrics(self, strategies: list[tuple[str, str]]) -> None:
+        """Zero series for each configured (strategy, action); see totals.touch_histogram."""
+        with self.transaction() as tx:
+            for strategy, action in strategies:
+                totals.seed_strategy(tx, strategy, action)
 
     def open_incident_count(self) -> int:
         return self._read("SELECT COUNT(*) FROM incidents WHERE status = 'firing'")[0][0]

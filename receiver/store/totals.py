@@ -40,6 +40,45 @@ def add(tx: SqlTransaction, metric: str, labels: dict[str, str], delta: float = 
     )
 
 
+def touch_histogram(
+    tx: SqlTransaction, metric: str, labels: dict[str, str], buckets: tuple[float, ...]
+) -> None:
+    """Create a histogram's series at zero, so that the first real observation is an
+    increase Prometheus can see (a series born at 1 hides its first event from rate())."""
+    for bound in (*buckets, math.inf):
+        add(tx, f"{metric}_bucket", {**labels, "le": le(bound)}, 0.0)
+    add(tx, f"{metric}_sum", labels, 0.0)
+    add(tx, f"{metric}_count", labels, 0.0)
+
+
+def seed_strategy(tx: SqlTransaction, strategy: str, action: str) -> None:
+    """Zero series for everything a configured strategy can count (bounded by config)."""
+    for outcome in ("succeeded", "failed", "timed_out", "skipped", "cancelled"):
+        add(
+            tx,
+            "remediator_actions_total",
+            {"strategy": strategy, "action": action, "outcome": outcome},
+            0.0,
+        )
+    for reason in (*SKIP_REASONS, "config"):
+        add(tx, "remediator_actions_skipped_total", {"strategy": strategy, "reason": reason}, 0.0)
+    touch_histogram(
+        tx,
+        "remediator_action_duration_seconds",
+        {"strategy": strategy, "action": action},
+        ACTION_BUCKETS,
+    )
+    touch_histogram(
+        tx, "remediator_time_to_remediate_seconds", {"strategy": strategy}, DURATION_BUCKETS
+    )
+
+
+def seed_service(tx: SqlTransaction, service: str) -> None:
+    touch_histogram(
+        tx, "remediator_incident_duration_seconds", {"service": service}, DURATION_BUCKETS
+    )
+
+
 def observe(
     tx: SqlTransaction,
     metric: str,
@@ -67,8 +106,7 @@ def skip_reason(reason: str) -> str:
 
 def count_alerts(tx: SqlTransaction, firing: int, resolved: int) -> None:
     for status, count in (("firing", firing), ("resolved", resolved)):
-        if count:
-            add(tx, "remediator_alerts_received_total", {"status": status}, count)
+        add(tx, "remediator_alerts_received_total", {"status": status}, count)
 
 
 def count_incident_closed(tx: SqlTransaction, service: str, duration: float) -> None:
