@@ -1,0 +1,145 @@
+"""The container image, without a Docker engine (none can run on this machine).
+
+hadolint lints the Dockerfile; the image's install steps are replayed in a clean
+virtualenv (wheel, download of the wheels, offline install as in the final stage);
+then the image's CMD and HEALTHCHECK commands, read from the Dockerfile itself, are
+run against that install.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import REPO, free_port, stop
+
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def instruction(name: str) -> list[str]:
+    """The JSON-array form of the (last) instruction `name` in the Dockerfile."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith(name + " ")]
+    assert lines, f"no {name} in the Dockerfile"
+    value = lines[-1][len(name) :].strip()
+    if name == "HEALTHCHECK":
+        value = value[value.index("CMD") + 3 :].strip()
+    return json.loads(value)
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{argv}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_hadolint_is_clean():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    run([hadolint, str(DOCKERFILE)])
+
+
+def test_image_runs_as_non_root_with_healthcheck_on_healthy():
+    text = DOCKERFILE.read_text()
+    assert "USER 10001" in text
+    assert "/-/healthy" in " ".join(instruction("HEALTHCHECK"))
+    assert instruction("ENTRYPOINT") == ["remediator"]
+    assert instruction("CMD")[0] == "serve"
+    assert "FROM python:3.11" in text and "slim" in text
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A clean virtualenv installed exactly as the image's stages do."""
+    work = tmp_path_factory.mktemp("image")
+    wheels = work / "wheels"
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-cache-dir",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            str(REPO),
+        ]
+    )
+    (wheel,) = wheels.glob("remediator-*.whl")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-cache-dir",
+            "--dest",
+            str(wheels),
+            "--only-binary=:all:",
+            f"{wheel}[postgres]",
+        ]
+    )
+    env_dir = work / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    version = wheel.name.split("-")[1]
+    run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            f"remediator[postgres]=={version}",
+        ]
+    )
+    return env_dir
+
+
+def test_image_cmd_starts_and_healthcheck_passes(installed, tmp_path):
+    config = tmp_path / "etc" / "remediation.yml"
+    config.parent.mkdir()
+    shutil.copy(REPO / "examples" / "remediation.yml", config)
+    shutil.copytree(REPO / "examples" / "secrets", config.parent / "secrets")
+    port = free_port()
+    argv = [
+        arg.replace("/etc/remediator/remediation.yml", str(config))
+        .replace("0.0.0.0:9095", f"127.0.0.1:{port}")
+        .replace("/var/lib/remediator", str(tmp_path))
+        for arg in instruction("CMD")
+    ]
+    bin_dir = installed / "bin"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    process = subprocess.Popen(
+        [str(bin_dir / instruction("ENTRYPOINT")[0]), *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        healthcheck = [arg.replace("9095", str(port)) for arg in instruction("HEALTHCHECK")]
+        healthcheck[0] = str(bin_dir / healthcheck[0])
+        deadline = time.monotonic() + 30
+        while True:
+            result = subprocess.run(healthcheck, capture_output=True, env=env, timeout=10)
+            if result.returncode == 0:
+                break
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, result.stderr.decode()
+            time.sleep(0.3)
+        assert (tmp_path / "journal.db").exists()
+    finally:
+        stop(process)
+        if process.stdout:
+            process.stdout.close()
