@@ -22,8 +22,8 @@ from tests.support.processes import REPO, binary
 pytestmark = pytest.mark.integration
 
 RULES = REPO / "rules"
-RULE_FILES = sorted(RULES.glob("*.yml"))
-TEST_FILES = sorted((RULES / "tests").glob("*.test.yml"))
+RULE_FILES = [RULES / "remediator.rules.yml"]
+TEST_FILES = [RULES / "tests" / "remediator.test.yml"]
 EXPECTED_ALERTS = {
     "RemediatorDown",
     "RemediatorWebhookErrors",
