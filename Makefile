@@ -30,7 +30,7 @@ system-deps:
 	fi
 
 demo: venv system-deps
-	$(PY) examples/demo_ingest.py
+	$(VENV)/bin/remediator demo $(DEMO_ARGS)
 
 run: venv
 	$(VENV)/bin/remediator serve --config $(CONFIG)

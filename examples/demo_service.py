@@ -41,6 +41,11 @@ Faults (``POST /admin/fault``) and who heals them:
     ``busy = load / live replicas`` (capped at 1). A restart does NOT heal it (the load is
     external); starting more replicas does, which is what the scale strategy does.
     ``{"load": 0}`` removes it.
+``dependency`` (needs ``--state-dir``)
+    A broken downstream dependency of THIS process: every ``/`` request answers 500, and the
+    fault lives in the state directory, so a restart does NOT heal it. This is the fault
+    whose remediation cannot help: the restart's verification fails, its circuit breaker
+    opens and Remediator escalates to a person. ``none`` repairs it.
 ``exit`` ``{"code": 3}``
     The process exits at once. supervisord (autorestart=true) starts it again within about a
     second: the kind of fault that needs no Remediator, for contrast.
@@ -104,8 +109,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-FAULTS = ("crash", "wedge", "errors", "latency", "saturation", "exit", "none")
-REPORTED_FAULTS = ("crash", "errors", "latency", "saturation")
+FAULTS = ("crash", "wedge", "errors", "latency", "saturation", "dependency", "exit", "none")
+REPORTED_FAULTS = ("crash", "errors", "latency", "saturation", "dependency")
 CODES = ("200", "500", "503")
 MAX_BODY = 64 * 1024
 MAX_LATENCY = 30.0
@@ -225,6 +230,7 @@ class DemoService:
             "errors": f.error_ratio > 0,
             "latency": f.latency_seconds > 0,
             "saturation": f.busy > 0 or self.group_load() > 0,
+            "dependency": self.dependency_broken(),
         }[name]
 
     def state(self) -> dict[str, Any]:
@@ -266,6 +272,11 @@ class DemoService:
                 busy = _number(body, "busy", 0.95, 0.0, 1.0)
                 with self._lock:
                     self.faults.busy = busy
+        elif name == "dependency":
+            path = self._dependency_file()
+            if path is None:
+                raise FaultError("a dependency fault needs the service to run with --state-dir")
+            _atomic_write(path, "broken\n")
         elif name == "exit":
             code = int(_number(body, "code", 3, 0, 255))
             # after the answer has been sent; a real crash: no deregistration
@@ -275,6 +286,17 @@ class DemoService:
                 self.faults = Faults()
             if self.state_dir is not None:
                 self.set_group_load(0.0)
+                with contextlib.suppress(FileNotFoundError):
+                    self._dependency_file().unlink()
+
+    def _dependency_file(self) -> Path | None:
+        return (
+            None if self.state_dir is None else self.state_dir / f"{self.identity.slug}.dependency"
+        )
+
+    def dependency_broken(self) -> bool:
+        path = self._dependency_file()
+        return path is not None and path.exists()
 
     # ---------------------------------------------------------------- saturation
 
@@ -379,7 +401,7 @@ class DemoService:
             else:
                 if faults.latency_seconds:
                     time.sleep(faults.latency_seconds)
-                code = 500 if failing else 200
+                code = 500 if failing or self.dependency_broken() else 200
         finally:
             with self._lock:
                 self._in_flight -= 1

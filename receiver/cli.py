@@ -1,4 +1,4 @@
-"""Command line: `remediator serve | check | explain`."""
+"""Command line: `remediator serve | check | explain | demo`."""
 
 from __future__ import annotations
 
@@ -152,6 +152,13 @@ def _plan_json(config: Config, plan: Plan) -> dict[str, Any]:
     }
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from receiver.demo import run_demo
+
+    results = run_demo(keep_running=args.keep_running)
+    return EXIT_OK if results and all(r.action for r in results) else EXIT_INVALID
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediator", description="Turn Prometheus alerts into safe, audited remediation."
@@ -175,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
     explain.set_defaults(func=cmd_explain)
+    demo = commands.add_parser("demo", help="run the closed loop on this machine")
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack up")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

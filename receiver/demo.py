@@ -1,0 +1,515 @@
+"""`remediator demo`: the closed loop on this machine, narrated as it happens.
+
+Starts supervisord with three demo-service processes, Prometheus (fast copy of the
+health rules), Alertmanager (a copy of alertmanager/alertmanager.yml pointed at local
+ports) and `remediator serve`, all on free loopback ports with their files in one temp
+folder; injects faults one after another; prints fault → alert → action → verification
+→ resolution with times; ends with a summary table. Everything stops on exit or Ctrl-C.
+
+It needs the repository (examples/, rules/, alertmanager/): it is a demo, not a service.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+TOKEN = "demo-token-not-a-secret"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One step of the demo: what to break, which alert should fire, what should fix it."""
+
+    name: str
+    process: str  # where to inject ("demo:demo_01"); the alert may be per service
+    payload: dict[str, Any]
+    alertname: str
+    strategy: str
+    expect: str  # "recovered" or "escalated"
+    clear_after: bool = False  # the operator repairs it after Remediator gave up
+
+
+FAULTS = (
+    Fault(
+        "wedged process",
+        "demo:demo_00",
+        {"fault": "crash"},
+        "ServiceDown",
+        "restart-process",
+        "recovered",
+    ),
+    Fault(
+        "error burst",
+        "demo:demo_01",
+        {"fault": "errors", "ratio": 1.0},
+        "HighErrorRatio",
+        "restart-process",
+        "recovered",
+    ),
+    Fault(
+        "saturation",
+        "demo:demo_00",
+        {"fault": "saturation", "load": 1.8},
+        "HighSaturation",
+        "scale-on-saturation",
+        "recovered",
+    ),
+    Fault(
+        "broken dependency",
+        "demo:demo_02",
+        {"fault": "dependency"},
+        "HighErrorRatio",
+        "restart-process",
+        "escalated",
+        clear_after=True,
+    ),
+)
+
+
+@dataclass
+class Result:
+    fault: Fault
+    injected_at: float
+    firing_at: float | None = None  # first seen pending or firing in Prometheus
+    action: dict[str, Any] | None = None
+    resolved_seen_at: float | None = None  # first seen gone from Prometheus
+    incident: dict[str, Any] | None = None
+    escalations: int = 0
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def detection(self) -> float | None:
+        return None if self.firing_at is None else self.firing_at - self.injected_at
+
+    @property
+    def outcome(self) -> str:
+        return self.action["status"] if self.action else "no action"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_run(count: int) -> int:
+    """A base port with `count` consecutive free ports (the demo processes use base+N)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count < 65535 and all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no run of free loopback ports found")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _demo_service_module() -> Any:
+    spec = importlib.util.spec_from_file_location("demo_service", EXAMPLES / "demo_service.py")
+    if spec is None or spec.loader is None or not spec.origin or not Path(spec.origin).exists():
+        raise SystemExit("remediator demo needs the repository's examples/ folder")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["demo_service"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Sink(BaseHTTPRequestHandler):
+    """Stands in for a person's pager: counts what Alertmanager sends to `oncall`."""
+
+    received: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            self.received.append(json.loads(body))
+        except ValueError:
+            self.received.append({"raw": body.decode(errors="replace")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+class Stack:
+    """Every process of the demo, started in order and stopped in reverse."""
+
+    def __init__(self, workdir: Path, say: Callable[[str], None] = print) -> None:
+        self.workdir = workdir
+        self.say = say
+        self.state_dir = workdir / "state"
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.demo = _demo_service_module()
+        self.ports = {
+            name: free_port() for name in ("supervisor", "prometheus", "alertmanager", "receiver")
+        }
+        self.base_port = free_port_run(3)
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.sink_received: list[dict[str, Any]] = []
+        self._sink: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "token").write_text(TOKEN + "\n")
+        self._start_sink()
+        self._start_supervisord()
+        self._write_configs()
+        self._spawn(
+            "remediator",
+            [
+                sys.executable,
+                "-m",
+                "receiver.cli",
+                "serve",
+                "--config",
+                str(self.workdir / "remediation.yml"),
+            ],
+            "/-/ready",
+            self.urls["receiver"],
+        )
+        self._spawn(
+            "alertmanager",
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={self.workdir / 'alertmanager.yml'}",
+                f"--storage.path={self.workdir / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+            "/-/ready",
+            self.urls["alertmanager"],
+        )
+        self._spawn(
+            "prometheus",
+            [
+                _binary("prometheus"),
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
+            ],
+            "/-/ready",
+            self.urls["prometheus"],
+        )
+        self._wait(lambda: self._demo_targets_up() == 2, 40, "the demo processes scraped")
+
+    def _start_sink(self) -> None:
+        handler = type("Sink", (_Sink,), {"received": self.sink_received})
+        self._sink = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.urls["oncall"] = f"http://127.0.0.1:{self._sink.server_address[1]}"
+        threading.Thread(target=self._sink.serve_forever, daemon=True).start()
+
+    def _start_supervisord(self) -> None:
+        conf = self.workdir / "supervisord.conf"
+        conf.write_text(
+            self.demo.render(
+                EXAMPLES / "supervisord.conf.template",
+                workdir=self.workdir,
+                supervisor_port=self.ports["supervisor"],
+                python=sys.executable,
+                demo_service=EXAMPLES / "demo_service.py",
+                base_port=self.base_port,
+                state_dir=self.state_dir,
+                self_load=5,
+            )
+        )
+        supervisord = str(Path(sys.executable).with_name("supervisord"))
+        self._spawn("supervisord", [supervisord, "-c", str(conf), "-n"], None, None)
+        rpc = self.supervisor()
+        self._wait(lambda: _all_running(rpc), 30, "supervisord's demo processes")
+        # headroom for the scale step: two replicas run, the third is there to be started
+        rpc.stopProcess("demo:demo_02", True)
+        self._wait(lambda: len(list(self.state_dir.glob("demo-*.json"))) == 2, 10, "deregistration")
+
+    def _write_configs(self) -> None:
+        rules = self.demo.fast_rules((REPO / "rules" / "health.rules.yml").read_text())
+        (self.workdir / "health.rules.yml").write_text(rules)
+        (self.workdir / "prometheus.yml").write_text(
+            self.demo.render(
+                EXAMPLES / "prometheus.yml.template",
+                health_rules=self.workdir / "health.rules.yml",
+                alertmanager_address=f"127.0.0.1:{self.ports['alertmanager']}",
+                state_dir=self.state_dir,
+                remediator_address=f"127.0.0.1:{self.ports['receiver']}",
+            )
+        )
+        (self.workdir / "remediation.yml").write_text(
+            self.demo.render(
+                EXAMPLES / "demo-remediation.yml",
+                remediator_address=f"127.0.0.1:{self.ports['receiver']}",
+                token_file=self.workdir / "token",
+                store=f"sqlite:///{self.workdir / 'journal.db'}",
+                prometheus_url=self.urls["prometheus"],
+                alertmanager_url=self.urls["alertmanager"],
+                supervisor_url=f"{self.urls['supervisor']}/RPC2",
+            )
+        )
+        (self.workdir / "alertmanager.yml").write_text(self._alertmanager_config())
+
+    def _alertmanager_config(self) -> str:
+        """The shipped routing with local URLs, the demo's token and 1s timers."""
+        config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+        for receiver in config["receivers"]:
+            for hook in receiver.get("webhook_configs", []):
+                if receiver["name"] == "remediator":
+                    hook["url"] = f"{self.urls['receiver']}/webhook"
+                    hook["http_config"]["authorization"]["credentials_file"] = str(
+                        self.workdir / "token"
+                    )
+                else:
+                    hook["url"] = f"{self.urls['oncall']}/{receiver['name']}"
+        for route in [config["route"], *config["route"].get("routes", [])]:
+            route.update(group_wait="1s", group_interval="1s")
+        return yaml.safe_dump(config, sort_keys=False)
+
+    def _spawn(self, name: str, argv: list[str], ready: str | None, url: str | None) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        log.close()
+        self.processes.append((name, process))
+        if ready and url:
+            self._wait(lambda: _answers(f"{url}{ready}", process, name, self.workdir), 30, name)
+        self.say(f"  started {name:<13} {url or self.urls['supervisor']}")
+
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}; logs in {self.workdir}")
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------------ helpers
+    def supervisor(self) -> Any:
+        import xmlrpc.client
+
+        return xmlrpc.client.ServerProxy(f"{self.urls['supervisor']}/RPC2").supervisor
+
+    def process_port(self, process: str) -> int:
+        return self.base_port + int(process.rsplit("_", 1)[1])
+
+    def inject(self, process: str, payload: dict[str, Any]) -> None:
+        url = f"http://127.0.0.1:{self.process_port(process)}/admin/fault"
+        requests.post(url, json=payload, timeout=5).raise_for_status()
+
+    def _demo_targets_up(self) -> int:
+        try:
+            result = requests.get(
+                f"{self.urls['prometheus']}/api/v1/query",
+                params={"query": 'up{job="demo"} == 1'},
+                timeout=2,
+            ).json()["data"]["result"]
+        except (requests.RequestException, KeyError, ValueError):
+            return 0
+        return len(result)
+
+    def stop(self) -> None:
+        for _name, process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for _name, process in reversed(self.processes):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._sink is not None:
+            self._sink.shutdown()
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SystemExit(f"{name} not found: install Debian's package (`make demo` does)")
+    return path
+
+
+def _answers(url: str, process: subprocess.Popen, name: str, workdir: Path) -> bool:
+    if process.poll() is not None:
+        raise RuntimeError(f"{name} exited with {process.returncode}; see {workdir / name}.log")
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _all_running(rpc: Any) -> bool:
+    try:
+        infos = rpc.getAllProcessInfo()
+    except OSError:
+        return False
+    return len(infos) == 3 and all(info["statename"] == "RUNNING" for info in infos)
+
+
+# ---------------------------------------------------------------------- the loop
+
+
+class Narrator:
+    """Watches Prometheus, the journal and Alertmanager and tells what happens."""
+
+    def __init__(self, stack: Stack, say: Callable[[str], None] = print) -> None:
+        self.stack = stack
+        self.say = say
+        self.seen_actions: set[int] = set()
+
+    def _get(self, name: str, path: str, **params: Any) -> Any:
+        return requests.get(f"{self.stack.urls[name]}{path}", params=params, timeout=5).json()
+
+    def alert_state(self, fault: Fault) -> str | None:
+        """pending/firing in Prometheus for this fault's alert, or None."""
+        for found in self._get("prometheus", "/api/v1/alerts")["data"]["alerts"]:
+            labels = found["labels"]
+            if labels.get("alertname") != fault.alertname:
+                continue
+            if "process" in labels and labels["process"] != fault.process:
+                continue
+            return found["state"]
+        return None
+
+    def incident(self, fault: Fault, since: float) -> dict[str, Any] | None:
+        incidents = self._get("receiver", "/api/v1/incidents", alertname=fault.alertname)["data"]
+        for incident in incidents:
+            process = incident["labels"].get("process", fault.process)
+            started = _epoch(incident["starts_at"])
+            if process == fault.process and started >= since - 1:
+                return incident
+        return None
+
+    def run(self, fault: Fault, timeout: float = 150.0) -> Result:
+        self.say(f"\n== {fault.name}: inject {json.dumps(fault.payload)} into {fault.process}")
+        result = Result(fault, time.time())
+        self.stack.inject(fault.process, fault.payload)
+        deadline = time.monotonic() + timeout
+        cleared = False
+        while time.monotonic() < deadline:
+            now = time.time()
+            state = self.alert_state(fault)
+            if state and result.firing_at is None:
+                result.firing_at = now
+                self.say(f"  +{now - result.injected_at:5.1f}s alert {fault.alertname} {state}")
+            if result.firing_at and not state and result.resolved_seen_at is None:
+                result.resolved_seen_at = now
+            incident = self.incident(fault, result.injected_at)
+            if incident:
+                self._narrate_actions(result, incident)
+                result.incident = incident
+                gave_up = result.action and result.action["status"] in ("failed", "timed_out")
+                if gave_up and fault.clear_after and not cleared:
+                    result.escalations = self._escalations()
+                    self.say(
+                        f"  +{now - result.injected_at:5.1f}s remediation cannot help:"
+                        " the operator repairs the dependency"
+                    )
+                    self.stack.inject(fault.process, {"fault": "none"})
+                    cleared = True
+                if incident["status"] == "resolved" and result.resolved_seen_at:
+                    self.say(
+                        f"  +{now - result.injected_at:5.1f}s alert resolved; incident "
+                        f"lasted {incident['duration_seconds']:.1f}s"
+                    )
+                    break
+            time.sleep(0.1)
+        else:
+            self.say(f"  gave up after {timeout:.0f}s")
+        result.escalations = max(result.escalations, self._escalations())
+        return result
+
+    def _narrate_actions(self, result: Result, incident: dict[str, Any]) -> None:
+        actions = self._get("receiver", "/api/v1/actions", incident_id=incident["id"])["data"]
+        for action in actions:
+            if action["strategy"] != result.fault.strategy and result.action is not None:
+                continue
+            for event in action["events"]:
+                key = f"{action['id']}:{event['at']}:{event['reason']}"
+                if key in result.events:
+                    continue
+                result.events.append(key)
+                at = _epoch(event["at"]) - result.injected_at
+                self.say(
+                    f"  +{at:5.1f}s action {action['id']} {action['strategy']} "
+                    f"{event['status']}: {event['reason'][:110]}"
+                )
+            if action["strategy"] == result.fault.strategy:
+                result.action = action
+
+    def _escalations(self) -> int:
+        alerts = self._get("alertmanager", "/api/v2/alerts")
+        return sum(1 for a in alerts if a["labels"].get("alertname") == "RemediationFailed")
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def summary(results: list[Result]) -> str:
+    header = (
+        f"{'fault':<19} {'alert':<15} {'detected':>9} {'action':<20} {'outcome':<10} {'MTTR':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        detected = f"{r.detection:.1f}s" if r.detection is not None else "-"
+        mttr = "-"
+        if r.incident and r.incident.get("duration_seconds") is not None:
+            mttr = f"{r.incident['duration_seconds']:.1f}s"
+        action = r.fault.strategy if r.action else "none"
+        outcome = r.outcome + (" +esc" if r.escalations and r.fault.expect == "escalated" else "")
+        lines.append(
+            f"{r.fault.name:<19} {r.fault.alertname:<15} {detected:>9} {action:<20} "
+            f"{outcome:<10} {mttr:>7}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(keep_running: bool = False, say: Callable[[str], None] = print) -> list[Result]:
+    workdir = Path(tempfile.mkdtemp(prefix="remediator-demo-"))
+    say(f"Remediator demo: files in {workdir}")
+    stack = Stack(workdir, say)
+    results: list[Result] = []
+    try:
+        stack.start()
+        narrator = Narrator(stack, say)
+        for fault in FAULTS:
+            results.append(narrator.run(fault))
+        say("\n" + summary(results))
+        say("\nLook at:")
+        for name in ("prometheus", "alertmanager", "receiver"):
+            say(f"  {name:<13} {stack.urls[name]}")
+        say(f"  journal       {stack.urls['receiver']}/api/v1/actions  /metrics  /api/v1/stats")
+        if keep_running:
+            say("\n--keep-running: the stack stays up; Ctrl-C stops everything.")
+            signal.pause()
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+    finally:
+        stack.stop()
+        say(f"stopped everything; files kept in {workdir}")
+    return results
