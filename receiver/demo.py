@@ -96,6 +96,7 @@ class Result:
     resolved_seen_at: float | None = None  # first seen gone from Prometheus
     incident: dict[str, Any] | None = None
     escalations: int = 0
+    breaker: str = "-"
     events: list[str] = field(default_factory=list)
 
     @property
@@ -431,7 +432,11 @@ class Narrator:
                     )
                     self.stack.inject(fault.process, {"fault": "none"})
                     cleared = True
-                if incident["status"] == "resolved" and result.resolved_seen_at:
+                final = result.action is None or result.action["status"] not in (
+                    "planned",
+                    "running",
+                )
+                if incident["status"] == "resolved" and result.resolved_seen_at and final:
                     self.say(
                         f"  +{now - result.injected_at:5.1f}s alert resolved; incident "
                         f"lasted {incident['duration_seconds']:.1f}s"
@@ -441,7 +446,15 @@ class Narrator:
         else:
             self.say(f"  gave up after {timeout:.0f}s")
         result.escalations = max(result.escalations, self._escalations())
+        result.breaker = self._breaker(fault)
         return result
+
+    def _breaker(self, fault: Fault) -> str:
+        target = fault.process if fault.strategy == "restart-process" else "demo"
+        for found in self._get("receiver", "/api/v1/breakers")["data"]:
+            if found["strategy"] == fault.strategy and found["target"] == target:
+                return found["state"]
+        return "-"
 
     def _narrate_actions(self, result: Result, incident: dict[str, Any]) -> None:
         actions = self._get("receiver", "/api/v1/actions", incident_id=incident["id"])["data"]
@@ -472,7 +485,8 @@ def _epoch(stamp: str) -> float:
 
 def summary(results: list[Result]) -> str:
     header = (
-        f"{'fault':<19} {'alert':<15} {'detected':>9} {'action':<20} {'outcome':<10} {'MTTR':>7}"
+        f"{'fault':<19} {'alert':<15} {'detected':>9} {'action':<20} {'outcome':<10} "
+        f"{'breaker':<9} {'escalated':<9} {'MTTR':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
@@ -481,10 +495,10 @@ def summary(results: list[Result]) -> str:
         if r.incident and r.incident.get("duration_seconds") is not None:
             mttr = f"{r.incident['duration_seconds']:.1f}s"
         action = r.fault.strategy if r.action else "none"
-        outcome = r.outcome + (" +esc" if r.escalations and r.fault.expect == "escalated" else "")
+        escalated = "yes" if r.escalations and r.fault.expect == "escalated" else "no"
         lines.append(
             f"{r.fault.name:<19} {r.fault.alertname:<15} {detected:>9} {action:<20} "
-            f"{outcome:<10} {mttr:>7}"
+            f"{r.outcome:<10} {r.breaker:<9} {escalated:<9} {mttr:>7}"
         )
     return "\n".join(lines)
 
