@@ -91,7 +91,7 @@ FAULTS = (
 class Result:
     fault: Fault
     injected_at: float
-    firing_at: float | None = None  # first seen pending or firing in Prometheus
+    firing_at: float | None = None  # first seen firing in Prometheus
     action: dict[str, Any] | None = None
     resolved_seen_at: float | None = None  # first seen gone from Prometheus
     incident: dict[str, Any] | None = None
@@ -410,13 +410,17 @@ class Narrator:
         result = Result(fault, time.time())
         self.stack.inject(fault.process, fault.payload)
         deadline = time.monotonic() + timeout
-        cleared = False
+        cleared = pending = False
         while time.monotonic() < deadline:
             now = time.time()
             state = self.alert_state(fault)
-            if state and result.firing_at is None:
+            if state == "pending" and not pending:
+                pending = True
+                self.say(f"  +{now - result.injected_at:5.1f}s alert {fault.alertname} pending")
+            if state == "firing" and result.firing_at is None:
+                # Prometheus sends startsAt = the moment the alert FIRES (after `for`)
                 result.firing_at = now
-                self.say(f"  +{now - result.injected_at:5.1f}s alert {fault.alertname} {state}")
+                self.say(f"  +{now - result.injected_at:5.1f}s alert {fault.alertname} firing")
             if result.firing_at and not state and result.resolved_seen_at is None:
                 result.resolved_seen_at = now
             incident = self.incident(fault, result.injected_at)
