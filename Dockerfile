@@ -9,6 +9,16 @@ COPY receiver ./receiver
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && pip download --no-cache-dir --dest /wheels --only-binary=:all: "/wheels/remediator-0.1.0-py3-none-any.whl[postgres]"
 
+# The demo service under supervisord, for docker-compose.yml (`target: demo`).
+FROM python:3.11.10-slim-bookworm AS demo
+RUN pip install --no-cache-dir "prometheus-client==0.21.1" "supervisor==4.2.5"
+COPY examples/demo_service.py /opt/demo/demo_service.py
+COPY deploy/compose/supervisord.conf /etc/supervisord.conf
+RUN mkdir -p /var/lib/demo/state
+EXPOSE 8100 8101 8102 9001
+CMD ["supervisord", "-c", "/etc/supervisord.conf"]
+
+# Remediator itself: the default target.
 FROM python:3.11.10-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
