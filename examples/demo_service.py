@@ -460,7 +460,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        """Self-load makes several requests a second: access lines would drown the log."""
 
 
 def self_load(url: str, rate: float, stop: threading.Event) -> None:

@@ -84,11 +84,11 @@ class _TimeoutMixin:
 
 
 class _Transport(_TimeoutMixin, xmlrpc.client.Transport):
-    pass
+    """http:// supervisord URLs, with our timeout and credentials."""
 
 
 class _SafeTransport(_TimeoutMixin, xmlrpc.client.SafeTransport):
-    pass
+    """https:// supervisord URLs, with our timeout and credentials."""
 
 
 class SupervisorClient:
