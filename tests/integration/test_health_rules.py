@@ -25,6 +25,7 @@ from examples.demo_service import fast_rules
 from receiver.durations import parse_duration
 from tests.support.http_server import scripted_server
 from tests.support.processes import REPO, alertmanager, binary
+from tests.support.promtool_cases import coverage
 
 pytestmark = pytest.mark.integration
 
@@ -130,36 +131,13 @@ def test_every_threshold_is_documented_in_a_comment():
 
 def test_every_rule_has_firing_not_firing_and_resolved_cases():
     """Per alert: a case where it fires, one where it does not, one after it resolved."""
-    cases = {
-        name: {"firing": False, "not_firing": False, "resolved": False} for name in REMEDIATIONS
-    }
-    for group in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
-        by_alert: dict[str, list[tuple[float, list[dict[str, Any]]]]] = {}
-        for case in group.get("alert_rule_test", []):
-            by_alert.setdefault(case["alertname"], []).append(
-                (parse_duration(case["eval_time"]), case.get("exp_alerts") or [])
-            )
-        for name, evaluations in by_alert.items():
-            assert name in cases, f"test for unknown alert {name}"
-            fired = [at for at, alerts in evaluations if alerts]
-            quiet = [at for at, alerts in evaluations if not alerts]
-            cases[name]["not_firing"] |= bool(quiet)
-            if fired:
-                cases[name]["firing"] = True
-                cases[name]["resolved"] |= any(at > max(fired) for at in quiet)
-            for _, alerts in evaluations:
-                for alert in alerts:
-                    labels = alert["exp_labels"]
-                    assert labels["remediation"] == REMEDIATIONS[name], name
-                    assert labels["service"], name
-                    assert ("process" in labels) == (name in PER_PROCESS), name
-                    assert {"summary", "description", "value"} <= set(alert["exp_annotations"])
-    missing = [
-        f"{name}: no {kind} case"
-        for name, kinds in cases.items()
-        for kind, ok in kinds.items()
-        if not ok
-    ]
+    missing, expected = coverage(yaml.safe_load(RULE_TESTS.read_text())["tests"], REMEDIATIONS)
+    for name, alert in expected:
+        labels = alert["exp_labels"]
+        assert labels["remediation"] == REMEDIATIONS[name], name
+        assert labels["service"], name
+        assert ("process" in labels) == (name in PER_PROCESS), name
+        assert {"summary", "description", "value"} <= set(alert["exp_annotations"])
     assert not missing, missing
 
 

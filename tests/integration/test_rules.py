@@ -18,6 +18,7 @@ import yaml
 from receiver.durations import parse_duration
 from tests.support.dashboard import contract_problems
 from tests.support.processes import REPO, binary
+from tests.support.promtool_cases import coverage
 
 pytestmark = pytest.mark.integration
 
@@ -117,33 +118,10 @@ def test_every_threshold_is_documented_in_a_comment():
 
 def test_every_rule_has_firing_not_firing_and_resolved_cases():
     """Per alert: a case where it fires, one before where it does not, one after it resolved."""
-    cases: dict[str, dict[str, bool]] = {
-        name: {"firing": False, "not_firing": False, "resolved": False} for name in EXPECTED_ALERTS
-    }
-    for group in rule_tests():
-        by_alert: dict[str, list[tuple[float, list[dict[str, Any]]]]] = {}
-        for case in group.get("alert_rule_test", []):
-            by_alert.setdefault(case["alertname"], []).append(
-                (parse_duration(case["eval_time"]), case.get("exp_alerts") or [])
-            )
-        for name, evaluations in by_alert.items():
-            assert name in cases, f"test for unknown alert {name}"
-            fired = [time for time, alerts in evaluations if alerts]
-            quiet = [time for time, alerts in evaluations if not alerts]
-            cases[name]["not_firing"] |= bool(quiet)
-            if fired:
-                cases[name]["firing"] = True
-                cases[name]["resolved"] |= any(time > max(fired) for time in quiet)
-            for _, alerts in evaluations:
-                for alert in alerts:
-                    assert alert["exp_labels"].get("severity") in SEVERITIES, name
-                    assert {"summary", "description"} <= set(alert["exp_annotations"]), name
-    missing = [
-        f"{name}: no {kind} case"
-        for name, kinds in cases.items()
-        for kind, ok in kinds.items()
-        if not ok
-    ]
+    missing, expected = coverage(rule_tests(), EXPECTED_ALERTS)
+    for name, alert in expected:
+        assert alert["exp_labels"].get("severity") in SEVERITIES, name
+        assert {"summary", "description"} <= set(alert["exp_annotations"]), name
     assert not missing, missing
 
 
