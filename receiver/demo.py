@@ -507,11 +507,16 @@ def summary(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(keep_running: bool = False, say: Callable[[str], None] = print) -> list[Result]:
     workdir = Path(tempfile.mkdtemp(prefix="remediator-demo-"))
     say(f"Remediator demo: files in {workdir}")
     stack = Stack(workdir, say)
     results: list[Result] = []
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
     try:
         stack.start()
         narrator = Narrator(stack, say)
