@@ -157,6 +157,8 @@ def receive() -> tuple[Response, int]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return error(400, f"body is not valid JSON: {exc}", field="$")
+    except RecursionError:  # json.loads gives up on deep nesting with this, not ValueError
+        return error(400, "payload nested too deeply", field="$")
     try:
         notification = parse_notification(payload)
     except PayloadError as exc:

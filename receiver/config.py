@@ -20,6 +20,7 @@ import yaml
 from receiver.breaker import BreakerSettings
 from receiver.durations import parse_duration
 from receiver.matchers import Matcher, MatcherError, parse_matcher
+from receiver.scaling import ScalePolicy
 from receiver.templates import DEFAULT_PATTERN, Template, compile_pattern, compile_template
 from receiver.yamlsource import LineDict, LineList, load_yaml
 
@@ -125,15 +126,11 @@ class Precondition:
 
 @dataclass(frozen=True)
 class ScaleSpec:
-    target_value: float
-    min_replicas: int
-    max_replicas: int
+    """Where the value comes from (one of query, annotation) and the HPA policy."""
+
+    policy: ScalePolicy
     query: Template | None = None
     annotation: str | None = None
-    tolerance: float = 0.1
-    scale_up_limit: int | None = None
-    scale_up_period: float = 60.0
-    stabilization_window: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -815,22 +812,24 @@ def _read_scale(r: _Reader, section: Mapping, path: str) -> ScaleSpec | None:
         return None
     if ("query" in node) == ("annotation" in node):
         r.fail(path, "set exactly one of query (PromQL) or annotation (alert value)", node.line)
-    spec = ScaleSpec(
-        target_value=r.value(node, path, "target_value", _positive, 1.0),
-        min_replicas=r.value(node, path, "min_replicas", _int(0), 1),
-        max_replicas=r.value(node, path, "max_replicas", _int(1), 10),
+    try:
+        policy = ScalePolicy(
+            target_value=r.value(node, path, "target_value", _positive, 1.0),
+            min_replicas=r.value(node, path, "min_replicas", _int(0), 1),
+            max_replicas=r.value(node, path, "max_replicas", _int(1), 10),
+            tolerance=r.value(node, path, "tolerance", _number, 0.1),
+            scale_up_limit=r.value(node, path, "scale_up_limit", _int(1)),
+            scale_up_period=r.value(node, path, "scale_up_period", _positive_duration, 60.0),
+            stabilization_window=r.value(node, path, "stabilization_window", _duration, 300.0),
+        )
+    except ValueError as exc:  # the policy's own rules, e.g. min_replicas > max_replicas
+        r.fail(path, str(exc), node.line)
+        return None
+    return ScaleSpec(
+        policy=policy,
         query=r.value(node, path, "query", _template),
         annotation=r.value(node, path, "annotation", _nonempty),
-        tolerance=r.value(node, path, "tolerance", _number, 0.1),
-        scale_up_limit=r.value(node, path, "scale_up_limit", _int(1)),
-        scale_up_period=r.value(node, path, "scale_up_period", _positive_duration, 60.0),
-        stabilization_window=r.value(node, path, "stabilization_window", _duration, 300.0),
     )
-    if spec.min_replicas > spec.max_replicas:
-        r.fail(path, "min_replicas must not exceed max_replicas", node.line)
-    if spec.tolerance < 0:
-        r.fail(f"{path}.tolerance", "must not be negative", _line(node, "tolerance"))
-    return spec
 
 
 def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) -> Verify | None:
@@ -897,6 +896,8 @@ def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> C
         raise ConfigError([Problem("", f"invalid YAML: {exc.problem}", line)], source) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([Problem("", f"invalid YAML: {exc}")], source) from exc
+    except RecursionError as exc:
+        raise ConfigError([Problem("", "invalid YAML: nested too deeply")], source) from exc
     r = _Reader(base_dir or Path.cwd())
     top = r.section(raw, "", 1, _TOP_KEYS)
     if top is None:

@@ -255,17 +255,17 @@ class Dispatcher:
             value = self._scale_value(config, strategy, row)
         except (ExecutorError, PrometheusError, ValueError) as exc:
             return ExecutionResult(False, f"cannot decide replicas: {exc}")
-        policy = scale_policy(strategy)
+        policy = spec.policy
         saved = self.store.load_scale_history(executor.name, row.target)
         history = scaling.ScaleHistory.from_dict(saved) if saved else scaling.ScaleHistory()
         decision = scaling.decide(current, value, policy, history, self.clock())
         self.store.note(
             row.id,
             self.clock(),
-            f"scale: value {value:g} vs target {spec.target_value:g}, "
+            f"scale: value {value:g} vs target {policy.target_value:g}, "
             f"{current} -> {decision.desired} ({decision.reason})",
         )
-        replicas = (current, decision.desired, spec.min_replicas, spec.max_replicas)
+        replicas = (current, decision.desired, policy.min_replicas, policy.max_replicas)
         self.store.save_target(
             executor.name, row.target, replicas, decision.history.to_dict(), self.clock()
         )
@@ -292,7 +292,8 @@ class Dispatcher:
         assert spec is not None
         now = self.clock()
         history = scaling.record_scale(decision.history, now, decision.current, decision.desired)
-        replicas = (decision.desired, decision.desired, spec.min_replicas, spec.max_replicas)
+        policy = spec.policy
+        replicas = (decision.desired, decision.desired, policy.min_replicas, policy.max_replicas)
         self.store.save_target(executor.name, row.target, replicas, history.to_dict(), now)
 
     # preconditions, verification ------------------------------------------------
@@ -488,17 +489,3 @@ def release_trial(state: breaker.BreakerState) -> breaker.BreakerState:
     if state.state != breaker.HALF_OPEN or state.half_open_in_flight == 0:
         return state
     return replace(state, half_open_in_flight=state.half_open_in_flight - 1)
-
-
-def scale_policy(strategy: Strategy) -> scaling.ScalePolicy:
-    spec = strategy.scale
-    assert spec is not None
-    return scaling.ScalePolicy(
-        target_value=spec.target_value,
-        min_replicas=spec.min_replicas,
-        max_replicas=spec.max_replicas,
-        tolerance=spec.tolerance,
-        scale_up_limit=spec.scale_up_limit,
-        scale_up_period=spec.scale_up_period,
-        stabilization_window=spec.stabilization_window,
-    )

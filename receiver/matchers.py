@@ -79,7 +79,7 @@ def parse_matcher(text: str) -> Matcher:
     if op in ("=~", "!~"):
         try:
             pattern = re.compile(f"(?:{value})")
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # x{99999999999}, ((((...
             raise MatcherError(f"invalid regex {value!r} in matcher {text!r}: {exc}") from exc
     return Matcher(name, op, value, pattern)
 

@@ -82,12 +82,14 @@ def compile_template(source: str, *, checked: bool = True) -> Template:
         return Template(source, _CHECKED_ENV.from_string(source), checked)
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"template does not compile: {exc.message} (line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise ValueError("template does not compile: nested too deeply") from exc
 
 
 def compile_pattern(source: str) -> re.Pattern[str]:
     try:
         return re.compile(source)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:
         raise ValueError(f"invalid regex {source!r}: {exc}") from exc
 
 

@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 _SCHEMA_LOCK = 0x72656D65  # advisory lock ids: replicas starting together create tables once
 _CLAIM_LOCK = 0x72656D66  # ...and claim actions one at a time (gates read shared state)
+_WRITE_LOCK = 0x72656D67  # ...and write one transaction at a time, like SQLite
 
 
 class PostgresStore(DispatchStore, SqlStore):
@@ -44,7 +45,12 @@ class PostgresStore(DispatchStore, SqlStore):
         return local.connection
 
     def _begin(self, connection: Any, write: bool) -> None:
-        """psycopg opens a transaction implicitly on the first statement."""
+        """psycopg opens a transaction implicitly on the first statement. A write takes
+        the journal's write lock first, as SQLite's BEGIN IMMEDIATE does: otherwise two
+        copies of one notification (an HA pair) both miss the incident, collide on its
+        key, and all but one are answered 503 instead of 200 as duplicates."""
+        if write:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
 
     def _serialize_claims(self, tx: SqlTransaction) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))

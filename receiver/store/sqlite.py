@@ -50,6 +50,10 @@ class SqliteStore(DispatchStore, SqlStore):
     def _open(self) -> sqlite3.Connection:
         if not self.path.parent.exists():
             raise sqlite3.OperationalError(f"directory {self.path.parent} does not exist")
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            # SQLite would fall back to a read-only connection, which this thread would
+            # keep, failing every write, after the file became writable again.
+            raise sqlite3.OperationalError(f"journal {self.path} is not writable")
         connection = sqlite3.connect(
             self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
         )

@@ -233,13 +233,17 @@ def test_full_config_strategy_overrides(full: Config) -> None:
     assert flush.params["reason"].source == "{{ labels.alertname }}"
 
     assert scale.scale is not None
-    assert (scale.scale.target_value, scale.scale.min_replicas, scale.scale.max_replicas) == (
+    assert (
+        scale.scale.policy.target_value,
+        scale.scale.policy.min_replicas,
+        scale.scale.policy.max_replicas,
+    ) == (
         0.7,
         2,
         8,
     )
     assert scale.scale.query is not None and scale.scale.query.source == "avg(load)"
-    assert (scale.scale.tolerance, scale.scale.stabilization_window) == (0.1, 300.0)
+    assert (scale.scale.policy.tolerance, scale.scale.policy.stabilization_window) == (0.1, 300.0)
     assert scale.safe_pattern.pattern == "[a-z]+"
 
 
