@@ -36,11 +36,25 @@ run: venv
 	$(VENV)/bin/remediator serve --config $(CONFIG)
 
 lint: venv
-	$(VENV)/bin/ruff check receiver tests examples
-	$(VENV)/bin/ruff format --check receiver tests examples
+	$(VENV)/bin/ruff check receiver tests examples bench
+	$(VENV)/bin/ruff format --check receiver tests examples bench
 
 test: venv system-deps lint
 	$(PY) -m pytest -q
+
+# Benchmarks (not part of `make test`): ratios against a baseline measured in the same run.
+# Installs Debian's wrk when missing (needs root). BENCH_ARGS="--quick" for a short run,
+# "--out DIR" for where the JSON goes (default: $TMPDIR/remediator-bench).
+bench: venv system-deps
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: wrk"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "missing Debian package: wrk (run as root or install it)"; exit 1; \
+	  fi; \
+	fi
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
