@@ -641,7 +641,11 @@ def _read_strategies(
         if strategy is None:
             continue
         if any(s.name == strategy.name for s in strategies):
-            r.fail(f"strategies[{index}].name", f"duplicate name {strategy.name!r}", item.line)
+            r.fail(  # item may be a bare `-` (null): take the line from the list
+                f"strategies[{index}].name",
+                f"duplicate name {strategy.name!r}",
+                _line(node, index),
+            )
             continue
         strategies.append(strategy)
     return tuple(strategies)

@@ -74,9 +74,15 @@ def seed_strategy(tx: SqlTransaction, strategy: str, action: str) -> None:
 
 
 def seed_service(tx: SqlTransaction, service: str) -> None:
-    touch_histogram(
-        tx, "remediator_incident_duration_seconds", {"service": service}, DURATION_BUCKETS
-    )
+    """Zero incident-duration series for a service, the first time it is seen (one lookup
+    on the hot path instead of a dozen upserts)."""
+    metric = "remediator_incident_duration_seconds"
+    known = tx.execute(
+        "SELECT 1 FROM metric_totals WHERE metric = ? AND labels = ?",
+        (f"{metric}_count", _key({"service": service})),
+    ).fetchone()
+    if not known:
+        touch_histogram(tx, metric, {"service": service}, DURATION_BUCKETS)
 
 
 def observe(
