@@ -127,17 +127,18 @@ class Dispatcher:
         """Claim and carry out one action; False when there was nothing to do."""
         config = self.source.config
         blocked: list[tuple[ActionRow, str]] = []
-        claimed = self.store.claim(self.worker, self.clock(), self._judge(config, blocked))
+        skipped: list[int] = []
+        claimed = self.store.claim(self.worker, self.clock(), self._judge(config, blocked, skipped))
         for row, reason in blocked:  # journaled by the claim; now tell a person
             self.store.remark(row.id, self.clock(), self._escalate(config, row, reason))
         if claimed is None:
-            return False
+            return bool(skipped)  # skips journaled: more planned actions may be waiting
         row, _verdict = claimed
         self._carry_out(config, row)
         return True
 
     def _judge(
-        self, config: Config, blocked: list[tuple[ActionRow, str]]
+        self, config: Config, blocked: list[tuple[ActionRow, str]], skipped: list[int]
     ) -> Callable[[ActionRow, GateReader], gates.Verdict]:
         """The gate check run inside the claim; breaker_open skips are collected in
         `blocked` to be escalated after the claim commits (never inside it)."""
@@ -160,6 +161,7 @@ class Dispatcher:
                 strategy, row.target, inputs, config.defaults.max_concurrent_actions, now
             )
             if verdict.outcome == gates.SKIP:
+                skipped.append(row.id)
                 log.info(
                     verdict.reason, extra={"action_id": row.id, "incident_id": row.incident_id}
                 )
