@@ -327,6 +327,17 @@ def _int(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
+def _bounded_int(minimum: int, maximum: int) -> Callable[[Any], int]:
+    at_least = _int(minimum)
+
+    def convert(value: Any) -> int:
+        if at_least(value) > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return convert
+
+
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise TypeError(f"expected a number, got {_kind(value)}")
@@ -442,7 +453,7 @@ def _read_server(r: _Reader, node: Any, line: int | None) -> ServerConfig:
         listen=r.value(section, "server", "listen", _listen, DEFAULT_LISTEN),
         auth=_read_auth(r, section.get("auth"), _line(section, "auth")),
         max_body_bytes=r.value(section, "server", "max_body_bytes", _int(1024), DEFAULT_MAX_BODY),
-        threads=r.value(section, "server", "threads", _int(1), 8),
+        threads=r.value(section, "server", "threads", _bounded_int(1, 256), 8),
     )
 
 
@@ -511,7 +522,9 @@ def _read_defaults(r: _Reader, node: Any, line: int | None) -> Defaults:
             r, section.get("breaker"), "defaults.breaker", _line(section, "breaker"), base.breaker
         ),
         budget=budget,
-        max_concurrent_actions=r.value(section, path, "max_concurrent_actions", _int(1), 4),
+        max_concurrent_actions=r.value(
+            section, path, "max_concurrent_actions", _bounded_int(1, 64), 4
+        ),
         dry_run=r.value(section, path, "dry_run", _bool, False),
         safe_pattern=r.value(section, path, "safe_pattern", _pattern, DEFAULT_PATTERN),
         service_labels=r.value(section, path, "service_label", _label_names, base.service_labels),

@@ -615,3 +615,17 @@ def test_load_config_reports_source_on_problems(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}: storage (line 1): unknown key")
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("server: {threads: 100000}\n", "server.threads"),
+        ("defaults: {max_concurrent_actions: 100000000}\n", "defaults.max_concurrent_actions"),
+    ],
+)
+def test_thread_counts_are_bounded(text, path):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert [(p.path, p.line) for p in caught.value.problems] == [(path, 1)]
+    assert "must be at most" in caught.value.problems[0].message
