@@ -7,7 +7,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY receiver ./receiver
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && pip download --no-cache-dir --dest /wheels --only-binary=:all: "/wheels/remediator-0.1.0-py3-none-any.whl[postgres]"
+    && pip download --no-cache-dir --dest /wheels --only-binary=:all: "/wheels/remediator-0.1.0-py3-none-any.whl[postgres,kubernetes]"
 
 # The demo service under supervisord, for docker-compose.yml (`target: demo`).
 FROM python:3.11.10-slim-bookworm AS demo
@@ -26,7 +26,7 @@ RUN groupadd --system --gid 10001 remediator \
     && useradd --system --uid 10001 --gid remediator --home-dir /var/lib/remediator \
        --create-home --shell /usr/sbin/nologin remediator
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels "remediator[postgres]==0.1.0" \
+RUN pip install --no-cache-dir --no-index --find-links /wheels "remediator[postgres,kubernetes]==0.1.0" \
     && rm -rf /wheels
 COPY examples/remediation.yml /etc/remediator/remediation.yml
 COPY examples/secrets /etc/remediator/secrets

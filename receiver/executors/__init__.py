@@ -11,6 +11,7 @@ from receiver.executors.alertmanager import AlertmanagerExecutor
 from receiver.executors.base import ActionRequest, ExecutionResult, Executor, ExecutorError
 from receiver.executors.command import CommandExecutor
 from receiver.executors.http import HttpExecutor
+from receiver.executors.kubernetes import KubernetesExecutor
 from receiver.executors.log import LogExecutor
 from receiver.executors.supervisor import SupervisorExecutor
 
@@ -20,6 +21,7 @@ EXECUTOR_CLASSES: dict[str, type[Executor]] = {
         CommandExecutor,
         HttpExecutor,
         SupervisorExecutor,
+        KubernetesExecutor,
         AlertmanagerExecutor,
         LogExecutor,
     )
@@ -49,6 +51,7 @@ __all__ = [
     "Executor",
     "ExecutorError",
     "HttpExecutor",
+    "KubernetesExecutor",
     "LogExecutor",
     "SupervisorExecutor",
     "build_executors",

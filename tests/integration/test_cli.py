@@ -28,7 +28,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_accepts_the_shipped_example():
     result = cli("check", "--config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert "OK (5 strategies, 5 executors)" in result.stdout
+    assert "OK (6 strategies, 6 executors)" in result.stdout
 
 
 def test_check_names_problem_and_line(tmp_path: Path):

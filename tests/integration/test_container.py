@@ -21,6 +21,8 @@ import pytest
 from tests.support.processes import REPO, free_port, stop
 
 DOCKERFILE = REPO / "Dockerfile"
+#: The extras the image installs: PostgreSQL and the Kubernetes client (deploy/kubernetes/).
+EXTRAS = "postgres,kubernetes"
 
 
 def instruction(name: str) -> list[str]:
@@ -52,6 +54,7 @@ def test_image_runs_as_non_root_with_healthcheck_on_healthy():
     assert instruction("ENTRYPOINT") == ["remediator"]
     assert instruction("CMD")[0] == "serve"
     assert "FROM python:3.11" in text and "slim" in text
+    assert f'whl[{EXTRAS}]"' in text and f'"remediator[{EXTRAS}]==' in text
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def installed(tmp_path_factory) -> Path:
             "--dest",
             str(wheels),
             "--only-binary=:all:",
-            f"{wheel}[postgres]",
+            f"{wheel}[{EXTRAS}]",
         ]
     )
     env_dir = work / "venv"
@@ -100,7 +103,7 @@ def installed(tmp_path_factory) -> Path:
             "--no-index",
             "--find-links",
             str(wheels),
-            f"remediator[postgres]=={version}",
+            f"remediator[{EXTRAS}]=={version}",
         ]
     )
     return env_dir
@@ -143,3 +146,20 @@ def test_image_cmd_starts_and_healthcheck_passes(installed, tmp_path):
         stop(process)
         if process.stdout:
             process.stdout.close()
+
+
+def test_image_builds_every_example_executor_including_kubernetes(installed, tmp_path):
+    """The image carries the kubernetes client, so deploy/kubernetes/ can use the executor."""
+    config = tmp_path / "etc" / "remediation.yml"
+    config.parent.mkdir()
+    shutil.copy(REPO / "examples" / "remediation.yml", config)
+    shutil.copytree(REPO / "examples" / "secrets", config.parent / "secrets")
+    code = (
+        "import sys\n"
+        "from receiver.config import load_config\n"
+        "from receiver.executors import build_executors\n"
+        "built = build_executors(load_config(sys.argv[1]))\n"
+        "print(sorted(type(e).__name__ for e in built.values()))\n"
+    )
+    result = run([str(installed / "bin" / "python"), "-c", code, str(config)], cwd=tmp_path)
+    assert "KubernetesExecutor" in result.stdout

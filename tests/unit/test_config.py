@@ -524,10 +524,75 @@ def test_basic_auth_missing_password_file_key() -> None:
     assert (problem.path, problem.line) == ("server.auth.basic_auth.password_file", 4)
 
 
-def test_kubernetes_executor_is_refused_clearly() -> None:
-    problem = only_problem("executors:\n  k8s:\n    type: kubernetes\n    namespace: prod\n")
-    assert (problem.path, problem.line) == ("executors.k8s.type", 3)
-    assert problem.message == "the kubernetes executor is not available in this build"
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]
+users: [{name: u, user: {token: not-a-secret}}]
+contexts:
+  - {name: staging, context: {cluster: c, user: u}}
+  - {name: prod, context: {cluster: c, user: u}}
+current-context: staging
+"""
+
+
+def test_kubernetes_executor_settings(tmp_path: Path) -> None:
+    (tmp_path / "kube").mkdir()
+    (tmp_path / "kube" / "config").write_text(KUBECONFIG)
+    text = (
+        "executors:\n  k8s:\n    type: kubernetes\n    kubeconfig: kube/config\n"
+        "    context: prod\n    timeout: 5s\n"
+        "  incluster: {type: kubernetes, in_cluster: true}\n"
+    )
+    config = parse_config(text, base_dir=tmp_path)
+    assert config.executors["k8s"].settings == {
+        "kubeconfig": "kube/config",
+        "context": "prod",
+        "timeout": 5.0,
+    }
+    assert config.executors["incluster"].settings == {"in_cluster": True}
+
+
+def test_kubernetes_executor_problems(tmp_path: Path) -> None:
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    unknown = only_problem("executors:\n  k8s:\n    type: kubernetes\n    namespace: prod\n")
+    assert (unknown.path, unknown.line) == ("executors.k8s.namespace", 4)
+    both = only_problem(
+        "executors:\n  k8s:\n    type: kubernetes\n    in_cluster: true\n"
+        "    kubeconfig: kubeconfig\n",
+        tmp_path,
+    )
+    assert (both.path, both.line) == ("executors.k8s.in_cluster", 4)
+    assert both.message == "set either in_cluster: true or kubeconfig/context, not both"
+    missing = only_problem(
+        "executors:\n  k8s: {type: kubernetes, kubeconfig: nope/config}\n", tmp_path
+    )
+    assert (missing.path, missing.line) == ("executors.k8s.kubeconfig", 2)
+    assert missing.message == "cannot read nope/config: No such file or directory"
+    context = only_problem(
+        "executors:\n  k8s:\n    type: kubernetes\n    kubeconfig: kubeconfig\n    context: dev\n",
+        tmp_path,
+    )
+    assert (context.path, context.line) == ("executors.k8s.context", 5)
+    assert context.message == "no context 'dev' in kubeconfig (contexts: staging, prod)"
+    (tmp_path / "broken").write_text("clusters: [\n")
+    broken = only_problem("executors:\n  k8s: {type: kubernetes, kubeconfig: broken}\n", tmp_path)
+    assert broken.message.startswith("broken is not a valid kubeconfig")
+    flag = only_problem("executors:\n  k8s: {type: kubernetes, in_cluster: 'yes'}\n")
+    assert flag.path == "executors.k8s.in_cluster"
+
+
+def test_kubernetes_executor_cannot_run_commands() -> None:
+    text = (
+        "executors: {k8s: {type: kubernetes, in_cluster: true}}\n"
+        "strategies:\n  - name: s\n    matchers: ['a=\"b\"']\n    action: run\n"
+        "    executor: k8s\n    target: x\n    command: [x]\n"
+    )
+    problem = only_problem(text)
+    assert problem.path == "strategies[0].action"
+    assert (
+        problem.message == "a kubernetes executor cannot run; it supports restart, rollback, scale"
+    )
 
 
 def test_unhashable_executor_type_is_a_problem() -> None:

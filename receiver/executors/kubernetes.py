@@ -1,0 +1,656 @@
+"""Restart, scale and roll back Deployments and StatefulSets through the Kubernetes API.
+
+Uses the official `kubernetes` client (`pip install 'remediator[kubernetes]'`), imported
+only when a kubernetes executor is built, so the base install works without it. Each
+executor has its own `ApiClient`, configured the way the client does it: the pod's
+service account (`in_cluster: true`) or a kubeconfig file and context; the process-wide
+default configuration is never touched.
+
+Targets are `deployment/<namespace>/<name>` or `statefulset/<namespace>/<name>`, checked
+as Kubernetes names before any request. What each action does, as kubectl would:
+
+- restart: `kubectl rollout restart` (the pod template annotation
+  `kubectl.kubernetes.io/restartedAt`, a strategic merge patch), then waits until the
+  rollout is complete (`kubectl rollout status`) within the action's timeout.
+- scale: the scale subresource, read for `replicas()` and merge-patched with the read's
+  resourceVersion, so a concurrent change is a 409 and not a lost update. A target that a
+  HorizontalPodAutoscaler owns is never scaled: the two would fight.
+- rollback: `kubectl rollout undo` (Deployments only): the owned ReplicaSet with the
+  highest revision below the current one gives its pod template back (JSON patch
+  replace of /spec/template, so fields the bad release added go too; a strategic merge
+  would keep them), then waits for that rollout like restart does.
+
+Responses are read as raw JSON (`_preload_content=False`) rather than the client's
+models, so an old ReplicaSet's template is copied back exactly, field for field, and
+the module works across client versions. API errors become one line an operator can
+act on (which RBAC verb is missing, what was not found); a 409 is retried once on a
+fresh read; timeouts and connection errors say the API was unreachable.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from receiver.config import Config, ExecutorConfig
+from receiver.executors.base import (
+    ActionRequest,
+    ExecutionResult,
+    Executor,
+    ExecutorError,
+    effective_timeout,
+    seconds,
+)
+
+INSTALL_HINT = "pip install 'remediator[kubernetes]'"
+DEFAULT_REQUEST_TIMEOUT = 10.0
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+REVISION = "deployment.kubernetes.io/revision"
+POD_TEMPLATE_HASH = "pod-template-hash"
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_LABEL = re.compile(_LABEL)
+DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # as in targets: deployment
+    kind: str  # as in the API: Deployment
+    resource: str  # as in RBAC and URLs: deployments
+
+
+KINDS = {
+    "deployment": Kind("deployment", "Deployment", "deployments"),
+    "statefulset": Kind("statefulset", "StatefulSet", "statefulsets"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: Kind
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.name}/{self.namespace}/{self.name}"
+
+    @property
+    def described(self) -> str:
+        """`deployment shop/web`, as in error messages."""
+        return f"{self.kind.name} {self.namespace}/{self.name}"
+
+
+def parse_target(text: str) -> Target:
+    """`deployment/<namespace>/<name>` or `statefulset/...`; ValueError says what is wrong."""
+    parts = text.split("/")
+    if len(parts) != 3:
+        raise ValueError(
+            f"target {text!r} is not <kind>/<namespace>/<name> (kind: {' or '.join(KINDS)})"
+        )
+    kind, namespace, name = parts
+    if kind not in KINDS:
+        raise ValueError(f"target {text!r}: kind must be {' or '.join(KINDS)}, got {kind!r}")
+    if len(namespace) > 63 or not DNS1123_LABEL.fullmatch(namespace):
+        raise ValueError(
+            f"target {text!r}: namespace {namespace!r} is not a valid Kubernetes namespace "
+            "(a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit)"
+        )
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name):
+        raise ValueError(
+            f"target {text!r}: name {name!r} is not a valid {KINDS[kind].kind} name "
+            "(a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' and '.', "
+            "each part starting and ending with a letter or digit)"
+        )
+    return Target(KINDS[kind], namespace, name)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class KubeError(Exception):
+    """A failed API call or rollout; the message is the detail journaled for the action."""
+
+    def __init__(self, message: str, *, timed_out: bool = False, output: str = "") -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.output = output
+
+
+class Conflict(KubeError):
+    """409: the object changed between our read and our write."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a request does, to name it in errors: verb, RBAC resource, namespace, object."""
+
+    verb: str
+    resource: str
+    namespace: str
+    what: str  # "deployment shop/web", or for lists "horizontalpodautoscalers in shop"
+
+
+def _status_message(body: Any) -> str:
+    """The `message` of a Kubernetes Status object, else the body's head."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if not body:
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return str(body)[:300]
+    if isinstance(status, dict) and isinstance(status.get("message"), str):
+        return status["message"]
+    return str(body)[:300]
+
+
+def api_error(status: int, body: Any, call: Call) -> KubeError:
+    """Map an API answer to the reason an operator reads in the journal."""
+    message = _status_message(body)
+    if status == 401:
+        return KubeError(
+            "unauthorized: the Kubernetes API refused the executor's credentials (401)",
+            output=message,
+        )
+    if status == 403:
+        return KubeError(
+            f"forbidden: needs `{call.verb}` on `{call.resource}` "
+            f"in namespace {call.namespace} (RBAC)",
+            output=message,
+        )
+    if status == 404:
+        return KubeError(f"{call.what} not found", output=message)
+    if status == 409:
+        return Conflict(f"conflict: {call.what} changed while it was being updated", output=message)
+    if status == 422:
+        return KubeError(f"the Kubernetes API refused to {call.verb} {call.what}: {message}")
+    return KubeError(
+        f"Kubernetes API answered {status} to {call.verb} {call.what}"
+        + (f": {message}" if message else ""),
+        output=message,
+    )
+
+
+def _unreachable_reason(exc: BaseException) -> tuple[str, bool]:
+    """(reason, timed_out) for urllib3/socket errors; MaxRetryError wraps the real one."""
+    reason: BaseException = getattr(exc, "reason", None) or exc
+    if not isinstance(reason, BaseException):
+        return str(reason), False
+    timed_out = isinstance(reason, TimeoutError) or "Timeout" in type(reason).__name__
+    text = str(reason)
+    # urllib3 prefixes "<connection object at 0x...>: " to connection errors
+    text = re.sub(r"^<[^>]*>: ", "", text)
+    return f"{type(reason).__name__}: {text}" if text else type(reason).__name__, timed_out
+
+
+def _import_client() -> Any:
+    try:
+        import kubernetes.client
+        import kubernetes.config
+    except ImportError as exc:
+        raise ExecutorError(
+            f"the kubernetes executor needs the kubernetes Python client: {INSTALL_HINT}"
+        ) from exc
+    return kubernetes
+
+
+# ---------------------------------------------------------------- rollout status
+
+
+@dataclass(frozen=True)
+class Rollout:
+    done: bool
+    progress: str
+    failure: str | None = None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def rollout_status(kind: str, obj: dict[str, Any], generation: int) -> Rollout:
+    """Is the rollout of this Deployment/StatefulSet complete (as `kubectl rollout status`)?
+
+    Complete means the controller has observed the generation we produced and every
+    wanted replica runs the new template: Deployments by updatedReplicas and
+    availableReplicas (and no old replicas left), StatefulSets by updatedReplicas,
+    readyReplicas and currentRevision == updateRevision.
+    """
+    metadata, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
+    generation = max(generation, _int(metadata.get("generation")))
+    observed = _int(status.get("observedGeneration"))
+    wanted = _int(spec.get("replicas", 1))
+    if observed < generation:
+        return Rollout(
+            False, f"waiting for the controller to observe generation {generation} (at {observed})"
+        )
+    updated = _int(status.get("updatedReplicas"))
+    if kind == "deployment":
+        for condition in status.get("conditions") or []:
+            if (
+                isinstance(condition, dict)
+                and condition.get("type") == "Progressing"
+                and condition.get("reason") == "ProgressDeadlineExceeded"
+            ):
+                return Rollout(False, "", "exceeded its progress deadline")
+        available = _int(status.get("availableReplicas"))
+        total = _int(status.get("replicas"))
+        progress = f"{updated}/{wanted} updated, {available}/{wanted} available"
+        if total > updated:
+            progress += f", {total - updated} old pending termination"
+        return Rollout(updated == wanted and available == wanted and total == wanted, progress)
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type") == "OnDelete":
+        return Rollout(False, "", "uses the OnDelete update strategy: no pod is replaced")
+    partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
+    ready = _int(status.get("readyReplicas"))
+    current, update = status.get("currentRevision"), status.get("updateRevision")
+    progress = f"{updated}/{max(wanted - partition, 0)} updated, {ready}/{wanted} ready"
+    same_revision = partition > 0 or current == update
+    if not same_revision:
+        progress += f", revision {current} -> {update}"
+    return Rollout(
+        updated >= max(wanted - partition, 0) and ready == wanted and same_revision, progress
+    )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def label_selector(selector: dict[str, Any]) -> str:
+    """A LabelSelector (matchLabels, matchExpressions) as a labelSelector query string."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = ",".join(sorted(expression.get("values") or []))
+        if operator == "In":
+            parts.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            parts.append(str(key))
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            raise KubeError(f"unsupported selector operator {operator!r}")
+    if not parts:
+        raise KubeError("the deployment has an empty selector")
+    return ",".join(parts)
+
+
+def _revision(obj: dict[str, Any]) -> int | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def rfc3339_now() -> str:
+    """The current time as kubectl writes restartedAt (RFC 3339, seconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------- the executor
+
+
+class KubernetesExecutor(Executor):
+    """`restart`, `scale` and `rollback` Deployments and StatefulSets."""
+
+    type = "kubernetes"
+    actions = frozenset({"restart", "scale", "rollback"})
+    #: Seconds between reads while waiting for a rollout (tests make it shorter).
+    poll_interval = 1.0
+
+    def __init__(self, config: ExecutorConfig, root: Config) -> None:
+        super().__init__(config, root)
+        k8s = _import_client()
+        self.request_timeout = float(self.settings.get("timeout", DEFAULT_REQUEST_TIMEOUT))
+        configuration = k8s.client.Configuration()
+        self.source = self._load_credentials(k8s, configuration)
+        configuration.retries = False  # one attempt per call; the action's deadline rules
+        self.api_client = k8s.client.ApiClient(configuration)
+        self.apps = k8s.client.AppsV1Api(self.api_client)
+        self.autoscaling = k8s.client.AutoscalingV2Api(self.api_client)
+        self._api_exception = k8s.client.exceptions.ApiException
+
+    def _load_credentials(self, k8s: Any, configuration: Any) -> str:
+        """Fill configuration like the client does; returns where the credentials came from."""
+        if self.settings.get("in_cluster"):
+            try:
+                k8s.config.load_incluster_config(client_configuration=configuration)
+            except (k8s.config.ConfigException, OSError) as exc:
+                raise ExecutorError(
+                    f"in_cluster: no service account credentials here ({exc}); "
+                    "run in a pod or set kubeconfig"
+                ) from exc
+            return "in-cluster service account"
+        kubeconfig = self.settings.get("kubeconfig")
+        path = str(self.resolve_path(kubeconfig)) if kubeconfig else None
+        context = self.settings.get("context")
+        shown = path or "the default kubeconfig ($KUBECONFIG or ~/.kube/config)"
+        try:
+            k8s.config.load_kube_config(
+                config_file=path,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except Exception as exc:  # ConfigException, OSError, YAML and key errors alike
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ExecutorError(f"cannot load {shown}: {reason}") from exc
+        return f"{shown}" + (f" (context {context})" if context else "")
+
+    # ------------------------------------------------------------ public API
+
+    def execute(self, request: ActionRequest) -> ExecutionResult:
+        if request.action not in self.actions:
+            return self.unsupported(request)
+        try:
+            target = parse_target(request.target)
+        except ValueError as exc:
+            return ExecutionResult(False, str(exc))
+        timeout = effective_timeout(request.timeout, None)
+        deadline = time.monotonic() + timeout
+        try:
+            if request.action == "restart":
+                return self._restart(target, deadline, timeout)
+            if request.action == "scale":
+                return self._scale(target, request.replicas, deadline)
+            return self._rollback(target, deadline, timeout)
+        except KubeError as exc:
+            return ExecutionResult(False, str(exc), exc.output, timed_out=exc.timed_out)
+
+    def replicas(self, target: str) -> int:
+        """spec.replicas of the target's scale subresource; ExecutorError if unreadable."""
+        try:
+            parsed = parse_target(target)
+            scale = self._read_scale(parsed, time.monotonic() + self.request_timeout)
+        except (ValueError, KubeError) as exc:
+            raise ExecutorError(str(exc)) from exc
+        return _int((scale.get("spec") or {}).get("replicas"))
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    # ------------------------------------------------------------ restart
+
+    def _restart(self, target: Target, deadline: float, timeout: float) -> ExecutionResult:
+        def attempt() -> tuple[dict[str, Any], str]:
+            current = self._read(target, deadline)
+            self._refuse_paused(target, current, "restart")
+            if target.kind.name == "statefulset":
+                strategy = (current.get("spec") or {}).get("updateStrategy") or {}
+                if strategy.get("type") == "OnDelete":
+                    raise KubeError(
+                        f"cannot restart {target.described}: it uses the OnDelete update "
+                        "strategy, so a rollout restart replaces no pod"
+                    )
+            now = rfc3339_now()
+            body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
+            return self._patch(target, body, STRATEGIC_MERGE, deadline), now
+
+        (patched, now), retried = self._retrying_conflict(target, attempt)
+        generation = _int((patched.get("metadata") or {}).get("generation"))
+        progress = self._await_rollout(target, generation, deadline, timeout)
+        return ExecutionResult(
+            True,
+            f"restarted {target} (restartedAt {now}{retried}); rollout complete: {progress}",
+        )
+
+    # ------------------------------------------------------------ scale
+
+    def _scale(self, target: Target, replicas: int | None, deadline: float) -> ExecutionResult:
+        if replicas is None or replicas < 0:
+            return ExecutionResult(False, f"scale needs a desired replica count, got {replicas}")
+        owner = self._owning_hpa(target, deadline)
+        if owner:
+            return ExecutionResult(
+                False, f"refusing to scale {target}: HorizontalPodAutoscaler {owner} owns it"
+            )
+
+        def attempt() -> int:
+            scale = self._read_scale(target, deadline)
+            current = _int((scale.get("spec") or {}).get("replicas"))
+            if current != replicas:
+                version = (scale.get("metadata") or {}).get("resourceVersion")
+                body: dict[str, Any] = {"spec": {"replicas": replicas}}
+                if version:  # precondition: a concurrent change answers 409, not lost
+                    body["metadata"] = {"resourceVersion": version}
+                self._patch_scale(target, body, deadline)
+            return current
+
+        current, retried = self._retrying_conflict(target, attempt)
+        if current == replicas:
+            return ExecutionResult(True, f"{target} already has {replicas} replicas{retried}")
+        return ExecutionResult(True, f"scaled {target} from {current} to {replicas}{retried}")
+
+    def _owning_hpa(self, target: Target, deadline: float) -> str | None:
+        call = Call(
+            "list",
+            "horizontalpodautoscalers",
+            target.namespace,
+            f"horizontalpodautoscalers (autoscaling/v2) in namespace {target.namespace}",
+        )
+        listed = self._request(
+            call,
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler,
+            deadline,
+            target.namespace,
+        )
+        for hpa in listed.get("items") or []:
+            ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("kind") == target.kind.kind and ref.get("name") == target.name:
+                return str((hpa.get("metadata") or {}).get("name"))
+        return None
+
+    # ------------------------------------------------------------ rollback
+
+    def _rollback(self, target: Target, deadline: float, timeout: float) -> ExecutionResult:
+        if target.kind.name != "deployment":
+            return ExecutionResult(False, f"cannot roll back {target}: rollback needs a deployment")
+
+        def attempt() -> tuple[dict[str, Any], int, int]:
+            deployment = self._read(target, deadline)
+            self._refuse_paused(target, deployment, "roll back")
+            current = _revision(deployment)
+            if current is None:
+                raise KubeError(
+                    f"cannot roll back {target.described}: it has no {REVISION} annotation "
+                    "(has the deployment controller seen it yet?)"
+                )
+            previous, template = self._previous_revision(target, deployment, current, deadline)
+            patch: list[dict[str, Any]] = [
+                {"op": "replace", "path": "/spec/template", "value": template}
+            ]
+            version = (deployment.get("metadata") or {}).get("resourceVersion")
+            if version:  # precondition: if it changed since the read, 409 (and a retry)
+                patch.insert(
+                    0, {"op": "replace", "path": "/metadata/resourceVersion", "value": version}
+                )
+            return self._patch(target, patch, JSON_PATCH, deadline), current, previous
+
+        (patched, current, previous), retried = self._retrying_conflict(target, attempt)
+        generation = _int((patched.get("metadata") or {}).get("generation"))
+        progress = self._await_rollout(target, generation, deadline, timeout)
+        return ExecutionResult(
+            True,
+            f"rolled back {target} from revision {current} to revision {previous}{retried}; "
+            f"rollout complete: {progress}",
+        )
+
+    def _previous_revision(
+        self, target: Target, deployment: dict[str, Any], current: int, deadline: float
+    ) -> tuple[int, dict[str, Any]]:
+        """(revision, pod template) of the newest owned ReplicaSet older than current."""
+        spec = deployment.get("spec") or {}
+        selector = label_selector(spec.get("selector") or {})
+        uid = (deployment.get("metadata") or {}).get("uid")
+        call = Call(
+            "list", "replicasets", target.namespace, f"replicasets in namespace {target.namespace}"
+        )
+        listed = self._request(
+            call,
+            self.apps.list_namespaced_replica_set,
+            deadline,
+            target.namespace,
+            label_selector=selector,
+        )
+        candidates: list[tuple[int, dict[str, Any]]] = []
+        for rs in listed.get("items") or []:
+            owners = (rs.get("metadata") or {}).get("ownerReferences") or []
+            if not any(owner.get("uid") == uid for owner in owners):
+                continue
+            revision = _revision(rs)
+            if revision is not None and revision < current:
+                candidates.append((revision, rs))
+        if not candidates:
+            raise KubeError(
+                f"cannot roll back {target.described}: no previous revision "
+                f"(current revision {current})"
+            )
+        revision, rs = max(candidates, key=lambda pair: pair[0])
+        template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
+        labels = (template.get("metadata") or {}).get("labels")
+        if isinstance(labels, dict):
+            labels.pop(POD_TEMPLATE_HASH, None)
+        return revision, template
+
+    # ------------------------------------------------------------ shared steps
+
+    def _refuse_paused(self, target: Target, obj: dict[str, Any], verb: str) -> None:
+        if (obj.get("spec") or {}).get("paused"):
+            raise KubeError(
+                f"cannot {verb} {target.described}: it is paused (resume the rollout first)"
+            )
+
+    def _retrying_conflict(self, target: Target, attempt: Callable[[], T]) -> tuple[T, str]:
+        """Run read-then-write once more on a 409, from a fresh read; then give up."""
+        try:
+            return attempt(), ""
+        except Conflict:
+            pass
+        try:
+            return attempt(), " after retrying a 409 conflict"
+        except Conflict as exc:
+            raise KubeError(
+                f"conflict: {target.described} kept changing while it was being updated "
+                "(409 twice, retried once on a fresh read)",
+                output=exc.output,
+            ) from exc
+
+    def _await_rollout(
+        self, target: Target, generation: int, deadline: float, timeout: float
+    ) -> str:
+        progress = "no status read yet"
+        while True:
+            if time.monotonic() >= deadline:
+                raise KubeError(
+                    f"rollout of {target} not complete within {seconds(timeout)}: {progress}",
+                    timed_out=True,
+                )
+            state = rollout_status(target.kind.name, self._read(target, deadline), generation)
+            if state.failure:
+                raise KubeError(f"rollout of {target} failed: {state.failure}")
+            if state.done:
+                return state.progress
+            progress = state.progress
+            time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
+
+    # ------------------------------------------------------------ API calls
+
+    def _read(self, target: Target, deadline: float) -> dict[str, Any]:
+        call = Call("get", target.kind.resource, target.namespace, target.described)
+        read = (
+            self.apps.read_namespaced_deployment
+            if target.kind.name == "deployment"
+            else self.apps.read_namespaced_stateful_set
+        )
+        return self._request(call, read, deadline, target.name, target.namespace)
+
+    def _patch(self, target: Target, body: Any, content_type: str, deadline: float) -> Any:
+        call = Call("patch", target.kind.resource, target.namespace, target.described)
+        patch = (
+            self.apps.patch_namespaced_deployment
+            if target.kind.name == "deployment"
+            else self.apps.patch_namespaced_stateful_set
+        )
+        return self._request(
+            call, patch, deadline, target.name, target.namespace, body, _content_type=content_type
+        )
+
+    def _read_scale(self, target: Target, deadline: float) -> dict[str, Any]:
+        call = Call("get", f"{target.kind.resource}/scale", target.namespace, target.described)
+        read = (
+            self.apps.read_namespaced_deployment_scale
+            if target.kind.name == "deployment"
+            else self.apps.read_namespaced_stateful_set_scale
+        )
+        return self._request(call, read, deadline, target.name, target.namespace)
+
+    def _patch_scale(self, target: Target, body: dict[str, Any], deadline: float) -> None:
+        call = Call("patch", f"{target.kind.resource}/scale", target.namespace, target.described)
+        patch = (
+            self.apps.patch_namespaced_deployment_scale
+            if target.kind.name == "deployment"
+            else self.apps.patch_namespaced_stateful_set_scale
+        )
+        self._request(
+            call, patch, deadline, target.name, target.namespace, body, _content_type=MERGE_PATCH
+        )
+
+    def _request(
+        self, call: Call, method: Callable[..., Any], deadline: float, *args: Any, **kwargs: Any
+    ) -> Any:
+        """One API call, raw JSON back; every failure becomes a KubeError with its reason."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise KubeError(
+                f"out of time before the request to {call.verb} {call.what}", timed_out=True
+            )
+        timeout = min(self.request_timeout, left)
+        try:
+            response = method(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+            data = response.data
+        except self._api_exception as exc:
+            if not exc.status:  # the client's wrapper for TLS and similar failures
+                raise KubeError(
+                    f"Kubernetes API unreachable: {exc.reason}".strip(), output=str(exc)
+                ) from exc
+            raise api_error(exc.status, exc.body, call) from exc
+        except Exception as exc:  # urllib3 and socket errors: refused, reset, timed out
+            if not _is_transport_error(exc):
+                raise
+            reason, timed_out = _unreachable_reason(exc)
+            if timed_out:
+                reason = f"no answer within {seconds(timeout)} ({reason})"
+            raise KubeError(f"Kubernetes API unreachable: {reason}", timed_out=timed_out) from exc
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise KubeError(
+                f"bad answer from the Kubernetes API to {call.verb} {call.what}: not JSON"
+            ) from exc
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    import urllib3.exceptions  # a dependency of the kubernetes client
+
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)

@@ -1,0 +1,218 @@
+"""Pure pieces of the kubernetes executor: targets, selectors, rollout status, error reasons.
+
+The executor's API calls are tested against a local stand-in for the Kubernetes API in
+tests/integration/test_executor_kubernetes.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from receiver.executors.kubernetes import (
+    Call,
+    Conflict,
+    KubeError,
+    api_error,
+    label_selector,
+    parse_target,
+    rfc3339_now,
+    rollout_status,
+)
+
+# ---------------------------------------------------------------- targets
+
+
+def test_parse_target_deployment_and_statefulset():
+    target = parse_target("deployment/shop/web")
+    assert (target.kind.kind, target.kind.resource, target.namespace, target.name) == (
+        "Deployment",
+        "deployments",
+        "shop",
+        "web",
+    )
+    assert str(target) == "deployment/shop/web"
+    assert target.described == "deployment shop/web"
+    sts = parse_target("statefulset/data/db.primary-0")
+    assert (sts.kind.kind, sts.name) == ("StatefulSet", "db.primary-0")
+
+
+def test_longest_valid_names_are_accepted():
+    namespace, name = "n" * 63, ".".join(["a" * 63] * 3) + "." + "b" * 61
+    assert len(name) == 253
+    assert parse_target(f"deployment/{namespace}/{name}").name == name
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("deployment/shop", "is not <kind>/<namespace>/<name>"),
+        ("deployment/shop/web/extra", "is not <kind>/<namespace>/<name>"),
+        ("pod/shop/web", "kind must be deployment or statefulset, got 'pod'"),
+        ("Deployment/shop/web", "kind must be deployment or statefulset"),
+        ("deployment/Shop/web", "namespace 'Shop' is not a valid Kubernetes namespace"),
+        ("deployment/shop.eu/web", "namespace 'shop.eu' is not a valid"),  # a label: no dots
+        ("deployment/-shop/web", "namespace '-shop' is not a valid"),
+        ("deployment/" + "n" * 64 + "/web", "is not a valid Kubernetes namespace"),
+        ("deployment//web", "namespace '' is not a valid"),
+        ("deployment/shop/web_1", "name 'web_1' is not a valid Deployment name"),
+        ("deployment/shop/web-", "name 'web-' is not a valid Deployment name"),
+        ("deployment/shop/web..x", "is not a valid Deployment name"),
+        ("statefulset/shop/DB", "name 'DB' is not a valid StatefulSet name"),
+        ("deployment/shop/" + "a" * 254, "is not a valid Deployment name"),
+    ],
+)
+def test_invalid_targets_say_why(text, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_target(text)
+
+
+# ---------------------------------------------------------------- selectors
+
+
+def test_label_selector_from_match_labels_and_expressions():
+    selector = {
+        "matchLabels": {"tier": "web", "app": "shop"},
+        "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["prod", "canary"]},
+            {"key": "legacy", "operator": "DoesNotExist"},
+            {"key": "zone", "operator": "NotIn", "values": ["b"]},
+            {"key": "owner", "operator": "Exists"},
+        ],
+    }
+    assert label_selector(selector) == (
+        "app=shop,tier=web,env in (canary,prod),!legacy,zone notin (b),owner"
+    )
+
+
+def test_empty_selector_is_refused():
+    with pytest.raises(KubeError, match="empty selector"):
+        label_selector({})
+
+
+# ---------------------------------------------------------------- rollout status
+
+
+def deployment(generation=2, observed=2, replicas=3, updated=3, available=3, total=3, **extra):
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "replicas": total,
+            **extra,
+        },
+    }
+
+
+def test_deployment_rollout_complete():
+    state = rollout_status("deployment", deployment(), 2)
+    assert (state.done, state.progress, state.failure) == (
+        True,
+        "3/3 updated, 3/3 available",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("obj", "progress"),
+    [
+        (deployment(observed=1), "waiting for the controller to observe generation 2 (at 1)"),
+        (deployment(updated=1, total=4), "1/3 updated, 3/3 available, 3 old pending termination"),
+        (deployment(available=2), "3/3 updated, 2/3 available"),
+        (deployment(total=4), "3/3 updated, 3/3 available, 1 old pending termination"),
+    ],
+)
+def test_deployment_rollout_in_progress(obj, progress):
+    state = rollout_status("deployment", obj, 2)
+    assert (state.done, state.progress) == (False, progress)
+
+
+def test_generation_we_produced_counts_even_if_the_read_is_older():
+    # the read still shows generation 2 but our patch produced 3
+    assert not rollout_status("deployment", deployment(), 3).done
+
+
+def test_deployment_progress_deadline_is_a_failure():
+    condition = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    state = rollout_status("deployment", deployment(updated=1, conditions=[condition]), 2)
+    assert state.failure == "exceeded its progress deadline"
+
+
+def statefulset(current="db-1", update="db-2", ready=3, updated=3, partition=None, **spec):
+    strategy = {"type": "RollingUpdate"}
+    if partition is not None:
+        strategy["rollingUpdate"] = {"partition": partition}
+    return {
+        "metadata": {"generation": 5},
+        "spec": {"replicas": 3, "updateStrategy": strategy, **spec},
+        "status": {
+            "observedGeneration": 5,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "currentRevision": current,
+            "updateRevision": update,
+        },
+    }
+
+
+def test_statefulset_needs_current_revision_to_reach_update_revision():
+    state = rollout_status("statefulset", statefulset(), 5)
+    assert (state.done, state.progress) == (False, "3/3 updated, 3/3 ready, revision db-1 -> db-2")
+    done = rollout_status("statefulset", statefulset(current="db-2"), 5)
+    assert (done.done, done.progress) == (True, "3/3 updated, 3/3 ready")
+    assert not rollout_status("statefulset", statefulset(current="db-2", ready=2), 5).done
+    assert not rollout_status("statefulset", statefulset(current="db-2", updated=2), 5).done
+
+
+def test_statefulset_partition_counts_only_the_pods_above_it():
+    state = rollout_status("statefulset", statefulset(updated=1, partition=2), 5)
+    assert (state.done, state.progress) == (True, "1/1 updated, 3/3 ready")
+
+
+def test_statefulset_on_delete_never_completes():
+    obj = statefulset()
+    obj["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    assert "OnDelete" in rollout_status("statefulset", obj, 5).failure
+
+
+# ---------------------------------------------------------------- errors
+
+STATUS_403 = (
+    '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+    '"message":"deployments.apps \\"web\\" is forbidden: User \\"system:serviceaccount:ops:'
+    'remediator\\" cannot patch resource \\"deployments/scale\\"","reason":"Forbidden",'
+    '"code":403}'
+)
+
+
+def test_forbidden_names_verb_resource_and_namespace():
+    call = Call("patch", "deployments/scale", "shop", "deployment shop/web")
+    error = api_error(403, STATUS_403, call)
+    assert str(error) == "forbidden: needs `patch` on `deployments/scale` in namespace shop (RBAC)"
+    assert 'cannot patch resource "deployments/scale"' in error.output
+
+
+def test_other_statuses():
+    call = Call("get", "deployments", "shop", "deployment shop/web")
+    assert str(api_error(404, b'{"message": "nope"}', call)) == "deployment shop/web not found"
+    assert isinstance(api_error(409, "", call), Conflict)
+    assert "credentials" in str(api_error(401, "", call))
+    assert str(api_error(500, '{"message": "etcd is sad"}', call)) == (
+        "Kubernetes API answered 500 to get deployment shop/web: etcd is sad"
+    )
+    assert str(api_error(422, '{"message": "bad"}', call)) == (
+        "the Kubernetes API refused to get deployment shop/web: bad"
+    )
+    assert str(api_error(502, "<html>gateway</html>", call)).endswith(": <html>gateway</html>")
+
+
+def test_restarted_at_is_rfc3339_utc_seconds():
+    text = rfc3339_now()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
