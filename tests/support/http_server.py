@@ -7,13 +7,14 @@ tests queue replies (status, body, headers, delay) and inspect what was received
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the test inspects `received` instead of reading access logs."""
 
 
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
 @contextmanager
-def scripted_server() -> Iterator[ScriptedServer]:
-    server = ScriptedServer()
+def serving(server: S) -> Iterator[S]:
+    """Serve in a background thread for the duration of the block, then close."""
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
@@ -101,3 +105,9 @@ def scripted_server() -> Iterator[ScriptedServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def scripted_server() -> Iterator[ScriptedServer]:
+    with serving(ScriptedServer()) as server:
+        yield server

@@ -33,7 +33,6 @@ import copy
 import hashlib
 import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.support.http_server import Received, Reply, ScriptedServer
+from tests.support.http_server import Received, Reply, ScriptedServer, serving
 
 TOKEN = "stand-in-token-not-a-secret"
 REVISION = "deployment.kubernetes.io/revision"
@@ -724,15 +723,8 @@ class KubeAPI(ScriptedServer):
 
 @contextmanager
 def kube_api() -> Iterator[KubeAPI]:
-    server = KubeAPI()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(KubeAPI()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def write_kubeconfig(
@@ -846,12 +838,5 @@ class DiscoveryAPI(ScriptedServer):
 
 @contextmanager
 def discovery_api() -> Iterator[DiscoveryAPI]:
-    server = DiscoveryAPI()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(DiscoveryAPI()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
