@@ -25,7 +25,7 @@ from examples.demo_service import fast_rules
 from receiver.durations import parse_duration
 from tests.support.http_server import scripted_server
 from tests.support.processes import REPO, alertmanager, binary
-from tests.support.promtool_cases import coverage
+from tests.support.promtool_cases import coverage, threshold_comments
 
 pytestmark = pytest.mark.integration
 
@@ -113,20 +113,9 @@ def test_every_rule_is_fit_for_remediator(rule):
 
 
 def test_every_threshold_is_documented_in_a_comment():
-    lines = RULES.read_text().splitlines()
-    found = []
-    for index, line in enumerate(lines):
-        match = re.match(r"\s*- alert: (\w+)", line)
-        if not match:
-            continue
-        comments = []
-        for previous in reversed(lines[:index]):
-            if not previous.strip().startswith("#"):
-                break
-            comments.append(previous)
-        assert any("Threshold" in c for c in comments), f"{match.group(1)}: no '# Threshold:'"
-        found.append(match.group(1))
-    assert sorted(found) == sorted(REMEDIATIONS)
+    documented = threshold_comments(RULES.read_text())
+    assert sorted(documented) == sorted(REMEDIATIONS)
+    assert [name for name, ok in documented.items() if not ok] == [], "no '# Threshold:'"
 
 
 def test_every_rule_has_firing_not_firing_and_resolved_cases():

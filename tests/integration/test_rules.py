@@ -7,7 +7,6 @@ to the metric contract, and every rule covered by firing, not-firing and resolve
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import yaml
 from receiver.durations import parse_duration
 from tests.support.dashboard import contract_problems
 from tests.support.processes import REPO, binary
-from tests.support.promtool_cases import coverage
+from tests.support.promtool_cases import coverage, threshold_comments
 
 pytestmark = pytest.mark.integration
 
@@ -101,19 +100,10 @@ def test_every_rule_uses_contract_metrics_labels_and_values(rule):
 
 def test_every_threshold_is_documented_in_a_comment():
     for path in RULE_FILES:
-        lines = path.read_text().splitlines()
-        for index, line in enumerate(lines):
-            match = re.match(r"\s*- alert: (\w+)", line)
-            if not match:
-                continue
-            comments = []
-            for previous in reversed(lines[:index]):
-                if not previous.strip().startswith("#"):
-                    break
-                comments.append(previous)
-            assert any("Threshold" in comment for comment in comments), (
-                f"{path.name}: {match.group(1)} has no '# Threshold: ...' comment above it"
-            )
+        documented = threshold_comments(path.read_text())
+        assert documented, f"{path.name}: no alerting rules found"
+        undocumented = [name for name, ok in documented.items() if not ok]
+        assert undocumented == [], f"{path.name}: no '# Threshold: ...' comment above them"
 
 
 def test_every_rule_has_firing_not_firing_and_resolved_cases():

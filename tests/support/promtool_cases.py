@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,3 +42,21 @@ def coverage(
         if not ok
     ]
     return missing, expected
+
+
+def threshold_comments(text: str) -> dict[str, bool]:
+    """Alert name -> whether the comment block right above its `- alert:` line holds a
+    `Threshold:` note (rules ship with their thresholds explained)."""
+    lines = text.splitlines()
+    found: dict[str, bool] = {}
+    for index, line in enumerate(lines):
+        match = re.match(r"\s*- alert: (\w+)", line)
+        if not match:
+            continue
+        comments = []
+        for previous in reversed(lines[:index]):
+            if not previous.strip().startswith("#"):
+                break
+            comments.append(previous)
+        found[match.group(1)] = any("Threshold" in comment for comment in comments)
+    return found
