@@ -31,6 +31,8 @@ from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+#: Any other method is counted as "other": a client must not mint metric series.
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 #: Changing these needs a process restart; a reload applies the rest and says so.
 RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
@@ -358,6 +360,7 @@ def _json_errors(app: Flask) -> None:
 def _instrument(app: Flask, registry: CollectorRegistry) -> None:
     """Count and time every request by its route (never by raw path: bounded labels)."""
     figures = http_metrics(registry)
+    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled children, reused
 
     @app.before_request
     def start_timer() -> None:
@@ -366,9 +369,17 @@ def _instrument(app: Flask, registry: CollectorRegistry) -> None:
     @app.after_request
     def observe(response: Response) -> Response:
         handler = request.url_rule.rule if request.url_rule else "unmatched"
+        method = request.method if request.method in HTTP_METHODS else "other"
+        key = (handler, method, response.status_code)
+        found = series.get(key)
+        if found is None:
+            found = series[key] = (
+                figures.latency.labels(handler),
+                figures.requests.labels(handler, method, str(response.status_code)),
+            )
         started = request.environ.get("remediator.start", time.perf_counter())
-        figures.latency.labels(handler).observe(time.perf_counter() - started)
-        figures.requests.labels(handler, request.method, str(response.status_code)).inc()
+        found[0].observe(time.perf_counter() - started)
+        found[1].inc()
         return response
 
 

@@ -126,15 +126,20 @@ def _render_body(body: Any, context: dict[str, Any], strategy: Strategy) -> Any:
 
 
 def ingest(store: Store, config: Config, notification: Notification, now: float) -> IngestSummary:
-    """Journal one notification; raises StoreUnavailable if it could not be written."""
-    summary = IngestSummary(alerts=len(notification.alerts))
-    with store.transaction() as tx:
+    """Journal one notification, all of it or nothing (the transaction may be shared
+    with other notifications arriving at the same moment: group commit); raises
+    StoreUnavailable if it could not be written."""
+
+    def journal(tx: Transaction) -> IngestSummary:
+        summary = IngestSummary(alerts=len(notification.alerts))
         for alert in notification.alerts:
             _apply_alert(tx, config, alert, now, summary)
         record = _record(notification, now, summary)
         tx.insert_notification(record)
         tx.count_alerts(record.firing, record.resolved)
-    return summary
+        return summary
+
+    return store.write(journal)
 
 
 def _apply_alert(

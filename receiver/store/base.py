@@ -7,9 +7,10 @@ Alertmanager retries, instead of a 500 that it would not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 INCIDENT_STATUSES = ("firing", "resolved")
 ACTION_STATUSES = (
@@ -21,6 +22,7 @@ ACTION_STATUSES = (
     "skipped",
     "cancelled",
 )
+T = TypeVar("T")
 FINAL_ACTION_STATUSES = ("succeeded", "failed", "timed_out", "skipped", "cancelled")
 
 
@@ -107,6 +109,7 @@ class Store(Protocol):
     url: str
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def write(self, work: Callable[[Transaction], T]) -> T: ...
     def ping(self) -> None: ...
     def list_incidents(
         self,

@@ -34,6 +34,7 @@ class PostgresStore(DispatchStore, SqlStore):
         self.url = url
         self._connect_timeout = connect_timeout
         self._local = threading.local()
+        self._init_writes()
         self.create_schema()
 
     def _connection(self) -> Any:

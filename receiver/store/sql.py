@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from receiver.store import totals
 from receiver.store.base import (
@@ -23,6 +23,10 @@ from receiver.store.base import (
     Page,
     StoreUnavailable,
 )
+from receiver.store.group import GroupCommit
+from receiver.store.totals import canonical_json
+
+T = TypeVar("T")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS notifications (
@@ -124,9 +128,32 @@ def iso(ts: float | None) -> str | None:
 class SqlTransaction:
     """Journal operations inside one open transaction (see Store.transaction)."""
 
-    def __init__(self, cursor: Any, placeholder: str) -> None:
+    def __init__(self, cursor: Any, placeholder: str, services: set[str] | None = None) -> None:
         self._cursor = cursor
         self._placeholder = placeholder
+        self._deltas: dict[tuple[str, str], float] = {}
+        self.services = services if services is not None else set()
+        self.new_services: set[str] = set()
+
+    def add_total(self, metric: str, labels: str, delta: float) -> None:
+        """Add to a running total when the transaction commits: a batch that counts
+        the same series many times writes it once."""
+        key = (metric, labels)
+        self._deltas[key] = self._deltas.get(key, 0.0) + delta
+
+    def flush_totals(self) -> None:
+        if not self._deltas:
+            return
+        sql = (
+            "INSERT INTO metric_totals (metric, labels, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (metric, labels) DO UPDATE "
+            "SET value = metric_totals.value + excluded.value"
+        )
+        if self._placeholder != "?":
+            sql = sql.replace("?", self._placeholder)
+        rows = [(metric, labels, delta) for (metric, labels), delta in sorted(self._deltas.items())]
+        self._deltas.clear()
+        self._cursor.executemany(sql, rows)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self._placeholder != "?":
@@ -147,7 +174,9 @@ class SqlTransaction:
 
     def insert_incident(self, incident: NewIncident) -> int:
         duration = None
-        totals.seed_service(self, incident.service)
+        if incident.service not in self.services:
+            totals.seed_service(self, incident.service)
+            self.new_services.add(incident.service)
         if incident.ends_at_ts is not None:
             duration = max(0.0, incident.ends_at_ts - incident.starts_at_ts)
             totals.count_incident_closed(self, incident.service, duration)
@@ -163,8 +192,8 @@ class SqlTransaction:
                 incident.alertname,
                 incident.service,
                 incident.status,
-                json.dumps(incident.labels, sort_keys=True),
-                json.dumps(incident.annotations, sort_keys=True),
+                canonical_json(incident.labels),
+                canonical_json(incident.annotations),
                 incident.generator_url,
                 int(incident.matched),
                 incident.seen_at,
@@ -204,7 +233,7 @@ class SqlTransaction:
                 action.action,
                 action.executor,
                 action.target,
-                json.dumps(action.params, sort_keys=True),
+                canonical_json(action.params),
                 action.status,
                 action.reason,
                 int(action.dry_run),
@@ -259,7 +288,7 @@ class SqlTransaction:
                 record.resolved,
                 record.truncated_alerts,
                 record.external_url,
-                json.dumps(record.summary, sort_keys=True),
+                canonical_json(record.summary),
             ),
         )
 
@@ -280,6 +309,17 @@ class SqlStore(ABC):
     url: str
     placeholder = "?"
     driver_errors: tuple[type[BaseException], ...] = ()
+    _services: set[str]  # whose incident series are seeded (so the hot path skips a query)
+    _group: GroupCommit
+
+    def _init_writes(self) -> None:
+        self._services = set()
+        self._group = GroupCommit(self.transaction)
+
+    def write(self, work: Callable[[SqlTransaction], T]) -> T:
+        """Run work in a write transaction shared with the other threads writing at the
+        same moment (see group.py); return its result once it is committed."""
+        return self._group.run(work)
 
     # subclass hooks -------------------------------------------------------
     @abstractmethod
@@ -299,8 +339,11 @@ class SqlStore(ABC):
         except self.driver_errors as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
-            yield SqlTransaction(connection.cursor(), self.placeholder)
+            tx = SqlTransaction(connection.cursor(), self.placeholder, self._services)
+            yield tx
+            tx.flush_totals()
             connection.commit()
+            self._services |= tx.new_services
         except self.driver_errors as exc:
             self._rollback(connection)
             raise StoreUnavailable(str(exc)) from exc

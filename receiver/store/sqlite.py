@@ -41,6 +41,7 @@ class SqliteStore(DispatchStore, SqlStore):
         self.url = url
         self.path = sqlite_path(url)
         self._local = threading.local()
+        self._init_writes()
         self._writer = threading.Lock()
         self.create_schema()
 

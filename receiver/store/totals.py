@@ -28,16 +28,17 @@ SKIP_REASONS = (
 EXECUTED = ("succeeded", "failed", "timed_out")
 
 
+#: JSON with sorted keys, as stored; json.dumps(sort_keys=True) would build a new
+#: encoder on every call, this one is built once.
+canonical_json = json.JSONEncoder(sort_keys=True).encode
+
+
 def _key(labels: dict[str, str]) -> str:
-    return json.dumps(labels, sort_keys=True)
+    return canonical_json(labels)
 
 
 def add(tx: SqlTransaction, metric: str, labels: dict[str, str], delta: float = 1.0) -> None:
-    tx.execute(
-        "INSERT INTO metric_totals (metric, labels, value) VALUES (?, ?, ?) "
-        "ON CONFLICT (metric, labels) DO UPDATE SET value = metric_totals.value + excluded.value",
-        (metric, _key(labels), delta),
-    )
+    tx.add_total(metric, _key(labels), delta)
 
 
 def touch_histogram(

@@ -197,6 +197,19 @@ def test_request_metrics_count_webhook_responses(scripted):
     assert any(s.labels.get("handler") == "/webhook" for s in latency.samples)
 
 
+def test_request_metrics_do_not_let_clients_mint_series(scripted):
+    """Unknown paths share one handler label and made-up methods one method label."""
+    server, *_ = scripted
+    for method in ("BREW", "PROPFIND", "X-EVIL-1"):
+        requests.request(method, f"{server.url}/no/such/{method}", timeout=5)
+    samples = [
+        s.labels
+        for s in scrape(server)["remediator_http_requests"].samples
+        if s.name == "remediator_http_requests_total" and s.labels["handler"] == "unmatched"
+    ]
+    assert {labels["method"] for labels in samples} == {"other"}
+
+
 def test_counters_survive_a_restart(scripted):
     server, _journal, workdir, config, store_url, _now = scripted
     before = scrape(server)
