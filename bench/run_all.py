@@ -11,9 +11,9 @@ import sys
 import time
 from typing import Any
 
-from bench import common, ingest, latency, storm
+from bench import common, ingest, journal, latency, storm
 
-BENCHMARKS = {"ingest": ingest, "latency": latency, "storm": storm}
+BENCHMARKS = {"ingest": ingest, "journal": journal, "latency": latency, "storm": storm}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ crash leaves either all of it or none of it, and Alertmanager's retry is safe.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,14 @@ def ingest(store: Store, config: Config, notification: Notification, now: float)
     """Journal one notification, all of it or nothing (the transaction may be shared
     with other notifications arriving at the same moment: group commit); raises
     StoreUnavailable if it could not be written."""
+    return store.write(journal_work(config, notification, now))
+
+
+def journal_work(
+    config: Config, notification: Notification, now: float
+) -> Callable[[Transaction], IngestSummary]:
+    """What ingesting a notification writes, as work for one transaction (it may run
+    twice: a shared transaction that fails is retried piece by piece)."""
 
     def journal(tx: Transaction) -> IngestSummary:
         summary = IngestSummary(alerts=len(notification.alerts))
@@ -139,7 +148,7 @@ def ingest(store: Store, config: Config, notification: Notification, now: float)
         tx.count_alerts(record.firing, record.resolved)
         return summary
 
-    return store.write(journal)
+    return journal
 
 
 def _apply_alert(

@@ -310,16 +310,16 @@ class SqlStore(ABC):
     placeholder = "?"
     driver_errors: tuple[type[BaseException], ...] = ()
     _services: set[str]  # whose incident series are seeded (so the hot path skips a query)
-    _group: GroupCommit
+    writes: GroupCommit  # behind write(); its counters show how well writes group
 
     def _init_writes(self) -> None:
         self._services = set()
-        self._group = GroupCommit(self.transaction)
+        self.writes = GroupCommit(self.transaction)
 
     def write(self, work: Callable[[SqlTransaction], T]) -> T:
         """Run work in a write transaction shared with the other threads writing at the
         same moment (see group.py); return its result once it is committed."""
-        return self._group.run(work)
+        return self.writes.run(work)
 
     # subclass hooks -------------------------------------------------------
     @abstractmethod

@@ -107,7 +107,7 @@ class Writers:
         for name, work in works.items():
             self.start(name, work)
         deadline = time.monotonic() + 10
-        while self.store._group.waiting < len(works):
+        while self.store.writes.waiting < len(works):
             assert time.monotonic() < deadline, "writers never queued"
             time.sleep(0.005)
 
@@ -122,10 +122,10 @@ def test_writers_that_arrive_together_share_one_commit(store):
     writers = Writers(store)
     writers.hold_first_batch()
     writers.queue({f"w{i}": insert(f"w{i}") for i in range(5)})
-    before = store._group.batches
+    before = store.writes.batches
     assert fingerprints(store) == set()  # nothing visible while the first batch is open
     results = writers.finish()
-    assert store._group.batches - before == 1  # the five queued writes: one commit
+    assert store.writes.batches - before == 1  # the five queued writes: one commit
     assert all(isinstance(r, int) for r in results.values()), results
     assert len(set(results.values())) == 6  # each writer got its own incident id
     assert fingerprints(store) == {"first", "w0", "w1", "w2", "w3", "w4"}

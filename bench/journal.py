@@ -1,0 +1,207 @@
+"""Journal writes from concurrent threads: group commit against one commit per notification.
+
+gunicorn's threads journal notifications concurrently, and a store takes one writer at
+a time; group commit (receiver/store/group.py) lets the writes that arrive together
+share one transaction and one commit. This runs the engine's own ingest work for the
+same distinct 1-alert notifications from 8 threads in one process, per store, twice:
+the baseline commits each notification in a transaction of its own (what ingest did
+before group commit), then through `store.write`, as the webhook does. No HTTP, so
+the figures show the journal alone: on SQLite (a temp file, WAL) and on PostgreSQL
+(a fresh schema, skipped with a note if the server cannot be reached).
+
+    python -m bench.journal [--quick] [--out DIR] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench import common, payloads
+from bench.common import fmt
+from receiver.alerts import parse_notification
+from receiver.config import parse_config
+from receiver.engine import journal_work
+from receiver.store import open_store
+
+THREADS = 8
+CONFIG = parse_config("executors: {audit: {type: log}}\nstrategies: []\n")
+DEFAULT_POSTGRES = os.environ.get(
+    "REMEDIATOR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def sqlite_url(keep: bool) -> Iterator[str]:
+    with common.workdir("journal", keep) as wd:
+        yield f"sqlite:///{wd / 'journal.db'}"
+
+
+@contextmanager
+def postgres_url(url: str) -> Iterator[str]:
+    """A throwaway schema; every connection the store opens lands in it."""
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            separator = "&" if "?" in url else "?"
+            yield f"{url}{separator}options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def notifications(count: int, run: str) -> list[Any]:
+    template = payloads.template(1, "BenchJournal", payloads.now_rfc3339(-60))
+    filled = (
+        template.replace("@RUN@", run).replace("@TID@", "00").replace("@SEQ@", f"{i:08x}")
+        for i in range(count)
+    )
+    return [parse_notification(json.loads(body)) for body in filled]
+
+
+def one_commit_each(store: Any, work: Callable[[Any], Any]) -> Any:
+    with store.transaction() as tx:
+        return work(tx)
+
+
+def group_commit(store: Any, work: Callable[[Any], Any]) -> Any:
+    return store.write(work)
+
+
+def measure(url: str, notes: list[Any], write: Callable[[Any, Any], Any]) -> dict[str, Any]:
+    """Journal every notification from THREADS threads; reconcile with the journal."""
+    store = open_store(url)
+    try:
+        shares = [notes[i::THREADS] for i in range(THREADS)]
+        failures: list[BaseException] = []
+
+        def run(share: list[Any]) -> None:
+            try:
+                for note in share:
+                    write(store, journal_work(CONFIG, note, time.time()))
+            except BaseException as exc:  # reported in the result, never hidden
+                failures.append(exc)
+
+        threads = [threading.Thread(target=run, args=(share,)) for share in shares]
+        cpu, start = time.process_time(), time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        counts = store.counts()
+        group = store.writes
+        return {
+            "seconds": round(seconds, 3),
+            "notifications_per_s": round(len(notes) / seconds, 1),
+            "cpu_ms_per_notification": round(1000 * cpu / len(notes), 3),
+            "commits": group.batches if write is group_commit else len(notes),
+            "failures": [repr(f) for f in failures],
+            "journal_ok": not failures
+            and counts["notifications"] == counts["incidents"] == len(notes),
+        }
+    finally:
+        store.close()
+
+
+def bench(quick: bool, keep: bool, postgres: str = DEFAULT_POSTGRES) -> dict[str, Any]:
+    count = 1000 if quick else 4000
+    rows = []
+    stores: dict[str, Callable[[], Any]] = {
+        "sqlite": lambda: sqlite_url(keep),
+        "postgresql": lambda: postgres_url(postgres),
+    }
+    for name, opener in stores.items():
+        row: dict[str, Any] = {"store": name}
+        try:
+            for kind, write in (("baseline", one_commit_each), ("group", group_commit)):
+                with opener() as url:
+                    row[kind] = measure(url, notifications(count, uuid.uuid4().hex[:2]), write)
+        except Exception as exc:  # e.g. PostgreSQL not reachable: say so, go on
+            row["skipped"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            continue
+        row["ratio"] = common.ratio(
+            row["group"]["notifications_per_s"], row["baseline"]["notifications_per_s"]
+        )
+        rows.append(row)
+        print(f"  journal {name}: ratio {fmt(row['ratio'], 2)}", file=sys.stderr)
+    return {
+        "benchmark": "journal",
+        "quick": quick,
+        "load": {
+            "threads": THREADS,
+            "notifications": count,
+            "how": "engine ingest work for distinct 1-alert notifications, unmatched, "
+            "called from threads in one process (no HTTP)",
+        },
+        "machine": common.machine(),
+        "rows": rows,
+        "target": {"note": "no target in the issue: shows what group commit buys"},
+        "journal_ok": all(
+            r[k]["journal_ok"] for r in rows if "skipped" not in r for k in ("baseline", "group")
+        ),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    headers = [
+        "store",
+        "one commit each notif/s",
+        "group commit notif/s",
+        "ratio",
+        "notifications per commit",
+        "CPU ms/notif (each / group)",
+        "journal complete",
+    ]
+    body = []
+    for row in result["rows"]:
+        if "skipped" in row:
+            body.append([row["store"], "-", "-", "-", "-", "-", f"skipped: {row['skipped']}"])
+            continue
+        base, group = row["baseline"], row["group"]
+        body.append(
+            [
+                row["store"],
+                fmt(base["notifications_per_s"]),
+                fmt(group["notifications_per_s"]),
+                fmt(row["ratio"], 2),
+                fmt(result["load"]["notifications"] / max(1, group["commits"]), 1),
+                f"{base['cpu_ms_per_notification']:.3f} / {group['cpu_ms_per_notification']:.3f}",
+                fmt(base["journal_ok"] and group["journal_ok"]),
+            ]
+        )
+    load = result["load"]
+    return "\n".join(
+        [
+            "## Journal writes: group commit vs one commit per notification",
+            "",
+            common.table(headers, body),
+            "",
+            f"Load: {load['notifications']:,} notifications, {load['threads']} threads; "
+            f"{load['how']}.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for the PostgreSQL row")
+    args = p.parse_args(argv)
+    result = bench(args.quick, args.keep, args.postgres)
+    print(render(result))
+    print(f"\nJSON: {common.write_result(args.out, 'journal', result)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
