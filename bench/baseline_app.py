@@ -17,8 +17,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from receiver import logs
-from receiver.app import with_overrides
-from receiver.config import load_config
+from receiver.config import load_config, with_overrides
 from receiver.server import RemediatorServer, ServeOptions
 
 

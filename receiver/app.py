@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import base64
 import hmac
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from receiver.alerts import PayloadError, parse_notification
-from receiver.config import AuthConfig, Config, ConfigError, load_config
-from receiver.engine import ingest
+from receiver.alerts import PayloadError
+from receiver.config import AuthConfig, Config, ConfigError, load_config, with_overrides
+from receiver.intake import Intake, LocalIntake
 from receiver.metrics import JournalCollector, http_metrics
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
@@ -50,6 +49,8 @@ class AppState:
     config_path: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)  # from the command line
     dispatcher: Any = None  # receiver.dispatcher.Dispatcher when actions are executed
+    intake: Intake | None = None  # who decodes and journals webhook bodies (create_app
+    # makes it LocalIntake; `remediator serve` uses the journal writer process)
     loaded_at: float = field(default_factory=time.time)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,6 +60,8 @@ class AppState:
             raise ConfigError([], "no config file to reload")
         with self._lock:
             new = with_overrides(load_config(self.config_path), self.overrides)
+            if self.intake is not None:
+                self.intake.reload(new.sha256)  # the writer takes it too, or neither does
             pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]
             self.config = new  # one reference swap: requests see the old or the new, whole
             self.loaded_at = time.time()
@@ -76,15 +79,6 @@ def seed_metrics(store: Store, config: Config) -> None:
         store.seed_metrics([(s.name, s.action) for s in config.strategies])
     except StoreUnavailable as exc:
         log.warning("could not seed metric series: %s", exc)
-
-
-def with_overrides(config: Config, overrides: dict[str, str]) -> Config:
-    """Command-line --store and --listen win over the file, on start and on reload."""
-    if "store" in overrides:
-        config = replace(config, store=overrides["store"])
-    if "listen" in overrides:
-        config = replace(config, server=replace(config.server, listen=overrides["listen"]))
-    return config
 
 
 def state() -> AppState:
@@ -144,37 +138,21 @@ webhook = Blueprint("webhook", __name__)
 
 
 @webhook.post("/webhook")
-def receive() -> tuple[Response, int]:
+def receive() -> tuple[Response, int] | Response:
     denied = require_auth()
     if denied:
         return denied
     if request.mimetype != "application/json":
         return error(415, f"expected Content-Type application/json, got {request.mimetype!r}")
     app_state = state()
-    config = app_state.config
-    body = _bounded_body(config.server.max_body_bytes)
+    limit = app_state.config.server.max_body_bytes
+    body = _bounded_body(limit)
     if body is None:
-        return error(413, f"body larger than {config.server.max_body_bytes} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return error(400, f"body is not valid JSON: {exc}", field="$")
-    except RecursionError:  # json.loads gives up on deep nesting with this, not ValueError
-        return error(400, "payload nested too deeply", field="$")
-    try:
-        notification = parse_notification(payload)
-    except PayloadError as exc:
-        return error(400, exc.message, field=exc.field)
-    except RecursionError:
-        return error(400, "payload nested too deeply", field="$")
-    try:
-        summary = ingest(app_state.store, config, notification, time.time())
-    except StoreUnavailable as exc:
-        log.error("journal unavailable, asking Alertmanager to retry: %s", exc)
-        return error(503, "journal unavailable, retry later")
-    if summary.actions_planned and app_state.dispatcher is not None:
+        return error(413, f"body larger than {limit} bytes")
+    answer = app_state.intake.accept(body, time.time())
+    if answer.actions_planned and app_state.dispatcher is not None:
         app_state.dispatcher.wake()
-    return jsonify({"status": "ok", **summary.as_dict()}), 200
+    return Response(answer.body, status=answer.status, mimetype="application/json")
 
 
 # ---------------------------------------------------------------- read API
@@ -321,8 +299,10 @@ def healthy() -> tuple[str, int]:
 
 @admin.get("/-/ready")
 def ready() -> tuple[str, int]:
+    app_state = state()
     try:
-        state().store.ping()
+        app_state.store.ping()
+        app_state.intake.ping()
     except StoreUnavailable as exc:
         return f"Remediator is not ready: journal unavailable: {exc}\n", 503
     return "Remediator is Ready.\n", 200
@@ -387,6 +367,8 @@ def create_app(app_state: AppState) -> Flask:
     app = Flask("remediator")
     app.json.sort_keys = False
     app.extensions["remediator"] = app_state
+    if app_state.intake is None:
+        app_state.intake = LocalIntake(app_state.store, lambda: app_state.config)
     seed_metrics(app_state.store, app_state.config)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JournalCollector(app_state.store, lambda: app_state.config))

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.alerts import Alert, fingerprint_of
-from receiver.app import with_overrides
-from receiver.config import Config, ConfigError, Strategy, load_config
+from receiver.config import Config, ConfigError, Strategy, load_config, with_overrides
 from receiver.durations import format_duration
 from receiver.engine import Plan, plan_for
 from receiver.matchers import MatcherError, parse_label_args

@@ -11,7 +11,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1053,3 +1053,12 @@ def load_config(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read config: {exc.strerror}")], str(path)) from exc
     return parse_config(text, source=str(path), base_dir=file.resolve().parent)
+
+
+def with_overrides(config: Config, overrides: Mapping[str, str]) -> Config:
+    """Command-line --store and --listen win over the file, on start and on reload."""
+    if "store" in overrides:
+        config = replace(config, store=overrides["store"])
+    if "listen" in overrides:
+        config = replace(config, server=replace(config.server, listen=overrides["listen"]))
+    return config

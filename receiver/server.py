@@ -22,6 +22,7 @@ from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError
 from receiver.dispatcher import Dispatcher
 from receiver.store import open_store
+from receiver.writer.client import WriterIntake, WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class RemediatorServer(BaseApplication):
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.app_state: AppState | None = None
+        self.writer: WriterProcess | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -68,6 +70,7 @@ class RemediatorServer(BaseApplication):
             "keepalive": 75,  # longer than Alertmanager's idle connections, so no resets
             "accesslog": None,
             "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
             "proc_name": "remediator",
             "logconfig_dict": logs.gunicorn_logconfig(self.options.log_format),
             "control_socket_disable": True,  # gunicorn >= 25: one shared path per user
@@ -79,8 +82,17 @@ class RemediatorServer(BaseApplication):
     def _post_worker_init(self, worker: Any) -> None:
         logs.configure(self.options.log_format)
         assert self.app_state is not None
+        self.writer = WriterProcess(
+            self.options.config_path, self.options.overrides, self.options.log_format
+        )
+        self.writer.start()  # before any request: the webhook hands every body to it
+        self.app_state.intake = WriterIntake(self.writer)
         _install_reload_handler(self.app_state)
         self.app_state.dispatcher.start()  # threads start in the worker, after the fork
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        if self.writer is not None:
+            self.writer.stop()
 
     def load(self) -> Any:
         logs.configure(self.options.log_format)

@@ -26,7 +26,9 @@ Work = Callable[[Any], T]
 
 
 @dataclass
-class _Entry(Generic[T]):
+class Pending(Generic[T]):
+    """One piece of work waiting for its commit, then its result or error."""
+
     work: Work[T]
     result: T | None = None
     error: BaseException | None = None
@@ -53,7 +55,7 @@ class GroupCommit:
 
     def __init__(self, transaction: Callable[[], AbstractContextManager[Any]]) -> None:
         self._transaction = transaction
-        self._pending: list[_Entry[Any]] = []
+        self._pending: list[Pending[Any]] = []
         self._leading = False
         self._mutex = threading.Lock()
         self.batches = 0  # commits so far; with `entries`, shows how well writes group
@@ -68,7 +70,7 @@ class GroupCommit:
     def run(self, work: Work[T]) -> T:
         """Run work(tx) and return its result once committed; raise what it raised,
         or the store's error if the commit failed."""
-        entry: _Entry[T] = _Entry(work)
+        entry: Pending[T] = Pending(work)
         entry.wake.acquire()
         with self._mutex:
             self._pending.append(entry)
@@ -80,7 +82,7 @@ class GroupCommit:
         self._lead(entry)
         return entry.outcome()
 
-    def _lead(self, own: _Entry[Any]) -> None:
+    def _lead(self, own: Pending[Any]) -> None:
         with self._mutex:
             batch, self._pending = self._pending, []
         try:
@@ -97,18 +99,27 @@ class GroupCommit:
             if successor is not None:
                 successor.wake.release()
 
-    def _commit(self, batch: list[_Entry[Any]]) -> None:
+    def _commit(self, batch: list[Pending[Any]]) -> None:
         self.batches += 1
         self.entries += len(batch)
-        try:
-            with self._transaction() as tx:
-                results = [entry.work(tx) for entry in batch]
-        except BaseException as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-                return
-            for entry in batch:  # one of them failed: each commits or fails alone
-                self._commit([entry])
+        commit_together(self._transaction, batch)
+
+
+def commit_together(
+    transaction: Callable[[], AbstractContextManager[Any]], batch: list[Pending[Any]]
+) -> None:
+    """Run every entry's work in one transaction and record each result or error in its
+    entry. If anything fails, nothing of the batch is kept and each entry is retried in
+    a transaction of its own, so only the failing one fails."""
+    try:
+        with transaction() as tx:
+            results = [entry.work(tx) for entry in batch]
+    except BaseException as exc:
+        if len(batch) == 1:
+            batch[0].error = exc
             return
-        for entry, result in zip(batch, results, strict=True):
-            entry.result = result
+        for entry in batch:
+            commit_together(transaction, [entry])
+        return
+    for entry, result in zip(batch, results, strict=True):
+        entry.result = result

@@ -1,0 +1,111 @@
+"""From a webhook body to the journal: decode, validate, ingest, and the answer to give.
+
+The webhook hands the body over and sends back what it is given. Under `remediator
+serve` the work is done by the journal writer process (receiver/writer/), so that
+decoding and journaling run beside the HTTP worker instead of inside it; the app on
+its own (tests, embedding) does it in process with LocalIntake. Both give the same
+answers, built here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from receiver.alerts import Notification, PayloadError, parse_notification
+from receiver.config import Config
+from receiver.engine import IngestSummary, ingest
+from receiver.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "journal unavailable, retry later"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the webhook answers: the status, the JSON body, and whether the dispatcher
+    has new work."""
+
+    status: int
+    body: bytes
+    actions_planned: int = 0
+
+
+def error_body(message: str, **extra: Any) -> bytes:
+    return json.dumps({"status": "error", "error": message, **extra}).encode()
+
+
+class Rejected(Exception):
+    """The body is not a notification we accept: answer 400 and journal nothing."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def answer(self) -> Answer:
+        return Answer(400, error_body(self.message, field=self.field))
+
+
+def decode(body: bytes) -> Notification:
+    """The notification in a webhook body, or Rejected naming the first bad field."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(f"body is not valid JSON: {exc}", "$") from exc
+    except RecursionError as exc:  # json.loads gives up on deep nesting with this
+        raise Rejected("payload nested too deeply", "$") from exc
+    try:
+        return parse_notification(payload)
+    except PayloadError as exc:
+        raise Rejected(exc.message, exc.field) from exc
+    except RecursionError as exc:
+        raise Rejected("payload nested too deeply", "$") from exc
+
+
+def accepted(summary: IngestSummary) -> Answer:
+    body = json.dumps({"status": "ok", **summary.as_dict()}).encode()
+    return Answer(200, body, summary.actions_planned)
+
+
+def failed(exc: BaseException) -> Answer:
+    """503 when the journal could not write (Alertmanager retries); 500 for a bug."""
+    if isinstance(exc, StoreUnavailable):
+        log.error("journal unavailable, asking Alertmanager to retry: %s", exc)
+        return Answer(503, error_body(UNAVAILABLE))
+    log.error("internal error journaling a notification", exc_info=exc)
+    return Answer(500, error_body("internal error, see the receiver's log"))
+
+
+class Intake(Protocol):
+    def accept(self, body: bytes, received_at: float) -> Answer: ...
+    def reload(self, sha256: str) -> None: ...
+    def ping(self) -> None: ...
+
+
+class LocalIntake:
+    """Decode and journal in the calling thread (concurrent calls share commits)."""
+
+    def __init__(self, store: Store, config: Callable[[], Config]) -> None:
+        self.store = store
+        self.config = config
+
+    def accept(self, body: bytes, received_at: float) -> Answer:
+        try:
+            notification = decode(body)
+        except Rejected as rejected:
+            return rejected.answer()
+        try:
+            return accepted(ingest(self.store, self.config(), notification, received_at))
+        except Exception as exc:  # every failure becomes an answer, never a lost request
+            return failed(exc)
+
+    def reload(self, sha256: str) -> None:
+        """Nothing to do: the config is read through `config` on every call."""
+
+    def ping(self) -> None:
+        self.store.ping()

@@ -1,0 +1,199 @@
+"""The worker's side of the journal writer: start it, restart it, talk to it.
+
+WriterProcess starts `python -m receiver.writer.process` on a socket in a private
+directory, waits until it answers, and restarts it if it ever dies (the webhook
+answers 503 meanwhile, so Alertmanager retries; nothing accepted is lost because
+nothing is accepted before it is committed). WriterIntake is the Intake the webhook
+uses under `remediator serve`: each worker thread keeps one connection to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from receiver.config import ConfigError, Problem
+from receiver.intake import Answer, failed
+from receiver.store import StoreUnavailable
+from receiver.writer.protocol import NOTIFY, PING, RELOAD, STOP, pack_request, read_reply
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0
+REPLY_TIMEOUT_S = 25.0  # then 503: Alertmanager's retry is better than a hung request
+RESTART_DELAY_S = 0.5
+
+
+class WriterProcess:
+    """The journal writer child process, kept running for as long as the worker runs."""
+
+    def __init__(
+        self, config_path: str, overrides: dict[str, str], log_format: str = "text"
+    ) -> None:
+        self.config_path = config_path
+        self.overrides = overrides
+        self.log_format = log_format
+        self.directory = Path(tempfile.mkdtemp(prefix="remediator-writer-"))  # mode 0700
+        self.socket_path = str(self.directory / "journal.sock")
+        self.generation = 0  # bumped on every (re)start: connections to an old one are stale
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the writer and wait until it answers; raise if it cannot start."""
+        self._spawn()
+        self._monitor = threading.Thread(target=self._keep_running, name="journal-writer")
+        self._monitor.daemon = True
+        self._monitor.start()
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "receiver.writer.process", "--socket", self.socket_path]
+        argv += ["--config", self.config_path, "--parent", str(os.getpid())]
+        argv += ["--log-format", self.log_format]
+        if "store" in self.overrides:
+            argv += ["--store", self.overrides["store"]]
+        return argv
+
+    def _spawn(self) -> None:
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        process = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(self.socket_path):
+            if process.poll() is not None:
+                raise RuntimeError(f"journal writer exited with {process.returncode} on start")
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"journal writer not ready within {START_TIMEOUT_S:g}s")
+            time.sleep(0.02)
+        self.process = process
+        self.generation += 1
+        log.info("journal writer started (pid %d)", process.pid)
+
+    def _keep_running(self) -> None:
+        while not self._stopping.is_set():
+            assert self.process is not None
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            log.error("journal writer exited with %s; restarting it", code)
+            while not self._stopping.wait(RESTART_DELAY_S):
+                try:
+                    self._spawn()
+                    break
+                except (OSError, RuntimeError) as exc:
+                    log.error("journal writer did not restart: %s", exc)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Tell the writer to leave (after the batch in hand) and wait for it."""
+        self._stopping.set()
+        process = self.process
+        if process is not None and process.poll() is None:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                    connection.settimeout(timeout)
+                    connection.connect(self.socket_path)
+                    connection.sendall(pack_request(STOP, time.time()))
+                    read_reply(connection)
+                process.wait(timeout)
+            except (OSError, ConnectionError, subprocess.TimeoutExpired) as exc:
+                log.warning("journal writer did not stop when asked (%s); killing it", exc)
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _answers(path: str) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def _kernel_timeouts(connection: socket.socket, seconds: float) -> None:
+    """A blocking socket with the timeout kept by the kernel (a Python-level timeout
+    would add a poll() before every send and recv, on the webhook's hot path)."""
+    value = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+class WriterIntake:
+    """The webhook's Intake under `remediator serve`: one connection per worker thread."""
+
+    def __init__(self, writer: WriterProcess, timeout: float = REPLY_TIMEOUT_S) -> None:
+        self.writer = writer
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def accept(self, body: bytes, received_at: float) -> Answer:
+        try:
+            return self._call(pack_request(NOTIFY, received_at, body))
+        except StoreUnavailable as exc:
+            return failed(exc)
+
+    def reload(self, sha256: str) -> None:
+        try:
+            answer = self._call(pack_request(RELOAD, time.time(), sha256.encode("ascii")))
+        except StoreUnavailable as exc:
+            raise ConfigError([Problem("", f"the journal writer did not reload: {exc}")]) from exc
+        if answer.status != 200:
+            try:
+                said = json.loads(answer.body)
+                reason = said.get("problems") or said["error"]
+            except (ValueError, KeyError, AttributeError):
+                reason = answer.body.decode("utf-8", "replace")
+            raise ConfigError([Problem("", f"the journal writer refused the reload: {reason}")])
+
+    def ping(self) -> None:
+        answer = self._call(pack_request(PING, time.time()))
+        if answer.status != 200:
+            raise StoreUnavailable(f"journal writer answered {answer.status}")
+
+    def _call(self, frame: bytes) -> Answer:
+        """Send one frame and read its reply; any failure is StoreUnavailable (503)."""
+        connection = self._connection()
+        try:
+            connection.sendall(frame)
+            return read_reply(connection)
+        except (OSError, ConnectionError) as exc:
+            self._close()
+            raise StoreUnavailable(f"journal writer unavailable: {exc}") from exc
+
+    def _connection(self) -> socket.socket:
+        local = self._local
+        if getattr(local, "generation", None) != self.writer.generation:
+            self._close()
+        if getattr(local, "connection", None) is None:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            _kernel_timeouts(connection, self.timeout)
+            try:
+                connection.connect(self.writer.socket_path)
+            except OSError as exc:
+                connection.close()
+                raise StoreUnavailable(f"journal writer unavailable: {exc}") from exc
+            local.connection, local.generation = connection, self.writer.generation
+        return local.connection
+
+    def _close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
