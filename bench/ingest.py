@@ -124,9 +124,11 @@ def bench(quick: bool, keep: bool, strategy: str = "none") -> dict[str, Any]:
                     warm = wrk.run(
                         srv.url, template, wd, run=1, connections=connections, duration=warmup
                     )
+                    cpu_before = srv.cpu_seconds()
                     measured = wrk.run(
                         srv.url, template, wd, run=2, connections=connections, duration=duration
                     )
+                    cpu = srv.cpu_seconds() - cpu_before
                     if kind == "remediator":
                         common.Journal(srv.db).wait_settled(30)  # dry-run skips, if any
                     memory = srv.memory()
@@ -134,6 +136,12 @@ def bench(quick: bool, keep: bool, strategy: str = "none") -> dict[str, Any]:
                     "warmup": warm.as_dict(),
                     **measured.as_dict(),
                     "alerts_per_s": round(measured.rate * size, 1),
+                    "server_cpu_ms_per_notification": round(
+                        1000 * cpu / max(1, measured.requests), 3
+                    ),
+                    "server_cpu_cores": round(cpu / measured.seconds, 2)
+                    if measured.seconds
+                    else None,
                     "body_bytes": len(wrk.fill(template.read_text(), 1, 1, 1)),
                     "memory": memory,
                 }
@@ -187,6 +195,7 @@ def render(result: dict[str, Any]) -> str:
         "ratio",
         "remediator alerts/s",
         "p99 ms (base / rem)",
+        "server CPU cores (base / rem)",
         "non-200 (base / rem)",
         "journaled = 200s",
     ]
@@ -202,6 +211,7 @@ def render(result: dict[str, Any]) -> str:
                 fmt(row["ratio"], 2),
                 fmt(rem["alerts_per_s"]),
                 f"{fmt(base['latency_ms']['p99'])} / {fmt(rem['latency_ms']['p99'])}",
+                f"{fmt(base['server_cpu_cores'], 2)} / {fmt(rem['server_cpu_cores'], 2)}",
                 f"{_rejected(base)} / {_rejected(rem)}",
                 f"{fmt(journal['ok'])} ({journal['notifications_journaled_of_200s']:,} notif, "
                 f"{journal['incidents_journaled_of_200s']:,} incidents)",
@@ -219,6 +229,8 @@ def render(result: dict[str, Any]) -> str:
             f"Load: {load['tool']}, {load['connections']} connections / {load['threads']} "
             f"threads, {load['warmup_s']:g} s warm-up + {load['duration_s']:g} s measured per "
             f"row and server; {load['how']}.",
+            "server CPU cores: CPU time of all the server's processes (gunicorn master, "
+            "worker and, for remediator, its journal writer) over the measured run's seconds.",
             "non-200: answers other than 200 in the warm-up and measured runs, by status "
             "(503 = journal unavailable, e.g. its write lock not obtained within the store's "
             "5 s busy timeout; Alertmanager retries those).",
