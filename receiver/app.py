@@ -1,13 +1,12 @@
-"""Flask application: the webhook, the read API and the admin endpoints.
+"""Flask application: the read API and the admin endpoints, with the webhook in front.
 
-The webhook only validates and journals; nothing is executed inside a request, so
-Alertmanager always gets a fast answer and a slow executor can never back it up.
+The webhook (receiver/webhook.py, at the WSGI layer) only validates and journals;
+nothing is executed inside a request, so Alertmanager always gets a fast answer and a
+slow executor can never back it up.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
 import logging
 import threading
 import time
@@ -20,18 +19,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import HTTPException
 
 from receiver.alerts import PayloadError
-from receiver.config import AuthConfig, Config, ConfigError, load_config, with_overrides
+from receiver.auth import challenge, credentials_ok
+from receiver.config import Config, ConfigError, load_config, with_overrides
 from receiver.intake import Intake, LocalIntake
-from receiver.metrics import JournalCollector, http_metrics
+from receiver.metrics import HttpMetrics, JournalCollector, http_metrics
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
+from receiver.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
-#: Any other method is counted as "other": a client must not mint metric series.
-HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 #: Changing these needs a process restart; a reload applies the rest and says so.
 RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
@@ -92,67 +91,13 @@ def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 # ---------------------------------------------------------------- auth
 
 
-def _credentials_ok(auth: AuthConfig, header: str) -> bool:
-    """Compare in constant time so response timing does not leak the secret."""
-    scheme, _, value = header.partition(" ")
-    if auth.bearer_token is not None:
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), auth.bearer_token.encode()
-        )
-    if auth.basic_username is not None and auth.basic_password is not None:
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True)
-        except ValueError:
-            return False
-        expected = f"{auth.basic_username}:{auth.basic_password}".encode()
-        return hmac.compare_digest(decoded, expected)
-    return True
-
-
 def require_auth() -> tuple[Response, int] | None:
     auth = state().config.server.auth
-    if not auth.enabled or _credentials_ok(auth, request.headers.get("Authorization", "")):
+    if credentials_ok(auth, request.headers.get("Authorization", "")):
         return None
     response, status = error(401, "missing or invalid credentials")
-    response.headers["WWW-Authenticate"] = (
-        'Bearer realm="remediator"' if auth.bearer_token else 'Basic realm="remediator"'
-    )
+    response.headers["WWW-Authenticate"] = challenge(auth)
     return response, status
-
-
-# ---------------------------------------------------------------- webhook
-
-
-def _bounded_body(limit: int) -> bytes | None:
-    """The body, or None if it exceeds limit. Reads at most limit + 1 bytes: a declared
-    Content-Length over the limit is refused unread, and a chunked body is cut off one
-    byte past it (werkzeug would silently truncate it to the limit)."""
-    request.max_content_length = limit + 1
-    body = request.get_data(cache=False)
-    return None if len(body) > limit else body
-
-
-webhook = Blueprint("webhook", __name__)
-
-
-@webhook.post("/webhook")
-def receive() -> tuple[Response, int] | Response:
-    denied = require_auth()
-    if denied:
-        return denied
-    if request.mimetype != "application/json":
-        return error(415, f"expected Content-Type application/json, got {request.mimetype!r}")
-    app_state = state()
-    limit = app_state.config.server.max_body_bytes
-    body = _bounded_body(limit)
-    if body is None:
-        return error(413, f"body larger than {limit} bytes")
-    answer = app_state.intake.accept(body, time.time())
-    if answer.actions_planned and app_state.dispatcher is not None:
-        app_state.dispatcher.wake()
-    return Response(answer.body, status=answer.status, mimetype="application/json")
 
 
 # ---------------------------------------------------------------- read API
@@ -337,10 +282,8 @@ def _json_errors(app: Flask) -> None:
         return error(503, "journal unavailable, retry later")
 
 
-def _instrument(app: Flask, registry: CollectorRegistry) -> None:
-    """Count and time every request by its route (never by raw path: bounded labels)."""
-    figures = http_metrics(registry)
-    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled children, reused
+def _instrument(app: Flask, figures: HttpMetrics) -> None:
+    """Count and time every request Flask serves (the webhook counts its own)."""
 
     @app.before_request
     def start_timer() -> None:
@@ -349,17 +292,10 @@ def _instrument(app: Flask, registry: CollectorRegistry) -> None:
     @app.after_request
     def observe(response: Response) -> Response:
         handler = request.url_rule.rule if request.url_rule else "unmatched"
-        method = request.method if request.method in HTTP_METHODS else "other"
-        key = (handler, method, response.status_code)
-        found = series.get(key)
-        if found is None:
-            found = series[key] = (
-                figures.latency.labels(handler),
-                figures.requests.labels(handler, method, str(response.status_code)),
-            )
         started = request.environ.get("remediator.start", time.perf_counter())
-        found[0].observe(time.perf_counter() - started)
-        found[1].inc()
+        figures.observe(
+            handler, request.method, response.status_code, time.perf_counter() - started
+        )
         return response
 
 
@@ -373,8 +309,10 @@ def create_app(app_state: AppState) -> Flask:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JournalCollector(app_state.store, lambda: app_state.config))
     app.extensions["remediator.registry"] = registry
-    _instrument(app, registry)
-    for blueprint in (webhook, api, admin):
+    figures = http_metrics(registry)
+    _instrument(app, figures)
+    for blueprint in (api, admin):
         app.register_blueprint(blueprint)
     _json_errors(app)
+    app.wsgi_app = WebhookEndpoint(app.wsgi_app, app_state, figures)  # type: ignore[method-assign]
     return app

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -62,12 +62,30 @@ HISTOGRAMS = {
 }
 
 
-@dataclass(frozen=True)
+#: Any other method is counted as "other": a client must not mint metric series.
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
+@dataclass
 class HttpMetrics:
     """Per-process request figures of the HTTP server itself."""
 
     requests: Counter
     latency: Histogram
+    _series: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
+
+    def observe(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """Count one request by its route (never its raw path: bounded labels)."""
+        method = method if method in HTTP_METHODS else "other"
+        key = (handler, method, status)
+        found = self._series.get(key)
+        if found is None:  # labelled children are looked up once, then reused
+            found = self._series[key] = (
+                self.latency.labels(handler),
+                self.requests.labels(handler, method, str(status)),
+            )
+        found[0].observe(seconds)
+        found[1].inc()
 
 
 def http_metrics(registry: CollectorRegistry) -> HttpMetrics:

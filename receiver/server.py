@@ -20,7 +20,6 @@ from gunicorn.arbiter import Arbiter
 from receiver import logs
 from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError
-from receiver.dispatcher import Dispatcher
 from receiver.store import open_store
 from receiver.writer.client import WriterIntake, WriterProcess
 
@@ -86,9 +85,8 @@ class RemediatorServer(BaseApplication):
             self.options.config_path, self.options.overrides, self.options.log_format
         )
         self.writer.start()  # before any request: the webhook hands every body to it
-        self.app_state.intake = WriterIntake(self.writer)
+        self.app_state.intake = WriterIntake(self.writer)  # it runs the dispatcher too
         _install_reload_handler(self.app_state)
-        self.app_state.dispatcher.start()  # threads start in the worker, after the fork
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.writer is not None:
@@ -103,7 +101,6 @@ class RemediatorServer(BaseApplication):
             config_path=self.options.config_path,
             overrides=self.options.overrides,
         )
-        self.app_state.dispatcher = Dispatcher(self.app_state, self.app_state.store)
         return create_app(self.app_state)
 
     def run(self) -> None:

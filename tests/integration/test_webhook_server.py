@@ -195,6 +195,28 @@ def test_non_json_content_type_is_415(server, journal):
     _rejected(server, journal, 415, body="alerts", content_type="text/plain")
 
 
+def test_other_methods_are_405_and_change_nothing(server, journal):
+    before = journal.counts()
+    for method in ("GET", "PUT", "DELETE"):
+        response = requests.request(method, f"{server.url}/webhook", timeout=5)
+        assert response.status_code == 405 and response.headers["Allow"] == "POST"
+        assert response.json()["status"] == "error"
+    assert journal.counts() == before
+
+
+def test_a_content_length_that_is_not_a_number_is_400(server, journal):
+    before = journal.counts()
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n".encode()
+            + b"Content-Length: 1e3\r\n\r\n{}"
+        )
+        head = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert head.split()[1] == b"400", head
+    assert journal.counts() == before
+
+
 def test_oversize_body_is_413(server, journal):
     huge = notification(alert(service="big", blob="x" * (MAX_BODY + 1)))
     _rejected(server, journal, 413, body=huge)

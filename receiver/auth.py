@@ -1,0 +1,36 @@
+"""Credentials for the endpoints that change state: a bearer token or basic auth."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+from receiver.config import AuthConfig
+
+
+def credentials_ok(auth: AuthConfig, header: str) -> bool:
+    """Whether an Authorization header carries the configured credentials (always true
+    when none are configured). Compared in constant time, so that response timing does
+    not leak the secret."""
+    if not auth.enabled:
+        return True
+    scheme, _, value = header.partition(" ")
+    if auth.bearer_token is not None:
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), auth.bearer_token.encode()
+        )
+    if auth.basic_username is not None and auth.basic_password is not None:
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            return False
+        expected = f"{auth.basic_username}:{auth.basic_password}".encode()
+        return hmac.compare_digest(decoded, expected)
+    return True
+
+
+def challenge(auth: AuthConfig) -> str:
+    """The WWW-Authenticate header that goes with a 401."""
+    return 'Bearer realm="remediator"' if auth.bearer_token else 'Basic realm="remediator"'
