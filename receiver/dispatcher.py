@@ -82,7 +82,10 @@ class Dispatcher:
         self.store = store
         self.clock = clock
         self.worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._wake = threading.Event()
+        # Wake-ups owed to idle threads: one per planned action, so that an action wakes
+        # one thread, not the whole pool (each woken thread costs a claim transaction).
+        self._wakeups = 0
+        self._idle = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: set[int] = set()
@@ -99,12 +102,16 @@ class Dispatcher:
             self._threads.append(thread)
         log.info("dispatcher %s started with %d threads", self.worker, threads)
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self, actions: int = 1) -> None:
+        """New actions were planned: wake that many idle threads (at most the pool)."""
+        with self._idle:
+            self._wakeups = min(len(self._threads) or 1, self._wakeups + actions)
+            self._idle.notify(actions)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
+        with self._idle:
+            self._idle.notify_all()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -120,8 +127,16 @@ class Dispatcher:
                 log.exception("dispatcher thread error; continuing")
                 did_work = False
             if not did_work:
-                self._wake.wait(IDLE_POLL)
-                self._wake.clear()
+                self._wait_for_work()
+
+    def _wait_for_work(self) -> None:
+        """Sleep until woken for a planned action, or IDLE_POLL passes (actions planned
+        by another process, or deferred by a gate, are found by polling)."""
+        with self._idle:
+            if not self._wakeups and not self._stop.is_set():
+                self._idle.wait(IDLE_POLL)
+            if self._wakeups:
+                self._wakeups -= 1
 
     def run_once(self) -> bool:
         """Claim and carry out one action; False when there was nothing to do."""

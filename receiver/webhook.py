@@ -72,7 +72,7 @@ class WebhookEndpoint:
             return 413, error_body(f"body larger than {limit} bytes"), [("Connection", "close")]
         answer = self.app_state.intake.accept(body, time.time())
         if answer.actions_planned and self.app_state.dispatcher is not None:
-            self.app_state.dispatcher.wake()
+            self.app_state.dispatcher.wake(answer.actions_planned)
         return answer.status, answer.body, []
 
 

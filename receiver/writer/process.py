@@ -144,8 +144,9 @@ class JournalWriter:
     def _answer(self, batch: list[tuple[socket.socket, Request]]) -> None:
         notifications = [(sock, r) for sock, r in batch if r.kind == NOTIFY]
         answers = self.journal([r for _, r in notifications])
-        if self.dispatcher is not None and any(a.actions_planned for a in answers):
-            self.dispatcher.wake()
+        planned = sum(answer.actions_planned for answer in answers)
+        if self.dispatcher is not None and planned:
+            self.dispatcher.wake(planned)
         replies = list(zip([sock for sock, _ in notifications], answers, strict=True))
         replies += [(sock, self._control(r)) for sock, r in batch if r.kind != NOTIFY]
         for sock, answer in replies:
