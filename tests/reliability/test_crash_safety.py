@@ -1,12 +1,12 @@
 """Crash safety: SIGKILL the server again and again while Alertmanager-like traffic flows.
 
 A client posts a stream of notifications, retrying each one until it gets a 200, as
-Alertmanager does, while the test kills the whole `remediator serve` (gunicorn master
-and worker) with SIGKILL several times, each time while one of its actions is running,
-and starts it again on the same port and journal. The strategies run a real command
-that appends "start <action id> <fingerprint>" and "end ..." lines to a file, so that
-how often each action really ran is observable. After the last restart the dispatcher
-settles and the test checks the contract:
+Alertmanager does, while the test kills the whole `remediator serve` (gunicorn master,
+worker and journal writer) with SIGKILL several times, each time while one of its
+actions is running, and starts it again on the same port and journal. The strategies
+run a real command that appends "start <action id> <fingerprint>" and "end ..." lines
+to a file, so that how often each action really ran is observable. After the last
+restart the dispatcher settles and the test checks the contract:
 
 - every notification that got a 200 is in the journal: each of its alerts has exactly
   one incident, in the state the notification left it (firing or resolved);

@@ -52,7 +52,7 @@ class RestartableServer:
         return self.process is not None and self.process.poll() is None
 
     def kill9(self) -> None:
-        """SIGKILL the whole server (master and worker) and reap it."""
+        """SIGKILL the whole server (master, worker, journal writer) and reap it."""
         assert self.process is not None
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
