@@ -17,7 +17,6 @@ from bench import common, ingest, journal, latency, storm
 BENCHMARKS = {"ingest": ingest, "latency": latency, "storm": storm, "journal": journal}
 
 
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="repeatable")
