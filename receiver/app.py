@@ -60,7 +60,7 @@ class AppState:
         with self._lock:
             new = with_overrides(load_config(self.config_path), self.overrides)
             if self.intake is not None:
-                self.intake.reload(new.sha256)  # the writer takes it too, or neither does
+                self.intake.reload(new)  # the writer takes it too, or neither does
             pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]
             self.config = new  # one reference swap: requests see the old or the new, whole
             self.loaded_at = time.time()

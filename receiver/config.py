@@ -202,6 +202,8 @@ class Config:
     strategies: tuple[Strategy, ...] = ()
     source: str = ""
     sha256: str = ""
+    text: str = field(default="", repr=False, compare=False)  # as read: the journal writer
+    # process is given this, so that it runs exactly what the worker runs
 
     def service_of(self, labels: Mapping[str, str]) -> str:
         """The service an alert belongs to: the first configured label that is set."""
@@ -997,6 +999,7 @@ def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> C
         ),
         source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
+        text=text,
     )
     _check_references(r, config, top)
     if r.problems:

@@ -83,7 +83,7 @@ def failed(exc: BaseException) -> Answer:
 
 class Intake(Protocol):
     def accept(self, body: bytes, received_at: float) -> Answer: ...
-    def reload(self, sha256: str) -> None: ...
+    def reload(self, config: Config) -> None: ...
     def ping(self) -> None: ...
 
 
@@ -104,7 +104,7 @@ class LocalIntake:
         except Exception as exc:  # every failure becomes an answer, never a lost request
             return failed(exc)
 
-    def reload(self, sha256: str) -> None:
+    def reload(self, config: Config) -> None:
         """Nothing to do: the config is read through `config` on every call."""
 
     def ping(self) -> None:

@@ -82,7 +82,10 @@ class RemediatorServer(BaseApplication):
         logs.configure(self.options.log_format)
         assert self.app_state is not None
         self.writer = WriterProcess(
-            self.options.config_path, self.options.overrides, self.options.log_format
+            self.options.config_path,
+            self.options.overrides,
+            self.options.log_format,
+            config_text=self.app_state.config.text,
         )
         self.writer.start()  # before any request: the webhook hands every body to it
         self.app_state.intake = WriterIntake(self.writer)  # it runs the dispatcher too

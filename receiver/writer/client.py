@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from receiver.config import ConfigError, Problem
+from receiver.config import Config, ConfigError, Problem
 from receiver.intake import Answer, failed
 from receiver.store import StoreUnavailable
 from receiver.writer.protocol import NOTIFY, PING, RELOAD, STOP, pack_request, read_reply
@@ -38,11 +38,18 @@ class WriterProcess:
     """The journal writer child process, kept running for as long as the worker runs."""
 
     def __init__(
-        self, config_path: str, overrides: dict[str, str], log_format: str = "text"
+        self,
+        config_path: str,
+        overrides: dict[str, str],
+        log_format: str = "text",
+        config_text: str = "",
     ) -> None:
         self.config_path = config_path
         self.overrides = overrides
         self.log_format = log_format
+        # The config the worker runs, handed to every (re)start: the file may have been
+        # edited since without a reload, and both processes must run the same one.
+        self.config_text = config_text
         self.directory = Path(tempfile.mkdtemp(prefix="remediator-writer-"))  # mode 0700
         self.socket_path = str(self.directory / "journal.sock")
         self.generation = 0  # bumped on every (re)start: connections to an old one are stale
@@ -61,6 +68,8 @@ class WriterProcess:
         argv = [sys.executable, "-m", "receiver.writer.process", "--socket", self.socket_path]
         argv += ["--config", self.config_path, "--parent", str(os.getpid())]
         argv += ["--log-format", self.log_format]
+        if self.config_text:
+            argv += ["--config-text", str(self.directory / "config.yml")]
         if "store" in self.overrides:
             argv += ["--store", self.overrides["store"]]
         return argv
@@ -68,6 +77,10 @@ class WriterProcess:
     def _spawn(self) -> None:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
+        if self.config_text:
+            text_file = self.directory / "config.yml"
+            text_file.write_text(self.config_text, encoding="utf-8")
+            text_file.chmod(0o600)
         process = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(self.socket_path):
@@ -149,9 +162,10 @@ class WriterIntake:
         except StoreUnavailable as exc:
             return failed(exc)
 
-    def reload(self, sha256: str) -> None:
+    def reload(self, config: Config) -> None:
+        """Have the writer run this config too; raise ConfigError if it would not."""
         try:
-            answer = self._call(pack_request(RELOAD, time.time(), sha256.encode("ascii")))
+            answer = self._call(pack_request(RELOAD, time.time(), config.text.encode("utf-8")))
         except StoreUnavailable as exc:
             raise ConfigError([Problem("", f"the journal writer did not reload: {exc}")]) from exc
         if answer.status != 200:
@@ -161,6 +175,7 @@ class WriterIntake:
             except (ValueError, KeyError, AttributeError):
                 reason = answer.body.decode("utf-8", "replace")
             raise ConfigError([Problem("", f"the journal writer refused the reload: {reason}")])
+        self.writer.config_text = config.text
 
     def ping(self) -> None:
         answer = self._call(pack_request(PING, time.time()))

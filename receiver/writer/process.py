@@ -26,24 +26,26 @@ the whole process group at once) only make it leave once no worker thread is
 connected, so the worker's graceful shutdown can still journal the requests it is
 finishing.
 
-    python -m receiver.writer.process --socket PATH --config FILE --parent PID
-                                      [--store URL] [--log-format text|json]
+    python -m receiver.writer.process --socket PATH --config FILE [--config-text FILE]
+                                      [--parent PID] [--store URL] [--log-format text|json]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import selectors
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from receiver import logs
-from receiver.config import Config, ConfigError, load_config, with_overrides
+from receiver.config import Config, ConfigError, load_config, parse_config, with_overrides
 from receiver.dispatcher import Dispatcher
 from receiver.engine import journal_work
 from receiver.intake import Answer, Rejected, accepted, decode, error_body, failed
@@ -177,23 +179,28 @@ class JournalWriter:
         if request.kind == PING:
             return Answer(200, b"{}")
         if request.kind == RELOAD:
-            return self.reload(request.body.decode("ascii", "replace"))
+            return self.reload(request.body.decode("utf-8", "replace"))
         if request.kind == STOP:
             self.stop_now = True
             return Answer(200, b"{}")
         return Answer(400, error_body(f"unknown request kind {request.kind}"))
 
-    def reload(self, expected_sha256: str) -> Answer:
-        """Load the config file again; take it only if it is the one the worker loaded."""
+    def reload(self, text: str) -> Answer:
+        """Take the config text the worker has just loaded (never the file as it is now:
+        it may have changed since), so that both run the same configuration."""
         try:
-            new = with_overrides(load_config(self.config_path), self.overrides)
+            new = config_from_text(text, self.config_path, self.overrides)
         except ConfigError as exc:
             return Answer(400, error_body("reload refused", problems=str(exc)))
-        if new.sha256 != expected_sha256:
-            return Answer(409, error_body("the config file changed during the reload"))
         self.config = new
         log.info("journal writer reloaded the configuration (sha256 %s)", new.sha256[:12])
-        return Answer(200, b"{}")
+        return Answer(200, json.dumps({"sha256": new.sha256}).encode())
+
+
+def config_from_text(text: str, path: str, overrides: dict[str, str]) -> Config:
+    """Parse config text as if read from path (its secret files resolve next to it)."""
+    parsed = parse_config(text, source=path, base_dir=Path(path).resolve().parent)
+    return with_overrides(parsed, overrides)
 
 
 def _answer_for(entry: Pending[Any]) -> Answer:
@@ -208,7 +215,8 @@ def _answer_for(entry: Pending[Any]) -> Answer:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--socket", required=True)
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the config file (names, secret files)")
+    p.add_argument("--config-text", help="a file with the config text to run (the worker's)")
     p.add_argument("--parent", type=int, help="leave when this process is gone")
     p.add_argument("--store", help="overrides the config's store")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -216,7 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(args.log_format)
     overrides = {"store": args.store} if args.store else {}
     try:
-        config = with_overrides(load_config(args.config), overrides)
+        if args.config_text:
+            text = Path(args.config_text).read_text(encoding="utf-8")
+            config = config_from_text(text, args.config, overrides)
+        else:
+            config = with_overrides(load_config(args.config), overrides)
         store = open_store(config.store)
     except Exception as exc:  # the worker reports it: it is waiting for the socket
         log.error("journal writer cannot start: %s", exc)

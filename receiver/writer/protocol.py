@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from receiver.intake import Answer
 
 NOTIFY = 1  # body: the webhook body as received
-RELOAD = 2  # body: the sha256 of the config the worker loaded; the writer must match it
+RELOAD = 2  # body: the config text the worker loaded (utf-8); the writer takes the same
 PING = 3  # body: empty
 STOP = 4  # body: empty; from the worker that owns the writer, when it exits
 

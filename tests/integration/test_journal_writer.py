@@ -2,9 +2,10 @@
 SQLite journal, driven through the same client the webhook uses.
 
 What must hold: an answer 200 only after the notification is committed; bad bodies
-answered 400 with nothing journaled; a reload taken by the writer only if it is the
-config the worker loaded; a writer killed with SIGKILL is restarted, the requests in
-between answered 503 and none accepted lost; a writer never outlives its worker.
+answered 400 with nothing journaled; the writer runs exactly the config the worker
+runs (after a reload, and after a restart even if the file was edited since); a writer
+killed with SIGKILL is restarted, the requests in between answered 503 and none
+accepted lost; a writer never outlives its worker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,24 +111,49 @@ def test_a_bad_body_gets_400_and_changes_nothing(intake, config_file, raw, field
     assert intake.accept(body(alert(service="web")), 1.0).status == 200  # still serving
 
 
-def test_reload_takes_the_new_config_only_if_it_is_the_workers(intake, config_file):
-    assert (
-        json.loads(intake.accept(body(alert("DiskFull", service="db")), 1.0).body)["unmatched"] == 1
-    )
+def unmatched(intake: WriterIntake, starts_at: str) -> int:
+    fire = alert("DiskFull", service="db", starts_at=starts_at)
+    return json.loads(intake.accept(body(fire), 1.0).body)["unmatched"]
+
+
+def test_a_reload_gives_the_writer_the_workers_config(intake, config_file):
+    assert unmatched(intake, "2026-11-21T10:00:00Z") == 1
     config_file.write_text(config_file.read_text() + MORE)
-    with pytest.raises(ConfigError, match="changed during the reload"):
-        intake.reload("0" * 64)  # not what is in the file now: refused, old config kept
-    late = alert("DiskFull", service="db", starts_at="2026-11-21T11:00:00Z")
-    assert json.loads(intake.accept(body(late), 1.0).body)["unmatched"] == 1
-    intake.reload(load_config(config_file).sha256)
-    later = alert("DiskFull", service="db", starts_at="2026-11-21T12:00:00Z")
-    assert intake.accept(body(later), 1.0).actions_planned == 1
+    assert unmatched(intake, "2026-11-21T11:00:00Z") == 1  # edited, not reloaded: unchanged
+    intake.reload(load_config(config_file))
+    assert unmatched(intake, "2026-11-21T12:00:00Z") == 0
+
+
+def test_a_restarted_writer_runs_the_workers_config_not_the_edited_file(config_file):
+    """The file was edited without a reload when the writer died: the new writer must
+    still run what the worker runs."""
+    worker_config = load_config(config_file)
+    writer = WriterProcess(str(config_file), {}, config_text=worker_config.text)
+    writer.start()
+    try:
+        intake = WriterIntake(writer, timeout=10)
+        assert unmatched(intake, "2026-11-21T10:00:00Z") == 1
+        config_file.write_text(config_file.read_text() + MORE)
+        first = writer.process.pid
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not (writer.alive() and writer.process.pid != first):
+            assert time.monotonic() < deadline, "the writer was not restarted"
+            time.sleep(0.05)
+        answered = []
+        while not answered or answered[-1] == 503:  # the stale connection first
+            fire = alert("DiskFull", service="db", starts_at="2026-11-21T11:00:00Z")
+            answer = intake.accept(body(fire), 1.0)
+            answered.append(answer.status)
+        assert json.loads(answer.body)["unmatched"] == 1
+    finally:
+        writer.stop()
 
 
 def test_an_invalid_config_is_refused_by_the_writer_too(intake, config_file):
-    config_file.write_text("strategies: [oops\n")
+    broken = replace(load_config(config_file), text="strategies: [oops\n")
     with pytest.raises(ConfigError, match="refused the reload"):
-        intake.reload("0" * 64)
+        intake.reload(broken)
     assert intake.accept(body(alert(service="web")), 1.0).status == 200
 
 
