@@ -479,7 +479,14 @@ class Narrator:
                 result.action = action
 
     def _escalations(self) -> int:
-        alerts = self._get("alertmanager", "/api/v2/alerts")
+        """RemediationFailed alerts Alertmanager holds now; 0 when it cannot say this time
+        (its API answers an error object while it settles), and the next poll asks again."""
+        try:
+            alerts = self._get("alertmanager", "/api/v2/alerts")
+        except (requests.RequestException, ValueError):
+            return 0
+        if not isinstance(alerts, list):
+            return 0
         return sum(1 for a in alerts if a["labels"].get("alertname") == "RemediationFailed")
 
 
