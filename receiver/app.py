@@ -47,7 +47,6 @@ class AppState:
     store: Store
     config_path: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)  # from the command line
-    dispatcher: Any = None  # receiver.dispatcher.Dispatcher when actions are executed
     intake: Intake | None = None  # who decodes and journals webhook bodies (create_app
     # makes it LocalIntake; `remediator serve` uses the journal writer process)
     loaded_at: float = field(default_factory=time.time)

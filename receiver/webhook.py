@@ -71,8 +71,6 @@ class WebhookEndpoint:
         if body is None:
             return 413, error_body(f"body larger than {limit} bytes"), [("Connection", "close")]
         answer = self.app_state.intake.accept(body, time.time())
-        if answer.actions_planned and self.app_state.dispatcher is not None:
-            self.app_state.dispatcher.wake(answer.actions_planned)
         return answer.status, answer.body, []
 
 

@@ -58,8 +58,7 @@ class GroupCommit:
         self._pending: list[Pending[Any]] = []
         self._leading = False
         self._mutex = threading.Lock()
-        self.batches = 0  # commits so far; with `entries`, shows how well writes group
-        self.entries = 0
+        self.batches = 0  # commits so far: fewer than writes shows that writes group
 
     @property
     def waiting(self) -> int:
@@ -85,8 +84,9 @@ class GroupCommit:
     def _lead(self, own: Pending[Any]) -> None:
         with self._mutex:
             batch, self._pending = self._pending, []
+        self.batches += 1
         try:
-            self._commit(batch)
+            commit_together(self._transaction, batch)
         finally:
             with self._mutex:
                 for entry in batch:
@@ -98,11 +98,6 @@ class GroupCommit:
                     entry.wake.release()
             if successor is not None:
                 successor.wake.release()
-
-    def _commit(self, batch: list[Pending[Any]]) -> None:
-        self.batches += 1
-        self.entries += len(batch)
-        commit_together(self._transaction, batch)
 
 
 def commit_together(

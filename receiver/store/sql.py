@@ -149,17 +149,17 @@ class SqlTransaction:
             "ON CONFLICT (metric, labels) DO UPDATE "
             "SET value = metric_totals.value + excluded.value"
         )
-        if self._placeholder != "?":
-            sql = sql.replace("?", self._placeholder)
         rows = [(metric, labels, delta) for (metric, labels), delta in sorted(self._deltas.items())]
         self._deltas.clear()
-        self._cursor.executemany(sql, rows)
+        self._cursor.executemany(self._native(sql), rows)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        if self._placeholder != "?":
-            sql = sql.replace("?", self._placeholder)
-        self._cursor.execute(sql, params)
+        self._cursor.execute(self._native(sql), params)
         return self._cursor
+
+    def _native(self, sql: str) -> str:
+        """The portable `?` placeholders in the driver's own style."""
+        return sql if self._placeholder == "?" else sql.replace("?", self._placeholder)
 
     def _insert(self, sql: str, params: Sequence[Any]) -> int:
         return self.execute(sql + " RETURNING id", params).fetchone()[0]

@@ -53,7 +53,6 @@ from receiver.store import Store, open_store
 from receiver.store.group import Pending, commit_together
 from receiver.writer.protocol import (
     NOTIFY,
-    PING,
     RELOAD,
     STOP,
     ProtocolError,
@@ -176,14 +175,12 @@ class JournalWriter:
         return [slot if isinstance(slot, Answer) else _answer_for(slot) for slot in slots]
 
     def _control(self, request: Request) -> Answer:
-        if request.kind == PING:
-            return Answer(200, b"{}")
+        """RELOAD, STOP or PING (RequestReader lets no other kind through)."""
         if request.kind == RELOAD:
             return self.reload(request.body.decode("utf-8", "replace"))
         if request.kind == STOP:
             self.stop_now = True
-            return Answer(200, b"{}")
-        return Answer(400, error_body(f"unknown request kind {request.kind}"))
+        return Answer(200, b"{}")
 
     def reload(self, text: str) -> Answer:
         """Take the config text the worker has just loaded (never the file as it is now:
