@@ -92,6 +92,35 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one client, one alert or one reader from taking the server down.
+
+    Each is documented with its default in the README (Limits). Seconds are seconds,
+    bytes are bytes; every value is validated at load (`_LIMIT_KEYS`).
+    """
+
+    #: headers and body of one HTTP request must have arrived within this (seconds)
+    read_timeout: float = 10.0
+    #: open HTTP connections in all, and from one client address
+    max_connections: int = 1000
+    max_connections_per_peer: int = 64
+    #: the journal writer holding work without progress this long is unhealthy (seconds)
+    writer_stall_timeout: float = 30.0
+    #: alerts journaled per transaction when a notification is large
+    notification_chunk_alerts: int = 500
+    #: one read-API page, and one field inside a listing (longer: truncated with a marker)
+    max_page_bytes: int = 1024 * 1024
+    max_field_bytes: int = 4096
+    #: distinct values of one label of one exported metric; the rest fold into "other"
+    max_label_values: int = 1000
+    #: one ALERT_*/REMEDIATOR_* variable handed to a command, and all of them together
+    command_env_value_bytes: int = 4096
+    command_env_bytes: int = 65536
+    #: running commands are waited for this long at shutdown, then killed (seconds)
+    shutdown_grace: float = 30.0
+
+
+@dataclass(frozen=True)
 class Endpoint:
     url: str
     timeout: float = 10.0
@@ -198,6 +227,7 @@ class Config:
     prometheus: Endpoint | None = None
     alertmanager: Endpoint | None = None
     defaults: Defaults = field(default_factory=Defaults)
+    limits: Limits = field(default_factory=Limits)
     executors: dict[str, ExecutorConfig] = field(default_factory=dict)
     strategies: tuple[Strategy, ...] = ()
     source: str = ""
@@ -493,6 +523,29 @@ def _read_endpoint(r: _Reader, node: Any, path: str, line: int | None) -> Endpoi
     url = r.value(section, path, "url", _url)
     timeout = r.value(section, path, "timeout", _positive_duration, 10.0)
     return Endpoint(url, timeout) if url else None
+
+
+_LIMIT_KEYS: dict[str, Callable[[Any], Any]] = {
+    "read_timeout": _positive_duration,
+    "max_connections": _bounded_int(1, 100_000),
+    "max_connections_per_peer": _bounded_int(1, 100_000),
+    "writer_stall_timeout": _positive_duration,
+    "notification_chunk_alerts": _bounded_int(1, 100_000),
+    "max_page_bytes": _int(4096),
+    "max_field_bytes": _int(64),
+    "max_label_values": _bounded_int(1, 1_000_000),
+    "command_env_value_bytes": _int(64),
+    "command_env_bytes": _int(1024),
+    "shutdown_grace": _duration,
+}
+
+
+def _read_limits(r: _Reader, node: Any, line: int | None) -> Limits:
+    section = r.section(node, "limits", line, set(_LIMIT_KEYS))
+    if section is None:
+        return Limits()
+    values = {key: r.value(section, "limits", key, convert) for key, convert in _LIMIT_KEYS.items()}
+    return Limits(**{key: value for key, value in values.items() if value is not None})
 
 
 _DEFAULT_KEYS = {
@@ -964,7 +1017,16 @@ def _read_preconditions(r: _Reader, section: Mapping, path: str) -> tuple[Precon
 
 # ---------------------------------------------------------------- entry points
 
-_TOP_KEYS = {"server", "store", "prometheus", "alertmanager", "defaults", "executors", "strategies"}
+_TOP_KEYS = {
+    "server",
+    "store",
+    "prometheus",
+    "alertmanager",
+    "defaults",
+    "limits",
+    "executors",
+    "strategies",
+}
 
 
 def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> Config:
@@ -993,6 +1055,7 @@ def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> C
             r, top.get("alertmanager"), "alertmanager", _line(top, "alertmanager")
         ),
         defaults=defaults,
+        limits=_read_limits(r, top.get("limits"), _line(top, "limits")),
         executors=executors,
         strategies=_read_strategies(
             r, top.get("strategies"), _line(top, "strategies"), defaults, executors

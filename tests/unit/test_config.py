@@ -14,6 +14,7 @@ from receiver.config import (
     Budget,
     Config,
     ConfigError,
+    Limits,
     Problem,
     load_config,
     parse_config,
@@ -638,7 +639,7 @@ def test_several_problems_reported_at_once() -> None:
     assert info.value.source == "bad.yml"
     assert str(info.value).splitlines() == [
         "bad.yml: storage (line 1): unknown key 'storage'; allowed: alertmanager, defaults, "
-        "executors, prometheus, server, store, strategies",
+        "executors, limits, prometheus, server, store, strategies",
         f"bad.yml: defaults.cooldown (line 3): {found[1].message}",
         "bad.yml: strategies[0].executor (line 12): no executor named 'nowhere' "
         "(known: local, procs, sink)",
@@ -694,3 +695,23 @@ def test_thread_counts_are_bounded(text, path):
         parse_config(text)
     assert [(p.path, p.line) for p in caught.value.problems] == [(path, 1)]
     assert "must be at most" in caught.value.problems[0].message
+
+
+def test_limits_default_when_the_section_is_absent() -> None:
+    config = parse_config(with_strategy())
+    assert config.limits == Limits()
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("limits:\n  read_timeout: 0s\n", "limits.read_timeout"),
+        ("limits:\n  max_connections: 0\n", "limits.max_connections"),
+        ("limits:\n  max_page_bytes: 10\n", "limits.max_page_bytes"),
+        ("limits:\n  unknown_bound: 3\n", "limits.unknown_bound"),
+    ],
+)
+def test_a_bad_limit_is_refused_with_its_path(text: str, path: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text + with_strategy())
+    assert [p.path for p in info.value.problems] == [path]
