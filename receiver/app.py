@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from receiver.alerts import PayloadError
 from receiver.auth import challenge, credentials_ok
 from receiver.config import Config, ConfigError, load_config, with_overrides
+from receiver.executors import require_usable_executors
 from receiver.intake import Intake, LocalIntake
 from receiver.metrics import HttpMetrics, JournalCollector, http_metrics
 from receiver.stats import orchestrator_stats
@@ -58,6 +59,7 @@ class AppState:
             raise ConfigError([], "no config file to reload")
         with self._lock:
             new = with_overrides(load_config(self.config_path), self.overrides)
+            require_usable_executors(new)  # before the writer: it runs the dispatcher
             if self.intake is not None:
                 self.intake.reload(new)  # the writer takes it too, or neither does
             pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]

@@ -23,15 +23,27 @@ def _load(path: str) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"{path}: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _report(path, exc)
         return None
+
+
+def _report(path: str, exc: ConfigError) -> None:
+    print(f"{path}: invalid configuration:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
+        return EXIT_INVALID
+    from receiver.executors import require_usable_executors  # requests only when needed
+
+    try:
+        # What is safe anywhere: secret files, the optional client; never the network.
+        require_usable_executors(config, full=False)
+    except ConfigError as exc:
+        _report(args.config, exc)
         return EXIT_INVALID
     print(
         f"{args.config}: OK ({len(config.strategies)} strategies, "
@@ -50,7 +62,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         os.path.abspath(args.config), with_overrides(config, overrides), overrides, args.log_format
     )
-    serve(options)
+    try:
+        serve(options)
+    except ConfigError as exc:  # an executor that cannot be built here: refused to start
+        _report(args.config, exc)
+        return EXIT_INVALID
     return EXIT_OK
 
 

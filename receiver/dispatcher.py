@@ -33,7 +33,7 @@ from receiver.executors import (
     ExecutionResult,
     Executor,
     ExecutorError,
-    build_executors,
+    build_each,
 )
 from receiver.matchers import parse_matchers
 from receiver.prometheus import PrometheusClient, PrometheusError
@@ -62,11 +62,20 @@ class Outcome:
 
 @dataclass
 class _Runtime:
-    """Executors built for one config version; rebuilt when the config changes."""
+    """Executors built for one config version; rebuilt when the config changes.
+
+    Built one by one: an executor that cannot be built is in `errors` (name -> reason)
+    and fails only the actions of strategies that use it.
+    """
 
     sha256: str = ""
     executors: dict[str, Executor] = field(default_factory=dict)
-    error: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def unusable(self, name: str) -> str | None:
+        """Why executor `name` cannot act ("unusable executor 'api': ..."), else None."""
+        reason = self.errors.get(name)
+        return f"unusable {reason}" if reason is not None else None
 
 
 class Dispatcher:
@@ -213,8 +222,10 @@ class Dispatcher:
 
     def _outcome(self, config: Config, strategy: Strategy, row: ActionRow) -> Outcome:
         runtime = self._executors(config)
-        if runtime.error:
-            return Outcome("failed", runtime.error)
+        unusable = runtime.unusable(strategy.executor)
+        if unusable:
+            log.error("action of %s: %s", strategy.name, unusable, extra={"action_id": row.id})
+            return Outcome("failed", unusable)
         failed = self._failed_precondition(config, row)
         if failed:
             return Outcome("skipped", f"precondition: {failed}", counts=False)
@@ -392,7 +403,8 @@ class Dispatcher:
         runtime = self._executors(config)
         am = self._alertmanager(config, runtime)
         if am is None:
-            return "no escalation_executor configured"
+            unusable = runtime.unusable(config.defaults.escalation_executor or "")
+            return f"not escalated: {unusable}" if unusable else "no escalation_executor configured"
         if isinstance(am, AlertmanagerExecutor):
             result = am.escalate(row.labels, row.annotations, reason, row.strategy, row.target)
         else:
@@ -448,10 +460,12 @@ class Dispatcher:
     def _executors(self, config: Config) -> _Runtime:
         with self._lock:
             if self._runtime.sha256 != config.sha256 or not self._runtime.sha256:
-                try:
-                    self._runtime = _Runtime(config.sha256, build_executors(config))
-                except ExecutorError as exc:
-                    self._runtime = _Runtime(config.sha256, {}, f"executors unusable: {exc}")
+                built = build_each(config)
+                for reason in built.errors.values():
+                    # check, start and reload refuse such a config, so this is a change
+                    # on the host since (a secret file removed): say it loudly, once
+                    log.error("unusable %s; only the strategies using it fail", reason)
+                self._runtime = _Runtime(config.sha256, built.executors, built.errors)
             return self._runtime
 
     # heartbeats and crash recovery -----------------------------------------------

@@ -20,6 +20,7 @@ from gunicorn.arbiter import Arbiter
 from receiver import logs
 from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError
+from receiver.executors import require_usable_executors
 from receiver.store import open_store
 from receiver.writer.client import WriterIntake, WriterProcess
 
@@ -111,9 +112,11 @@ class RemediatorServer(BaseApplication):
 
 
 def serve(options: ServeOptions) -> None:
-    """Check the store answers before forking, then hand over to gunicorn."""
+    """Check the executors build and the store answers before forking, then hand over to
+    gunicorn. Raises ConfigError naming each executor that cannot be built here."""
     logs.configure(options.log_format)
     config = options.config
+    require_usable_executors(config, full=True)
     store = open_store(config.store)
     store.ping()
     store.close()

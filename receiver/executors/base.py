@@ -47,7 +47,16 @@ class ExecutionResult:
 
 
 class ExecutorError(Exception):
-    """Misconfiguration or an unsupported call; never used for a failed remediation."""
+    """Misconfiguration or an unsupported call; never used for a failed remediation.
+
+    `setting` names the executor setting at fault, relative to the executor
+    (`header_files.Authorization`, `kubeconfig`), so that `check`, start and reload can
+    point at it; empty when the executor as a whole is at fault.
+    """
+
+    def __init__(self, message: str, *, setting: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class Executor(ABC):
@@ -71,6 +80,20 @@ class Executor(ABC):
         """Current replica count of target, for executors that can scale."""
         raise ExecutorError(f"{self.type} executor cannot report replicas")
 
+    @classmethod
+    def preflight(cls, config: ExecutorConfig, root: Config) -> None:
+        """What `remediator check` may verify without this host's runtime or the network.
+
+        By default that is the whole build (reading secret files is cheap and safe
+        anywhere); types whose build needs more (credentials only present in a pod, a
+        kubeconfig's exec plugin) override it. Raises ExecutorError like the build.
+        """
+        cls(config, root).close()
+
+    def close(self) -> None:
+        """Release what the build acquired (connections, clients); nothing by default."""
+        return None
+
     def unsupported(self, request: ActionRequest) -> ExecutionResult:
         """Result for an action this executor type cannot carry out (config check missed it)."""
         return ExecutionResult(False, f"{self.type} executor {self.name!r} cannot {request.action}")
@@ -89,18 +112,22 @@ def resolve_path(root: Config, value: str) -> Path:
     return path if path.is_absolute() else config_dir(root) / path
 
 
-def read_secret(root: Config, value: str, what: str) -> str:
-    """Read a secret file at build time so a missing secret fails the config, not an action."""
+def read_secret(root: Config, value: str, what: str, setting: str = "") -> str:
+    """Read a secret file at build time so a missing secret fails the config, not an action.
+
+    `setting` (e.g. `header_files.Authorization`) is carried by the ExecutorError raised
+    when the file is missing, unreadable, empty or longer than one line.
+    """
     path = resolve_path(root, value)
     try:
         secret = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ExecutorError(f"cannot read {what} from {path}: {reason}") from exc
+        raise ExecutorError(f"cannot read {what} from {path}: {reason}", setting=setting) from exc
     if not secret:
-        raise ExecutorError(f"{what} file {path} is empty")
+        raise ExecutorError(f"{what} file {path} is empty", setting=setting)
     if "\n" in secret or "\r" in secret:
-        raise ExecutorError(f"{what} file {path} must hold a single line")
+        raise ExecutorError(f"{what} file {path} must hold a single line", setting=setting)
     return secret
 
 

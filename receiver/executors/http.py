@@ -112,7 +112,9 @@ class HttpExecutor(Executor):
             self.settings.get("headers") or {}
         )
         for header, path in (self.settings.get("header_files") or {}).items():
-            self.headers[header] = read_secret(root, path, f"header {header}")
+            self.headers[header] = read_secret(
+                root, path, f"header {header}", setting=f"header_files.{header}"
+            )
 
     def execute(self, request: ActionRequest) -> ExecutionResult:
         if request.action not in self.actions:

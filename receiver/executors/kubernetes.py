@@ -206,7 +206,8 @@ def _import_client() -> Any:
         import kubernetes.config
     except ImportError as exc:
         raise ExecutorError(
-            f"the kubernetes executor needs the kubernetes Python client: {INSTALL_HINT}"
+            f"the kubernetes executor needs the kubernetes Python client: {INSTALL_HINT}",
+            setting="type",
         ) from exc
     return kubernetes
 
@@ -331,6 +332,16 @@ class KubernetesExecutor(Executor):
         self.autoscaling = k8s.client.AutoscalingV2Api(self.api_client)
         self._api_exception = k8s.client.exceptions.ApiException
 
+    @classmethod
+    def preflight(cls, config: ExecutorConfig, root: Config) -> None:
+        """At `check`: the client must import; the kubeconfig was parsed by the config.
+
+        Loading credentials is left to the build at start and reload: in-cluster ones
+        exist only in a pod, and a kubeconfig's exec or auth plugin may run a command
+        or call out to the network, which a check must never do.
+        """
+        _import_client()
+
     def _load_credentials(self, k8s: Any, configuration: Any) -> str:
         """Fill configuration like the client does; returns where the credentials came from."""
         if self.settings.get("in_cluster"):
@@ -339,7 +350,8 @@ class KubernetesExecutor(Executor):
             except (k8s.config.ConfigException, OSError) as exc:
                 raise ExecutorError(
                     f"in_cluster: no service account credentials here ({exc}); "
-                    "run in a pod or set kubeconfig"
+                    "run in a pod or set kubeconfig",
+                    setting="in_cluster",
                 ) from exc
             return "in-cluster service account"
         kubeconfig = self.settings.get("kubeconfig")
@@ -355,7 +367,8 @@ class KubernetesExecutor(Executor):
             )
         except Exception as exc:  # ConfigException, OSError, YAML and key errors alike
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ExecutorError(f"cannot load {shown}: {reason}") from exc
+            setting = "kubeconfig" if kubeconfig else ""
+            raise ExecutorError(f"cannot load {shown}: {reason}", setting=setting) from exc
         return f"{shown}" + (f" (context {context})" if context else "")
 
     # ------------------------------------------------------------ public API

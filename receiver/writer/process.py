@@ -48,6 +48,7 @@ from receiver import logs
 from receiver.config import Config, ConfigError, load_config, parse_config, with_overrides
 from receiver.dispatcher import Dispatcher
 from receiver.engine import journal_work
+from receiver.executors import require_usable_executors
 from receiver.intake import Answer, Rejected, accepted, decode, error_body, failed
 from receiver.store import Store, open_store
 from receiver.store.group import Pending, commit_together
@@ -187,6 +188,7 @@ class JournalWriter:
         it may have changed since), so that both run the same configuration."""
         try:
             new = config_from_text(text, self.config_path, self.overrides)
+            require_usable_executors(new)  # its dispatcher builds them: it must be able to
         except ConfigError as exc:
             return Answer(400, error_body("reload refused", problems=str(exc)))
         self.config = new
