@@ -22,6 +22,7 @@ from receiver.durations import parse_duration
 from receiver.matchers import Matcher, MatcherError, parse_matcher
 from receiver.scaling import ScalePolicy
 from receiver.templates import DEFAULT_PATTERN, Template, compile_pattern, compile_template
+from receiver.url_templates import compile_url_template
 from receiver.yamlsource import LineDict, LineList, load_yaml
 
 ACTIONS = ("restart", "rollback", "scale", "run", "http", "escalate")
@@ -419,6 +420,11 @@ def _template(value: Any) -> Template:
 
 def _text_template(value: Any) -> Template:
     return compile_template(_string(value), checked=False)
+
+
+def _url_template(value: Any) -> Template:
+    """A request URL: labels may not change its scheme, host or port (url_templates.py)."""
+    return compile_url_template(_string(value))
 
 
 def _matchers(value: Any) -> tuple[Matcher, ...]:
@@ -898,7 +904,7 @@ def _read_request(r: _Reader, section: Mapping, path: str) -> RequestSpec | None
     if "url" not in node:
         r.fail(f"{path}.url", "required key is missing", node.line)
         return None
-    url = r.value(node, path, "url", _template)
+    url = r.value(node, path, "url", _url_template)
     if url is None:
         return None
     return RequestSpec(
