@@ -687,54 +687,18 @@ def _read_executors(r: _Reader, node: Any, line: int | None) -> dict[str, Execut
 
 
 def _check_kubernetes(r: _Reader, section: LineDict, path: str, settings: dict[str, Any]) -> None:
-    """in_cluster or a kubeconfig (and context), not both; the kubeconfig must be readable.
+    """in_cluster or a kubeconfig (and context), not both.
 
-    In-cluster credentials only exist inside a pod, so they are checked when the executor
-    is built (at `serve`), never here: `check` must pass on a laptop or in CI.
+    Files are not read here: the kubeconfig (readable, parsed, its context present) is
+    checked with the executor (KubernetesExecutor.preflight, by `check`, start and
+    reload), so a kubeconfig removed after start fails only the strategies that use it,
+    never the journal writer's restart.
     """
     if settings.get("in_cluster") and ("kubeconfig" in settings or "context" in settings):
         r.fail(
             f"{path}.in_cluster",
             "set either in_cluster: true or kubeconfig/context, not both",
             _line(section, "in_cluster"),
-        )
-        return
-    if "kubeconfig" not in settings:
-        return  # the client's default: $KUBECONFIG or ~/.kube/config, read at serve time
-    filename = settings["kubeconfig"]
-    where, line = f"{path}.kubeconfig", _line(section, "kubeconfig")
-    target = Path(filename)
-    if not target.is_absolute():
-        target = r.base_dir / target
-    try:
-        text = target.read_text(encoding="utf-8")
-    except OSError as exc:
-        r.fail(where, f"cannot read {filename}: {exc.strerror or exc}", line)
-        return
-    except ValueError as exc:  # not UTF-8, or a NUL in the path
-        r.fail(where, f"cannot read {filename}: {exc}", line)
-        return
-    try:
-        kubeconfig = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        r.fail(where, f"{filename} is not a valid kubeconfig: {exc}", line)
-        return
-    contexts = kubeconfig.get("contexts") if isinstance(kubeconfig, dict) else None
-    if not isinstance(contexts, list):
-        r.fail(where, f"{filename} is not a valid kubeconfig: it has no contexts", line)
-        return
-    names = [c.get("name") for c in contexts if isinstance(c, dict)]
-    context = settings.get("context") or kubeconfig.get("current-context")
-    if not context:
-        r.fail(where, f"{filename} has no current-context; set context", line)
-    elif context not in names:
-        key = "context" if "context" in settings else "kubeconfig"
-        r.fail(
-            f"{path}.{key}",
-            f"no context {context!r} in {filename} (contexts: "
-            + (", ".join(map(str, names)) or "none")
-            + ")",
-            _line(section, key),
         )
 
 

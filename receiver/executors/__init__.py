@@ -93,10 +93,9 @@ def check_executors(config: Config, *, full: bool) -> list[Problem]:
         try:
             if cls is None:
                 raise ExecutorError(f"unsupported type {spec.type!r}", setting="type")
+            cls.preflight(spec, config)  # the same reasons at check, start and reload
             if full:
                 cls(spec, config).close()
-            else:
-                cls.preflight(spec, config)
         except ExecutorError as exc:
             problems.append(Problem(_setting_path(name, exc), str(exc)))
     return problems

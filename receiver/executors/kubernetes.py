@@ -36,7 +36,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from receiver.config import Config, ExecutorConfig
 from receiver.executors.base import (
@@ -45,6 +48,7 @@ from receiver.executors.base import (
     Executor,
     ExecutorError,
     effective_timeout,
+    resolve_path,
     seconds,
 )
 
@@ -200,6 +204,39 @@ def _unreachable_reason(exc: BaseException) -> tuple[str, bool]:
     return f"{type(reason).__name__}: {text}" if text else type(reason).__name__, timed_out
 
 
+def check_kubeconfig(shown: str, path: Path, context: str | None) -> None:
+    """Read and parse a kubeconfig without the client: ExecutorError (its `setting`
+    kubeconfig or context) unless it holds `context`, or a current-context if None."""
+    try:
+        kubeconfig = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot read {shown}: {exc.strerror or exc}", setting="kubeconfig"
+        ) from exc
+    except ValueError as exc:  # not UTF-8, or a NUL in the path
+        raise ExecutorError(f"cannot read {shown}: {exc}", setting="kubeconfig") from exc
+    except yaml.YAMLError as exc:
+        raise ExecutorError(
+            f"{shown} is not a valid kubeconfig: {exc}", setting="kubeconfig"
+        ) from exc
+    contexts = kubeconfig.get("contexts") if isinstance(kubeconfig, dict) else None
+    if not isinstance(contexts, list):
+        raise ExecutorError(
+            f"{shown} is not a valid kubeconfig: it has no contexts", setting="kubeconfig"
+        )
+    names = [c.get("name") for c in contexts if isinstance(c, dict)]
+    wanted = context or kubeconfig.get("current-context")
+    if not wanted:
+        raise ExecutorError(f"{shown} has no current-context; set context", setting="kubeconfig")
+    if wanted not in names:
+        raise ExecutorError(
+            f"no context {wanted!r} in {shown} (contexts: "
+            + (", ".join(map(str, names)) or "none")
+            + ")",
+            setting="context" if context else "kubeconfig",
+        )
+
+
 def _import_client() -> Any:
     try:
         import kubernetes.client
@@ -334,13 +371,19 @@ class KubernetesExecutor(Executor):
 
     @classmethod
     def preflight(cls, config: ExecutorConfig, root: Config) -> None:
-        """At `check`: the client must import; the kubeconfig was parsed by the config.
+        """At `check` (and before the build at start and reload): the client imports,
+        and a configured kubeconfig is readable, parses and holds the context to use.
 
         Loading credentials is left to the build at start and reload: in-cluster ones
         exist only in a pod, and a kubeconfig's exec or auth plugin may run a command
         or call out to the network, which a check must never do.
         """
         _import_client()
+        kubeconfig = config.settings.get("kubeconfig")
+        if kubeconfig:
+            check_kubeconfig(
+                str(kubeconfig), resolve_path(root, str(kubeconfig)), config.settings.get("context")
+            )
 
     def _load_credentials(self, k8s: Any, configuration: Any) -> str:
         """Fill configuration like the client does; returns where the credentials came from."""

@@ -39,8 +39,11 @@ API_TOKEN = "Bearer api-s3cret"
 MISSING_HEADER = "executors.api.header_files.Authorization"
 
 
-def config_text(hook_url: str, header_file: str = "api-token", extra: str = "") -> str:
-    """A log strategy and an http strategy whose executor sends a header from a file."""
+def config_text(
+    hook_url: str, header_file: str = "api-token", extra: str = "", strategies: str = ""
+) -> str:
+    """A log strategy and an http strategy whose executor sends a header from a file
+    (and `extra` executors, `strategies` appended)."""
     return f"""
 server:
   auth: {{bearer_token_file: token}}
@@ -61,7 +64,7 @@ executors:
     executor: api
     target: '{{{{ labels.service }}}}'
     request: {{method: POST, url: '{hook_url}/restart/{{{{ labels.service }}}}'}}
-"""
+{strategies}"""
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -90,15 +93,25 @@ def without_kubernetes(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-def kubernetes_config(tmp_path: Path) -> Path:
+KUBE_STRATEGY = """  - name: restart-deployment
+    matchers: ['alertname="RestartDeployment"']
+    action: restart
+    executor: cluster
+    target: 'deployment/shop/{{ labels.service }}'
+"""
+
+
+def kubernetes_config(tmp_path: Path, api_url: str = "http://127.0.0.1:1") -> Path:
+    """The config of config_text with a kubernetes executor (and strategy) added."""
     (tmp_path / "kubeconfig").write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        f"clusters: [{{name: k, cluster: {{server: '{api_url}'}}}}]\n"
         "users: [{name: u, user: {token: t}}]\n"
         "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
     )
-    extra = "  cluster: {type: kubernetes, kubeconfig: kubeconfig}\n"
-    return write_config(tmp_path, config_text("http://127.0.0.1:1", extra=extra))
+    extra = "  cluster: {type: kubernetes, kubeconfig: kubeconfig, timeout: 2s}\n"
+    text = config_text(api_url, extra=extra, strategies=KUBE_STRATEGY)
+    return write_config(tmp_path, text)
 
 
 # ---------------------------------------------------------------- check
@@ -220,17 +233,31 @@ def hook() -> Any:
         yield server
 
 
-def test_an_executor_unusable_at_run_time_fails_only_its_own_strategies(tmp_path, hook):
-    hook_server: ScriptedServer = hook
-    secret = tmp_path / "api-token"
-    secret.write_text(API_TOKEN + "\n")
-    config = write_config(tmp_path, config_text(hook_server.url))
+@pytest.mark.parametrize(
+    ("removed", "alertname", "strategy", "reason"),
+    [
+        (
+            "api-token",
+            "CallApi",
+            "call-api",
+            "unusable executor 'api': cannot read header Authorization from ",
+        ),
+        ("kubeconfig", "RestartDeployment", "restart-deployment", "unusable executor 'cluster': "),
+    ],
+    ids=["http header file", "kubeconfig"],
+)
+def test_an_executor_unusable_at_run_time_fails_only_its_own_strategies(
+    tmp_path, hook, removed, alertname, strategy, reason
+):
+    hook_server: ScriptedServer = hook  # the http endpoint, and the stand-in Kubernetes API
+    (tmp_path / "api-token").write_text(API_TOKEN + "\n")
+    config = kubernetes_config(tmp_path, hook_server.url)
     store_url = f"sqlite:///{tmp_path / 'journal.db'}"
     with remediator(tmp_path, config, store_url) as server:
         journal = open_journal(store_url)
         first = _writer_pid(server.process.pid)
         assert first is not None, "no journal writer found below the server"
-        secret.unlink()  # after start: check and reload can no longer see it
+        (tmp_path / removed).unlink()  # after start: check and reload can no longer see it
         os.kill(first, signal.SIGKILL)  # its worker restarts it; it builds executors anew
         wait_for(
             lambda: _writer_pid(server.process.pid) not in (None, first),
@@ -238,7 +265,7 @@ def test_an_executor_unusable_at_run_time_fails_only_its_own_strategies(tmp_path
         )
         body = notification(
             alert("NoteIt", service="web", starts_at="2026-11-21T10:00:00Z"),
-            alert("CallApi", service="shop", starts_at="2026-11-21T10:00:00Z"),
+            alert(alertname, service="shop", starts_at="2026-11-21T10:00:00Z"),
         )
         answer = wait_for(
             lambda: _accepted(server.url, body), what="the restarted writer to take the webhook"
@@ -247,16 +274,15 @@ def test_an_executor_unusable_at_run_time_fails_only_its_own_strategies(tmp_path
         actions = {a["strategy"]: a for a in settle(journal, 2)}
 
         assert actions["note-it"]["status"] == "succeeded", actions["note-it"]
-        failed = actions["call-api"]
+        failed = actions[strategy]
         assert failed["status"] == "failed", (failed["reason"], failed.get("events"))
-        assert failed["reason"].startswith(
-            "unusable executor 'api': cannot read header Authorization from "
-        ), failed["reason"]
+        assert failed["reason"].startswith(reason), failed["reason"]
+        assert removed in failed["reason"]
         assert hook_server.received == []  # nothing was sent without its credentials
         with journal.transaction() as tx:
             assert load_breaker(tx, "note-it", "web").state == breaker.CLOSED
-        assert "ERROR" in server.output()
-        assert "unusable executor 'api'" in server.output()
+        errors = [line for line in server.output().splitlines() if "ERROR" in line]
+        assert any(reason.strip() in line for line in errors), errors
         assert len(all_actions(journal)) == 2
 
 

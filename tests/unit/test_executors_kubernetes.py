@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from receiver.config import parse_config
+from receiver.executors import check_executors
 from receiver.executors.kubernetes import (
     Call,
     Conflict,
@@ -216,3 +219,54 @@ def test_restarted_at_is_rfc3339_utc_seconds():
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
     parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
+
+
+# ---------------------------------------------------------------- check (no client, no network)
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]
+users: [{name: u, user: {token: not-a-secret}}]
+contexts:
+  - {name: staging, context: {cluster: c, user: u}}
+  - {name: prod, context: {cluster: c, user: u}}
+current-context: staging
+"""
+
+
+def kubeconfig_problems(tmp_path: Path, settings: str) -> list[str]:
+    """What `remediator check` says of a kubernetes executor (its preflight)."""
+    text = f"executors:\n  k8s: {{type: kubernetes, {settings}}}\n"
+    config = parse_config(text, source=str(tmp_path / "remediation.yml"), base_dir=tmp_path)
+    return [str(problem) for problem in check_executors(config, full=False)]
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("kubeconfig: kubeconfig", []),
+        ("kubeconfig: kubeconfig, context: prod", []),
+        (
+            "kubeconfig: nope/config",
+            ["executors.k8s.kubeconfig: cannot read nope/config: No such file or directory"],
+        ),
+        (
+            "kubeconfig: kubeconfig, context: dev",
+            ["executors.k8s.context: no context 'dev' in kubeconfig (contexts: staging, prod)"],
+        ),
+        ("kubeconfig: broken", ["executors.k8s.kubeconfig: broken is not a valid kubeconfig"]),
+        (
+            "kubeconfig: nocontext",
+            ["executors.k8s.kubeconfig: nocontext has no current-context; set context"],
+        ),
+    ],
+)
+def test_check_reads_and_parses_the_kubeconfig(tmp_path, settings, expected):
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    (tmp_path / "broken").write_text("clusters: [\n")
+    (tmp_path / "nocontext").write_text(KUBECONFIG.replace("current-context: staging\n", ""))
+    found = kubeconfig_problems(tmp_path, settings)
+    assert len(found) == len(expected), found
+    for problem, start in zip(found, expected, strict=True):
+        assert problem.startswith(start), problem
