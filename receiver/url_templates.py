@@ -121,7 +121,13 @@ def compile_url_template(source: str) -> UrlTemplate:
         raise ValueError(f"request URL scheme must be http or https, got {scheme!r}")
     authority = _authority([(None, "data", rest), *tokens[1:]])
     _check_shape(scheme.lower(), authority)
-    return UrlTemplate(source, plain.compiled, True, scheme.lower(), authority)
+    return UrlTemplate(
+        source=source,
+        compiled=plain.compiled,
+        checked=True,
+        scheme=scheme.lower(),
+        authority=authority,
+    )
 
 
 def _authority(tokens: Sequence[tuple[Any, str, str]]) -> tuple[str | Slot, ...]:

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from receiver.config import EXECUTOR_ACTIONS, EXECUTOR_TYPES, Config, ExecutorConfig
-from receiver.executors import EXECUTOR_CLASSES, ExecutorError, LogExecutor, build_executors
+from receiver.executors import (
+    EXECUTOR_CLASSES,
+    ExecutorError,
+    LogExecutor,
+    build_each,
+    build_executors,
+    check_executors,
+)
 from receiver.executors.alertmanager import escalation_alert
 from receiver.executors.base import effective_timeout, excerpt, seconds
 from receiver.executors.command import OutputTail, env_name
@@ -26,6 +33,25 @@ def test_build_executors_names_the_broken_one():
         build_executors(config)
     ok = Config(executors={"a": ExecutorConfig("a", "log")})
     assert isinstance(build_executors(ok)["a"], LogExecutor)
+
+
+def test_build_each_keeps_the_usable_executors_and_says_why_the_others_are_not(tmp_path):
+    missing = tmp_path / "missing-token"
+    config = Config(
+        executors={
+            "audit": ExecutorConfig("audit", "log"),
+            "api": ExecutorConfig("api", "http", {"header_files": {"Authorization": str(missing)}}),
+        }
+    )
+    built = build_each(config)
+    assert list(built.executors) == ["audit"]
+    assert built.errors == {
+        "api": f"executor 'api': cannot read header Authorization from {missing}: "
+        "No such file or directory"
+    }
+    (problem,) = check_executors(config, full=True)
+    assert problem.path == "executors.api.header_files.Authorization"
+    assert problem.message == built.errors["api"].removeprefix("executor 'api': ")
 
 
 def test_replicas_is_unsupported_by_default():
