@@ -57,7 +57,7 @@ def compile_linear(source: str) -> LinearPattern:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise RegexError(
-            f"{reason} (RE2 syntax, as Alertmanager: no backreferences or lookarounds)"
+            f"{reason} (RE2 syntax, as in Alertmanager: no backreferences or lookarounds)"
         ) from exc
     except (TypeError, UnicodeError) as exc:
         raise RegexError(str(exc)) from exc

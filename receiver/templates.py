@@ -25,6 +25,8 @@ from receiver.regex import LinearPattern, RegexError, compile_linear
 DEFAULT_SAFE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,252}"
 #: refused in any value whatever the pattern allows: `../` climbs out of a path
 FORBIDDEN_PART = ".."
+# How the default said "no `..`" before RE2, which has no lookahead.
+_OLD_DEFAULT_LOOKAHEAD = r"(?!.*\.\.)"
 _PATTERN_VAR = "__remediator_safe_pattern__"
 
 
@@ -104,7 +106,10 @@ def compile_pattern(source: str) -> LinearPattern:
     try:
         return compile_linear(source)
     except RegexError as exc:
-        raise ValueError(f"invalid regex {source!r}: {exc}") from exc
+        hint = ""
+        if source.startswith(_OLD_DEFAULT_LOOKAHEAD):  # copied from an older example
+            hint = f"; '..' is refused in every value anyway: drop {_OLD_DEFAULT_LOOKAHEAD}"
+        raise ValueError(f"invalid regex {source!r}: {exc}{hint}") from exc
 
 
 DEFAULT_PATTERN = compile_pattern(DEFAULT_SAFE_PATTERN)

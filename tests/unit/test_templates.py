@@ -248,3 +248,11 @@ def test_safe_pattern_check_is_linear_on_a_backtracking_pattern() -> None:
 def test_a_lone_surrogate_is_refused_not_a_crash() -> None:
     with pytest.raises(UnsafeValueError):
         check_safe("web\ud800", DEFAULT_PATTERN)
+
+
+def test_the_old_default_pattern_is_refused_with_how_to_fix_it() -> None:
+    old_default = r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,252}"
+    with pytest.raises(ValueError) as info:
+        compile_pattern(old_default)
+    assert str(info.value).endswith(r"'..' is refused in every value anyway: drop (?!.*\.\.)")
+    assert compile_pattern(old_default.removeprefix(r"(?!.*\.\.)")) == DEFAULT_PATTERN
