@@ -64,11 +64,11 @@ class StallWatch:
         self._abandoned: float | None = None  # oldest request its sender gave up on
         self._mark = float("-inf")  # latest send time of an answered request
 
-    def sent(self) -> int:
-        """Record a request about to be sent; return the token for its outcome."""
+    def sent(self, now: float) -> int:
+        """Record a request about to be sent at `now`; return the token for its outcome."""
         with self._lock:
             token = next(self._tokens)
-            self._waiting[token] = time.monotonic()
+            self._waiting[token] = now
             return token
 
     def answered(self, token: int) -> None:
@@ -273,6 +273,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: alive
         return True
+    except OverflowError:  # no such pid can exist; keep what we cannot account for
+        return True
     return True
 
 
@@ -332,7 +334,7 @@ class WriterIntake:
         """Send one frame and read its reply; any failure is StoreUnavailable (503)."""
         connection = self._connection()
         watch = self.writer.watch
-        token = watch.sent()
+        token = watch.sent(time.monotonic())
         try:
             connection.sendall(frame)
             answer = read_reply(connection)

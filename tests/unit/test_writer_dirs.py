@@ -24,6 +24,8 @@ def test_only_real_directories_of_dead_owners_are_removed(tmp_path: Path) -> Non
     live.mkdir()
     unnamed = tmp_path / "remediator-writer-c3xyz"  # an older version's: owner unknown
     unnamed.mkdir()
+    huge = tmp_path / f"remediator-writer-{'9' * 30}-e5"  # not a pid any process can have
+    huge.mkdir()
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "data").write_text("keep")
@@ -32,5 +34,5 @@ def test_only_real_directories_of_dead_owners_are_removed(tmp_path: Path) -> Non
 
     assert remove_stale_directories(str(tmp_path)) == [stale]
     assert not stale.exists()
-    assert live.is_dir() and unnamed.is_dir() and link.is_symlink()
+    assert live.is_dir() and unnamed.is_dir() and huge.is_dir() and link.is_symlink()
     assert (precious / "data").read_text() == "keep"
