@@ -275,7 +275,16 @@ def _pid_alive(pid: int) -> bool:
         return True
     except OverflowError:  # no such pid can exist; keep what we cannot account for
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed worker whose parent died first may stay a zombie: it has left all the same."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):  # no /proc here: trust kill(pid, 0)
+        return False
 
 
 def _answers(path: str) -> bool:
