@@ -51,6 +51,9 @@ class AppState:
     intake: Intake | None = None  # who decodes and journals webhook bodies (create_app
     # makes it LocalIntake; `remediator serve` uses the journal writer process)
     loaded_at: float = field(default_factory=time.time)
+    #: why the process is not making progress, or None (`/-/healthy` answers 503 then);
+    #: `remediator serve` watches its journal writer with it
+    liveness: Callable[[], str | None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reload(self) -> dict[str, Any]:
@@ -240,6 +243,12 @@ def metrics() -> Response:
 
 @admin.get("/-/healthy")
 def healthy() -> tuple[str, int]:
+    """200 while the process makes progress; 503 with the reason once it does not (a
+    liveness probe then restarts the pod). Never touches the journal: see /-/ready."""
+    liveness = state().liveness
+    problem = liveness() if liveness is not None else None
+    if problem:
+        return f"Remediator is not healthy: {problem}\n", 503
     return "Remediator is Healthy.\n", 200
 
 

@@ -20,6 +20,7 @@ import yaml
 from receiver.breaker import BreakerSettings
 from receiver.durations import parse_duration
 from receiver.matchers import Matcher, MatcherError, parse_matcher
+from receiver.regex import LinearPattern
 from receiver.scaling import ScalePolicy
 from receiver.templates import DEFAULT_PATTERN, Template, compile_pattern, compile_template
 from receiver.url_templates import compile_url_template
@@ -187,7 +188,7 @@ class Defaults:
     budget: Budget | None = None
     max_concurrent_actions: int = 4
     dry_run: bool = False
-    safe_pattern: re.Pattern[str] = DEFAULT_PATTERN
+    safe_pattern: LinearPattern = DEFAULT_PATTERN
     service_labels: tuple[str, ...] = ("service", "job")
     timeout: float = 60.0
     verify_timeout: float = 60.0
@@ -215,7 +216,7 @@ class Strategy:
     preconditions: tuple[Precondition, ...] = ()
     continue_matching: bool = False
     dry_run: bool = False
-    safe_pattern: re.Pattern[str] = DEFAULT_PATTERN
+    safe_pattern: LinearPattern = DEFAULT_PATTERN
     silence: bool = False
     escalate_on_failure: bool = False
     idempotent: bool = False
@@ -433,7 +434,7 @@ def _matchers(value: Any) -> tuple[Matcher, ...]:
     return tuple(parse_matcher(item) for item in value)
 
 
-def _pattern(value: Any) -> re.Pattern[str]:
+def _pattern(value: Any) -> LinearPattern:
     return compile_pattern(_nonempty(value))
 
 

@@ -1,7 +1,12 @@
-"""Structured logs: every line can carry incident and action ids, as JSON or text.
+r"""Structured logs: every line can carry incident and action ids, as JSON or text.
 
 Operators grep for "action_id=42" or feed JSON into their log pipeline; both forms
 carry the same fields so an incident can be followed from webhook to verification.
+
+Messages and fields carry alert data (an `alertname` is whatever a client sent), so a
+record is always ONE line with no control character in it: JSON escapes them itself,
+and the text format writes them as `\n`, `\x1b`, ... (escape_controls), so that a label
+can neither forge a log line nor send an escape sequence to an operator's terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ CONTEXT_FIELDS = (
     "target",
     "cancelled_actions",
 )
+
+# C0 controls, DEL, C1 controls (0x9b is a one-byte CSI) and Unicode's line separators.
+_CONTROLS = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROLS |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+_CONTROLS |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape_controls(text: str) -> str:
+    r"""text with every control character written as a visible escape (`\n`, `\x1b`)."""
+    return text.translate(_CONTROLS)
 
 
 def _context(record: logging.LogRecord) -> dict[str, object]:
@@ -45,9 +60,10 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        """One line: message, context fields and any traceback with controls escaped."""
         line = super().format(record)
         context = " ".join(f"{key}={value}" for key, value in _context(record).items())
-        return f"{line} {context}" if context else line
+        return escape_controls(f"{line} {context}" if context else line)
 
 
 def configure(log_format: str = "text", level: str = "INFO") -> None:

@@ -1,7 +1,9 @@
 """Alertmanager's label matcher syntax and first-match-wins strategy routing.
 
 Operators expect the exact semantics of an Alertmanager route, so regexes are fully
-anchored and a missing label matches as the empty string, as Alertmanager does.
+anchored and a missing label matches as the empty string, as Alertmanager does. Label
+values are untrusted, so regexes run on RE2 (receiver/regex.py): linear time, and the
+syntax of Go's regexp that Alertmanager uses.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
+
+from receiver.regex import LinearPattern, RegexError, compile_linear
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _MATCHER = re.compile(
@@ -29,7 +33,7 @@ class Matcher:
     name: str
     op: str
     value: str
-    pattern: re.Pattern[str] | None = None
+    pattern: LinearPattern | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -38,7 +42,7 @@ class Matcher:
         if self.op == "!=":
             return actual != self.value
         assert self.pattern is not None
-        found = self.pattern.fullmatch(actual) is not None
+        found = self.pattern.fullmatch(actual)
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
@@ -78,8 +82,8 @@ def parse_matcher(text: str) -> Matcher:
     pattern = None
     if op in ("=~", "!~"):
         try:
-            pattern = re.compile(f"(?:{value})")
-        except (re.error, OverflowError, RecursionError) as exc:  # x{99999999999}, ((((...
+            pattern = compile_linear(f"(?:{value})")
+        except RegexError as exc:  # (a)\1, (?!x), x{1001}, ((((...
             raise MatcherError(f"invalid regex {value!r} in matcher {text!r}: {exc}") from exc
     return Matcher(name, op, value, pattern)
 

@@ -4,13 +4,23 @@ Configuration is validated in the master before any worker starts, so a bad file
 fast with every problem listed. SIGHUP is forwarded to the worker, which reloads the
 config in place (keeping the old one if the new is invalid) instead of gunicorn's
 default of restarting workers, which would interrupt remediation in flight.
+
+The worker's SIGHUP handler only queues the reload (ReloadQueue): a handler runs
+between two bytecodes of the main thread, which may hold the very locks a reload takes.
+A thread of its own carries it out, once per burst: `pkill -HUP remediator` reaches
+master and worker together, and the master forwards its signal too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
+import select
 import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,14 +52,70 @@ class _ForwardingArbiter(Arbiter):
             os.kill(pid, signal.SIGHUP)
 
 
-def _install_reload_handler(app_state: AppState) -> None:
-    def on_hup(signum: int, frame: Any) -> None:
-        try:
-            app_state.reload()
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running config:\n%s", exc)
+class ReloadQueue:
+    """SIGHUP queues a reload; a thread of its own runs it, once per burst of signals.
 
-    signal.signal(signal.SIGHUP, on_hup)
+    The handler writes one byte to a pipe and nothing else: no lock, no logging (the
+    interrupted thread may hold either). The thread waits for a byte, then drains the
+    pipe until it has been quiet for SETTLE_S, then reloads once, so twenty signals
+    make one reload, of the file as it is after the last of them.
+    """
+
+    SETTLE_S = 0.2
+
+    def __init__(self, reload: Callable[[], object]) -> None:
+        self._reload = reload
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def install(self) -> None:
+        """Take over SIGHUP in this (main) thread; reloads wait for start()."""
+        signal.signal(signal.SIGHUP, self.request)
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._run, name="config-reload", daemon=True)
+        thread.start()
+
+    def request(self, signum: int = signal.SIGHUP, frame: Any = None) -> None:
+        """The signal handler: async-signal-safe, never blocks."""
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: a reload is queued
+            os.write(self._write, b"\0")
+
+    def _run(self) -> None:
+        while True:
+            select.select([self._read], [], [])
+            while select.select([self._read], [], [], self.SETTLE_S)[0]:
+                os.read(self._read, 4096)
+            try:
+                self._reload()
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running config:\n%s", exc)
+            except Exception:  # this thread must outlive any one reload
+                log.exception("reload failed, keeping the running config")
+
+
+def warn_if_exposed(config: Config) -> None:
+    """Log a WARNING when nothing guards the API and it listens beyond loopback."""
+    if config.server.auth.enabled or _loopback(config.server.listen):
+        return
+    log.warning(
+        "no server.auth is configured and the server listens on %s, not only on loopback: "
+        "anyone who can reach it can post alerts that start remediation, reload the config "
+        "and reset breakers; set server.auth (bearer token or basic auth) or listen on "
+        "127.0.0.1",
+        config.server.listen,
+    )
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
 
 
 class RemediatorServer(BaseApplication):
@@ -82,15 +148,20 @@ class RemediatorServer(BaseApplication):
     def _post_worker_init(self, worker: Any) -> None:
         logs.configure(self.options.log_format)
         assert self.app_state is not None
+        reloads = ReloadQueue(self.app_state.reload)
+        reloads.install()  # first: a SIGHUP while the writer starts must not end the worker
+        config = self.app_state.config
         self.writer = WriterProcess(
             self.options.config_path,
             self.options.overrides,
             self.options.log_format,
-            config_text=self.app_state.config.text,
+            config_text=config.text,
+            stall_timeout=config.limits.writer_stall_timeout,
         )
         self.writer.start()  # before any request: the webhook hands every body to it
         self.app_state.intake = WriterIntake(self.writer)  # it runs the dispatcher too
-        _install_reload_handler(self.app_state)
+        self.app_state.liveness = self.writer.problem
+        reloads.start()  # only now: a reload must reach the writer too
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.writer is not None:
@@ -121,4 +192,5 @@ def serve(options: ServeOptions) -> None:
     store.ping()
     store.close()
     log.info("remediator listening on %s, journal %s", config.server.listen, config.store)
+    warn_if_exposed(config)
     RemediatorServer(options).run()

@@ -5,11 +5,14 @@ into a command argument, URL or resource name must match a safe pattern. The che
 on each `{{ ... }}` output (via Jinja's finalize hook), which lets operators write
 `http://svc/{{ labels.service }}/restart?force=1` without the literal parts tripping it,
 while a label value like `x; rm -rf /` or `../etc` is refused wherever it lands.
+
+Safe patterns run on RE2 (receiver/regex.py: linear time, Go's syntax), which has no
+lookahead; so "never `..`" (path traversal) is a check of its own, made for every
+pattern, next to the pattern match.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +20,13 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-DEFAULT_SAFE_PATTERN = r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,252}"
+from receiver.regex import LinearPattern, RegexError, compile_linear
+
+DEFAULT_SAFE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,252}"
+#: refused in any value whatever the pattern allows: `../` climbs out of a path
+FORBIDDEN_PART = ".."
+# How the default said "no `..`" before RE2, which has no lookahead.
+_OLD_DEFAULT_LOOKAHEAD = r"(?!.*\.\.)"
 _PATTERN_VAR = "__remediator_safe_pattern__"
 
 
@@ -33,8 +42,14 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
-def check_safe(value: str, pattern: re.Pattern[str], what: str = "value") -> str:
-    """Return value if the WHOLE of it matches; fullmatch, so a trailing newline fails."""
+def check_safe(value: str, pattern: LinearPattern, what: str = "value") -> str:
+    """Return value if the WHOLE of it matches (so a trailing newline fails) and it holds
+    no `..`; raise UnsafeValueError saying which rule it broke."""
+    if FORBIDDEN_PART in value:
+        raise UnsafeValueError(
+            f"{what} {_shown(value)} does not match the safe pattern {pattern.pattern!r}: "
+            "it contains '..', which no pattern allows"
+        )
     if not pattern.fullmatch(value):
         raise UnsafeValueError(
             f"{what} {_shown(value)} does not match the safe pattern {pattern.pattern!r}"
@@ -63,7 +78,7 @@ class Template:
     compiled: jinja2.Template
     checked: bool = True
 
-    def render(self, context: Mapping[str, Any], pattern: re.Pattern[str]) -> str:
+    def render(self, context: Mapping[str, Any], pattern: LinearPattern) -> str:
         variables = dict(context)
         variables[_PATTERN_VAR] = pattern if self.checked else None
         try:
@@ -86,11 +101,15 @@ def compile_template(source: str, *, checked: bool = True) -> Template:
         raise ValueError("template does not compile: nested too deeply") from exc
 
 
-def compile_pattern(source: str) -> re.Pattern[str]:
+def compile_pattern(source: str) -> LinearPattern:
+    """Compile a safe pattern (RE2 syntax); raise ValueError naming it if RE2 cannot."""
     try:
-        return re.compile(source)
-    except (re.error, OverflowError, RecursionError) as exc:
-        raise ValueError(f"invalid regex {source!r}: {exc}") from exc
+        return compile_linear(source)
+    except RegexError as exc:
+        hint = ""
+        if source.startswith(_OLD_DEFAULT_LOOKAHEAD):  # copied from an older example
+            hint = f"; '..' is refused in every value anyway: drop {_OLD_DEFAULT_LOOKAHEAD}"
+        raise ValueError(f"invalid regex {source!r}: {exc}{hint}") from exc
 
 
 DEFAULT_PATTERN = compile_pattern(DEFAULT_SAFE_PATTERN)

@@ -5,15 +5,27 @@ directory, waits until it answers, and restarts it if it ever dies (the webhook
 answers 503 meanwhile, so Alertmanager retries; nothing accepted is lost because
 nothing is accepted before it is committed). WriterIntake is the Intake the webhook
 uses under `remediator serve`: each worker thread keeps one connection to it.
+
+A writer can also stop making progress without dying (stopped, or stuck in one
+request). StallWatch records what the worker sent it and what it answered; once it has
+held a request unanswered for `limits.writer_stall_timeout`, `problem()` says so (and
+`/-/healthy` answers 503, so a liveness probe notices), the writer is killed with
+SIGKILL and the monitor starts a new one; the requests it held get 503.
+
+Each writer's private directory is named after the worker that owns it
+(`remediator-writer-<pid>-*`), so a start removes those left by a killed worker and
+never those of a live one.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -22,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from receiver.config import Config, ConfigError, Problem
+from receiver.config import Config, ConfigError, Limits, Problem
 from receiver.intake import Answer, failed
 from receiver.store import StoreUnavailable
 from receiver.writer.protocol import NOTIFY, PING, RELOAD, STOP, pack_request, read_reply
@@ -32,6 +44,65 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 25.0  # then 503: Alertmanager's retry is better than a hung request
 RESTART_DELAY_S = 0.5
+DIRECTORY_PREFIX = "remediator-writer-"
+
+
+class StallWatch:
+    """What the worker has asked of one writer and what it has answered (thread-safe).
+
+    The writer answers from one thread, turn by turn, reading every request that has
+    arrived before it answers any: so an answer to a request sent at time t shows it got
+    past everything sent up to t. The writer holds work when a request sent after that
+    mark is unanswered, whether its sender still waits or gave up (reply timeout).
+    Times are `time.monotonic()` seconds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens = itertools.count()
+        self._waiting: dict[int, float] = {}  # token -> when sent
+        self._abandoned: float | None = None  # oldest request its sender gave up on
+        self._mark = float("-inf")  # latest send time of an answered request
+
+    def sent(self, now: float) -> int:
+        """Record a request about to be sent at `now`; return the token for its outcome."""
+        with self._lock:
+            token = next(self._tokens)
+            self._waiting[token] = now
+            return token
+
+    def answered(self, token: int) -> None:
+        with self._lock:
+            sent = self._waiting.pop(token, None)
+            if sent is None:  # a request to a writer replaced since
+                return
+            self._mark = max(self._mark, sent)
+            if self._abandoned is not None and self._abandoned <= sent:
+                self._abandoned = None
+
+    def gave_up(self, token: int, timed_out: bool) -> None:
+        """The sender stopped waiting: on a timeout the writer still holds the request;
+        on a broken connection it has died, and its restart says so."""
+        with self._lock:
+            sent = self._waiting.pop(token, None)
+            if sent is None or not timed_out or sent <= self._mark:
+                return
+            self._abandoned = sent if self._abandoned is None else min(self._abandoned, sent)
+
+    def held_since(self) -> float | None:
+        """When the oldest request the writer holds unanswered was sent, or None."""
+        with self._lock:
+            held = [sent for sent in self._waiting.values() if sent > self._mark]
+            if self._abandoned is not None:
+                held.append(self._abandoned)
+            return min(held, default=None)
+
+    def reset(self) -> None:
+        """A new writer holds nothing yet."""
+        with self._lock:
+            self._waiting.clear()
+            self._abandoned = None
+            self._mark = float("-inf")
 
 
 class WriterProcess:
@@ -43,6 +114,7 @@ class WriterProcess:
         overrides: dict[str, str],
         log_format: str = "text",
         config_text: str = "",
+        stall_timeout: float = Limits.writer_stall_timeout,
     ) -> None:
         self.config_path = config_path
         self.overrides = overrides
@@ -50,7 +122,12 @@ class WriterProcess:
         # The config the worker runs, handed to every (re)start: the file may have been
         # edited since without a reload, and both processes must run the same one.
         self.config_text = config_text
-        self.directory = Path(tempfile.mkdtemp(prefix="remediator-writer-"))  # mode 0700
+        self.stall_timeout = stall_timeout  # seconds; a reload may change it
+        self.watch = StallWatch()
+        self._stalled: str | None = None  # why the writer was killed, until one answers
+        remove_stale_directories()
+        prefix = f"{DIRECTORY_PREFIX}{os.getpid()}-"  # the owner: see remove_stale_directories
+        self.directory = Path(tempfile.mkdtemp(prefix=prefix))  # mode 0700
         self.socket_path = str(self.directory / "journal.sock")
         self.generation = 0  # bumped on every (re)start: connections to an old one are stale
         self.process: subprocess.Popen[bytes] | None = None
@@ -63,6 +140,9 @@ class WriterProcess:
         self._monitor = threading.Thread(target=self._keep_running, name="journal-writer")
         self._monitor.daemon = True
         self._monitor.start()
+        watchdog = threading.Thread(target=self._watch, name="journal-writer-watchdog")
+        watchdog.daemon = True
+        watchdog.start()
 
     def _argv(self) -> list[str]:
         argv = [sys.executable, "-m", "receiver.writer.process", "--socket", self.socket_path]
@@ -91,8 +171,10 @@ class WriterProcess:
                 process.wait()
                 raise RuntimeError(f"journal writer not ready within {START_TIMEOUT_S:g}s")
             time.sleep(0.02)
+        self.watch.reset()
         self.process = process
         self.generation += 1
+        self._stalled = None
         log.info("journal writer started (pid %d)", process.pid)
 
     def _keep_running(self) -> None:
@@ -108,6 +190,34 @@ class WriterProcess:
                     break
                 except (OSError, RuntimeError) as exc:
                     log.error("journal writer did not restart: %s", exc)
+
+    def _watch(self) -> None:
+        """Kill a writer that holds work too long; the monitor then starts a new one."""
+        while not self._stopping.wait(min(1.0, self.stall_timeout / 4)):
+            process = self.process
+            if self._stalled is None and process is not None and process.poll() is None:
+                problem = self._held_too_long(process)
+                if problem:
+                    self._stalled = f"{problem}; killed it, a new one is starting"
+                    log.error("%s: killing it (SIGKILL) and starting a new one", problem)
+                    process.kill()
+
+    def _held_too_long(self, process: subprocess.Popen[bytes]) -> str | None:
+        held = self.watch.held_since()
+        if held is None or time.monotonic() - held <= self.stall_timeout:
+            return None
+        return (
+            f"journal writer (pid {process.pid}) has held a request "
+            f"{time.monotonic() - held:.1f}s without answering "
+            f"(limits.writer_stall_timeout {self.stall_timeout:g}s)"
+        )
+
+    def problem(self) -> str | None:
+        """Why the writer is not making progress (for `/-/healthy`), or None if it is."""
+        if self._stalled is not None:
+            return self._stalled
+        process = self.process
+        return None if process is None else self._held_too_long(process)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -129,6 +239,52 @@ class WriterProcess:
                 process.kill()
                 process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_stale_directories(parent: str | None = None) -> list[Path]:
+    """Remove the private directories of writers whose worker is dead; return them.
+
+    `remediator-writer-<pid>-*` in `parent` (default: the temp directory) belongs to
+    worker <pid>: kept while that pid runs, removed once it is gone (a `kill -9` leaves
+    them behind). Only our own real directories are touched, never symlinks or other
+    users' ones; names without a pid (older versions) are left alone.
+    """
+    removed = []
+    for path in Path(parent or tempfile.gettempdir()).glob(f"{DIRECTORY_PREFIX}*"):
+        owner = path.name[len(DIRECTORY_PREFIX) :].partition("-")[0]
+        if not owner.isdigit() or _pid_alive(int(owner)):
+            continue
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by a journal writer whose worker (pid %s) is gone", path, owner)
+        removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OverflowError:  # no such pid can exist; keep what we cannot account for
+        return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed worker whose parent died first may stay a zombie: it has left all the same."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):  # no /proc here: trust kill(pid, 0)
+        return False
 
 
 def _answers(path: str) -> bool:
@@ -176,6 +332,7 @@ class WriterIntake:
                 reason = answer.body.decode("utf-8", "replace")
             raise ConfigError([Problem("", f"the journal writer refused the reload: {reason}")])
         self.writer.config_text = config.text
+        self.writer.stall_timeout = config.limits.writer_stall_timeout
 
     def ping(self) -> None:
         answer = self._call(pack_request(PING, time.time()))
@@ -185,12 +342,18 @@ class WriterIntake:
     def _call(self, frame: bytes) -> Answer:
         """Send one frame and read its reply; any failure is StoreUnavailable (503)."""
         connection = self._connection()
+        watch = self.writer.watch
+        token = watch.sent(time.monotonic())
         try:
             connection.sendall(frame)
-            return read_reply(connection)
+            answer = read_reply(connection)
         except (OSError, ConnectionError) as exc:
+            # The kernel's timeouts surface as EAGAIN (BlockingIOError).
+            watch.gave_up(token, timed_out=isinstance(exc, (BlockingIOError, TimeoutError)))
             self._close()
             raise StoreUnavailable(f"journal writer unavailable: {exc}") from exc
+        watch.answered(token)
+        return answer
 
     def _connection(self) -> socket.socket:
         local = self._local

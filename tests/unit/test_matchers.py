@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from receiver.config import ConfigError, parse_config
 from receiver.matchers import (
     Matcher,
     MatcherError,
@@ -257,3 +259,52 @@ def test_parse_label_args_later_value_wins() -> None:
 def test_parse_label_args_refuses_bad_arguments(arg: str) -> None:
     with pytest.raises(MatcherError, match="expected LABEL=VALUE"):
         parse_label_args([arg])
+
+
+# ---------------------------------------------------------------- RE2: linear time
+
+
+@pytest.mark.parametrize("length", [50, 5000])
+def test_nested_quantifier_matcher_answers_in_bounded_time(length: int) -> None:
+    """The issue's case: `(a+)+b` against a run of `a`s backtracks exponentially in
+    Python's engine; RE2 is linear, so even 5,000 of them take well under a second."""
+    matcher = parse_matcher('service=~"(a+)+b"')
+    started = time.monotonic()
+    assert matcher.matches({"service": "a" * length}) is False
+    assert matcher.matches({"service": "a" * length + "b"}) is True
+    assert parse_matcher('service!~"(a+)+b"').matches({"service": "a" * length}) is True
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("regex", "reason"),
+    [
+        (r"(a)\\1", r"invalid escape sequence: \1"),
+        ("(?!x)a", "invalid perl operator: (?!"),
+        ("a(?=b)", "invalid perl operator: (?="),
+        ("(?<=a)b", "invalid perl operator: (?<"),
+        ("x{1001}", "invalid repetition size: {1001}"),
+    ],
+)
+def test_patterns_re2_cannot_run_are_config_errors_with_their_path(regex: str, reason: str) -> None:
+    text = (
+        "executors: {sink: {type: log}}\n"
+        "strategies:\n"
+        "  - name: fix\n"
+        f"    matchers: ['service=~\"{regex}\"']\n"
+        "    action: restart\n"
+        "    executor: sink\n"
+        "    target: x\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.yml")
+    [problem] = info.value.problems
+    assert (problem.path, problem.line) == ("strategies[0].matchers", 4)
+    assert problem.message.startswith("invalid regex ")
+    assert reason in problem.message
+    assert "RE2 syntax" in problem.message
+
+
+def test_a_lone_surrogate_in_a_label_does_not_crash_matching() -> None:
+    assert matches('service=~"[a-z]+"', service="web\ud800") is False
+    assert matches('service!~"[a-z]+"', service="web\ud800") is True

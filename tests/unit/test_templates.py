@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import time
 
 import jinja2
 import pytest
 
+from receiver.regex import LinearPattern
 from receiver.templates import (
     DEFAULT_PATTERN,
     RenderError,
@@ -214,4 +215,44 @@ def test_compile_pattern() -> None:
 def test_default_pattern_boundaries() -> None:
     assert DEFAULT_PATTERN.fullmatch("a" * 253)
     assert not DEFAULT_PATTERN.fullmatch("a" * 254)
-    assert isinstance(DEFAULT_PATTERN, re.Pattern)
+    assert isinstance(DEFAULT_PATTERN, LinearPattern)
+
+
+@pytest.mark.parametrize("value", ["..", "a..b", "web/../etc", "a" * 100 + ".."])
+def test_two_dots_are_refused_whatever_the_pattern_allows(value: str) -> None:
+    permissive = compile_pattern(r".*")
+    assert permissive.fullmatch(value)
+    with pytest.raises(UnsafeValueError, match=r"contains '\.\.', which no pattern allows"):
+        check_safe(value, permissive)
+
+
+@pytest.mark.parametrize("value", ["web.1", "a.b.c", "10.0.0.1:8080", "ns/web-1"])
+def test_single_dots_pass_the_default_pattern(value: str) -> None:
+    assert check_safe(value, DEFAULT_PATTERN) == value
+
+
+@pytest.mark.parametrize("source", [r"(?!.*\.\.)[a-z]+", r"(a)\1", r"(?<=a)b", r"a(?=b)"])
+def test_patterns_re2_cannot_run_are_refused_naming_them(source: str) -> None:
+    with pytest.raises(ValueError, match=r"invalid regex .*RE2 syntax"):
+        compile_pattern(source)
+
+
+def test_safe_pattern_check_is_linear_on_a_backtracking_pattern() -> None:
+    pattern = compile_pattern("(a+)+b")
+    started = time.monotonic()
+    with pytest.raises(UnsafeValueError):
+        check_safe("a" * 5000, pattern)
+    assert time.monotonic() - started < 1.0  # the backtracking engine takes ages here
+
+
+def test_a_lone_surrogate_is_refused_not_a_crash() -> None:
+    with pytest.raises(UnsafeValueError):
+        check_safe("web\ud800", DEFAULT_PATTERN)
+
+
+def test_the_old_default_pattern_is_refused_with_how_to_fix_it() -> None:
+    old_default = r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,252}"
+    with pytest.raises(ValueError) as info:
+        compile_pattern(old_default)
+    assert str(info.value).endswith(r"'..' is refused in every value anyway: drop (?!.*\.\.)")
+    assert compile_pattern(old_default.removeprefix(r"(?!.*\.\.)")) == DEFAULT_PATTERN
