@@ -58,10 +58,12 @@ class PageBounds:
 
 
 def marker(cut: int) -> str:
+    """The text that ends a cut field: `cut` is the number of bytes left out."""
     return MARKER.format(cut)
 
 
 def utf8_size(text: str) -> int:
+    """Bytes of `text` in UTF-8 (a lone surrogate counts its 3 bytes, never raises)."""
     return len(text.encode("utf-8", "surrogatepass"))
 
 
@@ -277,9 +279,14 @@ def read_row(
             values[name], cut = cut_prefix(head, size, bounds.field_bytes)
             truncated = truncated or bool(cut)
         else:
-            shown = bounded_object(
-                head, size, _chunks(execute, table, name, row_id), bounds.field_bytes
-            )
+            try:
+                shown = bounded_object(
+                    head, size, _chunks(execute, table, name, row_id), bounds.field_bytes
+                )
+            except json.JSONDecodeError:  # not written by this journal: shown as text
+                values[name], cut = cut_prefix(head, size, bounds.field_bytes)
+                truncated = truncated or bool(cut)
+                continue
             values[name] = shown.value
             truncated = truncated or shown.cut or bool(shown.omitted_bytes)
             if shown.omitted_bytes:

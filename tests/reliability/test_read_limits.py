@@ -161,3 +161,12 @@ def test_breakers_and_targets_pages_are_bounded(journal: Any) -> None:
             offset += len(page.items)
         assert seen == [f"{n:02d}" for n in range(30)]
         assert all(row["target"].endswith(marker(9002 - FIELD)) for row in page.items)
+
+
+def test_a_stored_field_that_is_not_json_is_listed_as_text(journal: Any) -> None:
+    (incident_id,) = insert(journal, huge_incident(3))
+    with journal.transaction() as tx:  # e.g. written by hand or by another tool
+        tx.execute("UPDATE incidents SET annotations = ? WHERE id = ?", ("{broken", incident_id))
+    bounds = PageBounds(rows=10, page_bytes=1024 * 1024, field_bytes=FIELD)
+    (row,) = journal.list_incidents(limit=10, offset=0, bounds=bounds).items
+    assert row["annotations"] == "{broken"
