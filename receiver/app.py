@@ -27,6 +27,7 @@ from receiver.metrics import HttpMetrics, JournalCollector, http_metrics
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
+from receiver.store.listing import PageBounds
 from receiver.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class AppState:
             pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]
             self.config = new  # one reference swap: requests see the old or the new, whole
             self.loaded_at = time.time()
+            self.store.apply_limits(new.limits)
         seed_metrics(self.store, new)
         log.info("configuration reloaded from %s (sha256 %s)", self.config_path, new.sha256[:12])
         if pending:
@@ -109,12 +111,16 @@ def require_auth() -> tuple[Response, int] | None:
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-def _page_args() -> tuple[int, int]:
-    limit = request.args.get("limit", "100")
+def _page_args(default: int = 100) -> tuple[int, int, PageBounds]:
+    """limit and offset of a listing, and the bounds of its page: at most `limit` rows
+    and limits.max_page_bytes of JSON, fields cut at limits.max_field_bytes."""
+    limit = request.args.get("limit", str(default))
     offset = request.args.get("offset", "0")
     if not limit.isdigit() or not offset.isdigit() or not 0 < int(limit) <= MAX_PAGE:
         raise PayloadError("limit", f"limit must be 1..{MAX_PAGE} and offset a whole number")
-    return int(limit), int(offset)
+    limits = state().config.limits
+    bounds = PageBounds(int(limit), limits.max_page_bytes, limits.max_field_bytes)
+    return int(limit), int(offset), bounds
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -125,6 +131,8 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
 
 
 def _page_response(page: Any) -> Response:
+    """The page with where to go on: a page full in bytes holds fewer rows than `limit`
+    asked, so clients must follow next_offset (null on the last page)."""
     next_offset = page.offset + len(page.items)
     return jsonify(
         {
@@ -139,7 +147,7 @@ def _page_response(page: Any) -> Response:
 
 @api.get("/incidents")
 def incidents() -> Response:
-    limit, offset = _page_args()
+    limit, offset, bounds = _page_args()
     return _page_response(
         state().store.list_incidents(
             status=_choice("status", INCIDENT_STATUSES),
@@ -147,13 +155,14 @@ def incidents() -> Response:
             alertname=request.args.get("alertname"),
             limit=limit,
             offset=offset,
+            bounds=bounds,
         )
     )
 
 
 @api.get("/actions")
 def actions() -> Response:
-    limit, offset = _page_args()
+    limit, offset, bounds = _page_args()
     incident = request.args.get("incident_id")
     if incident is not None and not incident.isdigit():
         raise PayloadError("incident_id", "must be a whole number")
@@ -164,13 +173,15 @@ def actions() -> Response:
             incident_id=int(incident) if incident else None,
             limit=limit,
             offset=offset,
+            bounds=bounds,
         )
     )
 
 
 @api.get("/breakers")
 def breakers() -> Response:
-    return jsonify({"data": state().store.list_breakers()})
+    limit, offset, bounds = _page_args(default=MAX_PAGE)
+    return _page_response(state().store.breakers_page(limit, offset, bounds))
 
 
 @api.post("/breakers/<path:key>/reset")
@@ -190,7 +201,8 @@ def reset_breaker(key: str) -> tuple[Response, int]:
 
 @api.get("/targets")
 def targets() -> Response:
-    return jsonify({"data": state().store.list_targets()})
+    limit, offset, bounds = _page_args(default=MAX_PAGE)
+    return _page_response(state().store.targets_page(limit, offset, bounds))
 
 
 @api.get("/stats")
@@ -313,6 +325,7 @@ def create_app(app_state: AppState) -> Flask:
     app = Flask("remediator")
     app.json.sort_keys = False
     app.extensions["remediator"] = app_state
+    app_state.store.apply_limits(app_state.config.limits)
     if app_state.intake is None:
         app_state.intake = LocalIntake(app_state.store, lambda: app_state.config)
     seed_metrics(app_state.store, app_state.config)

@@ -2,9 +2,11 @@
 
 The journal collector reads running totals and current state from the store at scrape
 time, so every process (and every restart) reports the same figures and no
-multiprocess mode is needed. Labels are bounded: strategies and targets come from the
-config and validated templates, services are capped at MAX_SERVICES, and no incident
-ids or timestamps ever become labels.
+multiprocess mode is needed. Labels are bounded: no incident ids or timestamps ever
+become labels, and `service`, `target` and `strategy` take at most
+`limits.max_label_values` values each, the rest folded into `other` (store/labels.py:
+the journal admits the first values seen; this collector folds whatever else it reads,
+and counts nothing itself).
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from prometheus_client.core import (
 
 from receiver import breaker, reliability
 from receiver.config import Config
+from receiver.store.labels import FOLDED_METRIC, OTHER, fold_label_set, fold_totals
 from receiver.store.totals import ACTION_BUCKETS, DURATION_BUCKETS, le
-
-MAX_SERVICES = 1000
 
 COUNTERS = {
     "remediator_actions_total": (
@@ -41,6 +42,12 @@ COUNTERS = {
     "remediator_alerts_received_total": (
         "Alerts received in accepted webhook notifications, by status (repeats included).",
         ("status",),
+    ),
+    FOLDED_METRIC: (
+        "Events journaled under the label value `other` because the label already had "
+        "limits.max_label_values values (incidents closed: service; actions finished: "
+        "strategy; breakers created: target).",
+        ("label",),
     ),
 }
 HISTOGRAMS = {
@@ -118,20 +125,20 @@ class JournalCollector:
         return []  # dynamic: do not let the registry collect at registration time
 
     def collect(self) -> Iterator[Metric]:
-        totals = self.store.metric_totals()
+        admitted = self.store.admitted_label_values()
+        totals = fold_totals(self.store.metric_totals(), admitted)
         yield from _counters(totals)
         yield from _histograms(totals)
-        yield _breakers(self.store.list_breakers())
-        yield from _replicas(self.store.list_targets())
-        yield from self._services()
+        yield _breakers(self.store.list_breakers(), admitted)
+        yield from _replicas(self.store.list_targets(), admitted)
+        yield from self._services(admitted)
 
-    def _services(self) -> Iterator[Metric]:
+    def _services(self, admitted: dict[str, set[str]]) -> Iterator[Metric]:
         config = self.config()
         now = self.clock()
         window = config.defaults.mttr_window
-        found = reliability.per_service(
-            self.store.service_facts(now - window), window, now, MAX_SERVICES
-        )
+        facts = fold_service_facts(self.store.service_facts(now - window), admitted)
+        found = reliability.per_service(facts, window, now)
         mttr = GaugeMetricFamily(
             "remediator_mttr_seconds",
             "Mean incident duration per service over defaults.mttr_window (firing: so far).",
@@ -157,6 +164,21 @@ class JournalCollector:
         )
         open_incidents.add_metric([], self.store.open_incident_count())
         yield from (mttr, availability, health, open_incidents)
+
+
+def fold_service_facts(facts: dict[str, Any], admitted: dict[str, set[str]]) -> dict[str, Any]:
+    """The store's `service_facts` with each service not admitted counted as `other`
+    (its MTTR, availability and health are those of all folded services together)."""
+    known = admitted.get("service", set())
+
+    def name(service: str) -> str:
+        return service if service in known else OTHER
+
+    return {
+        "intervals": [(name(s), start, end) for s, start, end in facts["intervals"]],
+        "firing_latest": [(name(s), state, why) for s, state, why in facts["firing_latest"]],
+        "services": sorted({name(service) for service in facts["services"]}),
+    }
 
 
 def _counters(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:
@@ -191,31 +213,43 @@ def _bound(le: str) -> float:
     return float("inf") if le == "+Inf" else float(le)
 
 
-def _breakers(rows: list[dict[str, Any]]) -> Metric:
+def _breakers(rows: list[dict[str, Any]], admitted: dict[str, set[str]]) -> Metric:
     family = GaugeMetricFamily(
         "remediator_breaker_state",
-        "1 for the circuit breaker's current state per (strategy, target), 0 for the others.",
+        "1 for the circuit breaker's current state per (strategy, target), 0 for the others "
+        "(for target or strategy `other`: how many folded breakers are in each state).",
         labels=("strategy", "target", "state"),
     )
+    counts: dict[tuple[str, str], dict[str, float]] = {}
     for row in rows:
-        state = row["state"]  # as stored: what the dispatcher decides from at the next claim
+        labels = fold_label_set({"strategy": row["strategy"], "target": row["target"]}, admitted)
+        states = counts.setdefault((labels["strategy"], labels["target"]), {})
+        # as stored: what the dispatcher decides from at the next claim
+        states[row["state"]] = states.get(row["state"], 0.0) + 1.0
+    for (strategy, target), states in counts.items():
         for candidate in breaker.STATES:
-            family.add_metric(
-                [row["strategy"], row["target"], candidate], 1.0 if candidate == state else 0.0
-            )
+            family.add_metric([strategy, target, candidate], states.get(candidate, 0.0))
     return family
 
 
-def _replicas(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+def _replicas(rows: list[dict[str, Any]], admitted: dict[str, set[str]]) -> Iterator[Metric]:
     names = {
         "current": ("remediator_replicas", "Replicas running, as last read from the executor."),
         "desired": ("remediator_replicas_desired", "Replicas the last scale decision wanted."),
         "min": ("remediator_replicas_min", "The strategy's min_replicas."),
         "max": ("remediator_replicas_max", "The strategy's max_replicas."),
     }
+    latest = {row["target"]: row for row in sorted(rows, key=lambda r: r["updated_at"])}
+    folded: dict[str, dict[str, float]] = {}  # target -> figure -> value (`other`: summed)
+    for target, row in latest.items():
+        name = fold_label_set({"target": target}, admitted)["target"]
+        figures = folded.setdefault(name, dict.fromkeys(names, 0.0))
+        for key in names:
+            figures[key] += row[key]
     for key, (name, help_text) in names.items():
-        family = GaugeMetricFamily(name, help_text, labels=("target",))
-        latest = {row["target"]: row for row in sorted(rows, key=lambda r: r["updated_at"])}
-        for target, row in sorted(latest.items()):
-            family.add_metric([target], row[key])
+        family = GaugeMetricFamily(
+            name, f"{help_text} Target `other`: the sum over folded targets.", labels=("target",)
+        )
+        for target, figures in sorted(folded.items()):
+            family.add_metric([target], figures[key])
         yield family

@@ -9,13 +9,16 @@ from typing import Any
 
 from receiver import reliability
 from receiver.config import Config
+from receiver.metrics import fold_service_facts
+from receiver.store.labels import fold_totals
 
 EXECUTED = ("succeeded", "failed", "timed_out")
 
 
 def orchestrator_stats(store: Any, config: Config, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    totals = store.metric_totals()
+    admitted = store.admitted_label_values()  # bounded as /metrics is: same figures
+    totals = fold_totals(store.metric_totals(), admitted)
     by_strategy: dict[str, dict[str, float]] = {}
     for labels, value in totals.get("remediator_actions_total", []):
         entry = by_strategy.setdefault(labels["strategy"], {"attempts": 0, "successes": 0})
@@ -37,13 +40,16 @@ def orchestrator_stats(store: Any, config: Config, now: float | None = None) -> 
         "success_rate": successes / attempts if attempts else None,
         "strategies": by_strategy,
         "window_seconds": config.defaults.mttr_window,
-        "services": _services(store, config, now),
+        "services": _services(store, config, now, admitted),
     }
 
 
-def _services(store: Any, config: Config, now: float) -> dict[str, dict[str, Any]]:
+def _services(
+    store: Any, config: Config, now: float, admitted: dict[str, set[str]]
+) -> dict[str, dict[str, Any]]:
     window = config.defaults.mttr_window
-    found = reliability.per_service(store.service_facts(now - window), window, now)
+    facts = fold_service_facts(store.service_facts(now - window), admitted)
+    found = reliability.per_service(facts, window, now)
     return {
         service: {
             "incidents": figures.incidents,

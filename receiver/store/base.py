@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from receiver.config import Limits
+    from receiver.store.listing import PageBounds
 
 INCIDENT_STATUSES = ("firing", "resolved")
 ACTION_STATUSES = (
@@ -119,6 +123,7 @@ class Store(Protocol):
         alertname: str | None,
         limit: int,
         offset: int,
+        bounds: PageBounds | None = None,
     ) -> Page: ...
     def list_actions(
         self,
@@ -128,7 +133,12 @@ class Store(Protocol):
         incident_id: int | None,
         limit: int,
         offset: int,
+        bounds: PageBounds | None = None,
     ) -> Page: ...
+    def breakers_page(self, limit: int, offset: int, bounds: PageBounds) -> Page: ...
+    def targets_page(self, limit: int, offset: int, bounds: PageBounds) -> Page: ...
+    def apply_limits(self, limits: Limits) -> None: ...
+    def admitted_label_values(self) -> dict[str, set[str]]: ...
     def counts(self) -> dict[str, int]: ...
     def seed_metrics(self, strategies: list[tuple[str, str]]) -> None: ...
     def close(self) -> None: ...

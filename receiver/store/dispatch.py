@@ -16,7 +16,8 @@ from typing import Any
 
 from receiver import breaker
 from receiver.gates import Verdict
-from receiver.store import totals
+from receiver.store import listing, totals
+from receiver.store.base import Page
 from receiver.store.sql import SqlTransaction, iso
 
 EXECUTED = ("running", "succeeded", "failed", "timed_out")
@@ -109,6 +110,9 @@ def save_breaker(
         "UPDATE breakers SET state = ?, updated_at = ? WHERE strategy = ? AND target = ?",
         (payload, now, strategy, target),
     ).rowcount
+    # the target gets its own metric series or is exported as "other"; a new breaker
+    # past the bound counts as folded once
+    tx.labels.value("target", target, count=not updated)
     if not updated:
         tx.execute(
             "INSERT INTO breakers (strategy, target, state, updated_at) VALUES (?, ?, ?, ?)",
@@ -224,16 +228,63 @@ class DispatchStore:
     # breakers ---------------------------------------------------------------
     def list_breakers(self) -> list[dict[str, Any]]:
         rows = self._read("SELECT strategy, target, state, updated_at FROM breakers ORDER BY 1, 2")
-        return [
-            {
-                "key": f"{strategy}/{target}",
-                "strategy": strategy,
-                "target": target,
-                **json.loads(state),
-                "updated_at": iso(updated_at),
-            }
-            for strategy, target, state, updated_at in rows
-        ]
+        return [_breaker_dict(*row) for row in rows]
+
+    def breakers_page(self, limit: int, offset: int, bounds: listing.PageBounds) -> Page:
+        """Breakers as list_breakers shows them, in a page bounded in rows and bytes
+        (strategy and target cut at the field bound, the recent calls too)."""
+        cut = self.byte_length
+        count = self._read("SELECT COUNT(*) FROM breakers")[0][0]
+        fill = listing.PageFill(bounds)
+        with self.transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT substr(strategy, 1, {bounds.field_bytes}), {cut.format('strategy')}, "
+                f"substr(target, 1, {bounds.field_bytes}), {cut.format('target')}, state, "
+                "updated_at FROM breakers ORDER BY strategy, target LIMIT ? OFFSET ?",
+                (min(limit, bounds.rows), offset),
+            )
+            for strategy, strategy_size, target, target_size, state, updated_at in rows:
+                shown_strategy, strategy_cut = listing.cut_prefix(
+                    strategy, strategy_size, bounds.field_bytes
+                )
+                shown_target, target_cut = listing.cut_prefix(
+                    target, target_size, bounds.field_bytes
+                )
+                row = _breaker_dict(shown_strategy, shown_target, state, updated_at)
+                calls, left_out = listing.latest_that_fit(row["calls"], bounds.field_bytes)
+                row["calls"] = calls
+                row["truncated"] = bool(strategy_cut or target_cut or left_out)
+                if left_out:
+                    row["omitted"] = {"calls": {"entries": left_out}}
+                if not fill.add(row):
+                    break
+        return Page(fill.items, count, limit, offset)
+
+    def targets_page(self, limit: int, offset: int, bounds: listing.PageBounds) -> Page:
+        """Scale targets as list_targets shows them, in a page bounded in rows and bytes."""
+        cut = self.byte_length
+        count = self._read("SELECT COUNT(*) FROM targets")[0][0]
+        fill = listing.PageFill(bounds)
+        with self.transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT substr(executor, 1, {bounds.field_bytes}), {cut.format('executor')}, "
+                f"substr(target, 1, {bounds.field_bytes}), {cut.format('target')}, "
+                "current_replicas, desired_replicas, min_replicas, max_replicas, updated_at "
+                "FROM targets ORDER BY target, executor LIMIT ? OFFSET ?",
+                (min(limit, bounds.rows), offset),
+            )
+            for executor, executor_size, target, target_size, *figures in rows:
+                shown_executor, executor_cut = listing.cut_prefix(
+                    executor, executor_size, bounds.field_bytes
+                )
+                shown_target, target_cut = listing.cut_prefix(
+                    target, target_size, bounds.field_bytes
+                )
+                row = _target_dict(shown_executor, shown_target, *figures)
+                row["truncated"] = bool(executor_cut or target_cut)
+                if not fill.add(row):
+                    break
+        return Page(fill.items, count, limit, offset)
 
     def reset_breaker(self, strategy: str, target: str, now: float) -> bool:
         with self.transaction() as tx:
@@ -262,6 +313,7 @@ class DispatchStore:
     ) -> None:
         """replicas = (current, desired, min, max), as the dashboard draws them."""
         with self.transaction() as tx:
+            tx.labels.value("target", target, count=False)  # admitted, or exported as "other"
             tx.execute("DELETE FROM targets WHERE executor = ? AND target = ?", (executor, target))
             tx.execute(
                 "INSERT INTO targets (executor, target, current_replicas, desired_replicas, "
@@ -274,18 +326,37 @@ class DispatchStore:
             "SELECT executor, target, current_replicas, desired_replicas, min_replicas, "
             "max_replicas, updated_at FROM targets ORDER BY target, executor"
         )
-        return [
-            {
-                "executor": executor,
-                "target": target,
-                "current": current,
-                "desired": desired,
-                "min": minimum,
-                "max": maximum,
-                "updated_at": iso(updated_at),
-            }
-            for executor, target, current, desired, minimum, maximum, updated_at in rows
-        ]
+        return [_target_dict(*row) for row in rows]
+
+
+def _breaker_dict(strategy: str, target: str, state: str, updated_at: float) -> dict[str, Any]:
+    return {
+        "key": f"{strategy}/{target}",
+        "strategy": strategy,
+        "target": target,
+        **json.loads(state),
+        "updated_at": iso(updated_at),
+    }
+
+
+def _target_dict(
+    executor: str,
+    target: str,
+    current: int,
+    desired: int,
+    minimum: int,
+    maximum: int,
+    updated_at: float,
+) -> dict[str, Any]:
+    return {
+        "executor": executor,
+        "target": target,
+        "current": current,
+        "desired": desired,
+        "min": minimum,
+        "max": maximum,
+        "updated_at": iso(updated_at),
+    }
 
 
 def _set_status(

@@ -10,6 +10,7 @@ import os
 import threading
 from typing import Any
 
+from receiver.store import labels
 from receiver.store.dispatch import DispatchStore
 from receiver.store.sql import SqlStore, SqlTransaction
 
@@ -27,6 +28,7 @@ _WRITE_LOCK = 0x72656D67  # ...and write one transaction at a time, like SQLite
 
 class PostgresStore(DispatchStore, SqlStore):
     placeholder = "%s"
+    byte_length = "octet_length({})"
     primary_key = "BIGSERIAL PRIMARY KEY"
     driver_errors = (psycopg.Error,)
 
@@ -61,6 +63,7 @@ class PostgresStore(DispatchStore, SqlStore):
             tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             for statement in self.schema_statements():
                 tx.execute(statement)
+            labels.adopt_existing(tx.execute)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import totals
+from receiver.store import labels, listing, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -24,7 +24,11 @@ from receiver.store.base import (
     StoreUnavailable,
 )
 from receiver.store.group import GroupCommit
+from receiver.store.labels import LabelFolder, LabelValues
 from receiver.store.totals import canonical_json
+
+if TYPE_CHECKING:
+    from receiver.config import Limits
 
 T = TypeVar("T")
 
@@ -116,6 +120,7 @@ SCHEMA = [
         updated_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (executor, target)
     )""",
+    labels.TABLE,
 ]
 
 
@@ -128,12 +133,20 @@ def iso(ts: float | None) -> str | None:
 class SqlTransaction:
     """Journal operations inside one open transaction (see Store.transaction)."""
 
-    def __init__(self, cursor: Any, placeholder: str, services: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        cursor: Any,
+        placeholder: str,
+        services: set[str] | None = None,
+        label_values: LabelValues | None = None,
+    ) -> None:
         self._cursor = cursor
         self._placeholder = placeholder
         self._deltas: dict[tuple[str, str], float] = {}
         self.services = services if services is not None else set()
         self.new_services: set[str] = set()
+        #: bounded metric labels: which values keep their series (see labels.py)
+        self.labels = LabelFolder(label_values or LabelValues(), self.execute)
 
     def add_total(self, metric: str, labels: str, delta: float) -> None:
         """Add to a running total when the transaction commits: a batch that counts
@@ -142,6 +155,9 @@ class SqlTransaction:
         self._deltas[key] = self._deltas.get(key, 0.0) + delta
 
     def flush_totals(self) -> None:
+        for label, folded in self.labels.folded.items():
+            totals.add(self, labels.FOLDED_METRIC, {"label": label}, folded)
+        self.labels.folded.clear()
         if not self._deltas:
             return
         sql = (
@@ -175,8 +191,8 @@ class SqlTransaction:
     def insert_incident(self, incident: NewIncident) -> int:
         duration = None
         if incident.service not in self.services:
-            totals.seed_service(self, incident.service)
-            self.new_services.add(incident.service)
+            # the folded name: a set of every service ever seen would grow without bound
+            self.new_services.add(totals.seed_service(self, incident.service))
         if incident.ends_at_ts is not None:
             duration = max(0.0, incident.ends_at_ts - incident.starts_at_ts)
             totals.count_incident_closed(self, incident.service, duration)
@@ -293,14 +309,34 @@ class SqlTransaction:
         )
 
 
-_INCIDENT_COLUMNS = (
-    "id, fingerprint, starts_at, alertname, service, status, labels, annotations, "
-    "generator_url, matched, first_seen, last_seen, ends_at, duration_seconds"
-)
-_ACTION_COLUMNS = (
-    "id, incident_id, strategy, action, executor, target, params, status, reason, dry_run, "
-    "created_at, updated_at, started_at, finished_at, claimed_by, output"
-)
+#: columns of a listing and how each is bounded (see listing.Column)
+INCIDENT_COLUMNS: tuple[listing.Column, ...] = (
+    ("id", "plain"), ("fingerprint", "text"), ("starts_at", "text"), ("alertname", "text"),
+    ("service", "text"), ("status", "plain"), ("labels", "json"), ("annotations", "json"),
+    ("generator_url", "text"), ("matched", "plain"), ("first_seen", "plain"),
+    ("last_seen", "plain"), ("ends_at", "text"), ("duration_seconds", "plain"),
+)  # fmt: skip
+ACTION_COLUMNS: tuple[listing.Column, ...] = (
+    ("id", "plain"), ("incident_id", "plain"), ("strategy", "text"), ("action", "text"),
+    ("executor", "text"), ("target", "text"), ("params", "json"), ("status", "plain"),
+    ("reason", "text"), ("dry_run", "plain"), ("created_at", "plain"),
+    ("updated_at", "plain"), ("started_at", "plain"), ("finished_at", "plain"),
+    ("claimed_by", "text"), ("output", "text"),
+)  # fmt: skip
+
+
+def _names(columns: tuple[listing.Column, ...]) -> str:
+    return ", ".join(name for name, _ in columns)
+
+
+def _whole(row: tuple[Any, ...], columns: tuple[listing.Column, ...]) -> dict[str, Any]:
+    """A row read whole (no bounds): JSON columns decoded, nothing truncated."""
+    values = {
+        name: json.loads(value) if kind == "json" else value
+        for (name, kind), value in zip(columns, row, strict=True)
+    }
+    values["truncated"] = False
+    return values
 
 
 class SqlStore(ABC):
@@ -311,10 +347,16 @@ class SqlStore(ABC):
     driver_errors: tuple[type[BaseException], ...] = ()
     _services: set[str]  # whose incident series are seeded (so the hot path skips a query)
     writes: GroupCommit  # behind write(); its counters show how well writes group
+    label_values: LabelValues  # which metric label values keep their own series
 
     def _init_writes(self) -> None:
         self._services = set()
+        self.label_values = LabelValues()
         self.writes = GroupCommit(self.transaction)
+
+    def apply_limits(self, limits: Limits) -> None:
+        """Take the config's bounds that the journal enforces (on start and reload)."""
+        self.label_values.bound = limits.max_label_values
 
     def write(self, work: Callable[[SqlTransaction], T]) -> T:
         """Run work in a write transaction shared with the other threads writing at the
@@ -339,11 +381,14 @@ class SqlStore(ABC):
         except self.driver_errors as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
-            tx = SqlTransaction(connection.cursor(), self.placeholder, self._services)
+            tx = SqlTransaction(
+                connection.cursor(), self.placeholder, self._services, self.label_values
+            )
             yield tx
             tx.flush_totals()
             connection.commit()
             self._services |= tx.new_services
+            self.label_values.commit(tx.labels.admitted, tx.labels.full)
         except self.driver_errors as exc:
             self._rollback(connection)
             raise StoreUnavailable(str(exc)) from exc
@@ -374,9 +419,13 @@ class SqlStore(ABC):
         with self.transaction() as tx:
             for statement in self.schema_statements():
                 tx.execute(statement)
+            labels.adopt_existing(tx.execute)
 
     def ping(self) -> None:
         self._read("SELECT 1")
+
+    #: the size in bytes of a text column, in this driver's SQL
+    byte_length = "length(CAST({} AS BLOB))"
 
     def list_incidents(
         self,
@@ -386,15 +435,46 @@ class SqlStore(ABC):
         alertname: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        bounds: listing.PageBounds | None = None,
     ) -> Page:
+        """Incidents, newest first. With `bounds` (the read API), the page is bounded in
+        bytes too and long fields are cut (see listing.py); without, rows are whole."""
         where, params = _filters(status=status, service=service, alertname=alertname)
+        order = "ORDER BY starts_at_ts DESC, id DESC"
         total = self._read(f"SELECT COUNT(*) FROM incidents{where}", params)[0][0]
-        rows = self._read(
-            f"SELECT {_INCIDENT_COLUMNS} FROM incidents{where} "
-            "ORDER BY starts_at_ts DESC, id DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        return Page([_incident_dict(row) for row in rows], total, limit, offset)
+        if bounds is None:
+            rows = self._read(
+                f"SELECT {_names(INCIDENT_COLUMNS)} FROM incidents{where} {order} LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+            items = [_incident_dict(_whole(row, INCIDENT_COLUMNS)) for row in rows]
+            return Page(items, total, limit, offset)
+        with self.transaction(write=False) as tx:
+            ids = tx.execute(
+                f"SELECT id FROM incidents{where} {order} LIMIT ? OFFSET ?",
+                (*params, min(limit, bounds.rows), offset),
+            ).fetchall()
+            fill = listing.PageFill(bounds)
+            for (incident_id,) in ids:
+                found = self._bounded_row(tx, "incidents", incident_id, INCIDENT_COLUMNS, bounds)
+                if found is not None and not fill.add(_incident_dict(found)):
+                    break
+        return Page(fill.items, total, limit, offset)
+
+    def _bounded_row(
+        self,
+        tx: SqlTransaction,
+        table: str,
+        row_id: int,
+        columns: tuple[listing.Column, ...],
+        bounds: listing.PageBounds,
+    ) -> dict[str, Any] | None:
+        found = listing.read_row(tx.execute, table, row_id, columns, bounds, self.byte_length)
+        if found is None:
+            return None
+        values, omitted = found
+        values["omitted"] = omitted
+        return values
 
     def list_actions(
         self,
@@ -404,16 +484,36 @@ class SqlStore(ABC):
         incident_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
+        bounds: listing.PageBounds | None = None,
     ) -> Page:
+        """Actions with their events, newest first; `bounds` as in list_incidents (the
+        events of one action then count as one field: the latest that fit are shown)."""
         where, params = _filters(status=status, strategy=strategy, incident_id=incident_id)
         total = self._read(f"SELECT COUNT(*) FROM actions{where}", params)[0][0]
-        rows = self._read(
-            f"SELECT {_ACTION_COLUMNS} FROM actions{where} ORDER BY id DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        actions = [_action_dict(row) for row in rows]
-        self._attach_events(actions)
-        return Page(actions, total, limit, offset)
+        if bounds is None:
+            rows = self._read(
+                f"SELECT {_names(ACTION_COLUMNS)} FROM actions{where} ORDER BY id DESC "
+                "LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+            actions = [_action_dict(_whole(row, ACTION_COLUMNS)) for row in rows]
+            self._attach_events(actions)
+            return Page(actions, total, limit, offset)
+        with self.transaction(write=False) as tx:
+            ids = tx.execute(
+                f"SELECT id FROM actions{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*params, min(limit, bounds.rows), offset),
+            ).fetchall()
+            fill = listing.PageFill(bounds)
+            for (action_id,) in ids:
+                found = self._bounded_row(tx, "actions", action_id, ACTION_COLUMNS, bounds)
+                if found is None:
+                    continue
+                action = _action_dict(found)
+                self._bounded_events(tx, action, bounds)
+                if not fill.add(action):
+                    break
+        return Page(fill.items, total, limit, offset)
 
     def _attach_events(self, actions: list[dict[str, Any]]) -> None:
         if not actions:
@@ -427,6 +527,34 @@ class SqlStore(ABC):
         )
         for action_id, at, status, reason in rows:
             by_id[action_id]["events"].append({"at": iso(at), "status": status, "reason": reason})
+
+    def _bounded_events(
+        self, tx: SqlTransaction, action: dict[str, Any], bounds: listing.PageBounds
+    ) -> None:
+        """The latest events of an action that fit in one field's bytes (at least one)."""
+        count = tx.execute(
+            "SELECT COUNT(*) FROM action_events WHERE action_id = ?", (action["id"],)
+        ).fetchone()[0]
+        # an event takes more than 48 bytes of JSON: no more than this many can fit
+        rows = tx.execute(
+            f"SELECT at, status, substr(reason, 1, {int(bounds.field_bytes)}), "
+            f"{self.byte_length.format('reason')} FROM action_events WHERE action_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (action["id"], bounds.field_bytes // 48 + 1),
+        ).fetchall()
+        used = 0
+        for at, status, reason, size in rows:
+            shown, cut = listing.cut_prefix(reason, size, bounds.field_bytes)
+            event = {"at": iso(at), "status": status, "reason": shown}
+            used += len(json.dumps(event, separators=(",", ":")))
+            if action["events"] and used > bounds.field_bytes:
+                break
+            action["events"].insert(0, event)
+            action["truncated"] = action["truncated"] or bool(cut)
+        left_out = count - len(action["events"])
+        if left_out:
+            action["truncated"] = True
+            action.setdefault("omitted", {})["events"] = {"entries": left_out}
 
     def metric_totals(self) -> dict[str, list[tuple[dict[str, Any], float]]]:
         return totals.read_totals(self._read("SELECT metric, labels, value FROM metric_totals"))
@@ -444,9 +572,17 @@ class SqlStore(ABC):
             "(SELECT MAX(id) FROM actions WHERE incident_id = i.id) "
             "WHERE i.status = 'firing'"
         )
+        # the services with their own series, and `other` if any incident has another
+        admitted = "SELECT value FROM metric_label_values WHERE label = 'service' AND seq < ?"
+        bound = (self.label_values.bound,)
         services = [
-            row[0] for row in self._read("SELECT DISTINCT service FROM incidents LIMIT 1000")
+            row[0]
+            for row in self._read(
+                f"SELECT DISTINCT service FROM incidents WHERE service IN ({admitted})", bound
+            )
         ]
+        if self._read(f"SELECT 1 FROM incidents WHERE service NOT IN ({admitted}) LIMIT 1", bound):
+            services.append(labels.OTHER)
         return {"intervals": intervals, "firing_latest": latest, "services": services}
 
     def seed_metrics(self, strategies: list[tuple[str, str]]) -> None:
@@ -454,6 +590,17 @@ class SqlStore(ABC):
         with self.transaction() as tx:
             for strategy, action in strategies:
                 totals.seed_strategy(tx, strategy, action)
+            for label in sorted(labels.BOUNDED_LABELS):
+                totals.add(tx, labels.FOLDED_METRIC, {"label": label}, 0.0)
+
+    def admitted_label_values(self) -> dict[str, set[str]]:
+        """label -> the values that keep their own series under the current bound."""
+        return labels.admitted_values(
+            self._read(
+                "SELECT label, value FROM metric_label_values WHERE seq < ?",
+                (self.label_values.bound,),
+            )
+        )
 
     def open_incident_count(self) -> int:
         return self._read("SELECT COUNT(*) FROM incidents WHERE status = 'firing'")[0][0]
@@ -471,46 +618,51 @@ def _filters(**values: Any) -> tuple[str, tuple[Any, ...]]:
     return " WHERE " + " AND ".join(f"{column} = ?" for column in used), tuple(used.values())
 
 
-def _incident_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    (id_, fingerprint, starts_at, alertname, service, status, labels, annotations,
-     generator_url, matched, first_seen, last_seen, ends_at, duration) = row  # fmt: skip
+def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": id_,
-        "fingerprint": fingerprint,
-        "alertname": alertname,
-        "service": service,
-        "status": status,
-        "starts_at": starts_at,
-        "ends_at": ends_at,
-        "duration_seconds": duration,
-        "labels": json.loads(labels),
-        "annotations": json.loads(annotations),
-        "generator_url": generator_url,
-        "matched": bool(matched),
-        "first_seen": iso(first_seen),
-        "last_seen": iso(last_seen),
+        "id": row["id"],
+        "fingerprint": row["fingerprint"],
+        "alertname": row["alertname"],
+        "service": row["service"],
+        "status": row["status"],
+        "starts_at": row["starts_at"],
+        "ends_at": row["ends_at"],
+        "duration_seconds": row["duration_seconds"],
+        "labels": row["labels"],
+        "annotations": row["annotations"],
+        "generator_url": row["generator_url"],
+        "matched": bool(row["matched"]),
+        "first_seen": iso(row["first_seen"]),
+        "last_seen": iso(row["last_seen"]),
+        "truncated": row["truncated"],
+        **_omitted(row),
     }
 
 
-def _action_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    (id_, incident_id, strategy, action, executor, target, params, status, reason, dry_run,
-     created_at, updated_at, started_at, finished_at, claimed_by, output) = row  # fmt: skip
+def _action_dict(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": id_,
-        "incident_id": incident_id,
-        "strategy": strategy,
-        "action": action,
-        "executor": executor,
-        "target": target,
-        "params": json.loads(params),
-        "status": status,
-        "reason": reason,
-        "dry_run": bool(dry_run),
-        "created_at": iso(created_at),
-        "updated_at": iso(updated_at),
-        "started_at": iso(started_at),
-        "finished_at": iso(finished_at),
-        "claimed_by": claimed_by,
-        "output": output,
+        "id": row["id"],
+        "incident_id": row["incident_id"],
+        "strategy": row["strategy"],
+        "action": row["action"],
+        "executor": row["executor"],
+        "target": row["target"],
+        "params": row["params"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "dry_run": bool(row["dry_run"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "claimed_by": row["claimed_by"],
+        "output": row["output"],
         "events": [],
+        "truncated": row["truncated"],
+        **_omitted(row),
     }
+
+
+def _omitted(row: dict[str, Any]) -> dict[str, Any]:
+    """`omitted` (what a bounded listing left out of a row) only when there is any."""
+    return {"omitted": row["omitted"]} if row.get("omitted") else {}

@@ -2,7 +2,9 @@
 
 Each total is incremented in the same transaction as the event it counts, so
 `/metrics` reports the same figures from every process, counters never go backwards
-across restarts, and pruning old incidents or actions would not lower them.
+across restarts, and pruning old incidents or actions would not lower them. Label
+values that come from alerts, templates or the config are folded where they are written
+(`tx.labels`, see labels.py), so the totals stay bounded like the series they feed.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def touch_histogram(
 
 
 def seed_strategy(tx: SqlTransaction, strategy: str, action: str) -> None:
-    """Zero series for everything a configured strategy can count (bounded by config)."""
+    """Zero series for everything a configured strategy can count (bounded by config,
+    and folded past limits.max_label_values like every event)."""
+    strategy = tx.labels.value("strategy", strategy, count=False)
     for outcome in ("succeeded", "failed", "timed_out", "skipped", "cancelled"):
         add(
             tx,
@@ -74,9 +78,11 @@ def seed_strategy(tx: SqlTransaction, strategy: str, action: str) -> None:
     )
 
 
-def seed_service(tx: SqlTransaction, service: str) -> None:
+def seed_service(tx: SqlTransaction, service: str) -> str:
     """Zero incident-duration series for a service, the first time it is seen (one lookup
-    on the hot path instead of a dozen upserts)."""
+    on the hot path instead of a dozen upserts). Returns the service's series name:
+    itself, or `other` once limits.max_label_values services have their own."""
+    service = tx.labels.value("service", service, count=False)
     metric = "remediator_incident_duration_seconds"
     known = tx.execute(
         "SELECT 1 FROM metric_totals WHERE metric = ? AND labels = ?",
@@ -84,6 +90,7 @@ def seed_service(tx: SqlTransaction, service: str) -> None:
     ).fetchone()
     if not known:
         touch_histogram(tx, metric, {"service": service}, DURATION_BUCKETS)
+    return service
 
 
 def observe(
@@ -117,9 +124,8 @@ def count_alerts(tx: SqlTransaction, firing: int, resolved: int) -> None:
 
 
 def count_incident_closed(tx: SqlTransaction, service: str, duration: float) -> None:
-    observe(
-        tx, "remediator_incident_duration_seconds", {"service": service}, duration, DURATION_BUCKETS
-    )
+    labels = tx.labels.labels({"service": service})
+    observe(tx, "remediator_incident_duration_seconds", labels, duration, DURATION_BUCKETS)
 
 
 def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: str) -> None:
@@ -130,6 +136,7 @@ def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: 
         (action_id,),
     ).fetchone()
     strategy, action, started_at, finished_at, alert_start = row
+    strategy = tx.labels.value("strategy", strategy)
     add(tx, "remediator_actions_total", {"strategy": strategy, "action": action, "outcome": status})
     if status == "skipped":
         add(

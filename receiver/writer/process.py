@@ -76,6 +76,7 @@ class JournalWriter:
         self.overrides = overrides
         self.config = config
         self.store = store
+        store.apply_limits(config.limits)  # the bounds the journal enforces as it writes
         self.dispatcher: Dispatcher | None = None  # woken when a batch plans actions
         self.stopping = False  # a signal: leave once no worker thread is connected
         self.stop_now = False  # the worker's STOP: leave after this batch
@@ -192,6 +193,7 @@ class JournalWriter:
         except ConfigError as exc:
             return Answer(400, error_body("reload refused", problems=str(exc)))
         self.config = new
+        self.store.apply_limits(new.limits)  # e.g. limits.max_label_values, as the worker
         log.info("journal writer reloaded the configuration (sha256 %s)", new.sha256[:12])
         return Answer(200, json.dumps({"sha256": new.sha256}).encode())
 

@@ -1,0 +1,202 @@
+"""Bounded label values of exported metrics: the first N values seen keep their series.
+
+A label whose values come from alerts, rendered templates or the config (`service`,
+`target`, `strategy`; the others are fixed sets named in the code) may take at most
+`limits.max_label_values` values per label name; any further value is written and
+exported as the one value `other`, so neither `/metrics` nor the journal's running
+totals grow with what senders invent:
+
+    new value ──► known? ──yes──► seq < bound? ──yes──► its own series
+                    │ no                 │ no
+                    ▼                    ▼
+             fewer than bound ──no──► "other"  (+1 remediator_label_values_folded_total,
+             admitted? ──yes──► admitted         one warning per label and process)
+             with the next seq
+
+Which values are admitted is journaled (table `metric_label_values`, each value with
+its order of arrival `seq`), inside the same write transaction as the event, so the
+decision is the same in every process and stable across restarts; lowering the bound
+later folds the values that arrived last. The name `other` itself is never admitted:
+it is the fold. Gauges read from current state (breakers, replicas, health) and totals
+journaled before this bound existed are folded the same way at export (`fold_totals`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from receiver.config import Limits
+
+log = logging.getLogger(__name__)
+
+OTHER = "other"
+#: labels whose values are not a fixed set known in the code
+BOUNDED_LABELS = frozenset({"service", "target", "strategy"})
+FOLDED_METRIC = "remediator_label_values_folded_total"
+TABLE = """CREATE TABLE IF NOT EXISTS metric_label_values (
+        label TEXT NOT NULL,
+        value TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (label, value)
+    )"""
+
+Execute = Callable[[str, Sequence[Any]], Any]
+
+
+@dataclass
+class LabelValues:
+    """What this process knows of admitted values (committed ones only), per store.
+
+    `bound` is `limits.max_label_values`, set by whoever holds the config
+    (`SqlStore.apply_limits`). The cache holds at most the admitted values, so it is
+    bounded like the metrics themselves.
+    """
+
+    bound: int = Limits.max_label_values
+    _seq: dict[tuple[str, str], int] = field(default_factory=dict)
+    _full: dict[str, int] = field(default_factory=dict)  # label -> bound it was full at
+    _warned: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def known(self, label: str, value: str) -> int | None:
+        return self._seq.get((label, value))
+
+    def is_full(self, label: str) -> bool:
+        return self._full.get(label) == self.bound
+
+    def commit(self, admitted: dict[tuple[str, str], int], full: Iterable[str]) -> None:
+        """Take what a committed transaction learnt (never a rolled-back one's)."""
+        with self._lock:
+            self._seq.update(admitted)
+            for label in full:
+                self._full[label] = self.bound
+
+    def warn_once(self, label: str) -> None:
+        with self._lock:
+            if label in self._warned:
+                return
+            self._warned.add(label)
+        log.warning(
+            "metric label %r has reached limits.max_label_values (%d values): "
+            "further values are exported as %r (see %s)",
+            label,
+            self.bound,
+            OTHER,
+            FOLDED_METRIC,
+        )
+
+
+class LabelFolder:
+    """The fold decisions of one write transaction (see the module docstring)."""
+
+    def __init__(self, known: LabelValues, execute: Execute) -> None:
+        self.known = known
+        self._execute = execute
+        self.admitted: dict[tuple[str, str], int] = {}
+        self.full: set[str] = set()
+        self.folded: dict[str, int] = {}  # label -> events folded in this transaction
+
+    def value(self, label: str, value: str, *, count: bool = True) -> str:
+        """`value`, or OTHER when it is past the bound; count=True counts the event
+        (False for zero series created ahead of any event)."""
+        if label not in BOUNDED_LABELS or value == OTHER:
+            return value
+        seq = self._seq(label, value)
+        if seq is not None and seq < self.known.bound:
+            return value
+        if count:
+            self.folded[label] = self.folded.get(label, 0) + 1
+        self.known.warn_once(label)
+        return OTHER
+
+    def labels(self, labels: dict[str, str], *, count: bool = True) -> dict[str, str]:
+        """A label set with each bounded value folded as `value` does."""
+        return {name: self.value(name, item, count=count) for name, item in labels.items()}
+
+    def _seq(self, label: str, value: str) -> int | None:
+        key = (label, value)
+        seq = self.admitted.get(key, self.known.known(label, value))
+        if seq is not None:
+            return seq
+        row = self._execute(
+            "SELECT seq FROM metric_label_values WHERE label = ? AND value = ?", (label, value)
+        ).fetchone()
+        if row is not None:
+            self.admitted[key] = row[0]
+            return row[0]
+        if label in self.full or self.known.is_full(label):
+            return None
+        # the write lock is held: no other writer admits a value between these two
+        taken = self._execute(
+            "SELECT COUNT(*) FROM metric_label_values WHERE label = ?", (label,)
+        ).fetchone()[0]
+        if taken >= self.known.bound:
+            self.full.add(label)
+            return None
+        self._execute(
+            "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?)",
+            (label, value, taken),
+        )
+        self.admitted[key] = taken
+        return taken
+
+
+def admitted_values(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    """label -> admitted values, from `SELECT label, value ... WHERE seq < bound`."""
+    found: dict[str, set[str]] = {}
+    for label, value in rows:
+        found.setdefault(label, set()).add(value)
+    return found
+
+
+def fold_label_set(labels: dict[str, str], admitted: dict[str, set[str]]) -> dict[str, str]:
+    """Fold a label set at export: a bounded label's value not admitted becomes OTHER."""
+    return {
+        name: value
+        if name not in BOUNDED_LABELS or value in admitted.get(name, ()) or value == OTHER
+        else OTHER
+        for name, value in labels.items()
+    }
+
+
+def fold_totals(
+    totals: dict[str, list[tuple[dict[str, Any], float]]], admitted: dict[str, set[str]]
+) -> dict[str, list[tuple[dict[str, Any], float]]]:
+    """Running totals with every not-admitted value folded into OTHER, summed (totals
+    journaled before the bound, or past a bound lowered since, export bounded too)."""
+    folded: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    for metric, series in totals.items():
+        sums: dict[tuple[tuple[str, str], ...], float] = {}
+        for labels, value in series:
+            key = tuple(sorted(fold_label_set(labels, admitted).items()))
+            sums[key] = sums.get(key, 0.0) + value
+        folded[metric] = [(dict(key), value) for key, value in sums.items()]
+    return folded
+
+
+def adopt_existing(execute: Execute) -> None:
+    """Admit the values a journal written before the bound existed already holds (once,
+    when the table is new), in sorted order: which keep their series is then stable."""
+    if execute("SELECT 1 FROM metric_label_values LIMIT 1", ()).fetchone():
+        return
+    found: dict[str, set[str]] = {}
+    for (text,) in execute("SELECT labels FROM metric_totals", ()).fetchall():
+        for name, value in json.loads(text).items():
+            if name in BOUNDED_LABELS and value != OTHER:
+                found.setdefault(name, set()).add(value)
+    for strategy, target in execute("SELECT strategy, target FROM breakers", ()).fetchall():
+        found.setdefault("strategy", set()).add(strategy)
+        found.setdefault("target", set()).add(target)
+    for (target,) in execute("SELECT target FROM targets", ()).fetchall():
+        found.setdefault("target", set()).add(target)
+    for label, values in sorted(found.items()):
+        for seq, value in enumerate(sorted(values - {OTHER})):
+            execute(
+                "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?)",
+                (label, value, seq),
+            )
