@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from receiver.store.dispatch import DispatchStore
-from receiver.store.sql import SqlStore, SqlTransaction
+from receiver.store.sql import SqlStore, SqlTransaction, add_missing_columns
 
 try:
     import psycopg
@@ -61,6 +61,7 @@ class PostgresStore(DispatchStore, SqlStore):
             tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             for statement in self.schema_statements():
                 tx.execute(statement)
+            add_missing_columns(tx)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -80,7 +80,8 @@ SCHEMA = [
         finished_at DOUBLE PRECISION,
         claimed_by TEXT,
         heartbeat_at DOUBLE PRECISION,
-        output TEXT NOT NULL DEFAULT ''
+        output TEXT NOT NULL DEFAULT '',
+        process TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
     "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
@@ -116,6 +117,15 @@ SCHEMA = [
         updated_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (executor, target)
     )""",
+]
+
+#: Columns added to a table after journals were created without them: (table, column,
+#: type). CREATE TABLE IF NOT EXISTS leaves an old table as it was, so each is added by
+#: an ALTER when missing (see SqlStore.add_missing_columns).
+ADDED_COLUMNS = [
+    # JSON identity of the process group a command runs in (executors/processes.py),
+    # so the crash rule can find it after the process that started it died
+    ("actions", "process", "TEXT"),
 ]
 
 
@@ -374,6 +384,7 @@ class SqlStore(ABC):
         with self.transaction() as tx:
             for statement in self.schema_statements():
                 tx.execute(statement)
+            add_missing_columns(tx)
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -514,3 +525,13 @@ def _action_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "output": output,
         "events": [],
     }
+
+
+def add_missing_columns(tx: SqlTransaction) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS a table lacks: idempotent, and
+    the same on SQLite and PostgreSQL (column names read from a zero-row SELECT, which
+    both drivers describe). Run inside the schema transaction, which both serialize."""
+    for table, column, kind in ADDED_COLUMNS:
+        cursor = tx.execute(f"SELECT * FROM {table} LIMIT 0")  # names: constants above
+        if column not in {description[0] for description in cursor.description}:
+            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

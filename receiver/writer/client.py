@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 25.0  # then 503: Alertmanager's retry is better than a hung request
 RESTART_DELAY_S = 0.5
+#: Leaving takes the writer `limits.shutdown_grace`, then up to the dispatcher's
+#: KILL_WAIT (10 s) to kill what still runs and journal it; this is the rest (seconds).
+STOP_MARGIN_S = 15.0
+
+
+def stop_timeout(shutdown_grace: float) -> float:
+    """How long the worker waits for the writer to leave before it kills it (seconds):
+    longer than the writer's own grace for running actions, so it is never cut short."""
+    return shutdown_grace + STOP_MARGIN_S
 
 
 class WriterProcess:
@@ -112,8 +121,9 @@ class WriterProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Tell the writer to leave (after the batch in hand) and wait for it."""
+    def stop(self, timeout: float = stop_timeout(30.0)) -> None:
+        """Tell the writer to leave (after the batch in hand) and wait up to timeout
+        seconds for it (see stop_timeout), then kill it."""
         self._stopping.set()
         process = self.process
         if process is not None and process.poll() is None:
