@@ -9,6 +9,7 @@ default of restarting workers, which would interrupt remediation in flight.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class RemediatorServer(BaseApplication):
             "worker_class": "gthread",
             "threads": self.options.config.server.threads,
             "timeout": 60,
-            "graceful_timeout": REPLY_TIMEOUT_S + stop_timeout(grace) + 5,
+            "graceful_timeout": math.ceil(REPLY_TIMEOUT_S + stop_timeout(grace) + 5),
             "keepalive": 75,  # longer than Alertmanager's idle connections, so no resets
             "accesslog": None,
             "post_worker_init": self._post_worker_init,

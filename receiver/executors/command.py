@@ -95,7 +95,7 @@ def _entry_bytes(name: str, value: str) -> int:
 def truncate_value(value: str, limit: int) -> tuple[str, bool]:
     """(value cut to at most limit UTF-8 bytes with the marker, whether it was cut).
 
-    Unencodable characters (lone surrogates) become U+FFFD first, as exec needs bytes."""
+    Unencodable characters (lone surrogates) become "?" first, as exec needs bytes."""
     data = value.encode("utf-8", errors="replace")
     clean = data.decode("utf-8")
     if len(data) <= limit:
