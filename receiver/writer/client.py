@@ -127,15 +127,21 @@ class WriterProcess:
         self._stopping.set()
         process = self.process
         if process is not None and process.poll() is None:
+            deadline = time.monotonic() + timeout
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
                     connection.settimeout(timeout)
                     connection.connect(self.socket_path)
                     connection.sendall(pack_request(STOP, time.time()))
                     read_reply(connection)
-                process.wait(timeout)
-            except (OSError, ConnectionError, subprocess.TimeoutExpired) as exc:
-                log.warning("journal writer did not stop when asked (%s); killing it", exc)
+            except (OSError, ConnectionError) as exc:
+                # Already leaving (a SIGTERM to the process group reached it too): its
+                # socket is gone, but it may be giving running actions their grace.
+                log.info("journal writer not answering STOP (%s); waiting for it", exc)
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                log.warning("journal writer did not stop within %gs; killing it", timeout)
                 process.kill()
                 process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
