@@ -631,9 +631,10 @@ class Dispatcher:
         self, identity: processes.ProcessIdentity, end: float, unseen: bool
     ) -> bool | None:
         """True when the group ended by `end` (wall clock), False when it did not (or
-        cannot be seen), None when a shutdown came first."""
+        cannot be seen), None when this dispatcher began to stop first (the orphan is
+        then left to the next one: a shutdown does not wait for another's command)."""
         while self.clock() < end:
-            if self._interrupt.is_set() or self._past_grace(ORPHAN_POLL):
+            if self._stop.is_set():
                 return None
             if not unseen and processes.group_state(identity) == processes.GONE:
                 return True

@@ -48,7 +48,16 @@ wait
 """
 
 
-def config_text(script: Path, runs: Path, marker: Path, seconds: int, grace: str) -> str:
+def config_text(
+    script: Path,
+    runs: Path,
+    marker: Path,
+    seconds: int,
+    grace: str,
+    *,
+    idempotent: bool = True,
+    timeout: str = "60s",
+) -> str:
     return f"""
 server:
   auth: {{bearer_token_file: token}}
@@ -63,10 +72,10 @@ strategies:
     matchers: ['alertname="Slow"']
     action: run
     executor: local
-    idempotent: true
+    idempotent: {str(idempotent).lower()}
     target: '{{{{ labels.service }}}}'
     command: ['/bin/sh', '{script}', '{runs}', '{seconds}', '{marker}']
-    timeout: 60s
+    timeout: {timeout}
 """
 
 
@@ -227,6 +236,29 @@ def test_an_orphaned_command_still_running_is_never_run_twice_at_once(tmp_path, 
     assert second.end is not None, where
     assert action["status"] == "succeeded", where
     assert action["reason"] == "after a crash: exit status 0", where
+
+
+def test_an_orphaned_command_past_its_timeout_is_killed_and_journaled_so(tmp_path, files):
+    script, runs, marker = files
+    text = config_text(script, runs, marker, 60, "30s", idempotent=False, timeout="14s")
+    config = write_config(tmp_path, text)
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    with restartable_remediator(tmp_path, config, store) as server:
+        fire(server.url)
+        wait_for(lambda: read_intervals(runs), 20, "the command to start")
+        os.kill(writer_pid(server.process.pid), signal.SIGKILL)
+        (action,) = settle(open_journal(store), expected=1, timeout=60)
+
+    reasons = [event["reason"] for event in action["events"]]
+    where = f"{action['status']} {action['reason']}: {reasons}"
+    assert action["status"] == "timed_out", where
+    assert action["reason"].startswith("interrupted by a crash; not re-run (not idempotent); "), (
+        where
+    )
+    assert action["reason"].endswith("was still running after the crash; killed at its 14s timeout")
+    assert group_members(started_group(action)) == []
+    (run,) = read_intervals(runs)  # never re-run, and the killed run never ended
+    assert run.end is None
 
 
 OLD_ACTIONS = """CREATE TABLE actions (
