@@ -115,6 +115,7 @@ class Dispatcher:
         self._interrupt = Interrupt()  # set when the shutdown grace is over
         self._halted = threading.Event()  # heartbeats stop: every action thread is done
         self._shutdown_deadline: float | None = None  # monotonic end of the grace
+        self._shutdown_grace = 0.0
         self._recoveries: list[threading.Thread] = []
 
     # lifecycle ----------------------------------------------------------------
@@ -150,6 +151,7 @@ class Dispatcher:
         then, so no other process adopts them meanwhile. Returns the ids of the actions
         interrupted (empty when all ended within the grace)."""
         self._shutdown_deadline = time.monotonic() + grace
+        self._shutdown_grace = grace
         self._stop.set()
         with self._idle:
             self._idle.notify_all()
@@ -405,7 +407,8 @@ class Dispatcher:
             except PrometheusError as exc:
                 last_error = f" (last error: {exc})"
             if self._interrupt.is_set() or self._past_grace(strategy.verify.interval):
-                return f"{CUT_BY_SHUTDOWN} ({self._interrupt.reason or 'grace over'}){last_error}"
+                grace = seconds(self._shutdown_grace)
+                return f"{CUT_BY_SHUTDOWN}: its {grace} grace was over{last_error}"
             if time.monotonic() + strategy.verify.interval > deadline:
                 break
             time.sleep(strategy.verify.interval)

@@ -57,10 +57,15 @@ def config_text(
     *,
     idempotent: bool = True,
     timeout: str = "60s",
+    verify: str = "",
 ) -> str:
+    """`verify` (optional) is `PROMETHEUS_URL QUERY`: the strategy verifies with it."""
+    url, _, query = verify.partition(" ")
+    checked = f"\n    verify: {{query: '{query}', timeout: 60s, interval: 500ms}}" if verify else ""
     return f"""
 server:
   auth: {{bearer_token_file: token}}
+{f"prometheus: {{url: '{url}'}}" if verify else ""}
 defaults:
   cooldown: 0s
 limits:
@@ -75,7 +80,7 @@ strategies:
     idempotent: {str(idempotent).lower()}
     target: '{{{{ labels.service }}}}'
     command: ['/bin/sh', '{script}', '{runs}', '{seconds}', '{marker}']
-    timeout: {timeout}
+    timeout: {timeout}{checked}
 """
 
 
@@ -194,6 +199,38 @@ def test_sigterm_kills_the_process_group_when_the_grace_is_over(tmp_path, files)
     assert not marker.exists()
     (breaker,) = journal.list_breakers()
     assert (breaker["state"], breaker["consecutive_failures"]) == ("closed", 0)
+
+
+@pytest.mark.parametrize(
+    ("query", "grace", "status", "reason"),
+    [
+        ("vector(1)", "20s", "succeeded", "exit status 0"),
+        (
+            "vector(0) == 1",
+            "5s",
+            "failed",
+            "exit status 0; verification not finished at shutdown: its 5s grace was over",
+        ),
+    ],
+)
+def test_verification_runs_within_the_grace_and_no_longer(
+    tmp_path, files, prometheus_server, query, grace, status, reason
+):
+    script, runs, marker = files
+    verify = f"{prometheus_server.url} {query}"
+    config = write_config(tmp_path, config_text(script, runs, marker, 1, grace, verify=verify))
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    with restartable_remediator(tmp_path, config, store) as server:
+        fire(server.url)
+        wait_for(lambda: read_intervals(runs), 20, "the command to start")
+        sigterm_and_wait(server, 60)
+    journal = open_journal(store)
+    (action,) = all_actions(journal)
+    reasons = [event["reason"] for event in action["events"]]
+    assert (action["status"], action["reason"]) == (status, reason), reasons
+    assert any(r.startswith("verifying: ") for r in reasons)
+    # neither outcome is counted as a failure (a breaker row exists once one is recorded)
+    assert [b["consecutive_failures"] for b in journal.list_breakers()] in ([], [0])
 
 
 def writer_pid(server_pid: int) -> int:
