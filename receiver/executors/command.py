@@ -375,6 +375,8 @@ def report_process(
         on_process(identity)
     except BaseException:
         kill_group(process, grace=0)
+        if process.stdout is not None:
+            process.stdout.close()
         raise
 
 
