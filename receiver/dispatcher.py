@@ -7,10 +7,22 @@ verification, and the outcome with the breaker's update in one transaction. An a
 whose breaker opens escalates to Alertmanager.
 
 Crash rule (actions a dead process left `running`, found by their stale heartbeat):
+0. if its command's process group is still running (its identity was journaled when it
+   started: executors/processes.py), wait for it to end, at most until its timeout since
+   it started, then kill the group; journal which. Nothing is ever started on the target
+   while the first copy runs;
 1. if the strategy verifies, verify now: true -> succeeded, nothing re-run;
 2. else if the alert still fires and the action is idempotent (restart, scale,
    escalate, or `idempotent: true`), run it again, once, under this process;
-3. else -> failed ("interrupted by a crash"), which counts against the breaker.
+3. else -> failed ("interrupted by a crash"), which counts against the breaker
+   (timed_out when step 0 had to kill the group at its timeout).
+Each orphan is resolved in a thread of its own, heart-beating, so a long wait in step 0
+neither stops the heartbeats of other actions nor lets another process adopt it too.
+
+Shutdown (`shutdown(grace)`): no new claims; running actions get `grace` seconds to end
+(commands, then their verification); then the command executor kills the process groups
+still running, and each is journaled failed "killed at shutdown after <grace> grace".
+Neither a kill at shutdown nor a `refused` execution counts against the breaker.
 """
 
 from __future__ import annotations
@@ -34,7 +46,10 @@ from receiver.executors import (
     Executor,
     ExecutorError,
     build_each,
+    processes,
 )
+from receiver.executors.base import Interrupt, effective_timeout, seconds
+from receiver.executors.command import KILL_GRACE
 from receiver.matchers import parse_matchers
 from receiver.prometheus import PrometheusClient, PrometheusError
 from receiver.store.base import StoreUnavailable
@@ -46,6 +61,12 @@ IDEMPOTENT_ACTIONS = {"restart", "scale", "escalate"}
 HEARTBEAT_INTERVAL = 2.0
 ORPHAN_AFTER = 5 * HEARTBEAT_INTERVAL
 IDLE_POLL = 1.0
+#: After the shutdown grace: time for executors to kill what they run and journal it.
+KILL_WAIT = 10.0
+#: How often an orphan's still-running process group is looked at (seconds).
+ORPHAN_POLL = 0.2
+#: Starts the reason of a verification the shutdown grace cut short (not counted).
+CUT_BY_SHUTDOWN = "verification not finished at shutdown"
 
 
 class ConfigSource(Protocol):
@@ -100,13 +121,19 @@ class Dispatcher:
         self._running: set[int] = set()
         self._lock = threading.Lock()
         self._runtime = _Runtime()
+        self._interrupt = Interrupt()  # set when the shutdown grace is over
+        self._halted = threading.Event()  # heartbeats stop: every action thread is done
+        self._shutdown_deadline: float | None = None  # monotonic end of the grace
+        self._shutdown_grace = 0.0
+        self._recoveries: list[threading.Thread] = []
 
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
         threads = self.source.config.defaults.max_concurrent_actions
         targets = [self._work] * threads + [self._housekeeping]
         for number, target in enumerate(targets):
-            thread = threading.Thread(target=target, name=f"dispatch-{number}", daemon=True)
+            name = "dispatch-housekeeping" if target == self._housekeeping else f"dispatch-{number}"
+            thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("dispatcher %s started with %d threads", self.worker, threads)
@@ -118,11 +145,42 @@ class Dispatcher:
             self._idle.notify(actions)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop claiming and wait up to timeout per thread; running actions keep running."""
         self._stop.set()
+        self._halted.set()
         with self._idle:
             self._idle.notify_all()
         for thread in self._threads:
             thread.join(timeout)
+
+    def shutdown(self, grace: float) -> list[int]:
+        """Stop claiming; give running actions `grace` seconds to end (verification
+        included); then interrupt them (executors that can, kill what they run) and wait
+        up to KILL_WAIT more for their outcomes to be journaled. Heartbeats go on until
+        then, so no other process adopts them meanwhile. Returns the ids of the actions
+        interrupted (empty when all ended within the grace)."""
+        self._shutdown_deadline = time.monotonic() + grace
+        self._shutdown_grace = grace
+        self._stop.set()
+        with self._idle:
+            self._idle.notify_all()
+        workers = [t for t in self._threads if t.name != "dispatch-housekeeping"]
+        for thread in workers + list(self._recoveries):
+            thread.join(max(self._shutdown_deadline - time.monotonic(), 0.0))
+        with self._lock:
+            interrupted = sorted(self._running)
+        if interrupted:
+            log.warning(
+                "shutdown grace of %s over: stopping actions %s", seconds(grace), interrupted
+            )
+            self._interrupt.set(f"killed at shutdown after {seconds(grace)} grace")
+            end = time.monotonic() + KILL_WAIT
+            for thread in workers + list(self._recoveries):
+                thread.join(max(end - time.monotonic(), 0.0))
+        self._halted.set()
+        for thread in self._threads:
+            thread.join(KILL_WAIT)
+        return interrupted
 
     # main loop ----------------------------------------------------------------
     def _work(self) -> None:
@@ -233,12 +291,12 @@ class Dispatcher:
         try:
             result = self._execute(config, strategy, row, runtime)
             if not result.ok:
-                status = "timed_out" if result.timed_out else "failed"
-                return Outcome(status, result.detail, result.output)
+                return failure(result)
             self.store.note(row.id, self.clock(), f"executed: {result.detail}")
             verified = self._verify(config, strategy, row)
             if verified is not None:
-                return Outcome("failed", f"{result.detail}; {verified}", result.output)
+                counts = not verified.startswith(CUT_BY_SHUTDOWN)
+                return Outcome("failed", f"{result.detail}; {verified}", result.output, counts)
             return Outcome("succeeded", result.detail, result.output)
         finally:
             self._expire(runtime, silence, row)
@@ -265,12 +323,18 @@ class Dispatcher:
             replicas=decision.desired if decision else None,
             reason=f"strategy {strategy.name}",
             strategy=strategy.name,
+            interrupt=self._interrupt,
+            on_process=lambda identity: self._record_process(row, identity),
         )
         log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
         result = executor.execute(request)
         if decision is not None and result.ok:
             self._record_scale(strategy, row, executor, decision)
         return result
+
+    def _record_process(self, row: ActionRow, identity: processes.ProcessIdentity) -> None:
+        reason = f"command started: process group {identity.pgid} on {identity.host}"
+        self.store.record_process(row.id, identity.to_dict(), self.clock(), reason)
 
     # scale --------------------------------------------------------------------
     def _scale_decision(
@@ -353,13 +417,21 @@ class Dispatcher:
                     return None
             except PrometheusError as exc:
                 last_error = f" (last error: {exc})"
-            if time.monotonic() + strategy.verify.interval > deadline or self._stop.is_set():
+            if self._interrupt.is_set() or self._past_grace(strategy.verify.interval):
+                grace = seconds(self._shutdown_grace)
+                return f"{CUT_BY_SHUTDOWN}: its {grace} grace was over{last_error}"
+            if time.monotonic() + strategy.verify.interval > deadline:
                 break
             time.sleep(strategy.verify.interval)
         return (
             f"verification failed: {query!r} not true within "
             f"{strategy.verify.timeout:g}s{last_error}"
         )
+
+    def _past_grace(self, wait: float) -> bool:
+        """True when waiting `wait` more seconds would overrun the shutdown grace."""
+        end = self._shutdown_deadline
+        return end is not None and time.monotonic() + wait > end
 
     def _prometheus(self, config: Config) -> PrometheusClient:
         if config.prometheus is None:
@@ -471,44 +543,138 @@ class Dispatcher:
     # heartbeats and crash recovery -----------------------------------------------
     def _housekeeping(self) -> None:
         self.recover()
-        while not self._stop.wait(HEARTBEAT_INTERVAL):
+        # Heartbeats go on through a shutdown's grace (until _halted), recovery does not.
+        while not self._halted.wait(HEARTBEAT_INTERVAL):
             with self._lock:
                 running = list(self._running)
             try:
                 self.store.heartbeat(running, self.clock())
-                self.recover()
+                if not self._stop.is_set():
+                    self.recover()
             except StoreUnavailable as exc:
                 log.error("journal unavailable for heartbeats: %s", exc)
 
     def recover(self) -> int:
-        """Resolve actions a dead process left running, by the rule in the module doc."""
+        """Adopt actions a dead process left running; each is resolved by the rule in the
+        module doc in a thread of its own, heart-beating as one of ours meanwhile."""
         now = self.clock()
         stale_before = now - ORPHAN_AFTER
         resolved = 0
+        self._recoveries = [t for t in self._recoveries if t.is_alive()]
         for row in self.store.orphans(stale_before):
             if row.id in self._running or not self.store.adopt(
                 row.id, self.worker, stale_before, now
             ):
                 continue
             resolved += 1
-            self._resolve_orphan(self.source.config, row)
+            with self._lock:
+                self._running.add(row.id)
+            thread = threading.Thread(
+                target=self._recover_one, args=(row,), name=f"recover-{row.id}", daemon=True
+            )
+            self._recoveries.append(thread)
+            thread.start()
         return resolved
+
+    def _recover_one(self, row: ActionRow) -> None:
+        try:
+            self._resolve_orphan(self.source.config, row)
+        except StoreUnavailable as exc:  # heartbeat stops; adopted again later
+            log.error("journal unavailable resolving an orphan: %s", exc)
+        except Exception:
+            log.exception("orphan resolution failed", extra={"action_id": row.id})
+        finally:
+            with self._lock:
+                self._running.discard(row.id)
 
     def _resolve_orphan(self, config: Config, row: ActionRow) -> None:
         strategy = next((s for s in config.strategies if s.name == row.strategy), None)
+        left = self._settle_orphan_process(config, strategy, row)
+        if left is None:
+            return  # shutdown came first: left running for the next process
+        found, killed = left
         verifies = strategy is not None and strategy.verify is not None
         if verifies and self._verify(config, strategy, row) is None:
-            passed = Outcome("succeeded", "interrupted by a crash; verification passed, not re-run")
+            passed = Outcome(
+                "succeeded", "interrupted by a crash; verification passed, not re-run" + found
+            )
             self._finish(config, strategy, row, passed)
             return
         if strategy is not None and row.incident_status == "firing" and is_idempotent(strategy):
             self.store.note(row.id, self.clock(), "interrupted by a crash; re-running (idempotent)")
+            with self._lock:
+                self._running.discard(row.id)  # _carry_out adds it again
             self._carry_out(config, row, adopted=True)
             return
         why = "alert resolved" if row.incident_status != "firing" else "not idempotent"
-        self._finish(
-            config, strategy, row, Outcome("failed", f"interrupted by a crash; not re-run ({why})")
-        )
+        status = "timed_out" if killed else "failed"
+        reason = f"interrupted by a crash; not re-run ({why}){found}"
+        self._finish(config, strategy, row, Outcome(status, reason))
+
+    def _settle_orphan_process(
+        self, config: Config, strategy: Strategy | None, row: ActionRow
+    ) -> tuple[str, bool] | None:
+        """Step 0 of the crash rule: make sure the orphan's command no longer runs.
+
+        Returns (what was found, a suffix for the outcome's reason; whether its group had
+        to be killed), or None when a shutdown interrupted the wait."""
+        identity = processes.ProcessIdentity.from_dict(row.process) if row.process else None
+        state = processes.group_state(identity) if identity else processes.GONE
+        if identity is None or state == processes.GONE:
+            return "", False
+        timeout = self._orphan_timeout(config, strategy, row)
+        group = f"process group {identity.pgid} on {identity.host}"
+        seen = "ran on another host, unseen from here" if state == processes.ELSEWHERE else ""
+        found = f"its command ({group}) {seen or 'was still running after the crash'}"
+        self.store.note(row.id, self.clock(), f"{found}; waiting up to its {seconds(timeout)}")
+        ended = self._wait_for_group(identity, identity.started_at + timeout, bool(seen))
+        if ended is None:
+            return None
+        if ended:
+            after = self.clock() - identity.started_at
+            found += f"; it ended {after:.0f}s after it started (exit status unknown)"
+            killed = False
+        elif seen:
+            found += f"; its {seconds(timeout)} timeout has passed"
+            killed = False
+        else:
+            processes.kill_identified(identity, KILL_GRACE)
+            found += f"; killed at its {seconds(timeout)} timeout"
+            killed = True
+        self.store.note(row.id, self.clock(), found)
+        return f"; {found}", killed
+
+    def _wait_for_group(
+        self, identity: processes.ProcessIdentity, end: float, unseen: bool
+    ) -> bool | None:
+        """True when the group ended by `end` (wall clock), False when it did not (or
+        cannot be seen), None when this dispatcher began to stop first (the orphan is
+        then left to the next one: a shutdown does not wait for another's command)."""
+        while self.clock() < end:
+            if self._stop.is_set():
+                return None
+            if not unseen and processes.group_state(identity) == processes.GONE:
+                return True
+            time.sleep(ORPHAN_POLL)
+        return False
+
+    def _orphan_timeout(self, config: Config, strategy: Strategy | None, row: ActionRow) -> float:
+        """The timeout the dead process applied: the strategy's, capped by the executor's."""
+        executor = config.executors.get(row.executor)
+        cap = executor.settings.get("timeout") if executor is not None else None
+        return effective_timeout(strategy.timeout if strategy else config.defaults.timeout, cap)
+
+
+def failure(result: ExecutionResult) -> Outcome:
+    """The outcome of an execution that did not succeed. Refused by the alert's own data:
+    skipped "refused: ...". Interrupted at shutdown: failed. Neither counts against the
+    breaker; a timeout or any other failure does."""
+    if result.refused:
+        return Outcome("skipped", f"refused: {result.detail}", result.output, counts=False)
+    if result.interrupted:
+        return Outcome("failed", result.detail, result.output, counts=False)
+    status = "timed_out" if result.timed_out else "failed"
+    return Outcome(status, result.detail, result.output)
 
 
 def is_idempotent(strategy: Strategy) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import select
 import signal
@@ -32,7 +33,7 @@ from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError
 from receiver.executors import require_usable_executors
 from receiver.store import open_store
-from receiver.writer.client import WriterIntake, WriterProcess
+from receiver.writer.client import REPLY_TIMEOUT_S, WriterIntake, WriterProcess, stop_timeout
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,17 @@ class RemediatorServer(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
+        # On SIGTERM the worker finishes its requests (each bounded by the writer's reply
+        # timeout), then waits for the writer, which gives running actions their grace:
+        # gunicorn must not SIGKILL the worker before all of that is over.
+        grace = self.options.config.limits.shutdown_grace
         settings = {
             "bind": [self.options.config.server.listen],
             "workers": 1,
             "worker_class": "gthread",
             "threads": self.options.config.server.threads,
             "timeout": 60,
-            "graceful_timeout": 30,
+            "graceful_timeout": math.ceil(REPLY_TIMEOUT_S + stop_timeout(grace) + 5),
             "keepalive": 75,  # longer than Alertmanager's idle connections, so no resets
             "accesslog": None,
             "post_worker_init": self._post_worker_init,
@@ -165,7 +170,8 @@ class RemediatorServer(BaseApplication):
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.writer is not None:
-            self.writer.stop()
+            config = self.app_state.config if self.app_state else self.options.config
+            self.writer.stop(stop_timeout(config.limits.shutdown_grace))
 
     def load(self) -> Any:
         logs.configure(self.options.log_format)

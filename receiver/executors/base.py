@@ -9,20 +9,45 @@ things an operator must fix in the config, found when executors are built.
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from receiver.config import Config, ExecutorConfig
+
+if TYPE_CHECKING:
+    from receiver.executors.processes import ProcessIdentity
 
 #: Bound for response bodies and similar excerpts kept in results and the journal.
 EXCERPT_BYTES = 4096
 
 
+class Interrupt:
+    """Set by the dispatcher when running actions must stop (the shutdown grace is over):
+    executors that can stop what they run do so and report `interrupted` with `reason`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
 @dataclass(frozen=True)
 class ActionRequest:
-    """One planned action, fully rendered and validated before it reaches an executor."""
+    """One planned action, fully rendered and validated before it reaches an executor.
+
+    `interrupt` (may be None) tells an executor to stop; `on_process` (may be None) is
+    called with the identity of each process group an executor starts, so the journal
+    can find it after a crash of this process (see processes.py)."""
 
     action_id: int
     action: str
@@ -34,16 +59,25 @@ class ActionRequest:
     replicas: int | None = None
     reason: str = ""
     strategy: str = ""
+    interrupt: Interrupt | None = None
+    on_process: Callable[[ProcessIdentity], None] | None = None
 
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    """What happened, in one line an operator can read in the journal or a log."""
+    """What happened, in one line an operator can read in the journal or a log.
+
+    `refused`: the alert's own data made the action impossible (e.g. an environment or
+    argv too large for exec); it ends skipped "refused: ..." and is no remediation
+    failure, so the breaker does not count it. `interrupted`: stopped by the dispatcher
+    (its `Interrupt`), not failed on its own; journaled failed, not counted either."""
 
     ok: bool
     detail: str
     output: str = ""
     timed_out: bool = False
+    refused: bool = False
+    interrupted: bool = False
 
 
 class ExecutorError(Exception):

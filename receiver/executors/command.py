@@ -4,17 +4,28 @@ Alert labels are untrusted, so the program gets them only as separate argv entri
 the strategy's templates) and as environment variables, never through a shell. Each
 command runs in its own session so a timeout can kill everything it started, and its
 environment is rebuilt from scratch so the service's own secrets do not leak into scripts.
+
+The alert's part of that environment is bounded (`limits.command_env_value_bytes` per
+variable, `limits.command_env_bytes` in all; see `bound_environment`), so an alert with
+megabytes of annotations still runs its remediation. What the kernel still refuses
+because of the alert's own data (E2BIG: argv or environment too large; a NUL byte) is
+`refused`, not a failed remediation: the breaker does not count it.
+
+The process group's identity is reported as soon as it starts (`on_process`), so that
+after a crash of this process the next dispatcher can find it (see processes.py), and
+an `Interrupt` (the end of the shutdown grace) kills the group like a timeout does.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from receiver.config import Config, ExecutorConfig
@@ -23,9 +34,11 @@ from receiver.executors.base import (
     ExecutionResult,
     Executor,
     ExecutorError,
+    Interrupt,
     effective_timeout,
     seconds,
 )
+from receiver.executors.processes import ProcessIdentity, group_alive, identify, signal_group
 
 DEFAULT_MAX_OUTPUT = 65536
 #: How long a timed-out process group gets between SIGTERM and SIGKILL.
@@ -34,6 +47,8 @@ KILL_GRACE = 1.0
 #: purpose: a daemon started in the background may hold the pipe open for ever.
 DRAIN_AFTER_EXIT = 0.2
 FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: How often a running program's supervisor looks for an interrupt (seconds).
+POLL_S = 0.1
 _READ_SIZE = 65536
 
 
@@ -61,6 +76,77 @@ def alert_environment(request: ActionRequest) -> dict[str, str]:
         for name in sorted(values):
             env[prefix + env_name(name)] = str(values[name])
     return env
+
+
+#: Lists the variables of the alert environment truncated or left out, comma-separated.
+TRUNCATED_VARIABLE = "REMEDIATOR_ENV_TRUNCATED"
+
+
+def truncation_marker(size: int) -> str:
+    """Ends a value cut to its bound; says how long the whole value was (bytes)."""
+    return f"...[truncated by remediator: {size} bytes in all]"
+
+
+def _entry_bytes(name: str, value: str) -> int:
+    """What one variable costs the kernel's argument space: `NAME=value` and a NUL."""
+    return len(name.encode("utf-8", errors="replace")) + len(value.encode(errors="replace")) + 2
+
+
+def truncate_value(value: str, limit: int) -> tuple[str, bool]:
+    """(value cut to at most limit UTF-8 bytes with the marker, whether it was cut).
+
+    Unencodable characters (lone surrogates) become "?" first, as exec needs bytes."""
+    data = value.encode("utf-8", errors="replace")
+    clean = data.decode("utf-8")
+    if len(data) <= limit:
+        return clean, False
+    marker = truncation_marker(len(data)).encode()
+    head = data[: max(limit - len(marker), 0)].decode("utf-8", errors="ignore")
+    return (head.encode() + marker)[:limit].decode("utf-8", errors="ignore"), True
+
+
+def bound_environment(env: Mapping[str, str], value_bytes: int, total_bytes: int) -> dict[str, str]:
+    """The alert environment within bounds, deterministically.
+
+    Each value is cut to `value_bytes` (UTF-8 bytes, marker included). Variables are then
+    kept in `env`'s order while they fit in `total_bytes` (counted as `NAME=value\\0`);
+    one that does not fit is left out and later, smaller ones may still be kept. When
+    anything was cut, TRUNCATED_VARIABLE names the cut variables in that order (itself
+    bounded, room reserved for it inside `total_bytes`). A name longer than
+    `value_bytes` is left out: names are never altered."""
+    values: dict[str, str] = {}
+    cut: list[str] = []
+    for name, value in env.items():
+        bounded, truncated = truncate_value(value, value_bytes)
+        if len(name.encode("utf-8", errors="replace")) > value_bytes:
+            cut.append(name)
+            continue
+        values[name] = bounded
+        if truncated:
+            cut.append(name)
+    kept, left_out = _fit(values, total_bytes)
+    if not cut and not left_out:
+        return kept
+    list_limit = min(value_bytes, total_bytes // 4)
+    kept, left_out = _fit(values, total_bytes - _entry_bytes(TRUNCATED_VARIABLE, "") - list_limit)
+    truncated_names = set(cut)
+    names = [name for name in env if name in truncated_names or name in left_out]
+    kept[TRUNCATED_VARIABLE] = truncate_value(",".join(names), list_limit)[0]
+    return kept
+
+
+def _fit(values: Mapping[str, str], budget: int) -> tuple[dict[str, str], set[str]]:
+    """(variables kept in order while they fit in budget bytes, names left out)."""
+    kept: dict[str, str] = {}
+    left_out: set[str] = set()
+    for name, value in values.items():
+        cost = _entry_bytes(name, value)
+        if cost <= budget:
+            kept[name] = value
+            budget -= cost
+        else:
+            left_out.add(name)
+    return kept, left_out
 
 
 def find_nul(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
@@ -100,6 +186,7 @@ class OutputTail:
 class Outcome:
     returncode: int
     timed_out: bool
+    interrupted: bool = False
 
 
 class _Watch:
@@ -130,19 +217,20 @@ class _Watch:
         self.tail.add(chunk)
         return True
 
-    def until_exit(self, deadline: float) -> bool:
-        """True if the program exited before the deadline."""
+    def until_exit(self, deadline: float, stop: Callable[[], bool] = lambda: False) -> bool:
+        """True if the program exited before the deadline and before `stop()` said so
+        (looked at every POLL_S)."""
         while self.process.poll() is None:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or stop():
                 return False
             if self.eof:
                 try:
-                    self.process.wait(remaining)
+                    self.process.wait(min(POLL_S, remaining))
                 except subprocess.TimeoutExpired:
-                    return False
+                    continue
                 break
-            self.read_once(min(0.1, remaining))
+            self.read_once(min(POLL_S, remaining))
         self.drain(DRAIN_AFTER_EXIT)
         return True
 
@@ -153,43 +241,33 @@ class _Watch:
                 return
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def kill_group(process: subprocess.Popen, grace: float = KILL_GRACE) -> None:
     """SIGTERM the whole process group, then SIGKILL whatever ignored it for `grace`."""
     pgid = process.pid  # start_new_session: the child leads its own session and group
-    if _signal_group(pgid, signal.SIGTERM):
+    if signal_group(pgid, signal.SIGTERM):
         end = time.monotonic() + grace
-        while time.monotonic() < end and (process.poll() is None or _group_alive(pgid)):
+        while time.monotonic() < end and (process.poll() is None or group_alive(pgid)):
             time.sleep(0.02)
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
     process.wait()
 
 
-def supervise(process: subprocess.Popen, timeout: float, tail: OutputTail) -> Outcome:
+def supervise(
+    process: subprocess.Popen,
+    timeout: float,
+    tail: OutputTail,
+    interrupt: Interrupt | None = None,
+) -> Outcome:
+    """Wait for the program within timeout; on timeout or interrupt kill its group."""
     watch = _Watch(process, tail)
+    stop = interrupt.is_set if interrupt is not None else (lambda: False)
     try:
-        if watch.until_exit(time.monotonic() + timeout):
+        if watch.until_exit(time.monotonic() + timeout, stop):
             return Outcome(process.returncode, timed_out=False)
+        interrupted = stop()
         kill_group(process)
         watch.drain(DRAIN_AFTER_EXIT)
-        return Outcome(process.returncode, timed_out=True)
+        return Outcome(process.returncode, timed_out=not interrupted, interrupted=interrupted)
     finally:
         watch.close()
 
@@ -215,17 +293,22 @@ class CommandExecutor(Executor):
         self.timeout_cap: float | None = self.settings.get("timeout")
         self.cwd = str(self.resolve_path(self.settings["cwd"])) if "cwd" in self.settings else None
         self.extra_env: dict[str, str] = dict(self.settings.get("env") or {})
+        self.env_value_bytes = root.limits.command_env_value_bytes
+        self.env_bytes = root.limits.command_env_bytes
         problem = find_nul([self.cwd or ""], self.extra_env)
         if problem:
             raise ExecutorError(f"command executor {self.name!r}: {problem}")
 
     def environment(self, request: ActionRequest) -> dict[str, str]:
-        """Minimal base, then the alert, then the operator's `env` (which wins)."""
+        """Minimal base, then the alert (bounded: see bound_environment), then the
+        operator's `env` (which wins, and is not bounded: it is trusted config)."""
         env = {
             "PATH": os.environ.get("PATH") or FALLBACK_PATH,
             "LANG": os.environ.get("LANG") or "C.UTF-8",
         }
-        env.update(alert_environment(request))
+        env.update(
+            bound_environment(alert_environment(request), self.env_value_bytes, self.env_bytes)
+        )
         env.update(self.extra_env)
         return env
 
@@ -239,13 +322,17 @@ class CommandExecutor(Executor):
             return ExecutionResult(False, "command arguments must all be strings")
         env = self.environment(request)
         problem = find_nul(argv, env)
-        if problem:
-            return ExecutionResult(False, problem)
+        if problem:  # the alert's data (config values were checked when built)
+            return ExecutionResult(False, problem, refused=True)
         if self.cwd and not os.path.isdir(self.cwd):
             return ExecutionResult(False, f"working directory does not exist: {self.cwd}")
-        return self._run(list(argv), env, effective_timeout(request.timeout, self.timeout_cap))
+        timeout = effective_timeout(request.timeout, self.timeout_cap)
+        return self._run(list(argv), env, timeout, request)
 
-    def _run(self, argv: list[str], env: dict[str, str], timeout: float) -> ExecutionResult:
+    def _run(
+        self, argv: list[str], env: dict[str, str], timeout: float, request: ActionRequest
+    ) -> ExecutionResult:
+        started_at = time.time()
         try:
             process = subprocess.Popen(
                 argv,
@@ -257,18 +344,58 @@ class CommandExecutor(Executor):
                 start_new_session=True,
                 close_fds=True,
             )
-        except FileNotFoundError:
-            return ExecutionResult(False, f"command not found: {argv[0]}")
-        except PermissionError:
-            return ExecutionResult(False, f"cannot execute {argv[0]}: permission denied")
         except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            return ExecutionResult(False, f"cannot start {argv[0]}: {reason}")
+            return start_failure(argv, env, exc)
         tail = OutputTail(self.max_output)
-        outcome = supervise(process, timeout, tail)
+        if request.on_process is not None:
+            identity = identify(process.pid, started_at)
+            if identity is not None:
+                report_process(request.on_process, identity, process)
+        outcome = supervise(process, timeout, tail, request.interrupt)
+        if outcome.interrupted:
+            assert request.interrupt is not None
+            detail = f"{request.interrupt.reason} (process group killed)"
+            return ExecutionResult(False, detail, tail.text(), interrupted=True)
         if outcome.timed_out:
             detail = f"timed out after {seconds(timeout)} (process group killed)"
             return ExecutionResult(False, detail, tail.text(), timed_out=True)
         return ExecutionResult(
             outcome.returncode == 0, describe_exit(outcome.returncode), tail.text()
         )
+
+
+def report_process(
+    on_process: Callable[[ProcessIdentity], None],
+    identity: ProcessIdentity,
+    process: subprocess.Popen,
+) -> None:
+    """Hand the started group's identity to the dispatcher (which journals it). If that
+    fails the program must not run unrecorded: its group is killed and the error raised."""
+    try:
+        on_process(identity)
+    except BaseException:
+        kill_group(process, grace=0)
+        if process.stdout is not None:
+            process.stdout.close()
+        raise
+
+
+def start_failure(
+    argv: Sequence[str], env: Mapping[str, str], exc: OSError | ValueError
+) -> ExecutionResult:
+    """Why exec failed, as a result. E2BIG (argv and environment past the kernel's limit,
+    or one string past 128 KiB) comes from the alert's data: `refused`, not failed."""
+    if isinstance(exc, FileNotFoundError):
+        return ExecutionResult(False, f"command not found: {argv[0]}")
+    if isinstance(exc, PermissionError):
+        return ExecutionResult(False, f"cannot execute {argv[0]}: permission denied")
+    if isinstance(exc, OSError) and exc.errno == errno.E2BIG:
+        argv_bytes = sum(len(arg.encode("utf-8", errors="replace")) + 1 for arg in argv)
+        env_bytes = sum(_entry_bytes(name, value) for name, value in env.items())
+        detail = (
+            f"cannot start {argv[0]}: argument list too long for exec (argv {argv_bytes} "
+            f"bytes in {len(argv)} arguments, environment {env_bytes} bytes)"
+        )
+        return ExecutionResult(False, detail, refused=True)
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return ExecutionResult(False, f"cannot start {argv[0]}: {reason}")

@@ -41,22 +41,24 @@ class ActionRow:
     labels: dict[str, str]
     annotations: dict[str, str]
     incident_status: str
+    #: identity of the process group its command was started in (ProcessIdentity.to_dict)
+    process: dict[str, Any] | None = None
 
 
 _ROW_SQL = (
     "SELECT a.id, a.incident_id, a.strategy, a.action, a.executor, a.target, a.params, "
-    "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status "
+    "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status, a.process "
     "FROM actions a JOIN incidents i ON i.id = a.incident_id "
 )
 
 
 def _row(values: tuple[Any, ...]) -> ActionRow:
     (id_, incident_id, strategy, action, executor, target, params, dry_run, created_at,
-     started_at, labels, annotations, incident_status) = values  # fmt: skip
+     started_at, labels, annotations, incident_status, process) = values  # fmt: skip
     return ActionRow(
         id_, incident_id, strategy, action, executor, target, json.loads(params),
         bool(dry_run), created_at, started_at, json.loads(labels), json.loads(annotations),
-        incident_status,
+        incident_status, json.loads(process) if process else None,
     )  # fmt: skip
 
 
@@ -162,6 +164,18 @@ class DispatchStore:
         with self.transaction() as tx:
             tx.add_event(action_id, now, "running", reason)
             tx.execute("UPDATE actions SET heartbeat_at = ? WHERE id = ?", (now, action_id))
+
+    def record_process(
+        self, action_id: int, process: dict[str, Any], now: float, reason: str
+    ) -> None:
+        """Journal the process group a running action's command was started in, so the
+        crash rule can find it if this process dies (see dispatcher.py)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE actions SET process = ?, heartbeat_at = ? WHERE id = ?",
+                (json.dumps(process), now, action_id),
+            )
+            tx.add_event(action_id, now, "running", reason)
 
     def remark(self, action_id: int, now: float, reason: str) -> None:
         """Journal something that happened after the outcome (e.g. the escalation)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from receiver.store import labels
 from receiver.store.dispatch import DispatchStore
-from receiver.store.sql import SqlStore, SqlTransaction
+from receiver.store.sql import SqlStore, SqlTransaction, add_missing_columns
 
 try:
     import psycopg
@@ -64,6 +64,7 @@ class PostgresStore(DispatchStore, SqlStore):
             for statement in self.schema_statements():
                 tx.execute(statement)
             labels.adopt_existing(tx.execute)
+            add_missing_columns(tx)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

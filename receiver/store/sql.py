@@ -84,7 +84,8 @@ SCHEMA = [
         finished_at DOUBLE PRECISION,
         claimed_by TEXT,
         heartbeat_at DOUBLE PRECISION,
-        output TEXT NOT NULL DEFAULT ''
+        output TEXT NOT NULL DEFAULT '',
+        process TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
     "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
@@ -121,6 +122,15 @@ SCHEMA = [
         PRIMARY KEY (executor, target)
     )""",
     labels.TABLE,
+]
+
+#: Columns added to a table after journals were created without them: (table, column,
+#: type). CREATE TABLE IF NOT EXISTS leaves an old table as it was, so each is added by
+#: an ALTER when missing (see SqlStore.add_missing_columns).
+ADDED_COLUMNS = [
+    # JSON identity of the process group a command runs in (executors/processes.py),
+    # so the crash rule can find it after the process that started it died
+    ("actions", "process", "TEXT"),
 ]
 
 
@@ -420,6 +430,7 @@ class SqlStore(ABC):
             for statement in self.schema_statements():
                 tx.execute(statement)
             labels.adopt_existing(tx.execute)
+            add_missing_columns(tx)
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -666,3 +677,13 @@ def _action_dict(row: dict[str, Any]) -> dict[str, Any]:
 def _omitted(row: dict[str, Any]) -> dict[str, Any]:
     """`omitted` (what a bounded listing left out of a row) only when there is any."""
     return {"omitted": row["omitted"]} if row.get("omitted") else {}
+
+
+def add_missing_columns(tx: SqlTransaction) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS a table lacks: idempotent, and
+    the same on SQLite and PostgreSQL (column names read from a zero-row SELECT, which
+    both drivers describe). Run inside the schema transaction, which both serialize."""
+    for table, column, kind in ADDED_COLUMNS:
+        cursor = tx.execute(f"SELECT * FROM {table} LIMIT 0")  # names: constants above
+        if column not in {description[0] for description in cursor.description}:
+            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

@@ -105,6 +105,17 @@ class StallWatch:
             self._mark = float("-inf")
 
 
+#: Leaving takes the writer `limits.shutdown_grace`, then up to the dispatcher's
+#: KILL_WAIT (10 s) to kill what still runs and journal it; this is the rest (seconds).
+STOP_MARGIN_S = 15.0
+
+
+def stop_timeout(shutdown_grace: float) -> float:
+    """How long the worker waits for the writer to leave before it kills it (seconds):
+    longer than the writer's own grace for running actions, so it is never cut short."""
+    return shutdown_grace + STOP_MARGIN_S
+
+
 class WriterProcess:
     """The journal writer child process, kept running for as long as the worker runs."""
 
@@ -222,20 +233,27 @@ class WriterProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Tell the writer to leave (after the batch in hand) and wait for it."""
+    def stop(self, timeout: float = stop_timeout(30.0)) -> None:
+        """Tell the writer to leave (after the batch in hand) and wait up to timeout
+        seconds for it (see stop_timeout), then kill it."""
         self._stopping.set()
         process = self.process
         if process is not None and process.poll() is None:
+            deadline = time.monotonic() + timeout
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
                     connection.settimeout(timeout)
                     connection.connect(self.socket_path)
                     connection.sendall(pack_request(STOP, time.time()))
                     read_reply(connection)
-                process.wait(timeout)
-            except (OSError, ConnectionError, subprocess.TimeoutExpired) as exc:
-                log.warning("journal writer did not stop when asked (%s); killing it", exc)
+            except (OSError, ConnectionError) as exc:
+                # Already leaving (a SIGTERM to the process group reached it too): its
+                # socket is gone, but it may be giving running actions their grace.
+                log.info("journal writer not answering STOP (%s); waiting for it", exc)
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                log.warning("journal writer did not stop within %gs; killing it", timeout)
                 process.kill()
                 process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)

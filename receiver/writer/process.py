@@ -247,9 +247,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         writer.serve(args.socket, args.parent)
     finally:
-        # Actions still running are left to the crash rule: the next dispatcher to
-        # start finds them by their heartbeat (see README, Crash rule).
-        writer.dispatcher.stop(timeout=0.1)
+        # Running actions get the grace to end, then their commands are killed and
+        # journaled so (see Dispatcher.shutdown); only what even that leaves running is
+        # left to the crash rule (README, Crash rule). The worker waits for this
+        # (WriterProcess.stop) and gunicorn for the worker: server.py sizes both.
+        writer.dispatcher.shutdown(grace=writer.config.limits.shutdown_grace)
         store.close()
 
 

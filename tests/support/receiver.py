@@ -24,6 +24,8 @@ server:
   max_body_bytes: {MAX_BODY}
 defaults:
   max_concurrent_actions: 1
+limits:
+  shutdown_grace: 1s  # the hold command is killed as the server stops, not waited for
 executors:
   logger: {{type: log}}
   local: {{type: command}}
