@@ -6,6 +6,12 @@ headers: nothing to parse but a length, and nothing from an alert in them.
 
     request: kind (1 byte), received_at (float64), body length (uint32), body
     reply:   status (uint16), actions planned (uint32), body length (uint32), body
+
+A reply with status PROGRESS (and an empty body) is not the answer: the writer sends
+one after each chunk it commits of a large notification, and on every turn of its loop
+while that notification waits its turn, so that the worker, whose socket receive
+timeout then counts from the last progress instead of from the request, keeps waiting
+for work that is advancing (read_reply skips them).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ NOTIFY = 1  # body: the webhook body as received
 RELOAD = 2  # body: the config text the worker loaded (utf-8); the writer takes the same
 PING = 3  # body: empty
 STOP = 4  # body: empty; from the worker that owns the writer, when it exits
+PROGRESS = 102  # reply status: still working on this request, the answer comes later
 
 REQUEST = struct.Struct("!BdI")
 REPLY = struct.Struct("!HII")
@@ -67,18 +74,28 @@ class RequestReader:
         return found
 
 
+def pack_progress() -> bytes:
+    """A PROGRESS reply: the request is still being worked on."""
+    return REPLY.pack(PROGRESS, 0, 0)
+
+
 def read_reply(sock: socket.socket) -> Answer:
-    """Block for one reply; almost always one recv (a reply is small)."""
+    """Block for the reply to the request in flight, skipping PROGRESS replies; almost
+    always one recv (a reply is small). Raises ConnectionError if the writer closes
+    the connection, OSError when the socket's receive timeout passes without a byte."""
     data = sock.recv(REPLY_READ)
-    while len(data) < REPLY.size:
-        data += _more(sock, REPLY.size - len(data))
-    status, actions_planned, length = REPLY.unpack_from(data)
-    if length > MAX_BODY:
-        raise ConnectionError(f"reply of {length} bytes from the journal writer")
-    end = REPLY.size + length
-    while len(data) < end:
-        data += _more(sock, end - len(data))
-    return Answer(status, data[REPLY.size : end], actions_planned)
+    while True:
+        while len(data) < REPLY.size:
+            data += _more(sock, REPLY.size - len(data))
+        status, actions_planned, length = REPLY.unpack_from(data)
+        if length > MAX_BODY:
+            raise ConnectionError(f"reply of {length} bytes from the journal writer")
+        end = REPLY.size + length
+        while len(data) < end:
+            data += _more(sock, end - len(data))
+        if status != PROGRESS:
+            return Answer(status, data[REPLY.size : end], actions_planned)
+        data = data[end:]
 
 
 def _more(sock: socket.socket, wanted: int) -> bytes:
