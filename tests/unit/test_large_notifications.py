@@ -128,9 +128,9 @@ def test_the_notification_row_holds_the_whole_counts(journals):
     _, store = journals
     config = parse_config(CONFIG)
     _chunked(store, config, _notification(12, "resolved"), 5)
-    (alerts, firing, resolved, summary), = store._read(
-        "SELECT alerts, firing, resolved, summary FROM notifications"
-    )  # fmt: skip
+    with store.transaction(write=False) as tx:
+        sql = "SELECT alerts, firing, resolved, summary FROM notifications"
+        ((alerts, firing, resolved, summary),) = tx.execute(sql).fetchall()
     assert (alerts, firing, resolved) == (12, 0, 12)
     assert json.loads(summary)["resolved"] == 12
 
