@@ -25,7 +25,7 @@ from tests.support.journal import all_actions, all_incidents, bearer, open_journ
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
 from tests.support.processes import Running, remediator
-from tests.support.receiver import hold_dispatcher, write_config
+from tests.support.receiver import CONFIG, hold_dispatcher, write_config
 
 ISSUE_BODY = (
     b'{"version": "4", "status": "firing", "receiver": "r", "groupKey": "g", '
@@ -37,6 +37,14 @@ TIMES = [
     (first(endsAt="9999-12-31T23:59:59-23:59"), "alerts[0].endsAt"),
 ]
 TABLE = SURROGATES + NULS + NUMBERS + TIMES
+# An operator's pattern that lets anything through: the rendered target is a column too.
+PERMISSIVE = """  - name: permissive
+    matchers: ['alertname="Permissive"']
+    action: escalate
+    executor: logger
+    safe_pattern: '(?s).*'
+    target: '{{ labels.note }}'
+"""
 
 
 def writer_pids(server: Running) -> list[int]:
@@ -83,7 +91,7 @@ def served(
 ) -> Iterator[tuple[Running, Any]]:
     """A real server holding its one dispatcher slot with a running command."""
     workdir = tmp_path_factory.mktemp(f"hostile-{request.param}")
-    config = write_config(workdir)
+    config = write_config(workdir, CONFIG + PERMISSIVE)
     sqlite = nullcontext(f"sqlite:///{workdir / 'journal.db'}")
     store = postgres_schema() if request.param == "postgres" else sqlite
     with store as store_url, remediator(workdir, config, store_url) as server:
@@ -142,6 +150,17 @@ def test_what_the_store_can_hold_is_journaled_as_sent(served, index: int) -> Non
     assert len(stored) == 1
     assert stored[0]["labels"] == body["alerts"][0]["labels"]
     assert stored[0]["annotations"] == body["alerts"][0]["annotations"]
+
+
+def test_a_rendered_target_with_nul_is_refused_not_a_store_error(served) -> None:
+    server, journal = served
+    body = notification(alert("Permissive", note="a\x00b", starts_at="2026-07-03T00:00:00Z"))
+    response = post_raw(server, json.dumps(body).encode())
+    assert response.status_code == 200, response.text
+    assert (response.json()["actions_refused"], response.json()["actions_planned"]) == (1, 0)
+    action = next(a for a in all_actions(journal) if a["strategy"] == "permissive")
+    assert action["status"] == "skipped"
+    assert action["reason"].startswith("refused: ") and "NUL" in action["reason"]
 
 
 def test_the_server_logged_no_traceback_and_no_writer_restart(served) -> None:

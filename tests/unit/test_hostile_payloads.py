@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from receiver.alerts import INDEXED_LABELS, MAX_STORED_INT, parse_notification
+from receiver.config import parse_config
+from receiver.engine import plan_for
 from receiver.intake import Rejected, decode
 from tests.support.hostile_payloads import (
     ACCEPTED,
@@ -119,3 +121,22 @@ def test_only_payload_errors_escape_parse_notification_for_every_table_case() ->
             assert getattr(exc, "field", None) == field, (field, exc)
         else:
             raise AssertionError(f"{field} was accepted")
+
+
+PERMISSIVE = """
+executors: {logger: {type: log}}
+strategies:
+  - name: permissive
+    matchers: []
+    action: escalate
+    executor: logger
+    safe_pattern: '(?s).*'
+    target: '{{ labels.note }}'
+"""
+
+
+def test_a_target_with_nul_is_refused_even_under_a_permissive_pattern() -> None:
+    notification = decode(raw(labels(note="a" + NUL + "b")))
+    (plan,) = plan_for(parse_config(PERMISSIVE), notification.alerts[0])
+    assert plan.refused is not None and plan.refused.startswith("refused: ")
+    assert "NUL" in plan.refused and NUL not in plan.refused
