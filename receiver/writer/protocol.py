@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from receiver.intake import Answer
@@ -79,10 +80,11 @@ def pack_progress() -> bytes:
     return REPLY.pack(PROGRESS, 0, 0)
 
 
-def read_reply(sock: socket.socket) -> Answer:
-    """Block for the reply to the request in flight, skipping PROGRESS replies; almost
-    always one recv (a reply is small). Raises ConnectionError if the writer closes
-    the connection, OSError when the socket's receive timeout passes without a byte."""
+def read_reply(sock: socket.socket, on_progress: Callable[[], None] | None = None) -> Answer:
+    """Block for the reply to the request in flight, skipping PROGRESS replies (each is
+    told to `on_progress`: a stall watchdog may count it as progress); almost always one
+    recv (a reply is small). Raises ConnectionError if the writer closes the connection,
+    OSError when the socket's receive timeout passes without a byte."""
     data = sock.recv(REPLY_READ)
     while True:
         while len(data) < REPLY.size:
@@ -95,6 +97,8 @@ def read_reply(sock: socket.socket) -> Answer:
             data += _more(sock, end - len(data))
         if status != PROGRESS:
             return Answer(status, data[REPLY.size : end], actions_planned)
+        if on_progress is not None:
+            on_progress()
         data = data[end:]
 
 

@@ -46,12 +46,14 @@ def _send_in_two(sock: socket.socket, data: bytes, cut: int) -> None:
 def test_progress_replies_are_skipped_whether_they_arrive_alone_or_with_the_answer(cut):
     answer = Answer(200, b'{"status": "ok"}' * 5000, 0)
     stream = pack_progress() * 3 + pack_reply(answer)
+    progress: list[int] = []
     left, right = socket.socketpair()
     with left, right:
         sender = threading.Thread(target=_send_in_two, args=(left, stream, cut))
         sender.start()
-        assert read_reply(right) == answer
+        assert read_reply(right, lambda: progress.append(1)) == answer
         sender.join()
+    assert len(progress) == 3
 
 
 def test_each_progress_reply_restarts_the_receive_timeout():
