@@ -20,6 +20,11 @@ from typing import Any
 import pytest
 import requests
 
+from receiver.config import parse_config
+from receiver.store.sqlite import SqliteStore
+from receiver.writer import process
+from receiver.writer.process import JournalWriter
+from receiver.writer.protocol import NOTIFY, Request
 from tests.support.hostile_payloads import ACCEPTED, NULS, NUMBERS, SURROGATES, first, raw
 from tests.support.journal import all_actions, all_incidents, bearer, open_journal
 from tests.support.payloads import alert, notification
@@ -37,6 +42,7 @@ TIMES = [
     (first(endsAt="9999-12-31T23:59:59-23:59"), "alerts[0].endsAt"),
 ]
 TABLE = SURROGATES + NULS + NUMBERS + TIMES
+CONFIG_TEXT = "executors: {logger: {type: log}}\n"
 # An operator's pattern that lets anything through: the rendered target is a column too.
 PERMISSIVE = """  - name: permissive
     matchers: ['alertname="Permissive"']
@@ -168,3 +174,36 @@ def test_the_server_logged_no_traceback_and_no_writer_restart(served) -> None:
     output = server.output()
     assert "Traceback" not in output, output[-5000:]
     assert "journal writer exited" not in output, output[-5000:]
+
+
+def test_an_unforeseen_error_is_its_requests_500_never_the_writers_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No known body reaches this (that is the point of the validation above), so a bug
+    is simulated: decoding one body raises an error nobody foresaw. The writer's turn
+    (a real JournalWriter on a real SQLite journal) answers that request 500, journals
+    the others of the same turn, and goes on to the next turn."""
+    store = SqliteStore(f"sqlite:///{tmp_path / 'journal.db'}")
+    writer = JournalWriter("remediation.yml", {}, parse_config(CONFIG_TEXT), store)
+    real_decode = process.decode
+
+    def buggy(body: bytes, indexed: tuple[str, ...]) -> Any:
+        if b"Bug" in body:
+            raise RuntimeError("a bug nobody foresaw")
+        return real_decode(body, indexed)
+
+    monkeypatch.setattr(process, "decode", buggy)
+    try:
+        turn = [
+            ("good", Request(NOTIFY, 1.0, json.dumps(notification(alert("Good"))).encode())),
+            ("bug", Request(NOTIFY, 1.0, json.dumps(notification(alert("Bug"))).encode())),
+        ]
+        answers = dict(writer.journal(turn))  # type: ignore[arg-type]
+        assert answers["bug"].status == 500
+        assert json.loads(answers["bug"].body)["error"].startswith("internal error")
+        assert answers["good"].status == 200
+        later = [("next", Request(NOTIFY, 2.0, json.dumps(notification(alert("N"))).encode()))]
+        assert dict(writer.journal(later))["next"].status == 200  # type: ignore[arg-type]
+        assert store.counts()["notifications"] == 2
+    finally:
+        store.close()
