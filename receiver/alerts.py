@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -217,6 +217,16 @@ def parse_notification(obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS) -> N
 
     `indexed`: the labels whose values the journal keeps in columns (`alertname` and the
     configured service labels), which may hold no NUL."""
+    envelope, items = parse_envelope(obj, indexed)
+    return replace(envelope, alerts=parse_alerts(items, 0, len(items), indexed))
+
+
+def parse_envelope(
+    obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Notification, list[Any]]:
+    """Everything of a decoded webhook body but its alerts, validated (a Notification
+    with no alerts), and the alerts as decoded, for parse_alerts: a large notification's
+    are parsed a slice at a time. Raises PayloadError naming the first bad field."""
     if not isinstance(obj, dict):
         raise PayloadError("$", f"expected a JSON object, got {_kind(obj)}")
     version = obj.get("version", "4")
@@ -235,10 +245,10 @@ def parse_notification(obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS) -> N
         raise PayloadError("truncatedAlerts", f"expected an integer, got {_kind(truncated)}")
     if not 0 <= truncated <= MAX_STORED_INT:
         raise PayloadError("truncatedAlerts", f"must be between 0 and {MAX_STORED_INT}")
-    return Notification(
+    envelope = Notification(
         receiver=_string(obj, "receiver", "", ""),
         status=status,
-        alerts=tuple(parse_alert(item, i, indexed) for i, item in enumerate(alerts)),
+        alerts=(),
         group_key=_string(obj, "groupKey", "", ""),
         truncated_alerts=truncated,
         group_labels=_label_set(obj, "groupLabels", "", names=False),
@@ -247,3 +257,12 @@ def parse_notification(obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS) -> N
         external_url=_string(obj, "externalURL", "", ""),
         version=version,
     )
+    return envelope, alerts
+
+
+def parse_alerts(
+    items: list[Any], start: int, stop: int, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Alert, ...]:
+    """`items[start:stop]` (decoded alerts) parsed, each named by its index in `items`;
+    raises PayloadError naming the first bad field."""
+    return tuple(parse_alert(items[i], i, indexed) for i in range(start, min(stop, len(items))))

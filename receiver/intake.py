@@ -9,13 +9,21 @@ answers, built here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from receiver.alerts import INDEXED_LABELS, Notification, PayloadError, parse_notification
+from receiver.alerts import (
+    INDEXED_LABELS,
+    Alert,
+    Notification,
+    PayloadError,
+    parse_alerts,
+    parse_envelope,
+)
 from receiver.config import Config
 from receiver.engine import IngestSummary, ingest
 from receiver.store import Store, StoreUnavailable
@@ -23,6 +31,7 @@ from receiver.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "journal unavailable, retry later"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,36 @@ def indexed_labels(config: Config) -> tuple[str, ...]:
 def decode(body: bytes, indexed: tuple[str, ...] = INDEXED_LABELS) -> Notification:
     """The notification in a webhook body, or Rejected naming the first bad field
     (`indexed`: see parse_notification)."""
+    envelope, items = decode_envelope(body, indexed)
+    alerts = decode_alerts(items, 0, len(items), indexed)
+    return dataclasses.replace(envelope, alerts=alerts)
+
+
+def decode_envelope(
+    body: bytes, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Notification, list[Any]]:
+    """A webhook body's notification without its alerts, and the alerts as decoded JSON
+    (see parse_envelope); Rejected naming the first bad field."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(f"body is not valid JSON: {exc}", "$") from exc
     except RecursionError as exc:  # json.loads gives up on deep nesting with this
         raise Rejected("payload nested too deeply", "$") from exc
+    return _validated(parse_envelope, payload, indexed)
+
+
+def decode_alerts(
+    items: list[Any], start: int, stop: int, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Alert, ...]:
+    """`items[start:stop]` parsed (see parse_alerts); Rejected naming the first bad field."""
+    return _validated(parse_alerts, items, start, stop, indexed)
+
+
+def _validated(parse: Callable[..., T], *args: Any) -> T:
+    """parse(*args), its PayloadError (or a RecursionError) told as Rejected."""
     try:
-        return parse_notification(payload, indexed)
+        return parse(*args)
     except PayloadError as exc:
         raise Rejected(exc.message, exc.field) from exc
     except RecursionError as exc:

@@ -15,8 +15,10 @@ journaled whole or not at all.
 
 Except a large one (more than `limits.notification_chunk_alerts` alerts): journaling
 46,000 alerts in one transaction held the loop for seconds, and every sender with it.
-It is journaled one chunk of that many alerts per turn of the loop, in the turn's
-transaction, so the notifications arriving meanwhile are journaled between its chunks;
+Its alerts are parsed a few chunks' worth per turn of the loop (all of them before any
+is journaled: a bad one is a 400 that wrote nothing), then it is journaled one chunk of
+that many alerts per turn, in the turn's transaction, so the notifications arriving
+meanwhile are decoded and journaled between its steps;
 it is answered when its last chunk commits, and its worker thread is sent a PROGRESS
 reply every turn until then (protocol.py), so that its wait never times out while work
 advances. If a chunk fails, the answer says how much was journaled (intake.py
@@ -58,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver import logs
-from receiver.alerts import Notification
+from receiver.alerts import Alert, Notification
 from receiver.config import Config, ConfigError, load_config, parse_config, with_overrides
 from receiver.dispatcher import Dispatcher
 from receiver.engine import IngestSummary, journal_work
@@ -66,7 +68,8 @@ from receiver.intake import (
     Answer,
     Rejected,
     accepted,
-    decode,
+    decode_alerts,
+    decode_envelope,
     error_body,
     failed,
     indexed_labels,
@@ -90,6 +93,8 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often the loop looks up from select: stop requests, parent alive
 SEND_TIMEOUT_S = 10.0  # a worker thread that stops reading its replies is dropped
+PARSE_CHUNKS = 8  # a large notification's alerts parsed per turn, in chunks (parsing an
+# alert costs about a tenth of journaling it: a turn's step stays about a chunk's work)
 
 
 Reply = tuple[socket.socket, Answer]
@@ -97,28 +102,50 @@ Reply = tuple[socket.socket, Answer]
 
 @dataclasses.dataclass
 class LargeNotification:
-    """A notification journaled in chunks of `chunk` alerts, one transaction each.
+    """A notification of more than `chunk` alerts, advanced one step per turn of the
+    loop: first its alerts are parsed, PARSE_CHUNKS chunks' worth per step (nothing is
+    journaled before all are valid, so a bad one is still a 400 that wrote nothing);
+    then it is journaled one chunk per step, each in that turn's transaction.
 
-    `done` alerts are committed so far and `summary` sums their chunks. The config is
-    the one it arrived under, for all of its chunks."""
+    `items` are the alerts as decoded JSON; `done` alerts are committed so far and
+    `summary` sums their chunks. The config is the one it arrived under, for all of it."""
 
     sock: socket.socket
-    notification: Notification
+    envelope: Notification  # everything but the alerts, validated
+    items: list[Any]
     received_at: float
     config: Config
     chunk: int
+    parsed: list[Alert] = dataclasses.field(default_factory=list)
+    notification: Notification | None = None  # once every alert is parsed
     done: int = 0
     summary: IngestSummary = dataclasses.field(default_factory=IngestSummary)
 
     @property
     def total(self) -> int:
-        return len(self.notification.alerts)
+        return len(self.items)
 
-    def next_chunk(self) -> Pending[IngestSummary]:
-        """The work of the next chunk (run it in a transaction, then `committed`)."""
+    def step(self) -> Answer | Pending[IngestSummary] | None:
+        """This turn's step: the work of the next chunk to journal (run it in a
+        transaction, then `committed`); or, while parsing, None, or the 400 refusing
+        the notification (the answer; nothing of it was journaled)."""
+        if self.notification is None:
+            return self._parse_some()
         part = slice(self.done, min(self.done + self.chunk, self.total))
         work = journal_work(self.config, self.notification, self.received_at, part, self.summary)
         return Pending(work)
+
+    def _parse_some(self) -> Answer | None:
+        start = len(self.parsed)
+        stop = min(start + self.chunk * PARSE_CHUNKS, self.total)
+        try:
+            self.parsed += decode_alerts(self.items, start, stop, indexed_labels(self.config))
+        except Rejected as rejected:
+            return rejected.answer()
+        if stop == self.total:
+            self.notification = dataclasses.replace(self.envelope, alerts=tuple(self.parsed))
+            self.parsed = []
+        return None
 
     def committed(self, entry: Pending[IngestSummary]) -> Answer | None:
         """Take a chunk's outcome; the answer once there is one (journaled whole, or
@@ -245,48 +272,54 @@ class JournalWriter:
     # ------------------------------------------------------------ work
 
     def journal(self, requests: list[tuple[socket.socket, Request]]) -> list[Reply]:
-        """Decode each body; journal the valid ones and the next chunk of the oldest
-        large notification in one transaction; return the answers there are: one per
-        request, except large notifications (answered with their last chunk)."""
+        """Decode each body; journal the valid ones, and take the next step of the
+        oldest large notification (its chunk in the same transaction); return the
+        answers there are: one per request, except large notifications (answered after
+        their last chunk, or when one of their alerts is refused)."""
         slots: list[tuple[socket.socket, Answer | Pending[Any]]] = []
         for sock, request in requests:
             slot = self._work_for(sock, request)
             if slot is not None:
                 slots.append((sock, slot))
-        chunk = self._large[0].next_chunk() if self._large else None
+        large = self._large[0] if self._large else None
+        step = large.step() if large is not None else None
+        chunk = step if isinstance(step, Pending) else None
         pending = [slot for _, slot in slots if isinstance(slot, Pending)]
         if chunk is not None:
             pending.append(chunk)
         if pending:
             commit_together(self.store.transaction, pending)
         replies = [(sock, _answer_for(slot)) for sock, slot in slots]
-        if chunk is not None:
+        finished = step if isinstance(step, Answer) else None  # refused while parsing
+        if large is not None and chunk is not None:
             if self.dispatcher is not None and chunk.result and chunk.result.actions_planned:
                 self.dispatcher.wake(chunk.result.actions_planned)
-            large = self._large[0]
             finished = large.committed(chunk)
-            if finished is not None:
-                self._large.pop(0)
-                # its actions woke the dispatcher chunk by chunk, above
-                replies.append((large.sock, dataclasses.replace(finished, actions_planned=0)))
+        if large is not None and finished is not None:
+            self._large.pop(0)
+            # its actions woke the dispatcher chunk by chunk, above
+            replies.append((large.sock, dataclasses.replace(finished, actions_planned=0)))
         return replies
 
     def _work_for(self, sock: socket.socket, request: Request) -> Answer | Pending[Any] | None:
         """The answer a body gets at once (400, or 500 for the unforeseen), or the work
         of journaling it; None when it is large and queued to be journaled in chunks."""
         config = self.config
+        indexed = indexed_labels(config)
         try:
-            notification = decode(request.body, indexed_labels(config))
+            envelope, items = decode_envelope(request.body, indexed)
+            chunk = config.limits.notification_chunk_alerts
+            if len(items) > chunk:
+                large = LargeNotification(sock, envelope, items, request.received_at, config, chunk)
+                self._large.append(large)
+                return None
+            notification = dataclasses.replace(
+                envelope, alerts=decode_alerts(items, 0, len(items), indexed)
+            )
         except Rejected as rejected:
             return rejected.answer()
-        except Exception as exc:  # decode only raises Rejected: this is a bug, told as one
+        except Exception as exc:  # decoding only raises Rejected: this is a bug, told as one
             return unexpected(exc)
-        chunk = config.limits.notification_chunk_alerts
-        if len(notification.alerts) > chunk:
-            self._large.append(
-                LargeNotification(sock, notification, request.received_at, config, chunk)
-            )
-            return None
         return Pending(journal_work(config, notification, request.received_at))
 
     def _control(self, request: Request) -> Answer:

@@ -185,14 +185,14 @@ def test_an_unforeseen_error_is_its_requests_500_never_the_writers_end(
     the others of the same turn, and goes on to the next turn."""
     store = SqliteStore(f"sqlite:///{tmp_path / 'journal.db'}")
     writer = JournalWriter("remediation.yml", {}, parse_config(CONFIG_TEXT), store)
-    real_decode = process.decode
+    real_decode = process.decode_envelope
 
     def buggy(body: bytes, indexed: tuple[str, ...]) -> Any:
         if b"Bug" in body:
             raise RuntimeError("a bug nobody foresaw")
         return real_decode(body, indexed)
 
-    monkeypatch.setattr(process, "decode", buggy)
+    monkeypatch.setattr(process, "decode_envelope", buggy)
     try:
         turn = [
             ("good", Request(NOTIFY, 1.0, json.dumps(notification(alert("Good"))).encode())),

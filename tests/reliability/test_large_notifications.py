@@ -242,3 +242,20 @@ def test_a_store_failure_after_some_chunks_is_answered_with_what_was_journaled(
     assert select(journal, "SELECT COUNT(DISTINCT fingerprint) FROM incidents") == [(count,)]
     planned = [a for a in all_actions(journal) if a["strategy"] == "note-big"]
     assert len(planned) == len(range(0, count, planned_every))  # none planned twice
+
+
+def test_a_bad_alert_late_in_a_large_notification_is_a_400_that_wrote_nothing(
+    sqlite_server,
+) -> None:
+    """Its alerts are parsed over several turns, all before any chunk is journaled."""
+    server, journal = sqlite_server
+    count, bad = 12_000, 11_321
+    payload = json.loads(big_body(count))
+    payload["alerts"][bad]["labels"]["service"] = "\ud800"
+    before = journal.counts()
+    response = post_bytes(server.url, json.dumps(payload).encode())
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == f"alerts[{bad}].labels.service"
+    assert journal.counts() == before
+    assert post_bytes(server.url, big_body(count)).status_code == 200
+    assert journal.counts()["incidents"] == before["incidents"] + count
