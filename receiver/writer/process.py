@@ -18,11 +18,11 @@ Except a large one (more than `limits.notification_chunk_alerts` alerts): journa
 Its alerts are parsed a few chunks' worth per turn of the loop (all of them before any
 is journaled: a bad one is a 400 that wrote nothing), then it is journaled one chunk of
 that many alerts per turn, in the turn's transaction, so the notifications arriving
-meanwhile are decoded and journaled between its steps;
-it is answered when its last chunk commits, and its worker thread is sent a PROGRESS
-reply every turn until then (protocol.py), so that its wait never times out while work
-advances. If a chunk fails, the answer says how much was journaled (intake.py
-partly_failed); the rest may be sent again safely, chunks being idempotent.
+meanwhile are decoded and journaled between its steps. It is answered when its last
+chunk commits, and its worker thread is sent a PROGRESS reply every turn until then
+(protocol.py), so that its wait never times out while work advances. If a chunk fails,
+the answer says how much was journaled (intake.py partly_failed); sending it again is
+safe, chunks being idempotent.
 
 Any body: an error no validation foresaw becomes the answer of its own request (500,
 logged with its traceback), never the end of this process.
@@ -93,8 +93,9 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often the loop looks up from select: stop requests, parent alive
 SEND_TIMEOUT_S = 10.0  # a worker thread that stops reading its replies is dropped
-PARSE_CHUNKS = 8  # a large notification's alerts parsed per turn, in chunks (parsing an
-# alert costs about a tenth of journaling it: a turn's step stays about a chunk's work)
+# A large notification's alerts parsed per turn, in chunks: parsing an alert costs about
+# a tenth of journaling it, so a turn's step stays near a chunk's worth of work.
+PARSE_CHUNKS = 8
 
 
 Reply = tuple[socket.socket, Answer]
@@ -120,10 +121,10 @@ class LargeNotification:
     notification: Notification | None = None  # once every alert is parsed
     done: int = 0
     summary: IngestSummary = dataclasses.field(default_factory=IngestSummary)
+    total: int = dataclasses.field(init=False)  # alerts in all
 
-    @property
-    def total(self) -> int:
-        return len(self.items)
+    def __post_init__(self) -> None:
+        self.total = len(self.items)
 
     def step(self) -> Answer | Pending[IngestSummary] | None:
         """This turn's step: the work of the next chunk to journal (run it in a
@@ -144,7 +145,7 @@ class LargeNotification:
             return rejected.answer()
         if stop == self.total:
             self.notification = dataclasses.replace(self.envelope, alerts=tuple(self.parsed))
-            self.parsed = []
+            self.parsed, self.items = [], []  # held once, in the notification
         return None
 
     def committed(self, entry: Pending[IngestSummary]) -> Answer | None:
