@@ -8,10 +8,10 @@ headers: nothing to parse but a length, and nothing from an alert in them.
     reply:   status (uint16), actions planned (uint32), body length (uint32), body
 
 A reply with status PROGRESS (and an empty body) is not the answer: the writer sends
-one after each chunk it commits of a large notification, and on every turn of its loop
-while that notification waits its turn, so that the worker, whose socket receive
-timeout then counts from the last progress instead of from the request, keeps waiting
-for work that is advancing (read_reply skips them).
+one on every turn of its loop while it holds a large notification (parsing it,
+journaling it chunk by chunk, or keeping it for after the one before it), so that the
+worker, whose socket receive timeout then counts from the last progress instead of
+from the request, keeps waiting for work that is advancing (read_reply skips them).
 """
 
 from __future__ import annotations
