@@ -259,3 +259,31 @@ def test_a_bad_alert_late_in_a_large_notification_is_a_400_that_wrote_nothing(
     assert journal.counts() == before
     assert post_bytes(server.url, big_body(count)).status_code == 200
     assert journal.counts()["incidents"] == before["incidents"] + count
+
+
+def test_large_notifications_arriving_together_are_each_journaled_whole(sqlite_server) -> None:
+    """The second waits for the first (one advances at a time), kept alive meanwhile."""
+    server, journal = sqlite_server
+    count = 6_000
+    bodies = []
+    for group in range(3):
+        payload = json.loads(big_body(count))
+        payload["groupKey"] = f"big-{group}"
+        for item in payload["alerts"]:
+            item["labels"]["group"] = str(group)
+        bodies.append(json.dumps(payload).encode())
+    answers: dict[int, requests.Response] = {}
+    threads = [
+        threading.Thread(target=lambda n=n: answers.update({n: post_bytes(server.url, bodies[n])}))
+        for n in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(answers) == [0, 1, 2]
+    for answer in answers.values():
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["new_incidents"] == count
+    assert journal.counts()["incidents"] == 3 * count
+    assert journal.counts()["notifications"] == 3
