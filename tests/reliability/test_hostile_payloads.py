@@ -54,8 +54,10 @@ PERMISSIVE = """  - name: permissive
 
 
 def writer_pids(server: Running) -> list[int]:
-    """The journal writer processes under the server (gunicorn master, its worker)."""
-    found = []
+    """The journal writer processes under the server (gunicorn master, its worker); not
+    their children between fork and exec (the command executor's), which still carry
+    the writer's command line."""
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -64,19 +66,22 @@ def writer_pids(server: Running) -> list[int]:
         except OSError:
             continue
         if b"receiver.writer.process" in command and _descends(int(entry.name), server):
-            found.append(int(entry.name))
-    return found
+            found[int(entry.name)] = _parent(int(entry.name))
+    return sorted(pid for pid, parent in found.items() if parent not in found)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _descends(pid: int, server: Running) -> bool:
     while pid > 1:
         if pid == server.process.pid:
             return True
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        pid = _parent(pid)
     return False
 
 
