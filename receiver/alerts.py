@@ -2,6 +2,14 @@
 
 Everything from the network is validated here, once, so that the rest of the code can
 trust types. Unknown fields are ignored, as Alertmanager may add some.
+
+Whatever is accepted here must be storable as it is, on every store: each string is
+valid UTF-8 (JSON's `\ud800` escapes can make a lone surrogate, which no UTF-8 encoder
+takes); the strings the journal keeps in columns of their own (every top-level string,
+`generatorURL`, the values of `alertname` and of the service labels) hold no NUL, which
+PostgreSQL's TEXT refuses (other label and annotation values are stored as escaped JSON,
+so a NUL there is kept); integers fit the store's INTEGER; timestamps lie in years
+1-9999. Anything else is a PayloadError naming the field, never an error further on.
 """
 
 from __future__ import annotations
@@ -9,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +26,14 @@ from receiver.matchers import LABEL_NAME
 STATUSES = ("firing", "resolved")
 MAX_LABELS = 256
 MAX_VALUE_LENGTH = 16384
-_TIMESTAMP = re.compile(
+MAX_STORED_INT = 2**31 - 1  # PostgreSQL's INTEGER (SQLite's is wider)
+#: labels whose values the journal keeps in columns (alertname, and the service labels
+#: by default): no NUL in them. The writer passes the configured service labels.
+INDEXED_LABELS = ("alertname", "service", "job")
+_TIMESTAMP = re.compile(  # ASCII digits only: \d would take any script's digits
     r"(?P<base>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?"
-    r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})"
+    r"(?P<tz>[Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 _GO_ZERO_YEAR = 1
 
@@ -105,16 +118,44 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _shown(name: str) -> str:
+    """A key as it may appear in a field path: cut, and printable even when it is not
+    valid UTF-8 (the path goes into the answer and the log)."""
+    return name[:64].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text(value: str, path: str, *, nul: bool) -> str:
+    """value if it is storable: valid UTF-8, and without NUL unless `nul`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PayloadError(
+            path, f"not valid UTF-8: lone surrogate {value[exc.start]!r} at {exc.start}"
+        ) from None
+    if not nul and "\x00" in value:
+        raise PayloadError(path, f"NUL character at {value.index(chr(0))} (not storable)")
+    return value
+
+
 def _string(obj: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
     value = obj.get(key, default)
     if not isinstance(value, str):
         raise PayloadError(f"{where}{key}", f"expected a string, got {_kind(value)}")
     if len(value) > MAX_VALUE_LENGTH:
         raise PayloadError(f"{where}{key}", f"longer than {MAX_VALUE_LENGTH} characters")
-    return value
+    return _text(value, f"{where}{key}", nul=False)
 
 
-def _label_set(obj: Mapping[str, Any], key: str, where: str, *, names: bool) -> dict[str, str]:
+def _label_set(
+    obj: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    names: bool,
+    indexed: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """A JSON object of strings; with `names`, its keys are label names. Values of the
+    `indexed` keys may not hold NUL (see the module docstring)."""
     value = obj.get(key, {})
     path = f"{where}{key}"
     if value is None:
@@ -124,12 +165,15 @@ def _label_set(obj: Mapping[str, Any], key: str, where: str, *, names: bool) -> 
     if len(value) > MAX_LABELS:
         raise PayloadError(path, f"more than {MAX_LABELS} entries")
     for name, item in value.items():
+        at = f"{path}.{_shown(name)}"
         if names and not LABEL_NAME.fullmatch(name):
-            raise PayloadError(f"{path}.{name[:64]}", "invalid label name")
+            raise PayloadError(at, "invalid label name")
+        _text(name, at, nul=True)  # a name is stored inside escaped JSON only
         if not isinstance(item, str):
-            raise PayloadError(f"{path}.{name[:64]}", f"expected a string, got {_kind(item)}")
+            raise PayloadError(at, f"expected a string, got {_kind(item)}")
         if len(item) > MAX_VALUE_LENGTH:
-            raise PayloadError(f"{path}.{name[:64]}", f"longer than {MAX_VALUE_LENGTH} characters")
+            raise PayloadError(at, f"longer than {MAX_VALUE_LENGTH} characters")
+        _text(item, at, nul=name not in indexed)
     return dict(value)
 
 
@@ -139,14 +183,15 @@ def fingerprint_of(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def parse_alert(obj: Any, index: int) -> Alert:
+def parse_alert(obj: Any, index: int, indexed: tuple[str, ...] = INDEXED_LABELS) -> Alert:
+    """One alert of `alerts`; raise PayloadError naming the first bad field."""
     where = f"alerts[{index}]."
     if not isinstance(obj, dict):
         raise PayloadError(f"alerts[{index}]", f"expected an object, got {_kind(obj)}")
     status = _string(obj, "status", where)
     if status not in STATUSES:
         raise PayloadError(f"{where}status", f"must be 'firing' or 'resolved', not {status[:32]!r}")
-    labels = _label_set(obj, "labels", where, names=True)
+    labels = _label_set(obj, "labels", where, names=True, indexed=indexed)
     if not labels:
         raise PayloadError(f"{where}labels", "an alert needs at least one label")
     starts_at = parse_timestamp(obj.get("startsAt"), f"{where}startsAt")
@@ -167,8 +212,21 @@ def parse_alert(obj: Any, index: int) -> Alert:
     )
 
 
-def parse_notification(obj: Any) -> Notification:
-    """Validate a decoded webhook body; raise PayloadError naming the first bad field."""
+def parse_notification(obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS) -> Notification:
+    """Validate a decoded webhook body; raise PayloadError naming the first bad field.
+
+    `indexed`: the labels whose values the journal keeps in columns (`alertname` and the
+    configured service labels), which may hold no NUL."""
+    envelope, items = parse_envelope(obj, indexed)
+    return replace(envelope, alerts=parse_alerts(items, 0, len(items), indexed))
+
+
+def parse_envelope(
+    obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Notification, list[Any]]:
+    """Everything of a decoded webhook body but its alerts, validated (a Notification
+    with no alerts), and the alerts as decoded, for parse_alerts: a large notification's
+    are parsed a slice at a time. Raises PayloadError naming the first bad field."""
     if not isinstance(obj, dict):
         raise PayloadError("$", f"expected a JSON object, got {_kind(obj)}")
     version = obj.get("version", "4")
@@ -183,12 +241,14 @@ def parse_notification(obj: Any) -> Notification:
     if status not in STATUSES:
         raise PayloadError("status", f"must be 'firing' or 'resolved', not {status[:32]!r}")
     truncated = obj.get("truncatedAlerts", 0)
-    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
-        raise PayloadError("truncatedAlerts", "expected a non-negative integer")
-    return Notification(
+    if isinstance(truncated, bool) or not isinstance(truncated, int):
+        raise PayloadError("truncatedAlerts", f"expected an integer, got {_kind(truncated)}")
+    if not 0 <= truncated <= MAX_STORED_INT:
+        raise PayloadError("truncatedAlerts", f"must be between 0 and {MAX_STORED_INT}")
+    envelope = Notification(
         receiver=_string(obj, "receiver", "", ""),
         status=status,
-        alerts=tuple(parse_alert(item, i) for i, item in enumerate(alerts)),
+        alerts=(),
         group_key=_string(obj, "groupKey", "", ""),
         truncated_alerts=truncated,
         group_labels=_label_set(obj, "groupLabels", "", names=False),
@@ -197,3 +257,12 @@ def parse_notification(obj: Any) -> Notification:
         external_url=_string(obj, "externalURL", "", ""),
         version=version,
     )
+    return envelope, alerts
+
+
+def parse_alerts(
+    items: list[Any], start: int, stop: int, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Alert, ...]:
+    """`items[start:stop]` (decoded alerts) parsed, each named by its index in `items`;
+    raises PayloadError naming the first bad field."""
+    return tuple(parse_alert(items[i], i, indexed) for i in range(start, min(stop, len(items))))

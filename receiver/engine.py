@@ -47,6 +47,10 @@ class IngestSummary:
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))  # flat ints: dataclasses.asdict's deep copy costs ~15% here
 
+    def plus(self, other: IngestSummary) -> IngestSummary:
+        """Both summaries added up, count by count (the chunks of one notification)."""
+        return IngestSummary(**{name: n + getattr(other, name) for name, n in vars(self).items()})
+
 
 # ---------------------------------------------------------------- planning (pure)
 
@@ -59,12 +63,17 @@ def plan_for(config: Config, alert: Alert) -> list[Plan]:
 
 
 def render_plan(strategy: Strategy, context: dict[str, Any]) -> Plan:
+    """The strategy's target and parameters rendered for one alert, or a refused plan
+    saying why (a template error, an unsafe value)."""
     try:
         target = check_safe(_render(strategy.target, context, strategy), strategy.safe_pattern,
                             "target")  # fmt: skip
+        if "\x00" in target:  # even a permissive pattern: the journal's column refuses it
+            raise UnsafeValueError(f"target {target[:80]!r} contains a NUL character")
         params = _render_params(strategy, {**context, "target": target})
     except (RenderError, UnsafeValueError) as exc:
-        return Plan(strategy, "", {}, refused=f"refused: {exc}")
+        reason = f"refused: {exc}".replace("\x00", "\\x00")  # the reason is a column too
+        return Plan(strategy, "", {}, refused=reason)
     return Plan(strategy, target, params)
 
 
@@ -134,18 +143,35 @@ def ingest(store: Store, config: Config, notification: Notification, now: float)
 
 
 def journal_work(
-    config: Config, notification: Notification, now: float
+    config: Config,
+    notification: Notification,
+    now: float,
+    part: slice | None = None,
+    before: IngestSummary | None = None,
 ) -> Callable[[Transaction], IngestSummary]:
     """What ingesting a notification writes, as work for one transaction (it may run
-    twice: a shared transaction that fails is retried piece by piece)."""
+    twice: a shared transaction that fails is retried piece by piece).
+
+    With `part` (a slice of `notification.alerts` with a stop) only those alerts are
+    journaled: one chunk of a large notification, whose transaction is then bounded
+    (see receiver/writer/process.py). Each alert is counted in
+    `remediator_alerts_received_total` by the chunk that journals it; the chunk that
+    reaches the end of the list also records the notification, its summary being
+    `before` (the chunks committed earlier) plus its own. Returns this work's own
+    summary. Chunks are safe to run again: an incident is keyed by (fingerprint,
+    startsAt), so a journaled firing alert is then a duplicate that plans nothing."""
+    alerts = notification.alerts if part is None else notification.alerts[part]
+    last = part is None or part.stop >= len(notification.alerts)
 
     def journal(tx: Transaction) -> IngestSummary:
-        summary = IngestSummary(alerts=len(notification.alerts))
-        for alert in notification.alerts:
+        summary = IngestSummary(alerts=len(alerts))
+        for alert in alerts:
             _apply_alert(tx, config, alert, now, summary)
-        record = _record(notification, now, summary)
-        tx.insert_notification(record)
-        tx.count_alerts(record.firing, record.resolved)
+        firing = sum(1 for alert in alerts if alert.status == "firing")
+        tx.count_alerts(firing, len(alerts) - firing)
+        if last:
+            whole = summary if before is None else before.plus(summary)
+            tx.insert_notification(_record(notification, now, whole))
         return summary
 
     return journal

@@ -9,13 +9,21 @@ answers, built here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from receiver.alerts import Notification, PayloadError, parse_notification
+from receiver.alerts import (
+    INDEXED_LABELS,
+    Alert,
+    Notification,
+    PayloadError,
+    parse_alerts,
+    parse_envelope,
+)
 from receiver.config import Config
 from receiver.engine import IngestSummary, ingest
 from receiver.store import Store, StoreUnavailable
@@ -23,6 +31,7 @@ from receiver.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "journal unavailable, retry later"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,16 +60,44 @@ class Rejected(Exception):
         return Answer(400, error_body(self.message, field=self.field))
 
 
-def decode(body: bytes) -> Notification:
-    """The notification in a webhook body, or Rejected naming the first bad field."""
+def indexed_labels(config: Config) -> tuple[str, ...]:
+    """The labels whose values the journal keeps in columns: alertname, the services."""
+    return ("alertname", *config.defaults.service_labels)
+
+
+def decode(body: bytes, indexed: tuple[str, ...] = INDEXED_LABELS) -> Notification:
+    """The notification in a webhook body, or Rejected naming the first bad field
+    (`indexed`: see parse_notification)."""
+    envelope, items = decode_envelope(body, indexed)
+    alerts = decode_alerts(items, 0, len(items), indexed)
+    return dataclasses.replace(envelope, alerts=alerts)
+
+
+def decode_envelope(
+    body: bytes, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Notification, list[Any]]:
+    """A webhook body's notification without its alerts, and the alerts as decoded JSON
+    (see parse_envelope); Rejected naming the first bad field."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(f"body is not valid JSON: {exc}", "$") from exc
     except RecursionError as exc:  # json.loads gives up on deep nesting with this
         raise Rejected("payload nested too deeply", "$") from exc
+    return _validated(parse_envelope, payload, indexed)
+
+
+def decode_alerts(
+    items: list[Any], start: int, stop: int, indexed: tuple[str, ...] = INDEXED_LABELS
+) -> tuple[Alert, ...]:
+    """`items[start:stop]` parsed (see parse_alerts); Rejected naming the first bad field."""
+    return _validated(parse_alerts, items, start, stop, indexed)
+
+
+def _validated(parse: Callable[..., T], *args: Any) -> T:
+    """parse(*args), its PayloadError (or a RecursionError) told as Rejected."""
     try:
-        return parse_notification(payload)
+        return parse(*args)
     except PayloadError as exc:
         raise Rejected(exc.message, exc.field) from exc
     except RecursionError as exc:
@@ -77,7 +114,30 @@ def failed(exc: BaseException) -> Answer:
     if isinstance(exc, StoreUnavailable):
         log.error("journal unavailable, asking Alertmanager to retry: %s", exc)
         return Answer(503, error_body(UNAVAILABLE))
-    log.error("internal error journaling a notification", exc_info=exc)
+    return unexpected(exc)
+
+
+def partly_failed(exc: BaseException, journaled: int, total: int) -> Answer:
+    """The answer to a large notification stopped by `exc` once `journaled` of its
+    `total` alerts were committed, in chunks. The status is failed()'s (503 when the
+    journal is unavailable, so that Alertmanager sends it again, which is safe: the
+    journaled alerts are then duplicates and plan nothing new); the body says what was
+    journaled, never that nothing was."""
+    answer = failed(exc)
+    if journaled == 0:
+        return answer
+    said = UNAVAILABLE if answer.status == 503 else "internal error, see the receiver's log"
+    message = (
+        f"{said}: alerts[0] to alerts[{journaled - 1}] ({journaled} of {total}) were "
+        "journaled before the failure, the rest not; sending it again is safe"
+    )
+    return Answer(answer.status, error_body(message, journaled_alerts=journaled, alerts=total))
+
+
+def unexpected(exc: BaseException) -> Answer:
+    """500 for an error no validation foresaw: logged with its traceback, and answered
+    to the one request that met it (never the end of the process serving it)."""
+    log.error("internal error handling a request", exc_info=exc)
     return Answer(500, error_body("internal error, see the receiver's log"))
 
 
@@ -95,12 +155,12 @@ class LocalIntake:
         self.config = config
 
     def accept(self, body: bytes, received_at: float) -> Answer:
+        config = self.config()
         try:
-            notification = decode(body)
+            notification = decode(body, indexed_labels(config))
+            return accepted(ingest(self.store, config, notification, received_at))
         except Rejected as rejected:
             return rejected.answer()
-        try:
-            return accepted(ingest(self.store, self.config(), notification, received_at))
         except Exception as exc:  # every failure becomes an answer, never a lost request
             return failed(exc)
 

@@ -13,6 +13,20 @@ transaction (store/group.py's commit_together: if one fails, each is retried alo
 and only then answers each. A 200 still means committed; each notification is still
 journaled whole or not at all.
 
+Except a large one (more than `limits.notification_chunk_alerts` alerts): journaling
+46,000 alerts in one transaction held the loop for seconds, and every sender with it.
+Its alerts are parsed a few chunks' worth per turn of the loop (all of them before any
+is journaled: a bad one is a 400 that wrote nothing), then it is journaled one chunk of
+that many alerts per turn, in the turn's transaction, so the notifications arriving
+meanwhile are decoded and journaled between its steps. It is answered when its last
+chunk commits, and its worker thread is sent a PROGRESS reply every turn until then
+(protocol.py), so that its wait never times out while work advances. If a chunk fails,
+the answer says how much was journaled (intake.py partly_failed); sending it again is
+safe, chunks being idempotent.
+
+Any body: an error no validation foresaw becomes the answer of its own request (500,
+logged with its traceback), never the end of this process.
+
 The dispatcher runs here too: its claims and outcomes then queue on this process's
 writer lock with the notifications' batches, instead of meeting them across processes
 in SQLite's busy handler, which sleeps and polls (and took p99 latency at 200
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -45,11 +60,23 @@ from pathlib import Path
 from typing import Any
 
 from receiver import logs
+from receiver.alerts import Alert, Notification
 from receiver.config import Config, ConfigError, load_config, parse_config, with_overrides
 from receiver.dispatcher import Dispatcher
-from receiver.engine import journal_work
+from receiver.engine import IngestSummary, journal_work
 from receiver.executors import require_usable_executors
-from receiver.intake import Answer, Rejected, accepted, decode, error_body, failed
+from receiver.intake import (
+    Answer,
+    Rejected,
+    accepted,
+    decode_alerts,
+    decode_envelope,
+    error_body,
+    failed,
+    indexed_labels,
+    partly_failed,
+    unexpected,
+)
 from receiver.store import Store, open_store
 from receiver.store.group import Pending, commit_together
 from receiver.writer.protocol import (
@@ -59,6 +86,7 @@ from receiver.writer.protocol import (
     ProtocolError,
     Request,
     RequestReader,
+    pack_progress,
     pack_reply,
 )
 
@@ -66,6 +94,70 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often the loop looks up from select: stop requests, parent alive
 SEND_TIMEOUT_S = 10.0  # a worker thread that stops reading its replies is dropped
+# A large notification's alerts parsed per turn, in chunks: parsing an alert costs about
+# a tenth of journaling it, so a turn's step stays near a chunk's worth of work.
+PARSE_CHUNKS = 8
+
+
+Reply = tuple[socket.socket, Answer]
+
+
+@dataclasses.dataclass
+class LargeNotification:
+    """A notification of more than `chunk` alerts, advanced one step per turn of the
+    loop: first its alerts are parsed, PARSE_CHUNKS chunks' worth per step (nothing is
+    journaled before all are valid, so a bad one is still a 400 that wrote nothing);
+    then it is journaled one chunk per step, each in that turn's transaction.
+
+    `items` are the alerts as decoded JSON; `done` alerts are committed so far and
+    `summary` sums their chunks. The config is the one it arrived under, for all of it."""
+
+    sock: socket.socket
+    envelope: Notification  # everything but the alerts, validated
+    items: list[Any]
+    received_at: float
+    config: Config
+    chunk: int
+    parsed: list[Alert] = dataclasses.field(default_factory=list)
+    notification: Notification | None = None  # once every alert is parsed
+    done: int = 0
+    summary: IngestSummary = dataclasses.field(default_factory=IngestSummary)
+    total: int = dataclasses.field(init=False)  # alerts in all
+
+    def __post_init__(self) -> None:
+        self.total = len(self.items)
+
+    def step(self) -> Answer | Pending[IngestSummary] | None:
+        """This turn's step: the work of the next chunk to journal (run it in a
+        transaction, then `committed`); or, while parsing, None, or the 400 refusing
+        the notification (the answer; nothing of it was journaled)."""
+        if self.notification is None:
+            return self._parse_some()
+        part = slice(self.done, min(self.done + self.chunk, self.total))
+        work = journal_work(self.config, self.notification, self.received_at, part, self.summary)
+        return Pending(work)
+
+    def _parse_some(self) -> Answer | None:
+        start = len(self.parsed)
+        stop = min(start + self.chunk * PARSE_CHUNKS, self.total)
+        try:
+            self.parsed += decode_alerts(self.items, start, stop, indexed_labels(self.config))
+        except Rejected as rejected:
+            return rejected.answer()
+        if stop == self.total:
+            self.notification = dataclasses.replace(self.envelope, alerts=tuple(self.parsed))
+            self.parsed, self.items = [], []  # held once, in the notification
+        return None
+
+    def committed(self, entry: Pending[IngestSummary]) -> Answer | None:
+        """Take a chunk's outcome; the answer once there is one (journaled whole, or
+        stopped by the chunk's failure), None while chunks remain."""
+        if entry.error is not None:
+            return partly_failed(entry.error, self.done, self.total)
+        assert entry.result is not None
+        self.summary = self.summary.plus(entry.result)
+        self.done += entry.result.alerts
+        return accepted(self.summary) if self.done >= self.total else None
 
 
 class JournalWriter:
@@ -82,6 +174,7 @@ class JournalWriter:
         self.stop_now = False  # the worker's STOP: leave after this batch
         self._selector = selectors.DefaultSelector()
         self._readers: dict[socket.socket, RequestReader] = {}
+        self._large: list[LargeNotification] = []  # oldest first; the first one advances
 
     # ------------------------------------------------------------ loop
 
@@ -97,8 +190,9 @@ class JournalWriter:
                 if parent is not None and os.getppid() != parent:
                     log.info("the worker that started this journal writer is gone; leaving")
                     break
-                batch = self._read(self._selector.select(POLL_S), listener)
-                if batch:
+                wait = 0 if self._large else POLL_S  # a chunk to journal: only look up
+                batch = self._read(self._selector.select(wait), listener)
+                if batch or self._large:
                     self._answer(batch)
         finally:
             for connection in list(self._readers):
@@ -143,41 +237,102 @@ class JournalWriter:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(connection)
         connection.close()
+        for large in [large for large in self._large if large.sock is connection]:
+            # Its sender was answered already (503, by the worker) or is gone.
+            log.warning(
+                "abandoning a large notification after %d of %d alerts: its worker "
+                "connection closed",
+                large.done,
+                large.total,
+            )
+            self._large.remove(large)
 
     def _answer(self, batch: list[tuple[socket.socket, Request]]) -> None:
         notifications = [(sock, r) for sock, r in batch if r.kind == NOTIFY]
-        answers = self.journal([r for _, r in notifications])
-        planned = sum(answer.actions_planned for answer in answers)
+        try:
+            replies = self.journal(notifications)
+        except Exception as exc:  # a bug in this turn's bookkeeping: not the writer's end
+            replies = [(sock, unexpected(exc)) for sock, _ in notifications]
+            if self._large:  # it may be the cause: never let it fail every turn
+                large = self._large.pop(0)
+                replies.append((large.sock, partly_failed(exc, large.done, large.total)))
+        planned = sum(answer.actions_planned for _, answer in replies)
         if self.dispatcher is not None and planned:
             self.dispatcher.wake(planned)
-        replies = list(zip([sock for sock, _ in notifications], answers, strict=True))
         replies += [(sock, self._control(r)) for sock, r in batch if r.kind != NOTIFY]
         for sock, answer in replies:
-            try:
-                sock.sendall(pack_reply(answer))
-            except OSError as exc:  # the worker thread gave up (timeout) or died
-                log.warning("could not answer a worker thread: %s", exc)
-                self._drop(sock)
+            self._send(sock, pack_reply(answer))
+        for large in list(self._large):
+            self._send(large.sock, pack_progress())
+
+    def _send(self, sock: socket.socket, frame: bytes) -> None:
+        try:
+            sock.sendall(frame)
+        except OSError as exc:  # the worker thread gave up (timeout) or died
+            log.warning("could not answer a worker thread: %s", exc)
+            self._drop(sock)
 
     # ------------------------------------------------------------ work
 
-    def journal(self, requests: list[Request]) -> list[Answer]:
-        """Decode each body, journal the valid ones in one transaction, answer each."""
-        slots: list[Answer | Pending[Any]] = []
-        for request in requests:
-            try:
-                notification = decode(request.body)
-            except Rejected as rejected:
-                slots.append(rejected.answer())
-                continue
-            slots.append(Pending(journal_work(self.config, notification, request.received_at)))
-        pending = [slot for slot in slots if isinstance(slot, Pending)]
+    def journal(self, requests: list[tuple[socket.socket, Request]]) -> list[Reply]:
+        """Decode each body; journal the valid ones, and take the next step of the
+        oldest large notification (its chunk in the same transaction); return the
+        answers there are: one per request, except large notifications (answered after
+        their last chunk, or when one of their alerts is refused)."""
+        slots: list[tuple[socket.socket, Answer | Pending[Any]]] = []
+        for sock, request in requests:
+            slot = self._work_for(sock, request)
+            if slot is not None:
+                slots.append((sock, slot))
+        large = self._large[0] if self._large else None
+        step = large.step() if large is not None else None
+        chunk = step if isinstance(step, Pending) else None
+        pending = [slot for _, slot in slots if isinstance(slot, Pending)]
+        if chunk is not None:
+            pending.append(chunk)
         if pending:
             commit_together(self.store.transaction, pending)
-        return [slot if isinstance(slot, Answer) else _answer_for(slot) for slot in slots]
+        replies = [(sock, _answer_for(slot)) for sock, slot in slots]
+        finished = step if isinstance(step, Answer) else None  # refused while parsing
+        if large is not None and chunk is not None:
+            if self.dispatcher is not None and chunk.result and chunk.result.actions_planned:
+                self.dispatcher.wake(chunk.result.actions_planned)
+            finished = large.committed(chunk)
+        if large is not None and finished is not None:
+            self._large.pop(0)
+            # its actions woke the dispatcher chunk by chunk, above
+            replies.append((large.sock, dataclasses.replace(finished, actions_planned=0)))
+        return replies
+
+    def _work_for(self, sock: socket.socket, request: Request) -> Answer | Pending[Any] | None:
+        """The answer a body gets at once (400, or 500 for the unforeseen), or the work
+        of journaling it; None when it is large and queued to be journaled in chunks."""
+        config = self.config
+        indexed = indexed_labels(config)
+        try:
+            envelope, items = decode_envelope(request.body, indexed)
+            chunk = config.limits.notification_chunk_alerts
+            if len(items) > chunk:
+                large = LargeNotification(sock, envelope, items, request.received_at, config, chunk)
+                self._large.append(large)
+                return None
+            notification = dataclasses.replace(
+                envelope, alerts=decode_alerts(items, 0, len(items), indexed)
+            )
+        except Rejected as rejected:
+            return rejected.answer()
+        except Exception as exc:  # decoding only raises Rejected: this is a bug, told as one
+            return unexpected(exc)
+        return Pending(journal_work(config, notification, request.received_at))
 
     def _control(self, request: Request) -> Answer:
         """RELOAD, STOP or PING (RequestReader lets no other kind through)."""
+        try:
+            return self._obey(request)
+        except Exception as exc:  # unforeseen: that request's answer, not the writer's end
+            return unexpected(exc)
+
+    def _obey(self, request: Request) -> Answer:
         if request.kind == RELOAD:
             return self.reload(request.body.decode("utf-8", "replace"))
         if request.kind == STOP:
@@ -204,7 +359,9 @@ def config_from_text(text: str, path: str, overrides: dict[str, str]) -> Config:
     return with_overrides(parsed, overrides)
 
 
-def _answer_for(entry: Pending[Any]) -> Answer:
+def _answer_for(entry: Answer | Pending[Any]) -> Answer:
+    if isinstance(entry, Answer):
+        return entry
     if entry.error is not None:
         return failed(entry.error)
     return accepted(entry.result)

@@ -6,12 +6,19 @@ headers: nothing to parse but a length, and nothing from an alert in them.
 
     request: kind (1 byte), received_at (float64), body length (uint32), body
     reply:   status (uint16), actions planned (uint32), body length (uint32), body
+
+A reply with status PROGRESS (and an empty body) is not the answer: the writer sends
+one on every turn of its loop while it holds a large notification (parsing it,
+journaling it chunk by chunk, or keeping it for after the one before it), so that the
+worker, whose socket receive timeout then counts from the last progress instead of
+from the request, keeps waiting for work that is advancing (read_reply skips them).
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from receiver.intake import Answer
@@ -20,6 +27,7 @@ NOTIFY = 1  # body: the webhook body as received
 RELOAD = 2  # body: the config text the worker loaded (utf-8); the writer takes the same
 PING = 3  # body: empty
 STOP = 4  # body: empty; from the worker that owns the writer, when it exits
+PROGRESS = 102  # reply status: still working on this request, the answer comes later
 
 REQUEST = struct.Struct("!BdI")
 REPLY = struct.Struct("!HII")
@@ -67,18 +75,31 @@ class RequestReader:
         return found
 
 
-def read_reply(sock: socket.socket) -> Answer:
-    """Block for one reply; almost always one recv (a reply is small)."""
+def pack_progress() -> bytes:
+    """A PROGRESS reply: the request is still being worked on."""
+    return REPLY.pack(PROGRESS, 0, 0)
+
+
+def read_reply(sock: socket.socket, on_progress: Callable[[], None] | None = None) -> Answer:
+    """Block for the reply to the request in flight, skipping PROGRESS replies (each is
+    told to `on_progress`: a stall watchdog may count it as progress); almost always one
+    recv (a reply is small). Raises ConnectionError if the writer closes the connection,
+    OSError when the socket's receive timeout passes without a byte."""
     data = sock.recv(REPLY_READ)
-    while len(data) < REPLY.size:
-        data += _more(sock, REPLY.size - len(data))
-    status, actions_planned, length = REPLY.unpack_from(data)
-    if length > MAX_BODY:
-        raise ConnectionError(f"reply of {length} bytes from the journal writer")
-    end = REPLY.size + length
-    while len(data) < end:
-        data += _more(sock, end - len(data))
-    return Answer(status, data[REPLY.size : end], actions_planned)
+    while True:
+        while len(data) < REPLY.size:
+            data += _more(sock, REPLY.size - len(data))
+        status, actions_planned, length = REPLY.unpack_from(data)
+        if length > MAX_BODY:
+            raise ConnectionError(f"reply of {length} bytes from the journal writer")
+        end = REPLY.size + length
+        while len(data) < end:
+            data += _more(sock, end - len(data))
+        if status != PROGRESS:
+            return Answer(status, data[REPLY.size : end], actions_planned)
+        if on_progress is not None:
+            on_progress()
+        data = data[end:]
 
 
 def _more(sock: socket.socket, wanted: int) -> bytes:

@@ -2,7 +2,9 @@
 
 Each strategy mixes the well-formed with the broken: valid payloads, payloads mutated
 one field at a time, truncated or corrupted bytes, wrong types, huge label sets and
-values, unicode, and nesting deep enough to exhaust a recursive parser.
+values, unicode (lone surrogates included, which JSON's \\u escapes can carry), numbers
+beyond what the store's INTEGER holds, and nesting deep enough to exhaust a recursive
+parser.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from receiver.alerts import MAX_LABELS, MAX_VALUE_LENGTH, fingerprint_of
+from receiver.alerts import (
+    INDEXED_LABELS,
+    MAX_LABELS,
+    MAX_STORED_INT,
+    MAX_VALUE_LENGTH,
+    fingerprint_of,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "examples" / "remediation.yml"
@@ -60,7 +68,13 @@ label_values = st.one_of(
     st.sampled_from(["", "checkout", "; rm -rf /", "../../etc/passwd", "a\r\nb", "\x00"]),
     st.builds(lambda char, n: char * n, st.characters(), st.integers(200, MAX_VALUE_LENGTH)),
 )
-label_sets = st.dictionaries(label_names, label_values, min_size=1, max_size=6)
+label_sets = st.dictionaries(label_names, label_values, min_size=1, max_size=6).map(
+    lambda labels: {  # the journal keeps these in columns: NUL is refused there
+        name: value.replace("\x00", "") if name in INDEXED_LABELS else value
+        for name, value in labels.items()
+    }
+)
+column_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 timestamps = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)).map(
     lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 )
@@ -76,7 +90,7 @@ def valid_alerts(draw: st.DrawFn) -> dict[str, Any]:
         "annotations": draw(st.dictionaries(st.text(max_size=10), label_values, max_size=3)),
         "startsAt": draw(timestamps),
         "endsAt": draw(timestamps) if status == "resolved" else "0001-01-01T00:00:00Z",
-        "generatorURL": draw(st.text(max_size=30)),
+        "generatorURL": draw(column_text),
         "fingerprint": fingerprint_of(labels),
     }
     for key in draw(st.sets(st.sampled_from(["annotations", "generatorURL", "fingerprint"]))):
@@ -89,10 +103,10 @@ def valid_notifications(draw: st.DrawFn) -> dict[str, Any]:
     alerts = draw(st.lists(valid_alerts(), max_size=5))
     body = {
         "version": "4",
-        "groupKey": draw(st.text(max_size=40)),
+        "groupKey": draw(column_text),
         "truncatedAlerts": draw(st.integers(0, 1000)),
         "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
-        "receiver": draw(st.text(max_size=20)),
+        "receiver": draw(column_text),
         "groupLabels": draw(st.dictionaries(label_names, label_values, max_size=3)),
         "commonLabels": {},
         "commonAnnotations": {},
@@ -108,6 +122,18 @@ def valid_notifications(draw: st.DrawFn) -> dict[str, Any]:
 # ---------------------------------------------------------------- broken pieces
 
 WRONG = st.one_of(json_values, st.just(nested(200)))
+lone_surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+with_surrogates = st.builds(  # a lone surrogate somewhere in ordinary text
+    lambda before, lone, after: before + lone + after,
+    st.text(max_size=6),
+    lone_surrogates,
+    st.text(max_size=6),
+)
+out_of_range = st.one_of(
+    st.integers(MAX_STORED_INT + 1, 2**70),
+    st.integers(-(2**70), -1),
+    st.sampled_from([MAX_STORED_INT + 1, 2**63, 2**64, -(2**63) - 1, 1e308, -0.0, 1.5]),
+)
 
 
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
@@ -124,11 +150,13 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
 
 @st.composite
 def mutated_notifications(draw: st.DrawFn) -> Any:
-    """A valid notification with one place replaced by a wrong value, or deleted, or a
-    label set blown past its limits."""
+    """A valid notification with one place replaced by a wrong value, a string with a
+    lone surrogate or a number out of range, or deleted, or a label set blown past its
+    limits; or with a lone surrogate in a key."""
     body = draw(valid_notifications())
     path = draw(st.sampled_from(_paths(body)))
-    how = draw(st.sampled_from(["replace", "delete", "huge-labels", "long-value"]))
+    hows = ["replace", "delete", "huge-labels", "long-value", "surrogate", "number", "key"]
+    how = draw(st.sampled_from(hows))
     if not path:
         return draw(WRONG)
     parent: Any = body
@@ -141,6 +169,12 @@ def mutated_notifications(draw: st.DrawFn) -> Any:
         parent[last] = {f"l{i}": "v" for i in range(draw(st.integers(MAX_LABELS - 2, 400)))}
     elif how == "long-value":
         parent[last] = "x" * draw(st.integers(MAX_VALUE_LENGTH - 2, MAX_VALUE_LENGTH + 10))
+    elif how == "surrogate":
+        parent[last] = draw(with_surrogates)
+    elif how == "number":
+        parent[last] = draw(out_of_range)
+    elif how == "key" and isinstance(parent, dict):
+        parent[draw(with_surrogates)] = parent.pop(last)
     else:
         parent[last] = draw(WRONG)
     return body
