@@ -80,6 +80,13 @@ class StallWatch:
             if self._abandoned is not None and self._abandoned <= sent:
                 self._abandoned = None
 
+    def progressed(self, token: int, now: float) -> None:
+        """The writer reported progress on this request (a large notification journaled
+        in chunks): it is held from `now` on, not from when it was sent."""
+        with self._lock:
+            if token in self._waiting:
+                self._waiting[token] = now
+
     def gave_up(self, token: int, timed_out: bool) -> None:
         """The sender stopped waiting: on a timeout the writer still holds the request;
         on a broken connection it has died, and its restart says so."""
@@ -364,7 +371,7 @@ class WriterIntake:
         token = watch.sent(time.monotonic())
         try:
             connection.sendall(frame)
-            answer = read_reply(connection)
+            answer = read_reply(connection, lambda: watch.progressed(token, time.monotonic()))
         except (OSError, ConnectionError) as exc:
             # The kernel's timeouts surface as EAGAIN (BlockingIOError).
             watch.gave_up(token, timed_out=isinstance(exc, (BlockingIOError, TimeoutError)))

@@ -61,3 +61,20 @@ def test_a_new_writer_holds_nothing_and_old_answers_are_ignored() -> None:
     watch.answered(old)
     watch.gave_up(old, timed_out=True)
     assert watch.held_since() is None
+
+
+def test_progress_on_a_large_notification_holds_it_from_then_on() -> None:
+    watch = StallWatch()
+    token = watch.sent(10.0)
+    watch.progressed(token, 40.0)  # a chunk committed at t=40
+    assert watch.held_since() == 40.0
+    watch.answered(token)
+    assert watch.held_since() is None
+
+
+def test_progress_on_a_request_no_longer_waited_for_changes_nothing() -> None:
+    watch = StallWatch()
+    token = watch.sent(10.0)
+    watch.answered(token)
+    watch.progressed(token, 40.0)
+    assert watch.held_since() is None
