@@ -188,6 +188,8 @@ def _chunked_complete(data: bytes | bytearray, pos: int, max_body: int) -> bool:
         if data[pos + size : pos + size + 2] != b"\r\n":
             return True
         body += size
+        if body > max_body:
+            return True
         pos += size + 2
 
 

@@ -64,6 +64,13 @@ def test_a_whole_request_is_handed_over(text: bytes) -> None:
         + b"a" * 64
         + b"\r\n40\r\n"
         + b"a" * 40,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"40\r\n"
+        + b"a" * 64
+        + b"\r\n"
+        + b"40\r\n"
+        + b"a" * 64
+        + b"\r\n",  # whole chunks past the bound, no last one
     ],
 )
 def test_a_body_over_the_bound_is_handed_over_without_waiting_for_the_rest(text: bytes) -> None:
