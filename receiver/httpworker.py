@@ -67,6 +67,15 @@ LINGER_BYTES = 64 * 1024
 SPARE_FDS = 256
 #: the longest chunk-size line (with extensions) waited for
 MAX_CHUNK_LINE = 1024
+#: the longest request head buffered (gunicorn's own limits allow ~800 KiB); longer: 431
+#: (nginx's default allows 32 KiB as well: 4 buffers of 8 KiB)
+MAX_HEAD_BYTES = 32 * 1024
+#: what any connection may buffer (a head and a small body); a larger body reserves
+#: what it needs past this from a budget shared by all connections, BUDGET_BODIES
+#: bodies of max_body_bytes, or waits unread: slow senders of large bodies cannot make
+#: the worker hold max_connections x max_body_bytes
+FREE_BUFFER_BYTES = 40 * 1024
+BUDGET_BODIES = 4
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
@@ -111,8 +120,9 @@ class Head:
     """A request head as the event loop needs it: where it ends (offset of the first
     body byte), how the body is framed, and whether the client awaits 100 Continue.
 
-    body is "none", "length" (then length holds Content-Length), "chunked", or
-    "unknown" (framing gunicorn's parser will refuse: hand the request over as is).
+    body is "none", "length" (then length holds Content-Length), "chunked",
+    "unknown" (framing gunicorn's parser will refuse: hand the request over as is), or
+    "oversize" (a head longer than allowed: refused with 431).
     """
 
     end: int
@@ -124,14 +134,15 @@ class Head:
 def parse_head(data: bytes | bytearray, max_head: int) -> Head | None:
     """The head of the request at the start of data, or None while it is incomplete.
 
-    A head longer than max_head bytes (gunicorn's limits would refuse it) is returned
-    as complete with body "unknown", so that the parser answers 400 at once."""
+    A head longer than max_head bytes is returned at once with body "oversize"."""
     start = 0
     while data.startswith(b"\r\n", start):  # RFC 9112 2.2: empty lines before a request
         start += 2
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
-        return Head(len(data), "unknown") if len(data) - start > max_head else None
+        return Head(len(data), "oversize") if len(data) - start > max_head else None
+    if end - start > max_head:
+        return Head(end + 4, "oversize")
     lines = bytes(data[start:end]).split(b"\r\n")
     lengths: list[bytes] = []
     codings: list[bytes] = []
@@ -235,6 +246,7 @@ class BufferedConn(TConn):
         self.deadline = 0.0
         self.started = False  # a byte of the current request has arrived
         self.continue_sent = False
+        self.reserved = 0  # bytes past FREE_BUFFER_BYTES granted from the shared budget
         self.drained = 0  # bytes read and dropped while lingering
         self.closed = False
 
@@ -272,7 +284,11 @@ class BufferingWorker(ThreadWorker):
         self.per_peer: defaultdict[str, int] = defaultdict(int)
         self.reading: dict[BufferedConn, float] = {}  # insertion order = deadline order
         self.lingering: dict[BufferedConn, float] = {}
-        self.max_head = _max_head(self.cfg)
+        self.max_head = min(_max_head(self.cfg), MAX_HEAD_BYTES)
+        # Room for BUDGET_BODIES of the largest reservation (_wanted), so any one fits.
+        self.budget = BUDGET_BODIES * (self.limits.max_body_bytes + MAX_HEAD_BYTES)
+        self.budget_used = 0  # reserved by connections reading a large body
+        self.paused: dict[BufferedConn, None] = {}  # waiting for budget, oldest first
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -333,8 +349,9 @@ class BufferingWorker(ThreadWorker):
         self._on_bytes(conn, client)
 
     def _on_bytes(self, conn: BufferedConn, _client: Any) -> None:
+        room = FREE_BUFFER_BYTES + conn.reserved - len(conn.data)
         try:
-            chunk = conn.sock.recv(RECV_SIZE)
+            chunk = conn.sock.recv(max(1, min(RECV_SIZE, room)))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -353,21 +370,78 @@ class BufferingWorker(ThreadWorker):
         self._advance(conn)
 
     def _advance(self, conn: BufferedConn) -> None:
-        """Hand the request over if it is whole; else answer 100-continue if asked."""
+        """Hand the request over if it is whole (or its buffer full), refuse a head too
+        long, wait for budget for a large body, or answer 100-continue if asked."""
         if conn.head is None:
             conn.head = parse_head(conn.data, self.max_head)
-            if conn.head is None:
+            if conn.head is None and len(conn.data) < FREE_BUFFER_BYTES:
                 return
+        if conn.head is None or conn.head.body == "oversize":
+            self._stop_reading(conn)
+            message = f"request head longer than {self.max_head} bytes"
+            _send_quietly(conn.sock, _answer("431 Request Header Fields Too Large", message))
+            self._linger(conn)  # a FIN after the answer, not a reset that could lose it
+            return
         if body_complete(conn.data, conn.head, self.limits.max_body_bytes):
+            self._stop_reading(conn)
+            self._hand_over(conn)
+            return
+        if not conn.reserved and self._wanted(conn) and not self._reserve(conn):
+            self._unregister(conn)  # read no more of it until budget is given back
+            self.paused[conn] = None
+        elif len(conn.data) >= FREE_BUFFER_BYTES + conn.reserved:
+            # Chunk framing beyond what was reserved: the parser reads the rest itself
+            # (within the read timeout).
             self._stop_reading(conn)
             self._hand_over(conn)
         elif conn.head.expects_continue and not conn.continue_sent:
             conn.continue_sent = True
             _send_quietly(conn.sock, b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    # ------------------------------------------------------------ the buffer budget
+
+    def _wanted(self, conn: BufferedConn) -> int:
+        """Bytes past FREE_BUFFER_BYTES this request needs buffered (head known)."""
+        assert conn.head is not None
+        whole = 0
+        if conn.head.body == "length":
+            whole = conn.head.end + conn.head.length
+        elif conn.head.body == "chunked":  # framing: up to FREE_BUFFER_BYTES more
+            whole = conn.head.end + self.limits.max_body_bytes + FREE_BUFFER_BYTES
+        return max(0, whole - FREE_BUFFER_BYTES)
+
+    def _reserve(self, conn: BufferedConn) -> bool:
+        """Take what the request needs from the shared budget, whole or not at all, so
+        that a connection holding budget never waits for more (no deadlock)."""
+        wanted = self._wanted(conn)
+        if self.budget_used + wanted > self.budget:
+            return False
+        self.budget_used += wanted
+        conn.reserved = wanted
+        return True
+
+    def _release(self, conn: BufferedConn) -> None:
+        """Give conn's reservation back; resume paused requests in order while their
+        reservations fit (the oldest first, so a large body is not starved)."""
+        self.budget_used -= conn.reserved
+        conn.reserved = 0
+        while self.paused:
+            waiting = next(iter(self.paused))
+            if not self._reserve(waiting):
+                break
+            del self.paused[waiting]
+            self.poller.register(
+                waiting.sock, selectors.EVENT_READ, partial(self._on_bytes, waiting)
+            )
+            self._advance(waiting)  # 100-continue, now that its body may come
+
     def _stop_reading(self, conn: BufferedConn) -> None:
         self.reading.pop(conn, None)
-        self._unregister(conn)
+        if conn in self.paused:
+            del self.paused[conn]  # not registered meanwhile
+        else:
+            self._unregister(conn)
+        self._release(conn)
 
     def _hand_over(self, conn: BufferedConn) -> None:
         if conn.parser is None:
@@ -391,7 +465,9 @@ class BufferingWorker(ThreadWorker):
             if conn.started:
                 message = f"request not received within {self.limits.read_timeout:g}s"
                 _send_quietly(conn.sock, _answer("408 Request Timeout", message))
-            self._close(conn)
+                self._linger(conn)
+            else:
+                self._close(conn)
         for conn in [c for c, deadline in self.lingering.items() if deadline <= now]:
             self._end_linger(conn)
 

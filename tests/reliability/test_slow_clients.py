@@ -9,6 +9,7 @@ so that the per-peer bound applies to each of them as it would to real hosts.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -239,6 +240,40 @@ def test_a_client_expecting_100_continue_gets_it_then_its_answer(
         answer = json.loads(response.read())
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert response.status == 200, answer
+
+
+def test_large_bodies_past_the_shared_buffer_budget_are_all_answered(
+    default_server: Running,
+) -> None:
+    """30 bodies of 64,000 bytes held back by their last 1,000 bytes need more than the
+    worker buffers at once (each reserves what it needs past 40 KiB, ~23 KB, from 4 x
+    (max_body_bytes + 32 KiB) = 393,216 bytes: 16 fit). The others are read no further
+    until a reservation is given back, and every request is still answered."""
+    body = webhook_body("big").ljust(64_000)  # valid JSON padded with spaces
+    request = webhook_request(body, f"Content-Length: {len(body)}\r\n")
+    with ExitStack() as stack:
+        socks = [stack.enter_context(connect(default_server, "127.0.0.60")) for _ in range(30)]
+        for sock in socks:
+            sock.sendall(request[:-1000])
+        time.sleep(0.5)
+        for sock in socks:
+            sock.sendall(request[-1000:])
+        statuses = []
+        for sock in socks:
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            statuses.append(response.status)
+    assert statuses == [200] * 30, statuses
+
+
+def test_a_head_longer_than_32_kib_gets_431_and_is_closed(default_server: Running) -> None:
+    head = b"GET /-/healthy HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 8000 + b"\r\n"
+    with connect(default_server, "127.0.0.61") as sock:
+        with contextlib.suppress(OSError):  # closed while sending: the answer came first
+            sock.sendall(head * 9)
+        received, _ = read_until_closed(sock, timeout=5)
+    assert received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
 
 
 # ---------------------------------------------------------------- read timeout

@@ -89,7 +89,6 @@ def test_a_body_over_the_bound_is_handed_over_without_waiting_for_the_rest(text:
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x4\r\nabcd\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdXY",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 1025,
-        b"GET /" + b"a" * MAX_HEAD + b" HTTP/1.1\r\n",  # longer than any head allowed
     ],
 )
 def test_framing_the_parser_refuses_is_handed_over_at_once(text: bytes) -> None:
@@ -104,6 +103,18 @@ def test_100_continue_is_awaited_only_from_http_1_1(version: bytes, expects: boo
     head = head_of(b"POST / " + version + b"\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
     assert head is not None
     assert head.expects_continue is expects
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"GET /" + b"a" * MAX_HEAD + b" HTTP/1.1\r\n",  # not even ended
+        b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * MAX_HEAD + b"\r\n\r\n",
+    ],
+)
+def test_a_head_longer_than_allowed_is_oversize(text: bytes) -> None:
+    head = head_of(text)
+    assert head is not None and head.body == "oversize"
 
 
 def test_the_head_ends_where_the_body_starts() -> None:
