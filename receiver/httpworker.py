@@ -29,7 +29,11 @@ and moves the reading into its event loop (the poller thread):
   from one client address; one past a bound gets 503 and is closed at once, so one
   peer's flood never holds the slots of others.
 - A connection closed after its answer is drained by the event loop, never by a
-  blocking read (gthread lingers up to 2 s in its event loop there).
+  blocking read (gthread lingers up to 2 s in its event loop there); each write of an
+  answer must complete within `read_timeout` too, so a client that does not read
+  holds a pool thread no longer than that.
+- What the event loop buffers is bounded: a head to 32 KiB (longer: 431), and a body
+  past 40 KiB only within a budget shared by all connections (FREE_BUFFER_BYTES).
 
 Plain HTTP/1.x only: TLS is refused at start (terminate it in front, as the README
 says), HTTP/2 is not offered (gunicorn's default).
@@ -226,13 +230,14 @@ class DeadlineUnreader(Unreader):
         if remaining <= 0:
             return b""
         size = min(max(size_hint or 0, 8192), 1024 * 1024)
+        prior = self.sock.gettimeout()  # the bound on writing the answer
         try:
             self.sock.settimeout(remaining)
             return self.sock.recv(size)
         except TimeoutError:
             return b""
         finally:
-            self.sock.settimeout(None)  # writing the answer is not bounded by this
+            self.sock.settimeout(prior)
 
 
 class BufferedConn(TConn):
@@ -342,10 +347,10 @@ class BufferingWorker(ThreadWorker):
 
     def on_client_socket_readable(self, conn: BufferedConn, client: Any) -> None:
         """An idle keep-alive connection sends its next request: read it here too."""
-        self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
         conn.deadline = time.monotonic() + self.limits.read_timeout
-        self._read_from(conn)
+        self.reading[conn] = conn.deadline
+        self.poller.modify(client, selectors.EVENT_READ, partial(self._on_bytes, conn))
         self._on_bytes(conn, client)
 
     def _on_bytes(self, conn: BufferedConn, _client: Any) -> None:
@@ -474,9 +479,16 @@ class BufferingWorker(ThreadWorker):
     # ------------------------------------------------------------ after the answer
 
     def handle_request(self, req: Any, conn: BufferedConn) -> bool:
+        """gthread's, with each write of the answer bounded by the read timeout too: a
+        client that does not read its answer holds a pool thread no longer than that."""
         if conn.continue_sent:
             req._expected_100_continue = False  # the event loop already said so
-        return super().handle_request(req, conn)
+        conn.sock.settimeout(self.limits.read_timeout)
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            log.info("%s did not read its answer within %gs", conn.peer, self.limits.read_timeout)
+            return False
 
     def finish_request(self, conn: BufferedConn, fs: Any) -> None:
         """Back on the event loop after a pool thread served a request: keep the
