@@ -294,6 +294,7 @@ class BufferingWorker(ThreadWorker):
         self.budget = BUDGET_BODIES * (self.limits.max_body_bytes + MAX_HEAD_BYTES)
         self.budget_used = 0  # reserved by connections reading a large body
         self.paused: dict[BufferedConn, None] = {}  # waiting for budget, oldest first
+        self.accept_paused_until = 0.0  # after running out of file descriptors
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -313,8 +314,10 @@ class BufferingWorker(ThreadWorker):
             sock, client = listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                # Out of descriptors: accept again once a connection has closed.
+                # Out of descriptors: gthread's run() stops accepting at this many
+                # connections; murder_pending lifts it a second later.
                 self.worker_connections = max(1, self.nr_conns)
+                self.accept_paused_until = time.monotonic() + 1.0
                 log.warning("accept failed (%s): %d connections open", exc, self.nr_conns)
                 return
             if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
@@ -462,6 +465,13 @@ class BufferingWorker(ThreadWorker):
         lingering ones past their time (run by gthread's loop once a second)."""
         super().murder_pending()
         now = time.monotonic()
+        if self.accept_paused_until and now >= self.accept_paused_until:
+            self.accept_paused_until = 0.0
+            self.worker_connections = self.limits.max_connections + 1
+        if not self.alive:  # stopping: a connection that sent nothing gets nothing
+            for conn in [c for c in self.reading if not c.started]:
+                self._stop_reading(conn)
+                self._close(conn)
         while self.reading:
             conn, deadline = next(iter(self.reading.items()))
             if deadline > now:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import signal
 import socket
 import threading
 import time
@@ -370,3 +371,17 @@ def test_a_connection_past_the_total_bound_is_refused_until_one_closes(
             assert served_on(after) == 200
     assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer[:200]
     assert f"too many connections ({TOTAL} open)".encode() in answer
+
+
+def test_an_idle_connection_does_not_hold_up_a_graceful_stop(tmp_path: Path) -> None:
+    """SIGTERM: gunicorn waits for open connections; one that never sent a byte is
+    closed at once instead of at the read timeout (10 s by default)."""
+    with serve(tmp_path) as server, connect(server, "127.0.0.70") as idle:
+        time.sleep(0.5)  # accepted by the worker, not only by the kernel
+        start = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+        stopped_after = time.monotonic() - start
+        received, _ = read_until_closed(idle, timeout=5)
+    assert received == b""
+    assert stopped_after < 8.0
