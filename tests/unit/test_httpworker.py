@@ -4,6 +4,10 @@ once its head and body have arrived, or at once when the parser will refuse it."
 from __future__ import annotations
 
 import pytest
+from gunicorn.config import Config as GunicornConfig
+from gunicorn.http.errors import ParseException
+from gunicorn.http.parser import RequestParser
+from gunicorn.http.unreader import Unreader
 
 from receiver.httpworker import FrontLimits, Head, body_complete, parse_head
 
@@ -135,3 +139,74 @@ def test_the_head_ends_where_the_body_starts() -> None:
 def test_front_limits_refuse_nonsense(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         FrontLimits(**kwargs)
+
+
+# ------------------------------------------------ agreement with gunicorn's own parser
+
+
+class _Exhausted(Exception):
+    """gunicorn's parser asked for a byte past the prefix it was given."""
+
+
+class _PrefixUnreader(Unreader):
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        if not self.data:
+            raise _Exhausted
+        data, self.data = self.data, b""
+        return data
+
+
+def gunicorn_reading(data: bytes) -> str:
+    """What gunicorn's parser makes of data: "needs more" (it would read the socket
+    again: a pool thread would wait), "served" or "refused"."""
+    parser = RequestParser(GunicornConfig(), iter([]), ("127.0.0.1", 1))
+    parser.unreader = _PrefixUnreader(data)
+    try:
+        request = next(parser)
+        if request.body is not None:
+            request.body.read()
+    except _Exhausted:
+        return "needs more"
+    except (ParseException, StopIteration):
+        return "refused"
+    return "served"
+
+
+REQUESTS = {
+    "get": b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n",
+    "empty line first": b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "http/1.0": b"GET / HTTP/1.0\r\n\r\n",
+    "length": b'POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{"a": [1]} ',
+    "length 0": b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
+    "spaces around the value": b"POST / HTTP/1.1\r\nContent-Length:   3  \r\n\r\nabc",
+    "expect": b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+    "chunked": b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\nabc\r\nA;ext=1\r\n0123456789\r\n0\r\n\r\n",
+    "chunked with trailer": b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2\r\nab\r\n0\r\nX-Sum: 1\r\n\r\n",
+    "pipelined": b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET / HTTP/1.1\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", REQUESTS.values(), ids=REQUESTS.keys())
+def test_no_prefix_is_handed_over_while_gunicorn_would_read_more(request_bytes: bytes) -> None:
+    """The rule that keeps a pool thread from waiting on a slow client: whatever the
+    event loop hands over, gunicorn's parser serves or refuses without another byte."""
+    for end in range(len(request_bytes) + 1):
+        prefix = request_bytes[:end]
+        head = parse_head(prefix, MAX_HEAD)
+        if head is not None and body_complete(prefix, head, 1 << 20):
+            assert gunicorn_reading(prefix) != "needs more", prefix
+
+
+@pytest.mark.parametrize("request_bytes", REQUESTS.values(), ids=REQUESTS.keys())
+def test_a_request_gunicorn_can_serve_is_handed_over(request_bytes: bytes) -> None:
+    for end in range(len(request_bytes) + 1):
+        prefix = request_bytes[:end]
+        if gunicorn_reading(prefix) == "served":
+            head = parse_head(prefix, MAX_HEAD)
+            assert head is not None and body_complete(prefix, head, 1 << 20), prefix
