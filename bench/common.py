@@ -89,6 +89,7 @@ def gunicorn_settings(config_path: Path) -> dict[str, Any]:
     cfg = RemediatorServer(ServeOptions(str(config_path), config, {})).cfg
     return {
         "worker_class": cfg.worker_class_str,
+        "worker_connections": cfg.worker_connections,
         "workers": cfg.workers,
         "threads": cfg.threads,
         "keepalive": cfg.keepalive,

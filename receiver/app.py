@@ -38,6 +38,10 @@ RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
     "server.listen": lambda c: c.server.listen,
     "server.threads": lambda c: c.server.threads,
+    # the worker's event loop (receiver.httpworker) is built with these
+    "limits.read_timeout": lambda c: c.limits.read_timeout,
+    "limits.max_connections": lambda c: c.limits.max_connections,
+    "limits.max_connections_per_peer": lambda c: c.limits.max_connections_per_peer,
 }
 
 

@@ -1,4 +1,5 @@
-"""`remediator serve`: the app under gunicorn's threaded worker, never Flask's dev server.
+"""`remediator serve`: the app under gunicorn (a threaded worker whose event loop reads
+each request before a thread sees it: receiver.httpworker), never Flask's dev server.
 
 Configuration is validated in the master before any worker starts, so a bad file fails
 fast with every problem listed. SIGHUP is forwarded to the worker, which reloads the
@@ -32,6 +33,7 @@ from receiver import logs
 from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError
 from receiver.executors import require_usable_executors
+from receiver.httpworker import FrontLimits, worker_class
 from receiver.store import open_store
 from receiver.writer.client import REPLY_TIMEOUT_S, WriterIntake, WriterProcess, stop_timeout
 
@@ -127,15 +129,23 @@ class RemediatorServer(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
+        config = self.options.config
+        front = FrontLimits(
+            read_timeout=config.limits.read_timeout,
+            max_connections=config.limits.max_connections,
+            max_connections_per_peer=config.limits.max_connections_per_peer,
+            max_body_bytes=config.server.max_body_bytes,
+        )
         # On SIGTERM the worker finishes its requests (each bounded by the writer's reply
         # timeout), then waits for the writer, which gives running actions their grace:
         # gunicorn must not SIGKILL the worker before all of that is over.
-        grace = self.options.config.limits.shutdown_grace
+        grace = config.limits.shutdown_grace
         settings = {
-            "bind": [self.options.config.server.listen],
+            "bind": [config.server.listen],
             "workers": 1,
-            "worker_class": "gthread",
-            "threads": self.options.config.server.threads,
+            "worker_class": worker_class(front),  # slow clients hold no thread
+            "worker_connections": front.max_connections,
+            "threads": config.server.threads,
             "timeout": 60,
             "graceful_timeout": math.ceil(REPLY_TIMEOUT_S + stop_timeout(grace) + 5),
             "keepalive": 75,  # longer than Alertmanager's idle connections, so no resets
