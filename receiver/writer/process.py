@@ -213,6 +213,13 @@ class LargeNotification:
         self.done += entry.result.alerts
         return accepted(self.summary) if self.done >= self.total else None
 
+    def fallback(self) -> bytes:
+        """The body of the answer already true if journaling stopped now: once spooled,
+        accepted with the rest queued (see protocol.py, PROGRESS); before, none."""
+        if self.spool_id is None:
+            return b""
+        return queued(self.summary, self.total - self.done).body
+
     def stopped(self, exc: BaseException) -> Answer:
         """The answer when `exc` ends its journaling here: what failed() says if nothing
         of it is spooled (so nothing is written); else accepted with the rest queued in
@@ -252,6 +259,7 @@ class JournalWriter:
         self.owner = spool.writer_id()  # this writer's name in the spool's claims
         self._spool_check_at = 0.0  # time.monotonic() of the next look at the spool
         self._spool_backoff = SPOOL_RETRY_S
+        self._spool_unreadable = False  # the last look failed: do not log it again
 
     # ------------------------------------------------------------ loop
 
@@ -349,7 +357,7 @@ class JournalWriter:
             self._send(sock, pack_reply(answer))
         for large in list(self._large):
             if large.sock is not None:
-                self._send(large.sock, pack_progress())
+                self._send(large.sock, pack_progress(large.fallback()))
 
     def _send(self, sock: socket.socket, frame: bytes) -> None:
         try:
@@ -429,11 +437,17 @@ class JournalWriter:
         self._spool_check_at = time.monotonic() + SPOOL_POLL_S
         try:
             row = self._claim_spooled(time.time())
+            self._spool_unreadable = False
             if row is None:
                 return None
             large = self._resumed(row)
-        except StoreUnavailable as exc:
-            log.warning("cannot resume spooled notifications now: %s", exc)
+        except StoreUnavailable as exc:  # said once per outage: this runs every few seconds
+            log.log(
+                logging.DEBUG if self._spool_unreadable else logging.WARNING,
+                "cannot look at the spool of large notifications now: %s",
+                exc,
+            )
+            self._spool_unreadable = True
             return None
         except Exception as exc:  # a bug here must not end the writer, nor repeat each turn
             log.error("internal error resuming spooled notifications", exc_info=exc)

@@ -57,9 +57,23 @@ def test_progress_replies_are_skipped_whether_they_arrive_alone_or_with_the_answ
     with left, right:
         sender = threading.Thread(target=_send_in_two, args=(left, stream, cut))
         sender.start()
-        assert read_reply(right, lambda: progress.append(1)) == answer
+        assert read_reply(right, progress.append) == answer
         sender.join()
-    assert len(progress) == 3
+    assert progress == [b""] * 3
+
+
+def test_a_progress_reply_carries_the_fallback_answer_once_spooled():
+    """Before the spool, a progress reply's body is empty; after, the 200 already true."""
+    fallback = queued(IngestSummary(alerts=500, new_incidents=500), 700).body
+    answer = Answer(200, b'{"status": "ok"}')
+    stream = pack_progress() + pack_progress(fallback) * 2 + pack_reply(answer)
+    seen: list[bytes] = []
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(stream)
+        assert read_reply(right, seen.append) == answer
+    assert seen == [b"", fallback, fallback]
+    assert json.loads(seen[-1])["queued_alerts"] == 700
 
 
 def test_each_progress_reply_restarts_the_receive_timeout():
