@@ -410,11 +410,11 @@ class JournalWriter:
             # Resumed, and refused by the config the writer runs now: it cannot be
             # journaled under it, and would be refused at every retry.
             log.error(
-                "dropping spooled notification %d: its alerts %d to %d are refused by the "
-                "current configuration: %s",
+                "dropping spooled notification %d (%d of its %d alerts journaled): the "
+                "current configuration refuses it: %s",
                 large.spool_id,
                 large.done,
-                large.total - 1,
+                large.total,
                 answer.body.decode("utf-8", "replace"),
             )
             self._discard_spooled(large.spool_id)

@@ -8,7 +8,9 @@ goes quiet. While A's claim is fresh, B leaves the row alone; once it is stale (
 for spool.STALE_AFTER_S, waited for real), B takes it and journals the rest. A's next
 chunk then finds the row no longer its own: its transaction is rolled back, its sender
 gets 200 with the rest queued (true: B journals it), and A does not retry it. The
-journal ends with every alert once and one notification row; the spool is empty.
+journal ends with every alert once and one notification row; the spool is empty. B runs
+another config than A (its strategy has another name): what B resumes is planned under
+B's config, the config the resuming writer runs.
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ ALERTS = 35
 
 @pytest.fixture
 def writers() -> Iterator[tuple[JournalWriter, JournalWriter, Any]]:
-    config = parse_config(CONFIG)
+    configs = [parse_config(CONFIG), parse_config(CONFIG.replace("name: note", "name: note-b"))]
     with postgres_schema() as url:
         stores = [open_store(url) for _ in range(3)]
         try:
-            a, b = (JournalWriter("remediation.yml", {}, config, s) for s in stores[:2])
+            a, b = (
+                JournalWriter("remediation.yml", {}, config, store)
+                for config, store in zip(configs, stores, strict=False)
+            )
             yield a, b, stores[2]
         finally:
             for store in stores:
@@ -94,6 +99,8 @@ def test_a_stale_claim_moves_to_another_writer_and_the_first_lets_go(writers) ->
     assert journal.counts()["incidents"] == ALERTS
     assert select(journal, "SELECT COUNT(DISTINCT fingerprint) FROM incidents") == [(ALERTS,)]
     assert journal.counts()["actions"] == ALERTS  # one per alert, none planned twice
+    by_strategy = select(journal, "SELECT strategy, COUNT(*) FROM actions GROUP BY strategy")
+    assert sorted(by_strategy) == [("note", 10), ("note-b", ALERTS - 10)]
     ((alerts, summary),) = select(journal, "SELECT alerts, summary FROM notifications")
     assert (alerts, json.loads(summary)) == (ALERTS, _whole_summary())
     assert journal.counts()["spooled_notifications"] == 0
