@@ -3,8 +3,11 @@
 WriterProcess starts `python -m receiver.writer.process` on a socket in a private
 directory, waits until it answers, and restarts it if it ever dies (the webhook
 answers 503 meanwhile, so Alertmanager retries; nothing accepted is lost because
-nothing is accepted before it is committed). WriterIntake is the Intake the webhook
-uses under `remediator serve`: each worker thread keeps one connection to it.
+nothing is accepted before it is committed). Except a large notification the writer
+had spooled before it died: its PROGRESS replies carried the 200 already true (the
+rest queued in the spool, which the next writer journals), and that is the answer.
+WriterIntake is the Intake the webhook uses under `remediator serve`: each worker thread
+keeps one connection to it.
 
 A writer can also stop making progress without dying (stopped, or stuck in one
 request). StallWatch records what the worker sent it and what it answered; once it has
