@@ -11,6 +11,9 @@ gets 200 with the rest queued (true: B journals it), and A does not retry it. Th
 journal ends with every alert once and one notification row; the spool is empty. B runs
 another config than A (its strategy has another name): what B resumes is planned under
 B's config, the config the resuming writer runs.
+
+And a spooled notification that the resuming writer's config refuses is dropped with an
+ERROR naming the field, not retried forever.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +122,32 @@ def _whole_summary() -> dict[str, int]:
         "resolved": 0,
         "unmatched": 0,
     }
+
+
+def test_a_spooled_notification_the_current_config_refuses_is_dropped_not_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Spooled under a config whose service label is `service`, resumed by a writer whose
+    service label is `team`, which the journal keeps as a column and so refuses a NUL in
+    (see receiver/alerts.py). It could never be journaled under this config: the writer
+    drops the row, saying so, instead of failing it every few seconds."""
+    config = parse_config(CONFIG + "defaults: {service_label: team}\n")
+    store = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
+    try:
+        writer = JournalWriter("remediation.yml", {}, config, store)
+        alerts = [alert("Big", n=str(n), team="a") for n in range(ALERTS)]
+        alerts[-1]["labels"]["team"] = "a\x00b"
+        body = json.dumps(notification(*alerts)).encode()
+        with store.transaction() as tx:  # as a writer under the old config left it
+            spool.insert(tx, time.time(), body, ALERTS, writer.owner, time.time())
+
+        resumed = writer.resume_spooled()
+        assert resumed is not None
+        assert turns_until_done(writer) == []  # refused while parsing: nobody to answer
+
+        assert store.counts()["spooled_notifications"] == 0
+        assert store.counts()["incidents"] == 0
+        assert f"alerts[{ALERTS - 1}].labels.team" in caplog.text  # the ERROR says why
+        assert writer.resume_spooled() is None
+    finally:
+        store.close()
