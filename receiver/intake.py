@@ -117,21 +117,19 @@ def failed(exc: BaseException) -> Answer:
     return unexpected(exc)
 
 
-def partly_failed(exc: BaseException, journaled: int, total: int) -> Answer:
-    """The answer to a large notification stopped by `exc` once `journaled` of its
-    `total` alerts were committed, in chunks. The status is failed()'s (503 when the
-    journal is unavailable, so that Alertmanager sends it again, which is safe: the
-    journaled alerts are then duplicates and plan nothing new); the body says what was
-    journaled, never that nothing was."""
-    answer = failed(exc)
-    if journaled == 0:
-        return answer
-    said = UNAVAILABLE if answer.status == 503 else "internal error, see the receiver's log"
-    message = (
-        f"{said}: alerts[0] to alerts[{journaled - 1}] ({journaled} of {total}) were "
-        "journaled before the failure, the rest not; sending it again is safe"
+def queued(summary: IngestSummary, queued_alerts: int) -> Answer:
+    """The answer to a large notification whose chunk failed after it was
+    spooled (receiver/store/spool.py): accepted, since every alert of it is durably in
+    the journal, `summary.alerts` of them journaled and `queued_alerts` left in the
+    spool for the journal writer to journal by itself. 200, so that Alertmanager does
+    not send it again (it would be safe: the journaled alerts are duplicates then)."""
+    said = (
+        f"accepted: {summary.alerts} alerts journaled, the other {queued_alerts} queued "
+        "durably; the receiver journals them itself"
     )
-    return Answer(answer.status, error_body(message, journaled_alerts=journaled, alerts=total))
+    body = {"status": "queued", "message": said, **summary.as_dict()}
+    body["queued_alerts"] = queued_alerts
+    return Answer(200, json.dumps(body).encode(), summary.actions_planned)
 
 
 def unexpected(exc: BaseException) -> Answer:

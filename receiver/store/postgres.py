@@ -30,6 +30,7 @@ class PostgresStore(DispatchStore, SqlStore):
     placeholder = "%s"
     byte_length = "octet_length({})"
     primary_key = "BIGSERIAL PRIMARY KEY"
+    blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:

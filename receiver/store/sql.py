@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import labels, listing, totals
+from receiver.store import labels, listing, spool, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -122,6 +122,7 @@ SCHEMA = [
         PRIMARY KEY (executor, target)
     )""",
     labels.TABLE,
+    spool.TABLE,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,
@@ -421,9 +422,10 @@ class SqlStore(ABC):
             return tx.execute(sql, params).fetchall()
 
     primary_key = "INTEGER PRIMARY KEY"
+    blob_type = "BLOB"  # raw bytes (a spooled body): BYTEA on PostgreSQL
 
     def schema_statements(self) -> list[str]:
-        return [statement.format(pk=self.primary_key) for statement in SCHEMA]
+        return [statement.format(pk=self.primary_key, blob=self.blob_type) for statement in SCHEMA]
 
     def create_schema(self) -> None:
         with self.transaction() as tx:
@@ -618,7 +620,7 @@ class SqlStore(ABC):
 
     def counts(self) -> dict[str, int]:
         """Row counts per table; tests use them to prove a rejected request wrote nothing."""
-        tables = ("notifications", "incidents", "actions", "action_events")
+        tables = ("notifications", "incidents", "actions", "action_events", "spooled_notifications")
         return {table: self._read(f"SELECT COUNT(*) FROM {table}")[0][0] for table in tables}
 
 

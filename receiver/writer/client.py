@@ -3,8 +3,11 @@
 WriterProcess starts `python -m receiver.writer.process` on a socket in a private
 directory, waits until it answers, and restarts it if it ever dies (the webhook
 answers 503 meanwhile, so Alertmanager retries; nothing accepted is lost because
-nothing is accepted before it is committed). WriterIntake is the Intake the webhook
-uses under `remediator serve`: each worker thread keeps one connection to it.
+nothing is accepted before it is committed). Except a large notification the writer
+had spooled before it died: its PROGRESS replies carried the 200 already true (the
+rest queued in the spool, which the next writer journals), and that is the answer.
+WriterIntake is the Intake the webhook uses under `remediator serve`: each worker thread
+keeps one connection to it.
 
 A writer can also stop making progress without dying (stopped, or stuck in one
 request). StallWatch records what the worker sent it and what it answered; once it has
@@ -365,17 +368,33 @@ class WriterIntake:
             raise StoreUnavailable(f"journal writer answered {answer.status}")
 
     def _call(self, frame: bytes) -> Answer:
-        """Send one frame and read its reply; any failure is StoreUnavailable (503)."""
+        """Send one frame and read its reply; any failure is StoreUnavailable (503),
+        unless the writer had said what is already true (a spooled large notification:
+        the fallback body of its PROGRESS replies, a 200)."""
         connection = self._connection()
         watch = self.writer.watch
         token = watch.sent(time.monotonic())
+        fallback: list[bytes] = []
+
+        def progressed(body: bytes) -> None:
+            watch.progressed(token, time.monotonic())
+            if body:
+                fallback[:] = [body]
+
         try:
             connection.sendall(frame)
-            answer = read_reply(connection, lambda: watch.progressed(token, time.monotonic()))
+            answer = read_reply(connection, progressed)
         except (OSError, ConnectionError) as exc:
             # The kernel's timeouts surface as EAGAIN (BlockingIOError).
             watch.gave_up(token, timed_out=isinstance(exc, (BlockingIOError, TimeoutError)))
             self._close()
+            if fallback:
+                log.warning(
+                    "journal writer lost (%s) after it spooled a large notification: "
+                    "answering 200, the rest is journaled from the spool",
+                    exc,
+                )
+                return Answer(200, fallback[0])
             raise StoreUnavailable(f"journal writer unavailable: {exc}") from exc
         watch.answered(token)
         return answer

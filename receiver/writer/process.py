@@ -16,13 +16,26 @@ journaled whole or not at all.
 Except a large one (more than `limits.notification_chunk_alerts` alerts): journaling
 46,000 alerts in one transaction held the loop for seconds, and every sender with it.
 Its alerts are parsed a few chunks' worth per turn of the loop (all of them before any
-is journaled: a bad one is a 400 that wrote nothing), then it is journaled one chunk of
-that many alerts per turn, in the turn's transaction, so the notifications arriving
-meanwhile are decoded and journaled between its steps. It is answered when its last
-chunk commits, and its worker thread is sent a PROGRESS reply every turn until then
-(protocol.py), so that its wait never times out while work advances. If a chunk fails,
-the answer says how much was journaled (intake.py partly_failed); sending it again is
-safe, chunks being idempotent.
+is journaled: a bad one is a 400 that wrote nothing); then its raw body is spooled
+(store/spool.py) in that turn's transaction; then it is journaled one chunk of that many
+alerts per turn, each chunk in its turn's transaction with the spool row's advance, so
+the notifications arriving meanwhile are decoded and journaled between its steps:
+
+    parse (turns) -> spool the body -> chunk, chunk, ... -> last chunk: notification row,
+                         |                  |                spool row deleted -> 200
+                    fails: 503,        fails: 200 with `queued_alerts` (intake.queued);
+                    nothing written    the rest stays spooled
+
+It is answered when its last chunk commits, and its worker thread is sent a PROGRESS
+reply every turn until then (protocol.py), so that its wait never times out while work
+advances. 503 only when nothing was written: once spooled, every alert of it is in the
+journal, so a chunk that fails is answered 200 saying how many alerts are queued, and
+this writer journals the rest from the spool by itself: it looks at the spool when it
+starts (a writer killed mid-way left the rest there), every SPOOL_POLL_S while no large
+notification is in hand, and after a failed chunk with a backoff (SPOOL_RETRY_S doubled
+per failure, up to SPOOL_RETRY_MAX_S). It resumes under the config it runs then, from
+the row's `next_alert`; a chunk run again is idempotent (engine.journal_work). Writers
+sharing a journal claim a row before resuming it (spool.py says how).
 
 Any body: an error no validation foresaw becomes the answer of its own request (500,
 logged with its traceback), never the end of this process.
@@ -56,6 +69,8 @@ import selectors
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +89,10 @@ from receiver.intake import (
     error_body,
     failed,
     indexed_labels,
-    partly_failed,
+    queued,
     unexpected,
 )
-from receiver.store import Store, open_store
+from receiver.store import Store, StoreUnavailable, open_store, spool
 from receiver.store.group import Pending, commit_together
 from receiver.writer.protocol import (
     NOTIFY,
@@ -97,6 +112,9 @@ SEND_TIMEOUT_S = 10.0  # a worker thread that stops reading its replies is dropp
 # A large notification's alerts parsed per turn, in chunks: parsing an alert costs about
 # a tenth of journaling it, so a turn's step stays near a chunk's worth of work.
 PARSE_CHUNKS = 8
+SPOOL_POLL_S = 2.0  # how often an idle writer looks for spool rows to resume
+SPOOL_RETRY_S = 2.0  # the first wait after a failed chunk; doubled per failure ...
+SPOOL_RETRY_MAX_S = 30.0  # ... up to this
 
 
 Reply = tuple[socket.socket, Answer]
@@ -107,35 +125,47 @@ class LargeNotification:
     """A notification of more than `chunk` alerts, advanced one step per turn of the
     loop: first its alerts are parsed, PARSE_CHUNKS chunks' worth per step (nothing is
     journaled before all are valid, so a bad one is still a 400 that wrote nothing);
-    then it is journaled one chunk per step, each in that turn's transaction.
+    then its raw `body` is spooled (store/spool.py), in that turn's transaction; then
+    it is journaled one chunk per step, each chunk in its turn's transaction with the
+    spool row's advance.
 
     `items` are the alerts as decoded JSON; `done` alerts are committed so far and
-    `summary` sums their chunks. The config is the one it arrived under, for all of it."""
+    `summary` sums their chunks. The config is the one it arrived under (or the one the
+    writer ran when it resumed it from the spool), for all of it. `sock` is the worker
+    thread waiting for the answer: None when resumed from the spool, or once the worker
+    thread is gone (the rest is journaled all the same). After a step that ends it,
+    `retry` says that the spool still holds the rest, for the writer to resume later."""
 
-    sock: socket.socket
+    sock: socket.socket | None
     envelope: Notification  # everything but the alerts, validated
     items: list[Any]
     received_at: float
     config: Config
     chunk: int
-    parsed: list[Alert] = dataclasses.field(default_factory=list)
-    notification: Notification | None = None  # once every alert is parsed
+    owner: str  # this writer's name in the spool's claims
+    body: bytes = b""  # as received, to spool; not needed once spooled
+    spool_id: int | None = None  # once spooled (or resumed from the spool)
     done: int = 0
     summary: IngestSummary = dataclasses.field(default_factory=IngestSummary)
+    parsed: list[Alert] = dataclasses.field(default_factory=list)
+    notification: Notification | None = None  # once every alert is parsed
+    retry: bool = False
     total: int = dataclasses.field(init=False)  # alerts in all
 
     def __post_init__(self) -> None:
         self.total = len(self.items)
 
-    def step(self) -> Answer | Pending[IngestSummary] | None:
-        """This turn's step: the work of the next chunk to journal (run it in a
-        transaction, then `committed`); or, while parsing, None, or the 400 refusing
-        the notification (the answer; nothing of it was journaled)."""
+    def step(self) -> Answer | Pending[Any] | None:
+        """This turn's step: the work to run in its transaction (spooling the body, or
+        journaling the next chunk), then `committed`; or, while parsing, None, or the 400
+        refusing the notification (the answer; nothing of it was journaled)."""
         if self.notification is None:
             return self._parse_some()
+        if self.spool_id is None:
+            return Pending(self._spool)
         part = slice(self.done, min(self.done + self.chunk, self.total))
         work = journal_work(self.config, self.notification, self.received_at, part, self.summary)
-        return Pending(work)
+        return Pending(self._chunk(work, part))
 
     def _parse_some(self) -> Answer | None:
         start = len(self.parsed)
@@ -149,15 +179,66 @@ class LargeNotification:
             self.parsed, self.items = [], []  # held once, in the notification
         return None
 
-    def committed(self, entry: Pending[IngestSummary]) -> Answer | None:
-        """Take a chunk's outcome; the answer once there is one (journaled whole, or
-        stopped by the chunk's failure), None while chunks remain."""
+    def _spool(self, tx: Any) -> int:
+        return spool.insert(tx, self.received_at, self.body, self.total, self.owner, time.time())
+
+    def _chunk(
+        self, work: Callable[[Any], IngestSummary], part: slice
+    ) -> Callable[[Any], IngestSummary]:
+        assert self.spool_id is not None
+        spool_id = self.spool_id
+
+        def journal(tx: Any) -> IngestSummary:
+            summary = work(tx)
+            so_far = self.summary.plus(summary).as_dict()
+            spool.advance(tx, spool_id, self.owner, part.start, part.stop, self.total, so_far,
+                          time.time())  # fmt: skip
+            return summary
+
+        return journal
+
+    def committed(self, entry: Pending[Any]) -> Answer | None:
+        """Take a step's outcome; the answer once there is one (journaled whole; the
+        spool write failed, so nothing was written; or a chunk failed, so the rest is
+        queued in the spool), None while steps remain."""
+        if self.spool_id is None:  # the spool step
+            if entry.error is not None:
+                return failed(entry.error)
+            self.spool_id, self.body = entry.result, b""
+            return None
         if entry.error is not None:
-            return partly_failed(entry.error, self.done, self.total)
+            return self.stopped(entry.error)
         assert entry.result is not None
         self.summary = self.summary.plus(entry.result)
         self.done += entry.result.alerts
         return accepted(self.summary) if self.done >= self.total else None
+
+    def fallback(self) -> bytes:
+        """The body of the answer already true if journaling stopped now: once spooled,
+        accepted with the rest queued (see protocol.py, PROGRESS); before, none."""
+        if self.spool_id is None:
+            return b""
+        return queued(self.summary, self.total - self.done).body
+
+    def stopped(self, exc: BaseException) -> Answer:
+        """The answer when `exc` ends its journaling here: what failed() says if nothing
+        of it is spooled (so nothing is written); else accepted with the rest queued in
+        the spool, which this writer resumes later (unless another writer took it)."""
+        if self.spool_id is None:
+            return failed(exc)
+        self.retry = not isinstance(exc, spool.ClaimLost)
+        if not isinstance(exc, (StoreUnavailable, spool.ClaimLost)):
+            log.error("internal error journaling a spooled notification", exc_info=exc)
+        log.warning(
+            "spooled notification %d stopped after %d of its %d alerts (%s); the rest stays "
+            "queued in the spool, %s",
+            self.spool_id,
+            self.done,
+            self.total,
+            exc,
+            "to be resumed shortly" if self.retry else "held by another journal writer",
+        )
+        return queued(self.summary, self.total - self.done)
 
 
 class JournalWriter:
@@ -175,6 +256,10 @@ class JournalWriter:
         self._selector = selectors.DefaultSelector()
         self._readers: dict[socket.socket, RequestReader] = {}
         self._large: list[LargeNotification] = []  # oldest first; the first one advances
+        self.owner = spool.writer_id()  # this writer's name in the spool's claims
+        self._spool_check_at = 0.0  # time.monotonic() of the next look at the spool
+        self._spool_backoff = SPOOL_RETRY_S
+        self._spool_unreadable = False  # the last look failed: do not log it again
 
     # ------------------------------------------------------------ loop
 
@@ -190,6 +275,8 @@ class JournalWriter:
                 if parent is not None and os.getppid() != parent:
                     log.info("the worker that started this journal writer is gone; leaving")
                     break
+                if not self._large and time.monotonic() >= self._spool_check_at:
+                    self.resume_spooled()  # at start, then every SPOOL_POLL_S or backoff
                 wait = 0 if self._large else POLL_S  # a chunk to journal: only look up
                 batch = self._read(self._selector.select(wait), listener)
                 if batch or self._large:
@@ -238,6 +325,9 @@ class JournalWriter:
             self._selector.unregister(connection)
         connection.close()
         for large in [large for large in self._large if large.sock is connection]:
+            if large.spool_id is not None:  # the rest is journaled from the spool anyway
+                large.sock = None
+                continue
             # Its sender was answered already (503, by the worker) or is gone.
             log.warning(
                 "abandoning a large notification after %d of %d alerts: its worker "
@@ -255,7 +345,10 @@ class JournalWriter:
             replies = [(sock, unexpected(exc)) for sock, _ in notifications]
             if self._large:  # it may be the cause: never let it fail every turn
                 large = self._large.pop(0)
-                replies.append((large.sock, partly_failed(exc, large.done, large.total)))
+                stopped = large.stopped(exc)
+                self._ended(large, stopped)
+                if large.sock is not None:
+                    replies.append((large.sock, stopped))
         planned = sum(answer.actions_planned for _, answer in replies)
         if self.dispatcher is not None and planned:
             self.dispatcher.wake(planned)
@@ -263,7 +356,8 @@ class JournalWriter:
         for sock, answer in replies:
             self._send(sock, pack_reply(answer))
         for large in list(self._large):
-            self._send(large.sock, pack_progress())
+            if large.sock is not None:
+                self._send(large.sock, pack_progress(large.fallback()))
 
     def _send(self, sock: socket.socket, frame: bytes) -> None:
         try:
@@ -295,14 +389,119 @@ class JournalWriter:
         replies = [(sock, _answer_for(slot)) for sock, slot in slots]
         finished = step if isinstance(step, Answer) else None  # refused while parsing
         if large is not None and chunk is not None:
-            if self.dispatcher is not None and chunk.result and chunk.result.actions_planned:
-                self.dispatcher.wake(chunk.result.actions_planned)
+            planned = chunk.result.actions_planned if isinstance(chunk.result, IngestSummary) else 0
+            if self.dispatcher is not None and planned:
+                self.dispatcher.wake(planned)
             finished = large.committed(chunk)
         if large is not None and finished is not None:
             self._large.pop(0)
-            # its actions woke the dispatcher chunk by chunk, above
-            replies.append((large.sock, dataclasses.replace(finished, actions_planned=0)))
+            self._ended(large, finished)
+            if large.sock is not None:  # its actions woke the dispatcher chunk by chunk
+                replies.append((large.sock, dataclasses.replace(finished, actions_planned=0)))
         return replies
+
+    def _ended(self, large: LargeNotification, answer: Answer) -> None:
+        """Bookkeeping when a large notification leaves the queue with `answer`."""
+        if large.retry:  # the spool holds the rest: look again after a backoff
+            self._spool_check_at = time.monotonic() + self._spool_backoff
+            self._spool_backoff = min(self._spool_backoff * 2, SPOOL_RETRY_MAX_S)
+            return
+        if large.spool_id is not None and answer.status == 400:
+            # Resumed, and refused by the config the writer runs now: it cannot be
+            # journaled under it, and would be refused at every retry.
+            log.error(
+                "dropping spooled notification %d (%d of its %d alerts journaled): the "
+                "current configuration refuses it: %s",
+                large.spool_id,
+                large.done,
+                large.total,
+                answer.body.decode("utf-8", "replace"),
+            )
+            self._discard_spooled(large.spool_id)
+            return
+        if large.spool_id is not None and answer.status == 200 and large.done >= large.total:
+            self._spool_backoff = SPOOL_RETRY_S
+            if large.sock is None:
+                log.info(
+                    "journaled spooled notification %d whole (%d alerts)",
+                    large.spool_id,
+                    large.total,
+                )
+
+    # ------------------------------------------------------------ spool
+
+    def resume_spooled(self) -> LargeNotification | None:
+        """Claim the oldest spool row this writer may take (store/spool.py: its own,
+        unclaimed, stale, or its owner dead) and queue the rest of it to be journaled,
+        under the config this writer runs now; return it, or None if there is none."""
+        self._spool_check_at = time.monotonic() + SPOOL_POLL_S
+        try:
+            row = self._claim_spooled(time.time())
+            self._spool_unreadable = False
+            if row is None:
+                return None
+            large = self._resumed(row)
+        except StoreUnavailable as exc:  # said once per outage: this runs every few seconds
+            log.log(
+                logging.DEBUG if self._spool_unreadable else logging.WARNING,
+                "cannot look at the spool of large notifications now: %s",
+                exc,
+            )
+            self._spool_unreadable = True
+            return None
+        except Exception as exc:  # a bug here must not end the writer, nor repeat each turn
+            log.error("internal error resuming spooled notifications", exc_info=exc)
+            self._spool_check_at = time.monotonic() + SPOOL_RETRY_MAX_S
+            return None
+        if large is not None:
+            self._large.append(large)
+        return large
+
+    def _claim_spooled(self, now: float) -> spool.SpooledRow | None:
+        with self.store.transaction(write=False) as tx:
+            rows = spool.candidates(tx)
+        host = socket.gethostname()
+        for row_id, was, beat in rows:
+            gone = was is not None and spool.owner_gone(was, host, spool.pid_alive)
+            if not spool.claimable(was, beat, self.owner, now, gone):
+                continue
+            with self.store.transaction() as tx:
+                row = spool.claim(tx, row_id, was, beat, self.owner, now)
+            if row is not None:
+                return row
+        return None
+
+    def _resumed(self, row: spool.SpooledRow) -> LargeNotification | None:
+        config = self.config
+        try:
+            envelope, items = decode_envelope(row.body, indexed_labels(config))
+        except Rejected as rejected:
+            log.error(
+                "dropping spooled notification %d: refused by the current configuration: %s",
+                row.id,
+                rejected.message,
+            )
+            self._discard_spooled(row.id)
+            return None
+        log.info(
+            "resuming spooled notification %d at alert %d of %d",
+            row.id,
+            row.next_alert,
+            row.alerts,
+        )
+        chunk = config.limits.notification_chunk_alerts
+        summary = IngestSummary(**row.summary)
+        return LargeNotification(
+            None, envelope, items, row.received_at, config, chunk, self.owner,
+            spool_id=row.id, done=row.next_alert, summary=summary,
+        )  # fmt: skip
+
+    def _discard_spooled(self, row_id: int) -> None:
+        try:
+            with self.store.transaction() as tx:
+                spool.discard(tx, row_id)
+        except StoreUnavailable as exc:  # claimed by this writer: met again at its next look
+            log.warning("could not drop spooled notification %d: %s", row_id, exc)
 
     def _work_for(self, sock: socket.socket, request: Request) -> Answer | Pending[Any] | None:
         """The answer a body gets at once (400, or 500 for the unforeseen), or the work
@@ -313,7 +512,10 @@ class JournalWriter:
             envelope, items = decode_envelope(request.body, indexed)
             chunk = config.limits.notification_chunk_alerts
             if len(items) > chunk:
-                large = LargeNotification(sock, envelope, items, request.received_at, config, chunk)
+                large = LargeNotification(
+                    sock, envelope, items, request.received_at, config, chunk, self.owner,
+                    body=request.body,
+                )  # fmt: skip
                 self._large.append(large)
                 return None
             notification = dataclasses.replace(

@@ -7,11 +7,14 @@ headers: nothing to parse but a length, and nothing from an alert in them.
     request: kind (1 byte), received_at (float64), body length (uint32), body
     reply:   status (uint16), actions planned (uint32), body length (uint32), body
 
-A reply with status PROGRESS (and an empty body) is not the answer: the writer sends
-one on every turn of its loop while it holds a large notification (parsing it,
-journaling it chunk by chunk, or keeping it for after the one before it), so that the
-worker, whose socket receive timeout then counts from the last progress instead of
-from the request, keeps waiting for work that is advancing (read_reply skips them).
+A reply with status PROGRESS is not the answer: the writer sends one on every turn of
+its loop while it holds a large notification (parsing it, journaling it chunk by chunk,
+or keeping it for after the one before it), so that the worker, whose socket receive
+timeout then counts from the last progress instead of from the request, keeps waiting
+for work that is advancing (read_reply skips them). Its body is empty until the
+notification is spooled; from then on it is the body of a 200 that is already true
+(accepted, so many alerts journaled and the rest queued: intake.queued), which the
+worker answers if the writer goes away before the answer (killed, stalled).
 """
 
 from __future__ import annotations
@@ -75,16 +78,18 @@ class RequestReader:
         return found
 
 
-def pack_progress() -> bytes:
-    """A PROGRESS reply: the request is still being worked on."""
-    return REPLY.pack(PROGRESS, 0, 0)
+def pack_progress(fallback: bytes = b"") -> bytes:
+    """A PROGRESS reply: the request is still being worked on; `fallback`, if any, is the
+    body of the 200 to answer should the writer go no further (see above)."""
+    return REPLY.pack(PROGRESS, 0, len(fallback)) + fallback
 
 
-def read_reply(sock: socket.socket, on_progress: Callable[[], None] | None = None) -> Answer:
-    """Block for the reply to the request in flight, skipping PROGRESS replies (each is
-    told to `on_progress`: a stall watchdog may count it as progress); almost always one
-    recv (a reply is small). Raises ConnectionError if the writer closes the connection,
-    OSError when the socket's receive timeout passes without a byte."""
+def read_reply(sock: socket.socket, on_progress: Callable[[bytes], None] | None = None) -> Answer:
+    """Block for the reply to the request in flight, skipping PROGRESS replies (each
+    one's body, the fallback or b"", is told to `on_progress`: a stall watchdog may count
+    it as progress); almost always one recv (a reply is small). Raises ConnectionError if
+    the writer closes the connection, OSError when the socket's receive timeout passes
+    without a byte."""
     data = sock.recv(REPLY_READ)
     while True:
         while len(data) < REPLY.size:
@@ -98,7 +103,7 @@ def read_reply(sock: socket.socket, on_progress: Callable[[], None] | None = Non
         if status != PROGRESS:
             return Answer(status, data[REPLY.size : end], actions_planned)
         if on_progress is not None:
-            on_progress()
+            on_progress(bytes(data[REPLY.size : end]))
         data = data[end:]
 
 

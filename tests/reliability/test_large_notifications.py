@@ -10,14 +10,20 @@ within a bounded time (generous: 2 s), `/-/ready` stays 200, the big one gets 20
 plus the small ones', its notification row with the whole counts, and every alert
 counted once in `remediator_alerts_received_total`.
 
-A store failure after some chunks committed (a real PostgreSQL trigger refusing one
-incident row) is answered 503 with what was journaled, and sending it again journals
-the rest, planning nothing twice.
+503 only when nothing was written: the body is spooled before its first chunk (a real
+PostgreSQL trigger refusing the spool row gets 503 and leaves the journal unchanged); a
+store failure after some chunks committed (a trigger refusing one incident row) is
+answered 200 with `queued_alerts`, and the writer journals the rest from the spool by
+itself once the store takes it, as it does after being killed with -9 half-way (SQLite,
+the default journal; its sender then gets 200 from the worker, with what the writer
+said was queued): every alert exactly once, nothing planned twice, the spool empty.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +35,9 @@ import psycopg
 import pytest
 import requests
 
-from tests.support.journal import all_actions, bearer, open_journal, post_webhook
+from tests.support.journal import all_actions, bearer, open_journal, post_webhook, wait_for
 from tests.support.payloads import alert, notification
+from tests.support.pids import alive, worker_of, writer_of
 from tests.support.postgres import postgres_schema
 from tests.support.processes import Running, remediator
 from tests.support.receiver import TOKEN
@@ -39,6 +46,7 @@ DEFAULT_MAX_BODY = 5 * 1024 * 1024
 ISSUE_ALERTS = 46_493
 SMALL_EVERY_S = 0.05
 SMALL_BOUND_S = 2.0  # generous: a chunk of 500 alerts commits in tens of milliseconds
+RESUME_BOUND_S = 30.0  # generous: the writer looks at the spool every few seconds
 
 CONFIG = """
 server:
@@ -207,12 +215,31 @@ CREATE TRIGGER refuse_marked BEFORE INSERT ON incidents
 """
 
 
-def test_a_store_failure_after_some_chunks_is_answered_with_what_was_journaled(
+def spooled(journal: Any) -> list[tuple[Any, ...]]:
+    return select(journal, "SELECT id, next_alert, alerts FROM spooled_notifications")
+
+
+def received_firing(journal: Any) -> float:
+    totals = journal.metric_totals().get("remediator_alerts_received_total", [])
+    return dict((labels["status"], value) for labels, value in totals).get("firing", 0)
+
+
+def assert_each_alert_once(journal: Any, count: int, planned_every: int) -> None:
+    """Every alert of big_body(count, planned_every) journaled as one incident, and one
+    action per matching alert (none planned twice)."""
+    assert journal.counts()["incidents"] == count
+    assert select(journal, "SELECT COUNT(DISTINCT fingerprint) FROM incidents") == [(count,)]
+    planned = [a for a in all_actions(journal) if a["strategy"] == "note-big"]
+    assert len(planned) == len(range(0, count, planned_every))
+
+
+def test_a_store_failure_after_some_chunks_is_accepted_and_the_rest_journaled_from_the_spool(
     postgres_server,
 ) -> None:
     """Chunks of 500: alert 1200 is refused by the store, in the third chunk; the first
-    two (1000 alerts) are committed. Then the trigger goes and the same notification is
-    sent again, as Alertmanager would after the 503."""
+    two (1000 alerts) are committed, the rest is in the spool: 200 with queued_alerts.
+    The client sends it again meanwhile (accepted the same way: its first 1000 alerts are
+    duplicates). Then the trigger goes, and the writer journals both by itself."""
     server, journal, store_url = postgres_server
     count, refused_at, planned_every = 2600, 1200, 100
     payload = json.loads(big_body(count, planned_every))
@@ -223,25 +250,115 @@ def test_a_store_failure_after_some_chunks_is_answered_with_what_was_journaled(
 
     first = post_bytes(server.url, body)
 
-    assert first.status_code == 503, first.text
+    assert first.status_code == 200, first.text
     said = first.json()
-    assert (said["journaled_alerts"], said["alerts"]) == (1000, count)
-    assert "alerts[0] to alerts[999]" in said["error"]
+    assert (said["alerts"], said["queued_alerts"]) == (1000, count - 1000)
+    assert (said["new_incidents"], said["actions_planned"]) == (1000, 1000 // planned_every)
+    assert "queued durably" in said["message"]
     assert journal.counts()["incidents"] == 1000
     assert journal.counts()["notifications"] == 0  # recorded by the last chunk only
+    assert [row[1:] for row in spooled(journal)] == [(1000, count)]
+
+    again = post_bytes(server.url, body)  # as a client that retries anyway would
+
+    assert again.status_code == 200, again.text
+    said = again.json()
+    assert (said["duplicates"], said["queued_alerts"]) == (1000, count - 1000)
+    assert (said["new_incidents"], said["actions_planned"]) == (0, 0)
+    assert "queued in the spool" in server.output()  # the WARNING
 
     with psycopg.connect(store_url, autocommit=True) as admin:
         admin.execute("DROP TRIGGER refuse_marked ON incidents")
-    again = post_bytes(server.url, body)
+    wait_for(lambda: not spooled(journal), RESUME_BOUND_S, "the spool to be journaled")
 
-    assert again.status_code == 200, again.text
-    summary = again.json()
-    assert (summary["duplicates"], summary["new_incidents"]) == (1000, count - 1000)
-    assert summary["actions_planned"] == len(range(1000, count, planned_every))
-    assert journal.counts()["incidents"] == count
-    assert select(journal, "SELECT COUNT(DISTINCT fingerprint) FROM incidents") == [(count,)]
-    planned = [a for a in all_actions(journal) if a["strategy"] == "note-big"]
-    assert len(planned) == len(range(0, count, planned_every))  # none planned twice
+    assert_each_alert_once(journal, count, planned_every)
+    rows = select(journal, "SELECT alerts, firing, summary FROM notifications ORDER BY id")
+    assert [row[:2] for row in rows] == [(count, count)] * 2  # each whole, once
+    summaries = [json.loads(row[2]) for row in rows]
+    assert [s["alerts"] for s in summaries] == [count, count]
+    assert sum(s["new_incidents"] for s in summaries) == count
+    assert sum(s["actions_planned"] for s in summaries) == len(range(0, count, planned_every))
+    assert received_firing(journal) == 2 * count  # each alert of each notification, once
+
+
+REFUSE_SPOOL = """
+CREATE FUNCTION refuse_spool() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'spool refused by the test'; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER refuse_spool BEFORE INSERT ON spooled_notifications
+  FOR EACH ROW EXECUTE FUNCTION refuse_spool();
+"""
+
+
+def test_a_spool_write_that_fails_is_a_503_that_wrote_nothing(postgres_server) -> None:
+    server, journal, store_url = postgres_server
+    count, planned_every = 2600, 100
+    body = big_body(count, planned_every)
+    with psycopg.connect(store_url, autocommit=True) as admin:
+        admin.execute(REFUSE_SPOOL)
+    before = journal.counts()
+
+    refused = post_bytes(server.url, body)
+
+    assert refused.status_code == 503, refused.text
+    assert "retry later" in refused.json()["error"]
+    assert journal.counts() == before
+    assert received_firing(journal) == 0
+
+    with psycopg.connect(store_url, autocommit=True) as admin:
+        admin.execute("DROP TRIGGER refuse_spool ON spooled_notifications")
+    retried = post_bytes(server.url, body)  # Alertmanager's retry after the 503
+
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["new_incidents"] == count
+    assert_each_alert_once(journal, count, planned_every)
+    assert spooled(journal) == []
+
+
+def test_a_writer_killed_half_way_journals_the_rest_after_its_restart(sqlite_server) -> None:
+    """The issue's 46,493 alerts on the default SQLite journal; kill -9 of the journal
+    writer once a few chunks are committed and many remain."""
+    server, journal = sqlite_server
+    planned_every = 1000
+    body = big_body(ISSUE_ALERTS, planned_every)
+    writer = writer_of(worker_of(server.process.pid))
+    answers: list[requests.Response | Exception] = []
+
+    def send() -> None:
+        try:
+            answers.append(post_bytes(server.url, body))
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        at = wait_for(
+            lambda: [row[1] for row in spooled(journal) if 2000 <= row[1] < ISSUE_ALERTS // 2],
+            60,
+            "a few chunks of the large notification to commit",
+        )[0]
+        os.kill(writer, signal.SIGKILL)
+    finally:
+        sender.join(120)
+    wait_for(lambda: not alive(writer), 10, "the killed writer to be gone")
+    assert journal.counts()["incidents"] < ISSUE_ALERTS, "killed too late to show anything"
+
+    wait_for(lambda: not spooled(journal), RESUME_BOUND_S, "the spool to be journaled")
+
+    restarted = writer_of(worker_of(server.process.pid))
+    assert restarted != writer
+    assert at >= 2000
+    assert_each_alert_once(journal, ISSUE_ALERTS, planned_every)
+    assert select(journal, "SELECT alerts, firing, resolved FROM notifications "
+                  "WHERE group_key = 'big'") == [(ISSUE_ALERTS, ISSUE_ALERTS, 0)]  # fmt: skip
+    assert received_firing(journal) == ISSUE_ALERTS  # counted once, chunk by chunk
+    assert "resuming spooled notification" in server.output()
+    # The worker's answer when its writer died after spooling: the 200 already true.
+    (answer,) = answers
+    assert isinstance(answer, requests.Response) and answer.status_code == 200, answer
+    said = answer.json()
+    assert said["queued_alerts"] > 0
+    assert said["alerts"] + said["queued_alerts"] == ISSUE_ALERTS
 
 
 def test_a_bad_alert_late_in_a_large_notification_is_a_400_that_wrote_nothing(

@@ -4,14 +4,20 @@
   keeps advancing never becomes a timeout (receiver/writer/protocol.py);
 - a notification journaled chunk by chunk writes what it would have written whole,
   and running a chunk again adds nothing (receiver/engine.py journal_work);
-- a chunk that fails is answered with what was journaled (receiver/intake.py).
+- a chunk that fails after the notification was spooled is accepted, saying how many
+  alerts are queued (receiver/intake.py queued);
+- the spool's claims and advances (receiver/store/spool.py): who may take a row, and
+  that only the writer holding a row at the expected alert can advance it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,8 +26,8 @@ import pytest
 from receiver.alerts import parse_notification
 from receiver.config import parse_config
 from receiver.engine import IngestSummary, journal_work
-from receiver.intake import Answer, partly_failed
-from receiver.store import StoreUnavailable
+from receiver.intake import Answer, queued
+from receiver.store import spool
 from receiver.store.sqlite import SqliteStore
 from receiver.writer.protocol import pack_progress, pack_reply, read_reply
 
@@ -51,9 +57,23 @@ def test_progress_replies_are_skipped_whether_they_arrive_alone_or_with_the_answ
     with left, right:
         sender = threading.Thread(target=_send_in_two, args=(left, stream, cut))
         sender.start()
-        assert read_reply(right, lambda: progress.append(1)) == answer
+        assert read_reply(right, progress.append) == answer
         sender.join()
-    assert len(progress) == 3
+    assert progress == [b""] * 3
+
+
+def test_a_progress_reply_carries_the_fallback_answer_once_spooled():
+    """Before the spool, a progress reply's body is empty; after, the 200 already true."""
+    fallback = queued(IngestSummary(alerts=500, new_incidents=500), 700).body
+    answer = Answer(200, b'{"status": "ok"}')
+    stream = pack_progress() + pack_progress(fallback) * 2 + pack_reply(answer)
+    seen: list[bytes] = []
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(stream)
+        assert read_reply(right, seen.append) == answer
+    assert seen == [b"", fallback, fallback]
+    assert json.loads(seen[-1])["queued_alerts"] == 700
 
 
 def test_each_progress_reply_restarts_the_receive_timeout():
@@ -148,15 +168,99 @@ def test_a_chunk_run_again_plans_nothing_new(journals):
     assert store.counts()["actions"] == 5
 
 
-def test_a_failed_chunk_says_what_was_journaled():
-    answer = partly_failed(StoreUnavailable("disk full"), 1500, 46493)
+def test_a_failed_chunk_of_a_spooled_notification_is_accepted_with_the_rest_queued():
+    journaled = IngestSummary(alerts=1500, new_incidents=1400, duplicates=100, actions_planned=7)
+    answer = queued(journaled, 46493 - 1500)
     body = json.loads(answer.body)
-    assert answer.status == 503
-    assert (body["journaled_alerts"], body["alerts"]) == (1500, 46493)
-    assert "alerts[0] to alerts[1499]" in body["error"]
+    assert answer.status == 200
+    assert (body["alerts"], body["queued_alerts"]) == (1500, 46493 - 1500)
+    assert {k: body[k] for k in journaled.as_dict()} == journaled.as_dict()
+    assert answer.actions_planned == 7
+    assert "queued durably" in body["message"]
 
 
-def test_a_first_chunk_that_fails_is_a_plain_503():
-    answer = partly_failed(StoreUnavailable("disk full"), 0, 46493)
-    assert answer.status == 503
-    assert "journaled_alerts" not in json.loads(answer.body)
+ME, OTHER = "host-a:100:aaaa", "host-b:200:bbbb"
+
+
+@pytest.mark.parametrize(
+    ("claimed_by", "heartbeat_at", "gone", "expected"),
+    [
+        (None, None, False, True),  # spooled by nobody alive: anyone
+        (ME, 999.0, False, True),  # its own, e.g. after a failed chunk
+        (OTHER, 1000.0 - spool.STALE_AFTER_S + 1, False, False),  # held, fresh
+        (OTHER, 1000.0 - spool.STALE_AFTER_S - 1, False, True),  # held, stale
+        (OTHER, 999.0, True, True),  # its owner died on this host
+    ],
+)
+def test_who_may_claim_a_spool_row(claimed_by, heartbeat_at, gone, expected):
+    assert spool.claimable(claimed_by, heartbeat_at, ME, 1000.0, gone) is expected
+
+
+@pytest.mark.parametrize(
+    ("claimed_by", "alive", "expected"),
+    [
+        ("host-a:100:x", False, True),
+        ("host-a:100:x", True, False),
+        ("host-b:100:x", False, False),  # another host: only its heartbeat tells
+        ("garbage", False, False),
+    ],
+)
+def test_an_owner_is_gone_only_when_its_process_on_this_host_is(claimed_by, alive, expected):
+    assert spool.owner_gone(claimed_by, "host-a", lambda pid: alive) is expected
+
+
+def test_this_process_is_alive_and_a_reaped_child_is_not():
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert spool.pid_alive(os.getpid())
+    assert not spool.pid_alive(int(child.stdout))
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    store = SqliteStore(f"sqlite:///{tmp_path / 'spool.db'}")
+    yield store
+    store.close()
+
+
+def _spooled(store) -> list[tuple]:
+    with store.transaction(write=False) as tx:
+        sql = "SELECT id, next_alert, summary, claimed_by FROM spooled_notifications"
+        return [tuple(row) for row in tx.execute(sql).fetchall()]
+
+
+def test_each_chunk_advances_the_spool_row_and_the_last_deletes_it(journal):
+    with journal.transaction() as tx:
+        row_id = spool.insert(tx, 5.0, b'{"alerts": []}', 1200, ME, 10.0)
+    for start, stop in [(0, 500), (500, 1000)]:
+        with journal.transaction() as tx:
+            spool.advance(tx, row_id, ME, start, stop, 1200, {"alerts": stop}, 11.0)
+    assert _spooled(journal) == [(row_id, 1000, '{"alerts": 1000}', ME)]
+    with journal.transaction() as tx:
+        spool.advance(tx, row_id, ME, 1000, 1200, 1200, {"alerts": 1200}, 12.0)
+    assert _spooled(journal) == []
+
+
+@pytest.mark.parametrize(("owner", "start"), [(OTHER, 0), (ME, 500)])
+def test_only_the_holder_at_the_expected_alert_advances_a_row(journal, owner, start):
+    with journal.transaction() as tx:
+        row_id = spool.insert(tx, 5.0, b"{}", 1200, ME, 10.0)
+    with pytest.raises(spool.ClaimLost), journal.transaction() as tx:
+        spool.advance(tx, row_id, owner, start, start + 500, 1200, {}, 11.0)
+    assert _spooled(journal) == [(row_id, 0, "{}", ME)]
+
+
+def test_a_claim_is_taken_only_if_unchanged_since_it_was_read(journal):
+    with journal.transaction() as tx:
+        row_id = spool.insert(tx, 5.0, b"body", 1200, OTHER, 10.0)
+    with journal.transaction() as tx:
+        ((_, was, beat),) = spool.candidates(tx)
+    with journal.transaction() as tx:  # someone else moves it meanwhile
+        spool.advance(tx, row_id, OTHER, 0, 500, 1200, {"alerts": 500}, 11.0)
+    with journal.transaction() as tx:
+        assert spool.claim(tx, row_id, was, beat, ME, 30.0) is None
+    with journal.transaction() as tx:
+        ((_, was, beat),) = spool.candidates(tx)
+        row = spool.claim(tx, row_id, was, beat, ME, 30.0)
+    assert row == spool.SpooledRow(row_id, 5.0, b"body", 1200, 500, {"alerts": 500})
+    assert _spooled(journal)[0][3] == ME
