@@ -146,9 +146,10 @@ class WriterProcess:
         self.stall_timeout = stall_timeout  # seconds; a reload may change it
         self.watch = StallWatch()
         self._stalled: str | None = None  # why the writer was killed, until one answers
-        remove_stale_directories()
+        parent = directory_parent(tempfile.gettempdir(), os.getpid())
+        remove_stale_directories(parent)
         prefix = f"{DIRECTORY_PREFIX}{os.getpid()}-"  # the owner: see remove_stale_directories
-        self.directory = Path(tempfile.mkdtemp(prefix=prefix))  # mode 0700
+        self.directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))  # mode 0700
         self.socket_path = str(self.directory / "journal.sock")
         self.generation = 0  # bumped on every (re)start: connections to an old one are stale
         self.process: subprocess.Popen[bytes] | None = None
@@ -267,6 +268,31 @@ class WriterProcess:
                 process.kill()
                 process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: Linux's sun_path holds 108 bytes, its terminating NUL included.
+MAX_SOCKET_PATH = 107
+#: mkdtemp's random suffix and the socket's name, after the directory's prefix.
+_SOCKET_TAIL = "-XXXXXXXX/journal.sock"
+#: Where the private directory goes when the temp directory's path is too long for a
+#: socket path (a deep TMPDIR): the system's own temp directory, short everywhere.
+FALLBACK_PARENT = "/tmp"
+
+
+def directory_parent(temp_dir: str, pid: int) -> str:
+    """The directory to make the writer's private directory in: `temp_dir` (normally
+    $TMPDIR), unless the socket path inside it would pass MAX_SOCKET_PATH bytes, which
+    bind() refuses ("AF_UNIX path too long"); then FALLBACK_PARENT."""
+    path = os.path.join(temp_dir, f"{DIRECTORY_PREFIX}{pid}{_SOCKET_TAIL}")
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return temp_dir
+    log.warning(
+        "temp directory %s is too deep for a Unix socket path; the journal writer's "
+        "socket goes in %s",
+        temp_dir,
+        FALLBACK_PARENT,
+    )
+    return FALLBACK_PARENT
 
 
 def remove_stale_directories(parent: str | None = None) -> list[Path]:

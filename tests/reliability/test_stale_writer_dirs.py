@@ -4,8 +4,10 @@ in the temp directory. A start removes those whose worker is dead, never a live 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.support.journal import wait_for
@@ -48,8 +50,16 @@ def dead_pid() -> int:
 
 
 def test_a_start_removes_dirs_of_dead_workers_and_keeps_live_ones(tmp_path: Path) -> None:
-    temp = tmp_path / "tmp"
-    temp.mkdir()
+    # A short TMPDIR of its own: pytest's tmp_path is too deep for a socket path, and
+    # the server would then (rightly) put its directory elsewhere.
+    temp = Path(tempfile.mkdtemp(prefix="rw-", dir="/tmp"))
+    try:
+        stale_and_live(tmp_path, temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def stale_and_live(tmp_path: Path, temp: Path) -> None:
     stale = temp / f"remediator-writer-{dead_pid()}-abc123"
     stale.mkdir(mode=0o700)
     (stale / "config.yml").write_text("left behind\n")

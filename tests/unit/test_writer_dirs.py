@@ -6,7 +6,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from receiver.writer.client import remove_stale_directories
+from receiver.writer.client import (
+    FALLBACK_PARENT,
+    MAX_SOCKET_PATH,
+    directory_parent,
+    remove_stale_directories,
+)
 
 
 def dead_pid() -> int:
@@ -36,3 +41,15 @@ def test_only_real_directories_of_dead_owners_are_removed(tmp_path: Path) -> Non
     assert not stale.exists()
     assert live.is_dir() and unnamed.is_dir() and huge.is_dir() and link.is_symlink()
     assert (precious / "data").read_text() == "keep"
+
+
+def test_a_temp_directory_short_enough_for_a_socket_path_is_used() -> None:
+    assert directory_parent("/tmp", 4_194_304) == "/tmp"
+    short = "/var/tmp/x"
+    assert directory_parent(short, 123) == short
+
+
+def test_a_temp_directory_too_deep_for_a_socket_path_falls_back() -> None:
+    deep = "/srv/" + "d" * 80  # with the directory and socket names: past sun_path's 107
+    assert len(os.fsencode(f"{deep}/remediator-writer-1-XXXXXXXX/journal.sock")) > MAX_SOCKET_PATH
+    assert directory_parent(deep, 1) == FALLBACK_PARENT
