@@ -6,7 +6,9 @@ verification, Alertmanager for escalations, and real subprocesses as the remedia
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -16,6 +18,8 @@ import pytest
 import requests
 
 from receiver.store.sqlite import SqliteStore
+from tests.support.journal import wait_for
+from tests.support.pids import alive, children, worker_of, writer_of
 from tests.support.processes import alertmanager, prometheus, remediator
 from tests.support.receiver import AM_CONFIG, PROMETHEUS_CONFIG, TOKEN, fire, settle
 
@@ -204,11 +208,27 @@ def test_kill_9_while_actions_run_resolves_every_action_by_the_crash_rule(stack)
         fire(server, "Slow", "db", "2026-05-05T00:00:00Z")  # not idempotent, no verify
         fire(server, "SlowRestart", "api", "2026-05-05T00:00:00Z")  # idempotent
         deadline = time.monotonic() + 10
-        while journal.list_actions(status="running").total < 1 and time.monotonic() < deadline:
+
+        def slow_running() -> bool:  # the non-idempotent one must be caught running
+            return any(a["target"] == "db" for a in journal.list_actions(status="running").items)
+
+        while not slow_running() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert journal.list_actions(status="running").total >= 1
-        server.process.send_signal(signal.SIGKILL)
+        assert slow_running()
+        # A crash of the whole container: master, worker, journal writer and the commands
+        # it runs all die at once (a command found still running is tested apart, in
+        # tests/reliability/test_command_lifecycle.py). Killing the master alone would
+        # let the worker and writer leave gracefully and finish the command.
+        worker = worker_of(server.process.pid)
+        writer = writer_of(worker)
+        commands = children(writer)
+        for pid in (server.process.pid, worker, writer):
+            os.kill(pid, signal.SIGKILL)
+        for pid in commands:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # each command leads its own process group
         server.process.wait()
+        wait_for(lambda: not alive(worker) and not alive(writer), 20, "worker and writer gone")
     before = {a["id"]: a["status"] for a in journal.list_actions().items}
     assert "running" in before.values()
     with remediator(workdir, config, store_url, log_name="restarted.log"):
