@@ -27,7 +27,7 @@ from receiver.store.totals import DURATION_BUCKETS
 from tests.support.journal import open_journal, post_webhook, settle
 from tests.support.payloads import alert, notification
 from tests.support.processes import remediator
-from tests.support.receiver import write_config
+from tests.support.receiver import AUTH_SERVER, LOG_RESTART, write_config
 
 DURATION = "remediator_incident_duration_seconds"
 PER_SERVICE = (
@@ -42,21 +42,10 @@ T0 = 1_800_000_000.0
 
 
 def config_text(max_label_values: int | None) -> str:
-    limits = "" if max_label_values is None else f"limits: {{max_label_values: {max_label_values}}}"
-    return f"""
-server:
-  auth: {{bearer_token_file: token}}
-  max_body_bytes: 4194304
-{limits}
-executors:
-  logger: {{type: log}}
-strategies:
-  - name: restart-web
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{{{ labels.service }}}}'
-"""
+    limits = (
+        "" if max_label_values is None else f"limits: {{max_label_values: {max_label_values}}}\n"
+    )
+    return AUTH_SERVER + "  max_body_bytes: 4194304\n" + limits + LOG_RESTART
 
 
 def scrape(url: str) -> dict[str, list[Any]]:

@@ -25,7 +25,7 @@ import requests
 
 from tests.support.payloads import alert, notification
 from tests.support.processes import Running, remediator
-from tests.support.receiver import TOKEN, write_config
+from tests.support.receiver import AUTH_SERVER, LOG_RESTART, TOKEN, write_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 READ_TIMEOUT = 1.5  # the short-timeout server's limits.read_timeout, seconds
@@ -34,20 +34,7 @@ TOTAL = 6
 
 
 def config_text(limits: str = "") -> str:
-    return f"""
-server:
-  auth: {{bearer_token_file: token}}
-  max_body_bytes: 65536
-{limits}
-executors:
-  logger: {{type: log}}
-strategies:
-  - name: restart-web
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{{{ labels.service }}}}'
-"""
+    return AUTH_SERVER + "  max_body_bytes: 65536\n" + limits + "\n" + LOG_RESTART
 
 
 @contextmanager

@@ -13,20 +13,9 @@ from pathlib import Path
 from tests.support.journal import wait_for
 from tests.support.pids import alive, worker_of, writer_of
 from tests.support.processes import free_port, remediator_argv, running
-from tests.support.receiver import write_config
+from tests.support.receiver import AUTH_SERVER, LOG_RESTART, write_config
 
-STRATEGIES = """
-server:
-  auth: {bearer_token_file: token}
-executors:
-  logger: {type: log}
-strategies:
-  - name: restart-web
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-"""
+STRATEGIES = AUTH_SERVER + LOG_RESTART
 
 
 def serve(tmp_path: Path, temp: Path, name: str):

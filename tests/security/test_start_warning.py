@@ -9,19 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import free_port, remediator_argv, running
-from tests.support.receiver import write_config
+from tests.support.receiver import AUTH_SERVER, LOG_RESTART, write_config
 
-STRATEGIES = """
-executors:
-  logger: {type: log}
-strategies:
-  - name: restart-web
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-"""
-AUTH = "server:\n  auth: {bearer_token_file: token}\n"
+STRATEGIES = LOG_RESTART
+AUTH = AUTH_SERVER
 WARNING = "WARNING receiver.server: no server.auth is configured and the server listens on"
 
 

@@ -18,6 +18,20 @@ receivers: [{name: nobody}]
 TOKEN = "s3cret-token"
 MAX_BODY = 64 * 1024
 
+#: The webhook's bearer token, read from `token` next to the config (see write_config).
+AUTH_SERVER = "server:\n  auth: {bearer_token_file: token}\n"
+#: The smallest config tail that plans an action: `ServiceDown` restarts its service
+#: through a `log` executor. Tests put the sections they exercise in front of it.
+LOG_RESTART = """executors:
+  logger: {type: log}
+strategies:
+  - name: restart-web
+    matchers: ['alertname="ServiceDown"']
+    action: restart
+    executor: logger
+    target: '{{ labels.service }}'
+"""
+
 CONFIG = f"""
 server:
   auth: {{bearer_token_file: token}}
