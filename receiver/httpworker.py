@@ -51,7 +51,7 @@ import selectors
 import socket
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -273,6 +273,31 @@ def _answer(status: str, message: str) -> bytes:
 # ---------------------------------------------------------------- the worker
 
 
+@dataclass
+class RefusalLog:
+    """Connections refused or cut off, by kind, logged at most once per `interval`
+    seconds per kind with how many there were since: a flood of slow or excess clients
+    must show in the log without flooding it. `now` is monotonic seconds."""
+
+    interval: float = 10.0
+    _counts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _logged_at: dict[str, float] = field(default_factory=dict)
+
+    def note(self, kind: str, latest: str, now: float) -> None:
+        """Count one refusal of `kind` ("connection bound", "read timeout"); `latest`
+        says what happened to it, for the log line."""
+        self._counts[kind] += 1
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < self.interval:
+            return
+        since = "" if last is None else f" in the last {now - last:.0f}s"
+        log.warning(
+            "%s: %d connection(s) refused%s; latest: %s", kind, self._counts[kind], since, latest
+        )
+        self._counts[kind] = 0
+        self._logged_at[kind] = now
+
+
 class BufferingWorker(ThreadWorker):
     """gthread's ThreadWorker whose event loop reads each request before a pool
     thread sees it, and bounds connections per peer and in all (see the module)."""
@@ -295,6 +320,7 @@ class BufferingWorker(ThreadWorker):
         self.budget_used = 0  # reserved by connections reading a large body
         self.paused: dict[BufferedConn, None] = {}  # waiting for budget, oldest first
         self.accept_paused_until = 0.0  # after running out of file descriptors
+        self.refusals = RefusalLog()
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -326,6 +352,7 @@ class BufferingWorker(ThreadWorker):
         conn = BufferedConn(self.cfg, sock, client, listener.getsockname())
         refusal = self._refusal(conn.peer)
         if refusal:
+            self.refusals.note("connection bound", f"{refusal}: 503", time.monotonic())
             _send_quietly(sock, _answer("503 Service Unavailable", refusal))
             sock.close()
             return
@@ -479,9 +506,11 @@ class BufferingWorker(ThreadWorker):
             self._stop_reading(conn)
             if conn.started:
                 message = f"request not received within {self.limits.read_timeout:g}s"
+                self.refusals.note("read timeout", f"{conn.peer}: 408, {message}", now)
                 _send_quietly(conn.sock, _answer("408 Request Timeout", message))
                 self._linger(conn)
             else:
+                self.refusals.note("read timeout", f"{conn.peer}: closed, sent nothing", now)
                 self._close(conn)
         for conn in [c for c, deadline in self.lingering.items() if deadline <= now]:
             self._end_linger(conn)

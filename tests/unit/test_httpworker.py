@@ -9,7 +9,7 @@ from gunicorn.http.errors import ParseException
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import Unreader
 
-from receiver.httpworker import FrontLimits, Head, body_complete, parse_head
+from receiver.httpworker import FrontLimits, Head, RefusalLog, body_complete, parse_head
 
 MAX_HEAD = 1024
 MAX_BODY = 100
@@ -210,3 +210,21 @@ def test_a_request_gunicorn_can_serve_is_handed_over(request_bytes: bytes) -> No
         if gunicorn_reading(prefix) == "served":
             head = parse_head(prefix, MAX_HEAD)
             assert head is not None and body_complete(prefix, head, 1 << 20), prefix
+
+
+def test_refusals_are_logged_once_per_interval_with_their_count(caplog) -> None:
+    refusals = RefusalLog(interval=10.0)
+    with caplog.at_level("WARNING", logger="receiver.httpworker"):
+        refusals.note("connection bound", "too many connections from 127.0.0.1: 503", 100.0)
+        for offset in range(1, 5):  # a flood within the interval: counted, not logged
+            refusals.note("read timeout", "127.0.0.1: closed, sent nothing", 100.0 + offset)
+        for offset in range(1, 4):
+            refusals.note("connection bound", "too many connections (6 open): 503", 100.0 + offset)
+        refusals.note("connection bound", "too many connections (6 open): 503", 110.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "connection bound: 1 connection(s) refused; latest: "
+        "too many connections from 127.0.0.1: 503",
+        "read timeout: 1 connection(s) refused; latest: 127.0.0.1: closed, sent nothing",
+        "connection bound: 4 connection(s) refused in the last 10s; latest: "
+        "too many connections (6 open): 503",
+    ]
