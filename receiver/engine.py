@@ -64,16 +64,19 @@ def plan_for(config: Config, alert: Alert) -> list[Plan]:
 
 def render_plan(strategy: Strategy, context: dict[str, Any]) -> Plan:
     """The strategy's target and parameters rendered for one alert, or a refused plan
-    saying why (a template error, an unsafe value)."""
+    saying why (a template error, an unsafe value). A refused plan keeps its target
+    when the target itself rendered safely, so the journal says where it was refused."""
+    safe_target = ""
     try:
-        target = check_safe(_render(strategy.target, context, strategy), strategy.safe_pattern,
-                            "target")  # fmt: skip
+        rendered = _render(strategy.target, context, strategy)
+        target = check_safe(rendered, strategy.safe_pattern, "target")
         if "\x00" in target:  # even a permissive pattern: the journal's column refuses it
             raise UnsafeValueError(f"target {target[:80]!r} contains a NUL character")
+        safe_target = target
         params = _render_params(strategy, {**context, "target": target})
     except (RenderError, UnsafeValueError) as exc:
         reason = f"refused: {exc}".replace("\x00", "\\x00")  # the reason is a column too
-        return Plan(strategy, "", {}, refused=reason)
+        return Plan(strategy, safe_target, {}, refused=reason)
     return Plan(strategy, target, params)
 
 

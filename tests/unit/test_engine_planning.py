@@ -138,7 +138,7 @@ def test_unsafe_label_in_a_command_argument_is_refused() -> None:
     (plan,) = plans(alertname="DiskFilling", instance="db-1", disk="../../etc")
     assert plan.refused is not None
     assert plan.refused.startswith("refused: interpolated value '../../etc' does not match")
-    assert (plan.target, plan.params) == ("", {})
+    assert (plan.target, plan.params) == ("db-1", {})  # where it was refused, nothing else
 
 
 def test_whole_rendered_target_is_checked() -> None:
