@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.matchers import LABEL_NAME
+from receiver.matchers import is_label_name
 
 STATUSES = ("firing", "resolved")
 MAX_LABELS = 256
@@ -166,9 +166,9 @@ def _label_set(
         raise PayloadError(path, f"more than {MAX_LABELS} entries")
     for name, item in value.items():
         at = f"{path}.{_shown(name)}"
-        if names and not LABEL_NAME.fullmatch(name):
-            raise PayloadError(at, "invalid label name")
         _text(name, at, nul=True)  # a name is stored inside escaped JSON only
+        if names and not is_label_name(name):  # UTF-8, as Prometheus 3: only "" is left
+            raise PayloadError(at, "invalid label name: empty")
         if not isinstance(item, str):
             raise PayloadError(at, f"expected a string, got {_kind(item)}")
         if len(item) > MAX_VALUE_LENGTH:

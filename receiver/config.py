@@ -19,7 +19,7 @@ import yaml
 
 from receiver.breaker import BreakerSettings
 from receiver.durations import parse_duration
-from receiver.matchers import Matcher, MatcherError, parse_matcher
+from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
 from receiver.regex import LinearPattern
 from receiver.scaling import ScalePolicy
 from receiver.templates import DEFAULT_PATTERN, Template, compile_pattern, compile_template
@@ -439,13 +439,21 @@ def _pattern(value: Any) -> LinearPattern:
 
 
 def _label_names(value: Any) -> tuple[str, ...]:
+    """One label name or a list of them; UTF-8 names (`service.name`) are label names."""
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names:
         raise TypeError("expected a label name or a non-empty list of label names")
     for name in names:
-        if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
-            raise ValueError(f"invalid label name {name!r}")
+        if not isinstance(name, str) or not is_label_name(name):
+            raise ValueError(f"invalid label name {name!r}: expected a non-empty string")
     return tuple(names)
+
+
+def _alertname(value: Any) -> str:
+    """The escalation's alertname: a classic name, which every Alertmanager takes."""
+    if not isinstance(value, str) or not LABEL_NAME.fullmatch(value):
+        raise ValueError(f"invalid alertname {value!r}: expected [a-zA-Z_][a-zA-Z0-9_]*")
+    return value
 
 
 # ---------------------------------------------------------------- sections
@@ -630,7 +638,7 @@ _EXECUTOR_SETTINGS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "alertmanager": {
         "url": _url,
         "timeout": _positive_duration,
-        "alertname": lambda v: _label_names(v)[0],
+        "alertname": _alertname,
         "silence_duration": _positive_duration,
     },
     "log": {},

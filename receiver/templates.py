@@ -5,6 +5,8 @@ into a command argument, URL or resource name must match a safe pattern. The che
 on each `{{ ... }}` output (via Jinja's finalize hook), which lets operators write
 `http://svc/{{ labels.service }}/restart?force=1` without the literal parts tripping it,
 while a label value like `x; rm -rf /` or `../etc` is refused wherever it lands.
+A UTF-8 label name is reached by subscript, `{{ labels["k8s.pod.name"] }}`; attribute
+access (`labels.service`) is for classic names.
 
 Safe patterns run on RE2 (receiver/regex.py: linear time, Go's syntax), which has no
 lookahead; so "never `..`" (path traversal) is a check of its own, made for every

@@ -4,10 +4,20 @@ Escalation is an alert of its own (default `RemediationFailed`) so it reaches pe
 the routes, receivers and inhibitions operators already maintain. It carries the original
 labels minus `remediation`, the label operators use to route alerts to Remediator, so the
 escalation can never be routed back to us and loop.
+
+Label names may be UTF-8 (`k8s.pod.name`), which Alertmanager 0.27+ takes and older
+ones (0.25, Debian's) refuse with HTTP 400 ("invalid label set: invalid name"), for an
+alert or a silence matcher alike. So an escalation or silence carrying such a name is
+sent as it is first; refused with 400, it is sent again with classic names only, and the
+executor remembers that this Alertmanager refuses them. An escalation renames each such
+label as Prometheus translates OpenTelemetry names (`k8s.pod.name` -> `k8s_pod_name`),
+unless that name is taken; a silence drops those matchers, since that Alertmanager holds
+no alert with such a label anyway. Each time, a WARNING log and the result say which.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,6 +35,9 @@ from receiver.executors.base import (
     seconds,
 )
 from receiver.executors.http import connection_reason
+from receiver.matchers import LABEL_NAME
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ALERTNAME = "RemediationFailed"
 DEFAULT_TIMEOUT = 10.0
@@ -33,6 +46,34 @@ DEFAULT_SILENCE_DURATION = 3600.0
 #: Label that routes alerts to Remediator; dropped from escalations to prevent loops.
 ROUTING_LABEL = "remediation"
 _SILENCE_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+class RefusedError(ExecutorError):
+    """Alertmanager answered HTTP 400: it refused what was sent (e.g. a UTF-8 name)."""
+
+
+def classic_name(name: str) -> str:
+    """`name` as a classic label name: each character outside [a-zA-Z0-9_] becomes `_`,
+    and `_` goes in front of a leading digit (`k8s.pod.name` -> `k8s_pod_name`)."""
+    mapped = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return f"_{mapped}" if mapped[:1].isdigit() else mapped
+
+
+def classic_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(labels with classic names only, notes on each name changed), for an
+    Alertmanager that refuses UTF-8 names. Classic names are kept as they are; the
+    others, in code-point order, take their classic_name unless it is already taken,
+    then they are dropped: the outcome never depends on the payload's order."""
+    kept = {k: v for k, v in labels.items() if LABEL_NAME.fullmatch(k)}
+    notes = []
+    for name in sorted(k for k in labels if k not in kept):
+        renamed = classic_name(name)
+        if renamed in kept:
+            notes.append(f"{name!r} dropped ({renamed!r} taken)")
+        else:
+            kept[renamed] = labels[name]
+            notes.append(f"{name!r} -> {renamed!r}")
+    return kept, notes
 
 
 def timestamp(moment: datetime) -> str:
@@ -93,6 +134,8 @@ class AlertmanagerExecutor(Executor):
         self.silence_duration = float(
             self.settings.get("silence_duration", DEFAULT_SILENCE_DURATION)
         )
+        #: set once this Alertmanager refused a UTF-8 label name (before 0.27)
+        self.classic_names_only = False
 
     def execute(self, request: ActionRequest) -> ExecutionResult:
         if request.action not in self.actions:
@@ -120,22 +163,63 @@ class AlertmanagerExecutor(Executor):
         alert = escalation_alert(
             labels, annotations, reason, strategy, target, alertname=self.alertname
         )
+        note = ""
         try:
-            self._call("POST", "/api/v2/alerts", [alert], timeout)
+            note = self._send_alert(alert, timeout)
         except ExecutorError as exc:
             return ExecutionResult(False, f"escalation not delivered: {exc}")
         original = alert["labels"].get("original_alertname", "an alert")
         return ExecutionResult(
-            True, f"escalated as {self.alertname} for {original} on {target} to {self.url}"
+            True,
+            f"escalated as {self.alertname} for {original} on {target} to {self.url}{note}",
         )
 
+    def _send_alert(self, alert: dict[str, Any], timeout: float | None) -> str:
+        """Post one alert, again with classic names if UTF-8 ones are refused; return
+        what was changed ("" when nothing). Raises ExecutorError."""
+        classic, notes = classic_labels(alert["labels"])
+        if notes and not self.classic_names_only:
+            try:
+                self._call("POST", "/api/v2/alerts", [alert], timeout)
+                return ""
+            except RefusedError as exc:
+                self._refuses_utf8(exc, [k for k in alert["labels"] if k not in classic])
+        if notes:
+            self._call("POST", "/api/v2/alerts", [{**alert, "labels": classic}], timeout)
+            return self._changed("escalation", notes)
+        self._call("POST", "/api/v2/alerts", [alert], timeout)
+        return ""
+
+    def _refuses_utf8(self, exc: RefusedError, names: list[str]) -> None:
+        """Note that this Alertmanager refuses UTF-8 names, or re-raise `exc` when its
+        400 is about something else (the answer names none of `names`)."""
+        text = str(exc)
+        if not any(name in text for name in names) and "invalid label name" not in text:
+            raise exc
+        self.classic_names_only = True
+        log.warning(
+            "Alertmanager at %s refuses UTF-8 label names (%s): escalations and silences "
+            "sent to it carry classic names only from now on",
+            self.url,
+            exc,
+        )
+
+    def _changed(self, what: str, notes: list[str]) -> str:
+        text = ", ".join(notes)
+        log.warning("%s to Alertmanager at %s without UTF-8 label names: %s", what, self.url, text)
+        return f" (UTF-8 label names refused there: {text})"
+
     def silence(self, labels: Mapping[str, str], duration: float, comment: str) -> str:
-        """Silence alerts equal on every given (non-empty) label; return the silence id."""
+        """Silence alerts equal on every given (non-empty) label; return the silence id.
+
+        An Alertmanager that refuses UTF-8 names gets the silence without the matchers
+        on such names (it holds no alert with them). Raises ExecutorError."""
         matchers = [
             {"name": name, "value": value, "isRegex": False, "isEqual": True}
             for name, value in sorted(labels.items())
             if value
         ]
+        classic = [m for m in matchers if LABEL_NAME.fullmatch(m["name"])]
         if not matchers:
             raise ExecutorError("cannot create a silence without any non-empty label")
         if duration <= 0:
@@ -148,11 +232,31 @@ class AlertmanagerExecutor(Executor):
             "createdBy": "remediator",
             "comment": comment or "silenced by remediator while remediation runs",
         }
-        answer = self._call("POST", "/api/v2/silences", body)
+        answer = None
+        if len(classic) == len(matchers) or not self.classic_names_only:
+            try:
+                answer = self._call("POST", "/api/v2/silences", body)
+            except RefusedError as exc:
+                if len(classic) == len(matchers):
+                    raise
+                self._refuses_utf8(exc, [m["name"] for m in matchers if m not in classic])
+        if answer is None:
+            answer = self._silence_classic({**body, "matchers": classic}, matchers)
         try:
             return str(answer.json()["silenceID"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ExecutorError(f"Alertmanager at {self.url} returned no silenceID") from exc
+
+    def _silence_classic(
+        self, body: dict[str, Any], matchers: list[dict[str, Any]]
+    ) -> requests.Response:
+        if not body["matchers"]:
+            raise ExecutorError(
+                f"Alertmanager at {self.url} refuses UTF-8 label names and the alert has no "
+                "other non-empty label to silence it by"
+            )
+        self._changed("silence", _dropped(matchers, body["matchers"]))
+        return self._call("POST", "/api/v2/silences", body)
 
     def expire_silence(self, silence_id: str) -> None:
         if not _SILENCE_ID.fullmatch(silence_id):
@@ -175,7 +279,12 @@ class AlertmanagerExecutor(Executor):
             raise ExecutorError(f"cannot reach Alertmanager at {self.url}: {reason}") from exc
         if not 200 <= response.status_code < 300:
             text = " ".join(response.text.split())[:300]
-            raise ExecutorError(
+            refused = RefusedError if response.status_code == 400 else ExecutorError
+            raise refused(
                 f"Alertmanager {method} {path} answered HTTP {response.status_code}: {text}"
             )
         return response
+
+
+def _dropped(matchers: list[dict[str, Any]], kept: list[dict[str, Any]]) -> list[str]:
+    return [f"matcher on {m['name']!r} dropped" for m in matchers if m not in kept]

@@ -53,12 +53,16 @@ _READ_SIZE = 65536
 
 
 def env_name(name: str) -> str:
-    """ALERT_LABEL_<NAME>: upper-cased, anything but ASCII letters and digits becomes `_`."""
+    """ALERT_LABEL_<NAME>: upper-cased, anything but ASCII letters and digits becomes `_`
+    (`k8s.pod.name` -> `K8S_POD_NAME`); names that map alike collide, see alert_environment."""
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 def alert_environment(request: ActionRequest) -> dict[str, str]:
-    """The alert and action as environment variables, so scripts need not parse argv."""
+    """The alert and action as environment variables, so scripts need not parse argv.
+
+    When several names map to one variable (`k8s.pod.name` and `k8s_pod_name`), one
+    gets it, chosen by _env_precedence; the others are left out."""
     env = {
         "REMEDIATOR_ACTION_ID": str(request.action_id),
         "REMEDIATOR_ACTION": request.action,
@@ -73,9 +77,18 @@ def alert_environment(request: ActionRequest) -> dict[str, str]:
         ("ALERT_LABEL_", request.labels),
         ("ALERT_ANNOTATION_", request.annotations),
     ):
-        for name in sorted(values):
-            env[prefix + env_name(name)] = str(values[name])
+        chosen: dict[str, str] = {}
+        for name in sorted(values, key=_env_precedence):
+            chosen.setdefault(prefix + env_name(name), str(values[name]))
+        env.update(chosen)
     return env
+
+
+def _env_precedence(name: str) -> tuple[bool, str]:
+    """Which of the names that map to one variable gets it (the smallest key): a name
+    needing no mapping (`k8s_pod_name`) before a mapped one (`k8s.pod.name`), then
+    code-point order, so a variable never depends on how a sender ordered its labels."""
+    return (not re.fullmatch(r"[A-Za-z0-9_]+", name), name)
 
 
 #: Lists the variables of the alert environment truncated or left out, comma-separated.
