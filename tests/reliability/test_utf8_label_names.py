@@ -210,3 +210,22 @@ def test_a_400_about_something_else_is_not_taken_for_a_utf8_refusal() -> None:
 
     assert not result.ok and "HTTP 400" in result.detail
     assert tries == 1 and not ex.classic_names_only
+
+
+def test_the_service_label_may_be_an_opentelemetry_name(tmp_path: Path) -> None:
+    """`defaults.service_label: [service.name, service]`: OpenTelemetry's service label
+    first; the journal's service is its value, or `service` where it is missing."""
+    text = "defaults: {cooldown: 0s, service_label: [service.name, service]}\n"
+    config = write_config(tmp_path, CONFIG.replace("defaults: {cooldown: 0s}\n", text))
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    body = notification(
+        alert("ServiceDown", starts_at="2026-11-29T10:00:00Z", **{"service.name": "cart"}),
+        alert("ServiceDown", service="search", starts_at="2026-11-29T10:00:00Z"),
+    )
+    with remediator(tmp_path, config, store) as server:
+        response = post_webhook(server.url, body)
+        journal = open_journal(store)
+        incidents = wait_for(lambda: len(all_incidents(journal)) == 2 and all_incidents(journal))
+
+    assert response.status_code == 200, response.text
+    assert sorted(i["service"] for i in incidents) == ["cart", "search"]
