@@ -46,6 +46,7 @@ DEFAULT_SILENCE_DURATION = 3600.0
 #: Label that routes alerts to Remediator; dropped from escalations to prevent loops.
 ROUTING_LABEL = "remediation"
 _SILENCE_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_NOTHING_CLASSIC = "refuses UTF-8 label names, and the alert has no other label to silence by"
 
 
 class RefusedError(ExecutorError):
@@ -240,6 +241,8 @@ class AlertmanagerExecutor(Executor):
                 if len(classic) == len(matchers):
                     raise
                 self._refuses_utf8(exc, [m["name"] for m in matchers if m not in classic])
+                if not classic:
+                    raise ExecutorError(f"{exc}; {_NOTHING_CLASSIC}") from exc
         if answer is None:
             answer = self._silence_classic({**body, "matchers": classic}, matchers)
         try:
@@ -251,10 +254,7 @@ class AlertmanagerExecutor(Executor):
         self, body: dict[str, Any], matchers: list[dict[str, Any]]
     ) -> requests.Response:
         if not body["matchers"]:
-            raise ExecutorError(
-                f"Alertmanager at {self.url} refuses UTF-8 label names and the alert has no "
-                "other non-empty label to silence it by"
-            )
+            raise ExecutorError(f"Alertmanager at {self.url} {_NOTHING_CLASSIC}")
         self._changed("silence", _dropped(matchers, body["matchers"]))
         return self._call("POST", "/api/v2/silences", body)
 
