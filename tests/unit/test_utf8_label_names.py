@@ -263,3 +263,26 @@ def test_an_escalation_carries_the_utf8_labels_as_they_are() -> None:
     sent = escalation_alert(labels, {}, "failed", "s", "t")
     assert sent["labels"][POD] == "cart-7d9f"
     assert "remediation" not in sent["labels"]
+
+
+def test_a_precondition_matcher_on_a_utf8_name_renders_and_parses_back() -> None:
+    """`alert_not_firing` values are templates; the rendered matcher is written out and
+    parsed again by the dispatcher, so a quoted name must survive the round trip."""
+    from receiver.engine import plan_for
+
+    config = parse_config(
+        "executors: {log: {type: log}}\n"
+        "strategies:\n"
+        "  - name: pods\n"
+        "    matchers: ['alertname=\"PodDown\"']\n"
+        "    action: restart\n"
+        "    executor: log\n"
+        "    target: web\n"
+        "    preconditions:\n"
+        "      - alert_not_firing: ['\"k8s.pod.name\"=\"{{ labels[''k8s.pod.name''] }}\"']\n"
+    )
+    plans = plan_for(config, alert({"alertname": "PodDown", POD: "cart-7d9f"}))
+    assert plans[0].refused is None, plans[0].refused
+    [written] = plans[0].params["precondition_alerts"][0]
+    parsed = parse_matcher(written)
+    assert (parsed.name, parsed.op, parsed.value) == (POD, "=", "cart-7d9f")
