@@ -228,9 +228,12 @@ def test_a_utf8_name_becomes_an_env_variable_with_underscores() -> None:
     assert environment({POD: "cart-7d9f"})["ALERT_LABEL_K8S_POD_NAME"] == "cart-7d9f"
 
 
-@pytest.mark.parametrize("order", [[POD, "k8s_pod_name"], ["k8s_pod_name", POD]])
-def test_the_unmapped_name_wins_a_collision_whatever_the_order(order: list[str]) -> None:
-    values = {POD: "from-dotted", "k8s_pod_name": "from-underscored"}
+@pytest.mark.parametrize("mapped", [POD, "k8s~pod~name", "k8s/pod/name"])
+@pytest.mark.parametrize("first", [True, False])
+def test_the_unmapped_name_wins_a_collision_whatever_the_order(mapped: str, first: bool) -> None:
+    """`~` sorts after `_` and `/` before it: code-point order alone would not decide."""
+    values = {mapped: "from-mapped", "k8s_pod_name": "from-underscored"}
+    order = [mapped, "k8s_pod_name"] if first else ["k8s_pod_name", mapped]
     env = environment({name: values[name] for name in order})
     assert env["ALERT_LABEL_K8S_POD_NAME"] == "from-underscored"
 
