@@ -164,7 +164,6 @@ class AlertmanagerExecutor(Executor):
         alert = escalation_alert(
             labels, annotations, reason, strategy, target, alertname=self.alertname
         )
-        note = ""
         try:
             note = self._send_alert(alert, timeout)
         except ExecutorError as exc:
