@@ -300,6 +300,9 @@ class SqlTransaction:
     def count_alerts(self, firing: int, resolved: int) -> None:
         totals.count_alerts(self, firing, resolved)
 
+    def count_intake(self, rejected: dict[str, int], dropped: int) -> None:
+        totals.count_intake(self, rejected, dropped)
+
     def insert_notification(self, record: NotificationRecord) -> int:
         return self._insert(
             "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, "
@@ -605,6 +608,7 @@ class SqlStore(ABC):
                 totals.seed_strategy(tx, strategy, action)
             for label in sorted(labels.BOUNDED_LABELS):
                 totals.add(tx, labels.FOLDED_METRIC, {"label": label}, 0.0)
+            totals.seed_intake(tx)
 
     def admitted_label_values(self) -> dict[str, set[str]]:
         """label -> the values that keep their own series under the current bound."""
