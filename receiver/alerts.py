@@ -251,7 +251,12 @@ def cut_value(value: str) -> str:
     says how many were cut off; unchanged when it fits."""
     if len(value) <= MAX_VALUE_LENGTH:
         return value
-    keep = MAX_VALUE_LENGTH - len(TRUNCATION_MARKER.format(len(value)))
+    bare = len(TRUNCATION_MARKER.format(""))
+    keep = MAX_VALUE_LENGTH - bare - len(str(len(value)))  # at worst one short
+    for digits in range(1, len(str(len(value))) + 1):  # the figure's width that fills it
+        if len(str(len(value) - (MAX_VALUE_LENGTH - bare - digits))) == digits:
+            keep = MAX_VALUE_LENGTH - bare - digits
+            break
     return value[:keep] + TRUNCATION_MARKER.format(len(value) - keep)
 
 
