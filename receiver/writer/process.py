@@ -11,7 +11,7 @@ One thread, so no lock is ever contended: each turn of the loop reads every requ
 that has arrived on every connection, decodes them, journals all the valid ones in ONE
 transaction (store/group.py's commit_together: if one fails, each is retried alone),
 and only then answers each. A 200 still means committed; each notification is still
-journaled whole or not at all.
+journaled whole (every alert of it that was not refused alone) or not at all.
 
 Except a large one (more than `limits.notification_chunk_alerts` alerts): journaling
 46,000 alerts in one transaction held the loop for seconds, and every sender with it.
