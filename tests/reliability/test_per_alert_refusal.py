@@ -27,7 +27,7 @@ from receiver.intake import MAX_LISTED_REFUSALS
 from tests.support.journal import all_actions, all_incidents, open_journal, post_webhook
 from tests.support.payloads import alert, notification
 from tests.support.processes import remediator
-from tests.support.receiver import AUTH_SERVER, LOG_RESTART, write_config
+from tests.support.receiver import AUTH_SERVER, LOG_RESTART, TOKEN, write_config
 
 ISSUE_DESCRIPTION = 20_000
 CHUNK = 20  # limits.notification_chunk_alerts here: a notification of more is "large"
@@ -163,3 +163,22 @@ def test_a_large_notification_journals_all_but_its_bad_alerts(tmp_path: Path) ->
     }
     assert sorted(i["labels"]["instance"] for i in all_incidents(journal)) == sorted(good)
     assert counted["invalid_nul"] == len(bad)
+
+
+def test_the_in_process_intake_refuses_a_bad_alert_alone(inprocess: Any) -> None:
+    """The app on its own (LocalIntake, no journal writer) answers the same."""
+    client, store = inprocess(AUTH_SERVER + LOG_RESTART)
+    first, second = cart_alerts(2)
+    second["annotations"]["description"] = "d" * ISSUE_DESCRIPTION
+    third = alert(service="cart", instance="cart-2", fingerprint="bad fingerprint")
+    body = notification(first, second, third, group_key=GROUP_KEY)
+
+    response = client.post("/webhook", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 200, response.text
+    answer = response.get_json()
+    assert (answer["new_incidents"], answer["truncated"], answer["refused"]) == (2, 1, 1)
+    assert answer["rejected"][0]["field"] == "alerts[2].fingerprint"
+    incidents = {i["labels"]["instance"]: i for i in all_incidents(store)}
+    assert sorted(incidents) == ["cart-0", "cart-1"]
+    assert MARKER.search(incidents["cart-1"]["annotations"]["description"])
