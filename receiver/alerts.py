@@ -10,6 +10,14 @@ takes); the strings the journal keeps in columns of their own (every top-level s
 PostgreSQL's TEXT refuses (other label and annotation values are stored as escaped JSON,
 so a NUL there is kept); integers fit the store's INTEGER; timestamps lie in years
 1-9999. Anything else is a PayloadError naming the field, never an error further on.
+
+One bad alert never costs its group (issue 12): the envelope (everything but `alerts`)
+is Alertmanager's own and refuses the body whole when invalid, but each alert is judged
+alone by parse_alerts. An annotation value over MAX_VALUE_LENGTH is kept cut, ending
+with TRUNCATION_MARKER, and annotations past MAX_LABELS are left out (the first ones in
+key order are kept): the alert is journaled all the same, marked `truncated`. Any other
+fault refuses THAT alert (a Refusal: index, field, reason), and the others are journaled.
+Only when every alert of a non-empty list is refused is the body refused whole.
 """
 
 from __future__ import annotations
@@ -26,6 +34,20 @@ from receiver.matchers import is_label_name
 STATUSES = ("firing", "resolved")
 MAX_LABELS = 256
 MAX_VALUE_LENGTH = 16384
+#: ends a cut annotation value; {} is the number of characters cut off
+TRUNCATION_MARKER = "…[truncated by remediator: {} characters]"
+#: why an alert was counted in remediator_alerts_rejected_total: a bounded set
+REJECT_REASONS = (
+    "truncated",
+    "invalid_label",
+    "invalid_annotation",
+    "invalid_timestamp",
+    "invalid_utf8",
+    "invalid_nul",
+    "invalid_fingerprint",
+    "invalid_status",
+    "invalid_alert",
+)
 MAX_STORED_INT = 2**31 - 1  # PostgreSQL's INTEGER (SQLite's is wider)
 #: labels whose values the journal keeps in columns (alertname, and the service labels
 #: by default): no NUL in them. The writer passes the configured service labels.
@@ -39,12 +61,51 @@ _GO_ZERO_YEAR = 1
 
 
 class PayloadError(ValueError):
-    """An invalid payload; `field` is a JSON path such as `alerts[2].labels`."""
+    """An invalid payload; `field` is a JSON path such as `alerts[2].labels`; `reason`
+    one of REJECT_REASONS (told by the field when not given)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, reason: str | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.reason = reason or reason_of_field(field)
+
+
+def reason_of_field(path: str) -> str:
+    """The REJECT_REASONS entry for a fault at JSON path `path` (`alerts[1].labels.x`)."""
+    part = path.split("].", 1)[1] if "]." in path else ""
+    head = part.split(".", 1)[0]
+    return {
+        "labels": "invalid_label",
+        "annotations": "invalid_annotation",
+        "startsAt": "invalid_timestamp",
+        "endsAt": "invalid_timestamp",
+        "fingerprint": "invalid_fingerprint",
+        "status": "invalid_status",
+    }.get(head, "invalid_alert")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One alert refused alone: its index in `alerts`, the JSON path of the bad field,
+    why (an operator's sentence) and the counted reason (one of REJECT_REASONS)."""
+
+    index: int
+    field: str
+    message: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.message}
+
+
+@dataclass(frozen=True)
+class ParsedAlerts:
+    """A slice of `alerts` judged alert by alert: the accepted ones (in order) and the
+    refused ones (see the module docstring)."""
+
+    alerts: tuple[Alert, ...]
+    refused: tuple[Refusal, ...]
 
 
 @dataclass(frozen=True)
@@ -56,6 +117,8 @@ class Alert:
     ends_at: datetime | None
     fingerprint: str
     generator_url: str = ""
+    #: an annotation was cut or left out (see TRUNCATION_MARKER); not part of identity
+    truncated: bool = field(default=False, compare=False)
 
     @property
     def alertname(self) -> str:
@@ -87,6 +150,8 @@ class Notification:
     common_annotations: dict[str, str] = field(default_factory=dict)
     external_url: str = ""
     version: str = "4"
+    #: the alerts refused alone (not in `alerts`), in index order
+    refused: tuple[Refusal, ...] = ()
 
 
 def parse_timestamp(value: Any, where: str) -> datetime | None:
@@ -130,10 +195,14 @@ def _text(value: str, path: str, *, nul: bool) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise PayloadError(
-            path, f"not valid UTF-8: lone surrogate {value[exc.start]!r} at {exc.start}"
+            path,
+            f"not valid UTF-8: lone surrogate {value[exc.start]!r} at {exc.start}",
+            "invalid_utf8",
         ) from None
     if not nul and "\x00" in value:
-        raise PayloadError(path, f"NUL character at {value.index(chr(0))} (not storable)")
+        raise PayloadError(
+            path, f"NUL character at {value.index(chr(0))} (not storable)", "invalid_nul"
+        )
     return value
 
 
@@ -177,6 +246,34 @@ def _label_set(
     return dict(value)
 
 
+def cut_value(value: str) -> str:
+    """`value` cut to MAX_VALUE_LENGTH characters, the last ones being the marker that
+    says how many were cut off; unchanged when it fits."""
+    if len(value) <= MAX_VALUE_LENGTH:
+        return value
+    bare = len(TRUNCATION_MARKER.format(""))
+    keep = MAX_VALUE_LENGTH - bare - len(str(len(value)))  # at worst one short
+    for digits in range(1, len(str(len(value))) + 1):  # the figure's width that fills it
+        if len(str(len(value) - (MAX_VALUE_LENGTH - bare - digits))) == digits:
+            keep = MAX_VALUE_LENGTH - bare - digits
+            break
+    return value[:keep] + TRUNCATION_MARKER.format(len(value) - keep)
+
+
+def _annotations(obj: Mapping[str, Any], where: str) -> tuple[dict[str, str], bool]:
+    """An alert's annotations and whether any was cut: text for people (descriptions,
+    stack traces), so a long value is kept cut and entries past MAX_LABELS are left out
+    (the first in key order kept) rather than the alert refused. Anything else invalid
+    (not an object, a value not a string, not storable) is a PayloadError."""
+    value = obj.get("annotations")
+    if not isinstance(value, dict):
+        return _label_set(obj, "annotations", where, names=False), False
+    kept = dict(sorted(value.items())[:MAX_LABELS]) if len(value) > MAX_LABELS else value
+    cut = {k: cut_value(v) if isinstance(v, str) else v for k, v in kept.items()}
+    truncated = len(kept) < len(value) or any(cut[k] is not kept[k] for k in kept)
+    return _label_set({"annotations": cut}, "annotations", where, names=False), truncated
+
+
 def fingerprint_of(labels: Mapping[str, str]) -> str:
     """Stand-in when a sender omits `fingerprint`: stable for the same label set."""
     canonical = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
@@ -198,27 +295,44 @@ def parse_alert(obj: Any, index: int, indexed: tuple[str, ...] = INDEXED_LABELS)
     if starts_at is None:
         raise PayloadError(f"{where}startsAt", "must be set (not Go's zero time)")
     ends_at = parse_timestamp(obj.get("endsAt", "0001-01-01T00:00:00Z"), f"{where}endsAt")
+    # Labels are NOT cut like annotations: they are the alert's identity, which
+    # strategies match and templates render into targets; a cut value could match a
+    # strategy meant for another alert, or collide with one. Such an alert is refused.
     fingerprint = obj.get("fingerprint") or fingerprint_of(labels)
     if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9A-Za-z]{1,64}", fingerprint):
         raise PayloadError(f"{where}fingerprint", "expected up to 64 letters and digits")
+    annotations, truncated = _annotations(obj, where)
     return Alert(
         status=status,
         labels=labels,
-        annotations=_label_set(obj, "annotations", where, names=False),
+        annotations=annotations,
         starts_at=starts_at,
         ends_at=ends_at,
         fingerprint=fingerprint,
         generator_url=_string(obj, "generatorURL", where, ""),
+        truncated=truncated,
     )
 
 
 def parse_notification(obj: Any, indexed: tuple[str, ...] = INDEXED_LABELS) -> Notification:
-    """Validate a decoded webhook body; raise PayloadError naming the first bad field.
+    """Validate a decoded webhook body: the notification with its accepted alerts and
+    its refused ones; raise PayloadError naming the first bad field when the envelope
+    is invalid or every alert is refused.
 
     `indexed`: the labels whose values the journal keeps in columns (`alertname` and the
     configured service labels), which may hold no NUL."""
     envelope, items = parse_envelope(obj, indexed)
-    return replace(envelope, alerts=parse_alerts(items, 0, len(items), indexed))
+    return with_alerts(envelope, parse_alerts(items, 0, len(items), indexed))
+
+
+def with_alerts(envelope: Notification, parsed: ParsedAlerts) -> Notification:
+    """The envelope with its alerts judged; PayloadError (the first refusal's) when
+    there were alerts and none was accepted: a body with nothing to journal is refused
+    whole, as a single bad alert always was."""
+    if parsed.refused and not parsed.alerts:
+        first = parsed.refused[0]
+        raise PayloadError(first.field, first.message, first.reason)
+    return replace(envelope, alerts=parsed.alerts, refused=parsed.refused)
 
 
 def parse_envelope(
@@ -263,6 +377,14 @@ def parse_envelope(
 def parse_alerts(
     items: list[Any], start: int, stop: int, indexed: tuple[str, ...] = INDEXED_LABELS
 ) -> tuple[Alert, ...]:
-    """`items[start:stop]` (decoded alerts) parsed, each named by its index in `items`;
-    raises PayloadError naming the first bad field."""
-    return tuple(parse_alert(items[i], i, indexed) for i in range(start, min(stop, len(items))))
+    """`items[start:stop]` (decoded alerts) judged one by one, each named by its index
+    in `items`: the accepted alerts and a Refusal for each refused one (never raises
+    for a bad alert)."""
+    alerts: list[Alert] = []
+    refused: list[Refusal] = []
+    for index in range(start, min(stop, len(items))):
+        try:
+            alerts.append(parse_alert(items[index], index, indexed))
+        except PayloadError as exc:
+            refused.append(Refusal(index, exc.field, exc.message, exc.reason))
+    return ParsedAlerts(tuple(alerts), tuple(refused))

@@ -182,6 +182,19 @@ def actions() -> Response:
     )
 
 
+@api.get("/notifications")
+def notifications() -> Response:
+    """Webhook notifications as journaled, newest first (optionally of one `group_key`):
+    how many alerts each carried, how many Alertmanager left out (`truncated_alerts`),
+    and what ingesting it did (`summary`)."""
+    limit, offset, bounds = _page_args()
+    return _page_response(
+        state().store.list_notifications(
+            group_key=request.args.get("group_key"), limit=limit, offset=offset, bounds=bounds
+        )
+    )
+
+
 @api.get("/breakers")
 def breakers() -> Response:
     limit, offset, bounds = _page_args(default=MAX_PAGE)

@@ -43,6 +43,12 @@ class IngestSummary:
     actions_refused: int = 0
     actions_cancelled: int = 0
     unmatched: int = 0
+    #: alerts journaled with an annotation cut or left out (alerts.TRUNCATION_MARKER)
+    truncated: int = 0
+    #: alerts refused alone, not journaled (listed in the answer's `rejected`)
+    refused: int = 0
+    #: alerts Alertmanager left out of the notification (its `truncatedAlerts`)
+    truncated_alerts: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))  # flat ints: dataclasses.asdict's deep copy costs ~15% here
@@ -160,7 +166,10 @@ def journal_work(
     (see receiver/writer/process.py). Each alert is counted in
     `remediator_alerts_received_total` by the chunk that journals it; the chunk that
     reaches the end of the list also records the notification, its summary being
-    `before` (the chunks committed earlier) plus its own. Returns this work's own
+    `before` (the chunks committed earlier) plus its own, and counts its refused
+    alerts and those Alertmanager left out (`remediator_alerts_rejected_total`,
+    `remediator_alerts_truncated_total`); an alert journaled with a cut annotation is
+    counted by the chunk that journals it. Returns this work's own
     summary. Chunks are safe to run again: an incident is keyed by (fingerprint,
     startsAt), so a journaled firing alert is then a duplicate that plans nothing."""
     alerts = notification.alerts if part is None else notification.alerts[part]
@@ -172,6 +181,13 @@ def journal_work(
             _apply_alert(tx, config, alert, now, summary)
         firing = sum(1 for alert in alerts if alert.status == "firing")
         tx.count_alerts(firing, len(alerts) - firing)
+        summary.truncated = sum(1 for alert in alerts if alert.truncated)
+        if last:
+            summary.refused = len(notification.refused)
+            summary.truncated_alerts = notification.truncated_alerts
+            tx.count_intake(_rejections(notification, summary.truncated), summary.truncated_alerts)
+        elif summary.truncated:
+            tx.count_intake({"truncated": summary.truncated}, 0)
         if last:
             whole = summary if before is None else before.plus(summary)
             tx.insert_notification(_record(notification, now, whole))
@@ -287,6 +303,15 @@ def _new_action(incident_id: int, plan: Plan, now: float) -> NewAction:
         dry_run=strategy.dry_run,
         created_at=now,
     )
+
+
+def _rejections(notification: Notification, truncated: int) -> dict[str, int]:
+    """remediator_alerts_rejected_total's increments by reason: the refused alerts and
+    `truncated` alerts journaled cut."""
+    counts = {"truncated": truncated} if truncated else {}
+    for refusal in notification.refused:
+        counts[refusal.reason] = counts.get(refusal.reason, 0) + 1
+    return counts
 
 
 def _record(notification: Notification, now: float, summary: IngestSummary) -> NotificationRecord:

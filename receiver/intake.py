@@ -9,7 +9,6 @@ answers, built here.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -18,11 +17,12 @@ from typing import Any, Protocol, TypeVar
 
 from receiver.alerts import (
     INDEXED_LABELS,
-    Alert,
     Notification,
+    ParsedAlerts,
     PayloadError,
     parse_alerts,
     parse_envelope,
+    with_alerts,
 )
 from receiver.config import Config
 from receiver.engine import IngestSummary, ingest
@@ -31,6 +31,8 @@ from receiver.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "journal unavailable, retry later"
+#: refused alerts listed in an answer (the count, `rejected`, is always complete)
+MAX_LISTED_REFUSALS = 20
 T = TypeVar("T")
 
 
@@ -66,11 +68,10 @@ def indexed_labels(config: Config) -> tuple[str, ...]:
 
 
 def decode(body: bytes, indexed: tuple[str, ...] = INDEXED_LABELS) -> Notification:
-    """The notification in a webhook body, or Rejected naming the first bad field
-    (`indexed`: see parse_notification)."""
+    """The notification in a webhook body with its alerts judged one by one, or
+    Rejected naming the first bad field (`indexed`: see parse_notification)."""
     envelope, items = decode_envelope(body, indexed)
-    alerts = decode_alerts(items, 0, len(items), indexed)
-    return dataclasses.replace(envelope, alerts=alerts)
+    return complete(envelope, decode_alerts(items, 0, len(items), indexed))
 
 
 def decode_envelope(
@@ -89,9 +90,40 @@ def decode_envelope(
 
 def decode_alerts(
     items: list[Any], start: int, stop: int, indexed: tuple[str, ...] = INDEXED_LABELS
-) -> tuple[Alert, ...]:
-    """`items[start:stop]` parsed (see parse_alerts); Rejected naming the first bad field."""
+) -> ParsedAlerts:
+    """`items[start:stop]` judged one by one (see parse_alerts)."""
     return _validated(parse_alerts, items, start, stop, indexed)
+
+
+def complete(envelope: Notification, parsed: ParsedAlerts) -> Notification:
+    """The notification with its judged alerts (alerts.with_alerts), or Rejected naming
+    the first bad field when every alert was refused. Logs a WARNING, naming the group
+    key, for each refused alert and for the alerts Alertmanager left out
+    (`truncatedAlerts`): an operator's only sign of them besides the counters."""
+    notification = _validated(with_alerts, envelope, parsed)
+    for refusal in notification.refused[:MAX_LISTED_REFUSALS]:
+        log.warning(
+            "alert refused alone, the rest of its notification journaled: group key %r, "
+            "alerts[%d], field %s: %s",
+            notification.group_key,
+            refusal.index,
+            refusal.field,
+            refusal.message,
+        )
+    if len(notification.refused) > MAX_LISTED_REFUSALS:
+        log.warning(
+            "%d more alerts refused in the notification of group key %r",
+            len(notification.refused) - MAX_LISTED_REFUSALS,
+            notification.group_key,
+        )
+    if notification.truncated_alerts:
+        log.warning(
+            "Alertmanager left %d alerts out of the notification of group key %r "
+            "(max_alerts of its webhook config): they are not journaled",
+            notification.truncated_alerts,
+            notification.group_key,
+        )
+    return notification
 
 
 def _validated(parse: Callable[..., T], *args: Any) -> T:
@@ -104,9 +136,18 @@ def _validated(parse: Callable[..., T], *args: Any) -> T:
         raise Rejected("payload nested too deeply", "$") from exc
 
 
-def accepted(summary: IngestSummary) -> Answer:
-    body = json.dumps({"status": "ok", **summary.as_dict()}).encode()
+def accepted(summary: IngestSummary, notification: Notification | None = None) -> Answer:
+    """200 with the summary; with the notification, its refused alerts listed (at most
+    MAX_LISTED_REFUSALS; the summary's `rejected` counts them all)."""
+    body = json.dumps({"status": "ok", **summary.as_dict(), **refusals(notification)}).encode()
     return Answer(200, body, summary.actions_planned)
+
+
+def refusals(notification: Notification | None) -> dict[str, Any]:
+    """The answer's `rejected` list: {"index", "field", "reason"} per refused alert."""
+    if notification is None or not notification.refused:
+        return {}
+    return {"rejected": [r.as_dict() for r in notification.refused[:MAX_LISTED_REFUSALS]]}
 
 
 def failed(exc: BaseException) -> Answer:
@@ -117,7 +158,9 @@ def failed(exc: BaseException) -> Answer:
     return unexpected(exc)
 
 
-def queued(summary: IngestSummary, queued_alerts: int) -> Answer:
+def queued(
+    summary: IngestSummary, queued_alerts: int, notification: Notification | None = None
+) -> Answer:
     """The answer to a large notification whose chunk failed after it was
     spooled (receiver/store/spool.py): accepted, since every alert of it is durably in
     the journal, `summary.alerts` of them journaled and `queued_alerts` left in the
@@ -127,7 +170,7 @@ def queued(summary: IngestSummary, queued_alerts: int) -> Answer:
         f"accepted: {summary.alerts} alerts journaled, the other {queued_alerts} queued "
         "durably; the receiver journals them itself"
     )
-    body = {"status": "queued", "message": said, **summary.as_dict()}
+    body = {"status": "queued", "message": said, **summary.as_dict(), **refusals(notification)}
     body["queued_alerts"] = queued_alerts
     return Answer(200, json.dumps(body).encode(), summary.actions_planned)
 
@@ -156,7 +199,7 @@ class LocalIntake:
         config = self.config()
         try:
             notification = decode(body, indexed_labels(config))
-            return accepted(ingest(self.store, config, notification, received_at))
+            return accepted(ingest(self.store, config, notification, received_at), notification)
         except Rejected as rejected:
             return rejected.answer()
         except Exception as exc:  # every failure becomes an answer, never a lost request

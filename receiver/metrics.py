@@ -43,6 +43,16 @@ COUNTERS = {
         "Alerts received in accepted webhook notifications, by status (repeats included).",
         ("status",),
     ),
+    "remediator_alerts_rejected_total": (
+        "Alerts of accepted notifications refused alone (not journaled) or journaled with "
+        "an annotation cut (reason `truncated`), by reason.",
+        ("reason",),
+    ),
+    "remediator_alerts_truncated_total": (
+        "Alerts that Alertmanager left out of notifications (their truncatedAlerts: the "
+        "max_alerts of its webhook config).",
+        (),
+    ),
     FOLDED_METRIC: (
         "Events journaled under the label value `other` because the label already had "
         "limits.max_label_values values (incidents closed: service; actions finished: "

@@ -300,6 +300,9 @@ class SqlTransaction:
     def count_alerts(self, firing: int, resolved: int) -> None:
         totals.count_alerts(self, firing, resolved)
 
+    def count_intake(self, rejected: dict[str, int], dropped: int) -> None:
+        totals.count_intake(self, rejected, dropped)
+
     def insert_notification(self, record: NotificationRecord) -> int:
         return self._insert(
             "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, "
@@ -326,6 +329,11 @@ INCIDENT_COLUMNS: tuple[listing.Column, ...] = (
     ("service", "text"), ("status", "plain"), ("labels", "json"), ("annotations", "json"),
     ("generator_url", "text"), ("matched", "plain"), ("first_seen", "plain"),
     ("last_seen", "plain"), ("ends_at", "text"), ("duration_seconds", "plain"),
+)  # fmt: skip
+NOTIFICATION_COLUMNS: tuple[listing.Column, ...] = (
+    ("id", "plain"), ("received_at", "plain"), ("group_key", "text"), ("receiver", "text"),
+    ("status", "plain"), ("alerts", "plain"), ("firing", "plain"), ("resolved", "plain"),
+    ("truncated_alerts", "plain"), ("external_url", "text"), ("summary", "json"),
 )  # fmt: skip
 ACTION_COLUMNS: tuple[listing.Column, ...] = (
     ("id", "plain"), ("incident_id", "plain"), ("strategy", "text"), ("action", "text"),
@@ -474,6 +482,34 @@ class SqlStore(ABC):
                     break
         return Page(fill.items, total, limit, offset)
 
+    def list_notifications(
+        self,
+        *,
+        group_key: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        bounds: listing.PageBounds,
+    ) -> Page:
+        """Webhook notifications as journaled, newest first, bounded as list_incidents:
+        each with `alerts` journaled, `truncated_alerts` (those Alertmanager left out)
+        and its ingest `summary` (counts, `refused` among them)."""
+        where, params = _filters(group_key=group_key)
+        total = self._read(f"SELECT COUNT(*) FROM notifications{where}", params)[0][0]
+        with self.transaction(write=False) as tx:
+            ids = tx.execute(
+                f"SELECT id FROM notifications{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*params, min(limit, bounds.rows), offset),
+            ).fetchall()
+            fill = listing.PageFill(bounds)
+            for (row_id,) in ids:
+                found = self._bounded_row(tx, "notifications", row_id, NOTIFICATION_COLUMNS, bounds)
+                if found is None:
+                    continue
+                found["received_at"] = iso(found["received_at"])
+                if not fill.add(found):
+                    break
+        return Page(fill.items, total, limit, offset)
+
     def _bounded_row(
         self,
         tx: SqlTransaction,
@@ -605,6 +641,7 @@ class SqlStore(ABC):
                 totals.seed_strategy(tx, strategy, action)
             for label in sorted(labels.BOUNDED_LABELS):
                 totals.add(tx, labels.FOLDED_METRIC, {"label": label}, 0.0)
+            totals.seed_intake(tx)
 
     def admitted_label_values(self) -> dict[str, set[str]]:
         """label -> the values that keep their own series under the current bound."""

@@ -13,6 +13,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from receiver.alerts import REJECT_REASONS
+
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
 
@@ -121,6 +123,24 @@ def skip_reason(reason: str) -> str:
 def count_alerts(tx: SqlTransaction, firing: int, resolved: int) -> None:
     for status, count in (("firing", firing), ("resolved", resolved)):
         add(tx, "remediator_alerts_received_total", {"status": status}, count)
+
+
+def count_intake(tx: SqlTransaction, rejected: dict[str, int], dropped: int) -> None:
+    """Alerts refused alone or journaled cut, by reason (alerts.REJECT_REASONS, a
+    bounded set: anything else counts as invalid_alert), and alerts that Alertmanager
+    left out of a notification (`truncatedAlerts`)."""
+    for reason, count in sorted(rejected.items()):
+        bounded = reason if reason in REJECT_REASONS else "invalid_alert"
+        add(tx, "remediator_alerts_rejected_total", {"reason": bounded}, count)
+    if dropped:
+        add(tx, "remediator_alerts_truncated_total", {}, dropped)
+
+
+def seed_intake(tx: SqlTransaction) -> None:
+    """Zero series for every rejection reason and for alerts left out by Alertmanager."""
+    for reason in REJECT_REASONS:
+        add(tx, "remediator_alerts_rejected_total", {"reason": reason}, 0.0)
+    add(tx, "remediator_alerts_truncated_total", {}, 0.0)
 
 
 def count_incident_closed(tx: SqlTransaction, service: str, duration: float) -> None:

@@ -11,12 +11,13 @@ One thread, so no lock is ever contended: each turn of the loop reads every requ
 that has arrived on every connection, decodes them, journals all the valid ones in ONE
 transaction (store/group.py's commit_together: if one fails, each is retried alone),
 and only then answers each. A 200 still means committed; each notification is still
-journaled whole or not at all.
+journaled whole (every alert of it that was not refused alone) or not at all.
 
 Except a large one (more than `limits.notification_chunk_alerts` alerts): journaling
 46,000 alerts in one transaction held the loop for seconds, and every sender with it.
-Its alerts are parsed a few chunks' worth per turn of the loop (all of them before any
-is journaled: a bad one is a 400 that wrote nothing); then its raw body is spooled
+Its alerts are judged a few chunks' worth per turn of the loop (all of them before any
+is journaled: a bad one is refused alone and left out of the chunks, and when every one
+is refused it is a 400 that wrote nothing); then its raw body is spooled
 (store/spool.py) in that turn's transaction; then it is journaled one chunk of that many
 alerts per turn, each chunk in its turn's transaction with the spool row's advance, so
 the notifications arriving meanwhile are decoded and journaled between its steps:
@@ -75,7 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver import logs
-from receiver.alerts import Alert, Notification
+from receiver.alerts import Alert, Notification, ParsedAlerts, Refusal
 from receiver.config import Config, ConfigError, load_config, parse_config, with_overrides
 from receiver.dispatcher import Dispatcher
 from receiver.engine import IngestSummary, journal_work
@@ -84,6 +85,7 @@ from receiver.intake import (
     Answer,
     Rejected,
     accepted,
+    complete,
     decode_alerts,
     decode_envelope,
     error_body,
@@ -123,17 +125,21 @@ Reply = tuple[socket.socket, Answer]
 @dataclasses.dataclass
 class LargeNotification:
     """A notification of more than `chunk` alerts, advanced one step per turn of the
-    loop: first its alerts are parsed, PARSE_CHUNKS chunks' worth per step (nothing is
-    journaled before all are valid, so a bad one is still a 400 that wrote nothing);
+    loop: first its alerts are judged, PARSE_CHUNKS chunks' worth per step (nothing is
+    journaled before all are, a bad one is refused alone, and when all are refused it
+    is a 400 that wrote nothing);
     then its raw `body` is spooled (store/spool.py), in that turn's transaction; then
     it is journaled one chunk per step, each chunk in its turn's transaction with the
     spool row's advance.
 
-    `items` are the alerts as decoded JSON; `done` alerts are committed so far and
-    `summary` sums their chunks. The config is the one it arrived under (or the one the
-    writer ran when it resumed it from the spool), for all of it. `sock` is the worker
-    thread waiting for the answer: None when resumed from the spool, or once the worker
-    thread is gone (the rest is journaled all the same). After a step that ends it,
+    `items` are the alerts as decoded JSON, `judged` of them judged so far (`parsed`
+    accepted, `refused` not: left out of the chunks, listed in the answer); `done`
+    accepted alerts are committed so far and `summary` sums their chunks; `total` is the
+    number of alerts until all are judged, then the number accepted. The config is the
+    one it arrived under (or the one the writer ran when it resumed it from the spool),
+    for all of it. `sock` is the worker thread waiting for the answer: None when
+    resumed from the spool, or once the worker thread is gone (the rest is journaled
+    all the same). After a step that ends it,
     `retry` says that the spool still holds the rest, for the writer to resume later."""
 
     sock: socket.socket | None
@@ -148,6 +154,8 @@ class LargeNotification:
     done: int = 0
     summary: IngestSummary = dataclasses.field(default_factory=IngestSummary)
     parsed: list[Alert] = dataclasses.field(default_factory=list)
+    refused: list[Refusal] = dataclasses.field(default_factory=list)
+    judged: int = 0
     notification: Notification | None = None  # once every alert is parsed
     retry: bool = False
     total: int = dataclasses.field(init=False)  # alerts in all
@@ -168,15 +176,21 @@ class LargeNotification:
         return Pending(self._chunk(work, part))
 
     def _parse_some(self) -> Answer | None:
-        start = len(self.parsed)
-        stop = min(start + self.chunk * PARSE_CHUNKS, self.total)
+        start = self.judged
+        stop = min(start + self.chunk * PARSE_CHUNKS, len(self.items))
+        parsed = decode_alerts(self.items, start, stop, indexed_labels(self.config))
+        self.parsed += parsed.alerts
+        self.refused += parsed.refused
+        self.judged = stop
+        if stop < len(self.items):
+            return None
         try:
-            self.parsed += decode_alerts(self.items, start, stop, indexed_labels(self.config))
-        except Rejected as rejected:
+            judged = ParsedAlerts(tuple(self.parsed), tuple(self.refused))
+            self.notification = complete(self.envelope, judged)
+        except Rejected as rejected:  # every alert refused: nothing to journal
             return rejected.answer()
-        if stop == self.total:
-            self.notification = dataclasses.replace(self.envelope, alerts=tuple(self.parsed))
-            self.parsed, self.items = [], []  # held once, in the notification
+        self.total = len(self.notification.alerts)  # the chunks cut the accepted ones
+        self.parsed, self.refused, self.items = [], [], []  # held once, in the notification
         return None
 
     def _spool(self, tx: Any) -> int:
@@ -211,14 +225,16 @@ class LargeNotification:
         assert entry.result is not None
         self.summary = self.summary.plus(entry.result)
         self.done += entry.result.alerts
-        return accepted(self.summary) if self.done >= self.total else None
+        if self.done < self.total:
+            return None
+        return accepted(self.summary, self.notification)
 
     def fallback(self) -> bytes:
         """The body of the answer already true if journaling stopped now: once spooled,
         accepted with the rest queued (see protocol.py, PROGRESS); before, none."""
         if self.spool_id is None:
             return b""
-        return queued(self.summary, self.total - self.done).body
+        return queued(self.summary, self.total - self.done, self.notification).body
 
     def stopped(self, exc: BaseException) -> Answer:
         """The answer when `exc` ends its journaling here: what failed() says if nothing
@@ -238,7 +254,7 @@ class LargeNotification:
             exc,
             "to be resumed shortly" if self.retry else "held by another journal writer",
         )
-        return queued(self.summary, self.total - self.done)
+        return queued(self.summary, self.total - self.done, self.notification)
 
 
 class JournalWriter:
@@ -373,20 +389,22 @@ class JournalWriter:
         oldest large notification (its chunk in the same transaction); return the
         answers there are: one per request, except large notifications (answered after
         their last chunk, or when one of their alerts is refused)."""
-        slots: list[tuple[socket.socket, Answer | Pending[Any]]] = []
+        slots: list[tuple[socket.socket, Answer | Pending[Any], Notification | None]] = []
         for sock, request in requests:
-            slot = self._work_for(sock, request)
-            if slot is not None:
-                slots.append((sock, slot))
+            work = self._work_for(sock, request)
+            if isinstance(work, tuple):
+                slots.append((sock, *work))
+            elif work is not None:
+                slots.append((sock, work, None))
         large = self._large[0] if self._large else None
         step = large.step() if large is not None else None
         chunk = step if isinstance(step, Pending) else None
-        pending = [slot for _, slot in slots if isinstance(slot, Pending)]
+        pending = [slot for _, slot, _ in slots if isinstance(slot, Pending)]
         if chunk is not None:
             pending.append(chunk)
         if pending:
             commit_together(self.store.transaction, pending)
-        replies = [(sock, _answer_for(slot)) for sock, slot in slots]
+        replies = [(sock, _answer_for(slot, note)) for sock, slot, note in slots]
         finished = step if isinstance(step, Answer) else None  # refused while parsing
         if large is not None and chunk is not None:
             planned = chunk.result.actions_planned if isinstance(chunk.result, IngestSummary) else 0
@@ -503,9 +521,12 @@ class JournalWriter:
         except StoreUnavailable as exc:  # claimed by this writer: met again at its next look
             log.warning("could not drop spooled notification %d: %s", row_id, exc)
 
-    def _work_for(self, sock: socket.socket, request: Request) -> Answer | Pending[Any] | None:
+    def _work_for(
+        self, sock: socket.socket, request: Request
+    ) -> Answer | tuple[Pending[Any], Notification] | None:
         """The answer a body gets at once (400, or 500 for the unforeseen), or the work
-        of journaling it; None when it is large and queued to be journaled in chunks."""
+        of journaling it with its notification (whose refused alerts the answer lists);
+        None when it is large and queued to be journaled in chunks."""
         config = self.config
         indexed = indexed_labels(config)
         try:
@@ -518,14 +539,12 @@ class JournalWriter:
                 )  # fmt: skip
                 self._large.append(large)
                 return None
-            notification = dataclasses.replace(
-                envelope, alerts=decode_alerts(items, 0, len(items), indexed)
-            )
+            notification = complete(envelope, decode_alerts(items, 0, len(items), indexed))
         except Rejected as rejected:
             return rejected.answer()
         except Exception as exc:  # decoding only raises Rejected: this is a bug, told as one
             return unexpected(exc)
-        return Pending(journal_work(config, notification, request.received_at))
+        return Pending(journal_work(config, notification, request.received_at)), notification
 
     def _control(self, request: Request) -> Answer:
         """RELOAD, STOP or PING (RequestReader lets no other kind through)."""
@@ -561,12 +580,12 @@ def config_from_text(text: str, path: str, overrides: dict[str, str]) -> Config:
     return with_overrides(parsed, overrides)
 
 
-def _answer_for(entry: Answer | Pending[Any]) -> Answer:
+def _answer_for(entry: Answer | Pending[Any], notification: Notification | None) -> Answer:
     if isinstance(entry, Answer):
         return entry
     if entry.error is not None:
         return failed(entry.error)
-    return accepted(entry.result)
+    return accepted(entry.result, notification)
 
 
 # ---------------------------------------------------------------- entry point

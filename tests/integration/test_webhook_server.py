@@ -271,11 +271,17 @@ def test_invalid_payload_is_400_naming_the_field(server, journal, body, field):
     assert response.json()["field"] == field
 
 
-def test_one_bad_alert_rejects_the_whole_notification(server, journal):
+def test_one_bad_alert_is_refused_alone_never_its_group(server, journal):
+    """Issue 12: the good alert is journaled, the bad one named in the answer; only a
+    notification of which no alert can be journaled is a 400 that changes nothing."""
     good = alert(service="atomic", starts_at="2026-03-01T00:00:00Z")
     bad = {**alert(service="atomic2"), "status": "exploded"}
-    response = _rejected(server, journal, 400, body=notification(good, bad))
-    assert response.json()["field"] == "alerts[1].status"
+    response = post(server, notification(good, bad))
+    assert response.status_code == 200, response.text
+    assert (response.json()["new_incidents"], response.json()["refused"]) == (1, 1)
+    assert [r["field"] for r in response.json()["rejected"]] == ["alerts[1].status"]
+    response = _rejected(server, journal, 400, body=notification(bad, bad))
+    assert response.json()["field"] == "alerts[0].status"
 
 
 def test_store_that_cannot_write_is_503_then_recovers(server, workdir, journal):

@@ -361,21 +361,31 @@ def test_a_writer_killed_half_way_journals_the_rest_after_its_restart(sqlite_ser
     assert said["alerts"] + said["queued_alerts"] == ISSUE_ALERTS
 
 
-def test_a_bad_alert_late_in_a_large_notification_is_a_400_that_wrote_nothing(
-    sqlite_server,
-) -> None:
-    """Its alerts are parsed over several turns, all before any chunk is journaled."""
+def test_a_bad_alert_late_in_a_large_notification_is_refused_alone(sqlite_server) -> None:
+    """Its alerts are judged over several turns, all before any chunk is journaled: the
+    bad one is left out of the chunks and named in the answer (issue 12); only a large
+    notification whose every alert is bad is a 400 that wrote nothing."""
     server, journal = sqlite_server
     count, bad = 12_000, 11_321
     payload = json.loads(big_body(count))
     payload["alerts"][bad]["labels"]["service"] = "\ud800"
     before = journal.counts()
     response = post_bytes(server.url, json.dumps(payload).encode())
-    assert response.status_code == 400, response.text
-    assert response.json()["field"] == f"alerts[{bad}].labels.service"
-    assert journal.counts() == before
+    assert response.status_code == 200, response.text
+    assert (response.json()["alerts"], response.json()["refused"]) == (count - 1, 1)
+    assert [r["field"] for r in response.json()["rejected"]] == [f"alerts[{bad}].labels.service"]
+    assert journal.counts()["incidents"] == before["incidents"] + count - 1
     assert post_bytes(server.url, big_body(count)).status_code == 200
     assert journal.counts()["incidents"] == before["incidents"] + count
+
+    every = json.loads(big_body(600))
+    for item in every["alerts"]:
+        item["startsAt"] = "not a time"
+    before = journal.counts()
+    response = post_bytes(server.url, json.dumps(every).encode())
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "alerts[0].startsAt"
+    assert journal.counts() == before
 
 
 def test_large_notifications_arriving_together_are_each_journaled_whole(sqlite_server) -> None:

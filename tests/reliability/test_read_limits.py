@@ -12,7 +12,7 @@ import pytest
 
 from receiver import breaker
 from receiver.store import open_store
-from receiver.store.base import NewAction, NewIncident
+from receiver.store.base import NewAction, NewIncident, NotificationRecord
 from receiver.store.dispatch import save_breaker
 from receiver.store.listing import ENVELOPE_BYTES, PageBounds, marker
 
@@ -161,6 +161,39 @@ def test_breakers_and_targets_pages_are_bounded(journal: Any) -> None:
             offset += len(page.items)
         assert seen == [f"{n:02d}" for n in range(30)]
         assert all(row["target"].endswith(marker(9002 - FIELD)) for row in page.items)
+
+
+def test_notifications_pages_are_bounded_and_keep_truncated_alerts(journal: Any) -> None:
+    """GET /api/v1/notifications (issue 12, item 4): paged like the others, newest
+    first, each with Alertmanager's `truncated_alerts` and the ingest summary."""
+
+    def work(tx: Any) -> None:
+        for n in range(30):
+            tx.insert_notification(
+                NotificationRecord(
+                    received_at=T0 + n, group_key=f"{n:02d}" + "k" * 9000, receiver="r",
+                    status="firing", alerts=2, firing=2, resolved=0, truncated_alerts=n,
+                    external_url="http://am.example", summary={"alerts": 2, "refused": n},
+                )
+            )  # fmt: skip
+
+    journal.write(work)
+    bounds = PageBounds(rows=1000, page_bytes=50_000, field_bytes=FIELD)
+    seen, offset = [], 0
+    while offset < 30:
+        page = journal.list_notifications(limit=1000, offset=offset, bounds=bounds)
+        assert page.total == 30 and page.items
+        assert body_size(page) <= bounds.page_bytes
+        seen += [(row["group_key"][:2], row["truncated_alerts"]) for row in page.items]
+        offset += len(page.items)
+    assert seen == [(f"{n:02d}", n) for n in reversed(range(30))]
+    assert all(row["group_key"].endswith(marker(9002 - FIELD)) for row in page.items)
+    assert all(row["summary"]["refused"] == row["truncated_alerts"] for row in page.items)
+    assert page.items[-1]["received_at"] == "2027-01-15T08:00:00.000000Z"
+    only = journal.list_notifications(
+        group_key="00" + "k" * 9000, limit=10, offset=0, bounds=bounds
+    )
+    assert only.total == 1 and only.items[0]["truncated_alerts"] == 0
 
 
 def test_a_stored_field_that_is_not_json_is_listed_as_text(journal: Any) -> None:
