@@ -26,9 +26,29 @@ ADVERTISED = "http://alertmanager.test:9093"
 OTHER_AM = "http://another-alertmanager.test:9093"
 
 
+#: Silences the alert while it restarts the service (the dispatcher's `silence: true`).
+SILENCING = """defaults: {escalation_executor: am}
+executors:
+  am: {type: alertmanager}
+  logger: {type: log}
+strategies:
+  - name: restart-silenced
+    matchers: ['alertname="ServiceDown"']
+    action: restart
+    executor: logger
+    target: '{{ labels.service }}'
+    silence: true
+"""
+
+
 @contextmanager
 def stack(
-    tmp_path: Path, grace: str, group_interval: str = "1s", repeat_interval: str = "1h"
+    tmp_path: Path,
+    grace: str,
+    group_interval: str = "1s",
+    repeat_interval: str = "1h",
+    interval: str = "1s",
+    tail: str = LOG_RESTART,
 ) -> Iterator[tuple[Running, Running, SqliteStore]]:
     """A real Alertmanager delivering to a real `remediator serve` that reconciles with
     it every second. The Alertmanager starts first (the receiver's config names it),
@@ -37,9 +57,9 @@ def stack(
     nowhere = alertmanager_config("http://127.0.0.1:9/webhook")
     with alertmanager(tmp_path / "am", nowhere, extra_args=args) as am:
         config = AUTH_SERVER + (
-            f"alertmanager:\n  url: {am.url}\n  reconcile_interval: 1s\n"
+            f"alertmanager:\n  url: {am.url}\n  reconcile_interval: {interval}\n"
             f"  reconcile_grace: {grace}\n  external_urls: ['{ADVERTISED}']\n"
-        ) + LOG_RESTART  # fmt: skip
+        ) + tail  # fmt: skip
         store_url = f"sqlite:///{tmp_path / 'journal.db'}"
         with remediator(tmp_path, write_config(tmp_path, config), store_url) as receiver:
             (tmp_path / "am" / "alertmanager.yml").write_text(
@@ -165,3 +185,21 @@ def test_alertmanager_down_closes_nothing_and_counts_the_failure(tmp_path: Path)
     assert [i["status"] for i in incidents_of(journal, "lost")] == ["firing"]
     assert tally["reconciled"] == 0
     assert tally["ok"] == before["ok"]
+
+
+def test_expiring_a_silence_of_its_own_reconciles_at_once(tmp_path: Path) -> None:
+    """Periodic runs an hour apart: only the run after the silence can close it."""
+    with stack(tmp_path, grace="0s", interval="1h", tail=SILENCING) as (am, receiver, journal):
+        wait_for(lambda: counters(receiver).get("ok") is not None, what="metrics")
+        response = post_webhook(receiver.url, straight(datetime.now(UTC), "lost", ADVERTISED))
+        assert response.status_code == 200, response.text
+
+        lost = wait_for(
+            lambda: [i for i in incidents_of(journal, "lost") if i["status"] == "resolved"],
+            what="the incident closed by the reconciliation after the silence",
+        )[0]
+        silences = requests.get(f"{am.url}/api/v2/silences", timeout=5).json()
+        tally = counters(receiver)
+    assert lost["close_reason"] == REASON.format(am.url)
+    assert [s["status"]["state"] for s in silences] == ["expired"]
+    assert (tally["ok"], tally["reconciled"]) == (1, 1)
