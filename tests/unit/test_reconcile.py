@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from receiver.config import ConfigError, parse_config
 from receiver.reconcile import (
     REASON,
     STARTS_AT_TOLERANCE,
@@ -17,6 +18,7 @@ from receiver.reconcile import (
     ReconcileSettings,
     decide,
 )
+from receiver.reconciler import settings_of
 
 AM = "http://127.0.0.1:9093"
 ADVERTISED = "http://alertmanager.example:9093"
@@ -119,3 +121,41 @@ def test_a_start_two_milliseconds_away_is_another_occurrence() -> None:
 def test_settings_refuse_nonsense(grace: float, interval: float, urls: set[str]) -> None:
     with pytest.raises(ValueError):
         ReconcileSettings(AM, frozenset(urls), grace, interval)
+
+
+# ---------------------------------------------------------------- the config section
+
+LOG = "executors: {logger: {type: log}}\n"
+
+
+def test_without_a_top_level_alertmanager_nothing_is_reconciled() -> None:
+    assert settings_of(parse_config(LOG)) is None
+
+
+def test_defaults_ask_every_five_minutes_with_a_ten_minute_grace() -> None:
+    config = parse_config(f"alertmanager: {{url: '{AM}/'}}\n" + LOG)
+    assert settings_of(config) == ReconcileSettings(AM, frozenset({AM}), 600.0, 300.0)
+
+
+def test_external_urls_name_the_same_alertmanager() -> None:
+    section = f"url: '{AM}', reconcile_interval: 0s, external_urls: ['{ADVERTISED}/']"
+    settings = settings_of(parse_config(f"alertmanager: {{{section}}}\n" + LOG))
+    assert settings is not None
+    assert (settings.interval, settings.own_urls) == (0.0, frozenset({AM, ADVERTISED}))
+
+
+@pytest.mark.parametrize(
+    ("setting", "where", "problem"),
+    [
+        ("reconcile_interval: 5", "reconcile_interval (line 1)", "expected a duration"),
+        ("reconcile_grace: soon", "reconcile_grace (line 1)", "invalid duration"),
+        ("external_urls: 'http://a:9093'", "external_urls (line 1)", "expected a list"),
+        ("external_urls: ['ftp://a']", "external_urls (line 1)", "expected an http://"),
+        ("reconcile_every: 5m", "reconcile_every (line 1)", "unknown key"),
+    ],
+)
+def test_a_bad_setting_is_refused_at_load(setting: str, where: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(f"alertmanager: {{url: '{AM}', {setting}}}\n" + LOG)
+    assert str(refused.value).startswith(f"alertmanager.{where}: ")
+    assert problem in str(refused.value)
