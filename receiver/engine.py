@@ -205,14 +205,7 @@ def _apply_alert(
     never be sent: the older one still firing is closed as superseded at the new one's
     start. An occurrence older than one journaled (an HA twin lagging) opens nothing."""
     starts_at = format_timestamp(alert.starts_at)
-    start_ts = alert.starts_at.timestamp()
-    related = tx.related_occurrences(alert.fingerprint, start_ts, starts_at)
-    existing = next((o for o in related if o.starts_at == starts_at), None)
-    others = [o for o in related if o.starts_at != starts_at]
-    for older in [o for o in others if o.status == "firing" and o.starts_at_ts < start_ts]:
-        _supersede(tx, older, starts_at, start_ts, now, summary)
-    newer = [o for o in others if o.starts_at_ts > start_ts]
-    latest = max(newer, key=lambda o: o.starts_at_ts) if newer else None
+    existing, latest = _occurrences(tx, alert, starts_at, now, summary)
     if alert.status == "firing":
         if existing is not None:  # a repeat, an HA twin, or a late firing after resolution
             tx.touch_incident(existing.id, now)
@@ -245,6 +238,22 @@ def _apply_alert(
         duration,
         extra={"incident_id": existing.id, "cancelled_actions": cancelled},
     )
+
+
+def _occurrences(
+    tx: Transaction, alert: Alert, starts_at: str, now: float, summary: IngestSummary
+) -> tuple[Occurrence | None, Occurrence | None]:
+    """The alert's own occurrence if journaled, and the latest occurrence of its
+    fingerprint that started after it, if any; the older ones still firing, which it
+    replaced, are closed on the way."""
+    start_ts = alert.starts_at.timestamp()
+    related = tx.related_occurrences(alert.fingerprint, start_ts, starts_at)
+    existing = next((o for o in related if o.starts_at == starts_at), None)
+    others = [o for o in related if o.starts_at != starts_at]
+    for older in [o for o in others if o.status == "firing" and o.starts_at_ts < start_ts]:
+        _supersede(tx, older, starts_at, start_ts, now, summary)
+    newer = [o for o in others if o.starts_at_ts > start_ts]
+    return existing, max(newer, key=lambda o: o.starts_at_ts) if newer else None
 
 
 def _supersede(

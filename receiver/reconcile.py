@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 #: Alertmanager's API v2 formats startsAt with milliseconds (strfmt.DateTime); the
@@ -98,14 +98,15 @@ class Closure:
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """The decision: incidents to close (with reasons), the ids kept and why none were
-    closed when Alertmanager could not be asked (`failed`, else None)."""
+    """The decision: candidates to close (with reasons) and candidates kept (held, or
+    Alertmanager could not be asked: `failed` says why, else None); how many were
+    candidates, and the ids of the firing incidents that were not."""
 
     close: tuple[Closure, ...] = ()
     kept: tuple[int, ...] = ()
     failed: str | None = None
     candidates: int = 0
-    not_candidates: tuple[int, ...] = field(default=())
+    not_candidates: tuple[int, ...] = ()
 
 
 def is_candidate(incident: FiringIncident, settings: ReconcileSettings, now: float) -> bool:
