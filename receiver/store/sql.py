@@ -650,10 +650,12 @@ class SqlStore(ABC):
     # reconciliation (receiver/reconcile.py decides; receiver/reconciler.py runs it) ----
     def firing_for_reconciliation(self) -> list[tuple[int, str, float, str, float]]:
         """Firing incidents as (id, fingerprint, starts_at_ts, external_url or "",
-        last_seen): what reconcile.FiringIncident holds (seconds since the epoch)."""
+        last_seen): what reconcile.FiringIncident holds (seconds since the epoch). The
+        oldest first, at most 100,000 (as firing_labels): a run's memory stays bounded,
+        and what it leaves waits for the next."""
         rows = self._read(
             "SELECT id, fingerprint, starts_at_ts, external_url, last_seen FROM incidents "
-            "WHERE status = 'firing'"
+            "WHERE status = 'firing' ORDER BY starts_at_ts LIMIT 100000"
         )
         return [(i, fp, start, url or "", seen) for i, fp, start, url, seen in rows]
 
