@@ -15,6 +15,7 @@ firing incidents it does not hold.
     candidate --(otherwise)--> closed: "reconciled: Alertmanager <url> no longer holds
                                         this alert" (planned actions cancelled)
     Alertmanager unreachable or answering an error --> nothing closed, failure counted
+    Alertmanager started within reconcile_grace -----> nothing closed, failure counted
 
 An occurrence is (fingerprint, startsAt), as in the journal (DESIGN.md, Incident).
 Alertmanager's API gives startsAt to the millisecond, notifications to the nanosecond,
@@ -122,18 +123,29 @@ def decide(
     settings: ReconcileSettings,
     now: float,
     failure: str = "",
+    started_at: float | None = None,
 ) -> Reconciliation:
     """Which firing incidents to close, given what Alertmanager holds (`held`; None when
-    it could not be asked, `failure` saying why: then nothing is closed) and `now`
-    (seconds since the epoch)."""
+    it could not be asked, `failure` saying why), when it started (`started_at`, its
+    API's `uptime`) and `now` (seconds since the epoch). Nothing is closed when it could
+    not be asked, nor when it started within the grace: it keeps alerts in memory
+    only, so after a restart it holds only those Prometheus has sent again since."""
     incidents = list(firing)
     candidates = [i for i in incidents if is_candidate(i, settings, now)]
     others = tuple(i.id for i in incidents if not is_candidate(i, settings, now))
+    problem = None
     if held is None:
-        reason = f"Alertmanager {settings.url} could not be asked: {failure or 'no answer'}"
+        problem = f"Alertmanager {settings.url} could not be asked: {failure or 'no answer'}"
+    elif started_at is not None and now - started_at < settings.grace:
+        problem = (
+            f"Alertmanager {settings.url} started {now - started_at:.0f}s ago, within "
+            f"reconcile_grace ({settings.grace:g}s): the alerts Prometheus sends again "
+            "after a restart may not all be back yet"
+        )
+    if problem is not None or held is None:
         return Reconciliation(
             kept=tuple(i.id for i in candidates),
-            failed=reason,
+            failed=problem,
             candidates=len(candidates),
             not_candidates=others,
         )

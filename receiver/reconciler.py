@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often the thread looks up: stop, trigger, a reload's new interval
 ALERTS_PATH = "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true"
+STATUS_PATH = "/api/v2/status"
 CANCELLED = "alert no longer firing (Alertmanager no longer holds it) before the action ran"
 
 
@@ -75,6 +76,28 @@ def fetch_held(url: str, timeout: float) -> list[HeldAlert]:
         return _held(response.json())
     except (ValueError, PayloadError) as exc:
         raise AlertmanagerUnavailable(f"not a list of alerts: {exc}") from exc
+
+
+def fetch_started(url: str, timeout: float) -> float:
+    """When Alertmanager at `url` started (API v2 `GET /api/v2/status`, its `uptime`),
+    in seconds since the epoch; raises AlertmanagerUnavailable as fetch_held does."""
+    try:
+        response = requests.get(url + STATUS_PATH, timeout=timeout, allow_redirects=False)
+    except requests.Timeout as exc:
+        raise AlertmanagerUnavailable(f"no answer within {timeout:g}s") from exc
+    except requests.RequestException as exc:
+        raise AlertmanagerUnavailable(f"cannot reach it: {connection_reason(exc)}") from exc
+    if response.status_code != 200:
+        text = " ".join(response.text.split())[:200]
+        raise AlertmanagerUnavailable(f"status: HTTP {response.status_code}: {text}")
+    try:
+        body = response.json()
+        started = parse_timestamp(body.get("uptime") if isinstance(body, dict) else None, "uptime")
+    except (ValueError, PayloadError) as exc:
+        raise AlertmanagerUnavailable(f"status without its start time: {exc}") from exc
+    if started is None:
+        raise AlertmanagerUnavailable("status without its start time")
+    return started.timestamp()
 
 
 def _held(body: Any) -> list[HeldAlert]:
@@ -148,12 +171,15 @@ class Reconciler:
         if not any(is_candidate(incident, settings, now) for incident in firing):
             return None
         timeout = self.source.config.alertmanager.timeout  # type: ignore[union-attr]
+        held: list[HeldAlert] | None = None
+        started: float | None = None
+        failure = ""
         try:
-            held: list[HeldAlert] | None = fetch_held(settings.url, timeout)
-            failure = ""
+            started = fetch_started(settings.url, timeout)
+            held = fetch_held(settings.url, timeout)
         except AlertmanagerUnavailable as exc:
-            held, failure = None, str(exc)
-        decision = decide(firing, held, settings, now, failure)
+            failure = str(exc)
+        decision = decide(firing, held, settings, now, failure, started)
         if decision.failed is not None:
             self.store.count_failed_reconciliation()
             log.warning("reconciliation closed nothing: %s", decision.failed)

@@ -44,9 +44,17 @@ def journal(store_url: str) -> Iterator[Any]:
     store.close()
 
 
-def config_for(url: str) -> Config:
-    text = f"alertmanager: {{url: '{url}', reconcile_grace: 0s}}\n" + LOG_RESTART
+def config_for(url: str, grace: str = "0s") -> Config:
+    text = f"alertmanager: {{url: '{url}', reconcile_grace: {grace}}}\n" + LOG_RESTART
     return parse_config(text)
+
+
+def status(started: datetime) -> Reply:
+    """Alertmanager's `GET /api/v2/status`, as much of it as reconciliation reads."""
+    return Reply.json(200, {"uptime": iso(started), "versionInfo": {"version": "0.25.0"}})
+
+
+AN_HOUR_AGO = datetime.now(UTC) - timedelta(hours=1)
 
 
 def fire(journal: Any, config: Config, service: str, starts: datetime) -> None:
@@ -78,23 +86,29 @@ def runs(journal: Any) -> dict[str, float]:
     return found
 
 
+UP = status(AN_HOUR_AGO)
+STATUS_PATH = "/api/v2/status"
+ALERTS_PATH = "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true"
+#: Alertmanager's answers to the status request, then to the alerts request
 ANSWERS = {
-    "HTTP 500": Reply(500, b"internal error"),
-    "HTTP 404 (not an Alertmanager)": Reply(404, b"not found"),
-    "not JSON": Reply(200, b"<html>login</html>"),
-    "not a list": Reply.json(200, {"alerts": []}),
-    "an alert without startsAt": Reply.json(200, [{"fingerprint": "1470b5e6f638f8ce"}]),
-    "an alert without fingerprint": Reply.json(200, [{"startsAt": "2026-11-29T10:00:00Z"}]),
+    "status: HTTP 500": [Reply(500, b"internal error")],
+    "status without uptime": [Reply.json(200, {"versionInfo": {}})],
+    "alerts: HTTP 500": [UP, Reply(500, b"internal error")],
+    "alerts: HTTP 404 (not an Alertmanager)": [UP, Reply(404, b"not found")],
+    "alerts: not JSON": [UP, Reply(200, b"<html>login</html>")],
+    "alerts: not a list": [UP, Reply.json(200, {"alerts": []})],
+    "alerts: one without startsAt": [UP, Reply.json(200, [{"fingerprint": "1470b5e6f638f8ce"}])],
+    "alerts: one without fingerprint": [UP, Reply.json(200, [{"startsAt": iso(AN_HOUR_AGO)}])],
 }
 
 
-@pytest.mark.parametrize("answer", ANSWERS.values(), ids=ANSWERS.keys())
+@pytest.mark.parametrize("replies", ANSWERS.values(), ids=ANSWERS.keys())
 def test_an_answer_that_is_not_a_list_of_alerts_closes_nothing(
-    journal: Any, alertmanager: ScriptedServer, answer: Reply
+    journal: Any, alertmanager: ScriptedServer, replies: list[Reply]
 ) -> None:
     config = config_for(alertmanager.url)
     fire(journal, config, "cart", datetime.now(UTC) - timedelta(minutes=5))
-    alertmanager.answer(answer)
+    alertmanager.answer(*replies)
 
     decision = Reconciler(Source(config), journal).run_once(settings_of(config))
 
@@ -102,9 +116,8 @@ def test_an_answer_that_is_not_a_list_of_alerts_closes_nothing(
     assert decision.failed.startswith(f"Alertmanager {alertmanager.url} could not be asked")
     assert [i["status"] for i in all_incidents(journal)] == ["firing"]
     assert runs(journal) == {"ok": 0, "failed": 1, "reconciled": 0}
-    assert alertmanager.received[0].path == (
-        "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true"
-    )
+    asked = [request.path for request in alertmanager.received]
+    assert asked == [STATUS_PATH, ALERTS_PATH][: len(replies)]
 
 
 def test_a_whole_answer_closes_what_it_lacks_and_cancels_its_plans(
@@ -114,7 +127,7 @@ def test_a_whole_answer_closes_what_it_lacks_and_cancels_its_plans(
     starts = datetime.now(UTC) - timedelta(minutes=5)
     fire(journal, config, "cart", starts)
     fire(journal, config, "search", starts)
-    alertmanager.answer(Reply.json(200, [held("search", starts)]))
+    alertmanager.answer(status(AN_HOUR_AGO), Reply.json(200, [held("search", starts)]))
 
     decision = Reconciler(Source(config), journal).run_once(settings_of(config))
 
@@ -139,3 +152,22 @@ def test_no_candidate_asks_nothing(journal: Any, alertmanager: ScriptedServer) -
     assert Reconciler(Source(config), journal).run_once(settings_of(config)) is None
     assert alertmanager.received == []
     assert [i["status"] for i in all_incidents(journal)] == ["firing"]
+
+
+def test_an_alertmanager_restarted_within_the_grace_closes_nothing(
+    journal: Any, alertmanager: ScriptedServer
+) -> None:
+    """It keeps alerts in memory only: just restarted, it holds only those Prometheus
+    has sent again since, not every alert that fires."""
+    config = config_for(alertmanager.url, grace="10m")
+    fire(journal, config, "cart", datetime.now(UTC) - timedelta(hours=2))
+    restarted = datetime.now(UTC) - timedelta(minutes=1)
+    alertmanager.answer(status(restarted), Reply.json(200, []))
+
+    reconciler = Reconciler(Source(config), journal, clock=lambda: restarted.timestamp() + 60)
+    decision = reconciler.run_once(settings_of(config))
+
+    assert decision is not None and decision.failed is not None
+    assert "within reconcile_grace (600s)" in decision.failed
+    assert [i["status"] for i in all_incidents(journal)] == ["firing"]
+    assert runs(journal) == {"ok": 0, "failed": 1, "reconciled": 0}

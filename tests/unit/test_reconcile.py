@@ -98,6 +98,17 @@ def test_alertmanager_down_closes_nothing_and_says_why() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("started_ago", "closed"), [(GRACE - 1, ()), (GRACE, (Closure(1, NOT_HELD),))]
+)
+def test_an_alertmanager_restarted_within_the_grace_is_not_trusted_yet(
+    started_ago: float, closed: tuple[Closure, ...]
+) -> None:
+    decision = decide([incident()], [], SETTINGS, NOW, started_at=NOW - started_ago)
+    assert decision.close == closed
+    assert (decision.failed is None) == bool(closed)
+
+
 def test_held_and_not_held_are_told_apart_in_one_run() -> None:
     firing = [incident(1), incident(2, fingerprint="aaaaaaaaaaaaaaaa"), incident(3, last_seen=NOW)]
     decision = decide(firing, [HeldAlert("aaaaaaaaaaaaaaaa", START)], SETTINGS, NOW)
