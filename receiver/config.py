@@ -128,6 +128,35 @@ class Endpoint:
     timeout: float = 10.0
 
 
+#: Reconciliation with Alertmanager, by default: every 5 minutes; an incident notified
+#: within the last 10 minutes (twice Alertmanager's default group_interval of 5m) is left
+#: alone, so a resolution on its way, or an HA peer's gossip lagging behind the
+#: notification, is never overtaken by a reconciliation.
+DEFAULT_RECONCILE_INTERVAL = 300.0
+DEFAULT_RECONCILE_GRACE = 600.0
+
+
+@dataclass(frozen=True)
+class AlertmanagerEndpoint(Endpoint):
+    """The top-level `alertmanager` section: where to escalate and silence, and whom
+    reconciliation asks which alerts still fire (receiver/reconcile.py).
+
+    `reconcile_interval` (seconds; 0 disables reconciliation), `reconcile_grace`
+    (seconds an incident refreshed by a notification is left alone) and `external_urls`
+    (the URLs this Alertmanager advertises as externalURL in its notifications, when
+    they differ from `url`).
+    """
+
+    reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
+    reconcile_grace: float = DEFAULT_RECONCILE_GRACE
+    external_urls: tuple[str, ...] = ()
+
+    @property
+    def own_urls(self) -> frozenset[str]:
+        """The externalURLs whose incidents reconciliation may close (no trailing /)."""
+        return frozenset(url.rstrip("/") for url in (self.url, *self.external_urls))
+
+
 @dataclass(frozen=True)
 class Budget:
     max_actions: int
@@ -227,7 +256,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: str = DEFAULT_STORE
     prometheus: Endpoint | None = None
-    alertmanager: Endpoint | None = None
+    alertmanager: AlertmanagerEndpoint | None = None
     defaults: Defaults = field(default_factory=Defaults)
     limits: Limits = field(default_factory=Limits)
     executors: dict[str, ExecutorConfig] = field(default_factory=dict)
@@ -538,6 +567,33 @@ def _read_endpoint(r: _Reader, node: Any, path: str, line: int | None) -> Endpoi
     url = r.value(section, path, "url", _url)
     timeout = r.value(section, path, "timeout", _positive_duration, 10.0)
     return Endpoint(url, timeout) if url else None
+
+
+def _read_alertmanager(r: _Reader, node: Any, line: int | None) -> AlertmanagerEndpoint | None:
+    if node is None:
+        return None
+    keys = {"url", "timeout", "reconcile_interval", "reconcile_grace", "external_urls"}
+    section = r.section(node, "alertmanager", line, keys, {"url"})
+    if section is None:
+        return None
+    url = r.value(section, "alertmanager", "url", _url)
+    if not url:
+        return None
+    return AlertmanagerEndpoint(
+        url,
+        r.value(section, "alertmanager", "timeout", _positive_duration, 10.0),
+        r.value(
+            section, "alertmanager", "reconcile_interval", _duration, DEFAULT_RECONCILE_INTERVAL
+        ),
+        r.value(section, "alertmanager", "reconcile_grace", _duration, DEFAULT_RECONCILE_GRACE),
+        r.value(section, "alertmanager", "external_urls", _urls, ()),
+    )
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of http:// or https:// URLs, got {_kind(value)}")
+    return tuple(_url(item) for item in value)
 
 
 _LIMIT_KEYS: dict[str, Callable[[Any], Any]] = {
@@ -1030,9 +1086,7 @@ def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> C
         server=_read_server(r, top.get("server"), _line(top, "server")),
         store=r.value(top, "", "store", _store_url, DEFAULT_STORE),
         prometheus=_read_endpoint(r, top.get("prometheus"), "prometheus", _line(top, "prometheus")),
-        alertmanager=_read_endpoint(
-            r, top.get("alertmanager"), "alertmanager", _line(top, "alertmanager")
-        ),
+        alertmanager=_read_alertmanager(r, top.get("alertmanager"), _line(top, "alertmanager")),
         defaults=defaults,
         limits=_read_limits(r, top.get("limits"), _line(top, "limits")),
         executors=executors,

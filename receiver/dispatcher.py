@@ -126,6 +126,8 @@ class Dispatcher:
         self._shutdown_deadline: float | None = None  # monotonic end of the grace
         self._shutdown_grace = 0.0
         self._recoveries: list[threading.Thread] = []
+        #: called after a silence of ours is expired (the journal writer reconciles then)
+        self.silence_expired: Callable[[], None] | None = None
 
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -470,6 +472,9 @@ class Dispatcher:
                 log.warning(
                     "could not expire silence %s: %s", silence_id, exc, extra={"action_id": row.id}
                 )
+                return
+            if self.silence_expired is not None:  # an alert may have resolved unnotified
+                self.silence_expired()
 
     def _escalate(self, config: Config, row: ActionRow, reason: str) -> str:
         runtime = self._executors(config)

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from receiver.alerts import Alert, Notification, format_timestamp
 from receiver.config import Config, Precondition, Strategy
 from receiver.matchers import Matcher, route
-from receiver.store.base import NewAction, NewIncident, NotificationRecord, Store, Transaction
+from receiver.store.base import (
+    NewAction,
+    NewIncident,
+    NotificationRecord,
+    Occurrence,
+    Store,
+    Transaction,
+)
 from receiver.templates import RenderError, Template, UnsafeValueError, check_safe
 
 log = logging.getLogger(__name__)
 
 CANCELLED_BY_RESOLUTION = "alert resolved before the action ran"
+#: close_reason of an occurrence that a later one of its fingerprint replaced
+SUPERSEDED = "superseded by the occurrence starting {}"
+CANCELLED_BY_SUPERSEDING = (
+    "alert no longer firing (superseded by the occurrence starting {}) before the action ran"
+)
 
 
 @dataclass(frozen=True)
@@ -178,7 +190,7 @@ def journal_work(
     def journal(tx: Transaction) -> IngestSummary:
         summary = IngestSummary(alerts=len(alerts))
         for alert in alerts:
-            _apply_alert(tx, config, alert, now, summary)
+            _apply_alert(tx, config, alert, now, summary, notification.external_url)
         firing = sum(1 for alert in alerts if alert.status == "firing")
         tx.count_alerts(firing, len(alerts) - firing)
         summary.truncated = sum(1 for alert in alerts if alert.truncated)
@@ -197,20 +209,37 @@ def journal_work(
 
 
 def _apply_alert(
-    tx: Transaction, config: Config, alert: Alert, now: float, summary: IngestSummary
+    tx: Transaction,
+    config: Config,
+    alert: Alert,
+    now: float,
+    summary: IngestSummary,
+    external_url: str,
 ) -> None:
+    """Journal one alert. Alertmanager keeps one alert per fingerprint, so a new
+    occurrence (a later startsAt) replaces the one before it, whose resolution may then
+    never be sent: the older one still firing is closed as superseded at the new one's
+    start. An occurrence older than one journaled (an HA twin lagging) opens nothing."""
     starts_at = format_timestamp(alert.starts_at)
-    existing = tx.find_incident(alert.fingerprint, starts_at)
+    existing, latest = _occurrences(tx, alert, starts_at, now, summary)
     if alert.status == "firing":
         if existing is not None:  # a repeat, an HA twin, or a late firing after resolution
             tx.touch_incident(existing.id, now)
             summary.duplicates += 1
+            if latest is not None and existing.status == "firing":
+                _supersede(tx, existing, latest.starts_at, latest.starts_at_ts, now, summary)
             return
-        _open_incident(tx, config, alert, starts_at, now, summary)
+        if latest is not None:  # replaced already: record it closed, act on nothing
+            _record_superseded(tx, config, alert, starts_at, latest, now, external_url)
+            summary.resolved += 1
+            return
+        _open_incident(tx, config, alert, starts_at, now, summary, external_url)
         return
     ends_at = alert.ends_at or alert.starts_at
     if existing is None:  # resolved, never seen firing: record it closed, act on nothing
-        tx.insert_incident(_new_incident(config, alert, starts_at, now, matched=False))
+        tx.insert_incident(
+            _new_incident(config, alert, starts_at, now, matched=False, external_url=external_url)
+        )
         summary.resolved += 1
         return
     if existing.status == "resolved":
@@ -227,6 +256,71 @@ def _apply_alert(
     )
 
 
+def _occurrences(
+    tx: Transaction, alert: Alert, starts_at: str, now: float, summary: IngestSummary
+) -> tuple[Occurrence | None, Occurrence | None]:
+    """The alert's own occurrence if journaled, and the latest occurrence of its
+    fingerprint that started after it, if any; the older ones still firing, which it
+    replaced, are closed on the way."""
+    start_ts = alert.starts_at.timestamp()
+    related = tx.related_occurrences(alert.fingerprint, start_ts, starts_at)
+    existing = next((o for o in related if o.starts_at == starts_at), None)
+    others = [o for o in related if o.starts_at != starts_at]
+    for older in [o for o in others if o.status == "firing" and o.starts_at_ts < start_ts]:
+        _supersede(tx, older, starts_at, start_ts, now, summary)
+    newer = [o for o in others if o.starts_at_ts > start_ts]
+    return existing, max(newer, key=lambda o: o.starts_at_ts) if newer else None
+
+
+def _supersede(
+    tx: Transaction,
+    older: Occurrence,
+    starts_at: str,
+    start_ts: float,
+    now: float,
+    summary: IngestSummary,
+) -> None:
+    """Close a firing occurrence that the one starting at `starts_at` replaced: it ended
+    then at the latest (never before its own start), and its planned actions are
+    cancelled, as for a resolution (never act on an alert no longer firing)."""
+    ends_ts = max(start_ts, older.starts_at_ts)
+    reason = SUPERSEDED.format(starts_at)
+    duration = tx.resolve_incident(older.id, starts_at, ends_ts, now, reason)
+    cancelled = tx.cancel_planned_actions(older.id, CANCELLED_BY_SUPERSEDING.format(starts_at), now)
+    summary.actions_cancelled += len(cancelled)
+    log.info(
+        "incident closed after %.1fs: %s",
+        duration,
+        reason,
+        extra={"incident_id": older.id, "cancelled_actions": cancelled},
+    )
+
+
+def _record_superseded(
+    tx: Transaction,
+    config: Config,
+    alert: Alert,
+    starts_at: str,
+    latest: Occurrence,
+    now: float,
+    external_url: str,
+) -> None:
+    """A firing occurrence older than one journaled (an HA pair's lagging twin): record
+    it closed when the later one started, with no action; never re-open anything."""
+    incident = _new_incident(
+        config, alert, starts_at, now, matched=False, external_url=external_url
+    )
+    tx.insert_incident(
+        replace(
+            incident,
+            status="resolved",
+            ends_at=latest.starts_at,
+            ends_at_ts=latest.starts_at_ts,
+            close_reason=SUPERSEDED.format(latest.starts_at),
+        )
+    )
+
+
 def _open_incident(
     tx: Transaction,
     config: Config,
@@ -234,10 +328,11 @@ def _open_incident(
     starts_at: str,
     now: float,
     summary: IngestSummary,
+    external_url: str,
 ) -> None:
     plans = plan_for(config, alert)
     incident_id = tx.insert_incident(
-        _new_incident(config, alert, starts_at, now, matched=bool(plans))
+        _new_incident(config, alert, starts_at, now, bool(plans), external_url)
     )
     summary.new_incidents += 1
     if not plans:
@@ -268,7 +363,12 @@ def _open_incident(
 
 
 def _new_incident(
-    config: Config, alert: Alert, starts_at: str, now: float, matched: bool
+    config: Config,
+    alert: Alert,
+    starts_at: str,
+    now: float,
+    matched: bool,
+    external_url: str = "",
 ) -> NewIncident:
     resolved = alert.status == "resolved"
     ends_at = (alert.ends_at or alert.starts_at) if resolved else None
@@ -286,6 +386,7 @@ def _new_incident(
         matched=matched,
         ends_at=format_timestamp(ends_at) if ends_at else None,
         ends_at_ts=ends_at.timestamp() if ends_at else None,
+        external_url=external_url or None,
     )
 
 

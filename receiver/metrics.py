@@ -53,6 +53,16 @@ COUNTERS = {
         "max_alerts of its webhook config).",
         (),
     ),
+    "remediator_reconciliations_total": (
+        "Reconciliations with Alertmanager, by outcome: ok (it answered) or failed (it "
+        "could not be asked, so nothing was closed).",
+        ("outcome",),
+    ),
+    "remediator_incidents_reconciled_total": (
+        "Firing incidents closed by reconciliation because Alertmanager no longer held "
+        "their alert.",
+        (),
+    ),
     FOLDED_METRIC: (
         "Events journaled under the label value `other` because the label already had "
         "limits.max_label_values values (incidents closed: service; actions finished: "

@@ -58,6 +58,20 @@ class NewIncident:
     matched: bool
     ends_at: str | None = None
     ends_at_ts: float | None = None
+    #: the notification's externalURL: which Alertmanager reconciliation may ask about it
+    external_url: str | None = None
+    #: why it was recorded closed when that was not a resolution (superseded, reconciled)
+    close_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """A journaled incident of one fingerprint, as ingest compares occurrences."""
+
+    id: int
+    starts_at: str
+    starts_at_ts: float  # seconds since the epoch
+    status: str  # firing | resolved
 
 
 @dataclass(frozen=True)
@@ -101,8 +115,16 @@ class Transaction(Protocol):
     def insert_incident(self, incident: NewIncident) -> int: ...
     def touch_incident(self, incident_id: int, seen_at: float) -> None: ...
     def resolve_incident(
-        self, incident_id: int, ends_at: str, ends_at_ts: float, seen_at: float
+        self,
+        incident_id: int,
+        ends_at: str,
+        ends_at_ts: float,
+        seen_at: float,
+        reason: str | None = None,
     ) -> float: ...
+    def related_occurrences(
+        self, fingerprint: str, starts_at_ts: float, starts_at: str
+    ) -> list[Occurrence]: ...
     def insert_action(self, action: NewAction) -> int: ...
     def cancel_planned_actions(self, incident_id: int, reason: str, at: float) -> list[int]: ...
     def insert_notification(self, record: NotificationRecord) -> int: ...

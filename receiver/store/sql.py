@@ -20,6 +20,7 @@ from receiver.store.base import (
     NewAction,
     NewIncident,
     NotificationRecord,
+    Occurrence,
     Page,
     StoreUnavailable,
 )
@@ -132,6 +133,12 @@ ADDED_COLUMNS = [
     # JSON identity of the process group a command runs in (executors/processes.py),
     # so the crash rule can find it after the process that started it died
     ("actions", "process", "TEXT"),
+    # why an incident was closed when no resolution closed it: superseded by a later
+    # occurrence of its fingerprint, or reconciled with Alertmanager (engine.py,
+    # reconcile.py); NULL for a resolution
+    ("incidents", "close_reason", "TEXT"),
+    # the externalURL of the notification that opened it: the Alertmanager to ask
+    ("incidents", "external_url", "TEXT"),
 ]
 
 
@@ -210,8 +217,8 @@ class SqlTransaction:
         return self._insert(
             "INSERT INTO incidents (fingerprint, starts_at, starts_at_ts, alertname, service, "
             "status, labels, annotations, generator_url, matched, first_seen, last_seen, "
-            "ends_at, ends_at_ts, duration_seconds) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "ends_at, ends_at_ts, duration_seconds, external_url, close_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 incident.fingerprint,
                 incident.starts_at,
@@ -228,15 +235,38 @@ class SqlTransaction:
                 incident.ends_at,
                 incident.ends_at_ts,
                 duration,
+                incident.external_url,
+                incident.close_reason,
             ),
         )
 
     def touch_incident(self, incident_id: int, seen_at: float) -> None:
         self.execute("UPDATE incidents SET last_seen = ? WHERE id = ?", (seen_at, incident_id))
 
+    def related_occurrences(
+        self, fingerprint: str, starts_at_ts: float, starts_at: str
+    ) -> list[Occurrence]:
+        """The incidents of `fingerprint` an alert starting at `starts_at` (text key;
+        `starts_at_ts` in seconds) meets: its own occurrence if journaled, those still
+        firing (it may supersede them) and those that started later (they supersede it).
+        One query on the (fingerprint, starts_at) key's index."""
+        rows = self.execute(
+            "SELECT id, starts_at, starts_at_ts, status FROM incidents WHERE fingerprint = ? "
+            "AND (starts_at = ? OR status = 'firing' OR starts_at_ts > ?)",
+            (fingerprint, starts_at, starts_at_ts),
+        ).fetchall()
+        return [Occurrence(*row) for row in rows]
+
     def resolve_incident(
-        self, incident_id: int, ends_at: str, ends_at_ts: float, seen_at: float
+        self,
+        incident_id: int,
+        ends_at: str,
+        ends_at_ts: float,
+        seen_at: float,
+        reason: str | None = None,
     ) -> float:
+        """Close an incident at `ends_at` (its duration counted from its start; returned,
+        in seconds); `reason` says why when it was not a resolution (close_reason)."""
         starts_at_ts, service = self.execute(
             "SELECT starts_at_ts, service FROM incidents WHERE id = ?", (incident_id,)
         ).fetchone()
@@ -244,8 +274,8 @@ class SqlTransaction:
         totals.count_incident_closed(self, service, duration)
         self.execute(
             "UPDATE incidents SET status = 'resolved', ends_at = ?, ends_at_ts = ?, "
-            "duration_seconds = ?, last_seen = ? WHERE id = ?",
-            (ends_at, ends_at_ts, duration, seen_at, incident_id),
+            "duration_seconds = ?, last_seen = ?, close_reason = ? WHERE id = ?",
+            (ends_at, ends_at_ts, duration, seen_at, reason, incident_id),
         )
         return duration
 
@@ -329,6 +359,7 @@ INCIDENT_COLUMNS: tuple[listing.Column, ...] = (
     ("service", "text"), ("status", "plain"), ("labels", "json"), ("annotations", "json"),
     ("generator_url", "text"), ("matched", "plain"), ("first_seen", "plain"),
     ("last_seen", "plain"), ("ends_at", "text"), ("duration_seconds", "plain"),
+    ("close_reason", "text"),
 )  # fmt: skip
 NOTIFICATION_COLUMNS: tuple[listing.Column, ...] = (
     ("id", "plain"), ("received_at", "plain"), ("group_key", "text"), ("receiver", "text"),
@@ -642,6 +673,7 @@ class SqlStore(ABC):
             for label in sorted(labels.BOUNDED_LABELS):
                 totals.add(tx, labels.FOLDED_METRIC, {"label": label}, 0.0)
             totals.seed_intake(tx)
+            totals.seed_reconciliation(tx)
 
     def admitted_label_values(self) -> dict[str, set[str]]:
         """label -> the values that keep their own series under the current bound."""
@@ -651,6 +683,44 @@ class SqlStore(ABC):
                 (self.label_values.bound,),
             )
         )
+
+    # reconciliation (receiver/reconcile.py decides; receiver/reconciler.py runs it) ----
+    def firing_for_reconciliation(self) -> list[tuple[int, str, float, str, float]]:
+        """Firing incidents as (id, fingerprint, starts_at_ts, external_url or "",
+        last_seen): what reconcile.FiringIncident holds (seconds since the epoch). The
+        oldest first, at most 100,000 (as firing_labels): a run's memory stays bounded,
+        and what it leaves waits for the next."""
+        rows = self._read(
+            "SELECT id, fingerprint, starts_at_ts, external_url, last_seen FROM incidents "
+            "WHERE status = 'firing' ORDER BY starts_at_ts LIMIT 100000"
+        )
+        return [(i, fp, start, url or "", seen) for i, fp, start, url, seen in rows]
+
+    def close_reconciled(
+        self, closures: Sequence[tuple[int, str, float]], now: float, cancel_reason: str
+    ) -> list[int]:
+        """Close each (incident id, reason, last_seen as decided) at `now`, with its
+        planned actions cancelled, counting the run ok, in one transaction. An incident
+        that a notification refreshed or closed since the decision is left alone.
+        Returns the ids closed."""
+        closed: list[int] = []
+        ends_at = iso(now) or ""
+        with self.transaction() as tx:
+            for incident_id, reason, last_seen in closures:
+                row = tx.execute(
+                    "SELECT status, last_seen FROM incidents WHERE id = ?", (incident_id,)
+                ).fetchone()
+                if row is None or row[0] != "firing" or row[1] > last_seen:
+                    continue
+                tx.resolve_incident(incident_id, ends_at, now, now, reason)
+                tx.cancel_planned_actions(incident_id, cancel_reason, now)
+                closed.append(incident_id)
+            totals.count_reconciliation(tx, "ok", len(closed))
+        return closed
+
+    def count_failed_reconciliation(self) -> None:
+        with self.transaction() as tx:
+            totals.count_reconciliation(tx, "failed", 0)
 
     def open_incident_count(self) -> int:
         return self._read("SELECT COUNT(*) FROM incidents WHERE status = 'firing'")[0][0]
@@ -678,6 +748,7 @@ def _incident_dict(row: dict[str, Any]) -> dict[str, Any]:
         "starts_at": row["starts_at"],
         "ends_at": row["ends_at"],
         "duration_seconds": row["duration_seconds"],
+        "close_reason": row["close_reason"],
         "labels": row["labels"],
         "annotations": row["annotations"],
         "generator_url": row["generator_url"],

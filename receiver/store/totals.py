@@ -148,6 +148,23 @@ def count_incident_closed(tx: SqlTransaction, service: str, duration: float) -> 
     observe(tx, "remediator_incident_duration_seconds", labels, duration, DURATION_BUCKETS)
 
 
+RECONCILIATION_OUTCOMES = ("ok", "failed")
+
+
+def seed_reconciliation(tx: SqlTransaction) -> None:
+    """Zero series for reconciliation's counters, so its first run is a visible rise."""
+    for outcome in RECONCILIATION_OUTCOMES:
+        add(tx, "remediator_reconciliations_total", {"outcome": outcome}, 0.0)
+    add(tx, "remediator_incidents_reconciled_total", {}, 0.0)
+
+
+def count_reconciliation(tx: SqlTransaction, outcome: str, closed: int) -> None:
+    """One reconciliation run (`ok`: Alertmanager answered; `failed`: it could not be
+    asked) and the incidents it closed."""
+    add(tx, "remediator_reconciliations_total", {"outcome": outcome})
+    add(tx, "remediator_incidents_reconciled_total", {}, float(closed))
+
+
 def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: str) -> None:
     """Count an action reaching a final status, with its durations when it ran."""
     row = tx.execute(

@@ -94,6 +94,7 @@ from receiver.intake import (
     queued,
     unexpected,
 )
+from receiver.reconciler import Reconciler
 from receiver.store import Store, StoreUnavailable, open_store, spool
 from receiver.store.group import Pending, commit_together
 from receiver.writer.protocol import (
@@ -614,6 +615,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     writer = JournalWriter(args.config, overrides, config, store)
     writer.dispatcher = Dispatcher(writer, store)  # reads writer.config: reloads reach it
+    # Reconciliation with Alertmanager writes to the journal too, so it runs here; and
+    # at once after the dispatcher expires a silence of its own (reconciler.py).
+    reconciler = Reconciler(writer, store)
+    writer.dispatcher.silence_expired = reconciler.trigger
 
     def stop(signum: int, frame: Any) -> None:
         writer.stopping = True
@@ -622,9 +627,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads come as RELOAD frames
     writer.dispatcher.start()
+    reconciler.start()
     try:
         writer.serve(args.socket, args.parent)
     finally:
+        reconciler.stop()
         # Running actions get the grace to end, then their commands are killed and
         # journaled so (see Dispatcher.shutdown); only what even that leaves running is
         # left to the crash rule (README, Crash rule). The worker waits for this

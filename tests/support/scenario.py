@@ -98,7 +98,11 @@ def scenario(workdir: Path, *extra_args: str) -> Iterator[tuple]:
             resolved["endsAt"] = iso(t_web + timedelta(seconds=120))
             post(server, resolved)
             for minute in (1, 2, 3):
-                post(server, firing("Broken", "db", now - timedelta(minutes=minute)))
+                broken = firing("Broken", "db", now - timedelta(minutes=minute))
+                # three alerts of one target: with one fingerprint, each later one would
+                # be an older occurrence that Alertmanager had replaced (engine.py)
+                broken["labels"]["instance"] = f"db-{minute}"
+                post(server, broken)
                 settle(journal)
             post(server, firing("ServiceDown", "bad;name", now))
             never = firing("Gone", "cache", now - timedelta(minutes=5))
