@@ -307,7 +307,8 @@ def test_nul_in_a_label_no_template_uses_never_reaches_exec(secured) -> None:
     assert read_runs(runs_file).starts[action["id"]] == 0
 
 
-def test_label_value_over_the_payload_limit_is_rejected_whole(secured) -> None:
+def test_label_value_over_the_payload_limit_refuses_that_alert_alone(secured) -> None:
+    """A label value is the alert's identity: never cut, refused; never its group."""
     server, journal, _runs, _config = secured
     before = journal.counts()
     body = notification(
@@ -315,9 +316,16 @@ def test_label_value_over_the_payload_limit_is_rejected_whole(secured) -> None:
         alert("RunWithArg", id="fine", host="web-3"),
     )
     response = post_webhook(server.url, body)
-    assert response.status_code == 400
-    assert response.json()["field"] == "alerts[0].labels.host"
-    assert journal.counts() == before
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["refused"] == 1
+    assert [r["field"] for r in answer["rejected"]] == ["alerts[0].labels.host"]
+    assert journal.counts()["incidents"] == before["incidents"] + 1  # only "fine"
+    settle(journal, before["actions"] + 1)  # its action done: later tests count events
+    alone = notification(alert("RunWithArg", id="too-long", host="w" * (MAX_VALUE_LENGTH + 1)))
+    refused_whole = post_webhook(server.url, alone)  # nothing of it can be journaled
+    assert refused_whole.status_code == 400
+    assert refused_whole.json()["field"] == "alerts[0].labels.host"
 
 
 # ---------------------------------------------------------------- body limits
