@@ -112,7 +112,7 @@ def seed_metrics(store: Store, config: Config) -> None:
     try:
         store.seed_metrics([(s.name, s.action) for s in config.strategies])
     except StoreUnavailable as exc:
-        log.warning("could not seed metric series: %s", exc)
+        log.error("journal unavailable, could not seed metric series: %s", exc)
 
 
 def state() -> AppState:
@@ -344,6 +344,7 @@ def _json_errors(app: Flask) -> None:
 
     @app.errorhandler(StoreUnavailable)
     def store_error(exc: StoreUnavailable) -> tuple[Response, int]:
+        log.error("journal unavailable for %s %s: %s", request.method, request.path, exc)
         return error(503, "journal unavailable, retry later")
 
 
