@@ -261,7 +261,7 @@ def _explain_parser(commands: Any) -> None:
         "preconditions, verification). Nothing is journaled or executed.",
         "  remediator explain --config examples/remediation.yml \\\n"
         "      alertname=ServiceDown service=checkout severity=page\n"
-        "  remediator explain --config remediation.yml --json \\\n"
+        "  remediator explain --config examples/remediation.yml --json \\\n"
         "      --annotation summary='checkout is down' alertname=ServiceDown service=checkout\n",
     )
     explain.add_argument("--config", required=True, help="remediation YAML file")
