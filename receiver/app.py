@@ -308,6 +308,9 @@ def healthy() -> tuple[str, int]:
 
 @admin.get("/-/ready")
 def ready() -> tuple[str, int]:
+    """200 "Remediator is Ready." then the version line (`remediator 0.1.0 (Python
+    3.12.3)`) when the journal and the journal writer answer; 503 with the reason when
+    not (a readiness probe then takes the pod out of its Service)."""
     app_state = state()
     try:
         app_state.store.ping()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
 DISTRIBUTION = "remediator"
@@ -27,6 +28,7 @@ class BuildInfo:
         return f"remediator {self.version} (Python {self.python})"
 
 
+@cache  # what is installed does not change under a running process; probes ask often
 def build_info() -> BuildInfo:
     """The running build; never raises."""
     try:
