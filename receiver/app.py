@@ -23,11 +23,12 @@ from receiver.auth import challenge, credentials_ok
 from receiver.config import Config, ConfigError, load_config, with_overrides
 from receiver.executors import require_usable_executors
 from receiver.intake import Intake, LocalIntake
-from receiver.metrics import HttpMetrics, JournalCollector, http_metrics
+from receiver.metrics import HttpMetrics, JournalCollector, http_metrics, register_build_info
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
 from receiver.store.listing import PageBounds
+from receiver.version import build_info
 from receiver.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,11 @@ RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
 
 @dataclass
 class AppState:
-    """The running config (swapped atomically on reload) and the journal."""
+    """The running config (swapped atomically on reload) and the journal.
+
+    `started` is the config the process started with (`config` unless given): the
+    RESTART_KEYS of it are what the server really runs until a restart, whatever was
+    reloaded since, so a reload's `restart_required` is judged against it."""
 
     config: Config
     store: Store
@@ -59,10 +64,20 @@ class AppState:
     #: why the process is not making progress, or None (`/-/healthy` answers 503 then);
     #: `remediator serve` watches its journal writer with it
     liveness: Callable[[], str | None] | None = None
+    started: Config | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.config
+
     def reload(self) -> dict[str, Any]:
-        """Load the config file again; on any problem keep the old one and raise."""
+        """Load the config file again; on any problem keep the old one and raise.
+
+        Returns {"status": "reloaded", "sha256": hex of the file, "restart_required":
+        the RESTART_KEYS whose value in the file differs from the one the process started
+        with}: a change reloaded twice is listed both times, and one reverted is not.
+        Raises ConfigError (the running config is then unchanged)."""
         if not self.config_path:
             raise ConfigError([], "no config file to reload")
         with self._lock:
@@ -70,15 +85,25 @@ class AppState:
             require_usable_executors(new)  # before the writer: it runs the dispatcher
             if self.intake is not None:
                 self.intake.reload(new)  # the writer takes it too, or neither does
-            pending = [key for key, get in RESTART_KEYS.items() if get(new) != get(self.config)]
+            pending = restart_required(self.started or self.config, new)
             self.config = new  # one reference swap: requests see the old or the new, whole
             self.loaded_at = time.time()
             self.store.apply_limits(new.limits)
         seed_metrics(self.store, new)
         log.info("configuration reloaded from %s (sha256 %s)", self.config_path, new.sha256[:12])
         if pending:
-            log.warning("changed keys that need a restart to apply: %s", ", ".join(pending))
+            log.warning(
+                "these keys differ from what the process started with and need a restart to "
+                "apply: %s",
+                ", ".join(pending),
+            )
         return {"status": "reloaded", "sha256": new.sha256, "restart_required": pending}
+
+
+def restart_required(running: Config, new: Config) -> list[str]:
+    """The RESTART_KEYS whose value in `new` differs from `running` (the config the
+    process started with), in RESTART_KEYS order."""
+    return [key for key, get in RESTART_KEYS.items() if get(new) != get(running)]
 
 
 def seed_metrics(store: Store, config: Config) -> None:
@@ -87,7 +112,7 @@ def seed_metrics(store: Store, config: Config) -> None:
     try:
         store.seed_metrics([(s.name, s.action) for s in config.strategies])
     except StoreUnavailable as exc:
-        log.warning("could not seed metric series: %s", exc)
+        log.error("journal unavailable, could not seed metric series: %s", exc)
 
 
 def state() -> AppState:
@@ -283,13 +308,17 @@ def healthy() -> tuple[str, int]:
 
 @admin.get("/-/ready")
 def ready() -> tuple[str, int]:
+    """200 "Remediator is Ready." then the version line (`remediator 0.1.0 (Python
+    3.12.3)`) when the journal and the journal writer answer; 503 with the reason when
+    not (a readiness probe then takes the pod out of its Service)."""
     app_state = state()
     try:
         app_state.store.ping()
         app_state.intake.ping()
     except StoreUnavailable as exc:
         return f"Remediator is not ready: journal unavailable: {exc}\n", 503
-    return "Remediator is Ready.\n", 200
+    # The first line stays as it is: probes and scripts compare it.
+    return f"Remediator is Ready.\n{build_info()}\n", 200
 
 
 @admin.post("/-/reload")
@@ -318,6 +347,7 @@ def _json_errors(app: Flask) -> None:
 
     @app.errorhandler(StoreUnavailable)
     def store_error(exc: StoreUnavailable) -> tuple[Response, int]:
+        log.error("journal unavailable for %s %s: %s", request.method, request.path, exc)
         return error(503, "journal unavailable, retry later")
 
 
@@ -349,6 +379,7 @@ def create_app(app_state: AppState) -> Flask:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JournalCollector(app_state.store, lambda: app_state.config))
     app.extensions["remediator.registry"] = registry
+    register_build_info(registry, build_info())
     figures = http_metrics(registry)
     _instrument(app, figures)
     for blueprint in (api, admin):

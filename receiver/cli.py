@@ -1,4 +1,4 @@
-"""Command line: `remediator serve | check | explain | demo`."""
+"""Command line: `remediator serve | check | explain | demo`, and `remediator --version`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from receiver.config import Config, ConfigError, Strategy, load_config, with_ove
 from receiver.durations import format_duration
 from receiver.engine import Plan, plan_for
 from receiver.matchers import MatcherError, parse_label_args
+from receiver.version import build_info
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -174,33 +176,124 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if results and all(r.action for r in results) else EXIT_INVALID
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="remediator", description="Turn Prometheus alerts into safe, audited remediation."
+def _command(
+    commands: Any, name: str, summary: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose `--help` says what it does, every flag and an example."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        # pre-wrapped: the raw formatter keeps the examples' lines, and would not wrap
+        description=textwrap.fill(description, 88),
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the receiver (gunicorn, threaded)")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `remediator` command line: one subcommand per task, each with its help."""
+    parser = argparse.ArgumentParser(
+        prog="remediator",
+        description="Turn Prometheus Alertmanager alerts into safe, audited remediation.",
+        epilog="Run `remediator COMMAND --help` for a command's flags and an example.",
+    )
+    parser.add_argument("--version", action="version", version=str(build_info()))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(commands)
+    _check_parser(commands)
+    _explain_parser(commands)
+    _demo_parser(commands)
+    return parser
+
+
+def _serve_parser(commands: Any) -> None:
+    serve = _command(
+        commands,
+        "serve",
+        "run the receiver: the webhook, the API, /metrics and the dispatcher",
+        "Validate the config, check the journal answers, then serve Alertmanager's webhook "
+        "(POST /webhook), the read API (/api/v1/...), /metrics, /-/healthy, /-/ready and "
+        "/-/reload under gunicorn, and carry out the planned actions. SIGHUP or POST "
+        "/-/reload re-reads the config without interrupting actions in flight.",
+        "  remediator serve --config examples/remediation.yml\n"
+        "  remediator serve --config remediation.yml --listen 127.0.0.1:9095 \\\n"
+        "      --store postgresql://remediator@db/remediator --log-format json\n",
+    )
     serve.add_argument("--config", required=True, help="remediation YAML file")
-    serve.add_argument("--listen", help="HOST:PORT (default from config, else 0.0.0.0:9095)")
-    serve.add_argument("--store", help="journal URL, e.g. sqlite:///remediator.db")
-    serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.add_argument(
+        "--listen", help="HOST:PORT to serve on (default: server.listen, else 0.0.0.0:9095)"
+    )
+    serve.add_argument(
+        "--store",
+        help="journal URL, sqlite:///PATH or postgresql://... (default: the config's store)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or as one JSON object each (default: text)",
+    )
     serve.set_defaults(func=cmd_serve)
 
-    check = commands.add_parser("check", help="validate a config file")
-    check.add_argument("--config", required=True)
+
+def _check_parser(commands: Any) -> None:
+    check = _command(
+        commands,
+        "check",
+        "validate a config file and exit (0 valid, 1 invalid)",
+        "Load the config as `serve` would and list every problem found, with its key and "
+        "line, without starting anything or reaching the network. Exits 0 when the config "
+        "is valid, 1 when it is not.",
+        "  remediator check --config examples/remediation.yml\n",
+    )
+    check.add_argument("--config", required=True, help="remediation YAML file")
     check.set_defaults(func=cmd_check)
 
-    explain = commands.add_parser("explain", help="show what an alert with these labels gets")
-    explain.add_argument("--config", required=True)
-    explain.add_argument("--annotation", action="append", metavar="NAME=VALUE")
+
+def _explain_parser(commands: Any) -> None:
+    explain = _command(
+        commands,
+        "explain",
+        "show what an alert with these labels would get, without acting",
+        "Match an imaginary firing alert with these labels against the config: which "
+        "strategies match, the rendered target and parameters, and every gate the action "
+        "would pass through (dry-run, lock, cooldown, budget, concurrency, breaker, "
+        "preconditions, verification). Nothing is journaled or executed.",
+        "  remediator explain --config examples/remediation.yml \\\n"
+        "      alertname=ServiceDown service=checkout severity=page\n"
+        "  remediator explain --config examples/remediation.yml --json \\\n"
+        "      --annotation summary='checkout is down' alertname=ServiceDown service=checkout\n",
+    )
+    explain.add_argument("--config", required=True, help="remediation YAML file")
+    explain.add_argument(
+        "--annotation",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an annotation of the alert, for templates that use one (repeatable)",
+    )
     explain.add_argument("--json", action="store_true", help="machine-readable output")
-    explain.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
+    explain.add_argument("labels", nargs="+", metavar="LABEL=VALUE", help="the alert's labels")
     explain.set_defaults(func=cmd_explain)
-    demo = commands.add_parser("demo", help="run the closed loop on this machine")
-    demo.add_argument("--keep-running", action="store_true", help="leave the stack up")
+
+
+def _demo_parser(commands: Any) -> None:
+    demo = _command(
+        commands,
+        "demo",
+        "run the closed loop on this machine: alert, action, verification",
+        "Start demo services (under supervisord), Prometheus, Alertmanager and this receiver "
+        "on free loopback ports, inject faults one after another, and narrate each: fault, "
+        "alert, action, verification, resolution; then a summary table. Needs the "
+        "repository (examples/, rules/, alertmanager/). Exits 0 when every fault got its "
+        "action. Everything stops at the end or on Ctrl-C, unless --keep-running is given.",
+        "  remediator demo\n  remediator demo --keep-running\n",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the stack up after the demo, to look at its URLs; Ctrl-C stops it",
+    )
     demo.set_defaults(func=cmd_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -99,6 +99,17 @@ class _Runtime:
         return f"unusable {reason}" if reason is not None else None
 
 
+#: Outcomes that need a person: a WARNING, so that a log alert on WARNING catches them.
+ATTENTION_STATUSES = ("failed", "timed_out")
+
+
+def outcome_level(strategy: Strategy | None, status: str) -> int:
+    """The log level of an action's outcome: WARNING when it failed or timed out, or
+    when it escalated to a person (an `escalate` action that ran); INFO otherwise."""
+    escalated = strategy is not None and strategy.action == "escalate" and status == "succeeded"
+    return logging.WARNING if status in ATTENTION_STATUSES or escalated else logging.INFO
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -214,7 +225,9 @@ class Dispatcher:
         skipped: list[int] = []
         claimed = self.store.claim(self.worker, self.clock(), self._judge(config, blocked, skipped))
         for row, reason in blocked:  # journaled by the claim; now tell a person
-            self.store.remark(row.id, self.clock(), self._escalate(config, row, reason))
+            note = self._escalate(config, row, reason)
+            self.store.remark(row.id, self.clock(), note)
+            log.warning("%s; %s", reason, note, extra={"action_id": row.id})
         if claimed is None:
             return bool(skipped)  # skips journaled: more planned actions may be waiting
         row, _verdict = claimed
@@ -521,7 +534,13 @@ class Dispatcher:
             row, outcome.status, outcome.reason, outcome.output, now, update
         )
         extra = {"action_id": row.id, "incident_id": row.incident_id}
-        log.info("action %s: %s", outcome.status, outcome.reason, extra=extra)
+        log.log(
+            outcome_level(strategy, outcome.status),
+            "action %s: %s",
+            outcome.status,
+            outcome.reason,
+            extra=extra,
+        )
         reason = None
         if after.state == breaker.OPEN and before.state != breaker.OPEN:
             reason = f"breaker opened for {row.strategy} on {row.target}: {outcome.reason}"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,6 +29,7 @@ from receiver import breaker, reliability
 from receiver.config import Config
 from receiver.store.labels import FOLDED_METRIC, OTHER, fold_label_set, fold_totals
 from receiver.store.totals import ACTION_BUCKETS, DURATION_BUCKETS, le
+from receiver.version import BuildInfo
 
 COUNTERS = {
     "remediator_actions_total": (
@@ -131,6 +132,19 @@ def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
             registry=registry,
         ),
     )
+
+
+def register_build_info(registry: CollectorRegistry, info: BuildInfo) -> None:
+    """`remediator_build_info{version, python} 1`, Prometheus' convention for what runs
+    (`prometheus_build_info{version, revision, branch, goversion}`): join on it to see
+    which version a figure came from, or count versions across a fleet."""
+    Gauge(
+        "remediator_build_info",
+        "A metric with a constant '1' value labeled by the version of remediator and of "
+        "the Python running it.",
+        ("version", "python"),
+        registry=registry,
+    ).labels(info.version, info.python).set(1)
 
 
 class JournalCollector:

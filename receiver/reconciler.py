@@ -159,7 +159,7 @@ class Reconciler:
         try:
             self.run_once(settings)
         except StoreUnavailable as exc:
-            log.warning("reconciliation skipped: journal unavailable: %s", exc)
+            log.error("reconciliation skipped: journal unavailable: %s", exc)
         except Exception:  # a bug here must never end the thread, nor the writer
             log.exception("reconciliation failed unexpectedly; will try again")
 

@@ -35,6 +35,7 @@ from receiver.config import Config, ConfigError
 from receiver.executors import require_usable_executors
 from receiver.httpworker import FrontLimits, worker_class
 from receiver.store import open_store
+from receiver.version import build_info
 from receiver.writer.client import REPLY_TIMEOUT_S, WriterIntake, WriterProcess, stop_timeout
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,13 @@ def serve(options: ServeOptions) -> None:
     store = open_store(config.store)
     store.ping()
     store.close()
-    log.info("remediator listening on %s, journal %s", config.server.listen, config.store)
+    build = build_info()
+    log.info(
+        "remediator listening on %s, journal %s (version %s, Python %s)",
+        config.server.listen,
+        config.store,
+        build.version,
+        build.python,
+    )
     warn_if_exposed(config)
     RemediatorServer(options).run()

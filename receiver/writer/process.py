@@ -246,7 +246,8 @@ class LargeNotification:
         self.retry = not isinstance(exc, spool.ClaimLost)
         if not isinstance(exc, (StoreUnavailable, spool.ClaimLost)):
             log.error("internal error journaling a spooled notification", exc_info=exc)
-        log.warning(
+        log.log(
+            logging.ERROR if isinstance(exc, StoreUnavailable) else logging.WARNING,
             "spooled notification %d stopped after %d of its %d alerts (%s); the rest stays "
             "queued in the spool, %s",
             self.spool_id,
@@ -462,7 +463,7 @@ class JournalWriter:
             large = self._resumed(row)
         except StoreUnavailable as exc:  # said once per outage: this runs every few seconds
             log.log(
-                logging.DEBUG if self._spool_unreadable else logging.WARNING,
+                logging.DEBUG if self._spool_unreadable else logging.ERROR,
                 "cannot look at the spool of large notifications now: %s",
                 exc,
             )
