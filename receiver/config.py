@@ -290,6 +290,8 @@ class _Reader:
         #: strategies (name, line) that query Prometheus, valid or not: a missing
         #: prometheus.url is reported even when such a strategy has other problems
         self.prometheus_users: list[tuple[str, int | None]] = []
+        #: (executor, setting) present but invalid, already reported
+        self.invalid_settings: set[tuple[str, str]] = set()
 
     def fail(self, path: str, message: str, line: int | None) -> None:
         self.problems.append(Problem(path, message, line))
@@ -751,6 +753,8 @@ def _read_executors(r: _Reader, node: Any, line: int | None) -> dict[str, Execut
             converted = r.value(section, path, key, convert)
             if converted is not None:
                 settings[key] = converted
+            elif key in section:  # reported here: strategies must not ask for it again
+                r.invalid_settings.add((name, key))
         if kind == "supervisor" and "url" not in section:
             r.fail(f"{path}.url", "required key is missing", spec_line)
         if kind == "kubernetes":
@@ -935,7 +939,10 @@ def _check_action_needs(
                 f"required for action {action!r} on a {executor.type} executor",
                 line,
             )
-    if action == "scale" and executor.type == "log" and "current_replicas" not in executor.settings:
+    given = "current_replicas" in executor.settings
+    if given or (executor.name, "current_replicas") in r.invalid_settings:
+        return
+    if action == "scale" and executor.type == "log":
         r.fail(
             f"{path}.executor",
             f"log executor {executor.name!r} changes nothing and cannot read replicas: to trial "
