@@ -296,6 +296,11 @@ class _Reader:
     def fail(self, path: str, message: str, line: int | None) -> None:
         self.problems.append(Problem(path, message, line))
 
+    def reported(self, section: str) -> bool:
+        """Whether a problem inside this top-level section was reported already (then
+        a rule that needs the section must not report it again as missing)."""
+        return any(p.path == section or p.path.startswith(f"{section}.") for p in self.problems)
+
     def section(
         self,
         node: Any,
@@ -583,10 +588,8 @@ def _read_alertmanager(r: _Reader, node: Any, line: int | None) -> AlertmanagerE
     if section is None:
         return None
     url = r.value(section, "alertmanager", "url", _url)
-    if not url:
-        return None
-    return AlertmanagerEndpoint(
-        url,
+    endpoint = AlertmanagerEndpoint(  # every key checked, even when the url is not valid
+        url or "",
         r.value(section, "alertmanager", "timeout", _positive_duration, 10.0),
         r.value(
             section, "alertmanager", "reconcile_interval", _duration, DEFAULT_RECONCILE_INTERVAL
@@ -594,6 +597,7 @@ def _read_alertmanager(r: _Reader, node: Any, line: int | None) -> AlertmanagerE
         r.value(section, "alertmanager", "reconcile_grace", _duration, DEFAULT_RECONCILE_GRACE),
         r.value(section, "alertmanager", "external_urls", _urls, ()),
     )
+    return endpoint if url else None
 
 
 def _urls(value: Any) -> tuple[str, ...]:
@@ -975,16 +979,14 @@ def _read_request(r: _Reader, section: Mapping, path: str) -> RequestSpec | None
         return None
     if "url" not in node:
         r.fail(f"{path}.url", "required key is missing", node.line)
-        return None
     url = r.value(node, path, "url", _url_template)
+    # the other keys are checked even when the url is missing or invalid
+    method = r.value(node, path, "method", _method, "POST")
+    headers = r.value(node, path, "headers", _template_map, {})
+    body = r.value(node, path, "body", _body_templates)
     if url is None:
         return None
-    return RequestSpec(
-        method=r.value(node, path, "method", _method, "POST"),
-        url=url,
-        headers=r.value(node, path, "headers", _template_map, {}),
-        body=r.value(node, path, "body", _body_templates),
-    )
+    return RequestSpec(method=method, url=url, headers=headers, body=body)
 
 
 def _method(value: Any) -> str:
@@ -1024,6 +1026,9 @@ def _read_scale(r: _Reader, section: Mapping, path: str) -> ScaleSpec | None:
         return None
     if ("query" in node) == ("annotation" in node):
         r.fail(path, "set exactly one of query (PromQL) or annotation (alert value)", node.line)
+    # the value's source is checked even when the policy is refused below
+    query = r.value(node, path, "query", _template)
+    annotation = r.value(node, path, "annotation", _nonempty)
     try:
         policy = ScalePolicy(
             target_value=r.value(node, path, "target_value", _positive, 1.0),
@@ -1037,11 +1042,7 @@ def _read_scale(r: _Reader, section: Mapping, path: str) -> ScaleSpec | None:
     except ValueError as exc:  # the policy's own rules, e.g. min_replicas > max_replicas
         r.fail(path, str(exc), node.line)
         return None
-    return ScaleSpec(
-        policy=policy,
-        query=r.value(node, path, "query", _template),
-        annotation=r.value(node, path, "annotation", _nonempty),
-    )
+    return ScaleSpec(policy=policy, query=query, annotation=annotation)
 
 
 def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) -> Verify | None:
@@ -1055,15 +1056,13 @@ def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) ->
         return None
     if "query" not in node:
         r.fail(f"{path}.query", "required key is missing", node.line)
-        return None
     query = r.value(node, path, "query", _template)
+    # timeout and interval are checked even when the query is missing or invalid
+    timeout = r.value(node, path, "timeout", _positive_duration, defaults.verify_timeout)
+    interval = r.value(node, path, "interval", _positive_duration, defaults.verify_interval)
     if query is None:
         return None
-    return Verify(
-        query=query,
-        timeout=r.value(node, path, "timeout", _positive_duration, defaults.verify_timeout),
-        interval=r.value(node, path, "interval", _positive_duration, defaults.verify_interval),
-    )
+    return Verify(query=query, timeout=timeout, interval=interval)
 
 
 def _read_preconditions(r: _Reader, section: Mapping, path: str) -> tuple[Precondition, ...]:
@@ -1163,15 +1162,17 @@ def _check_references(r: _Reader, config: Config, top: Mapping) -> None:
             _line(top.get("defaults"), "escalation_executor"),
         )
     for name, executor in config.executors.items():
+        # a url present but invalid (here or top-level) was reported already, once
+        given = (name, "url") in r.invalid_settings or r.reported("alertmanager")
         if executor.type == "alertmanager" and not (
-            executor.settings.get("url") or config.alertmanager
+            executor.settings.get("url") or config.alertmanager or given
         ):
             r.fail(
                 f"executors.{name}.url",
                 "an alertmanager executor needs a url here or a top-level alertmanager.url",
                 _line(top, "executors"),
             )
-    if r.prometheus_users and config.prometheus is None:
+    if r.prometheus_users and config.prometheus is None and not r.reported("prometheus"):
         r.fail(
             "prometheus.url",
             "required by strategies that query Prometheus: "

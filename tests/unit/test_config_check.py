@@ -88,6 +88,63 @@ def test_prometheus_is_asked_for_by_a_strategy_with_other_problems() -> None:
     ]
 
 
+STRATEGY = """\
+executors:
+  web: {type: http}
+  note: {type: log, current_replicas: 2}
+strategies:
+  - name: s
+    matchers: []
+    executor: %s
+    target: t
+"""
+
+
+@pytest.mark.parametrize(
+    ("executor", "tail", "expected"),
+    [
+        (
+            "web",
+            "    action: http\n    request: {method: FETCH}\n",
+            ["strategies[0].request.url", "strategies[0].request.method"],
+        ),
+        (
+            "note",
+            "    action: restart\n    verify: {timeout: soon}\n",
+            ["strategies[0].verify.query", "strategies[0].verify.timeout"],
+        ),
+        (
+            "note",
+            "    action: scale\n"
+            "    scale: {annotation: '', target_value: 1, min_replicas: 5, max_replicas: 2}\n",
+            ["strategies[0].scale.annotation", "strategies[0].scale"],
+        ),
+    ],
+    ids=["request-url-and-method", "verify-query-and-timeout", "scale-source-and-policy"],
+)
+def test_a_missing_or_invalid_key_does_not_hide_its_neighbours(
+    executor: str, tail: str, expected: list[str]
+) -> None:
+    assert [path for path, _, _ in problems(STRATEGY % executor + tail)] == expected
+
+
+def test_an_invalid_prometheus_url_is_reported_once_not_again_as_missing() -> None:
+    text = (
+        "prometheus: {url: 'localhost:9090'}\n"
+        + STRATEGY % "note"
+        + ("    action: restart\n    verify: {query: up == 1}\n")
+    )
+    assert [(path, line) for path, line, _ in problems(text)] == [("prometheus.url", 1)]
+
+
+def test_an_invalid_alertmanager_url_is_reported_once_not_again_as_missing() -> None:
+    text = "alertmanager: {url: nowhere}\nexecutors:\n  am: {type: alertmanager, url: x}\n"
+    assert [(path, line) for path, line, _ in problems(text)] == [
+        ("executors.am.url", 3),
+        ("alertmanager.url", 1),
+    ]
+
+
 SCALE_ON_LOG = """\
 executors:
   trial: {type: log%s}
