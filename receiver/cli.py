@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.alerts import Alert, fingerprint_of
-from receiver.config import Config, ConfigError, Strategy, load_config, with_overrides
+from receiver.config import (
+    Config,
+    ConfigError,
+    Strategy,
+    config_warnings,
+    load_config,
+    with_overrides,
+)
 from receiver.durations import format_duration
 from receiver.engine import Plan, plan_for
 from receiver.matchers import MatcherError, parse_label_args
@@ -36,6 +43,8 @@ def _report(path: str, exc: ConfigError) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the config is valid, 1 with every problem on stderr when not; either
+    way, warnings (what a config does not do, see config_warnings) follow on stderr."""
     config = _load(args.config)
     if config is None:
         return EXIT_INVALID
@@ -46,12 +55,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         require_usable_executors(config, full=False)
     except ConfigError as exc:
         _report(args.config, exc)
+        _warn(args.config, config)
         return EXIT_INVALID
     print(
         f"{args.config}: OK ({len(config.strategies)} strategies, "
         f"{len(config.executors)} executors)"
     )
+    _warn(args.config, config)
     return EXIT_OK
+
+
+def _warn(path: str, config: Config) -> None:
+    warnings = config_warnings(config)
+    if warnings:
+        print(f"{path}: {len(warnings)} warning(s):", file=sys.stderr)
+    for warning in warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

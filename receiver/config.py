@@ -8,6 +8,7 @@ one error at a time, and a bad config must never half-apply.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from receiver.breaker import BreakerSettings
-from receiver.durations import parse_duration
+from receiver.durations import format_duration, parse_duration
 from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
 from receiver.regex import LinearPattern
 from receiver.scaling import ScalePolicy
@@ -286,9 +287,19 @@ class _Reader:
     def __init__(self, base_dir: Path) -> None:
         self.problems: list[Problem] = []
         self.base_dir = base_dir
+        #: strategies (name, line) that query Prometheus, valid or not: a missing
+        #: prometheus.url is reported even when such a strategy has other problems
+        self.prometheus_users: list[tuple[str, int | None]] = []
+        #: (executor, setting) present but invalid, already reported
+        self.invalid_settings: set[tuple[str, str]] = set()
 
     def fail(self, path: str, message: str, line: int | None) -> None:
         self.problems.append(Problem(path, message, line))
+
+    def reported(self, section: str) -> bool:
+        """Whether a problem inside this top-level section was reported already (then
+        a rule that needs the section must not report it again as missing)."""
+        return any(p.path == section or p.path.startswith(f"{section}.") for p in self.problems)
 
     def section(
         self,
@@ -577,10 +588,8 @@ def _read_alertmanager(r: _Reader, node: Any, line: int | None) -> AlertmanagerE
     if section is None:
         return None
     url = r.value(section, "alertmanager", "url", _url)
-    if not url:
-        return None
-    return AlertmanagerEndpoint(
-        url,
+    endpoint = AlertmanagerEndpoint(  # every key checked, even when the url is not valid
+        url or "",
         r.value(section, "alertmanager", "timeout", _positive_duration, 10.0),
         r.value(
             section, "alertmanager", "reconcile_interval", _duration, DEFAULT_RECONCILE_INTERVAL
@@ -588,6 +597,7 @@ def _read_alertmanager(r: _Reader, node: Any, line: int | None) -> AlertmanagerE
         r.value(section, "alertmanager", "reconcile_grace", _duration, DEFAULT_RECONCILE_GRACE),
         r.value(section, "alertmanager", "external_urls", _urls, ()),
     )
+    return endpoint if url else None
 
 
 def _urls(value: Any) -> tuple[str, ...]:
@@ -697,7 +707,11 @@ _EXECUTOR_SETTINGS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "alertname": _alertname,
         "silence_duration": _positive_duration,
     },
-    "log": {},
+    "log": {
+        # what a trial of a scale strategy decides from: the log executor changes nothing,
+        # so it cannot read a real count (required by scale strategies on it)
+        "current_replicas": _int(0),
+    },
 }
 
 
@@ -743,6 +757,8 @@ def _read_executors(r: _Reader, node: Any, line: int | None) -> dict[str, Execut
             converted = r.value(section, path, key, convert)
             if converted is not None:
                 settings[key] = converted
+            elif key in section:  # reported here: strategies must not ask for it again
+                r.invalid_settings.add((name, key))
         if kind == "supervisor" and "url" not in section:
             r.fail(f"{path}.url", "required key is missing", spec_line)
         if kind == "kubernetes":
@@ -801,34 +817,37 @@ def _read_strategies(
         r.fail("strategies", f"expected a list of strategies, got {_kind(node)}", line)
         return ()
     strategies: list[Strategy] = []
+    names: set[str] = set()
     for index, item in enumerate(node):
-        strategy = _read_strategy(r, item, index, _line(node, index), defaults, executors)
-        if strategy is None:
-            continue
-        if any(s.name == strategy.name for s in strategies):
+        name, strategy = _read_strategy(r, item, index, _line(node, index), defaults, executors)
+        # a duplicate is a fault of its own, reported whether or not the strategy is valid
+        if name is not None and name in names:
             r.fail(  # item may be a bare `-` (null): take the line from the list
-                f"strategies[{index}].name",
-                f"duplicate name {strategy.name!r}",
-                _line(node, index),
+                f"strategies[{index}].name", f"duplicate name {name!r}", _line(node, index)
             )
             continue
-        strategies.append(strategy)
+        if name is not None:
+            names.add(name)
+        if strategy is not None:
+            strategies.append(strategy)
     return tuple(strategies)
 
 
 def _read_strategy(
     r: _Reader, node: Any, index: int, line: int | None, defaults: Defaults, executors: dict
-) -> Strategy | None:
+) -> tuple[str | None, Strategy | None]:
+    """(its name if readable, the strategy if valid): every problem is reported, and the
+    name still takes part in the duplicate check when the strategy is invalid."""
     path = f"strategies[{index}]"
     required = {"name", "matchers", "action", "executor", "target"}
     section = r.section(node, path, line, _STRATEGY_KEYS, required)
     if section is None:
-        return None
+        return None, None
     before = len(r.problems)
     name = r.value(section, path, "name", _nonempty)
     action = r.value(section, path, "action", _action)
     executor = r.value(section, path, "executor", _nonempty)
-    _check_executor(r, section, path, action, executor, executors)
+    can_run = _check_executor(r, section, path, action, executor, executors)
     fields: dict[str, Any] = {
         "name": name,
         "action": action,
@@ -860,10 +879,19 @@ def _read_strategy(
         "escalate_on_failure": r.value(section, path, "escalate_on_failure", _bool, False),
         "idempotent": r.value(section, path, "idempotent", _bool, False),
     }
-    _check_action_needs(r, section, path, action, executors.get(executor))
+    _check_action_needs(r, section, path, action, executors.get(executor), can_run)
+    if _queries_prometheus(fields):
+        r.prometheus_users.append((name or path, line))
     if len(r.problems) > before:
-        return None
-    return Strategy(**fields)
+        return name, None
+    return name, Strategy(**fields)
+
+
+def _queries_prometheus(fields: Mapping[str, Any]) -> bool:
+    scale = fields["scale"]
+    return bool(
+        fields["verify"] or (scale and scale.query) or any(p.query for p in fields["preconditions"])
+    )
 
 
 def _action(value: Any) -> str:
@@ -872,9 +900,11 @@ def _action(value: Any) -> str:
     return value
 
 
-def _check_executor(r, section, path, action, executor, executors) -> None:
+def _check_executor(r, section, path, action, executor, executors) -> bool:
+    """False when the named executor is unknown or cannot carry out the action: then the
+    executor's own needs (command, request) are not asked for, they would contradict."""
     if executor is None:
-        return
+        return False
     if executor not in executors:
         known = ", ".join(sorted(executors)) or "none defined"
         r.fail(
@@ -882,7 +912,7 @@ def _check_executor(r, section, path, action, executor, executors) -> None:
             f"no executor named {executor!r} (known: {known})",
             _line(section, "executor"),
         )
-        return
+        return False
     kind = executors[executor].type
     if action and action not in EXECUTOR_ACTIONS[kind]:
         r.fail(
@@ -891,22 +921,39 @@ def _check_executor(r, section, path, action, executor, executors) -> None:
             + ", ".join(sorted(EXECUTOR_ACTIONS[kind])),
             _line(section, "action"),
         )
+        return False
+    return True
 
 
-def _check_action_needs(r, section, path, action, executor: ExecutorConfig | None) -> None:
-    kind = executor.type if executor else None
-    needs = {
-        "command": kind == "command",
-        "request": kind == "http",
-        "scale": action == "scale",
-    }
+def _check_action_needs(
+    r, section, path, action, executor: ExecutorConfig | None, can_run: bool
+) -> None:
+    """What the action needs (scale: a `scale` section) and, when the executor can carry
+    the action out, what the executor needs (command, request, current_replicas)."""
+    line = getattr(section, "line", None)
+    if action == "scale" and "scale" not in section:
+        r.fail(f"{path}.scale", "required for action 'scale'", line)
+    if not can_run or executor is None:
+        return
+    needs = {"command": executor.type == "command", "request": executor.type == "http"}
     for key, needed in needs.items():
         if needed and key not in section:
             r.fail(
                 f"{path}.{key}",
-                f"required for action {action!r} on a {kind} executor",
-                getattr(section, "line", None),
+                f"required for action {action!r} on a {executor.type} executor",
+                line,
             )
+    given = "current_replicas" in executor.settings
+    if given or (executor.name, "current_replicas") in r.invalid_settings:
+        return
+    if action == "scale" and executor.type == "log":
+        r.fail(
+            f"{path}.executor",
+            f"log executor {executor.name!r} changes nothing and cannot read replicas: to trial "
+            f"this scale strategy, add current_replicas: N to executors.{executor.name} "
+            "(the count the decision starts from)",
+            _line(section, "executor"),
+        )
 
 
 def _template_map(value: Any) -> dict[str, Template]:
@@ -932,16 +979,14 @@ def _read_request(r: _Reader, section: Mapping, path: str) -> RequestSpec | None
         return None
     if "url" not in node:
         r.fail(f"{path}.url", "required key is missing", node.line)
-        return None
     url = r.value(node, path, "url", _url_template)
+    # the other keys are checked even when the url is missing or invalid
+    method = r.value(node, path, "method", _method, "POST")
+    headers = r.value(node, path, "headers", _template_map, {})
+    body = r.value(node, path, "body", _body_templates)
     if url is None:
         return None
-    return RequestSpec(
-        method=r.value(node, path, "method", _method, "POST"),
-        url=url,
-        headers=r.value(node, path, "headers", _template_map, {}),
-        body=r.value(node, path, "body", _body_templates),
-    )
+    return RequestSpec(method=method, url=url, headers=headers, body=body)
 
 
 def _method(value: Any) -> str:
@@ -981,6 +1026,9 @@ def _read_scale(r: _Reader, section: Mapping, path: str) -> ScaleSpec | None:
         return None
     if ("query" in node) == ("annotation" in node):
         r.fail(path, "set exactly one of query (PromQL) or annotation (alert value)", node.line)
+    # the value's source is checked even when the policy is refused below
+    query = r.value(node, path, "query", _template)
+    annotation = r.value(node, path, "annotation", _nonempty)
     try:
         policy = ScalePolicy(
             target_value=r.value(node, path, "target_value", _positive, 1.0),
@@ -994,11 +1042,7 @@ def _read_scale(r: _Reader, section: Mapping, path: str) -> ScaleSpec | None:
     except ValueError as exc:  # the policy's own rules, e.g. min_replicas > max_replicas
         r.fail(path, str(exc), node.line)
         return None
-    return ScaleSpec(
-        policy=policy,
-        query=r.value(node, path, "query", _template),
-        annotation=r.value(node, path, "annotation", _nonempty),
-    )
+    return ScaleSpec(policy=policy, query=query, annotation=annotation)
 
 
 def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) -> Verify | None:
@@ -1012,15 +1056,13 @@ def _read_verify(r: _Reader, section: Mapping, path: str, defaults: Defaults) ->
         return None
     if "query" not in node:
         r.fail(f"{path}.query", "required key is missing", node.line)
-        return None
     query = r.value(node, path, "query", _template)
+    # timeout and interval are checked even when the query is missing or invalid
+    timeout = r.value(node, path, "timeout", _positive_duration, defaults.verify_timeout)
+    interval = r.value(node, path, "interval", _positive_duration, defaults.verify_interval)
     if query is None:
         return None
-    return Verify(
-        query=query,
-        timeout=r.value(node, path, "timeout", _positive_duration, defaults.verify_timeout),
-        interval=r.value(node, path, "interval", _positive_duration, defaults.verify_interval),
-    )
+    return Verify(query=query, timeout=timeout, interval=interval)
 
 
 def _read_preconditions(r: _Reader, section: Mapping, path: str) -> tuple[Precondition, ...]:
@@ -1120,27 +1162,22 @@ def _check_references(r: _Reader, config: Config, top: Mapping) -> None:
             _line(top.get("defaults"), "escalation_executor"),
         )
     for name, executor in config.executors.items():
+        # a url present but invalid (here or top-level) was reported already, once
+        given = (name, "url") in r.invalid_settings or r.reported("alertmanager")
         if executor.type == "alertmanager" and not (
-            executor.settings.get("url") or config.alertmanager
+            executor.settings.get("url") or config.alertmanager or given
         ):
             r.fail(
                 f"executors.{name}.url",
                 "an alertmanager executor needs a url here or a top-level alertmanager.url",
                 _line(top, "executors"),
             )
-    needs_prometheus = [
-        s.name
-        for s in config.strategies
-        if s.verify or (s.scale and s.scale.query) or any(p.query for p in s.preconditions)
-    ]
-    if needs_prometheus and config.prometheus is None:
-        wanted = needs_prometheus[0]
-        raw = top["strategies"]
-        first = next((s for s in raw if isinstance(s, dict) and s.get("name") == wanted), None)
+    if r.prometheus_users and config.prometheus is None and not r.reported("prometheus"):
         r.fail(
             "prometheus.url",
-            "required by strategies that query Prometheus: " + ", ".join(needs_prometheus),
-            getattr(first, "line", None),
+            "required by strategies that query Prometheus: "
+            + ", ".join(name for name, _ in r.prometheus_users),
+            r.prometheus_users[0][1],
         )
 
 
@@ -1161,3 +1198,87 @@ def with_overrides(config: Config, overrides: Mapping[str, str]) -> Config:
     if "listen" in overrides:
         config = replace(config, server=replace(config.server, listen=overrides["listen"]))
     return config
+
+
+# ---------------------------------------------------------------- warnings
+
+#: Executor types whose own `timeout` bounds the whole action: the shorter of it and the
+#: strategy's timeout applies. The other types' `timeout` bounds one request or attempt
+#: within the strategy's timeout, so a longer strategy timeout is no contradiction there.
+CAPPING_EXECUTOR_TYPES = frozenset({"command", "alertmanager"})
+
+
+def config_warnings(config: Config) -> list[Problem]:
+    """What a valid config does not do, or does not do as written, one Problem each.
+
+    Shown by `remediator check` after its verdict (exit status unchanged) and logged as
+    WARNINGs when `serve` starts. Each message stands alone (it names the keys at fault),
+    since logs show it without its path. Empty when there is nothing to say.
+    """
+    warnings: list[Problem] = []
+    if not config.strategies:
+        warnings.append(
+            Problem(
+                "strategies",
+                "no strategies: every alert is journaled as unmatched and nothing is "
+                "remediated; add strategies (see examples/remediation.yml)",
+            )
+        )
+    auth = _auth_warning(config.server)
+    if auth is not None:
+        warnings.append(auth)
+    warnings += _timeout_warnings(config)
+    return warnings
+
+
+def _auth_warning(server: ServerConfig) -> Problem | None:
+    if server.auth.enabled:
+        return None
+    if not is_loopback(server.listen):
+        return Problem(
+            "server.auth",
+            f"no server.auth is configured and the server listens on {server.listen}, not "
+            "only on loopback: anyone who can reach it can post alerts that start "
+            "remediation, reload the config and reset breakers; set server.auth (bearer "
+            "token or basic auth) or listen on 127.0.0.1",
+        )
+    return Problem(
+        "server.auth",
+        f"server.auth is not set: any process of this host can post alerts to "
+        f"{server.listen} that start remediation, reload the config and reset breakers; "
+        "set server.auth (bearer token or basic auth) before listening beyond loopback",
+    )
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether HOST:PORT accepts connections from this host only (a loopback address or
+    `localhost`); a host name may resolve to any address, so it is not."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _timeout_warnings(config: Config) -> list[Problem]:
+    """A strategy timeout longer than the cap its executor sets: 60 s asked, 5 s applied."""
+    found = []
+    for index, strategy in enumerate(config.strategies):
+        executor = config.executors[strategy.executor]
+        cap = executor.settings.get("timeout")
+        if executor.type not in CAPPING_EXECUTOR_TYPES or cap is None:
+            continue
+        if strategy.timeout > cap:
+            asked, applied = format_duration(strategy.timeout), format_duration(cap)
+            found.append(
+                Problem(
+                    f"strategies[{index}].timeout",
+                    f"strategy {strategy.name!r} asks for {asked} (its timeout, or "
+                    f"defaults.timeout) but executor {executor.name!r} caps every action at "
+                    f"{applied} (executors.{executor.name}.timeout): the action is stopped "
+                    f"after {applied}; lower the strategy's timeout or raise the executor's",
+                )
+            )
+    return found

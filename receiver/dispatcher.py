@@ -343,7 +343,7 @@ class Dispatcher:
         )
         log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
         result = executor.execute(request)
-        if decision is not None and result.ok:
+        if decision is not None and result.ok and not executor.records_only:
             self._record_scale(strategy, row, executor, decision)
         return result
 

@@ -15,7 +15,6 @@ master and worker together, and the master forwards its signal too.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from gunicorn.arbiter import Arbiter
 
 from receiver import logs
 from receiver.app import AppState, create_app
-from receiver.config import Config, ConfigError
+from receiver.config import Config, ConfigError, config_warnings
 from receiver.executors import require_usable_executors
 from receiver.httpworker import FrontLimits, worker_class
 from receiver.store import open_store
@@ -100,26 +99,11 @@ class ReloadQueue:
 
 
 def warn_if_exposed(config: Config) -> None:
-    """Log a WARNING when nothing guards the API and it listens beyond loopback."""
-    if config.server.auth.enabled or _loopback(config.server.listen):
-        return
-    log.warning(
-        "no server.auth is configured and the server listens on %s, not only on loopback: "
-        "anyone who can reach it can post alerts that start remediation, reload the config "
-        "and reset breakers; set server.auth (bearer token or basic auth) or listen on "
-        "127.0.0.1",
-        config.server.listen,
-    )
-
-
-def _loopback(listen: str) -> bool:
-    host = listen.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to any address
-        return False
+    """Log a WARNING for each thing the config does not do that `check` warns about too
+    (config_warnings): no strategies, no auth (beyond loopback: anyone can post), a
+    strategy timeout its executor caps."""
+    for warning in config_warnings(config):
+        log.warning("%s", warning.message)
 
 
 class RemediatorServer(BaseApplication):

@@ -99,6 +99,9 @@ class Executor(ABC):
     type: ClassVar[str]
     #: The actions this type carries out (mirrors receiver.config.EXECUTOR_ACTIONS).
     actions: ClassVar[frozenset[str]]
+    #: True for types that change nothing (log): a scale they "carry out" is not recorded
+    #: as the target's new replica count, only the decision is journaled.
+    records_only: ClassVar[bool] = False
 
     def __init__(self, config: ExecutorConfig, root: Config) -> None:
         self.config = config

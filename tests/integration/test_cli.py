@@ -122,3 +122,96 @@ def test_explain_json_and_no_match_and_refusal():
 
     bad_label = cli("explain", "--config", str(EXAMPLE), "not a label")
     assert bad_label.returncode == 2
+
+
+# ---------------------------------------------------------------- issue 13: check
+
+
+def test_check_lists_every_problem_of_the_issue_at_once(tmp_path: Path):
+    """A duplicate name next to another error, scale on a command executor: one pass."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "executors: {note: {type: log}, sh: {type: command}}\n"
+        "strategies:\n"
+        "  - {name: a, matchers: [], action: restart, executor: note, target: t}\n"
+        "  - {name: a, matchers: [], action: restart, executor: note, target: t, cooldown: 5}\n"
+        "  - {name: s, matchers: [], action: scale, executor: sh, target: t}\n"
+    )
+    result = cli("check", "--config", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{bad}: invalid configuration:"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "  strategies[1].cooldown (line 4)",
+        "  strategies[1].name (line 4)",
+        "  strategies[2].action (line 5)",
+        "  strategies[2].scale (line 5)",
+    ]
+    assert lines[2] == "  strategies[1].name (line 4): duplicate name 'a'"
+    assert lines[3] == (
+        "  strategies[2].action (line 5): a command executor cannot scale; it supports "
+        "restart, rollback, run"
+    )
+    assert lines[4] == "  strategies[2].scale (line 5): required for action 'scale'"
+
+
+def test_check_of_an_empty_config_passes_with_warnings_of_what_it_does_not_do(tmp_path: Path):
+    empty = tmp_path / "empty.yml"
+    empty.write_text("")
+    result = cli("check", "--config", str(empty))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{empty}: OK (0 strategies, 0 executors)\n"
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{empty}: 2 warning(s):"
+    assert lines[1].startswith("  warning: strategies: no strategies: every alert is journaled")
+    assert lines[2].startswith(
+        "  warning: server.auth: no server.auth is configured and the server listens on "
+        "0.0.0.0:9095, not only on loopback"
+    )
+    assert len(lines) == 3
+
+
+def test_check_warns_when_an_executor_caps_a_longer_strategy_timeout(tmp_path: Path):
+    """The issue's case: 60 s asked (defaults.timeout), 5 s applied by the executor."""
+    (tmp_path / "token").write_text("s3cret\n")
+    capped = tmp_path / "capped.yml"
+    capped.write_text(
+        "server: {listen: '127.0.0.1:9095', auth: {bearer_token_file: token}}\n"
+        "defaults: {timeout: 60s}\n"
+        "executors: {sh: {type: command, timeout: 5s}}\n"
+        "strategies:\n"
+        "  - {name: clean, matchers: [], action: run, executor: sh, target: t, command: [x]}\n"
+    )
+    result = cli("check", "--config", str(capped))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{capped}: OK (1 strategies, 1 executors)\n"
+    assert result.stderr.splitlines() == [
+        f"{capped}: 1 warning(s):",
+        "  warning: strategies[0].timeout: strategy 'clean' asks for 1m (its timeout, or "
+        "defaults.timeout) but executor 'sh' caps every action at 5s (executors.sh.timeout): "
+        "the action is stopped after 5s; lower the strategy's timeout or raise the executor's",
+    ]
+
+
+def test_check_refuses_scale_on_a_log_executor_without_current_replicas(tmp_path: Path):
+    text = (
+        "executors: {trial: {type: log}}\n"
+        "strategies:\n"
+        "  - name: grow\n"
+        "    matchers: []\n"
+        "    action: scale\n"
+        "    executor: trial\n"
+        "    target: web\n"
+        "    scale: {annotation: value, target_value: 1}\n"
+    )
+    bad = tmp_path / "trial.yml"
+    bad.write_text(text)
+    result = cli("check", "--config", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[1:] == [
+        "  strategies[0].executor (line 6): log executor 'trial' changes nothing and cannot "
+        "read replicas: to trial this scale strategy, add current_replicas: N to "
+        "executors.trial (the count the decision starts from)"
+    ]
+    bad.write_text(text.replace("{type: log}", "{type: log, current_replicas: 2}"))
+    assert cli("check", "--config", str(bad)).returncode == 0

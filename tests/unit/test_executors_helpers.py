@@ -55,8 +55,16 @@ def test_build_each_keeps_the_usable_executors_and_says_why_the_others_are_not(t
 
 
 def test_replicas_is_unsupported_by_default():
-    with pytest.raises(ExecutorError, match="log executor cannot report replicas"):
+    executor = EXECUTOR_CLASSES["command"](ExecutorConfig("a", "command"), Config())
+    with pytest.raises(ExecutorError, match="command executor cannot report replicas"):
+        executor.replicas("web")
+
+
+def test_a_log_executor_reports_replicas_only_when_configured():
+    with pytest.raises(ExecutorError, match="log executor 'a' cannot report replicas"):
         LogExecutor(ExecutorConfig("a", "log"), Config()).replicas("web")
+    configured = ExecutorConfig("a", "log", {"current_replicas": 4})
+    assert LogExecutor(configured, Config()).replicas("web") == 4
 
 
 @pytest.mark.parametrize(
