@@ -4,7 +4,9 @@ Starts supervisord with three demo-service processes, Prometheus (fast copy of t
 health rules), Alertmanager (a copy of alertmanager/alertmanager.yml pointed at local
 ports) and `remediator serve`, all on free loopback ports with their files in one temp
 folder; injects faults one after another; prints fault → alert → action → verification
-→ resolution with times; ends with a summary table. Everything stops on exit or Ctrl-C.
+→ resolution with times; ends with a summary table. The URLs to look at are printed
+as soon as the stack is up, while they answer. Everything stops on exit or Ctrl-C unless
+`--keep-running` keeps it up until Ctrl-C.
 
 It needs the repository (examples/, rules/, alertmanager/): it is a demo, not a service.
 """
@@ -518,28 +520,60 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(keep_running: bool = False, say: Callable[[str], None] = print) -> list[Result]:
+def look_at(stack: Stack, keep_running: bool) -> list[str]:
+    """The lines naming where to look, printed as soon as the stack is up.
+
+    Returns one line per URL (Prometheus, Alertmanager, the receiver's read API and
+    metrics) and a last line saying how long they answer: they stop when the demo ends
+    unless it runs with `--keep-running`.
+    """
+    receiver = stack.urls["receiver"]
+    lines = ["\nLook at, while the faults run:"]
+    lines += [f"  {name:<13} {stack.urls[name]}" for name in ("prometheus", "alertmanager")]
+    lines.append(f"  {'receiver':<13} {receiver}/api/v1/actions  {receiver}/api/v1/incidents")
+    lines.append(f"  {'':<13} {receiver}/api/v1/stats  {receiver}/metrics")
+    if keep_running:
+        lines.append("--keep-running: they stay up after the summary until Ctrl-C.")
+    else:
+        lines.append(
+            "They stop when the demo ends; `remediator demo --keep-running` "
+            "(make demo DEMO_ARGS=--keep-running) keeps them up until Ctrl-C."
+        )
+    return lines
+
+
+def run_demo(
+    keep_running: bool = False,
+    say: Callable[[str], None] = print,
+    faults: tuple[Fault, ...] = FAULTS,
+) -> list[Result]:
+    """Start the stack, run `faults` one after another, print the summary, stop.
+
+    The URLs to look at are printed right after the stack is up, while they answer;
+    the end says whether they still do. Returns one `Result` per fault run (fewer if
+    interrupted). `faults` is every fault of the demo unless a caller picks some.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="remediator-demo-"))
     say(f"Remediator demo: files in {workdir}")
     stack = Stack(workdir, say)
     results: list[Result] = []
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack like Ctrl-C does
+    # `kill` stops the stack like Ctrl-C does; the caller's handler comes back after
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
+        for line in look_at(stack, keep_running):
+            say(line)
         narrator = Narrator(stack, say)
-        for fault in FAULTS:
+        for fault in faults:
             results.append(narrator.run(fault))
         say("\n" + summary(results))
-        say("\nLook at:")
-        for name in ("prometheus", "alertmanager", "receiver"):
-            say(f"  {name:<13} {stack.urls[name]}")
-        say(f"  journal       {stack.urls['receiver']}/api/v1/actions  /metrics  /api/v1/stats")
         if keep_running:
-            say("\n--keep-running: the stack stays up; Ctrl-C stops everything.")
+            say("\nThe stack is still up at the URLs above; Ctrl-C stops everything.")
             signal.pause()
     except KeyboardInterrupt:
         say("\ninterrupted")
     finally:
         stack.stop()
-        say(f"stopped everything; files kept in {workdir}")
+        signal.signal(signal.SIGTERM, previous)
+        say(f"stopped everything, the URLs above no longer answer; files kept in {workdir}")
     return results

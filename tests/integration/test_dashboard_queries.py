@@ -88,6 +88,22 @@ def test_every_dashboard_expression_is_valid_and_returns_data(scraped, title, ex
     assert data["result"], f"panel {title!r} returns no data for {expr}"
 
 
+PER_SERVICE = [(title, expr) for title, expr in EXPRS if " per service" in title]
+
+
+@pytest.mark.parametrize(
+    ("title", "expr"), PER_SERVICE, ids=[f"{t}:{i}" for i, (t, _) in enumerate(PER_SERVICE)]
+)
+def test_a_per_service_panel_draws_one_series_per_service(scraped, title, expr):
+    """Evaluated by Prometheus, a "per service" query keeps `service` on every series:
+    a query that pooled the scenario's services would answer one series without it."""
+    result = query(scraped, expr)["result"]
+    assert result, f"panel {title!r} returns no data for {expr}"
+    services = [series["metric"].get("service") for series in result]
+    assert None not in services, f"{title}: series without service: {result}"
+    assert len(services) == len(set(services)), f"{title}: {result}"
+
+
 def test_every_rule_loads_healthy_and_every_expression_evaluates(scraped):
     deadline = time.monotonic() + 20
     while True:

@@ -638,3 +638,45 @@ def test_prometheus_discovers_the_processes_and_every_health_alert_fires_and_res
             demo.restart(spec)
         wait_for(lambda: not _alerts(prom), timeout=60, what="every health alert resolved")
         assert demo.fault("demo:demo_00", fault="saturation", load=0).status_code == 200
+
+
+# ------------------------------------------------------------------ the demo's own output
+
+
+def answers(url: str) -> bool:
+    """True when something serves `url` now (any HTTP answer below 500)."""
+    try:
+        return requests.get(url, timeout=5).status_code < 500
+    except requests.ConnectionError:
+        return False
+
+
+def test_demo_prints_the_urls_while_they_answer_and_says_when_they_stop():
+    """The real stack, no fault: the URLs come right after the stack is up, each one
+    answering at the moment it is printed; the end says they are stopped, and then
+    they are."""
+    from receiver.demo import run_demo
+
+    lines: list[str] = []
+    printed: dict[str, bool] = {}
+
+    def say(text: str) -> None:
+        lines.append(text)
+        if not any("Look at" in line for line in lines) or "fault" in text:
+            return  # only the block of URLs to look at, up to the summary
+        for word in text.split():
+            if word.startswith("http://"):
+                printed[word] = answers(word)  # probed as the reader would, right now
+
+    assert run_demo(keep_running=False, say=say, faults=()) == []
+
+    text = "\n".join(lines)
+    look = text.index("Look at, while the faults run:")
+    assert text.rindex("started ") < look < text.index("fault ")  # before the summary
+    for path in ("/api/v1/actions", "/api/v1/incidents", "/api/v1/stats", "/metrics"):
+        assert any(url.endswith(path) for url in printed), path
+    assert len(printed) == 6, printed  # prometheus, alertmanager, four receiver URLs
+    assert all(printed.values()), printed
+    assert "--keep-running" in text[look : text.index("fault ")]
+    assert lines[-1].startswith("stopped everything, the URLs above no longer answer")
+    assert not any(answers(url) for url in printed)

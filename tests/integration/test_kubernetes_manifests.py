@@ -158,6 +158,27 @@ def test_role_matches_what_the_executor_calls(tmp_path):
     assert used == role_grants(one("Role"))
 
 
+def test_a_namespace_the_manifests_do_not_create_is_said_to_be_yours():
+    """Objects and matchers may use a namespace no manifest creates only when rbac.yml,
+    the kustomization and the README say so, with the error an apply would give."""
+    created = {o["metadata"]["name"] for o in objects() if o["kind"] == "Namespace"}
+    used = {o["metadata"]["namespace"] for o in objects() if "namespace" in o["metadata"]}
+    # matchers naming a namespace literally (templates such as {{ labels.namespace }} aside)
+    used |= set(re.findall(r'namespace="([^"{]+)"', configmap_config()))
+    readme = (REPO / "README.md").read_text().split("\n## Kubernetes\n", 1)[1]
+    documents = {
+        "rbac.yml": (MANIFESTS / "rbac.yml").read_text(),
+        "kustomization.yml": KUSTOMIZATION.read_text(),
+        "README Kubernetes": readme.split("\n## ", 1)[0],
+    }
+    assert used - created == {"shop"}  # the example namespace of the workloads
+    for namespace in used - created:
+        for where, text in documents.items():
+            assert f"`{namespace}`" in text, where
+            if where != "kustomization.yml":
+                assert f'namespaces "{namespace}" not found' in text, where
+
+
 def test_rolebinding_binds_the_role_to_the_service_account():
     role, binding, account = one("Role"), one("RoleBinding"), one("ServiceAccount")
     assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]

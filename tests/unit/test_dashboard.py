@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -273,18 +274,64 @@ def test_ratio_panels_are_percentages_with_thresholds(dashboard):
 
 
 def test_duration_panels_are_in_seconds(dashboard):
-    mttr = by_title(dashboard, "Time to recover (MTTR)")
+    mttr = by_title(dashboard, "Time to recover (MTTR) per service")
     text = exprs_of(mttr)
     for q in ("0.5", "0.9", "0.99"):
-        assert f"histogram_quantile({q}, sum by (le)" in text
+        assert f"histogram_quantile({q}, sum by (service, le)" in text
     assert "remediator_incident_duration_seconds_sum" in text
     assert "remediator_incident_duration_seconds_count" in text
     assert "remediator_mttr_seconds" in text
     ttr = by_title(dashboard, "Time to remediate")
     assert "remediator_time_to_remediate_seconds_bucket" in exprs_of(ttr)
     assert "remediator_time_to_remediate_seconds_sum" in exprs_of(ttr)
-    for title in ("Time to recover (MTTR)", "Time to remediate", "MTTR", "Webhook latency"):
+    for title in (
+        "Time to recover (MTTR) per service",
+        "Time to remediate",
+        "MTTR",
+        "Webhook latency",
+    ):
         assert by_title(dashboard, title)["fieldConfig"]["defaults"]["unit"] == "s", title
+
+
+PER_LABEL = re.compile(r"\bper (service|strategy|target|action)\b")
+
+
+def outer_grouping(expr: str) -> set[str]:
+    """Labels kept by every top-level `sum by (...)`/`max by (...)` of an expression.
+
+    Returns the intersection of their label lists (`le` left out, histogram_quantile
+    drops it), or an empty set when some aggregation groups by nothing (`sum(`).
+    """
+    groupings = re.findall(r"\b(?:sum|max|min|avg|count)\s*(?:by\s*\(([^)]*)\))?\s*\(", expr)
+    kept = [{label.strip() for label in group.split(",") if label.strip()} for group in groupings]
+    return set.intersection(*kept) - {"le"} if kept else set()
+
+
+def test_a_panel_per_label_keeps_that_label_in_every_query_and_legend(dashboard):
+    """A panel titled "... per service" must draw one line per service, never a pool.
+
+    Every query of it must group by the label at every aggregation (a bare `sum(` or
+    `sum by (le)` would add the selected services up) and name it in its legend.
+    """
+    checked = 0
+    for panel in visible(dashboard):
+        match = PER_LABEL.search(panel["title"])
+        if not match:
+            continue
+        label = match.group(1)
+        for target in panel["targets"]:
+            where = f"{panel['title']} {target['refId']}"
+            assert label in outer_grouping(target["expr"]), f"{where}: {target['expr']}"
+            assert "{{" + label + "}}" in target["legendFormat"], where
+            checked += 1
+    assert checked >= 5  # the MTTR and availability panels at least
+
+
+def test_outer_grouping_sees_a_pooled_aggregation():
+    assert outer_grouping("sum by (service, le) (max without (instance) (x))") == {"service"}
+    assert outer_grouping("sum by (service) (x) / sum(y)") == set()
+    assert outer_grouping("histogram_quantile(0.5, sum by (le) (x))") == set()
+    assert outer_grouping("max by (service) (x)") == {"service"}
 
 
 def test_count_panels(dashboard):
@@ -397,9 +444,18 @@ JOURNAL_SERIES = [
     ('remediator_actions_total{strategy="other", action="run", outcome="failed"}', "0x4 9x5"),
     ('remediator_actions_skipped_total{strategy="dry-run-db", reason="dry_run"}', "0x4 4x5"),
     ('remediator_actions_skipped_total{strategy="other", reason="budget"}', "0x4 7x5"),
-    # two checkout incidents resolved, 300 s in all; one of another service
+    # two checkout incidents resolved, 300 s in all (both in the bucket (60, 300]); one
+    # search incident of 30 s (bucket (0, 60]); one of another service
     ('remediator_incident_duration_seconds_sum{service="checkout"}', "0x4 300x5"),
     ('remediator_incident_duration_seconds_count{service="checkout"}', "0x4 2x5"),
+    ('remediator_incident_duration_seconds_sum{service="search"}', "0x4 30x5"),
+    ('remediator_incident_duration_seconds_count{service="search"}', "0x4 1x5"),
+    *[
+        (f'remediator_incident_duration_seconds_bucket{{service="{svc}", le="{le}"}}', values)
+        for svc, counts in (("checkout", (0, 2, 2)), ("search", (1, 1, 1)), ("other", (0, 0, 1)))
+        for le, count in zip(("60", "300", "+Inf"), counts, strict=True)
+        for values in [f"0x4 {count}x5"]
+    ],
     ('remediator_incident_duration_seconds_sum{service="other"}', "0x4 9999x5"),
     ('remediator_incident_duration_seconds_count{service="other"}', "0x4 1x5"),
     ("remediator_open_incidents", "2x10"),
@@ -412,7 +468,7 @@ EXPECTED = {
     "Open incidents": {"{}": 2},
     "Open breakers": {"{}": 1},
     "Success ratio": {"{}": 0.5},
-    "MTTR": {"{}": 150},
+    "MTTR": {"{}": (300 + 30) / (2 + 1)},  # selected services pooled: it says one figure
     "Lowest availability": {"{}": 0.5},
     "Breaker states": {
         '{strategy="restart-web", target="web"}': 2,
@@ -436,6 +492,18 @@ EXPECTED = {
     },
     "Skipped actions by reason": {'{reason="dry_run"}': 4},
 }
+# Later queries of a panel, by (title, index of the query). Quantiles interpolate
+# linearly inside the bucket holding the rank, as histogram_quantile does: checkout's
+# median is its 1st of 2 incidents in (60, 300], search's the middle of its one in
+# (0, 60]. Pooled, they would give one line at 60 + 240 * 0.5 / 2 = 120 instead.
+MTTR_PER_SERVICE = "Time to recover (MTTR) per service"
+EXPECTED_QUERIES = {
+    (MTTR_PER_SERVICE, 0): {
+        '{service="checkout"}': 60 + (300 - 60) * (0.5 * 2 - 0) / 2,
+        '{service="search"}': 0 + (60 - 0) * (0.5 * 1) / 1,
+    },
+    (MTTR_PER_SERVICE, 3): {'{service="checkout"}': 300 / 2, '{service="search"}': 30 / 1},
+}
 
 
 @pytest.mark.integration
@@ -448,9 +516,9 @@ def test_key_queries_compute_the_expected_figures(tmp_path):
         "__interval": "10m",
         "__range": "10m",
     }
-    first_query = {}
+    queries: dict[str, list[str]] = {}
     for title, expr in dashboard_exprs(variables):
-        first_query.setdefault(title, expr)
+        queries.setdefault(title, []).append(expr)
     series = [
         {"series": 'up{job="remediator", instance="remediator-0:9095"}', "values": "1x10"},
         {"series": 'up{job="remediator", instance="remediator-1:9095"}', "values": "1x10"},
@@ -463,13 +531,14 @@ def test_key_queries_compute_the_expected_figures(tmp_path):
             else:
                 named = f"{selector}{{{labels}}}"
             series.append({"series": named, "values": values})
+    expected = {**{(title, 0): want for title, want in EXPECTED.items()}, **EXPECTED_QUERIES}
     tests = [
         {
-            "expr": first_query[title],
+            "expr": queries[title][index],
             "eval_time": "10m",
             "exp_samples": [{"labels": labels, "value": value} for labels, value in want.items()],
         }
-        for title, want in EXPECTED.items()
+        for (title, index), want in expected.items()
     ]
     path = tmp_path / "dashboard.test.yml"
     path.write_text(
