@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/remediation.yml
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager curl jq
 
 .PHONY: run test demo bench lint system-deps venv clean
 
@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Installs Debian's Prometheus and Alertmanager when missing (needs root).
+# Installs Debian's Prometheus, Alertmanager, and curl and jq (the README's troubleshooting
+# commands, run as written by a test) when missing (needs root).
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
