@@ -63,15 +63,7 @@ def fetch_held(url: str, timeout: float) -> list[HeldAlert]:
     reached, answers other than 200, or answers anything but a list of alerts, each
     with a string `fingerprint` and an RFC 3339 `startsAt`: half an answer must never
     close an incident."""
-    try:
-        response = requests.get(url + ALERTS_PATH, timeout=timeout, allow_redirects=False)
-    except requests.Timeout as exc:
-        raise AlertmanagerUnavailable(f"no answer within {timeout:g}s") from exc
-    except requests.RequestException as exc:
-        raise AlertmanagerUnavailable(f"cannot reach it: {connection_reason(exc)}") from exc
-    if response.status_code != 200:
-        text = " ".join(response.text.split())[:200]
-        raise AlertmanagerUnavailable(f"HTTP {response.status_code}: {text}")
+    response = _get(url + ALERTS_PATH, timeout, "")
     try:
         return _held(response.json())
     except (ValueError, PayloadError) as exc:
@@ -81,15 +73,7 @@ def fetch_held(url: str, timeout: float) -> list[HeldAlert]:
 def fetch_started(url: str, timeout: float) -> float:
     """When Alertmanager at `url` started (API v2 `GET /api/v2/status`, its `uptime`),
     in seconds since the epoch; raises AlertmanagerUnavailable as fetch_held does."""
-    try:
-        response = requests.get(url + STATUS_PATH, timeout=timeout, allow_redirects=False)
-    except requests.Timeout as exc:
-        raise AlertmanagerUnavailable(f"no answer within {timeout:g}s") from exc
-    except requests.RequestException as exc:
-        raise AlertmanagerUnavailable(f"cannot reach it: {connection_reason(exc)}") from exc
-    if response.status_code != 200:
-        text = " ".join(response.text.split())[:200]
-        raise AlertmanagerUnavailable(f"status: HTTP {response.status_code}: {text}")
+    response = _get(url + STATUS_PATH, timeout, "status: ")
     try:
         body = response.json()
         started = parse_timestamp(body.get("uptime") if isinstance(body, dict) else None, "uptime")
@@ -98,6 +82,21 @@ def fetch_started(url: str, timeout: float) -> float:
     if started is None:
         raise AlertmanagerUnavailable("status without its start time")
     return started.timestamp()
+
+
+def _get(url: str, timeout: float, what: str) -> requests.Response:
+    """A 200 answer from Alertmanager, or AlertmanagerUnavailable saying why not
+    (`what` prefixes an HTTP error, naming the endpoint)."""
+    try:
+        response = requests.get(url, timeout=timeout, allow_redirects=False)
+    except requests.Timeout as exc:
+        raise AlertmanagerUnavailable(f"no answer within {timeout:g}s") from exc
+    except requests.RequestException as exc:
+        raise AlertmanagerUnavailable(f"cannot reach it: {connection_reason(exc)}") from exc
+    if response.status_code != 200:
+        text = " ".join(response.text.split())[:200]
+        raise AlertmanagerUnavailable(f"{what}HTTP {response.status_code}: {text}")
+    return response
 
 
 def _held(body: Any) -> list[HeldAlert]:
