@@ -52,7 +52,7 @@ strategies:
 #: What each command (found by a piece of it) must show, as the README says it does.
 SHOWS = {
     "api/v1/notifications": ['"truncated_alerts": 2'],
-    "alertname=DiskFull": ['"matched": false'],
+    "incidents?alertname=DiskFilling": ['"matched": true', '"instance": "web-1"'],
     "remediator explain": ["strategy 'clean-tmp'", "gates (in order)"],
     "incident_id=4": ["refused: interpolated value 'web-2;reboot'"],
     "status=skipped": ["breaker_open: clean-tmp on web-1 is open", "refused: "],
