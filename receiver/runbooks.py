@@ -12,6 +12,7 @@ Lifecycle of one run (rules from issue 14 and DESIGN.md "Runbooks", "Gates delay
     start --> step 1 --(succeeded)------------------------------> cured
                  |  --(failed | timed_out, alert firing)--> next step (not_before = now + wait)
                  |  --(skipped: `when` false)-------------> next step (the reason kept)
+                 |  --(skipped: precondition, render, …)--> next step, as a false `when`
                  |  --(skipped: budget | breaker_open)----> uncured: escalate once
                  |  --(skipped: dry_run)------------------> dry_run: nothing tried, no page
                  |  --(alert resolved, any other outcome)--> cancelled
