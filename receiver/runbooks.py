@@ -347,13 +347,20 @@ def repeat(
 
 
 def resume(
-    settings: RunbookSettings, run: int, started_at: float, trail: Sequence[StepResult]
+    settings: RunbookSettings,
+    run: int,
+    started_at: float,
+    trail: Sequence[StepResult],
+    alert_firing: bool,
+    now: float,
 ) -> tuple[Decision, RunbookState]:
     """Rebuild a run after a crash from its journaled trail (finished steps, in order).
 
     A running run resumes at the step after the last finished one: the decision is PLAN
     that step with ``not_before`` None, for the caller to resolve by the dispatcher's crash
-    rule if it was running. An ended run returns its END/CANCEL without ``escalate``: its
+    rule if it was running. If the alert resolved meanwhile, the run is cancelled at
+    ``now`` instead (the interrupted action row itself still goes through the crash rule,
+    which does not rerun it). An ended run returns its END without ``escalate``: its
     consequences (next step, escalation) were journaled with its last outcome, in the same
     transaction. Raises ValueError on a trail that skips or repeats steps, or continues
     past an end.
@@ -372,6 +379,8 @@ def resume(
         state = replace(state, trail=(*state.trail[:-1], result))
     if state.status != RUNNING:
         return replace(decision, escalate=False, reason=f"already {decision.reason}"), state
+    if not alert_firing:
+        return cancel(state, settings, now, "alert resolved during the crash")
     step = settings.step(state.current)
     reason = f"resuming run {run} at {step.label}; finished steps not run again"
     return Decision(PLAN, reason, step=step), state
@@ -394,19 +403,24 @@ def trail_text(state: RunbookState, settings: RunbookSettings, limit: int = TRAI
 
 
 def _bounded(lines: list[str], limit: int) -> str:
+    """Keep whole lines from the top while they and the marker fit in ``limit``."""
     text = "\n".join(lines)
     if len(text) <= limit:
         return text
     kept: list[str] = []
-    for count, line in enumerate(lines):
-        marker = f"[… {len(lines) - count} more lines cut: trail longer than {limit} characters]"
-        room = limit - len(marker) - sum(len(k) + 1 for k in kept) - 1
-        if len(line) + 1 > room:
-            if not kept:  # even the first line is too long: keep its start
-                kept.append(line[: max(0, room - 2)] + "…")
-            return "\n".join([*kept, marker])
-        kept.append(line)
-    raise AssertionError("unreachable: the text was longer than the limit")  # pragma: no cover
+    used = 0  # characters of the kept lines, each with its newline
+    # The whole text does not fit, so this loop always stops before the last line.
+    while used + len(lines[len(kept)]) + 1 + len(_marker(lines, kept, limit)) <= limit:
+        used += len(lines[len(kept)]) + 1
+        kept.append(lines[len(kept)])
+    marker = _marker(lines, kept, limit)
+    if not kept:  # even the head is too long for the limit: keep its start
+        kept.append(lines[0][: limit - len(marker) - 2] + "…")
+    return "\n".join([*kept, marker])
+
+
+def _marker(lines: list[str], kept: list[str], limit: int) -> str:
+    return f"[… {len(lines) - len(kept)} more lines cut: trail longer than {limit} characters]"
 
 
 def _describe(result: StepResult) -> str:

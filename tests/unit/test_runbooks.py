@@ -6,6 +6,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from receiver.runbooks import (
     CANCEL,
@@ -275,6 +277,35 @@ def test_a_malformed_outcome_is_refused() -> None:
         advance(started(settings), settings, StepOutcome(SKIPPED, "x"), True, T0)
 
 
+OUTCOME_CHOICES = [
+    OK,
+    FAIL,
+    StepOutcome(TIMED_OUT, "t"),
+    StepOutcome(SKIPPED, "no", "budget"),
+    StepOutcome(SKIPPED, "open", "breaker_open"),
+    StepOutcome(SKIPPED, "dry", "dry_run"),
+    StepOutcome(SKIPPED, "pre", "precondition"),
+]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(OUTCOME_CHOICES), st.booleans()), min_size=1, max_size=10)
+)
+def test_any_sequence_of_outcomes_escalates_once_exactly_when_the_run_ends_uncured(
+    events,
+) -> None:
+    settings = RunbookSettings(steps=tuple(Step(i) for i in range(1, 5)))
+    decision, state = start(settings, T0)
+    decisions = [decision]
+    for offset, (outcome, firing) in enumerate(events):
+        if state.status != RUNNING:
+            break
+        decision, state = advance(state, settings, outcome, firing, T0 + offset + 1)
+        decisions.append(decision)
+    assert sum(d.escalate for d in decisions) == (1 if state.status == UNCURED else 0)
+    assert [r.index for r in state.trail] == list(range(1, len(state.trail) + 1))
+
+
 # cancel ----------------------------------------------------------------------------------
 
 
@@ -375,7 +406,7 @@ def test_after_a_crash_the_run_resumes_at_the_step_after_the_finished_ones(
 ) -> None:
     settings = three_steps()
     live = live_trail(settings, outcomes)
-    decision, state = resume(settings, 1, T0, live.trail)
+    decision, state = resume(settings, 1, T0, live.trail, True, T0 + 1000)
     assert state == live
     assert (decision.action, decision.step, decision.not_before) == (
         PLAN,
@@ -395,10 +426,21 @@ def test_a_run_that_ended_before_the_crash_is_not_resumed_nor_escalated_again(
 ) -> None:
     settings = three_steps()
     live = live_trail(settings, outcomes)
-    decision, state = resume(settings, 1, T0, live.trail)
+    decision, state = resume(settings, 1, T0, live.trail, True, T0 + 1000)
     assert state == live
     assert (decision.action, decision.status, decision.escalate) == (END, status, False)
     assert decision.reason.startswith("already ")
+
+
+def test_a_run_whose_alert_resolved_during_the_crash_is_cancelled_not_resumed() -> None:
+    settings = three_steps()
+    live = live_trail(settings, [FAIL])
+    decision, state = resume(settings, 1, T0, live.trail, False, T0 + 1000)
+    assert (decision.action, decision.status, decision.escalate) == (CANCEL, CANCELLED, False)
+    assert decision.reason == (
+        "cancelled: alert resolved during the crash; step 2 (rollback) not run"
+    )
+    assert (state.status, state.ended_at, state.finished) == (CANCELLED, T0 + 1000, frozenset({1}))
 
 
 @pytest.mark.parametrize(
@@ -411,13 +453,13 @@ def test_a_run_that_ended_before_the_crash_is_not_resumed_nor_escalated_again(
 def test_a_trail_that_skips_or_repeats_a_step_is_refused(indexes, message) -> None:
     trail = [StepResult(i, FAILED, "x", T0 + i) for i in indexes]
     with pytest.raises(ValueError, match=message):
-        resume(three_steps(), 1, T0, trail)
+        resume(three_steps(), 1, T0, trail, True, T0 + 1000)
 
 
 def test_a_trail_that_goes_on_after_the_run_ended_is_refused() -> None:
     trail = [StepResult(1, SUCCEEDED, "ok", T0), StepResult(2, FAILED, "x", T0 + 1)]
     with pytest.raises(ValueError, match="trail continues after the run ended"):
-        resume(three_steps(), 1, T0, trail)
+        resume(three_steps(), 1, T0, trail, True, T0 + 1000)
 
 
 # state persistence -----------------------------------------------------------------------
@@ -489,6 +531,16 @@ def test_a_single_line_longer_than_the_limit_keeps_its_start() -> None:
     assert len(text) <= 200
     assert text.startswith("runbook run 1")
     assert text.endswith("[… 1 more lines cut: trail longer than 200 characters]")
+
+
+def test_a_head_longer_than_a_tiny_limit_keeps_its_start() -> None:
+    settings = one_step()
+    state = live_trail(settings, [FAIL])
+    text = trail_text(state, settings, limit=80)
+    marker = "[… 2 more lines cut: trail longer than 80 characters]"
+    assert text.endswith(marker)
+    assert text.startswith("runbook run 1")
+    assert len(text) == 80
 
 
 def test_a_trail_shorter_than_the_limit_is_not_cut() -> None:
