@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from receiver import config as config_module
 from receiver.yamlsource import load_yaml
-from tests.support.processes import REPO
+from tests.support.processes import REPO, run_cli
 
 EXAMPLE = REPO / "examples" / "remediation.yml"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    return run_cli(*args)
 
 
 def test_check_accepts_the_shipped_example():

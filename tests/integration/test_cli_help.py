@@ -8,26 +8,18 @@ import platform
 import re
 import shlex
 import subprocess
-import sys
 from importlib.metadata import version
 
 import pytest
 
 from receiver.cli import build_parser
-from tests.support.processes import REPO
+from tests.support.processes import run_cli
 
 COMMANDS = ("serve", "check", "explain", "demo")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
-    )
+    return run_cli(*args, env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"})
 
 
 def subparser(name: str) -> argparse.ArgumentParser:

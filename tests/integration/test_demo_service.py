@@ -29,7 +29,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from examples.demo_service import fast_rules, placeholders, render
-from tests.support.processes import REPO, binary, free_port, prometheus, wait_http
+from tests.support.processes import REPO, binary, free_port, prometheus, run_cli, wait_http
 from tests.support.supervisor import SUPERVISORD, Supervisord
 
 pytestmark = pytest.mark.integration
@@ -483,13 +483,7 @@ def _remediation_config(tmp_path: Path) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    return run_cli(*args)
 
 
 def test_demo_remediation_config_is_valid_once_filled_in(tmp_path: Path):

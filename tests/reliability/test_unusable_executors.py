@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from tests.support.journal import (
     wait_for,
 )
 from tests.support.payloads import alert, notification
-from tests.support.processes import REPO, free_port, remediator, remediator_argv
+from tests.support.processes import free_port, remediator, remediator_argv, run_cli
 from tests.support.receiver import write_config
 
 API_TOKEN = "Bearer api-s3cret"
@@ -67,15 +66,7 @@ executors:
 {strategies}"""
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env=env,
-    )
+cli = run_cli
 
 
 def without_kubernetes(tmp_path: Path) -> dict[str, str]:

@@ -40,6 +40,19 @@ def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`remediator ARGS...` run to its end from the repository's root (60 s at most),
+    its output captured as text; `env` replaces the environment when given."""
+    return subprocess.run(
+        [sys.executable, "-m", "receiver.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+    )
+
+
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:

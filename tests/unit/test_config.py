@@ -20,6 +20,7 @@ from receiver.config import (
     parse_config,
 )
 from receiver.templates import DEFAULT_PATTERN, Template
+from tests.support.kubeconfig import KUBECONFIG
 
 FULL_CONFIG = """\
 server:
@@ -523,18 +524,6 @@ def test_secret_file_absolute_path_ignores_base_dir(tmp_path: Path) -> None:
 def test_basic_auth_missing_password_file_key() -> None:
     problem = only_problem("server:\n  auth:\n    basic_auth:\n      username: am\n")
     assert (problem.path, problem.line) == ("server.auth.basic_auth.password_file", 4)
-
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]
-users: [{name: u, user: {token: not-a-secret}}]
-contexts:
-  - {name: staging, context: {cluster: c, user: u}}
-  - {name: prod, context: {cluster: c, user: u}}
-current-context: staging
-"""
 
 
 def test_kubernetes_executor_settings(tmp_path: Path) -> None:

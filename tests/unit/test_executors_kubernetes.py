@@ -24,6 +24,7 @@ from receiver.executors.kubernetes import (
     rfc3339_now,
     rollout_status,
 )
+from tests.support.kubeconfig import KUBECONFIG
 
 # ---------------------------------------------------------------- targets
 
@@ -222,17 +223,6 @@ def test_restarted_at_is_rfc3339_utc_seconds():
 
 
 # ---------------------------------------------------------------- check (no client, no network)
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]
-users: [{name: u, user: {token: not-a-secret}}]
-contexts:
-  - {name: staging, context: {cluster: c, user: u}}
-  - {name: prod, context: {cluster: c, user: u}}
-current-context: staging
-"""
 
 
 def kubeconfig_problems(tmp_path: Path, settings: str) -> list[str]:
