@@ -110,7 +110,10 @@ def seed_metrics(store: Store, config: Config) -> None:
     """Give every configured strategy its zero series (best effort: the journal may be
     briefly unavailable, and the series then appear with the first event instead)."""
     try:
-        store.seed_metrics([(s.name, s.action) for s in config.strategies])
+        store.seed_metrics(
+            sorted({(s.name, step.action) for s in config.strategies for step in s.steps or (s,)}),
+            [(s.name, len(s.steps) or 1) for s in config.strategies],
+        )
     except StoreUnavailable as exc:
         log.error("journal unavailable, could not seed metric series: %s", exc)
 

@@ -21,8 +21,8 @@ from receiver.config import (
     with_overrides,
 )
 from receiver.durations import format_duration
-from receiver.engine import Plan, plan_for
 from receiver.matchers import MatcherError, parse_label_args
+from receiver.plans import Plan, plan_for
 from receiver.version import build_info
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2

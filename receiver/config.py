@@ -22,6 +22,8 @@ from receiver.breaker import BreakerSettings
 from receiver.durations import format_duration, parse_duration
 from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
 from receiver.regex import LinearPattern
+from receiver.runbooks import RunbookSettings, one_step
+from receiver.runbooks import Step as RunbookStep
 from receiver.scaling import ScalePolicy
 from receiver.templates import DEFAULT_PATTERN, Template, compile_pattern, compile_template
 from receiver.url_templates import compile_url_template
@@ -250,6 +252,48 @@ class Strategy:
     silence: bool = False
     escalate_on_failure: bool = False
     idempotent: bool = False
+    #: the runbook: one strategy per step, each with the strategy's name and what it
+    #: inherits (empty: the strategy is its own one step)
+    steps: tuple[Strategy, ...] = ()
+    #: of a step: its optional name, seconds to wait before it runs, a PromQL template
+    #: that must be true for it to run (a false one skips it, and the next step follows)
+    step_name: str | None = None
+    wait: float = 0.0
+    when: Template | None = None
+    #: seconds after a cured run to run the runbook again if the incident still fires
+    repeat_after: float | None = None
+
+    def step(self, index: int) -> Strategy:
+        """The strategy of step `index` (1-based): itself for a strategy without steps.
+        Raises IndexError for a step the config no longer has."""
+        if not self.steps:
+            if index != 1:
+                raise IndexError(f"{self.name} has one step, not {index}")
+            return self
+        if not 1 <= index <= len(self.steps):
+            raise IndexError(f"{self.name} has {len(self.steps)} steps, not {index}")
+        return self.steps[index - 1]
+
+    @property
+    def runbook(self) -> RunbookSettings:
+        """The step machine's view of the strategy (runbooks.py)."""
+        if not self.steps:
+            return one_step(repeat_after=self.repeat_after)
+        return RunbookSettings(
+            steps=tuple(
+                RunbookStep(index, s.step_name, s.wait, s.when is not None)
+                for index, s in enumerate(self.steps, start=1)
+            ),
+            repeat_after=self.repeat_after,
+        )
+
+    def step_label(self, index: int) -> str:
+        """A step's name, else its index: the bounded `step` label of step metrics."""
+        try:
+            named = self.step(index).step_name
+        except IndexError:
+            named = None
+        return named or str(index)
 
 
 @dataclass(frozen=True)
@@ -783,9 +827,9 @@ def _check_kubernetes(r: _Reader, section: LineDict, path: str, settings: dict[s
         )
 
 
-_STRATEGY_KEYS = {
-    "name",
-    "matchers",
+#: Keys that say what one action does: a strategy's, or each of its steps' (a step
+#: inherits those it does not set from its strategy).
+_ACTION_KEYS = {
     "action",
     "executor",
     "target",
@@ -796,16 +840,25 @@ _STRATEGY_KEYS = {
     "timeout",
     "cooldown",
     "breaker",
-    "budget",
     "verify",
     "preconditions",
-    "continue",
     "dry_run",
-    "safe_pattern",
     "silence",
-    "escalate_on_failure",
     "idempotent",
 }
+_STRATEGY_KEYS = _ACTION_KEYS | {
+    "name",
+    "matchers",
+    "budget",
+    "continue",
+    "safe_pattern",
+    "escalate_on_failure",
+    "steps",
+    "repeat_after",
+}
+_STEP_KEYS = _ACTION_KEYS | {"name", "wait", "when"}
+#: More steps than a person would follow is a config mistake (and each is a metric label).
+MAX_STEPS = 20
 
 
 def _read_strategies(
@@ -837,49 +890,53 @@ def _read_strategy(
     r: _Reader, node: Any, index: int, line: int | None, defaults: Defaults, executors: dict
 ) -> tuple[str | None, Strategy | None]:
     """(its name if readable, the strategy if valid): every problem is reported, and the
-    name still takes part in the duplicate check when the strategy is invalid."""
+    name still takes part in the duplicate check when the strategy is invalid.
+
+    A strategy with `steps` is a runbook: each step is read as a strategy of its own
+    whose unset action keys are the strategy's (read and checked once, here)."""
     path = f"strategies[{index}]"
-    required = {"name", "matchers", "action", "executor", "target"}
+    has_steps = isinstance(node, dict) and "steps" in node
+    required = {"name", "matchers", "target"} | (set() if has_steps else {"action", "executor"})
     section = r.section(node, path, line, _STRATEGY_KEYS, required)
     if section is None:
         return None, None
     before = len(r.problems)
     name = r.value(section, path, "name", _nonempty)
-    action = r.value(section, path, "action", _action)
-    executor = r.value(section, path, "executor", _nonempty)
-    can_run = _check_executor(r, section, path, action, executor, executors)
-    fields: dict[str, Any] = {
-        "name": name,
-        "action": action,
-        "executor": executor,
-        "matchers": r.value(section, path, "matchers", _matchers, ()),
-        "target": r.value(section, path, "target", _template),
-        "params": r.value(section, path, "params", _template_map, {}),
-        "command": r.value(section, path, "command", _argv, ()),
-        "request": _read_request(r, section, path),
-        "scale": _read_scale(r, section, path),
-        "timeout": r.value(section, path, "timeout", _positive_duration, defaults.timeout),
-        "cooldown": r.value(section, path, "cooldown", _duration, defaults.cooldown),
-        "breaker": _read_breaker(
-            r,
-            section.get("breaker"),
-            f"{path}.breaker",
-            _line(section, "breaker"),
-            defaults.breaker,
-        ),
-        "budget": _read_budget(r, section["budget"], f"{path}.budget", _line(section, "budget"))
+    base = {
+        "timeout": defaults.timeout,
+        "cooldown": defaults.cooldown,
+        "breaker": defaults.breaker,
+        "dry_run": defaults.dry_run,
+        "safe_pattern": r.value(section, path, "safe_pattern", _pattern, defaults.safe_pattern),
+    }
+    fields = _read_action_fields(r, section, path, defaults, base)
+    fields.update(
+        name=name,
+        matchers=r.value(section, path, "matchers", _matchers, ()),
+        budget=_read_budget(r, section["budget"], f"{path}.budget", _line(section, "budget"))
         if "budget" in section
         else defaults.budget,
-        "verify": _read_verify(r, section, path, defaults),
-        "preconditions": _read_preconditions(r, section, path),
-        "continue_matching": r.value(section, path, "continue", _bool, False),
-        "dry_run": r.value(section, path, "dry_run", _bool, defaults.dry_run),
-        "safe_pattern": r.value(section, path, "safe_pattern", _pattern, defaults.safe_pattern),
-        "silence": r.value(section, path, "silence", _bool, False),
-        "escalate_on_failure": r.value(section, path, "escalate_on_failure", _bool, False),
-        "idempotent": r.value(section, path, "idempotent", _bool, False),
-    }
-    _check_action_needs(r, section, path, action, executors.get(executor), can_run)
+        continue_matching=r.value(section, path, "continue", _bool, False),
+        escalate_on_failure=r.value(section, path, "escalate_on_failure", _bool, False),
+        repeat_after=r.value(section, path, "repeat_after", _positive_duration),
+    )
+    if fields["repeat_after"] is not None and fields["budget"] is None:
+        r.fail(
+            f"{path}.repeat_after",
+            "needs a budget (here or in defaults): the budget bounds how often a runbook "
+            "whose cure does not last runs again",
+            _line(section, "repeat_after"),
+        )
+    if has_steps:
+        steps = _read_steps(r, section, path, fields, executors)
+        if len(r.problems) > before:
+            return name, None
+        first = steps[0]
+        return name, Strategy(
+            **{**fields, "action": first.action, "executor": first.executor}, steps=steps
+        )
+    can_run = _check_executor(r, section, path, fields["action"], fields["executor"], executors)
+    _check_action_needs(r, section, path, fields, executors.get(fields["executor"]), can_run)
     if _queries_prometheus(fields):
         r.prometheus_users.append((name or path, line))
     if len(r.problems) > before:
@@ -887,10 +944,119 @@ def _read_strategy(
     return name, Strategy(**fields)
 
 
+def _read_action_fields(
+    r: _Reader, section: Mapping, path: str, defaults: Defaults, base: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The action keys present in `section`, read and checked; the others from `base`
+    (the defaults for a strategy, the strategy's own fields for a step)."""
+
+    def value(key: str, convert: Callable[[Any], Any], fallback: Any = None) -> Any:
+        return r.value(section, path, key, convert, base.get(key, fallback))
+
+    breaker = base["breaker"]
+    if "breaker" in section:
+        breaker = _read_breaker(
+            r, section["breaker"], f"{path}.breaker", _line(section, "breaker"), breaker
+        )
+    return {
+        **base,
+        "action": value("action", _action),
+        "executor": value("executor", _nonempty),
+        "target": value("target", _template),
+        "params": value("params", _template_map, {}),
+        "command": value("command", _argv, ()),
+        "request": _read_request(r, section, path) if "request" in section else base.get("request"),
+        "scale": _read_scale(r, section, path) if "scale" in section else base.get("scale"),
+        "timeout": value("timeout", _positive_duration),
+        "cooldown": value("cooldown", _duration),
+        "breaker": breaker,
+        "verify": _read_verify(r, section, path, defaults)
+        if "verify" in section
+        else base.get("verify"),
+        "preconditions": _read_preconditions(r, section, path)
+        if "preconditions" in section
+        else base.get("preconditions", ()),
+        "dry_run": value("dry_run", _bool),
+        "silence": value("silence", _bool, False),
+        "idempotent": value("idempotent", _bool, False),
+    }
+
+
+def _read_steps(
+    r: _Reader, section: Mapping, path: str, strategy: dict[str, Any], executors: dict
+) -> tuple[Strategy, ...]:
+    """The runbook's steps, in order; each a complete strategy (see _read_strategy)."""
+    node, line = section["steps"], _line(section, "steps")
+    if "action" in section:
+        r.fail(
+            f"{path}.action",
+            "a strategy with steps has no action of its own: give each step its action",
+            _line(section, "action"),
+        )
+    if not isinstance(node, list) or not node or len(node) > MAX_STEPS:
+        r.fail(f"{path}.steps", f"expected a list of 1 to {MAX_STEPS} steps", line)
+        return ()
+    steps: list[Strategy] = []
+    named: dict[str, int] = {}
+    for index, item in enumerate(node):
+        step_path = f"{path}.steps[{index}]"
+        step = _read_step(r, item, step_path, _line(node, index), strategy, executors)
+        if step is None:
+            continue
+        if step.step_name is not None and step.step_name in named:
+            r.fail(
+                f"{step_path}.name", f"duplicate step name {step.step_name!r}", _line(node, index)
+            )
+        named[step.step_name or ""] = index
+        steps.append(step)
+    return tuple(steps)
+
+
+def _read_step(
+    r: _Reader,
+    node: Any,
+    path: str,
+    line: int | None,
+    strategy: dict[str, Any],
+    executors: dict,
+) -> Strategy | None:
+    section = r.section(node, path, line, _STEP_KEYS)
+    if section is None:
+        return None
+    before = len(r.problems)
+    defaults = Defaults(
+        verify_timeout=strategy["verify"].timeout if strategy["verify"] else 60.0,
+        verify_interval=strategy["verify"].interval if strategy["verify"] else 2.0,
+    )
+    fields = _read_action_fields(r, section, path, defaults, strategy)
+    fields.update(
+        step_name=r.value(section, path, "name", _nonempty),
+        wait=r.value(section, path, "wait", _duration, 0.0),
+        when=r.value(section, path, "when", _template),
+        repeat_after=None,
+    )
+    for key in ("action", "executor"):
+        if fields[key] is None:
+            r.fail(f"{path}.{key}", "required key is missing (here or on the strategy)", line)
+    present = set(section) | {key for key in ("command", "request") if fields[key]}
+    can_run = _check_executor(r, section, path, fields["action"], fields["executor"], executors)
+    _check_action_needs(
+        r, section, path, fields, executors.get(fields["executor"]), can_run, present
+    )
+    if _queries_prometheus(fields):
+        r.prometheus_users.append((strategy["name"] or path, line))
+    if len(r.problems) > before:
+        return None
+    return Strategy(**fields)
+
+
 def _queries_prometheus(fields: Mapping[str, Any]) -> bool:
     scale = fields["scale"]
     return bool(
-        fields["verify"] or (scale and scale.query) or any(p.query for p in fields["preconditions"])
+        fields["verify"]
+        or fields.get("when")
+        or (scale and scale.query)
+        or any(p.query for p in fields["preconditions"])
     )
 
 
@@ -926,18 +1092,27 @@ def _check_executor(r, section, path, action, executor, executors) -> bool:
 
 
 def _check_action_needs(
-    r, section, path, action, executor: ExecutorConfig | None, can_run: bool
+    r,
+    section,
+    path,
+    fields: Mapping[str, Any],
+    executor: ExecutorConfig | None,
+    can_run: bool,
+    present: set[str] | None = None,
 ) -> None:
     """What the action needs (scale: a `scale` section) and, when the executor can carry
-    the action out, what the executor needs (command, request, current_replicas)."""
+    the action out, what the executor needs (command, request, current_replicas).
+    `present`: the keys given (a step's own and those it inherits), default `section`'s."""
     line = getattr(section, "line", None)
-    if action == "scale" and "scale" not in section:
+    action = fields["action"]
+    present = set(section) if present is None else present
+    if action == "scale" and fields["scale"] is None and "scale" not in section:
         r.fail(f"{path}.scale", "required for action 'scale'", line)
     if not can_run or executor is None:
         return
     needs = {"command": executor.type == "command", "request": executor.type == "http"}
     for key, needed in needs.items():
-        if needed and key not in section:
+        if needed and key not in present:
             r.fail(
                 f"{path}.{key}",
                 f"required for action {action!r} on a {executor.type} executor",

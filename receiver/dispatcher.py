@@ -2,9 +2,11 @@
 
 A pool of threads in the server process. Each claim is one store transaction that
 runs the gates (see gates.py) and marks the action running, so several processes can
-share a journal. After the gates: preconditions, an optional silence, the executor,
-verification, and the outcome with the breaker's update in one transaction. An action
-whose breaker opens escalates to Alertmanager.
+share a journal. After the gates: a step's `when`, preconditions, an optional silence,
+the executor, verification, and the outcome with the breaker's update and the runbook's
+next move (runs.follow: the next step, or the run's end) in one transaction. A run that
+ends uncured owes one escalation, which the dispatcher delivers from the journal (an
+outbox: see store/runs.py), so none is lost to a crash.
 
 Crash rule (actions a dead process left `running`, found by their stale heartbeat):
 0. if its command's process group is still running (its identity was journaled when it
@@ -37,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from receiver import breaker, gates, scaling
+from receiver import breaker, gates, runbooks, runs, scaling
 from receiver.config import Config, Strategy
 from receiver.executors import (
     ActionRequest,
@@ -52,6 +54,7 @@ from receiver.executors.base import Interrupt, effective_timeout, seconds
 from receiver.executors.command import KILL_GRACE
 from receiver.matchers import parse_matchers
 from receiver.prometheus import PrometheusClient, PrometheusError
+from receiver.store import runs as run_journal
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import ActionRow, GateReader
 
@@ -221,35 +224,51 @@ class Dispatcher:
     def run_once(self) -> bool:
         """Claim and carry out one action; False when there was nothing to do."""
         config = self.source.config
-        blocked: list[tuple[ActionRow, str]] = []
         skipped: list[int] = []
-        claimed = self.store.claim(self.worker, self.clock(), self._judge(config, blocked, skipped))
-        for row, reason in blocked:  # journaled by the claim; now tell a person
-            note = self._escalate(config, row, reason)
-            self.store.remark(row.id, self.clock(), note)
-            log.warning("%s; %s", reason, note, extra={"action_id": row.id})
+        planned = runs.Planned()
+        now = self.clock()
+        claimed = self.store.claim(
+            self.worker, now, self._judge(config, skipped, now), self._follow(config, planned)
+        )
+        self._after(planned)
         if claimed is None:
             return bool(skipped)  # skips journaled: more planned actions may be waiting
         row, _verdict = claimed
         self._carry_out(config, row)
         return True
 
+    def _follow(self, config: Config, planned: runs.Planned) -> Callable[[Any, ActionRow], None]:
+        """What the claim or outcome transaction does after an action ended: move its
+        runbook on (runs.follow), adding what that planned to `planned`."""
+
+        def follow(tx: Any, row: ActionRow) -> None:
+            planned.add(runs.follow(tx, config, row.id, self.clock()))
+
+        return follow
+
+    def _after(self, planned: runs.Planned) -> None:
+        """After a transaction that moved runbooks on commits: wake threads for the steps
+        it planned; deliver the escalations it owed."""
+        if planned.actions:
+            self.wake(planned.actions)
+        if planned.escalations:
+            self.send_escalations()
+
     def _judge(
-        self, config: Config, blocked: list[tuple[ActionRow, str]], skipped: list[int]
+        self, config: Config, skipped: list[int], now: float
     ) -> Callable[[ActionRow, GateReader], gates.Verdict]:
-        """The gate check run inside the claim; breaker_open skips are collected in
-        `blocked` to be escalated after the claim commits (never inside it)."""
+        """The gate check run inside the claim, for the row's runbook step."""
         strategies = {s.name: s for s in config.strategies}
-        now = self.clock()
 
         def judge(row: ActionRow, reader: GateReader) -> gates.Verdict:
-            strategy = strategies.get(row.strategy)
+            strategy = _step_of(strategies.get(row.strategy), row)
             if strategy is None:
-                return gates.Verdict(gates.SKIP, "config", "strategy no longer configured")
+                skipped.append(row.id)
+                return gates.Verdict(gates.SKIP, "config", "strategy or step no longer configured")
             budget_since = now - strategy.budget.window if strategy.budget else now
             inputs = gates.GateInputs(
                 running_on_target=reader.running_on_target(row.target),
-                last_started=reader.last_started(row.strategy, row.target),
+                last_started=reader.last_started(row.strategy, row.target, row.incident_id),
                 started_in_budget_window=reader.started_since(row.target, budget_since),
                 running_total=reader.running_total(),
                 breaker_state=reader.breaker(row.strategy, row.target),
@@ -262,22 +281,20 @@ class Dispatcher:
                 log.info(
                     verdict.reason, extra={"action_id": row.id, "incident_id": row.incident_id}
                 )
-            if verdict.gate == "breaker_open":
-                blocked.append((row, verdict.reason))
             return verdict
 
         return judge
 
     # carrying out ---------------------------------------------------------------
     def _carry_out(self, config: Config, row: ActionRow, *, adopted: bool = False) -> None:
-        strategy = next((s for s in config.strategies if s.name == row.strategy), None)
+        strategy = _step_of(_named(config, row.strategy), row)
         with self._lock:
             self._running.add(row.id)
         try:
             outcome = (
                 self._outcome(config, strategy, row)
                 if strategy
-                else Outcome("failed", "strategy no longer configured", counts=False)
+                else Outcome("failed", "strategy or step no longer configured", counts=False)
             )
         except StoreUnavailable:
             raise  # the heartbeat stops; the crash rule resolves the action later
@@ -299,6 +316,9 @@ class Dispatcher:
         if unusable:
             log.error("action of %s: %s", strategy.name, unusable, extra={"action_id": row.id})
             return Outcome("failed", unusable)
+        unmet = self._unmet_when(config, row)
+        if unmet:
+            return Outcome("skipped", f"when: {unmet}", counts=False)
         failed = self._failed_precondition(config, row)
         if failed:
             return Outcome("skipped", f"precondition: {failed}", counts=False)
@@ -403,7 +423,19 @@ class Dispatcher:
         replicas = (decision.desired, decision.desired, policy.min_replicas, policy.max_replicas)
         self.store.save_target(executor.name, row.target, replicas, history.to_dict(), now)
 
-    # preconditions, verification ------------------------------------------------
+    # when, preconditions, verification --------------------------------------------
+    def _unmet_when(self, config: Config, row: ActionRow) -> str | None:
+        """Why the step's `when` does not hold (None: it holds, or the step has none)."""
+        query = row.params.get("when_query")
+        if not query:
+            return None
+        try:
+            if self._prometheus(config).is_true(query):
+                return None
+        except PrometheusError as exc:
+            return f"{query!r} could not be checked: {exc}"
+        return f"{query!r} is not true"
+
     def _failed_precondition(self, config: Config, row: ActionRow) -> str | None:
         for matcher_strings in row.params.get("precondition_alerts", []):
             matchers = parse_matchers(matcher_strings)
@@ -489,33 +521,80 @@ class Dispatcher:
             if self.silence_expired is not None:  # an alert may have resolved unnotified
                 self.silence_expired()
 
-    def _escalate(self, config: Config, row: ActionRow, reason: str) -> str:
+    def send_escalations(self) -> int:
+        """Deliver the escalations owed by runbook runs that ended uncured (leased from
+        the journal, so one process sends each); returns how many were tried."""
+        config = self.source.config
+        owed = self.store.claim_escalations(self.clock())
+        for escalation in owed:
+            delivered, note = self._deliver(config, escalation)
+            self.store.record_escalation(escalation, delivered, note, self.clock())
+            level = logging.WARNING if delivered == run_journal.SENT else logging.ERROR
+            log.log(
+                level,
+                "runbook %s run %d: %s; %s",
+                escalation.strategy,
+                escalation.run,
+                escalation.reason,
+                note,
+                extra={
+                    "incident_id": escalation.incident_id,
+                    "action_id": escalation.last_action_id,
+                },
+            )
+        return len(owed)
+
+    def _deliver(
+        self, config: Config, escalation: run_journal.Escalation
+    ) -> tuple[str | None, str]:
+        """Post one escalation, its trail in the annotations: (SENT | UNDELIVERABLE, note),
+        or (None, note) to try again later (the executor failed or cannot be used now)."""
         runtime = self._executors(config)
         am = self._alertmanager(config, runtime)
         if am is None:
             unusable = runtime.unusable(config.defaults.escalation_executor or "")
-            return f"not escalated: {unusable}" if unusable else "no escalation_executor configured"
+            if unusable:
+                return None, f"not escalated yet: {unusable}"
+            return run_journal.UNDELIVERABLE, "not escalated: no escalation_executor configured"
+        trail = self._trail_text(config, escalation)
+        details = {"runbook_trail": trail, "runbook_run": str(escalation.run)}
         if isinstance(am, AlertmanagerExecutor):
-            result = am.escalate(row.labels, row.annotations, reason, row.strategy, row.target)
+            result = am.escalate(
+                escalation.labels,
+                escalation.annotations,
+                escalation.reason,
+                escalation.strategy,
+                escalation.target,
+                details=details,
+            )
         else:
             result = am.execute(
                 ActionRequest(
-                    row.id,
+                    escalation.last_action_id or 0,
                     "escalate",
-                    row.target,
+                    escalation.target,
                     {},
-                    row.labels,
-                    row.annotations,
+                    escalation.labels,
+                    escalation.annotations,
                     config.defaults.timeout,
-                    reason=reason,
-                    strategy=row.strategy,
+                    reason=f"{escalation.reason}\n{trail}",
+                    strategy=escalation.strategy,
                 )
             )
-        return (
-            f"escalated via {am.name}: {result.detail}"
-            if result.ok
-            else (f"escalation via {am.name} failed: {result.detail}")
-        )
+        if result.ok:
+            return run_journal.SENT, f"escalated via {am.name}: {result.detail}"
+        return None, f"escalation via {am.name} failed, will retry: {result.detail}"
+
+    def _trail_text(self, config: Config, escalation: run_journal.Escalation) -> str:
+        """The run's trail as the escalation carries it (runbooks.trail_text)."""
+        strategy = _named(config, escalation.strategy)
+        settings = strategy.runbook if strategy is not None else None
+        needed = max([r.index for r in escalation.trail] + [1])
+        if settings is None or len(settings.steps) < needed:
+            settings = runbooks.RunbookSettings(
+                tuple(runbooks.Step(i) for i in range(1, needed + 1))
+            )
+        return runbooks.trail_text(escalation.state, settings)
 
     # outcome ------------------------------------------------------------------------
     def _finish(
@@ -530,8 +609,15 @@ class Dispatcher:
                 update = lambda state: breaker.record(state, settings, now, ok)  # noqa: E731
             else:
                 update = release_trial
+        planned = runs.Planned()
         before, after = self.store.finish(
-            row, outcome.status, outcome.reason, outcome.output, now, update
+            row,
+            outcome.status,
+            outcome.reason,
+            outcome.output,
+            now,
+            update,
+            self._follow(config, planned),
         )
         extra = {"action_id": row.id, "incident_id": row.incident_id}
         log.log(
@@ -541,17 +627,13 @@ class Dispatcher:
             outcome.reason,
             extra=extra,
         )
-        reason = None
         if after.state == breaker.OPEN and before.state != breaker.OPEN:
-            reason = f"breaker opened for {row.strategy} on {row.target}: {outcome.reason}"
-        elif (
-            outcome.status in ("failed", "timed_out") and strategy and strategy.escalate_on_failure
-        ):
-            reason = f"{row.strategy} failed on {row.target}: {outcome.reason}"
-        if reason:
-            note = self._escalate(config, row, reason)
+            # the person hears of it through the runbook: its next step is skipped by the
+            # open breaker, so the run ends uncured and escalates once (runs.py)
+            note = f"breaker opened for {row.strategy} on {row.target}: {outcome.reason}"
             self.store.remark(row.id, self.clock(), note)
-            log.warning("%s; %s", reason, note, extra=extra)
+            log.warning(note, extra=extra)
+        self._after(planned)
 
     def _executors(self, config: Config) -> _Runtime:
         with self._lock:
@@ -575,8 +657,24 @@ class Dispatcher:
                 self.store.heartbeat(running, self.clock())
                 if not self._stop.is_set():
                     self.recover()
+                    self.repeat_due()
+                    self.send_escalations()
             except StoreUnavailable as exc:
                 log.error("journal unavailable for heartbeats: %s", exc)
+
+    def repeat_due(self) -> int:
+        """Start the next run of each cured runbook whose cure did not last (repeat_after
+        passed while its incident fires); returns how many repeats were due."""
+        config = self.source.config
+        planned = runs.Planned()
+        now = self.clock()
+
+        def start(tx: Any, run: run_journal.RunRow) -> None:
+            planned.add(runs.repeat_due(tx, config, run, now))
+
+        due = self.store.repeat_due(now, start)
+        self._after(planned)
+        return due
 
     def recover(self) -> int:
         """Adopt actions a dead process left running; each is resolved by the rule in the
@@ -612,7 +710,7 @@ class Dispatcher:
                 self._running.discard(row.id)
 
     def _resolve_orphan(self, config: Config, row: ActionRow) -> None:
-        strategy = next((s for s in config.strategies if s.name == row.strategy), None)
+        strategy = _step_of(_named(config, row.strategy), row)
         left = self._settle_orphan_process(config, strategy, row)
         if left is None:
             return  # shutdown came first: left running for the next process
@@ -687,6 +785,20 @@ class Dispatcher:
         executor = config.executors.get(row.executor)
         cap = executor.settings.get("timeout") if executor is not None else None
         return effective_timeout(strategy.timeout if strategy else config.defaults.timeout, cap)
+
+
+def _named(config: Config, name: str) -> Strategy | None:
+    return next((s for s in config.strategies if s.name == name), None)
+
+
+def _step_of(strategy: Strategy | None, row: ActionRow) -> Strategy | None:
+    """The strategy of the row's runbook step; None if the config no longer has it."""
+    if strategy is None:
+        return None
+    try:
+        return strategy.step(row.step)
+    except IndexError:
+        return None
 
 
 def failure(result: ExecutionResult) -> Outcome:

@@ -1,7 +1,7 @@
 """Incident lifecycle and action planning.
 
-`plan_for` is pure: labels in, rendered plans out (also what `remediator explain`
-shows). `ingest` applies one notification to the journal in ONE transaction, so a
+Routing and rendering are pure (plans.py); runbook runs are journaled by runs.py.
+`ingest` applies one notification to the journal in ONE transaction, so a
 crash leaves either all of it or none of it, and Alertmanager's retry is safe.
 """
 
@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
+from receiver import runs
 from receiver.alerts import Alert, Notification, format_timestamp
-from receiver.config import Config, Precondition, Strategy
-from receiver.matchers import Matcher, route
+from receiver.config import Config
+from receiver.matchers import route
 from receiver.store.base import (
-    NewAction,
     NewIncident,
     NotificationRecord,
     Occurrence,
     Store,
     Transaction,
 )
-from receiver.templates import RenderError, Template, UnsafeValueError, check_safe
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +31,6 @@ SUPERSEDED = "superseded by the occurrence starting {}"
 CANCELLED_BY_SUPERSEDING = (
     "alert no longer firing (superseded by the occurrence starting {}) before the action ran"
 )
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a strategy would do for one alert, rendered; `refused` says why it won't."""
-
-    strategy: Strategy
-    target: str
-    params: dict[str, Any]
-    refused: str | None = None
 
 
 @dataclass
@@ -68,89 +56,6 @@ class IngestSummary:
     def plus(self, other: IngestSummary) -> IngestSummary:
         """Both summaries added up, count by count (the chunks of one notification)."""
         return IngestSummary(**{name: n + getattr(other, name) for name, n in vars(self).items()})
-
-
-# ---------------------------------------------------------------- planning (pure)
-
-
-def plan_for(config: Config, alert: Alert) -> list[Plan]:
-    """Route an alert to its strategies and render each one's target and parameters."""
-    return [
-        render_plan(s, alert.template_context()) for s in route(config.strategies, alert.labels)
-    ]
-
-
-def render_plan(strategy: Strategy, context: dict[str, Any]) -> Plan:
-    """The strategy's target and parameters rendered for one alert, or a refused plan
-    saying why (a template error, an unsafe value). A refused plan keeps its target
-    when the target itself rendered safely, so the journal says where it was refused."""
-    safe_target = ""
-    try:
-        rendered = _render(strategy.target, context, strategy)
-        target = check_safe(rendered, strategy.safe_pattern, "target")
-        if "\x00" in target:  # even a permissive pattern: the journal's column refuses it
-            raise UnsafeValueError(f"target {target[:80]!r} contains a NUL character")
-        safe_target = target
-        params = _render_params(strategy, {**context, "target": target})
-    except (RenderError, UnsafeValueError) as exc:
-        reason = f"refused: {exc}".replace("\x00", "\\x00")  # the reason is a column too
-        return Plan(strategy, safe_target, {}, refused=reason)
-    return Plan(strategy, target, params)
-
-
-def _render(template: Template, context: dict[str, Any], strategy: Strategy) -> str:
-    return template.render(context, strategy.safe_pattern)
-
-
-def _render_params(strategy: Strategy, context: dict[str, Any]) -> dict[str, Any]:
-    """Render everything an executor will need now, while the alert is at hand, so the
-    journal shows exactly what will be run and the dispatcher never re-reads labels."""
-    params = {name: _render(t, context, strategy) for name, t in strategy.params.items()}
-    context = {**context, "params": params}
-    rendered: dict[str, Any] = {"params": params}
-    if strategy.command:
-        rendered["command"] = [_render(arg, context, strategy) for arg in strategy.command]
-    if strategy.request:
-        request = strategy.request
-        rendered["request"] = {
-            "method": request.method,
-            "url": _render(request.url, context, strategy),
-            "headers": {k: _render(v, context, strategy) for k, v in request.headers.items()},
-            "body": _render_body(request.body, context, strategy),
-        }
-    if strategy.verify:
-        rendered["verify_query"] = _render(strategy.verify.query, context, strategy)
-    if strategy.scale and strategy.scale.query:
-        rendered["scale_query"] = _render(strategy.scale.query, context, strategy)
-    queries = [_render(p.query, context, strategy) for p in strategy.preconditions if p.query]
-    if queries:
-        rendered["precondition_queries"] = queries
-    silencing = [_render_matchers(p, context, strategy) for p in strategy.preconditions]
-    if any(silencing):
-        rendered["precondition_alerts"] = [m for m in silencing if m]
-    return rendered
-
-
-def _render_matchers(
-    precondition: Precondition, context: dict[str, Any], strategy: Strategy
-) -> list[str]:
-    """`alert_not_firing` matcher values may name the alert's own labels."""
-    return [
-        str(Matcher(m.name, m.op, _render(template, context, strategy)))
-        for m, template in zip(
-            precondition.alert_not_firing, precondition.value_templates, strict=True
-        )
-    ]
-
-
-def _render_body(body: Any, context: dict[str, Any], strategy: Strategy) -> Any:
-    if isinstance(body, Template):
-        return _render(body, context, strategy)
-    if isinstance(body, dict):
-        return {k: _render_body(v, context, strategy) for k, v in body.items()}
-    if isinstance(body, list):
-        return [_render_body(v, context, strategy) for v in body]
-    return body
 
 
 # ---------------------------------------------------------------- ingest (journal)
@@ -330,36 +235,24 @@ def _open_incident(
     summary: IngestSummary,
     external_url: str,
 ) -> None:
-    plans = plan_for(config, alert)
+    """Journal a new incident and start the runbook of each strategy it matches."""
+    strategies = route(config.strategies, alert.labels)
     incident_id = tx.insert_incident(
-        _new_incident(config, alert, starts_at, now, bool(plans), external_url)
+        _new_incident(config, alert, starts_at, now, bool(strategies), external_url)
     )
     summary.new_incidents += 1
-    if not plans:
+    if not strategies:
         summary.unmatched += 1
     log.info(
         "incident opened: %s",
         alert.alertname,
         extra={"incident_id": incident_id, "fingerprint": alert.fingerprint},
     )
-    for plan in plans:
-        action_id = tx.insert_action(_new_action(incident_id, plan, now))
-        if plan.refused:
-            summary.actions_refused += 1
-            log.warning(
-                "action refused: %s",
-                plan.refused,
-                extra={"incident_id": incident_id, "action_id": action_id},
-            )
-        else:
-            summary.actions_planned += 1
-            log.info(
-                "action planned: %s %s on %s",
-                plan.strategy.name,
-                plan.strategy.action,
-                plan.target,
-                extra={"incident_id": incident_id, "action_id": action_id},
-            )
+    context = alert.template_context()
+    for strategy in strategies:
+        planned = runs.start(tx, strategy, incident_id, context, now)
+        summary.actions_planned += planned.actions
+        summary.actions_refused += planned.refused
 
 
 def _new_incident(
@@ -387,22 +280,6 @@ def _new_incident(
         ends_at=format_timestamp(ends_at) if ends_at else None,
         ends_at_ts=ends_at.timestamp() if ends_at else None,
         external_url=external_url or None,
-    )
-
-
-def _new_action(incident_id: int, plan: Plan, now: float) -> NewAction:
-    strategy = plan.strategy
-    return NewAction(
-        incident_id=incident_id,
-        strategy=strategy.name,
-        action=strategy.action,
-        executor=strategy.executor,
-        target=plan.target,
-        params=plan.params,
-        status="skipped" if plan.refused else "planned",
-        reason=plan.refused or "matched strategy " + strategy.name,
-        dry_run=strategy.dry_run,
-        created_at=now,
     )
 
 

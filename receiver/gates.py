@@ -2,9 +2,14 @@
 
 Order matters and is part of the contract: dry-run, per-target lock, per-(strategy,
 target) cooldown, per-target budget, global concurrency cap, circuit breaker. (The
-last gate, preconditions, needs Prometheus and is checked by the dispatcher after
-these pass.) Every input is read from the journal inside the claim transaction, so
-the verdict is the same whichever process makes it.
+last gates, a step's `when` and preconditions, need Prometheus and are checked by the
+dispatcher after these pass.) Every input is read from the journal inside the claim
+transaction, so the verdict is the same whichever process makes it.
+
+Gates delay or end (DESIGN.md): `locked` and `cooldown` DELAY an action (it stays
+planned, not claimed before the verdict's `not_before`), `concurrency` DEFERs it (the
+claim stops; it is tried again at the next claim); `dry_run`, `budget` and
+`breaker_open` SKIP it, which ends its runbook (runbooks.py).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from receiver import breaker
 from receiver.config import Strategy
 from receiver.durations import format_duration
 
-RUN, SKIP, DEFER = "run", "skip", "defer"
+RUN, SKIP, DEFER, DELAY = "run", "skip", "defer", "delay"
+#: Seconds before a locked action is looked at again: the lock's end is not known.
+LOCK_RECHECK = 1.0
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,9 @@ class GateInputs:
     """What the journal says right now about this action's target and strategy."""
 
     running_on_target: int | None  # id of an action running on the same target
-    last_started: float | None  # latest start of this (strategy, target)
+    # latest start of this (strategy, target) for another incident: a runbook's own
+    # steps and repeats are paced by its `wait` and `repeat_after`, not by the cooldown
+    last_started: float | None
     started_in_budget_window: int  # actions started on the target within the budget window
     running_total: int  # actions running anywhere
     breaker_state: breaker.BreakerState
@@ -31,10 +40,11 @@ class GateInputs:
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: str  # run | skip | defer
+    outcome: str  # run | skip | defer | delay
     gate: str  # dry_run | locked | cooldown | budget | concurrency | breaker_open | open | ...
     reason: str
     breaker_state: breaker.BreakerState | None = None  # to persist, when the gate read it
+    not_before: float | None = None  # of a delay: when to look again (seconds)
 
 
 def evaluate(
@@ -44,24 +54,32 @@ def evaluate(
     max_concurrent: int,
     now: float,
 ) -> Verdict:
+    """The verdict for one planned action of `strategy` (a runbook step's strategy) on
+    `target` at `now` (seconds): the first gate, in the module's order, that stops it,
+    or RUN "all gates passed". A verdict carries the breaker state it read (to persist:
+    a half-open admission is counted); a DELAY carries when to look again."""
     state = breaker.current(inputs.breaker_state, strategy.breaker, now)
 
-    def stop(outcome: str, gate: str, reason: str) -> Verdict:
-        return Verdict(outcome, gate, reason, state)
+    def stop(outcome: str, gate: str, reason: str, not_before: float | None = None) -> Verdict:
+        return Verdict(outcome, gate, reason, state, not_before)
 
     if strategy.dry_run:
         return stop(SKIP, "dry_run", f"dry_run: would {strategy.action} {target}")
     if inputs.running_on_target is not None:
         return stop(
-            SKIP, "locked", f"locked: action {inputs.running_on_target} is running on {target}"
+            DELAY,
+            "locked",
+            f"locked: action {inputs.running_on_target} is running on {target}",
+            now + LOCK_RECHECK,
         )
     if inputs.last_started is not None and now - inputs.last_started < strategy.cooldown:
         ago = now - inputs.last_started
         return stop(
-            SKIP,
+            DELAY,
             "cooldown",
             f"cooldown: {strategy.name} acted on {target} {format_duration(ago)} ago "
             f"({format_duration(strategy.cooldown - ago)} left)",
+            inputs.last_started + strategy.cooldown,
         )
     budget = strategy.budget
     if budget is not None and inputs.started_in_budget_window >= budget.max_actions:

@@ -90,8 +90,10 @@ def escalation_alert(
     target: str,
     alertname: str = DEFAULT_ALERTNAME,
     now: datetime | None = None,
+    details: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The alert posted for an escalation (pure, so explain and tests can show it)."""
+    """The alert posted for an escalation (pure, so explain and tests can show it);
+    `details` are added to its annotations (a runbook's `runbook_trail`, `runbook_run`)."""
     original = labels.get("alertname", "")
     kept = {k: v for k, v in labels.items() if k != ROUTING_LABEL and v}
     kept.update(
@@ -106,6 +108,7 @@ def escalation_alert(
     notes = {"summary": summary, "reason": reason or "remediation failed"}
     if annotations.get("summary"):
         notes["original_summary"] = annotations["summary"]
+    notes.update(details or {})
     return {
         "labels": {k: v for k, v in kept.items() if v},
         "annotations": notes,
@@ -159,10 +162,12 @@ class AlertmanagerExecutor(Executor):
         target: str,
         *,
         timeout: float | None = None,
+        details: Mapping[str, str] | None = None,
     ) -> ExecutionResult:
-        """Post the escalation alert; failures come back as ok=False, never raised."""
+        """Post the escalation alert (`details`: extra annotations); failures come back as
+        ok=False, never raised."""
         alert = escalation_alert(
-            labels, annotations, reason, strategy, target, alertname=self.alertname
+            labels, annotations, reason, strategy, target, alertname=self.alertname, details=details
         )
         try:
             note = self._send_alert(alert, timeout)

@@ -86,6 +86,12 @@ class NewAction:
     reason: str
     dry_run: bool
     created_at: float
+    #: the runbook step (1-based) and run (runbook_runs.id) it carries out
+    step: int = 1
+    run_id: int | None = None
+    #: not claimed before (seconds since the epoch), and why it waits (a gate or `wait`)
+    not_before: float | None = None
+    waiting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,5 +172,7 @@ class Store(Protocol):
     def apply_limits(self, limits: Limits) -> None: ...
     def admitted_label_values(self) -> dict[str, set[str]]: ...
     def counts(self) -> dict[str, int]: ...
-    def seed_metrics(self, strategies: list[tuple[str, str]]) -> None: ...
+    def seed_metrics(
+        self, strategies: list[tuple[str, str]], runbooks: list[tuple[str, int]] = ()
+    ) -> None: ...
     def close(self) -> None: ...

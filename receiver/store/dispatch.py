@@ -1,7 +1,9 @@
 """Store operations of the dispatcher: claims, outcomes, breakers, scale targets.
 
-A claim is ONE write transaction that picks the oldest planned action, reads the gate
-inputs from the journal, and either marks the action running or skipped. SQLite's
+A claim is ONE write transaction that picks the oldest planned action due now, reads the
+gate inputs from the journal, and either marks the action running, skipped, or waiting
+(still planned, with the gate and when to look again). A skip and an outcome are folded
+into the action's runbook run by the caller's `follow` in that same transaction. SQLite's
 BEGIN IMMEDIATE and PostgreSQL's advisory lock (see `_serialize_claims`) make that
 transaction exclusive across processes, so two replicas never both run one action and
 never both pass a lock or concurrency gate.
@@ -16,7 +18,7 @@ from typing import Any
 
 from receiver import breaker
 from receiver.gates import Verdict
-from receiver.store import listing, totals
+from receiver.store import listing, runs, totals
 from receiver.store.base import Page
 from receiver.store.sql import SqlTransaction, iso
 
@@ -43,22 +45,29 @@ class ActionRow:
     incident_status: str
     #: identity of the process group its command was started in (ProcessIdentity.to_dict)
     process: dict[str, Any] | None = None
+    #: the runbook step (1-based) it carries out, and its run (None: journaled before runs)
+    step: int = 1
+    run_id: int | None = None
+    #: the gate it waits for, as last journaled (None: not waiting)
+    waiting: str | None = None
 
 
 _ROW_SQL = (
     "SELECT a.id, a.incident_id, a.strategy, a.action, a.executor, a.target, a.params, "
-    "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status, a.process "
-    "FROM actions a JOIN incidents i ON i.id = a.incident_id "
+    "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status, a.process, "
+    "a.step, a.run_id, a.waiting FROM actions a JOIN incidents i ON i.id = a.incident_id "
 )
 
 
 def _row(values: tuple[Any, ...]) -> ActionRow:
     (id_, incident_id, strategy, action, executor, target, params, dry_run, created_at,
-     started_at, labels, annotations, incident_status, process) = values  # fmt: skip
+     started_at, labels, annotations, incident_status, process, step, run_id,
+     waiting) = values  # fmt: skip
     return ActionRow(
         id_, incident_id, strategy, action, executor, target, json.loads(params),
         bool(dry_run), created_at, started_at, json.loads(labels), json.loads(annotations),
-        incident_status, json.loads(process) if process else None,
+        incident_status, json.loads(process) if process else None, step or 1, run_id,
+        waiting,
     )  # fmt: skip
 
 
@@ -74,11 +83,14 @@ class GateReader:
         ).fetchone()
         return row[0] if row else None
 
-    def last_started(self, strategy: str, target: str) -> float | None:
+    def last_started(self, strategy: str, target: str, incident_id: int = -1) -> float | None:
+        """The latest start of (strategy, target) for an incident other than
+        `incident_id` (a runbook's own steps are not in its cooldown)."""
         return self.tx.execute(
             "SELECT MAX(started_at) FROM actions WHERE strategy = ? AND target = ? "
-            "AND status IN ('running', 'succeeded', 'failed', 'timed_out')",
-            (strategy, target),
+            "AND status IN ('running', 'succeeded', 'failed', 'timed_out') "
+            "AND incident_id != ?",
+            (strategy, target, incident_id),
         ).fetchone()[0]
 
     def started_since(self, target: str, since: float) -> int:
@@ -123,6 +135,9 @@ def save_breaker(
 
 
 Judge = Callable[[ActionRow, GateReader], Verdict]
+#: Folds an action's just-journaled end into its runbook run, in the same transaction
+#: (runs.follow); returns what it planned.
+Follow = Callable[[SqlTransaction, ActionRow], Any]
 
 
 class DispatchStore:
@@ -131,13 +146,18 @@ class DispatchStore:
     def _serialize_claims(self, tx: SqlTransaction) -> None:
         """SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL overrides."""
 
-    def claim(self, worker: str, now: float, judge: Judge) -> tuple[ActionRow, Verdict] | None:
-        """Claim the oldest planned action the gates let run; skip the ones they refuse."""
+    def claim(
+        self, worker: str, now: float, judge: Judge, follow: Follow | None = None
+    ) -> tuple[ActionRow, Verdict] | None:
+        """Claim the oldest planned action due at `now` that the gates let run; skip the
+        ones they end (`follow` folds each skip into its runbook) and let the ones they
+        delay wait (journaled when the gate they wait for changes)."""
         with self.transaction() as tx:
             self._serialize_claims(tx)
             candidates = tx.execute(
-                _ROW_SQL + "WHERE a.status = 'planned' ORDER BY a.id LIMIT ?",
-                (CLAIM_SCAN_LIMIT,),
+                _ROW_SQL + "WHERE a.status = 'planned' AND (a.not_before IS NULL "
+                "OR a.not_before <= ?) ORDER BY a.id LIMIT ?",
+                (now, CLAIM_SCAN_LIMIT),
             ).fetchall()
             reader = GateReader(tx)
             for values in candidates:
@@ -146,13 +166,20 @@ class DispatchStore:
                 if verdict.breaker_state is not None:
                     save_breaker(tx, row.strategy, row.target, verdict.breaker_state, now)
                 if verdict.outcome == "defer":
+                    _wait(tx, row, verdict, None, now)
                     return None
+                if verdict.outcome == "delay":
+                    _wait(tx, row, verdict, verdict.not_before, now)
+                    continue
                 if verdict.outcome == "skip":
                     _set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
+                    if follow is not None:
+                        follow(tx, row)
                     continue
                 tx.execute(
                     "UPDATE actions SET status = 'running', claimed_by = ?, started_at = ?, "
-                    "heartbeat_at = ?, updated_at = ?, reason = ? WHERE id = ?",
+                    "heartbeat_at = ?, updated_at = ?, reason = ?, not_before = NULL, "
+                    "waiting = NULL WHERE id = ?",
                     (worker, now, now, now, verdict.reason, row.id),
                 )
                 tx.add_event(row.id, now, "running", f"claimed by {worker}: {verdict.reason}")
@@ -201,8 +228,10 @@ class DispatchStore:
         output: str,
         now: float,
         outcome_for_breaker: Callable[[breaker.BreakerState], breaker.BreakerState] | None,
+        follow: Follow | None = None,
     ) -> tuple[breaker.BreakerState, breaker.BreakerState]:
-        """Record the outcome and the breaker's update together; returns (before, after)."""
+        """Record the outcome, the breaker's update and (`follow`) what the action's runbook
+        does next, together; returns the breaker's (before, after)."""
         with self.transaction() as tx:
             # A claim writes back the breaker state its judge read: serialize with claims
             # so that write cannot land after, and erase, this read-modify-write.
@@ -212,6 +241,8 @@ class DispatchStore:
             if after != before:
                 save_breaker(tx, row.strategy, row.target, after, now)
             _set_status(tx, row.id, status, reason, now, finished=True, output=output)
+            if follow is not None:
+                follow(tx, row)
         return before, after
 
     def orphans(self, stale_before: float) -> list[ActionRow]:
@@ -234,6 +265,44 @@ class DispatchStore:
             if taken:
                 tx.add_event(action_id, now, "running", f"adopted by {worker} after a crash")
         return bool(taken)
+
+    # runbooks: escalations owed, repeats due, waiting actions -----------------
+    def claim_escalations(self, now: float) -> list[runs.Escalation]:
+        """Lease the pending escalations of uncured runbook runs (see store/runs.py)."""
+        with self.transaction() as tx:
+            return runs.claim_escalations(tx, now)
+
+    def record_escalation(
+        self, escalation: runs.Escalation, delivered: str | None, note: str, now: float
+    ) -> None:
+        """Journal how an escalation went, on its run and on the run's last action."""
+        with self.transaction() as tx:
+            runs.record_escalation(tx, escalation.run_id, delivered, note, now)
+            if escalation.last_action_id is not None:
+                status = tx.execute(
+                    "SELECT status FROM actions WHERE id = ?", (escalation.last_action_id,)
+                ).fetchone()[0]
+                tx.add_event(escalation.last_action_id, now, status, note)
+
+    def repeat_due(self, now: float, start: Callable[[SqlTransaction, runs.RunRow], Any]) -> int:
+        """Take each cured run whose repeat time came and, if its incident still fires,
+        `start` its next run in the same transaction; returns how many were taken."""
+        taken = 0
+        with self.transaction() as tx:
+            for run, incident_status in runs.due_repeats(tx, now):
+                if runs.take_repeat(tx, run.id, now):
+                    taken += 1
+                    if incident_status == "firing":
+                        start(tx, run)
+        return taken
+
+    def waiting_counts(self) -> dict[str, int]:
+        """Planned actions by what they wait for (`queued`: nothing yet, just planned)."""
+        rows = self._read(
+            "SELECT COALESCE(waiting, 'queued'), COUNT(*) FROM actions WHERE status = 'planned' "
+            "GROUP BY COALESCE(waiting, 'queued')"
+        )
+        return {reason: count for reason, count in rows}
 
     def firing_labels(self) -> list[dict[str, str]]:
         rows = self._read("SELECT labels FROM incidents WHERE status = 'firing' LIMIT 100000")
@@ -371,6 +440,24 @@ def _target_dict(
         "max": maximum,
         "updated_at": iso(updated_at),
     }
+
+
+def _wait(
+    tx: SqlTransaction, row: ActionRow, verdict: Verdict, not_before: float | None, now: float
+) -> None:
+    """Keep a planned action waiting for a gate until `not_before` (None: the next claim);
+    journal it the first time it waits for this gate, not at every look."""
+    if row.waiting == verdict.gate:
+        tx.execute("UPDATE actions SET not_before = ? WHERE id = ?", (not_before, row.id))
+        return
+    reason = f"waiting: {verdict.reason}"
+    if not_before is not None:
+        reason += f"; eligible at {iso(not_before)}"
+    tx.execute(
+        "UPDATE actions SET not_before = ?, waiting = ?, reason = ?, updated_at = ? WHERE id = ?",
+        (not_before, verdict.gate, reason, now, row.id),
+    )
+    tx.add_event(row.id, now, "planned", reason)
 
 
 def _set_status(

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import labels, listing, spool, totals
+from receiver.store import labels, listing, runs, spool, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -86,7 +86,11 @@ SCHEMA = [
         claimed_by TEXT,
         heartbeat_at DOUBLE PRECISION,
         output TEXT NOT NULL DEFAULT '',
-        process TEXT
+        process TEXT,
+        step INTEGER,
+        run_id INTEGER,
+        not_before DOUBLE PRECISION,
+        waiting TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
     "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
@@ -124,6 +128,8 @@ SCHEMA = [
     )""",
     labels.TABLE,
     spool.TABLE,
+    runs.TABLE,
+    *runs.INDEXES,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,
@@ -139,7 +145,15 @@ ADDED_COLUMNS = [
     ("incidents", "close_reason", "TEXT"),
     # the externalURL of the notification that opened it: the Alertmanager to ask
     ("incidents", "external_url", "TEXT"),
+    # runbooks (runs.py): the step an action carries out and its run; a planned action
+    # is not claimed before not_before, and `waiting` says why (a gate or the step's wait)
+    ("actions", "step", "INTEGER"),
+    ("actions", "run_id", "INTEGER"),
+    ("actions", "not_before", "DOUBLE PRECISION"),
+    ("actions", "waiting", "TEXT"),
 ]
+#: Indexes on ADDED_COLUMNS, created once the columns exist.
+ADDED_INDEXES = ["CREATE INDEX IF NOT EXISTS actions_by_run ON actions (run_id)"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -277,13 +291,14 @@ class SqlTransaction:
             "duration_seconds = ?, last_seen = ?, close_reason = ? WHERE id = ?",
             (ends_at, ends_at_ts, duration, seen_at, reason, incident_id),
         )
+        runs.clear_repeats(self, incident_id)
         return duration
 
     def insert_action(self, action: NewAction) -> int:
         action_id = self._insert(
             "INSERT INTO actions (incident_id, strategy, action, executor, target, params, "
-            "status, reason, dry_run, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, reason, dry_run, created_at, updated_at, step, run_id, not_before, "
+            "waiting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 action.incident_id,
                 action.strategy,
@@ -296,6 +311,10 @@ class SqlTransaction:
                 int(action.dry_run),
                 action.created_at,
                 action.created_at,
+                action.step,
+                action.run_id,
+                action.not_before,
+                action.waiting,
             ),
         )
         self.add_event(action_id, action.created_at, action.status, action.reason)
@@ -310,13 +329,13 @@ class SqlTransaction:
         )
 
     def cancel_planned_actions(self, incident_id: int, reason: str, at: float) -> list[int]:
-        ids = [
-            row[0]
-            for row in self.execute(
-                "SELECT id FROM actions WHERE incident_id = ? AND status = 'planned'",
-                (incident_id,),
-            ).fetchall()
-        ]
+        """Cancel the incident's planned (and waiting) actions, and the runbook runs they
+        were the current step of; returns the cancelled actions' ids."""
+        rows = self.execute(
+            "SELECT id, run_id FROM actions WHERE incident_id = ? AND status = 'planned'",
+            (incident_id,),
+        ).fetchall()
+        ids = [row[0] for row in rows]
         for action_id in ids:
             self.execute(
                 "UPDATE actions SET status = 'cancelled', reason = ?, updated_at = ?, "
@@ -325,6 +344,7 @@ class SqlTransaction:
             )
             self.add_event(action_id, at, "cancelled", reason)
             totals.count_action_final(self, action_id, "cancelled", reason)
+        runs.cancel_open(self, [run_id for _, run_id in rows if run_id is not None], reason, at)
         return ids
 
     def count_alerts(self, firing: int, resolved: int) -> None:
@@ -665,11 +685,17 @@ class SqlStore(ABC):
             services.append(labels.OTHER)
         return {"intervals": intervals, "firing_latest": latest, "services": services}
 
-    def seed_metrics(self, strategies: list[tuple[str, str]]) -> None:
-        """Zero series for each configured (strategy, action); see totals.touch_histogram."""
+    def seed_metrics(
+        self, strategies: list[tuple[str, str]], runbooks: list[tuple[str, int]] = ()
+    ) -> None:
+        """Zero series for each configured (strategy, action) and (strategy, its number of
+        steps); see totals.touch_histogram."""
         with self.transaction() as tx:
             for strategy, action in strategies:
                 totals.seed_strategy(tx, strategy, action)
+            for strategy, steps in runbooks:
+                totals.seed_runbook(tx, strategy, steps)
+            totals.seed_escalations(tx)
             for label in sorted(labels.BOUNDED_LABELS):
                 totals.add(tx, labels.FOLDED_METRIC, {"label": label}, 0.0)
             totals.seed_intake(tx)
@@ -797,3 +823,5 @@ def add_missing_columns(tx: SqlTransaction) -> None:
         cursor = tx.execute(f"SELECT * FROM {table} LIMIT 0")  # names: constants above
         if column not in {description[0] for description in cursor.description}:
             tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in ADDED_INDEXES:
+        tx.execute(statement)

@@ -28,6 +28,7 @@ SKIP_REASONS = (
     "breaker_open",
     "precondition",
     "refused",
+    "when",
 )
 EXECUTED = ("succeeded", "failed", "timed_out")
 
@@ -166,15 +167,22 @@ def count_reconciliation(tx: SqlTransaction, outcome: str, closed: int) -> None:
 
 
 def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: str) -> None:
-    """Count an action reaching a final status, with its durations when it ran."""
+    """Count an action reaching a final status, with its durations when it ran, and as
+    an outcome of its runbook step (`step`: its 1-based index, bounded by config.MAX_STEPS)."""
     row = tx.execute(
-        "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts "
-        "FROM actions a JOIN incidents i ON i.id = a.incident_id WHERE a.id = ?",
+        "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts, a.step, "
+        "a.run_id FROM actions a JOIN incidents i ON i.id = a.incident_id WHERE a.id = ?",
         (action_id,),
     ).fetchone()
-    strategy, action, started_at, finished_at, alert_start = row
+    strategy, action, started_at, finished_at, alert_start, step, run_id = row
     strategy = tx.labels.value("strategy", strategy)
     add(tx, "remediator_actions_total", {"strategy": strategy, "action": action, "outcome": status})
+    if run_id is not None:
+        add(
+            tx,
+            STEPS_METRIC,
+            {"strategy": strategy, "step": str(step or 1), "outcome": status},
+        )
     if status == "skipped":
         add(
             tx,
@@ -197,6 +205,40 @@ def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: 
             max(0.0, finished_at - alert_start),
             DURATION_BUCKETS,
         )
+
+
+STEPS_METRIC = "remediator_runbook_steps_total"
+RUNS_METRIC = "remediator_runbook_runs_total"
+ESCALATIONS_METRIC = "remediator_escalations_total"
+RUN_ENDS = ("cured", "uncured", "cancelled", "dry_run")
+ESCALATION_OUTCOMES = ("sent", "undeliverable", "retrying")
+
+
+def seed_runbook(tx: SqlTransaction, strategy: str, steps: int) -> None:
+    """Zero series for a configured runbook: each step's outcomes and each run end."""
+    strategy = tx.labels.value("strategy", strategy, count=False)
+    for step in range(1, steps + 1):
+        for outcome in ("succeeded", "failed", "timed_out", "skipped", "cancelled"):
+            add(tx, STEPS_METRIC, {"strategy": strategy, "step": str(step), "outcome": outcome}, 0)
+    for status in RUN_ENDS:
+        add(tx, RUNS_METRIC, {"strategy": strategy, "status": status}, 0.0)
+
+
+def seed_escalations(tx: SqlTransaction) -> None:
+    for outcome in ESCALATION_OUTCOMES:
+        add(tx, ESCALATIONS_METRIC, {"outcome": outcome}, 0.0)
+
+
+def count_run_end(tx: SqlTransaction, strategy: str, status: str) -> None:
+    """A runbook run ended: cured, uncured (escalated), cancelled or dry_run."""
+    strategy = tx.labels.value("strategy", strategy)
+    add(tx, RUNS_METRIC, {"strategy": strategy, "status": status})
+
+
+def count_escalation(tx: SqlTransaction, outcome: str) -> None:
+    """An attempt to deliver a runbook's escalation: sent, undeliverable (nowhere to send
+    it), or retrying (the escalation executor failed; tried again later)."""
+    add(tx, ESCALATIONS_METRIC, {"outcome": outcome})
 
 
 def read_totals(

@@ -9,7 +9,7 @@ import pytest
 
 from receiver.alerts import Alert, parse_alert
 from receiver.config import parse_config
-from receiver.engine import Plan, plan_for, render_plan
+from receiver.plans import Plan, plan_for, render_plan
 from receiver.templates import compile_pattern, compile_template
 
 CONFIG = parse_config(

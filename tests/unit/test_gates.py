@@ -12,7 +12,7 @@ import pytest
 from receiver import gates
 from receiver.breaker import CLOSED, HALF_OPEN, OPEN, BreakerState
 from receiver.config import Strategy, parse_config
-from receiver.gates import DEFER, RUN, SKIP, GateInputs, evaluate
+from receiver.gates import DEFER, DELAY, LOCK_RECHECK, RUN, SKIP, GateInputs, evaluate
 
 NOW = 1_000_000.0
 TARGET = "checkout-api"
@@ -93,9 +93,12 @@ def test_dry_run_skips() -> None:
 
 
 def test_action_running_on_the_target_locks_it() -> None:
+    """A locked action waits (issue 14: gates delay, they do not drop) and is looked at
+    again after LOCK_RECHECK seconds: when the lock frees is not known."""
     verdict = evaluate(STRATEGY, TARGET, inputs(running_on_target=42), MAX_CONCURRENT, NOW)
-    assert (verdict.outcome, verdict.gate) == (SKIP, "locked")
+    assert (verdict.outcome, verdict.gate) == (DELAY, "locked")
     assert verdict.reason == f"locked: action 42 is running on {TARGET}"
+    assert verdict.not_before == NOW + LOCK_RECHECK
 
 
 def test_action_id_zero_still_locks() -> None:
@@ -107,9 +110,9 @@ def test_action_id_zero_still_locks() -> None:
 @pytest.mark.parametrize(
     ("ago", "outcome", "gate"),
     [
-        (0.0, SKIP, "cooldown"),
-        (1.0, SKIP, "cooldown"),
-        (COOLDOWN - 0.001, SKIP, "cooldown"),
+        (0.0, DELAY, "cooldown"),
+        (1.0, DELAY, "cooldown"),
+        (COOLDOWN - 0.001, DELAY, "cooldown"),
         (COOLDOWN, RUN, "open"),  # boundary: exactly the cooldown later, it runs
         (COOLDOWN + 1, RUN, "open"),
     ],
@@ -117,6 +120,8 @@ def test_action_id_zero_still_locks() -> None:
 def test_cooldown_window(ago: float, outcome: str, gate: str) -> None:
     verdict = evaluate(STRATEGY, TARGET, inputs(last_started=NOW - ago), MAX_CONCURRENT, NOW)
     assert (verdict.outcome, verdict.gate) == (outcome, gate)
+    if outcome == DELAY:  # eligible exactly when the cooldown ends
+        assert verdict.not_before == pytest.approx(NOW - ago + COOLDOWN)
 
 
 def test_cooldown_reason_says_how_long_ago_and_how_long_left() -> None:
@@ -256,7 +261,8 @@ def test_first_failing_gate_in_the_fixed_order_wins(failing: tuple[str, ...]) ->
     verdict = evaluate(strategy, TARGET, inputs(**overrides), MAX_CONCURRENT, NOW)
     expected = min(failing, key=ORDER.index)
     assert verdict.gate == expected
-    assert verdict.outcome == (DEFER if expected == "concurrency" else SKIP)
+    waits = {"concurrency": DEFER, "locked": DELAY, "cooldown": DELAY}
+    assert verdict.outcome == waits.get(expected, SKIP)
     assert verdict.reason.startswith(f"{expected}: ")
 
 
@@ -279,4 +285,4 @@ def test_reasons_are_readable_sentences_naming_the_target(gate: str) -> None:
 
 
 def test_verdict_constants() -> None:
-    assert (gates.RUN, gates.SKIP, gates.DEFER) == ("run", "skip", "defer")
+    assert (gates.RUN, gates.SKIP, gates.DEFER, gates.DELAY) == ("run", "skip", "defer", "delay")

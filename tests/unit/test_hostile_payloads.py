@@ -15,8 +15,8 @@ import pytest
 
 from receiver.alerts import INDEXED_LABELS, MAX_STORED_INT, parse_notification
 from receiver.config import parse_config
-from receiver.engine import plan_for
 from receiver.intake import Rejected, decode
+from receiver.plans import plan_for
 from tests.support.hostile_payloads import (
     ACCEPTED,
     NUL,

@@ -271,7 +271,7 @@ def test_an_escalation_carries_the_utf8_labels_as_they_are() -> None:
 def test_a_precondition_matcher_on_a_utf8_name_renders_and_parses_back() -> None:
     """`alert_not_firing` values are templates; the rendered matcher is written out and
     parsed again by the dispatcher, so a quoted name must survive the round trip."""
-    from receiver.engine import plan_for
+    from receiver.plans import plan_for
 
     config = parse_config(
         "executors: {log: {type: log}}\n"

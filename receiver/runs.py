@@ -1,0 +1,229 @@
+"""Runbooks carried out in the journal: the step machine (runbooks.py) applied to action
+rows, inside the caller's transaction.
+
+`start` plans a run's first step when an incident opens (engine.ingest) or a cure did
+not last (`repeat_due`); `follow` folds a step's outcome into its run in the SAME
+transaction that journals the outcome (the dispatcher's claim or finish), planning the
+next step, ending the run, or owing one escalation. So a crash leaves a run either
+before an outcome or after all of its consequences, and the dispatcher's crash rule
+(dispatcher.py) applied to the interrupted step is the whole of resuming a runbook:
+a finished step is never run again, because its row is final and the run has moved on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from receiver import runbooks
+from receiver.config import Config, Strategy
+from receiver.plans import Plan, incident_context, render_plan
+from receiver.store import runs as journal
+from receiver.store.base import NewAction
+
+if TYPE_CHECKING:
+    from receiver.store.sql import SqlTransaction
+
+log = logging.getLogger(__name__)
+
+#: `waiting` of a planned step whose own `wait` has not passed yet
+STEP_WAIT = "wait"
+
+
+@dataclass
+class Planned:
+    """What a transaction planned: actions to run, refused ones, escalations owed."""
+
+    actions: int = 0
+    refused: int = 0
+    escalations: int = 0
+
+    def add(self, other: Planned) -> None:
+        self.actions += other.actions
+        self.refused += other.refused
+        self.escalations += other.escalations
+
+
+def start(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    incident_id: int,
+    context: dict[str, Any],
+    now: float,
+    run: int = 1,
+) -> Planned:
+    """Begin run `run` of `strategy`'s runbook for an incident: journal the run and plan
+    step 1 (rendered from `context`); a step refused at rendering is skipped and the
+    runbook goes on, as for any skip (see runbooks.py)."""
+    decision, state = runbooks.start(strategy.runbook, now, run)
+    run_id = journal.insert(tx, incident_id, strategy.name, run, now, decision.reason)
+    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now)
+
+
+def follow(tx: SqlTransaction, config: Config, action_id: int, now: float) -> Planned:
+    """Fold the outcome just journaled for `action_id` into its run; no-op for an action
+    of no run (journaled before runbooks) or of a run that already ended."""
+    action = tx.execute(
+        "SELECT a.run_id, a.strategy, i.id, i.status, i.labels, i.annotations, i.fingerprint, "
+        "i.starts_at, i.generator_url FROM actions a JOIN incidents i ON i.id = a.incident_id "
+        "WHERE a.id = ?",
+        (action_id,),
+    ).fetchone()
+    if action is None or action[0] is None:
+        return Planned()
+    run_id, name, incident_id, incident_status, *alert = action
+    run = journal.load(tx, run_id)
+    if run is None or run.status != runbooks.RUNNING:
+        return Planned()
+    trail = journal.trail(tx, run_id)
+    strategy = _strategy(config, name)
+    if strategy is None or not trail or trail[-1].index != run.current_step:
+        journal.end(tx, run_id, runbooks.CANCELLED, "cancelled: runbook no longer configured", now)
+        return Planned()
+    state = run.state(trail[:-1])
+    last = trail[-1]
+    outcome = runbooks.StepOutcome(last.outcome, last.reason, last.gate)
+    try:
+        decision, state = runbooks.advance(
+            state, strategy.runbook, outcome, incident_status == "firing", now
+        )
+    except (ValueError, IndexError) as exc:  # the config changed under a running run
+        journal.end(tx, run_id, runbooks.CANCELLED, f"cancelled: {exc}", now)
+        return Planned()
+    context = incident_context(json.loads(alert[0]), json.loads(alert[1]), *alert[2:])
+    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now)
+
+
+def repeat_due(tx: SqlTransaction, config: Config, run: journal.RunRow, now: float) -> Planned:
+    """A cured run's repeat time came (taken by the caller) while its incident fires:
+    start the next run from step 1, or, out of runs, end it uncured with an escalation."""
+    strategy = _strategy(config, run.strategy)
+    if strategy is None or strategy.repeat_after is None:
+        return Planned()
+    max_runs = strategy.budget.max_actions if strategy.budget else 1
+    decision, state = runbooks.repeat(
+        run.state(journal.trail(tx, run.id)), strategy.runbook, True, now, max_runs
+    )
+    if decision.action == runbooks.END:
+        journal.end(tx, run.id, state.status, decision.reason, now, escalate=decision.escalate)
+        return Planned(escalations=int(decision.escalate))
+    if decision.action != runbooks.PLAN:
+        return Planned()
+    context = _context(tx, run.incident_id)
+    return start(tx, strategy, run.incident_id, context, now, run=state.run)
+
+
+def _plan(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    run_id: int,
+    incident_id: int,
+    state: runbooks.RunbookState,
+    decision: runbooks.Decision,
+    context: dict[str, Any],
+    now: float,
+) -> Planned:
+    """Carry out a decision: plan its step (and go on past steps refused at rendering),
+    or end the run."""
+    planned = Planned()
+    while decision.action == runbooks.PLAN:
+        step = strategy.step(decision.step.index)
+        journal.move_to(tx, run_id, decision.step.index, decision.reason)
+        plan = render_plan(step, context)
+        action_id = tx.insert_action(
+            _new_action(incident_id, run_id, decision, plan, decision.reason, now)
+        )
+        if not plan.refused:
+            planned.actions += 1
+            _log_planned(plan, decision, incident_id, action_id)
+            return planned
+        planned.refused += 1
+        log.warning(
+            "action refused: %s",
+            plan.refused,
+            extra={"incident_id": incident_id, "action_id": action_id},
+        )
+        outcome = runbooks.StepOutcome("skipped", plan.refused, "refused")
+        decision, state = runbooks.advance(state, strategy.runbook, outcome, True, now)
+    if decision.action in (runbooks.END, runbooks.CANCEL):
+        repeat_at = None
+        if decision.status == runbooks.CURED and strategy.repeat_after is not None:
+            repeat_at = now + strategy.repeat_after
+        journal.end(
+            tx,
+            run_id,
+            decision.status,
+            decision.reason,
+            now,
+            escalate=decision.escalate,
+            repeat_at=repeat_at,
+        )
+        planned.escalations += int(decision.escalate)
+        log.log(
+            logging.WARNING if decision.escalate else logging.INFO,
+            "runbook %s: %s",
+            strategy.name,
+            decision.reason,
+            extra={"incident_id": incident_id},
+        )
+    return planned
+
+
+def _new_action(
+    incident_id: int,
+    run_id: int,
+    decision: runbooks.Decision,
+    plan: Plan,
+    reason: str,
+    now: float,
+) -> NewAction:
+    strategy = plan.strategy
+    not_before = decision.not_before if decision.not_before and decision.not_before > now else None
+    if plan.refused:
+        reason = plan.refused
+    elif not_before is not None:
+        reason = f"waiting: {reason}"
+    return NewAction(
+        incident_id=incident_id,
+        strategy=strategy.name,
+        action=strategy.action,
+        executor=strategy.executor,
+        target=plan.target,
+        params=plan.params,
+        status="skipped" if plan.refused else "planned",
+        reason=reason,
+        dry_run=strategy.dry_run,
+        created_at=now,
+        step=decision.step.index,
+        run_id=run_id,
+        not_before=None if plan.refused else not_before,
+        waiting=STEP_WAIT if not_before is not None and not plan.refused else None,
+    )
+
+
+def _log_planned(plan: Plan, decision: runbooks.Decision, incident_id: int, action_id: int) -> None:
+    log.info(
+        "action planned: %s %s %s on %s",
+        plan.strategy.name,
+        decision.step.label,
+        plan.strategy.action,
+        plan.target,
+        extra={"incident_id": incident_id, "action_id": action_id},
+    )
+
+
+def _strategy(config: Config, name: str) -> Strategy | None:
+    return next((s for s in config.strategies if s.name == name), None)
+
+
+def _context(tx: SqlTransaction, incident_id: int) -> dict[str, Any]:
+    labels, annotations, fingerprint, starts_at, generator_url = tx.execute(
+        "SELECT labels, annotations, fingerprint, starts_at, generator_url FROM incidents "
+        "WHERE id = ?",
+        (incident_id,),
+    ).fetchone()
+    return incident_context(
+        json.loads(labels), json.loads(annotations), fingerprint, starts_at, generator_url
+    )
