@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from receiver import runbooks
@@ -58,6 +58,12 @@ def start(
     step 1 (rendered from `context`); a step refused at rendering is skipped and the
     runbook goes on, as for any skip (see runbooks.py)."""
     decision, state = runbooks.start(strategy.runbook, now, run)
+    reason = f"matched strategy {strategy.name}"
+    if strategy.steps or run > 1:
+        reason += f": run {run}, {decision.step.label}"
+    if strategy.step(1).wait:
+        reason += f", after its wait of {strategy.step(1).wait:g}s"
+    decision = replace(decision, reason=reason)
     run_id = journal.insert(tx, incident_id, strategy.name, run, now, decision.reason)
     return _plan(tx, strategy, run_id, incident_id, state, decision, context, now)
 

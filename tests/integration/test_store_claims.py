@@ -226,7 +226,12 @@ def test_defer_returns_none_and_leaves_the_action_planned(store: Any) -> None:
     journal = actions(store)
     assert [journal[first]["status"], journal[second]["status"]] == ["planned", "planned"]
     assert journal[first]["claimed_by"] is None
-    assert events(store, first) == [("planned", "matched strategy restart")]
+    # it waits, and says for what, once (a second look journals nothing new)
+    assert store.claim("worker-1", T + 1, judge) is None
+    assert events(store, first) == [
+        ("planned", "matched strategy restart"),
+        ("planned", "waiting: concurrency: 4 actions running"),
+    ]
 
 
 def test_skips_before_a_deferral_are_kept(store: Any) -> None:
@@ -288,8 +293,11 @@ def test_the_real_gates_lock_a_target_within_one_process(store: Any) -> None:
     assert claimed is not None and claimed[0].id == first
     assert store.claim("worker-2", T, gate_judge(CONFIG, T)) is None
     journal = actions(store)
-    assert journal[second]["status"] == "skipped"
-    assert journal[second]["reason"] == f"locked: action {first} is running on web"
+    # locked waits (issue 14), to be looked at again once the lock may have freed
+    assert journal[second]["status"] == "planned"
+    assert journal[second]["reason"].startswith(
+        f"waiting: locked: action {first} is running on web; eligible at "
+    )
 
 
 # ---------------------------------------------------------------- breakers
@@ -687,7 +695,7 @@ def test_processes_racing_for_one_target_run_only_one_action(store: Any, store_u
     assert journal[first]["status"] == "running"
     assert journal[first]["claimed_by"] == winners[0]
     assert [e["status"] for e in journal[first]["events"]] == ["planned", "running"]
-    assert journal[second]["status"] == "skipped"
-    assert journal[second]["reason"] == f"locked: action {first} is running on web"
-    assert [e["status"] for e in journal[second]["events"]] == ["planned", "skipped"]
+    assert journal[second]["status"] == "planned"  # it waits for the lock (issue 14)
+    assert journal[second]["reason"].startswith(f"waiting: locked: action {first} is running")
+    assert [e["status"] for e in journal[second]["events"]] == ["planned", "planned"]
     assert journal[second]["claimed_by"] is None
