@@ -65,7 +65,7 @@ def start(
         reason += f", after its wait of {strategy.step(1).wait:g}s"
     decision = replace(decision, reason=reason)
     run_id = journal.insert(tx, incident_id, strategy.name, run, now, decision.reason)
-    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now)
+    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now, moved=True)
 
 
 def follow(tx: SqlTransaction, config: Config, action_id: int, now: float) -> Planned:
@@ -130,13 +130,16 @@ def _plan(
     decision: runbooks.Decision,
     context: dict[str, Any],
     now: float,
+    moved: bool = False,
 ) -> Planned:
     """Carry out a decision: plan its step (and go on past steps refused at rendering),
-    or end the run."""
+    or end the run. `moved`: the run row already names the decided step (a new run)."""
     planned = Planned()
     while decision.action == runbooks.PLAN:
         step = strategy.step(decision.step.index)
-        journal.move_to(tx, run_id, decision.step.index, decision.reason)
+        if not moved:
+            journal.move_to(tx, run_id, decision.step.index, decision.reason)
+        moved = False
         plan = render_plan(step, context)
         action_id = tx.insert_action(
             _new_action(incident_id, run_id, decision, plan, decision.reason, now)
