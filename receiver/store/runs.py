@@ -233,7 +233,14 @@ def claim_escalations(tx: SqlTransaction, now: float, limit: int = 20) -> list[E
     ).fetchall()
     found = []
     for run_id, incident_id, strategy, run, reason, labels, notes in rows:
-        tx.execute("UPDATE runbook_runs SET escalation_claimed_at = ? WHERE id = ?", (now, run_id))
+        # conditional: of replicas that read the same row, the first to lease it wins
+        leased = tx.execute(
+            "UPDATE runbook_runs SET escalation_claimed_at = ? WHERE id = ? AND escalation = ? "
+            "AND (escalation_claimed_at IS NULL OR escalation_claimed_at < ?)",
+            (now, run_id, PENDING, now - ESCALATION_LEASE),
+        ).rowcount
+        if not leased:
+            continue
         last = tx.execute(
             "SELECT id, target FROM actions WHERE run_id = ? ORDER BY id DESC LIMIT 1",
             (run_id,),
