@@ -210,7 +210,7 @@ def fold_service_facts(facts: dict[str, Any], admitted: dict[str, set[str]]) -> 
 
     return {
         "intervals": [(name(s), start, end) for s, start, end in facts["intervals"]],
-        "firing_latest": [(name(s), state, why) for s, state, why in facts["firing_latest"]],
+        "firing_latest": [(name(s), *latest) for s, *latest in facts["firing_latest"]],
         "services": sorted({name(service) for service in facts["services"]}),
     }
 

@@ -54,24 +54,48 @@ def _union_length(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def health(firing: bool, actions: Iterable[tuple[str, str]]) -> str:
-    """Health from what is firing and the (status, reason) of its incidents' actions.
+def health(firing: bool, actions: Iterable[tuple[Any, ...]]) -> str:
+    """Health from what is firing and its incidents' latest actions.
 
-    Pass the latest action of each firing incident. critical: remediation failed for good
-    or its breaker is open; degraded: remediation running, verifying, or done and the
-    alert not yet resolved; unhealthy: firing, nothing done yet; healthy: quiet.
+    Pass the latest action of each firing incident as (status, reason) or, for an action
+    of a runbook, (status, reason, step, run status). critical: remediation failed for
+    good (a runbook run ended uncured, or an action of no runbook failed) or its breaker
+    is open; degraded: remediation running, verifying, between two runbook steps, or done
+    and the alert not yet resolved; unhealthy: firing, nothing done yet; healthy: quiet.
     """
     if not firing:
         return HEALTHY
-    statuses = list(actions)
-    if any(
-        status in FAILED_FOR_GOOD or (status == "skipped" and reason.startswith("breaker_open"))
-        for status, reason in statuses
-    ):
+    latest = [_LatestAction(*action) for action in actions]
+    if any(action.critical for action in latest):
         return CRITICAL
-    if any(status in ("running", "succeeded") for status, _ in statuses):
+    if any(action.acting for action in latest):
         return DEGRADED  # acting, verifying, or done and waiting for the alert to resolve
     return UNHEALTHY
+
+
+@dataclass(frozen=True)
+class _LatestAction:
+    status: str
+    reason: str
+    step: int | None = None
+    run_status: str | None = None
+
+    @property
+    def critical(self) -> bool:
+        if self.run_status == "uncured":
+            return True
+        if self.run_status == "running":  # a failed step whose next step is not yet planned
+            return False
+        return self.status in FAILED_FOR_GOOD or (
+            self.status == "skipped" and self.reason.startswith("breaker_open")
+        )
+
+    @property
+    def acting(self) -> bool:
+        between_steps = self.status == "planned" and (self.step or 1) > 1
+        return self.status in ("running", "succeeded") or (
+            between_steps and self.run_status == "running"
+        )
 
 
 def per_service(
@@ -81,9 +105,9 @@ def per_service(
     intervals: dict[str, list[tuple[float, float | None]]] = {}
     for service, start, end in facts["intervals"]:
         intervals.setdefault(service, []).append((start, end))
-    latest: dict[str, list[tuple[str, str]]] = {}
-    for service, status, reason in facts["firing_latest"]:
-        latest.setdefault(service, []).append((status or "none", reason or ""))
+    latest: dict[str, list[tuple[Any, ...]]] = {}
+    for service, status, reason, *runbook in facts["firing_latest"]:
+        latest.setdefault(service, []).append((status or "none", reason or "", *runbook))
     services = sorted(set(facts["services"]))[:limit]
     return {
         service: (

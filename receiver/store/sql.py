@@ -667,9 +667,10 @@ class SqlStore(ABC):
             (since,),
         )
         latest = self._read(
-            "SELECT i.service, a.status, a.reason FROM incidents i "
+            "SELECT i.service, a.status, a.reason, a.step, r.status FROM incidents i "
             "LEFT JOIN actions a ON a.id = "
             "(SELECT MAX(id) FROM actions WHERE incident_id = i.id) "
+            "LEFT JOIN runbook_runs r ON r.id = a.run_id "
             "WHERE i.status = 'firing'"
         )
         # the services with their own series, and `other` if any incident has another

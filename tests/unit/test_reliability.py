@@ -62,6 +62,14 @@ def test_incidents_outside_the_window_do_not_count_and_edges_are_clipped():
         (True, [("timed_out", "timed out")], "critical"),
         (True, [("skipped", "breaker_open: x on y is open")], "critical"),
         (True, [("running", "r"), ("failed", "f")], "critical"),
+        # runbooks (issue 14): (status, reason, step, run status)
+        (True, [("planned", "waiting: step 1 failed; next step 2", 2, "running")], "degraded"),
+        (True, [("planned", "waiting: cooldown: ...", 1, "running")], "unhealthy"),
+        (True, [("failed", "verification failed", 1, "running")], "unhealthy"),
+        (True, [("failed", "verification failed", 2, "uncured")], "critical"),
+        (True, [("skipped", "budget: 3 actions on web", 1, "uncured")], "critical"),
+        (True, [("skipped", "dry_run: would restart web", 1, "dry_run")], "unhealthy"),
+        (True, [("succeeded", "ok", 1, "cured")], "degraded"),
     ],
 )
 def test_health(firing, actions, expected):
