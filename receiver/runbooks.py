@@ -5,7 +5,7 @@ cured, and says so when out of steps. A strategy's ``steps`` are that runbook; a
 without steps is a one-step runbook. Everything here is pure: the caller injects ``now``
 (seconds since the epoch), evaluates ``when`` conditions and gates, runs the actions, and
 journals the returned ``RunbookState`` in the same transaction as the step's outcome, so a
-restart loses nothing. Not yet wired into config, engine or dispatcher.
+restart loses nothing (runs.py does, for the engine and the dispatcher).
 
 Lifecycle of one run (rules from issue 14 and DESIGN.md "Runbooks", "Gates delay or end")::
 

@@ -88,10 +88,13 @@ def follow(tx: SqlTransaction, config: Config, action_id: int, now: float) -> Pl
     if strategy is None or not trail or trail[-1].index != run.current_step:
         journal.end(tx, run_id, runbooks.CANCELLED, "cancelled: runbook no longer configured", now)
         return Planned()
-    state = run.state(trail[:-1])
     last = trail[-1]
     outcome = runbooks.StepOutcome(last.outcome, last.reason, last.gate)
     try:
+        # the run as its journaled trail rebuilds it (checked: in order, nothing repeated)
+        _, state = runbooks.resume(strategy.runbook, run.run, run.started_at, trail[:-1], True, now)
+        if state.current != run.current_step:
+            raise ValueError(f"trail ends at step {state.current}, run at {run.current_step}")
         decision, state = runbooks.advance(
             state, strategy.runbook, outcome, incident_status == "firing", now
         )
