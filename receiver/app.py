@@ -34,6 +34,8 @@ from receiver.webhook import WebhookEndpoint
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+#: the largest row id the journal can hold (a signed 64-bit integer, in both stores)
+MAX_ID = 2**63 - 1
 #: Changing these needs a process restart; a reload applies the rest and says so.
 RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
@@ -190,6 +192,23 @@ def incidents() -> Response:
             bounds=bounds,
         )
     )
+
+
+@api.get("/incidents/<incident_id>")
+def incident(incident_id: str) -> tuple[Response, int]:
+    """One incident with its runbook trail: its `runs`, and its `actions` oldest first,
+    each with its step, run, waiting reason and events. The answer is bounded like a
+    page: `limit` and `offset` page the actions (`actions_total`, `actions_next_offset`).
+    400 for an id that is not a whole number, 404 for an unknown one."""
+    if not incident_id.isdigit() or not incident_id.isascii():
+        raise PayloadError("id", "incident id must be a whole number")
+    _, offset, bounds = _page_args(default=MAX_PAGE)
+    number = int(incident_id)
+    # past the journal's 64-bit ids there is no such incident (and the drivers refuse it)
+    detail = state().store.incident_detail(number, bounds, offset) if number <= MAX_ID else None
+    if detail is None:
+        return error(404, f"no incident {incident_id[:32]}")
+    return jsonify(detail), 200
 
 
 @api.get("/actions")
