@@ -150,11 +150,18 @@ def _page_args(default: int = 100) -> tuple[int, int, PageBounds]:
     and limits.max_page_bytes of JSON, fields cut at limits.max_field_bytes."""
     limit = request.args.get("limit", str(default))
     offset = request.args.get("offset", "0")
-    if not limit.isdigit() or not offset.isdigit() or not 0 < int(limit) <= MAX_PAGE:
+    if not _whole(limit) or not _whole(offset) or not 0 < int(limit) <= MAX_PAGE:
         raise PayloadError("limit", f"limit must be 1..{MAX_PAGE} and offset a whole number")
     limits = state().config.limits
     bounds = PageBounds(int(limit), limits.max_page_bytes, limits.max_field_bytes)
     return int(limit), int(offset), bounds
+
+
+def _whole(text: str) -> bool:
+    """True for a whole number the journal can compare with: ASCII digits (not any
+    Unicode digit that int() takes), at most MAX_ID (the drivers refuse larger ones).
+    Its length is checked first: int() refuses (ValueError) texts of 4,300 digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -200,12 +207,12 @@ def incident(incident_id: str) -> tuple[Response, int]:
     each with its step, run, waiting reason and events. The answer is bounded like a
     page: `limit` and `offset` page the actions (`actions_total`, `actions_next_offset`).
     400 for an id that is not a whole number, 404 for an unknown one."""
-    if not incident_id.isdigit() or not incident_id.isascii():
+    if not incident_id.isascii() or not incident_id.isdigit():
         raise PayloadError("id", "incident id must be a whole number")
     _, offset, bounds = _page_args(default=MAX_PAGE)
-    number = int(incident_id)
     # past the journal's 64-bit ids there is no such incident (and the drivers refuse it)
-    detail = state().store.incident_detail(number, bounds, offset) if number <= MAX_ID else None
+    found = _whole(incident_id)
+    detail = state().store.incident_detail(int(incident_id), bounds, offset) if found else None
     if detail is None:
         return error(404, f"no incident {incident_id[:32]}")
     return jsonify(detail), 200
@@ -215,8 +222,8 @@ def incident(incident_id: str) -> tuple[Response, int]:
 def actions() -> Response:
     limit, offset, bounds = _page_args()
     incident = request.args.get("incident_id")
-    if incident is not None and not incident.isdigit():
-        raise PayloadError("incident_id", "must be a whole number")
+    if incident is not None and not _whole(incident):
+        raise PayloadError("incident_id", f"must be a whole number up to {MAX_ID}")
     return _page_response(
         state().store.list_actions(
             status=_choice("status", ACTION_STATUSES),

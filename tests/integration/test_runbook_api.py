@@ -201,6 +201,7 @@ def test_waiting_step_shows_why_and_until_when(journal: Journal):
     [
         ("/api/v1/incidents/12345", 404, None),
         ("/api/v1/incidents/99999999999999999999999999", 404, None),  # past any row id
+        ("/api/v1/incidents/" + "9" * 5000, 404, None),  # more digits than int() takes
         ("/api/v1/incidents/abc", 400, "id"),
         ("/api/v1/incidents/-1", 400, "id"),
         ("/api/v1/incidents/1.5", 400, "id"),
@@ -349,3 +350,19 @@ def test_stats_count_outcomes_per_step_run_ends_and_waiting(journal: Journal):
         "queued": 0,
     }
     assert stats["escalations"] == {"sent": 1, "undeliverable": 0, "retrying": 0}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/incidents/1?offset=99999999999999999999999",
+        "/api/v1/incidents?offset=99999999999999999999999",
+        "/api/v1/actions?incident_id=99999999999999999999999",
+        "/api/v1/actions?offset=" + "9" * 5000,  # more digits than int() takes
+    ],
+)
+def test_numbers_past_the_journal_are_a_400_not_a_500(journal: Journal, path: str):
+    journal.fire("ServiceDown", "web")
+    response = journal.client.get(path)
+    assert response.status_code == 400, response.text
+    assert response.get_json()["status"] == "error"
