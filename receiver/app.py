@@ -34,6 +34,8 @@ from receiver.webhook import WebhookEndpoint
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+#: the largest row id the journal can hold (a signed 64-bit integer, in both stores)
+MAX_ID = 2**63 - 1
 #: Changing these needs a process restart; a reload applies the rest and says so.
 RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
@@ -148,11 +150,18 @@ def _page_args(default: int = 100) -> tuple[int, int, PageBounds]:
     and limits.max_page_bytes of JSON, fields cut at limits.max_field_bytes."""
     limit = request.args.get("limit", str(default))
     offset = request.args.get("offset", "0")
-    if not limit.isdigit() or not offset.isdigit() or not 0 < int(limit) <= MAX_PAGE:
+    if not _whole(limit) or not _whole(offset) or not 0 < int(limit) <= MAX_PAGE:
         raise PayloadError("limit", f"limit must be 1..{MAX_PAGE} and offset a whole number")
     limits = state().config.limits
     bounds = PageBounds(int(limit), limits.max_page_bytes, limits.max_field_bytes)
     return int(limit), int(offset), bounds
+
+
+def _whole(text: str) -> bool:
+    """True for a whole number the journal can compare with: ASCII digits (not any
+    Unicode digit that int() takes), at most MAX_ID (the drivers refuse larger ones).
+    Its length is checked first: int() refuses (ValueError) texts of 4,300 digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -192,12 +201,29 @@ def incidents() -> Response:
     )
 
 
+@api.get("/incidents/<incident_id>")
+def incident(incident_id: str) -> tuple[Response, int]:
+    """One incident with its runbook trail: its `runs`, and its `actions` oldest first,
+    each with its step, run, waiting reason and events. The answer is bounded like a
+    page: `limit` and `offset` page the actions (`actions_total`, `actions_next_offset`).
+    400 for an id that is not a whole number, 404 for an unknown one."""
+    if not incident_id.isascii() or not incident_id.isdigit():
+        raise PayloadError("id", "incident id must be a whole number")
+    _, offset, bounds = _page_args(default=MAX_PAGE)
+    # past the journal's 64-bit ids there is no such incident (and the drivers refuse it)
+    found = _whole(incident_id)
+    detail = state().store.incident_detail(int(incident_id), bounds, offset) if found else None
+    if detail is None:
+        return error(404, f"no incident {incident_id[:32]}")
+    return jsonify(detail), 200
+
+
 @api.get("/actions")
 def actions() -> Response:
     limit, offset, bounds = _page_args()
     incident = request.args.get("incident_id")
-    if incident is not None and not incident.isdigit():
-        raise PayloadError("incident_id", "must be a whole number")
+    if incident is not None and not _whole(incident):
+        raise PayloadError("incident_id", f"must be a whole number up to {MAX_ID}")
     return _page_response(
         state().store.list_actions(
             status=_choice("status", ACTION_STATUSES),

@@ -22,7 +22,7 @@ from receiver.config import (
 )
 from receiver.durations import format_duration
 from receiver.matchers import MatcherError, parse_label_args
-from receiver.plans import Plan, plan_for
+from receiver.plans import Plan, plan_for, render_plan
 from receiver.version import build_info
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -109,40 +109,119 @@ def cmd_explain(args: argparse.Namespace) -> int:
         fingerprint=fingerprint_of(labels),
     )
     plans = plan_for(config, alert)
+    context = alert.template_context()
     if args.json:
-        print(json.dumps([_plan_json(config, p) for p in plans], indent=2))
+        print(json.dumps([_plan_json(config, p, context) for p in plans], indent=2))
     else:
-        print(_explain_text(config, labels, plans))
+        print(_explain_text(config, labels, plans, context))
     return EXIT_OK
 
 
-def _explain_text(config: Config, labels: dict[str, str], plans: list[Plan]) -> str:
+def _explain_text(
+    config: Config, labels: dict[str, str], plans: list[Plan], context: dict[str, Any]
+) -> str:
+    """What `explain` prints: per matching strategy, its action (or each runbook step)
+    rendered for the alert, with the gates that apply. `context` is the alert's template
+    context (later steps are rendered from it, as runs.py renders them from the incident)."""
     shown = " ".join(f"{k}={v!r}" for k, v in labels.items())
     lines = [f"alert: {shown}", f"service: {config.service_of(labels) or '(none)'}"]
     if not plans:
         lines.append("no strategy matches: the alert would be journaled as unmatched, no action")
         return "\n".join(lines)
     for number, plan in enumerate(plans, 1):
-        strategy = plan.strategy
-        executor = config.executors[strategy.executor]
+        strategy = _runbook_of(config, plan)
         lines += [
             "",
             f"match {number}: strategy {strategy.name!r}",
             "  matchers: " + (", ".join(map(str, strategy.matchers)) or "(none: every alert)"),
-            f"  action:   {strategy.action} via executor {executor.name!r} ({executor.type})",
         ]
-        if plan.refused:
-            lines.append(f"  REFUSED:  {plan.refused}")
-            continue
-        lines.append(f"  target:   {plan.target}")
-        for key, value in plan.params.items():
-            if value:
-                lines.append(f"  {key + ':':<9} {json.dumps(value)}")
-        lines.append("  gates (in order):")
-        lines += [f"    - {gate}" for gate in gates(config, strategy, plan.target)]
+        if not strategy.steps:
+            lines += _action_lines(config, plan, "  ")
+        else:
+            lines.append(
+                f"  runbook:  {len(strategy.steps)} steps; a failed step is followed by the "
+                "next while the alert fires, a success ends the run (cooldown does not "
+                "apply between the steps of one incident: `wait` paces them)"
+            )
+            for index, step_plan in enumerate(_step_plans(strategy, plan, context), 1):
+                lines.append(f"  step {_step_title(strategy, index)}:")
+                lines += _action_lines(config, step_plan, "    ", step=index)
+            lines.append(
+                "  uncured (every step failed, or a step ended by budget or breaker_open): "
+                "one escalation via "
+                + (
+                    f"executor {config.defaults.escalation_executor!r}"
+                    if config.defaults.escalation_executor
+                    else "no executor (defaults.escalation_executor unset: journaled only)"
+                )
+            )
+        lines.append(_repeat_line(strategy))
         if strategy.continue_matching:
             lines.append("  continue: true, later strategies are tried too")
     return "\n".join(lines)
+
+
+def _runbook_of(config: Config, plan: Plan) -> Strategy:
+    """The configured strategy a plan was made for (a plan holds its step 1, which for a
+    runbook is not the strategy itself). Strategy names are unique (config.py)."""
+    return next(s for s in config.strategies if s.name == plan.strategy.name)
+
+
+def _step_plans(strategy: Strategy, first: Plan, context: dict[str, Any]) -> list[Plan]:
+    """Each step of a runbook rendered for the alert (step 1 as already planned)."""
+    return [first] + [
+        render_plan(strategy.step(index), context) for index in range(2, len(strategy.steps) + 1)
+    ]
+
+
+def _step_title(strategy: Strategy, index: int) -> str:
+    name = strategy.step(index).step_name
+    return f"{index} {name!r}" if name else str(index)
+
+
+def _action_lines(config: Config, plan: Plan, indent: str, *, step: int = 0) -> list[str]:
+    """One action (a strategy, or `step` (its 1-based index) of its runbook) as explain
+    shows it."""
+    strategy = plan.strategy
+    executor = config.executors[strategy.executor]
+    lines = [
+        f"{indent}action:   {strategy.action} via executor {executor.name!r} ({executor.type})"
+    ]
+    if step:
+        lines.append(f"{indent}wait:     {_wait_text(strategy.wait, step)}")
+    if plan.refused:
+        lines.append(f"{indent}REFUSED:  {plan.refused}")
+        return lines
+    if strategy.when is not None:
+        lines.append(
+            f"{indent}when:     {json.dumps(plan.params.get('when_query'))} (PromQL; false: "
+            "the step is skipped and the next follows)"
+        )
+    lines.append(f"{indent}target:   {plan.target}")
+    for key, value in plan.params.items():
+        if value and key != "when_query":
+            lines.append(f"{indent}{key + ':':<9} {json.dumps(value)}")
+    lines.append(f"{indent}gates (in order):")
+    lines += [f"{indent}  - {gate}" for gate in gates(config, strategy, plan.target)]
+    return lines
+
+
+def _wait_text(wait: float, step: int) -> str:
+    if not wait:
+        return "none"
+    after = "the run starts" if step == 1 else "the step before ends"
+    return f"{format_duration(wait)} after {after}"
+
+
+def _repeat_line(strategy: Strategy) -> str:
+    if strategy.repeat_after is None:
+        return "  repeat_after: none (a cured run is not repeated)"
+    budget = strategy.budget
+    bound = f"; at most {budget.max_actions} runs" if budget else ""
+    return (
+        f"  repeat_after: {format_duration(strategy.repeat_after)}: a cured run starts again "
+        f"if the incident still fires then{bound}"
+    )
 
 
 def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
@@ -176,15 +255,34 @@ def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
     return described
 
 
-def _plan_json(config: Config, plan: Plan) -> dict[str, Any]:
+def _plan_json(config: Config, plan: Plan, context: dict[str, Any]) -> dict[str, Any]:
+    """A matching strategy for `explain --json`: step 1's plan in the top-level fields
+    (as for a strategy without steps), `steps` (each step rendered, with its index, name,
+    wait in seconds and gates; a strategy without steps is its own one step) and
+    `repeat_after` (seconds, or null)."""
+    strategy = _runbook_of(config, plan)
+    steps = [
+        {"index": index, "name": step_plan.strategy.step_name, **_action_json(config, step_plan)}
+        for index, step_plan in enumerate(_step_plans(strategy, plan, context), 1)
+    ]
     return {
-        "strategy": plan.strategy.name,
-        "action": plan.strategy.action,
-        "executor": plan.strategy.executor,
+        "strategy": strategy.name,
+        **_action_json(config, plan),
+        "steps": steps,
+        "repeat_after": strategy.repeat_after,
+    }
+
+
+def _action_json(config: Config, plan: Plan) -> dict[str, Any]:
+    step = plan.strategy
+    return {
+        "action": step.action,
+        "executor": step.executor,
         "target": plan.target,
         "rendered": plan.params,
         "refused": plan.refused,
-        "gates": [] if plan.refused else gates(config, plan.strategy, plan.target),
+        "wait_seconds": step.wait,
+        "gates": [] if plan.refused else gates(config, step, plan.target),
     }
 
 

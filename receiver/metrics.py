@@ -28,7 +28,14 @@ from prometheus_client.core import (
 from receiver import breaker, reliability
 from receiver.config import Config
 from receiver.store.labels import FOLDED_METRIC, OTHER, fold_label_set, fold_totals
-from receiver.store.totals import ACTION_BUCKETS, DURATION_BUCKETS, le
+from receiver.store.totals import (
+    ACTION_BUCKETS,
+    DURATION_BUCKETS,
+    ESCALATIONS_METRIC,
+    RUNS_METRIC,
+    STEPS_METRIC,
+    le,
+)
 from receiver.version import BuildInfo
 
 COUNTERS = {
@@ -64,6 +71,22 @@ COUNTERS = {
         "their alert.",
         (),
     ),
+    STEPS_METRIC: (
+        "Runbook steps that reached a final status, by strategy, step (its 1-based index) "
+        "and outcome.",
+        ("strategy", "step", "outcome"),
+    ),
+    RUNS_METRIC: (
+        "Runbook runs that ended, by strategy and status: cured, uncured (escalated), "
+        "cancelled (the alert resolved) or dry_run.",
+        ("strategy", "status"),
+    ),
+    ESCALATIONS_METRIC: (
+        "Attempts to deliver the escalation of a runbook run that ended uncured, by "
+        "outcome: sent, undeliverable (no escalation executor) or retrying (it failed; "
+        "tried again later).",
+        ("outcome",),
+    ),
     FOLDED_METRIC: (
         "Events journaled under the label value `other` because the label already had "
         "limits.max_label_values values (incidents closed: service; actions finished: "
@@ -89,6 +112,10 @@ HISTOGRAMS = {
     ),
 }
 
+
+#: What a planned action waits for (`waiting` in the journal; `queued`: nothing, it is
+#: only next in line): each is exported, at zero when no action waits for it.
+WAITING_REASONS = ("wait", "locked", "cooldown", "concurrency", "queued")
 
 #: Any other method is counted as "other": a client must not mint metric series.
 HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -165,6 +192,7 @@ class JournalCollector:
         yield from _histograms(totals)
         yield _breakers(self.store.list_breakers(), admitted)
         yield from _replicas(self.store.list_targets(), admitted)
+        yield _waiting(self.store.waiting_counts())
         yield from self._services(admitted)
 
     def _services(self, admitted: dict[str, set[str]]) -> Iterator[Metric]:
@@ -263,6 +291,21 @@ def _breakers(rows: list[dict[str, Any]], admitted: dict[str, set[str]]) -> Metr
     for (strategy, target), states in counts.items():
         for candidate in breaker.STATES:
             family.add_metric([strategy, target, candidate], states.get(candidate, 0.0))
+    return family
+
+
+def _waiting(counts: dict[str, int]) -> Metric:
+    """Planned actions by what they wait for: WAITING_REASONS always, and any other
+    reason the journal holds (a gate added later) after them."""
+    family = GaugeMetricFamily(
+        "remediator_actions_waiting",
+        "Planned actions not yet run, by what they wait for: wait (the runbook step's own "
+        "wait), locked (another action on the target), cooldown, concurrency (the global "
+        "cap), queued (nothing: next in line).",
+        labels=("reason",),
+    )
+    for reason in (*WAITING_REASONS, *sorted(set(counts) - set(WAITING_REASONS))):
+        family.add_metric([reason], float(counts.get(reason, 0)))
     return family
 
 

@@ -391,8 +391,13 @@ ACTION_COLUMNS: tuple[listing.Column, ...] = (
     ("executor", "text"), ("target", "text"), ("params", "json"), ("status", "plain"),
     ("reason", "text"), ("dry_run", "plain"), ("created_at", "plain"),
     ("updated_at", "plain"), ("started_at", "plain"), ("finished_at", "plain"),
-    ("claimed_by", "text"), ("output", "text"),
+    ("claimed_by", "text"), ("output", "text"), ("step", "plain"), ("run_id", "plain"),
+    ("not_before", "plain"), ("waiting", "plain"),
 )  # fmt: skip
+#: a runbook run's columns as the incident detail shows them; the text ones are cut at
+#: limits.max_field_bytes (a reason or an escalation note may quote an executor's error)
+RUN_TIMES = ("started_at", "ended_at", "repeat_at")
+RUN_TEXTS = ("strategy", "reason", "escalation_reason", "escalation_note")
 
 
 def _names(columns: tuple[listing.Column, ...]) -> str:
@@ -615,6 +620,53 @@ class SqlStore(ABC):
                     break
         return Page(fill.items, total, limit, offset)
 
+    def incident_detail(
+        self, incident_id: int, bounds: listing.PageBounds, offset: int = 0
+    ) -> dict[str, Any] | None:
+        """One incident with its runbook trail, or None when there is no such incident.
+
+        The incident as a row of list_incidents, plus `runs` (runs.for_incident, times as
+        ISO text, text fields cut at bounds.field_bytes) and `actions`: the incident's
+        actions oldest first (by id) from `offset`, each as a row of list_actions with
+        its events oldest first (the latest that fit in one field). The whole answer is
+        bounded as a page: actions stop at bounds.rows or before the one that would take
+        the JSON past bounds.page_bytes (at least one is shown when any is left), and
+        `actions_total` / `actions_next_offset` (null when none is left) say how to read
+        on. One read transaction: the parts are consistent with each other."""
+        with self.transaction(write=False) as tx:
+            found = self._bounded_row(tx, "incidents", incident_id, INCIDENT_COLUMNS, bounds)
+            if found is None:
+                return None
+            detail = _incident_dict(found)
+            detail["runs"] = [_run_dict(run, bounds) for run in runs.for_incident(tx, incident_id)]
+            total = tx.execute(
+                "SELECT COUNT(*) FROM actions WHERE incident_id = ?", (incident_id,)
+            ).fetchone()[0]
+            ids = tx.execute(
+                "SELECT id FROM actions WHERE incident_id = ? ORDER BY id LIMIT ? OFFSET ?",
+                (incident_id, bounds.rows, offset),
+            ).fetchall()
+            # the incident and its runs take their share of the page before any action;
+            # the first action is shown whatever its size, so paging always progresses
+            used = listing.ENVELOPE_BYTES + len(json.dumps(detail, separators=(",", ":")))
+            shown: list[dict[str, Any]] = []
+            for (action_id,) in ids:
+                row = self._bounded_row(tx, "actions", action_id, ACTION_COLUMNS, bounds)
+                if row is None:
+                    continue
+                action = _action_dict(row)
+                self._bounded_events(tx, action, bounds)
+                size = len(json.dumps(action, separators=(",", ":"))) + 1
+                if shown and used + size > bounds.page_bytes:
+                    break
+                shown.append(action)
+                used += size
+        detail["actions"] = shown
+        detail["actions_total"] = total
+        next_offset = offset + len(shown)
+        detail["actions_next_offset"] = next_offset if next_offset < total else None
+        return detail
+
     def _attach_events(self, actions: list[dict[str, Any]]) -> None:
         if not actions:
             return
@@ -805,10 +857,30 @@ def _action_dict(row: dict[str, Any]) -> dict[str, Any]:
         "finished_at": iso(row["finished_at"]),
         "claimed_by": row["claimed_by"],
         "output": row["output"],
+        # the runbook step (1-based) and run it carries out; while planned, why it waits
+        # (wait, locked, cooldown, concurrency; null: queued) and when it is eligible
+        "step": row["step"] or 1,
+        "run_id": row["run_id"],
+        "waiting": row["waiting"] if row["status"] == "planned" else None,
+        "not_before": iso(row["not_before"]),
         "events": [],
         "truncated": row["truncated"],
         **_omitted(row),
     }
+
+
+def _run_dict(run: dict[str, Any], bounds: listing.PageBounds) -> dict[str, Any]:
+    """A runbook run as the incident detail shows it: times as ISO text, text cut."""
+    shown = dict(run)
+    truncated = False
+    for name in RUN_TIMES:
+        shown[name] = iso(run[name])
+    for name in RUN_TEXTS:
+        if run[name] is not None:
+            shown[name], cut = listing.cut_text(run[name], bounds.field_bytes)
+            truncated = truncated or bool(cut)
+    shown["truncated"] = truncated
+    return shown
 
 
 def _omitted(row: dict[str, Any]) -> dict[str, Any]:

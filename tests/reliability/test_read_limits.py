@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from receiver import breaker
-from receiver.store import open_store
+from receiver.store import open_store, runs
 from receiver.store.base import NewAction, NewIncident, NotificationRecord
 from receiver.store.dispatch import save_breaker
 from receiver.store.listing import ENVELOPE_BYTES, PageBounds, marker
@@ -203,3 +203,53 @@ def test_a_stored_field_that_is_not_json_is_listed_as_text(journal: Any) -> None
     bounds = PageBounds(rows=10, page_bytes=1024 * 1024, field_bytes=FIELD)
     (row,) = journal.list_incidents(limit=10, offset=0, bounds=bounds).items
     assert row["annotations"] == "{broken"
+
+
+def test_incident_detail_is_bounded_and_pages_through_every_action(journal: Any) -> None:
+    """GET /api/v1/incidents/<id> (issue 14): a huge incident, runs with long reasons and
+    many actions with long output answer within the page bound, fields cut, and reading
+    on from actions_next_offset shows every action once, oldest first."""
+    (incident_id,) = insert(journal, huge_incident(3))
+    reason = "r" * 10_000
+
+    def work(tx: Any) -> list[int]:
+        run_ids = [
+            runs.insert(tx, incident_id, "run-it", run, T0 + run, "started") for run in (1, 2)
+        ]
+        runs.end(tx, run_ids[0], "uncured", reason, T0 + 10, escalate=True)
+        action_ids = []
+        for n in range(40):
+            action = NewAction(incident_id, "run-it", "run", "local", f"t{n:02d}", {}, "planned",
+                               "planned by run-it", False, T0 + n, step=n % 3 + 1,
+                               run_id=run_ids[n // 20])  # fmt: skip
+            action_ids.append(tx.insert_action(action))
+            tx.execute("UPDATE actions SET output = ? WHERE id = ?", ("o" * 8000, action_ids[-1]))
+        return action_ids
+
+    action_ids = journal.write(work)
+    bounds = PageBounds(rows=1000, page_bytes=60_000, field_bytes=FIELD)
+    seen: list[int] = []
+    offset: int | None = 0
+    details = 0
+    while offset is not None:
+        detail = journal.incident_detail(incident_id, bounds, offset)
+        details += 1
+        assert len(json.dumps(detail, separators=(",", ":"))) <= bounds.page_bytes
+        assert detail["actions"] and detail["actions_total"] == 40
+        assert detail["annotations"]["a000"].endswith("bytes]")
+        first_run = detail["runs"][0]
+        assert first_run["reason"] == "r" * FIELD + marker(len(reason) - FIELD)
+        assert first_run["escalation"] == "pending" and first_run["truncated"] is True
+        assert first_run["ended_at"] is not None and detail["runs"][1]["ended_at"] is None
+        for action in detail["actions"]:
+            assert action["output"] == "o" * FIELD + marker(8000 - FIELD)
+            assert action["step"] in (1, 2, 3) and action["run_id"] is not None
+        seen += [action["id"] for action in detail["actions"]]
+        offset = detail["actions_next_offset"]
+    assert details > 1  # 40 actions of ~4 kB cannot fit in one 60 kB answer
+    assert seen == action_ids  # each once, oldest first
+
+
+def test_incident_detail_of_an_unknown_incident_is_none(journal: Any) -> None:
+    bounds = PageBounds(rows=10, page_bytes=1024 * 1024, field_bytes=FIELD)
+    assert journal.incident_detail(424242, bounds) is None

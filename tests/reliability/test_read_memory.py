@@ -104,6 +104,7 @@ def test_a_listing_of_huge_incidents_is_bounded_in_bytes_and_memory(tmp_path: Pa
         assert head in next(iter(row["annotations"].values()))
 
         seen = [r["labels"]["service"] for r in page["data"]]
+        ids = [r["id"] for r in page["data"]]
         offset = page["next_offset"]
         while offset is not None:
             response = requests.get(
@@ -115,7 +116,13 @@ def test_a_listing_of_huge_incidents_is_bounded_in_bytes_and_memory(tmp_path: Pa
             page = response.json()
             assert page["data"], "every page holds at least one row"
             seen += [r["labels"]["service"] for r in page["data"]]
+            ids += [r["id"] for r in page["data"]]
             offset = page["next_offset"]
+        for incident_id in ids:  # one incident with its trail is bounded the same way
+            response = requests.get(f"{server.url}/api/v1/incidents/{incident_id}", timeout=60)
+            assert response.status_code == 200
+            assert len(response.content) <= PAGE_BYTES + ENVELOPE
+            assert response.json()["truncated"] is True
         after = rss(worker)
 
     assert sorted(seen) == [f"svc{n:02d}" for n in range(INCIDENTS)]  # each exactly once
