@@ -1043,8 +1043,10 @@ def _read_step(
     _check_action_needs(
         r, section, path, fields, executors.get(fields["executor"]), can_run, present
     )
-    if _queries_prometheus(fields):
-        r.prometheus_users.append((strategy["name"] or path, line))
+    name = strategy["name"] or path
+    named = any(user == name for user, _ in r.prometheus_users)  # a runbook is named once
+    if _queries_prometheus(fields) and not named:
+        r.prometheus_users.append((name, line))
     if len(r.problems) > before:
         return None
     return Strategy(**fields)

@@ -472,7 +472,7 @@ def _set_status(
 ) -> None:
     tx.execute(
         "UPDATE actions SET status = ?, reason = ?, updated_at = ?, finished_at = ?, "
-        "output = ? WHERE id = ?",
+        "output = ?, waiting = NULL WHERE id = ?",
         (status, reason, now, now if finished else None, output, action_id),
     )
     tx.add_event(action_id, now, status, reason)

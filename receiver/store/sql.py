@@ -339,7 +339,7 @@ class SqlTransaction:
         for action_id in ids:
             self.execute(
                 "UPDATE actions SET status = 'cancelled', reason = ?, updated_at = ?, "
-                "finished_at = ? WHERE id = ?",
+                "finished_at = ?, waiting = NULL WHERE id = ?",
                 (reason, at, at, action_id),
             )
             self.add_event(action_id, at, "cancelled", reason)

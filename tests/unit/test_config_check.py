@@ -306,3 +306,23 @@ def test_warnings_are_problems_with_a_path_for_check_to_print() -> None:
     [warning, _] = config_warnings(parse_config(""))
     assert isinstance(warning, Problem)
     assert str(warning).startswith("strategies: no strategies")
+
+
+def test_a_runbook_whose_steps_query_prometheus_is_named_once_when_the_url_is_missing() -> None:
+    from receiver.config import ConfigError, parse_config
+
+    text = """\
+executors: {local: {type: log}}
+strategies:
+  - name: fix-web
+    matchers: ['alertname="Down"']
+    target: '{{ labels.service }}'
+    steps:
+      - {action: restart, executor: local, verify: {query: 'up == 1'}}
+      - {action: rollback, executor: local, when: 'vector(1) > 0'}
+"""
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        messages = [p.message for p in exc.problems if p.path == "prometheus.url"]
+    assert messages == ["required by strategies that query Prometheus: fix-web"]
