@@ -510,7 +510,7 @@ class Narrator:
                 at = _epoch(event["at"]) - result.injected_at
                 self.say(
                     f"  +{at:5.1f}s action {action['id']} {action['strategy']} "
-                    f"{event['status']}: {event['reason'][:110]}"
+                    f"{action['action']} {event['status']}: {_brief(event['reason'])}"
                 )
         own = [action for action in actions if action["strategy"] == result.fault.strategy]
         if own:
@@ -533,6 +533,17 @@ class Narrator:
             if a["labels"].get("alertname") == "RemediationFailed"
             and a["labels"].get("remediation_target") == self._target(fault)
         )
+
+
+def _brief(reason: str, limit: int = 110) -> str:
+    """A journaled reason cut to one terminal line. A step planned after a failure says
+    which step comes next at its END ("...; next step 2 (rollback)"): keep that end."""
+    if len(reason) <= limit:
+        return reason
+    head, sep, tail = reason.rpartition("; next ")
+    if sep and len(tail) < limit // 2:
+        return f"{head[: limit - len(tail) - 9]}…{sep}{tail}"
+    return reason[:limit]
 
 
 def _epoch(stamp: str) -> float:
