@@ -16,7 +16,10 @@ Each process listens on ``base_port + instance`` (or ``--port``) and serves:
     from the start at 0, so error ratios never divide a missing series),
     ``demo_request_duration_seconds`` (histogram, default buckets 5 ms .. 10 s),
     ``demo_healthy`` (1/0), ``demo_busy_ratio`` (saturation, 0..1), ``demo_fault{fault}``
-    (1 while that fault is injected) and ``process_start_time_seconds``.
+    (1 while that fault is injected), ``demo_release_info{version}`` (1: the release this
+    process serves), ``demo_release_deployed_timestamp_seconds`` (when that release was
+    deployed or rolled back to; 0 for the build the process started with) and
+    ``process_start_time_seconds``.
 ``GET /healthz``
     200, or 503 while wedged.
 ``GET /admin/fault``, ``POST /admin/fault``
@@ -46,12 +49,21 @@ Faults (``POST /admin/fault``) and who heals them:
     fault lives in the state directory, so a restart does NOT heal it. This is the fault
     whose remediation cannot help: the restart's verification fails, its circuit breaker
     opens and Remediator escalates to a person. ``none`` repairs it.
+``release`` ``{"version": "1.1.0", "bad": true}`` (needs ``--state-dir``)
+    DEPLOYS a release to THIS process: ``DIR/<service>-<name>.release`` then names it,
+    with the release it replaces as the one to roll back to. While a bad release is the
+    one deployed (``bad`` defaults to true), every ``/`` request answers 500. The process
+    reads that file on every request, as a server serving whatever the deploy switched
+    in, so a restart does NOT heal it (the process comes back on the same release);
+    rolling back does: ``examples/rollback_release.py`` switches the file back to the
+    previous release, which is the demo runbook's second step. ``none`` removes it.
 ``exit`` ``{"code": 3}``
     The process exits at once. supervisord (autorestart=true) starts it again within about a
     second: the kind of fault that needs no Remediator, for contrast.
 ``none``
-    Clears every fault of this process (wedge included) and the group load: the operator's
-    reset button. Remediator never calls it; a restart is what it uses.
+    Clears every fault of this process (wedge, broken dependency and deployed release
+    included) and the group load: the operator's reset button. Remediator never calls it;
+    a restart (and, for a release, a rollback) is what it uses.
 
 Process faults live in memory, so they persist until the process restarts: that is what
 makes a restart a real fix. Several faults can be active at once; each POST adds one.
@@ -108,13 +120,28 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
-FAULTS = ("crash", "wedge", "errors", "latency", "saturation", "dependency", "exit", "none")
-REPORTED_FAULTS = ("crash", "errors", "latency", "saturation", "dependency")
+FAULTS = (
+    "crash",
+    "wedge",
+    "errors",
+    "latency",
+    "saturation",
+    "dependency",
+    "release",
+    "exit",
+    "none",
+)
+REPORTED_FAULTS = ("crash", "errors", "latency", "saturation", "dependency", "release")
 CODES = ("200", "500", "503")
 MAX_BODY = 64 * 1024
 MAX_LATENCY = 30.0
 MAX_IN_FLIGHT_SELF_LOAD = 16
+#: The release every process starts with, until a `release` fault deploys another.
+INITIAL_RELEASE = "1.0.0"
+#: What a release version may look like (it becomes a label value and a file's content).
+VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+-]{0,31}")
 
 StartResponse = Callable[..., Any]
 
@@ -134,6 +161,37 @@ class Faults:
     error_ratio: float = 0.0
     latency_seconds: float = 0.0
     busy: float = 0.0
+
+
+@dataclass(frozen=True)
+class Release:
+    """The release a process serves, as ``DIR/<service>-<name>.release`` holds it (JSON):
+    ``{"version": "1.1.0", "bad": true, "deployed_at": 1764400000.0,
+    "previous": {"version": "1.0.0", "bad": false}}``. ``deployed_at`` is seconds since
+    the epoch (0: the build the process started with); ``previous`` is what a rollback
+    switches back to (null after a rollback: there is nothing further back)."""
+
+    version: str = INITIAL_RELEASE
+    bad: bool = False
+    deployed_at: float = 0.0
+    previous: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, path: Path | None) -> Release:
+        """The release in `path`; the initial one when there is none or it is unreadable
+        (a half-written file cannot happen: writers replace it atomically)."""
+        if path is None:
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                str(data["version"]),
+                bool(data.get("bad", False)),
+                float(data.get("deployed_at", 0.0)),
+                data.get("previous"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls()
 
 
 def _number(body: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -220,6 +278,7 @@ class DemoService:
         )
         for name in REPORTED_FAULTS:
             fault.labels(name).set_function(lambda name=name: 1.0 if self.active(name) else 0.0)
+        self.registry.register(_ReleaseCollector(self))
 
     # ---------------------------------------------------------------- state
 
@@ -231,6 +290,7 @@ class DemoService:
             "latency": f.latency_seconds > 0,
             "saturation": f.busy > 0 or self.group_load() > 0,
             "dependency": self.dependency_broken(),
+            "release": self.release().bad,
         }[name]
 
     def state(self) -> dict[str, Any]:
@@ -244,6 +304,7 @@ class DemoService:
             "group_load": self.group_load(),
             "live_replicas": self.live_replicas(),
             "busy_ratio": self.busy_ratio(),
+            "release": asdict(self.release()),
         }
 
     def apply(self, body: Any) -> None:
@@ -277,6 +338,8 @@ class DemoService:
             if path is None:
                 raise FaultError("a dependency fault needs the service to run with --state-dir")
             _atomic_write(path, "broken\n")
+        elif name == "release":
+            self.deploy(body)
         elif name == "exit":
             code = int(_number(body, "code", 3, 0, 255))
             # after the answer has been sent; a real crash: no deregistration
@@ -286,8 +349,9 @@ class DemoService:
                 self.faults = Faults()
             if self.state_dir is not None:
                 self.set_group_load(0.0)
-                with contextlib.suppress(FileNotFoundError):
-                    self._dependency_file().unlink()
+                for path in (self._dependency_file(), self._release_file()):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
 
     def _dependency_file(self) -> Path | None:
         return (
@@ -297,6 +361,37 @@ class DemoService:
     def dependency_broken(self) -> bool:
         path = self._dependency_file()
         return path is not None and path.exists()
+
+    # ---------------------------------------------------------------- releases
+
+    def _release_file(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / f"{self.identity.slug}.release"
+
+    def release(self) -> Release:
+        """The release deployed to this process now (read on every call: a deploy or a
+        rollback switches the file, and the next request serves the new release)."""
+        return Release.read(self._release_file())
+
+    def deploy(self, body: Mapping[str, Any]) -> None:
+        """Deploy the release a `release` fault names; the current one becomes `previous`.
+        FaultError for a bad version or flag, or without a state directory."""
+        path = self._release_file()
+        if path is None:
+            raise FaultError("a release needs the service to run with --state-dir")
+        version = body.get("version", "1.1.0")
+        if not isinstance(version, str) or not VERSION.fullmatch(version):
+            raise FaultError(f"version must match {VERSION.pattern}, got {version!r}")
+        bad = body.get("bad", True)
+        if not isinstance(bad, bool):
+            raise FaultError(f"bad must be true or false, got {bad!r}")
+        current = self.release()
+        deployed = {
+            "version": version,
+            "bad": bad,
+            "deployed_at": time.time(),
+            "previous": {"version": current.version, "bad": current.bad},
+        }
+        _atomic_write(path, json.dumps(deployed) + "\n")
 
     # ---------------------------------------------------------------- saturation
 
@@ -401,13 +496,39 @@ class DemoService:
             else:
                 if faults.latency_seconds:
                     time.sleep(faults.latency_seconds)
-                code = 500 if failing or self.dependency_broken() else 200
+                broken = failing or self.dependency_broken() or self.release().bad
+                code = 500 if broken else 200
         finally:
             with self._lock:
                 self._in_flight -= 1
         self.duration.observe(time.perf_counter() - started)
         self.requests.labels(str(code)).inc()
         return _reply(start_response, code, {"process": self.identity.process, "code": code})
+
+
+class _ReleaseCollector:
+    """demo_release_info{version} and demo_release_deployed_timestamp_seconds, read from
+    the release file at each scrape (a Gauge child per version would keep old versions)."""
+
+    def __init__(self, service: DemoService) -> None:
+        self.service = service
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return self.collect()
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        release = self.service.release()
+        info = GaugeMetricFamily(
+            "demo_release_info", "1: the release this process serves.", labels=["version"]
+        )
+        info.add_metric([release.version], 1.0)
+        deployed = GaugeMetricFamily(
+            "demo_release_deployed_timestamp_seconds",
+            "When the release this process serves was deployed or rolled back to, in "
+            "seconds since the epoch; 0 for the build the process started with.",
+            value=release.deployed_at,
+        )
+        return [info, deployed]
 
 
 _STATUS = {

@@ -4,7 +4,9 @@ Starts supervisord with three demo-service processes, Prometheus (fast copy of t
 health rules), Alertmanager (a copy of alertmanager/alertmanager.yml pointed at local
 ports) and `remediator serve`, all on free loopback ports with their files in one temp
 folder; injects faults one after another; prints fault → alert → action → verification
-→ resolution with times; ends with a summary table. The URLs to look at are printed
+→ resolution with times; ends with a summary table whose `steps` column shows each
+runbook step and its outcome (a bad release: the restart fails verification, the
+rollback cures it). The URLs to look at are printed
 as soon as the stack is up, while they answer. Everything stops on exit or Ctrl-C unless
 `--keep-running` keeps it up until Ctrl-C.
 
@@ -77,6 +79,16 @@ FAULTS = (
         "scale-on-saturation",
         "recovered",
     ),
+    # A restart cannot cure a bad release (the process comes back on it); the runbook's
+    # second step rolls the release back (examples/rollback_release.py) and verifies.
+    Fault(
+        "bad release",
+        "demo:demo_00",
+        {"fault": "release", "version": "1.1.0"},
+        "HighErrorRatio",
+        "restart-process",
+        "recovered",
+    ),
     Fault(
         "broken dependency",
         "demo:demo_02",
@@ -94,7 +106,9 @@ class Result:
     fault: Fault
     injected_at: float
     firing_at: float | None = None  # first seen firing in Prometheus
-    action: dict[str, Any] | None = None
+    action: dict[str, Any] | None = None  # the strategy's latest action: the last step tried
+    #: the strategy's actions for the incident, oldest first: the runbook's steps in order
+    actions: list[dict[str, Any]] = field(default_factory=list)
     resolved_seen_at: float | None = None  # first seen gone from Prometheus
     incident: dict[str, Any] | None = None
     escalations: int = 0
@@ -108,6 +122,19 @@ class Result:
     @property
     def outcome(self) -> str:
         return self.action["status"] if self.action else "no action"
+
+    @property
+    def steps(self) -> str:
+        """Each step tried and its outcome, in order: "restart failed, rollback succeeded"."""
+        if not self.actions:
+            return "no action"
+        return ", ".join(f"{a['action']} {a['status']}" for a in self.actions)
+
+    @property
+    def finished(self) -> bool:
+        """True when no step is planned, waiting or running: the runbook has ended (the
+        next step is planned in the same transaction that ends the one before)."""
+        return all(a["status"] not in ("planned", "running") for a in self.actions)
 
 
 def free_port() -> int:
@@ -273,6 +300,9 @@ class Stack:
                 prometheus_url=self.urls["prometheus"],
                 alertmanager_url=self.urls["alertmanager"],
                 supervisor_url=f"{self.urls['supervisor']}/RPC2",
+                python=sys.executable,
+                rollback_script=EXAMPLES / "rollback_release.py",
+                state_dir=self.state_dir,
             )
         )
         (self.workdir / "alertmanager.yml").write_text(self._alertmanager_config())
@@ -429,20 +459,20 @@ class Narrator:
             if incident:
                 self._narrate_actions(result, incident)
                 result.incident = incident
-                gave_up = result.action and result.action["status"] in ("failed", "timed_out")
+                gave_up = (
+                    result.finished
+                    and result.action is not None
+                    and result.action["status"] in ("failed", "timed_out", "skipped")
+                )
                 if gave_up and fault.clear_after and not cleared:
-                    result.escalations = self._escalations()
+                    result.escalations = self._escalations(fault)
                     self.say(
                         f"  +{now - result.injected_at:5.1f}s remediation cannot help:"
                         " the operator repairs the dependency"
                     )
                     self.stack.inject(fault.process, {"fault": "none"})
                     cleared = True
-                final = result.action is None or result.action["status"] not in (
-                    "planned",
-                    "running",
-                )
-                if incident["status"] == "resolved" and result.resolved_seen_at and final:
+                if incident["status"] == "resolved" and result.resolved_seen_at and result.finished:
                     self.say(
                         f"  +{now - result.injected_at:5.1f}s alert resolved; incident "
                         f"lasted {incident['duration_seconds']:.1f}s"
@@ -451,19 +481,24 @@ class Narrator:
             time.sleep(0.1)
         else:
             self.say(f"  gave up after {timeout:.0f}s")
-        result.escalations = max(result.escalations, self._escalations())
+        result.escalations = max(result.escalations, self._escalations(fault))
         result.breaker = self._breaker(fault)
         return result
 
+    @staticmethod
+    def _target(fault: Fault) -> str:
+        return fault.process if fault.strategy == "restart-process" else "demo"
+
     def _breaker(self, fault: Fault) -> str:
-        target = fault.process if fault.strategy == "restart-process" else "demo"
+        target = self._target(fault)
         for found in self._get("receiver", "/api/v1/breakers")["data"]:
             if found["strategy"] == fault.strategy and found["target"] == target:
                 return found["state"]
         return "-"
 
     def _narrate_actions(self, result: Result, incident: dict[str, Any]) -> None:
-        actions = self._get("receiver", "/api/v1/actions", incident_id=incident["id"])["data"]
+        found = self._get("receiver", "/api/v1/actions", incident_id=incident["id"])["data"]
+        actions = sorted(found, key=lambda action: action["id"])  # steps in the order tried
         for action in actions:
             if action["strategy"] != result.fault.strategy and result.action is not None:
                 continue
@@ -475,21 +510,40 @@ class Narrator:
                 at = _epoch(event["at"]) - result.injected_at
                 self.say(
                     f"  +{at:5.1f}s action {action['id']} {action['strategy']} "
-                    f"{event['status']}: {event['reason'][:110]}"
+                    f"{action['action']} {event['status']}: {_brief(event['reason'])}"
                 )
-            if action["strategy"] == result.fault.strategy:
-                result.action = action
+        own = [action for action in actions if action["strategy"] == result.fault.strategy]
+        if own:
+            result.actions = own
+            result.action = own[-1]
 
-    def _escalations(self) -> int:
-        """RemediationFailed alerts Alertmanager holds now; 0 when it cannot say this time
-        (its API answers an error object while it settles), and the next poll asks again."""
+    def _escalations(self, fault: Fault) -> int:
+        """RemediationFailed alerts Alertmanager holds now for this fault's target; 0 when
+        it cannot say this time (its API answers an error object while it settles), and
+        the next poll asks again."""
         try:
             alerts = self._get("alertmanager", "/api/v2/alerts")
         except (requests.RequestException, ValueError):
             return 0
         if not isinstance(alerts, list):
             return 0
-        return sum(1 for a in alerts if a["labels"].get("alertname") == "RemediationFailed")
+        return sum(
+            1
+            for a in alerts
+            if a["labels"].get("alertname") == "RemediationFailed"
+            and a["labels"].get("remediation_target") == self._target(fault)
+        )
+
+
+def _brief(reason: str, limit: int = 110) -> str:
+    """A journaled reason cut to one terminal line. A step planned after a failure says
+    which step comes next at its END ("...; next step 2 (rollback)"): keep that end."""
+    if len(reason) <= limit:
+        return reason
+    head, sep, tail = reason.rpartition("; next ")
+    if sep and len(tail) < limit // 2:
+        return f"{head[: limit - len(tail) - 9]}…{sep}{tail}"
+    return reason[:limit]
 
 
 def _epoch(stamp: str) -> float:
@@ -497,8 +551,10 @@ def _epoch(stamp: str) -> float:
 
 
 def summary(results: list[Result]) -> str:
+    """The table printed at the end: one row per fault; `steps` lists each runbook step
+    tried and its outcome, in order (the last one is the fault's outcome)."""
     header = (
-        f"{'fault':<19} {'alert':<15} {'detected':>9} {'action':<20} {'outcome':<10} "
+        f"{'fault':<19} {'alert':<15} {'detected':>9} {'strategy':<20} {'steps':<36} "
         f"{'breaker':<9} {'escalated':<9} {'MTTR':>7}"
     )
     lines = [header, "-" * len(header)]
@@ -507,11 +563,11 @@ def summary(results: list[Result]) -> str:
         mttr = "-"
         if r.incident and r.incident.get("duration_seconds") is not None:
             mttr = f"{r.incident['duration_seconds']:.1f}s"
-        action = r.fault.strategy if r.action else "none"
-        escalated = "yes" if r.escalations and r.fault.expect == "escalated" else "no"
+        strategy = r.fault.strategy if r.action else "none"
+        escalated = "yes" if r.escalations else "no"
         lines.append(
-            f"{r.fault.name:<19} {r.fault.alertname:<15} {detected:>9} {action:<20} "
-            f"{r.outcome:<10} {r.breaker:<9} {escalated:<9} {mttr:>7}"
+            f"{r.fault.name:<19} {r.fault.alertname:<15} {detected:>9} {strategy:<20} "
+            f"{r.steps:<36} {r.breaker:<9} {escalated:<9} {mttr:>7}"
         )
     return "\n".join(lines)
 

@@ -1,14 +1,20 @@
 """The whole loop, as `remediator demo` runs it: real supervisord running the demo
 service, real Prometheus evaluating the health rules, real Alertmanager routing with the
-shipped alertmanager.yml, and `remediator serve` acting through supervisord."""
+shipped alertmanager.yml, and `remediator serve` acting through supervisord and the
+rollback script. What the runbooks did is read back from the journal itself (the SQLite
+file the server wrote), not only from what the read API says."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.demo import FAULTS, Narrator, Result, Stack
+from receiver.demo import FAULTS, Narrator, Result, Stack, summary
+from receiver.store import open_store
+from receiver.store import runs as run_journal
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,28 @@ def loop(tmp_path_factory):
 
 def by_name(results: list[Result], name: str) -> Result:
     return next(r for r in results if r.fault.name == name)
+
+
+def journaled(stack: Stack, incident_id: int) -> tuple[list[dict[str, Any]], list[tuple]]:
+    """The incident's runbook runs and its actions (id, step, run_id, action, status,
+    reason, output), oldest first, as the server journaled them."""
+    store = open_store(f"sqlite:///{stack.workdir / 'journal.db'}")
+    try:
+        with store.transaction(write=False) as tx:
+            runs = run_journal.for_incident(tx, incident_id)
+            actions = tx.execute(
+                "SELECT id, step, run_id, action, status, reason, output FROM actions "
+                "WHERE incident_id = ? ORDER BY id",
+                (incident_id,),
+            ).fetchall()
+    finally:
+        store.close()
+    return runs, [tuple(row) for row in actions]
+
+
+def escalations(stack: Stack) -> list[dict[str, Any]]:
+    alerts = requests.get(f"{stack.urls['alertmanager']}/api/v2/alerts", timeout=5).json()
+    return [a for a in alerts if a["labels"].get("alertname") == "RemediationFailed"]
 
 
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f.expect == "recovered"], ids=str)
@@ -75,16 +103,61 @@ def test_mttr_in_journal_and_metrics_agrees_with_what_the_test_measured(loop):
     assert samples[key] >= journal_total - 1e-6
 
 
-def test_a_fault_remediation_cannot_help_opens_the_breaker_and_escalates(loop):
+def test_a_bad_release_is_rolled_back_after_the_restart_fails_verification(loop):
+    stack, results, _pids = loop
+    result = by_name(results, "bad release")
+    runs, actions = journaled(stack, result.incident["id"])
+    # one run of the runbook, cured, in two steps: restart (failed), rollback (succeeded)
+    assert [(r["strategy"], r["run"], r["status"]) for r in runs] == [
+        ("restart-process", 1, "cured")
+    ]
+    assert [
+        (step, run_id, action, status) for _id, step, run_id, action, status, *_ in actions
+    ] == [
+        (1, runs[0]["id"], "restart", "failed"),
+        (2, runs[0]["id"], "rollback", "succeeded"),
+    ]
+    restart, rollback = actions
+    assert "verification failed" in restart[5]
+    assert "rolled back demo:demo_00 from release 1.1.0 to 1.0.0" in rollback[6]
+    assert runs[0]["escalation"] is None
+    # the summary shows both steps, in order
+    assert [(a["action"], a["status"]) for a in result.actions] == [
+        ("restart", "failed"),
+        ("rollback", "succeeded"),
+    ]
+    row = next(line for line in summary(results).splitlines() if line.startswith("bad release"))
+    assert "restart failed, rollback succeeded" in row
+    assert result.escalations == 0
+    assert result.incident["status"] == "resolved"
+
+
+def test_a_fault_no_step_can_help_ends_the_runbook_uncured_and_escalates_once(loop):
     stack, results, _pids = loop
     result = by_name(results, "broken dependency")
-    assert result.action["status"] == "failed"
-    assert "verification failed" in result.action["reason"]
-    assert result.breaker == "open"
-    alerts = requests.get(f"{stack.urls['alertmanager']}/api/v2/alerts", timeout=5).json()
-    escalations = [a for a in alerts if a["labels"].get("alertname") == "RemediationFailed"]
-    assert [a["labels"]["remediation_target"] for a in escalations] == ["demo:demo_02"]
-    assert escalations[0]["labels"]["original_alertname"] == "HighErrorRatio"
-    assert "remediation" not in escalations[0]["labels"]
+    runs, actions = journaled(stack, result.incident["id"])
+    # the restart fails verification; the rollback's `when` finds no recent release, so
+    # it is skipped and the run ends uncured, owing one escalation, delivered
+    assert [(step, action, status) for _id, step, _run, action, status, *_ in actions] == [
+        (1, "restart", "failed"),
+        (2, "rollback", "skipped"),
+    ]
+    assert "verification failed" in actions[0][5]
+    assert actions[1][5].startswith("when: ")
+    assert [(r["status"], r["escalation"]) for r in runs] == [("uncured", "sent")]
+    # one failure of the two that open this breaker: it stays closed; the person is told
+    # because the runbook ended uncured, not because a breaker opened
+    assert result.breaker == "closed"
+    sent = escalations(stack)
+    assert [a["labels"]["remediation_target"] for a in sent] == ["demo:demo_02"]
+    assert sent[0]["labels"]["original_alertname"] == "HighErrorRatio"
+    assert "remediation" not in sent[0]["labels"]
+    assert sent[0]["annotations"]["runbook_run"] == "1"
+    trail = sent[0]["annotations"]["runbook_trail"].splitlines()
+    assert trail[0].startswith("runbook run 1, started ") and trail[0].endswith(": uncured")
+    assert "step 1 (restart)" in trail[1] and "failed: " in trail[1]
+    assert "verification failed" in trail[1]
+    assert "step 2 (rollback)" in trail[2] and "skipped" in trail[2] and "when: " in trail[2]
+    assert result.steps == "restart failed, rollback skipped"
     # the operator repaired it afterwards, and the alert resolved
     assert result.incident["status"] == "resolved"

@@ -21,7 +21,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_accepts_the_shipped_example():
     result = cli("check", "--config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert "OK (6 strategies, 6 executors)" in result.stdout
+    assert "OK (7 strategies, 6 executors)" in result.stdout
 
 
 def test_check_names_problem_and_line(tmp_path: Path):
@@ -65,13 +65,21 @@ def test_example_covers_every_config_key():
         | {"method", "headers", "body", "query", "interval", "alert_not_firing"}
         | {"target_value", "min_replicas", "max_replicas", "tolerance", "scale_up_limit"}
         | {"scale_up_period", "stabilization_window", "max_actions", "window"}
+        | config_module._STEP_KEYS
     )
     missing = expected - stripped
     assert not missing, f"examples/remediation.yml lacks: {sorted(missing)}"
     types = {spec["type"] for spec in load_yaml(EXAMPLE.read_text())["executors"].values()}
     assert types == set(config_module.EXECUTOR_TYPES)
-    actions = {s["action"] for s in load_yaml(EXAMPLE.read_text())["strategies"]}
+    strategies = load_yaml(EXAMPLE.read_text())["strategies"]
+    actions = {s["action"] for s in strategies if "action" in s}
     assert actions >= {"restart", "scale", "rollback", "run", "escalate"}
+    # a runbook, whose steps between them use every key a step may have
+    runbooks = [s for s in strategies if "steps" in s]
+    assert runbooks and all("action" not in s for s in runbooks)
+    step_keys = {key for s in runbooks for step in s["steps"] for key in step}
+    assert step_keys == config_module._STEP_KEYS
+    assert any("repeat_after" in s for s in runbooks)
 
 
 def test_explain_shows_strategy_target_params_and_gates():

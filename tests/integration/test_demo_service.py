@@ -39,6 +39,7 @@ DEMO_SERVICE = EXAMPLES / "demo_service.py"
 SUPERVISORD_TEMPLATE = EXAMPLES / "supervisord.conf.template"
 PROMETHEUS_TEMPLATE = EXAMPLES / "prometheus.yml.template"
 REMEDIATION_TEMPLATE = EXAMPLES / "demo-remediation.yml"
+ROLLBACK_SCRIPT = EXAMPLES / "rollback_release.py"
 HEALTH_RULES = REPO / "rules" / "health.rules.yml"
 PROCESSES = ("demo:demo_00", "demo:demo_01", "demo:demo_02")
 SELF_LOAD = 5  # requests per second each process sends to its own /
@@ -390,10 +391,86 @@ def test_none_clears_every_fault_of_the_process(clean: Demo):
     assert requests.get(demo.url(spec) + "/", timeout=5).status_code == 200
 
 
+def rollback(demo: Demo, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/rollback_release.py as the demo's command executor does: an argv list."""
+    return subprocess.run(
+        [sys.executable, str(ROLLBACK_SCRIPT), "--state-dir", str(demo.state_dir), *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_bad_release_survives_a_restart_and_a_rollback_cures_it(clean: Demo):
+    demo, spec = clean, "demo:demo_01"
+    assert demo.value(spec, "demo_release_info", version="1.0.0") == 1
+    assert demo.value(spec, "demo_release_deployed_timestamp_seconds") == 0
+    before = time.time()
+    answer = demo.fault(spec, fault="release", version="1.1.0")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["release"]["version"] == "1.1.0"
+
+    codes = [requests.get(demo.url(spec) + "/", timeout=5).status_code for _ in range(5)]
+    assert codes == [500] * 5
+    assert demo.value(spec, "demo_release_info", version="1.1.0") == 1
+    assert ("demo_release_info", frozenset({("version", "1.0.0")})) not in demo.metrics(spec)
+    assert demo.value(spec, "demo_release_deployed_timestamp_seconds") >= before
+    assert demo.value(spec, "demo_fault", fault="release") == 1
+    assert demo.value(spec, "demo_healthy") == 1, "a bad release still passes /healthz"
+    assert requests.get(demo.url("demo:demo_00") + "/", timeout=5).status_code == 200
+
+    # the process comes back on the release it was given: a restart cures nothing
+    demo.restart(spec)
+    codes = [requests.get(demo.url(spec) + "/", timeout=5).status_code for _ in range(5)]
+    assert codes == [500] * 5
+
+    done = rollback(demo, "demo", spec)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"rolled back {spec} from release 1.1.0 to 1.0.0"
+    codes = [requests.get(demo.url(spec) + "/", timeout=5).status_code for _ in range(5)]
+    assert codes == [200] * 5
+    assert demo.value(spec, "demo_release_info", version="1.0.0") == 1
+    assert demo.value(spec, "demo_fault", fault="release") == 0
+    # one step back only: nothing further to roll back to
+    again = rollback(demo, "demo", spec)
+    assert again.returncode == 1
+    assert "no previous release" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("service", "process"),
+    [
+        ("demo", "demo:../../etc"),
+        ("demo", "demo_01"),
+        ("demo", "demo:demo_01\n"),
+        ("../demo", "demo:demo_01"),
+        ("demo", "$(reboot):x"),
+        ("Demo", "demo:demo_01"),
+    ],
+)
+def test_rollback_refuses_labels_that_are_not_plain_names(clean: Demo, service, process):
+    demo = clean
+    assert demo.fault("demo:demo_01", fault="release").status_code == 200
+    files = sorted(path.name for path in demo.state_dir.iterdir())
+    refused = rollback(demo, service, process)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("refused: ")
+    assert sorted(path.name for path in demo.state_dir.iterdir()) == files
+    assert requests.get(demo.url("demo:demo_01") + "/", timeout=5).status_code == 500
+
+
+def test_rollback_without_a_deployed_release_fails(clean: Demo):
+    missing = rollback(clean, "demo", "demo:demo_02")
+    assert missing.returncode == 1
+    assert "no release deployed" in missing.stderr
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ({"fault": "meltdown"}, "fault must be one of"),
+        ({"fault": "release", "version": "1.0; rm -rf /"}, "version must match"),
+        ({"fault": "release", "bad": "yes"}, "bad must be true or false"),
         ({}, "fault must be one of"),
         ({"fault": "errors", "ratio": 2}, "ratio must be within"),
         ({"fault": "errors", "ratio": "all"}, "ratio must be a number"),
@@ -477,6 +554,9 @@ def _remediation_config(tmp_path: Path) -> Path:
             prometheus_url="http://127.0.0.1:19090",
             alertmanager_url="http://127.0.0.1:19093",
             supervisor_url="http://127.0.0.1:19001/RPC2",
+            python=sys.executable,
+            rollback_script=ROLLBACK_SCRIPT,
+            state_dir=tmp_path / "state",
         )
     )
     return config
@@ -489,7 +569,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_remediation_config_is_valid_once_filled_in(tmp_path: Path):
     result = cli("check", "--config", str(_remediation_config(tmp_path)))
     assert result.returncode == 0, result.stderr
-    assert "OK (3 strategies, 2 executors)" in result.stdout
+    assert "OK (3 strategies, 3 executors)" in result.stdout
     # unfilled, it is a template, not a config
     result = cli("check", "--config", str(REMEDIATION_TEMPLATE))
     assert result.returncode == 1
