@@ -1405,6 +1405,7 @@ def config_warnings(config: Config) -> list[Problem]:
     if auth is not None:
         warnings.append(auth)
     warnings += _timeout_warnings(config)
+    warnings += _breaker_warnings(config)
     return warnings
 
 
@@ -1440,9 +1441,10 @@ def is_loopback(listen: str) -> bool:
 
 
 def _timeout_warnings(config: Config) -> list[Problem]:
-    """A strategy timeout longer than the cap its executor sets: 60 s asked, 5 s applied."""
+    """A strategy (or step) timeout longer than the cap its executor sets: 60 s asked, 5 s
+    applied."""
     found = []
-    for index, strategy in enumerate(config.strategies):
+    for path, strategy in _each_step(config):
         executor = config.executors[strategy.executor]
         cap = executor.settings.get("timeout")
         if executor.type not in CAPPING_EXECUTOR_TYPES or cap is None:
@@ -1451,11 +1453,49 @@ def _timeout_warnings(config: Config) -> list[Problem]:
             asked, applied = format_duration(strategy.timeout), format_duration(cap)
             found.append(
                 Problem(
-                    f"strategies[{index}].timeout",
+                    f"{path}.timeout",
                     f"strategy {strategy.name!r} asks for {asked} (its timeout, or "
                     f"defaults.timeout) but executor {executor.name!r} caps every action at "
                     f"{applied} (executors.{executor.name}.timeout): the action is stopped "
                     f"after {applied}; lower the strategy's timeout or raise the executor's",
                 )
             )
+    return found
+
+
+def _each_step(config: Config) -> list[tuple[str, Strategy]]:
+    """(config path, strategy) of every action a config can take: each strategy without
+    steps, each step of the others."""
+    found = []
+    for index, strategy in enumerate(config.strategies):
+        if not strategy.steps:
+            found.append((f"strategies[{index}]", strategy))
+        for number, step in enumerate(strategy.steps):
+            found.append((f"strategies[{index}].steps[{number}]", step))
+    return found
+
+
+def _breaker_warnings(config: Config) -> list[Problem]:
+    """A runbook whose breaker opens before its last step: the steps of one strategy share
+    its breaker on a target, so step i's failure is at least the i-th in a row."""
+    found = []
+    for index, strategy in enumerate(config.strategies):
+        steps = strategy.steps
+        for number, step in enumerate(steps[:-1], start=1):
+            target = step.target.source  # steps with one target template share a breaker
+            failures = sum(1 for s in steps[:number] if s.target.source == target)
+            later = any(s.target.source == target for s in steps[number:])
+            threshold = step.breaker.failure_threshold
+            if later and threshold <= failures:
+                found.append(
+                    Problem(
+                        f"strategies[{index}].steps[{number - 1}].breaker",
+                        f"runbook {strategy.name!r}: its breaker on {target!r} opens after "
+                        f"{threshold} failure(s) in a row, so when step {number} fails too "
+                        f"the later steps on that target are skipped (breaker_open) and the "
+                        f"run ends uncured; raise breaker.failure_threshold above {failures} "
+                        "to let every step run",
+                    )
+                )
+                break
     return found

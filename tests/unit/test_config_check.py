@@ -326,3 +326,43 @@ strategies:
     except ConfigError as exc:
         messages = [p.message for p in exc.problems if p.path == "prometheus.url"]
     assert messages == ["required by strategies that query Prometheus: fix-web"]
+
+
+def test_a_runbook_whose_breaker_opens_before_its_last_step_is_warned_about() -> None:
+    from receiver.config import config_warnings, parse_config
+
+    text = """\
+server: {listen: '127.0.0.1:9095'}
+executors: {local: {type: log}}
+strategies:
+  - name: fix-web
+    matchers: ['alertname="Down"']
+    target: '{{ labels.service }}'
+    breaker: {failure_threshold: 1}
+    steps:
+      - {action: restart, executor: local}
+      - {action: rollback, executor: local}
+"""
+    warnings = [w for w in config_warnings(parse_config(text)) if w.path.endswith(".breaker")]
+    assert [w.path for w in warnings] == ["strategies[0].steps[0].breaker"]
+    assert "raise breaker.failure_threshold above 1" in warnings[0].message
+    safe = text.replace("failure_threshold: 1", "failure_threshold: 2")
+    assert not [w for w in config_warnings(parse_config(safe)) if w.path.endswith(".breaker")]
+
+
+def test_a_step_timeout_over_its_executor_cap_is_warned_about() -> None:
+    from receiver.config import config_warnings, parse_config
+
+    text = """\
+server: {listen: '127.0.0.1:9095'}
+executors: {local: {type: command, timeout: 5s}, logger: {type: log}}
+strategies:
+  - name: fix-web
+    matchers: ['alertname="Down"']
+    target: '{{ labels.service }}'
+    steps:
+      - {action: restart, executor: logger}
+      - {action: run, executor: local, command: ['/bin/true'], timeout: 1m}
+"""
+    paths = [w.path for w in config_warnings(parse_config(text)) if w.path != "server.auth"]
+    assert paths == ["strategies[0].steps[1].timeout"]
