@@ -1,0 +1,141 @@
+"""No failed incident left unescalated (issue 14's 30-target case).
+
+Before runbooks, 30 firing alerts on 30 targets with one strategy whose verification
+cannot pass and the default breaker (3 consecutive failures, per target) ended with 30
+failed actions and 0 escalations: no breaker opened, so nobody was told. Now every
+incident's runbook must finish `uncured` and escalate exactly once, delivered to a real
+Alertmanager: 30 runs with escalation `sent`, 30 in the journal's
+`remediator_escalations_total{outcome="sent"}`, 30 alerts received by Alertmanager and
+30 distinct RemediationFailed alerts held there, each carrying its runbook trail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from receiver.store.totals import ESCALATIONS_METRIC, RUNS_METRIC
+from tests.support.journal import all_actions, open_journal, post_webhook, wait_for
+from tests.support.payloads import alert, notification
+from tests.support.processes import Running, alertmanager, remediator
+from tests.support.receiver import AM_CONFIG, write_config
+from tests.support.runbooks import all_runs, total
+
+TARGETS = 30
+NEVER = "vector(0) == 1"  # no sample: the verification cannot pass
+
+
+def config_text(prometheus_url: str, am_url: str, steps: int) -> str:
+    """One strategy whose verification never passes, as one action or as `steps` steps;
+    default breaker and cooldown; escalations to the real Alertmanager."""
+    verify = f"verify: {{query: '{NEVER}', timeout: 1s, interval: 250ms}}"
+    if steps == 1:
+        action = f"    action: restart\n    executor: logger\n    {verify}\n"
+    else:
+        action = "    executor: logger\n    steps:\n" + "".join(
+            f"      - {{name: try-{n}, action: restart, {verify}}}\n" for n in range(1, steps + 1)
+        )
+    return f"""
+server: {{auth: {{bearer_token_file: token}}}}
+prometheus: {{url: '{prometheus_url}'}}
+alertmanager: {{url: '{am_url}'}}
+defaults: {{escalation_executor: am}}
+executors:
+  logger: {{type: log}}
+  am: {{type: alertmanager}}
+strategies:
+  - name: cannot-cure
+    matchers: ['alertname="Unfixable"']
+    target: '{{{{ labels.instance }}}}'
+{action}"""
+
+
+def firing_group() -> dict[str, Any]:
+    """One notification carrying the whole group of 30 firing alerts, as Alertmanager
+    groups them by service."""
+    alerts = [
+        alert(
+            "Unfixable",
+            service="fleet",
+            instance=f"node-{n:02d}",
+            starts_at=f"2026-09-01T00:00:{n:02d}Z",
+        )
+        for n in range(TARGETS)
+    ]
+    return notification(*alerts, group_key='{}:{service="fleet"}')
+
+
+def held_escalations(am: Running) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{am.url}/api/v2/alerts", params={"filter": 'alertname="RemediationFailed"'}, timeout=5
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def received_by(am: Running) -> float:
+    """Alerts Alertmanager has received through its API (its own counter)."""
+    text = requests.get(f"{am.url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "alertmanager_alerts_received"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("status") == "firing"
+    )
+
+
+@pytest.mark.parametrize("steps", [1, 2], ids=["one-action", "two-steps"])
+def test_thirty_failing_incidents_are_each_escalated_exactly_once(
+    tmp_path: Path, store_url: str, prometheus_server, steps: int
+) -> None:
+    with alertmanager(tmp_path / "am", AM_CONFIG) as am:
+        config = write_config(tmp_path, config_text(prometheus_server.url, am.url, steps))
+        journal = open_journal(store_url)
+        with remediator(tmp_path, config, store_url) as server:
+            body = firing_group()
+            assert post_webhook(server.url, body).status_code == 200
+
+            def all_escalated() -> list[dict[str, Any]] | None:
+                runs = all_runs(journal)
+                done = len(runs) == TARGETS and all(r["escalation"] == "sent" for r in runs)
+                return runs if done else None
+
+            runs = wait_for(all_escalated, 120, f"{TARGETS} runs escalated")
+            # Alertmanager re-sends the group: refreshed incidents, nothing new planned
+            assert post_webhook(server.url, body).status_code == 200
+            actions = all_actions(journal)
+            held = wait_for(
+                lambda: (found := held_escalations(am)) and len(found) >= TARGETS and found,
+                30,
+                f"{TARGETS} RemediationFailed alerts in Alertmanager",
+            )
+            received = received_by(am)
+
+    # every incident's runbook finished uncured, one run each, every step tried and failed
+    assert sorted(r["status"] for r in runs) == ["uncured"] * TARGETS
+    assert len({r["incident_id"] for r in runs}) == TARGETS
+    assert len(actions) == TARGETS * steps
+    assert {a["status"] for a in actions} == {"failed"}
+    assert all("verification failed" in a["reason"] for a in actions)
+    assert total(journal, RUNS_METRIC, strategy="cannot-cure", status="uncured") == TARGETS
+
+    # exactly once each: 30 sent, none retried or undeliverable, 30 received, 30 held
+    assert total(journal, ESCALATIONS_METRIC, outcome="sent") == TARGETS
+    assert total(journal, ESCALATIONS_METRIC, outcome="retrying") == 0
+    assert total(journal, ESCALATIONS_METRIC, outcome="undeliverable") == 0
+    assert received == TARGETS
+    assert len(held) == TARGETS
+    assert len({a["fingerprint"] for a in held}) == TARGETS
+    assert sorted(a["labels"]["remediation_target"] for a in held) == [
+        f"node-{n:02d}" for n in range(TARGETS)
+    ]
+    for escalation in held:
+        trail = escalation["annotations"]["runbook_trail"].splitlines()
+        assert trail[0].endswith(": uncured"), trail
+        assert len(trail) == 1 + steps, trail
+        assert all(": failed: " in line and NEVER in line for line in trail[1:]), trail
