@@ -26,7 +26,7 @@ from tests.support.journal import (
 from tests.support.payloads import alert, notification
 from tests.support.receiver import write_config
 from tests.support.restartable import restartable_remediator
-from tests.support.runbooks import runs_of
+from tests.support.runbooks import runs_of, seconds
 
 #: step.sh RUNS STEP SECONDS STATUS: record its start, take SECONDS, record its end, exit
 STEP = """#!/bin/sh
@@ -144,3 +144,113 @@ def test_kill9_while_step_1_runs_resumes_the_run_and_runs_no_step_twice(
     assert runs.starts[second["id"]] == 1 and runs.values[second["id"]] == {"2"}, where
     assert second["started_at"] >= first["finished_at"], where
     assert run["status"] == "cured" and run["escalation"] is None, run
+
+
+# -- waits survive a crash --------------------------------------------------------------------
+
+COOLDOWN_SECONDS = 4.0
+STEP_WAIT_SECONDS = 3.0
+
+
+def waiting_config(script: Path, runs: Path) -> str:
+    """A quick command behind a cooldown, and a runbook whose step 2 waits after step 1
+    fails; each command records its runs."""
+    record = f"['/bin/sh', '{script}', '{runs}', 'x', '0', '{{status}}']"
+    return f"""
+server: {{auth: {{bearer_token_file: token}}}}
+defaults: {{cooldown: 0s}}
+executors:
+  local: {{type: command}}
+strategies:
+  - name: cooled
+    matchers: ['alertname="Cooled"']
+    action: run
+    executor: local
+    target: '{{{{ labels.service }}}}'
+    cooldown: {COOLDOWN_SECONDS:g}s
+    command: {record.format(status=0)}
+  - name: waits
+    matchers: ['alertname="Waits"']
+    target: '{{{{ labels.service }}}}'
+    executor: local
+    steps:
+      - {{name: first, action: run, command: {record.format(status=1)}}}
+      - {{name: later, action: run, command: {record.format(status=0)},
+          wait: {STEP_WAIT_SECONDS:g}s}}
+"""
+
+
+def test_cooldown_wait_survives_kill9_and_runs_once_when_it_ends(
+    tmp_path: Path, store_url: str
+) -> None:
+    script = tmp_path / "step.sh"
+    script.write_text(STEP)
+    runs_file = tmp_path / "runs.log"
+    config = write_config(tmp_path, waiting_config(script, runs_file))
+    journal = open_journal(store_url)
+
+    def fire(instance: str, starts: str) -> None:
+        body = notification(alert("Cooled", service="svc", instance=instance, starts_at=starts))
+        assert post_webhook(server.url, body).status_code == 200
+
+    with restartable_remediator(tmp_path, config, store_url) as server:
+        fire("a", "2026-08-02T00:00:00Z")
+        wait_for(lambda: read_runs(runs_file).total == 1, 20, "the first action to run")
+        fire("b", "2026-08-02T00:00:01Z")
+
+        def waiting() -> dict | None:
+            actions = all_actions(journal)
+            late = actions[-1] if len(actions) == 2 else None
+            return late if late and late["reason"].startswith("waiting: cooldown") else None
+
+        delayed = wait_for(waiting, 10, "the second action to wait for the cooldown")
+        server.kill9()
+        server.start()
+
+        def ran() -> list | None:
+            actions = all_actions(journal)
+            return actions if actions[-1]["status"] not in ("planned", "running") else None
+
+        first, second = wait_for(ran, 30, "the delayed action to run after the restart")
+
+    runs = read_runs(runs_file)
+    assert second["id"] == delayed["id"]
+    assert second["status"] == "succeeded", second
+    assert (runs.starts[first["id"]], runs.starts[second["id"]]) == (1, 1)
+    assert seconds(second["started_at"]) >= seconds(first["started_at"]) + COOLDOWN_SECONDS
+
+
+def test_step_wait_survives_kill9_and_the_step_runs_once_after_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    script = tmp_path / "step.sh"
+    script.write_text(STEP)
+    runs_file = tmp_path / "runs.log"
+    config = write_config(tmp_path, waiting_config(script, runs_file))
+    journal = open_journal(store_url)
+
+    with restartable_remediator(tmp_path, config, store_url) as server:
+        body = notification(alert("Waits", service="svc", starts_at="2026-08-03T00:00:00Z"))
+        assert post_webhook(server.url, body).status_code == 200
+
+        def step_2_waiting() -> list | None:
+            actions = all_actions(journal)
+            return actions if len(actions) == 2 and actions[1]["status"] == "planned" else None
+
+        wait_for(step_2_waiting, 20, "step 2 to wait")
+        server.kill9()
+        server.start()
+
+        def ended() -> dict | None:
+            (run,) = runs_of(journal, all_actions(journal)[0]["incident_id"])
+            return run if run["status"] != "running" else None
+
+        run = wait_for(ended, 30, "the run to end after the restart")
+        first, second = all_actions(journal)
+
+    runs = read_runs(runs_file)
+    assert run["status"] == "cured", run
+    assert (first["status"], second["status"]) == ("failed", "succeeded")
+    assert (runs.starts[first["id"]], runs.starts[second["id"]]) == (1, 1)
+    started, ended_at = seconds(second["started_at"]), seconds(first["finished_at"])
+    assert started >= ended_at + STEP_WAIT_SECONDS - 0.001
