@@ -158,6 +158,13 @@ strategies:
     executor: local
     target: '{{{{ labels.service }}}}'
     command: {slow}
+  - name: repeat-when-it-relapses
+    matchers: ['alertname="Relapse"']
+    action: restart
+    executor: logger
+    target: '{{{{ labels.service }}}}'
+    repeat_after: 2s
+    budget: {{max_actions: 2, window: 1h}}
   - name: quick-restart
     matchers: ['alertname="Quick"']
     action: restart
@@ -435,3 +442,47 @@ def test_locked_action_runs_after_the_lock_frees(server: Server):
     assert seconds(quick["started_at"]) >= seconds(slow["finished_at"])
     reasons = [e["reason"] for e in quick["events"]]
     assert sum(r.startswith("waiting: locked") for r in reasons) == 1, reasons
+
+
+# -- repeat_after: a cure that does not last -----------------------------------------------------
+
+
+def test_cure_that_does_not_last_reruns_the_runbook_then_escalates_out_of_runs(
+    stack: Stack, server: Server
+):
+    incident = fire(server, "Relapse", "web", "2026-06-17T00:00:00Z")
+
+    def second_run_ended() -> list[dict[str, Any]] | None:
+        runs = runs_of(server.journal, incident)
+        return runs if len(runs) == 2 and runs[1]["escalation"] == "sent" else None
+
+    first, second = poll(second_run_ended, 60, "run 2 to end and escalate")
+    assert (first["run"], first["status"]) == (1, "cured"), first
+    assert (second["run"], second["status"]) == (2, "uncured"), second
+    assert first["escalation"] is None
+    # run 2 started repeat_after (2 s) after run 1's cure, from step 1
+    assert second["started_at"] >= first["ended_at"] + 2.0 - 0.001
+    one, two = actions_of(server, incident)
+    assert (one["status"], two["status"]) == ("succeeded", "succeeded")
+    assert [(s["step"], s["run_id"]) for s in steps_of(server.journal, incident)] == [
+        (1, first["id"]),
+        (1, second["id"]),
+    ]
+    (sent,) = poll(lambda: escalations_in_alertmanager(stack.am, "Relapse"), 30, "escalation")
+    assert sent["annotations"]["runbook_run"] == "2"
+    assert sent["annotations"]["runbook_trail"].splitlines()[0].endswith(": uncured")
+    assert "2 runs allowed" in sent["annotations"]["reason"], sent["annotations"]
+
+
+def test_resolved_alert_stops_the_repeat_of_a_cured_run(server: Server):
+    starts = "2026-06-18T00:00:00Z"
+    incident = fire(server, "Relapse", "web", starts)
+    (run,) = poll(
+        lambda: [r for r in runs_of(server.journal, incident) if r["status"] == "cured"],
+        30,
+        "run 1 to be cured",
+    )
+    assert run["repeat_at"] is not None  # due again if the alert still fires then
+    resolve(server, "Relapse", "web", starts)
+    (run,) = runs_of(server.journal, incident)
+    assert (run["status"], run["repeat_at"]) == ("cured", None), run
