@@ -158,6 +158,42 @@ strategies:
     executor: local
     target: '{{{{ labels.service }}}}'
     command: {slow}
+  - name: last-step-skipped-by-when
+    matchers: ['alertname="WhenLast"']
+    target: '{{{{ labels.service }}}}'
+    executor: local
+    steps:
+      - {{name: try, action: run, command: {steps_of_fail}}}
+      - {{name: only-if-deployed, action: run, command: {steps_of_ok}, when: 'vector(0) == 1'}}
+  - name: slow-then-next
+    matchers: ['alertname="ResolvesMidStep"']
+    target: '{{{{ labels.service }}}}'
+    executor: local
+    steps:
+      - {{name: slow-failure, action: run,
+          command: [{sys.executable!r}, '-c', 'import time; time.sleep({SLOW_SECONDS}); exit(1)']}}
+      - {{name: never, action: run, command: {steps_of_ok}}}
+  - name: breaker-opens
+    matchers: ['alertname="Breaks"']
+    action: run
+    executor: local
+    target: '{{{{ labels.service }}}}'
+    command: {steps_of_fail}
+    breaker: {{failure_threshold: 1, recovery_timeout: 1h}}
+  - name: over-budget
+    matchers: ['alertname="OverBudget"']
+    action: run
+    executor: local
+    target: '{{{{ labels.service }}}}'
+    command: {steps_of_ok}
+    budget: {{max_actions: 1, window: 1h}}
+  - name: rehearsal
+    matchers: ['alertname="Rehearsal"']
+    action: run
+    executor: local
+    target: '{{{{ labels.service }}}}'
+    command: {steps_of_ok}
+    dry_run: true
   - name: repeat-when-it-relapses
     matchers: ['alertname="Relapse"']
     action: restart
@@ -331,6 +367,70 @@ def test_runbook_out_of_steps_escalates_once_with_its_trail(stack: Stack, server
     assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 1
     assert len(actions_of(server, incident)) == 2
     assert len(escalations_in_alertmanager(stack.am, "StillBad")) == 1
+
+
+def test_last_step_skipped_by_when_ends_uncured_and_escalates_once(stack: Stack, server: Server):
+    incident = fire(server, "WhenLast", "web", "2026-06-19T00:00:00Z")
+    run = run_ended(server, incident)
+    assert run["status"] == "uncured", run
+    tried, skipped = actions_of(server, incident)
+    assert tried["status"] == "failed"
+    assert skipped["status"] == "skipped" and skipped["reason"].startswith("when: "), skipped
+    (sent,) = poll(lambda: escalations_in_alertmanager(stack.am, "WhenLast"), 30, "escalation")
+    trail = sent["annotations"]["runbook_trail"].splitlines()
+    assert trail[1].startswith("step 1 (try) at ") and ": failed: " in trail[1], trail
+    assert trail[2].startswith("step 2 (only-if-deployed) at "), trail
+    assert trail[2].endswith(f": skipped (when): {skipped['reason']}"), trail
+    assert runs_of(server.journal, incident)[0]["escalation"] == "sent"
+    assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "gate", "first_status"),
+    [("Breaks", "breaker_open", "uncured"), ("OverBudget", "budget", "cured")],
+)
+def test_step_ended_by_a_gate_ends_the_run_uncured_and_escalates_it_once(
+    stack: Stack, server: Server, name: str, gate: str, first_status: str
+):
+    first = fire(server, name, "gated", "2026-06-21T00:00:00Z", instance="a")
+    assert run_ended(server, first)["status"] == first_status
+    second = fire(server, name, "gated", "2026-06-21T00:00:01Z", instance="b")
+    run = run_ended(server, second)
+    (skipped,) = actions_of(server, second)
+    assert (skipped["status"], skipped["reason"].split(":")[0]) == ("skipped", gate), skipped
+    assert run["status"] == "uncured", run
+    # every incident that ended uncured is escalated, each once
+    uncured = 1 + (first_status == "uncured")
+    poll(
+        lambda: total(server.journal, ESCALATIONS_METRIC, outcome="sent") == uncured,
+        30,
+        f"{uncured} escalations",
+    )
+    held = escalations_in_alertmanager(stack.am, name)
+    assert sorted(a["labels"]["instance"] for a in held) == ["a", "b"][2 - uncured :]
+    (escalation,) = [a for a in held if a["labels"]["instance"] == "b"]
+    trail = escalation["annotations"]["runbook_trail"].splitlines()
+    assert trail[1].endswith(f": skipped ({gate}): {skipped['reason']}"), trail
+
+
+def test_dry_run_ends_the_run_without_an_escalation(server: Server):
+    incident = fire(server, "Rehearsal", "web", "2026-06-22T00:00:00Z")
+    run = run_ended(server, incident)
+    (action,) = actions_of(server, incident)
+    assert (action["status"], action["reason"]) == ("skipped", "dry_run: would run web")
+    assert (run["status"], run["escalation"]) == ("dry_run", None)
+
+
+def test_alert_resolved_while_a_step_runs_cancels_the_run_without_a_next_step(server: Server):
+    starts = "2026-06-20T00:00:00Z"
+    incident = fire(server, "ResolvesMidStep", "web", starts)
+    poll(lambda: actions_of(server, incident)[0]["status"] == "running", 20, "step 1 to run")
+    resolve(server, "ResolvesMidStep", "web", starts)
+    run = run_ended(server, incident)
+    (step,) = actions_of(server, incident)  # never act on a resolved alert: no step 2
+    assert step["status"] == "failed", step
+    assert run["status"] == "cancelled" and run["escalation"] is None, run
+    assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 0
 
 
 # -- `when` and `wait` ------------------------------------------------------------------------
