@@ -7,6 +7,9 @@ incident's runbook must finish `uncured` and escalate exactly once, delivered to
 Alertmanager: 30 runs with escalation `sent`, 30 in the journal's
 `remediator_escalations_total{outcome="sent"}`, 30 alerts received by Alertmanager and
 30 distinct RemediationFailed alerts held there, each carrying its runbook trail.
+
+And none is lost to a crash: an escalation whose delivery failed is still owed by the
+journal after a kill -9, and the next process delivers it once.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from receiver.store.totals import ESCALATIONS_METRIC, RUNS_METRIC
 from tests.support.journal import all_actions, open_journal, post_webhook, wait_for
 from tests.support.payloads import alert, notification
-from tests.support.processes import Running, alertmanager, remediator
+from tests.support.processes import Running, alertmanager, free_port, remediator
 from tests.support.receiver import AM_CONFIG, write_config
-from tests.support.runbooks import all_runs, total
+from tests.support.restartable import restartable_remediator
+from tests.support.runbooks import all_runs, runs_of, total
 
 TARGETS = 30
 NEVER = "vector(0) == 1"  # no sample: the verification cannot pass
+STARTS = "2026-09-02T00:00:00Z"
 
 
 def config_text(prometheus_url: str, am_url: str, steps: int) -> str:
@@ -139,3 +144,66 @@ def test_thirty_failing_incidents_are_each_escalated_exactly_once(
         assert trail[0].endswith(": uncured"), trail
         assert len(trail) == 1 + steps, trail
         assert all(": failed: " in line and NEVER in line for line in trail[1:]), trail
+
+
+def one_failing_step(am_url: str) -> str:
+    return f"""
+server: {{auth: {{bearer_token_file: token}}}}
+alertmanager: {{url: '{am_url}'}}
+defaults: {{escalation_executor: am}}
+executors:
+  local: {{type: command}}
+  am: {{type: alertmanager, timeout: 2s}}
+strategies:
+  - name: cannot-cure
+    matchers: ['alertname="Unfixable"']
+    action: run
+    executor: local
+    target: '{{{{ labels.instance }}}}'
+    command: ['/bin/sh', '-c', 'exit 3']
+"""
+
+
+def test_escalation_not_delivered_before_a_kill9_is_delivered_once_after_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The escalation is an outbox row: Alertmanager unreachable, the server killed, the
+    next process delivers it (after the failed attempt's lease), once."""
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = write_config(tmp_path, one_failing_step(nowhere))
+    journal = open_journal(store_url)
+    with (
+        alertmanager(tmp_path / "am", AM_CONFIG) as am,
+        restartable_remediator(tmp_path, config, store_url) as server,
+    ):
+        body = notification(
+            alert("Unfixable", service="fleet", instance="node-00", starts_at=STARTS)
+        )
+        assert post_webhook(server.url, body).status_code == 200
+        wait_for(
+            lambda: total(journal, ESCALATIONS_METRIC, outcome="retrying") >= 1,
+            30,
+            "a failed delivery",
+        )
+        (action,) = all_actions(journal)
+        (run,) = runs_of(journal, action["incident_id"])
+        assert (run["status"], run["escalation"]) == ("uncured", "pending"), run
+        assert "will retry" in run["escalation_note"], run
+        server.kill9()
+
+        write_config(tmp_path, one_failing_step(am.url))
+        server.start()
+
+        def sent() -> dict[str, Any] | None:
+            (run,) = runs_of(journal, action["incident_id"])
+            return run if run["escalation"] == "sent" else None
+
+        run = wait_for(sent, 60, "the escalation to be delivered after the restart")
+        (held,) = held_escalations(am)
+        received = received_by(am)
+
+    assert received == 1
+    assert held["labels"]["remediation_target"] == "node-00"
+    assert total(journal, ESCALATIONS_METRIC, outcome="sent") == 1
+    assert total(journal, ESCALATIONS_METRIC, outcome="undeliverable") == 0
+    assert run["status"] == "uncured"
