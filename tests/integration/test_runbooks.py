@@ -29,38 +29,16 @@ from tests.support.journal import open_journal, post_webhook
 from tests.support.payloads import alert, notification
 from tests.support.processes import Running, alertmanager, free_port, prometheus, remediator
 from tests.support.receiver import AM_CONFIG, write_config
-from tests.support.runbooks import poll, runs_of, seconds, steps_of, total
+from tests.support.runbooks import (
+    RELEASE_SERVICE,
+    ROLLBACK,
+    poll,
+    runs_of,
+    seconds,
+    steps_of,
+    total,
+)
 from tests.support.supervisor import Supervisord, program, supervisord
-
-APP = """import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-PORT, RELEASE = int(sys.argv[1]), sys.argv[2]
-
-
-class Metrics(BaseHTTPRequestHandler):
-    def do_GET(self):
-        with open(RELEASE) as release:
-            good = 1 if release.read().strip() == "good" else 0
-        body = f"app_release_good {good}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-HTTPServer(("127.0.0.1", PORT), Metrics).serve_forever()
-"""
-
-#: rollback.sh RELEASE LOG SERVICE: switch the release back to the good one, and say so.
-ROLLBACK = """#!/bin/sh
-echo "rollback $3" >> "$2"
-echo good > "$1"
-"""
 
 HEALTHY = 'min(app_release_good{service="{{ labels.service }}"}) == 1'
 FAIL = [sys.executable, "-c", "raise SystemExit(3)"]
@@ -213,7 +191,7 @@ strategies:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("runbooks")
     app, release, rollbacks = workdir / "app.py", workdir / "release", workdir / "rollbacks.log"
-    app.write_text(APP)
+    app.write_text(RELEASE_SERVICE)
     release.write_text("bad\n")
     script = workdir / "rollback.sh"
     script.write_text(ROLLBACK)

@@ -1,4 +1,5 @@
-"""Read runbook runs and the step/run columns of actions straight from a journal.
+"""Runbook test helpers: a service with a release a restart cannot fix, and readers of
+runbook runs and of the step/run columns of actions straight from a journal.
 
 The read API's action rows may not carry `step`/`run_id`, and runs have no listing of
 their own, so tests that check a runbook's trail read what the server committed, as
@@ -14,9 +15,38 @@ from typing import Any
 
 from receiver.store import runs as run_journal
 
-#: Run statuses after which nothing more happens to a run (but its escalation).
-ENDED = ("cured", "uncured", "cancelled", "dry_run")
+#: A service under supervisord for runbook tests: `python app.py PORT RELEASE` answers
+#: `/metrics` with `app_release_good 1` while the RELEASE file says `good`, 0 otherwise
+#: (read at each scrape), so a restart cannot cure a bad release and a rollback can.
+RELEASE_SERVICE = """import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
+PORT, RELEASE = int(sys.argv[1]), sys.argv[2]
+
+
+class Metrics(BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(RELEASE) as release:
+            good = 1 if release.read().strip() == "good" else 0
+        body = f"app_release_good {good}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", PORT), Metrics).serve_forever()
+"""
+
+#: rollback.sh RELEASE LOG SERVICE: switch the release back to the good one, and say so.
+ROLLBACK = """#!/bin/sh
+echo "rollback $3" >> "$2"
+echo good > "$1"
+"""
 
 def steps_of(journal: Any, incident_id: int) -> list[dict[str, Any]]:
     """The incident's actions in id order: {id, step, run_id, status, waiting, not_before}."""
