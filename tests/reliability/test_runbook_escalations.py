@@ -14,6 +14,7 @@ journal after a kill -9, and the next process delivers it once.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -94,32 +95,44 @@ def received_by(am: Running) -> float:
     )
 
 
-@pytest.mark.parametrize("steps", [1, 2], ids=["one-action", "two-steps"])
+@pytest.mark.parametrize(
+    ("steps", "replicas"),
+    [(1, 1), (2, 1), (2, 2)],
+    ids=["one-action", "two-steps", "two-steps-two-replicas"],
+)
 def test_thirty_failing_incidents_are_each_escalated_exactly_once(
-    tmp_path: Path, store_url: str, prometheus_server, steps: int
+    tmp_path: Path, store_url: str, prometheus_server, steps: int, replicas: int
 ) -> None:
-    with alertmanager(tmp_path / "am", AM_CONFIG) as am:
+    """With two replicas on one journal, both dispatchers claim steps and escalations:
+    still one escalation per run (the journal leases each to one process)."""
+    with alertmanager(tmp_path / "am", AM_CONFIG) as am, ExitStack() as servers:
         config = write_config(tmp_path, config_text(prometheus_server.url, am.url, steps))
         journal = open_journal(store_url)
-        with remediator(tmp_path, config, store_url) as server:
-            body = firing_group()
-            assert post_webhook(server.url, body).status_code == 200
+        urls = [
+            servers.enter_context(
+                remediator(tmp_path, config, store_url, log_name=f"remediator-{replica}.log")
+            ).url
+            for replica in range(replicas)
+        ]
+        body = firing_group()
+        assert post_webhook(urls[0], body).status_code == 200
 
-            def all_escalated() -> list[dict[str, Any]] | None:
-                runs = all_runs(journal)
-                done = len(runs) == TARGETS and all(r["escalation"] == "sent" for r in runs)
-                return runs if done else None
+        def all_escalated() -> list[dict[str, Any]] | None:
+            runs = all_runs(journal)
+            done = len(runs) == TARGETS and all(r["escalation"] == "sent" for r in runs)
+            return runs if done else None
 
-            runs = wait_for(all_escalated, 120, f"{TARGETS} runs escalated")
-            # Alertmanager re-sends the group: refreshed incidents, nothing new planned
-            assert post_webhook(server.url, body).status_code == 200
-            actions = all_actions(journal)
-            held = wait_for(
-                lambda: (found := held_escalations(am)) and len(found) >= TARGETS and found,
-                30,
-                f"{TARGETS} RemediationFailed alerts in Alertmanager",
-            )
-            received = received_by(am)
+        runs = wait_for(all_escalated, 120, f"{TARGETS} runs escalated")
+        # Alertmanager re-sends the group (to the other replica, if any): refreshed
+        # incidents, nothing new planned
+        assert post_webhook(urls[-1], body).status_code == 200
+        actions = all_actions(journal)
+        held = wait_for(
+            lambda: (found := held_escalations(am)) and len(found) >= TARGETS and found,
+            30,
+            f"{TARGETS} RemediationFailed alerts in Alertmanager",
+        )
+        received = received_by(am)
 
     # every incident's runbook finished uncured, one run each, every step tried and failed
     assert sorted(r["status"] for r in runs) == ["uncured"] * TARGETS
