@@ -254,3 +254,38 @@ def test_step_wait_survives_kill9_and_the_step_runs_once_after_it(
     assert (runs.starts[first["id"]], runs.starts[second["id"]]) == (1, 1)
     started, ended_at = seconds(second["started_at"]), seconds(first["finished_at"])
     assert started >= ended_at + STEP_WAIT_SECONDS - 0.001
+
+
+def test_alert_resolved_during_the_crash_cancels_the_run_without_a_next_step(
+    tmp_path: Path, store_url: str, prometheus_server
+) -> None:
+    script = tmp_path / "step.sh"
+    script.write_text(STEP)
+    runs_file = tmp_path / "runs.log"
+    config = write_config(
+        tmp_path, runbook_config(script, runs_file, prometheus_server.url, "plain")
+    )
+    journal = open_journal(store_url)
+
+    with restartable_remediator(tmp_path, config, store_url) as server:
+        firing = alert("CrashStep", service="crashsvc", starts_at=STARTS)
+        assert post_webhook(server.url, notification(firing)).status_code == 200
+        wait_for(lambda: read_runs(runs_file).total >= 1, 20, "step 1's command to start")
+        (running,) = all_actions(journal)
+        server.kill9()
+        server.start()
+        resolved = {**firing, "status": "resolved", "endsAt": "2026-08-01T00:05:00Z"}
+        assert post_webhook(server.url, notification(resolved)).status_code == 200
+
+        def ended() -> dict | None:
+            (run,) = runs_of(journal, running["incident_id"])
+            return run if run["status"] != "running" else None
+
+        run = wait_for(ended, 60, "the runbook run to end after the restart")
+        actions = all_actions(journal)
+
+    (only,) = actions  # never act on a resolved alert: no step 2
+    assert only["status"] == "failed", only
+    assert only["reason"].startswith("interrupted by a crash; not re-run (alert resolved)")
+    assert read_runs(runs_file).starts[only["id"]] == 1
+    assert run["status"] == "cancelled" and run["escalation"] is None, run
