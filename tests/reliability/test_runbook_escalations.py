@@ -22,6 +22,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.breaker import BreakerSettings
 from receiver.store.totals import ESCALATIONS_METRIC, RUNS_METRIC
 from tests.support.journal import all_actions, open_journal, post_webhook, wait_for
 from tests.support.payloads import alert, notification
@@ -220,3 +221,48 @@ def test_escalation_not_delivered_before_a_kill9_is_delivered_once_after_it(
     assert total(journal, ESCALATIONS_METRIC, outcome="sent") == 1
     assert total(journal, ESCALATIONS_METRIC, outcome="undeliverable") == 0
     assert run["status"] == "uncured"
+
+
+def test_thirty_incidents_of_one_target_open_its_breaker_and_are_each_escalated_once(
+    tmp_path: Path, prometheus_server
+) -> None:
+    """The same 30 alerts acting on ONE target (the service): the lock serializes them,
+    the default breaker opens after 3 failures, the 27 others are skipped breaker_open.
+    Before runbooks that sent one escalation (the breaker opening) for 30 incidents."""
+    store_url = f"sqlite:///{tmp_path / 'journal.db'}"
+    with alertmanager(tmp_path / "am", AM_CONFIG) as am:
+        text = config_text(prometheus_server.url, am.url, 1)
+        text = text.replace("labels.instance", "labels.service")
+        text = text.replace("escalation_executor: am}", "escalation_executor: am, cooldown: 0s}")
+        config = write_config(tmp_path, text)
+        journal = open_journal(store_url)
+        with remediator(tmp_path, config, store_url) as server:
+            assert post_webhook(server.url, firing_group()).status_code == 200
+
+            def all_escalated() -> list[dict[str, Any]] | None:
+                runs = all_runs(journal)
+                done = len(runs) == TARGETS and all(r["escalation"] == "sent" for r in runs)
+                return runs if done else None
+
+            runs = wait_for(all_escalated, 120, f"{TARGETS} runs escalated")
+            actions = all_actions(journal)
+            held = wait_for(
+                lambda: (found := held_escalations(am)) and len(found) >= TARGETS and found,
+                30,
+                f"{TARGETS} RemediationFailed alerts in Alertmanager",
+            )
+            received = received_by(am)
+
+    threshold = BreakerSettings().failure_threshold  # the default breaker's
+    statuses = [a["status"] for a in actions]
+    assert statuses.count("failed") == threshold, statuses
+    skipped = [a for a in actions if a["status"] == "skipped"]
+    assert len(skipped) == TARGETS - threshold
+    assert all(a["reason"].startswith("breaker_open: ") for a in skipped)
+    assert sorted(r["status"] for r in runs) == ["uncured"] * TARGETS
+    assert total(journal, ESCALATIONS_METRIC, outcome="sent") == TARGETS
+    assert received == TARGETS
+    # one escalation per incident: the original alerts differ by instance
+    assert sorted(a["labels"]["instance"] for a in held) == [
+        f"node-{n:02d}" for n in range(TARGETS)
+    ]
