@@ -118,6 +118,13 @@ strategies:
     steps:
       - {{name: try, action: run, command: {steps_of_fail}}}
       - {{name: later, action: run, command: {steps_of_ok}, wait: 2s}}
+  - name: wait-long
+    matchers: ['alertname="WaitLong"']
+    target: '{{{{ labels.service }}}}'
+    executor: local
+    steps:
+      - {{name: try, action: run, command: {steps_of_fail}}}
+      - {{name: much-later, action: run, command: {steps_of_ok}, wait: 1h}}
   - name: cool-short
     matchers: ['alertname="CoolShort"']
     action: restart
@@ -450,6 +457,24 @@ def test_wait_delays_the_next_step_by_its_wait(server: Server):
     assert later["events"][0]["reason"].startswith("waiting: "), later["events"]
 
 
+def test_step_waiting_for_its_wait_is_cancelled_when_the_alert_resolves(server: Server):
+    starts = "2026-06-23T00:00:00Z"
+    incident = fire(server, "WaitLong", "web", starts)
+
+    def step_2_waiting() -> list[dict[str, Any]] | None:
+        steps = steps_of(server.journal, incident)
+        return steps if len(steps) == 2 and steps[1]["waiting"] == "wait" else None
+
+    poll(step_2_waiting, 30, "step 2 to wait")
+    resolve(server, "WaitLong", "web", starts)
+    tried, later = actions_of(server, incident)
+    assert tried["status"] == "failed"
+    assert (later["status"], later["reason"]) == ("cancelled", CANCELLED_BY_RESOLUTION)
+    assert later["started_at"] is None
+    (run,) = runs_of(server.journal, incident)
+    assert (run["status"], run["escalation"]) == ("cancelled", None), run
+
+
 # -- gates delay: cooldown and lock --------------------------------------------------------------
 
 
@@ -460,25 +485,27 @@ def status_of(server: Server, incident: int) -> dict[str, Any]:
 
 def test_cooldown_delayed_action_runs_when_the_cooldown_ends(server: Server):
     first = fire(server, "CoolShort", "svc", "2026-06-14T00:00:00Z", instance="a")
-    done = poll(lambda: status_of(server, first)["status"] == "succeeded", 30, "the first action")
-    assert done
+    poll(lambda: status_of(server, first)["status"] == "succeeded", 30, "the first action")
     second = fire(server, "CoolShort", "svc", "2026-06-14T00:00:01Z", instance="b")
-    waiting = poll(
-        lambda: status_of(server, second)["reason"].startswith("waiting: cooldown"),
-        10,
-        "the second action to wait for the cooldown",
-    )
-    assert waiting
-    assert steps_of(server.journal, second)[0]["waiting"] in ("cooldown", None)
+
+    def waiting() -> dict[str, Any] | None:
+        (row,) = steps_of(server.journal, second)
+        return row if row["waiting"] == "cooldown" else None
+
+    # planned, with why it waits and when it becomes eligible (the cooldown's end)
+    row = poll(waiting, 10, "the second action to wait for the cooldown")
+    assert row["status"] == "planned" and row["not_before"] is not None, row
     action = poll(
         lambda: (a := status_of(server, second))["status"] == "succeeded" and a,
         30,
         "the delayed action to run",
     )
     earlier = status_of(server, first)
-    assert seconds(action["started_at"]) >= seconds(earlier["started_at"]) + 3.0 - 0.001
+    assert row["not_before"] == pytest.approx(seconds(earlier["started_at"]) + 3.0, abs=0.001)
+    assert seconds(action["started_at"]) >= row["not_before"]
     reasons = [e["reason"] for e in action["events"]]
-    assert sum(r.startswith("waiting: cooldown") for r in reasons) == 1, reasons
+    (waited,) = [r for r in reasons if r.startswith("waiting: cooldown")]  # journaled once
+    assert "eligible at " in waited, reasons
     assert runs_of(server.journal, second)[0]["status"] == "cured"
 
 
