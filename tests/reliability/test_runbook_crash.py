@@ -289,3 +289,45 @@ def test_alert_resolved_during_the_crash_cancels_the_run_without_a_next_step(
     assert only["reason"].startswith("interrupted by a crash; not re-run (alert resolved)")
     assert read_runs(runs_file).starts[only["id"]] == 1
     assert run["status"] == "cancelled" and run["escalation"] is None, run
+
+
+def test_step_1_command_outliving_the_crash_is_waited_for_before_step_2_starts(
+    tmp_path: Path, store_url: str, prometheus_server
+) -> None:
+    """Step 0 of the crash rule: a command still running when its orphan is adopted
+    (stale heartbeat, 10 s) is waited for; the next step starts only after it ended."""
+    script = tmp_path / "step.sh"
+    script.write_text(STEP)
+    runs_file = tmp_path / "runs.log"
+    text = runbook_config(script, runs_file, prometheus_server.url, "plain")
+    text = text.replace(f"'1', '{STEP1_SECONDS}', '0'", "'1', '15', '0'")
+    config = write_config(tmp_path, text)
+    journal = open_journal(store_url)
+
+    with restartable_remediator(tmp_path, config, store_url) as server:
+        body = notification(alert("CrashStep", service="crashsvc", starts_at=STARTS))
+        assert post_webhook(server.url, body).status_code == 200
+        wait_for(lambda: read_runs(runs_file).total >= 1, 20, "step 1's command to start")
+        (running,) = all_actions(journal)
+        server.kill9()
+        server.start()
+
+        def ended() -> dict | None:
+            (run,) = runs_of(journal, running["incident_id"])
+            return run if run["status"] != "running" else None
+
+        run = wait_for(ended, 60, "the runbook run to end after the restart")
+        first, second = all_actions(journal)
+
+    reasons = [e["reason"] for e in first["events"]]
+    assert any("was still running after the crash" in r for r in reasons), reasons
+    assert first["status"] == "failed", first
+    assert "not re-run (not idempotent)" in first["reason"] and "it ended" in first["reason"]
+    lines = runs_file.read_text().splitlines()
+    assert lines == [
+        f"start {first['id']} 1",
+        f"end {first['id']} 1",
+        f"start {second['id']} 2",
+        f"end {second['id']} 2",
+    ], lines
+    assert second["status"] == "succeeded" and run["status"] == "cured", (second, run)
