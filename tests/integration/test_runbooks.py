@@ -118,6 +118,20 @@ strategies:
     steps:
       - {{name: try, action: run, command: {steps_of_fail}}}
       - {{name: later, action: run, command: {steps_of_ok}, wait: 2s}}
+  - name: refused-render
+    matchers: ['alertname="Hostile"']
+    target: '{{{{ labels.service }}}}'
+    executor: local
+    steps:
+      - {{name: echo, action: run, command: ['echo', '{{{{ labels.service }}}}']}}
+      - {{name: echo-again, action: run, command: ['echo', '{{{{ labels.service }}}}']}}
+  - name: refused-then-fallback
+    matchers: ['alertname="HostileOnce"']
+    target: fallback-target
+    executor: local
+    steps:
+      - {{name: echo, action: run, command: ['echo', '{{{{ labels.service }}}}']}}
+      - {{name: fixed, action: run, command: {steps_of_ok}}}
   - name: wait-long
     matchers: ['alertname="WaitLong"']
     target: '{{{{ labels.service }}}}'
@@ -404,6 +418,34 @@ def test_dry_run_ends_the_run_without_an_escalation(server: Server):
     (action,) = actions_of(server, incident)
     assert (action["status"], action["reason"]) == ("skipped", "dry_run: would run web")
     assert (run["status"], run["escalation"]) == ("dry_run", None)
+
+
+def test_runbook_refused_at_every_step_by_unsafe_labels_escalates_once(
+    stack: Stack, server: Server
+):
+    """Alert labels are untrusted: a value that fails the safe pattern refuses each step
+    (nothing runs), and the run, out of steps, ends uncured and tells a person once."""
+    incident = fire(server, "Hostile", "web;reboot", "2026-06-24T00:00:00Z")
+    run = run_ended(server, incident)
+    assert run["status"] == "uncured", run
+    refused = actions_of(server, incident)
+    assert [a["status"] for a in refused] == ["skipped", "skipped"], refused
+    assert all(a["reason"].startswith("refused: ") for a in refused), refused
+    assert all(a["started_at"] is None for a in refused)
+    (sent,) = poll(lambda: escalations_in_alertmanager(stack.am, "Hostile"), 30, "escalation")
+    trail = sent["annotations"]["runbook_trail"].splitlines()
+    assert [line.split(" at ")[0] for line in trail[1:]] == ["step 1 (echo)", "step 2 (echo-again)"]
+    assert all(": skipped (refused): refused: " in line for line in trail[1:]), trail
+    assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 1
+
+
+def test_step_refused_by_an_unsafe_label_is_skipped_and_the_next_step_runs(server: Server):
+    incident = fire(server, "HostileOnce", "web;reboot", "2026-06-25T00:00:00Z")
+    run = run_ended(server, incident)
+    refused, fixed = actions_of(server, incident)
+    assert refused["status"] == "skipped" and refused["reason"].startswith("refused: ")
+    assert fixed["status"] == "succeeded", fixed
+    assert run["status"] == "cured", run
 
 
 def test_alert_resolved_while_a_step_runs_cancels_the_run_without_a_next_step(server: Server):
