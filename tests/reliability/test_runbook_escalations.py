@@ -266,3 +266,38 @@ def test_thirty_incidents_of_one_target_open_its_breaker_and_are_each_escalated_
     assert sorted(a["labels"]["instance"] for a in held) == [
         f"node-{n:02d}" for n in range(TARGETS)
     ]
+
+
+def test_steps_refused_by_a_hostile_label_end_uncured_and_escalate_once(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A label that fails the safe pattern refuses both steps at rendering (journaled
+    `skipped`, never claimed): the run ends uncured and is escalated once, on either
+    journal (the refused rows' trail once broke the escalation's claim)."""
+    text = one_failing_step("http://unused").replace(
+        "    action: run\n    executor: local\n    target: '{{ labels.instance }}'\n"
+        "    command: ['/bin/sh', '-c', 'exit 3']\n",
+        "    target: '{{ labels.instance }}'\n    executor: local\n    steps:\n"
+        "      - {name: one, action: run, command: ['echo', '{{ labels.instance }}']}\n"
+        "      - {name: two, action: run, command: ['echo', '{{ labels.instance }}']}\n",
+    )
+    with alertmanager(tmp_path / "am", AM_CONFIG) as am:
+        config = write_config(tmp_path, text.replace("http://unused", am.url))
+        journal = open_journal(store_url)
+        with remediator(tmp_path, config, store_url) as server:
+            body = notification(
+                alert("Unfixable", service="fleet", instance="node;00", starts_at=STARTS)
+            )
+            assert post_webhook(server.url, body).status_code == 200
+            (run,) = wait_for(
+                lambda: [r for r in all_runs(journal) if r["escalation"] == "sent"],
+                30,
+                "the escalation",
+            )
+            (held,) = held_escalations(am)
+            actions = all_actions(journal)
+    assert run["status"] == "uncured"
+    assert [(a["status"], a["reason"][:9]) for a in actions] == [("skipped", "refused: ")] * 2
+    trail = held["annotations"]["runbook_trail"].splitlines()
+    assert [line.split(" at ")[0] for line in trail[1:]] == ["step 1 (one)", "step 2 (two)"]
+    assert total(journal, ESCALATIONS_METRIC, outcome="sent") == 1
