@@ -48,6 +48,7 @@ echo "rollback $3" >> "$2"
 echo good > "$1"
 """
 
+
 def steps_of(journal: Any, incident_id: int) -> list[dict[str, Any]]:
     """The incident's actions in id order: {id, step, run_id, status, waiting, not_before}."""
     with journal.transaction(write=False) as tx:
