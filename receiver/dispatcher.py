@@ -648,19 +648,30 @@ class Dispatcher:
 
     # heartbeats and crash recovery -----------------------------------------------
     def _housekeeping(self) -> None:
-        self.recover()
+        self._chore(self.recover)
         # Heartbeats go on through a shutdown's grace (until _halted), recovery does not.
         while not self._halted.wait(HEARTBEAT_INTERVAL):
             with self._lock:
                 running = list(self._running)
             try:
                 self.store.heartbeat(running, self.clock())
-                if not self._stop.is_set():
-                    self.recover()
-                    self.repeat_due()
-                    self.send_escalations()
             except StoreUnavailable as exc:
                 log.error("journal unavailable for heartbeats: %s", exc)
+                continue
+            if not self._stop.is_set():
+                for chore in (self.recover, self.repeat_due, self.send_escalations):
+                    self._chore(chore)
+
+    def _chore(self, chore: Callable[[], int]) -> None:
+        """Run one housekeeping chore; its error is logged, never raised: this thread
+        carries the heartbeats, and without them other processes would adopt (and by the
+        crash rule maybe re-run) every action this one is running."""
+        try:
+            chore()
+        except StoreUnavailable as exc:
+            log.error("journal unavailable for %s: %s", chore.__name__, exc)
+        except Exception:
+            log.exception("housekeeping %s failed; continuing", chore.__name__)
 
     def repeat_due(self) -> int:
         """Start the next run of each cured runbook whose cure did not last (repeat_after

@@ -124,11 +124,14 @@ def load(tx: SqlTransaction, run_id: int) -> RunRow | None:
 
 
 def trail(tx: SqlTransaction, run_id: int) -> list[runbooks.StepResult]:
-    """The run's finished steps in the order they ended (their action rows)."""
+    """The run's finished steps in the order they ended (their action rows).
+
+    A step refused at rendering is journaled already `skipped`, never claimed, so its row
+    has no `finished_at`: it ended when it was written (`updated_at`)."""
     marks = ", ".join("?" for _ in STEP_ENDS)
     rows = tx.execute(
-        f"SELECT step, status, reason, finished_at FROM actions WHERE run_id = ? "
-        f"AND status IN ({marks}) ORDER BY finished_at, id",
+        f"SELECT step, status, reason, COALESCE(finished_at, updated_at) AS ended "
+        f"FROM actions WHERE run_id = ? AND status IN ({marks}) ORDER BY ended, id",
         (run_id, *STEP_ENDS),
     ).fetchall()
     return [
