@@ -134,7 +134,17 @@ def test_thirty_failing_incidents_are_each_escalated_exactly_once(
             f"{TARGETS} RemediationFailed alerts in Alertmanager",
         )
         received = received_by(am)
+        exported = {
+            sample.labels["outcome"]: sample.value
+            for family in text_string_to_metric_families(
+                requests.get(f"{urls[0]}/metrics", timeout=10).text
+            )
+            for sample in family.samples
+            if sample.name == f"{ESCALATIONS_METRIC}_total" or sample.name == ESCALATIONS_METRIC
+        }
 
+    # /metrics says what the journal says: 30 sent, nothing else
+    assert exported == {"sent": TARGETS, "undeliverable": 0, "retrying": 0}
     # every incident's runbook finished uncured, one run each, every step tried and failed
     assert sorted(r["status"] for r in runs) == ["uncured"] * TARGETS
     assert len({r["incident_id"] for r in runs}) == TARGETS
