@@ -529,7 +529,10 @@ class Dispatcher:
         for escalation in owed:
             delivered, note = self._deliver(config, escalation)
             self.store.record_escalation(escalation, delivered, note, self.clock())
-            level = logging.WARNING if delivered == run_journal.SENT else logging.ERROR
+            # an escalation is a WARNING (README "Levels"), also when the config has no
+            # escalation_executor (undeliverable by choice); a delivery that failed and
+            # will be retried is an ERROR: nobody has been told yet
+            level = logging.WARNING if delivered is not None else logging.ERROR
             log.log(
                 level,
                 "runbook %s run %d: %s; %s",
