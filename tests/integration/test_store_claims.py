@@ -179,7 +179,8 @@ def test_skipped_action_is_journaled_and_the_next_candidate_considered(store: An
     def judge(row: ActionRow, reader: GateReader) -> Verdict:
         seen.append(row.target)
         if row.target == "alpha":
-            return Verdict(SKIP, "cooldown", "cooldown: restart acted on alpha 10s ago")
+            # a gate that still ends an action (issue 14: a cooldown now delays it)
+            return Verdict(SKIP, "budget", "budget: 2 actions on alpha in the last 1h (max 2)")
         return Verdict(RUN, "open", "all gates passed")
 
     claimed = store.claim("worker-1", T + 1, judge)
@@ -189,11 +190,14 @@ def test_skipped_action_is_journaled_and_the_next_candidate_considered(store: An
     assert seen == ["alpha", "beta"]
     journal = actions(store)
     assert journal[first]["status"] == "skipped"
-    assert journal[first]["reason"] == "cooldown: restart acted on alpha 10s ago"
+    assert journal[first]["reason"] == "budget: 2 actions on alpha in the last 1h (max 2)"
     assert journal[first]["finished_at"] == iso(T + 1)
     assert journal[first]["started_at"] is None
     assert journal[first]["claimed_by"] is None
-    assert events(store, first)[-1] == ("skipped", "cooldown: restart acted on alpha 10s ago")
+    assert events(store, first)[-1] == (
+        "skipped",
+        "budget: 2 actions on alpha in the last 1h (max 2)",
+    )
     assert journal[second]["status"] == "running"
     assert journal[third]["status"] == "planned"
 
