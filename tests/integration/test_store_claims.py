@@ -243,7 +243,8 @@ def test_skips_before_a_deferral_are_kept(store: Any) -> None:
 
     def judge(row: ActionRow, reader: GateReader) -> Verdict:
         if row.id == first:
-            return Verdict(SKIP, "locked", "locked: action 99 is running on alpha")
+            # budget still ends an action (issue 14: locked now delays it)
+            return Verdict(SKIP, "budget", "budget: 2 actions on alpha in the last 1h (max 2)")
         return Verdict(DEFER, "concurrency", "concurrency: 4 actions running")
 
     assert store.claim("worker-1", T, judge) is None
@@ -274,7 +275,7 @@ def test_gate_reader_sees_the_journal_inside_the_claim(store: Any) -> None:
             running_total=reader.running_total(),
             breaker=reader.breaker("restart", "web"),
         )
-        return Verdict(SKIP, "locked", "locked")
+        return Verdict(SKIP, "budget", "budget")  # a gate that still ends it (issue 14)
 
     assert store.claim("worker-2", T + 20, judge) is None
     assert read == {
@@ -447,7 +448,8 @@ def test_a_concurrent_claim_does_not_overwrite_a_breaker_update(store: Any, oper
         state = reader.breaker(row.strategy, row.target)
         read_done.set()
         written.wait(1.0)  # the update cannot commit before this claim does, if serialized
-        return Verdict(SKIP, "locked", "locked: action is running on web", state)
+        # a gate that still ends the action (issue 14: locked now delays it)
+        return Verdict(SKIP, "breaker_open", "breaker_open: restart on web is open", state)
 
     def claim() -> None:
         try:
