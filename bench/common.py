@@ -317,6 +317,22 @@ class Journal:
             time.sleep(interval)
         return None
 
+    def wait_judged(self, timeout: float, interval: float = 0.2) -> float | None:
+        """Seconds until the dispatcher has judged every planned action: none running and
+        none planned that no gate has looked at yet (a gate that delays an action, as
+        `locked` and `cooldown` do since issue 14, journals what it waits for in
+        `waiting`); None if the timeout passed."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            busy = self.scalar(
+                "SELECT COUNT(*) FROM actions WHERE status = 'running' "
+                "OR (status = 'planned' AND waiting IS NULL)"
+            )
+            if not busy:
+                return time.monotonic() - start
+            time.sleep(interval)
+        return None
+
 
 # ---------------------------------------------------------------- HTTP client
 

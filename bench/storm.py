@@ -4,16 +4,18 @@ Three phases of 100 notifications of 100 alerts each, posted over 4 keep-alive
 connections (closed loop, like Alertmanager flushing many groups at once):
 
 1. fire:    10,000 new alerts on 20 services -> 10,000 incidents, one action planned each;
-   then wait until the dispatcher has judged every planned action (drain);
+   then wait until the dispatcher has judged every planned action (drain): it ran, or
+   it waits for a gate;
 2. re-send: the same 100 notifications again (Alertmanager's repeat) -> duplicates only;
-3. resolve: all 10,000 resolved -> every incident closed.
+3. resolve: all 10,000 resolved -> every incident closed, every waiting action cancelled.
 
 The strategy restarts the alert's service (`log` executor) with a 5m cooldown and a
 budget of 2 actions per hour per service, so the gates bound what runs: at most one
-action per service in this run; the other actions are skipped (locked, cooldown) and
-journaled with their reason. Peak RSS (VmHWM) of the gunicorn master and worker is read
-from /proc at the end. The baseline gets the same 300 requests over the same
-connections; its time per phase is the ratio's denominator.
+action per service in this run. The other actions wait (`locked`, `cooldown` delay an
+action rather than skip it since issue 14) until their alerts resolve, which cancels
+them; the journal keeps the gate each one waited for. Peak RSS (VmHWM) of the gunicorn
+master and worker is read from /proc at the end. The baseline gets the same 300 requests
+over the same connections; its time per phase is the ratio's denominator.
 
     python -m bench.storm [--quick] [--out DIR]
 """
@@ -84,6 +86,19 @@ def _summaries(answers: list[tuple[int, bytes]]) -> dict[str, Any]:
     return {"statuses": {str(k): v for k, v in statuses.items()}, "summed_answers": dict(totals)}
 
 
+def waiting_now(db: Any) -> dict[str, int]:
+    """Planned actions by the gate they wait for (`queued`: not judged yet)."""
+    journal = Journal(db)
+    try:
+        rows = journal.rows(
+            "SELECT COALESCE(waiting, 'queued'), COUNT(*) FROM actions "
+            "WHERE status = 'planned' GROUP BY 1"
+        )
+    finally:
+        journal.close()
+    return dict(rows)
+
+
 def journal_check(db: Any, alerts: int, notifications: int) -> dict[str, Any]:
     journal = Journal(db)
     try:
@@ -95,12 +110,14 @@ def journal_check(db: Any, alerts: int, notifications: int) -> dict[str, Any]:
         notes = journal.scalar("SELECT COUNT(*) FROM notifications")
         by_status = Counter(dict(journal.rows("SELECT status, COUNT(*) FROM actions GROUP BY 1")))
         reasons = Counter()
-        for status, reason, count in journal.rows(
-            "SELECT status, reason, COUNT(*) FROM actions WHERE status IN "
-            "('skipped', 'cancelled') GROUP BY 1, 2"
+        for status, reason, waiting, count in journal.rows(
+            "SELECT status, reason, waiting, COUNT(*) FROM actions WHERE status IN "
+            "('skipped', 'cancelled') GROUP BY 1, 2, 3"
         ):
-            gate = reason.split(":", 1)[0] if status == "skipped" else "alert resolved"
-            reasons[f"{status}: {gate}"] += count
+            if status == "skipped":
+                reasons[f"skipped: {reason.split(':', 1)[0]}"] += count
+            else:  # cancelled by the resolve, while waiting for the gate it names
+                reasons[f"cancelled waiting: {waiting or 'queued'}"] += count
         started = journal.scalar("SELECT COUNT(*) FROM actions WHERE started_at IS NOT NULL")
         per_target = journal.scalar(
             "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM actions "
@@ -164,8 +181,9 @@ def bench(quick: bool, keep: bool) -> dict[str, Any]:
                         **_summaries(answers),
                     }
                     if kind == "remediator" and phase == "fire":
-                        drained = Journal(srv.db).wait_settled(180)
+                        drained = Journal(srv.db).wait_judged(180)
                         entry["drain_after_fire_s"] = None if drained is None else round(drained, 2)
+                        entry["waiting_after_drain"] = waiting_now(srv.db)
                 entry["memory"] = srv.memory()
             if kind == "remediator":
                 entry["journal"] = journal_check(srv.db, alerts, notifications)
@@ -236,6 +254,10 @@ def render(result: dict[str, Any]) -> str:
     )
     memory, base_memory = rem["memory"], base["memory"]
     not_run = ", ".join(f"{k} {v:,}" for k, v in sorted(journal["not_run_by_reason"].items()))
+    waiting = (
+        ", ".join(f"{k} {v:,}" for k, v in sorted(rem.get("waiting_after_drain", {}).items()))
+        or "none"
+    )
     return "\n".join(
         [
             f"## Alert storm: {result['alerts']:,} alerts in {result['notifications_per_phase']} "
@@ -243,9 +265,9 @@ def render(result: dict[str, Any]) -> str:
             "",
             common.table(headers, rows),
             "",
-            f"Dispatcher drained all {journal['actions']:,} planned actions "
+            f"Dispatcher judged all {journal['actions']:,} planned actions "
             f"{fmt(rem.get('drain_after_fire_s'), 2)} s after the fire phase ended (before "
-            "the re-send).",
+            f"the re-send); then waiting: {waiting}.",
             f"Journal: {journal['notifications']:,} notifications, {journal['incidents']:,} "
             f"incidents ({journal['distinct_fingerprints']:,} distinct), "
             f"{journal['incidents_resolved']:,} resolved with a duration; actions: "

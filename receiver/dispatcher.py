@@ -232,7 +232,9 @@ class Dispatcher:
         )
         self._after(planned)
         if claimed is None:
-            return bool(skipped)  # skips journaled: more planned actions may be waiting
+            # skips or delays journaled (each moved its action out of the way): more
+            # planned actions may be due behind them, past the claim's scan limit
+            return bool(skipped)
         row, _verdict = claimed
         self._carry_out(config, row)
         return True
@@ -281,6 +283,10 @@ class Dispatcher:
                 log.info(
                     verdict.reason, extra={"action_id": row.id, "incident_id": row.incident_id}
                 )
+            elif verdict.outcome == gates.DELAY:
+                # not logged: the journal says it once per gate (store/dispatch.py _wait);
+                # its not_before is in the future, so the next claim looks further on
+                skipped.append(row.id)
             return verdict
 
         return judge
@@ -529,7 +535,10 @@ class Dispatcher:
         for escalation in owed:
             delivered, note = self._deliver(config, escalation)
             self.store.record_escalation(escalation, delivered, note, self.clock())
-            level = logging.WARNING if delivered == run_journal.SENT else logging.ERROR
+            # an escalation is a WARNING (README "Levels"), also when the config has no
+            # escalation_executor (undeliverable by choice); a delivery that failed and
+            # will be retried is an ERROR: nobody has been told yet
+            level = logging.WARNING if delivered is not None else logging.ERROR
             log.log(
                 level,
                 "runbook %s run %d: %s; %s",

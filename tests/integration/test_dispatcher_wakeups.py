@@ -17,12 +17,12 @@ from receiver.config import Config, parse_config
 from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
 from receiver.store import open_store
+from receiver.store.dispatch import CLAIM_SCAN_LIMIT
 from tests.support.payloads import alert, notification
 
 pytestmark = pytest.mark.integration
 
-CONFIG = parse_config(
-    """
+CONFIG_TEXT = """
 defaults: {max_concurrent_actions: 4, cooldown: 0s}
 executors: {logger: {type: log}}
 strategies:
@@ -32,7 +32,7 @@ strategies:
     executor: logger
     target: '{{ labels.service }}'
 """
-)
+CONFIG = parse_config(CONFIG_TEXT)
 
 
 @dataclass
@@ -97,3 +97,22 @@ def test_several_planned_actions_wake_as_many_threads(counted):
     wait_for(lambda: finished(store, 3))
     time.sleep(0.3)
     assert 3 + 1 <= claims[0] - 4 <= 3 * 2  # never more than two claims per woken thread
+
+
+def test_a_claim_that_only_delays_actions_keeps_the_thread_looking(tmp_path):
+    """Issue 14 made cooldown delay an action instead of skipping it. A claim that only
+    journaled delays did work, like one that journaled skips: the due actions behind the
+    claim's scan limit must be judged now, not after a thread's idle poll."""
+    config = parse_config(CONFIG_TEXT.replace("cooldown: 0s", "cooldown: 5m"))
+    store = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
+    count = CLAIM_SCAN_LIMIT + 10  # more than one claim looks at
+    instances = [f"web-{n}" for n in range(count)]
+    body = notification(*(alert(service="web", instance=i) for i in instances))
+    assert ingest(store, config, parse_notification(body), 1.0).actions_planned == count
+    dispatcher = Dispatcher(Source(config), store)
+    while dispatcher.run_once():
+        pass
+    # one ran; every other one was judged and waits for the cooldown, none left unjudged
+    assert store.waiting_counts() == {"cooldown": count - 1}
+    assert len(store.list_actions(status="succeeded", limit=10).items) == 1
+    store.close()

@@ -179,7 +179,8 @@ def test_skipped_action_is_journaled_and_the_next_candidate_considered(store: An
     def judge(row: ActionRow, reader: GateReader) -> Verdict:
         seen.append(row.target)
         if row.target == "alpha":
-            return Verdict(SKIP, "cooldown", "cooldown: restart acted on alpha 10s ago")
+            # a gate that still ends an action (issue 14: a cooldown now delays it)
+            return Verdict(SKIP, "budget", "budget: 2 actions on alpha in the last 1h (max 2)")
         return Verdict(RUN, "open", "all gates passed")
 
     claimed = store.claim("worker-1", T + 1, judge)
@@ -189,11 +190,14 @@ def test_skipped_action_is_journaled_and_the_next_candidate_considered(store: An
     assert seen == ["alpha", "beta"]
     journal = actions(store)
     assert journal[first]["status"] == "skipped"
-    assert journal[first]["reason"] == "cooldown: restart acted on alpha 10s ago"
+    assert journal[first]["reason"] == "budget: 2 actions on alpha in the last 1h (max 2)"
     assert journal[first]["finished_at"] == iso(T + 1)
     assert journal[first]["started_at"] is None
     assert journal[first]["claimed_by"] is None
-    assert events(store, first)[-1] == ("skipped", "cooldown: restart acted on alpha 10s ago")
+    assert events(store, first)[-1] == (
+        "skipped",
+        "budget: 2 actions on alpha in the last 1h (max 2)",
+    )
     assert journal[second]["status"] == "running"
     assert journal[third]["status"] == "planned"
 
@@ -239,7 +243,8 @@ def test_skips_before_a_deferral_are_kept(store: Any) -> None:
 
     def judge(row: ActionRow, reader: GateReader) -> Verdict:
         if row.id == first:
-            return Verdict(SKIP, "locked", "locked: action 99 is running on alpha")
+            # budget still ends an action (issue 14: locked now delays it)
+            return Verdict(SKIP, "budget", "budget: 2 actions on alpha in the last 1h (max 2)")
         return Verdict(DEFER, "concurrency", "concurrency: 4 actions running")
 
     assert store.claim("worker-1", T, judge) is None
@@ -270,7 +275,7 @@ def test_gate_reader_sees_the_journal_inside_the_claim(store: Any) -> None:
             running_total=reader.running_total(),
             breaker=reader.breaker("restart", "web"),
         )
-        return Verdict(SKIP, "locked", "locked")
+        return Verdict(SKIP, "budget", "budget")  # a gate that still ends it (issue 14)
 
     assert store.claim("worker-2", T + 20, judge) is None
     assert read == {
@@ -443,7 +448,8 @@ def test_a_concurrent_claim_does_not_overwrite_a_breaker_update(store: Any, oper
         state = reader.breaker(row.strategy, row.target)
         read_done.set()
         written.wait(1.0)  # the update cannot commit before this claim does, if serialized
-        return Verdict(SKIP, "locked", "locked: action is running on web", state)
+        # a gate that still ends the action (issue 14: locked now delays it)
+        return Verdict(SKIP, "breaker_open", "breaker_open: restart on web is open", state)
 
     def claim() -> None:
         try:

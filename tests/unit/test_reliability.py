@@ -55,7 +55,9 @@ def test_incidents_outside_the_window_do_not_count_and_edges_are_clipped():
         (False, [("failed", "x")], "healthy"),
         (True, [], "unhealthy"),
         (True, [("planned", "matched")], "unhealthy"),
-        (True, [("skipped", "cooldown: ...")], "unhealthy"),
+        (True, [("skipped", "cooldown: ...")], "unhealthy"),  # journaled before issue 14
+        # issue 14: a cooldown delays the action, which stays planned until it is eligible
+        (True, [("planned", "waiting: cooldown: ...; eligible at ...")], "unhealthy"),
         (True, [("running", "claimed")], "degraded"),
         (True, [("succeeded", "ok")], "degraded"),
         (True, [("failed", "exit status 1")], "critical"),
