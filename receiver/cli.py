@@ -137,6 +137,7 @@ def _explain_text(
         ]
         if not strategy.steps:
             lines += _action_lines(config, plan, "  ")
+            lines.append(f"  failed:   one escalation via {_escalation_text(config)}")
         else:
             lines.append(
                 f"  runbook:  {len(strategy.steps)} steps; a failed step is followed by the "
@@ -148,17 +149,19 @@ def _explain_text(
                 lines += _action_lines(config, step_plan, "    ", step=index)
             lines.append(
                 "  uncured (every step failed, or a step ended by budget or breaker_open): "
-                "one escalation via "
-                + (
-                    f"executor {config.defaults.escalation_executor!r}"
-                    if config.defaults.escalation_executor
-                    else "no executor (defaults.escalation_executor unset: journaled only)"
-                )
+                f"one escalation via {_escalation_text(config)}"
             )
         lines.append(_repeat_line(strategy))
         if strategy.continue_matching:
             lines.append("  continue: true, later strategies are tried too")
     return "\n".join(lines)
+
+
+def _escalation_text(config: Config) -> str:
+    name = config.defaults.escalation_executor
+    if name:
+        return f"executor {name!r}"
+    return "no executor (defaults.escalation_executor unset: journaled only)"
 
 
 def _runbook_of(config: Config, plan: Plan) -> Strategy:
@@ -415,7 +418,13 @@ def _demo_parser(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`remediator explain ... | head`): what it read was whole
+        # lines; say nothing more, and keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ EXECUTOR_ACTIONS = {
     "log": set(ACTIONS),
 }
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: Executor types that can carry an escalation (defaults.escalation_executor); `log`
+#: only writes it to the log, for trials.
+ESCALATION_EXECUTOR_TYPES = ("alertmanager", "log")
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
 DEFAULT_LISTEN = "0.0.0.0:9095"
 DEFAULT_STORE = "sqlite:///remediator.db"
@@ -286,14 +289,6 @@ class Strategy:
             ),
             repeat_after=self.repeat_after,
         )
-
-    def step_label(self, index: int) -> str:
-        """A step's name, else its index: the bounded `step` label of step metrics."""
-        try:
-            named = self.step(index).step_name
-        except IndexError:
-            named = None
-        return named or str(index)
 
 
 @dataclass(frozen=True)
@@ -928,7 +923,7 @@ def _read_strategy(
             _line(section, "repeat_after"),
         )
     if has_steps:
-        steps = _read_steps(r, section, path, fields, executors)
+        steps = _read_steps(r, section, path, fields, executors, defaults)
         if len(r.problems) > before:
             return name, None
         first = steps[0]
@@ -983,7 +978,12 @@ def _read_action_fields(
 
 
 def _read_steps(
-    r: _Reader, section: Mapping, path: str, strategy: dict[str, Any], executors: dict
+    r: _Reader,
+    section: Mapping,
+    path: str,
+    strategy: dict[str, Any],
+    executors: dict,
+    defaults: Defaults,
 ) -> tuple[Strategy, ...]:
     """The runbook's steps, in order; each a complete strategy (see _read_strategy)."""
     node, line = section["steps"], _line(section, "steps")
@@ -997,18 +997,18 @@ def _read_steps(
         r.fail(f"{path}.steps", f"expected a list of 1 to {MAX_STEPS} steps", line)
         return ()
     steps: list[Strategy] = []
-    named: dict[str, int] = {}
+    named: set[str] = set()
     for index, item in enumerate(node):
         step_path = f"{path}.steps[{index}]"
-        step = _read_step(r, item, step_path, _line(node, index), strategy, executors)
-        if step is None:
-            continue
-        if step.step_name is not None and step.step_name in named:
-            r.fail(
-                f"{step_path}.name", f"duplicate step name {step.step_name!r}", _line(node, index)
-            )
-        named[step.step_name or ""] = index
-        steps.append(step)
+        # a duplicate is reported whether or not the step is otherwise valid
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name in named:
+            r.fail(f"{step_path}.name", f"duplicate step name {name!r}", _line(node, index))
+        elif isinstance(name, str):
+            named.add(name)
+        step = _read_step(r, item, step_path, _line(node, index), strategy, executors, defaults)
+        if step is not None:
+            steps.append(step)
     return tuple(steps)
 
 
@@ -1019,15 +1019,14 @@ def _read_step(
     line: int | None,
     strategy: dict[str, Any],
     executors: dict,
+    defaults: Defaults,
 ) -> Strategy | None:
+    """One step: its own keys read and checked, the others its strategy's. A step's own
+    `verify` without timeout or interval takes them from `defaults`, as a strategy's."""
     section = r.section(node, path, line, _STEP_KEYS)
     if section is None:
         return None
     before = len(r.problems)
-    defaults = Defaults(
-        verify_timeout=strategy["verify"].timeout if strategy["verify"] else 60.0,
-        verify_interval=strategy["verify"].interval if strategy["verify"] else 2.0,
-    )
     fields = _read_action_fields(r, section, path, defaults, strategy)
     fields.update(
         step_name=r.value(section, path, "name", _nonempty),
@@ -1336,6 +1335,14 @@ def _check_references(r: _Reader, config: Config, top: Mapping) -> None:
         r.fail(
             "defaults.escalation_executor",
             f"no executor named {escalation!r}",
+            _line(top.get("defaults"), "escalation_executor"),
+        )
+    elif escalation and config.executors[escalation].type not in ESCALATION_EXECUTOR_TYPES:
+        kind = config.executors[escalation].type
+        r.fail(
+            "defaults.escalation_executor",
+            f"executor {escalation!r} is a {kind} executor, which cannot escalate: name an "
+            f"executor of type {' or '.join(ESCALATION_EXECUTOR_TYPES)}",
             _line(top.get("defaults"), "escalation_executor"),
         )
     for name, executor in config.executors.items():

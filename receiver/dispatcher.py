@@ -325,6 +325,8 @@ class Dispatcher:
         unmet = self._unmet_when(config, row)
         if unmet:
             return Outcome("skipped", f"when: {unmet}", counts=False)
+        if row.params.get("when_query"):
+            self.store.note(row.id, self.clock(), f"when: {row.params['when_query']!r} is true")
         failed = self._failed_precondition(config, row)
         if failed:
             return Outcome("skipped", f"precondition: {failed}", counts=False)
@@ -470,12 +472,14 @@ class Dispatcher:
                     return None
             except PrometheusError as exc:
                 last_error = f" (last error: {exc})"
-            if self._interrupt.is_set() or self._past_grace(strategy.verify.interval):
+            left = deadline - time.monotonic()
+            if left <= 0:  # the last poll was at (or after) the deadline
+                break
+            wait = min(strategy.verify.interval, left)  # so one poll falls on the deadline
+            if self._interrupt.is_set() or self._past_grace(wait):
                 grace = seconds(self._shutdown_grace)
                 return f"{CUT_BY_SHUTDOWN}: its {grace} grace was over{last_error}"
-            if time.monotonic() + strategy.verify.interval > deadline:
-                break
-            time.sleep(strategy.verify.interval)
+            time.sleep(wait)
         return (
             f"verification failed: {query!r} not true within "
             f"{strategy.verify.timeout:g}s{last_error}"

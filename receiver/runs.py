@@ -22,6 +22,7 @@ from receiver.config import Config, Strategy
 from receiver.plans import Plan, incident_context, render_plan
 from receiver.store import runs as journal
 from receiver.store.base import NewAction
+from receiver.store.sql import iso
 
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
@@ -116,8 +117,10 @@ def repeat_due(tx: SqlTransaction, config: Config, run: journal.RunRow, now: flo
         run.state(journal.trail(tx, run.id)), strategy.runbook, True, now, max_runs
     )
     if decision.action == runbooks.END:
-        journal.end(tx, run.id, state.status, decision.reason, now, escalate=decision.escalate)
-        return Planned(escalations=int(decision.escalate))
+        # the run stays as it ended (cured: its step did succeed); the escalation says
+        # the cure did not last and no run is left to try
+        journal.owe_escalation(tx, run.id, decision.reason)
+        return Planned(escalations=1)
     if decision.action != runbooks.PLAN:
         return Planned()
     context = _context(tx, run.incident_id)
@@ -196,7 +199,7 @@ def _new_action(
     if plan.refused:
         reason = plan.refused
     elif not_before is not None:
-        reason = f"waiting: {reason}"
+        reason = f"waiting: {reason}; eligible at {iso(not_before)}"
     return NewAction(
         incident_id=incident_id,
         strategy=strategy.name,

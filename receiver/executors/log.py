@@ -25,6 +25,15 @@ class LogExecutor(Executor):
     records_only = True
 
     def execute(self, request: ActionRequest) -> ExecutionResult:
+        if request.action == "escalate":  # a person would be told: say what, with why
+            logger.warning(
+                "would escalate %s (strategy %s): %s",
+                request.target,
+                request.strategy or "-",
+                request.reason,
+                extra={"action_id": request.action_id, "strategy": request.strategy},
+            )
+            return ExecutionResult(True, "logged only (no one was told)")
         logger.info(
             "would %s %s (strategy %s, replicas %s): %s",
             request.action,

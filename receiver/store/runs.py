@@ -187,6 +187,16 @@ def end(
     totals.count_run_end(tx, strategy, status)
 
 
+def owe_escalation(tx: SqlTransaction, run_id: int, reason: str) -> None:
+    """An ended run owes one escalation after all (a cure that did not last, out of
+    runs): marked pending with `reason`, its status left as it ended."""
+    tx.execute(
+        "UPDATE runbook_runs SET escalation = ?, escalation_reason = ? WHERE id = ? "
+        "AND escalation IS NULL",
+        (PENDING, reason, run_id),
+    )
+
+
 def cancel_open(tx: SqlTransaction, run_ids: Iterable[int], reason: str, now: float) -> None:
     """Cancel the runs (still running) whose planned step was just cancelled."""
     for run_id in sorted(set(run_ids)):

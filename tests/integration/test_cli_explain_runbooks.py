@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import run_cli
+from tests.support.processes import REPO, run_cli
 
 RUNBOOK = """
 prometheus: {url: 'http://127.0.0.1:9090'}
@@ -137,3 +138,33 @@ def test_strategy_without_steps_is_its_own_single_step(tmp_path: Path):
     assert [s["index"] for s in plan["steps"]] == [1]
     assert plan["steps"][0]["target"] == plan["target"] == "web"
     assert plan["repeat_after"] is None
+
+
+def test_a_strategy_without_steps_says_where_its_failure_escalates(tmp_path: Path):
+    path = tmp_path / "one.yml"
+    path.write_text(
+        "alertmanager: {url: 'http://127.0.0.1:9093'}\n"
+        "defaults: {escalation_executor: am}\n"
+        "executors: {logger: {type: log}, am: {type: alertmanager}}\n"
+        "strategies:\n"
+        "  - {name: one, matchers: ['alertname=\"A\"'], action: restart, executor: logger,"
+        " target: '{{ labels.service }}'}\n"
+    )
+    text = explain(path, "alertname=A", "service=web").stdout
+    assert "  failed:   one escalation via executor 'am'" in text
+
+
+def test_explain_into_a_closed_pipe_ends_quietly(config: Path):
+    """`remediator explain ... | head -1`: the reader leaves early; no traceback."""
+    labels = ["alertname=ServiceDown", "service=web", "disk=sda"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "explain", "--config", str(config), *labels],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before a single line is read
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors

@@ -24,7 +24,7 @@ import requests
 
 from receiver.engine import CANCELLED_BY_RESOLUTION
 from receiver.prometheus import PrometheusClient
-from receiver.store.totals import ESCALATIONS_METRIC
+from receiver.store.totals import ESCALATIONS_METRIC, RUNS_METRIC
 from tests.support.journal import open_journal, post_webhook
 from tests.support.payloads import alert, notification
 from tests.support.processes import Running, alertmanager, free_port, prometheus, remediator
@@ -605,7 +605,9 @@ def test_cure_that_does_not_last_reruns_the_runbook_then_escalates_out_of_runs(
 
     first, second = poll(second_run_ended, 60, "run 2 to end and escalate")
     assert (first["run"], first["status"]) == (1, "cured"), first
-    assert (second["run"], second["status"]) == (2, "uncured"), second
+    # run 2 was cured too (its step succeeded): it keeps that status, and owes the one
+    # escalation saying the cure did not last and no run is left
+    assert (second["run"], second["status"]) == (2, "cured"), second
     assert first["escalation"] is None
     # run 2 started repeat_after (2 s) after run 1's cure, from step 1
     assert second["started_at"] >= first["ended_at"] + 2.0 - 0.001
@@ -617,8 +619,16 @@ def test_cure_that_does_not_last_reruns_the_runbook_then_escalates_out_of_runs(
     ]
     (sent,) = poll(lambda: escalations_in_alertmanager(stack.am, "Relapse"), 30, "escalation")
     assert sent["annotations"]["runbook_run"] == "2"
-    assert sent["annotations"]["runbook_trail"].splitlines()[0].endswith(": uncured")
+    assert sent["annotations"]["runbook_trail"].splitlines()[0].endswith(": cured")
     assert "2 runs allowed" in sent["annotations"]["reason"], sent["annotations"]
+    # each run ended once: two cures, no uncured run counted on top
+    assert (
+        total(server.journal, RUNS_METRIC, strategy="repeat-when-it-relapses", status="cured") == 2
+    )
+    assert (
+        total(server.journal, RUNS_METRIC, strategy="repeat-when-it-relapses", status="uncured")
+        == 0
+    )
 
 
 def test_resolved_alert_stops_the_repeat_of_a_cured_run(server: Server):

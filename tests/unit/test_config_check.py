@@ -366,3 +366,67 @@ strategies:
 """
     paths = [w.path for w in config_warnings(parse_config(text)) if w.path != "server.auth"]
     assert paths == ["strategies[0].steps[1].timeout"]
+
+
+STEP_VERIFY = """\
+prometheus: {url: 'http://127.0.0.1:9090'}
+defaults: {verify_timeout: 4s, verify_interval: 1s}
+executors: {local: {type: log}}
+strategies:
+  - name: fix-web
+    matchers: ['alertname="Down"']
+    target: '{{ labels.service }}'
+    steps:
+      - {action: restart, executor: local, verify: {query: 'up == 1'}}
+      - {action: rollback, executor: local, verify: {query: 'up == 1', timeout: 9s}}
+"""
+
+
+def test_a_steps_own_verify_takes_its_unset_timings_from_defaults() -> None:
+    from receiver.config import parse_config
+
+    first, second = parse_config(STEP_VERIFY).strategies[0].steps
+    assert (first.verify.timeout, first.verify.interval) == (4.0, 1.0)
+    assert (second.verify.timeout, second.verify.interval) == (9.0, 1.0)
+
+
+def test_an_escalation_executor_that_cannot_escalate_is_refused() -> None:
+    from receiver.config import ConfigError, parse_config
+
+    text = """\
+defaults: {escalation_executor: sh}
+executors: {sh: {type: command}}
+"""
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        problems = [(p.path, p.message) for p in exc.problems]
+    assert problems == [
+        (
+            "defaults.escalation_executor",
+            "executor 'sh' is a command executor, which cannot escalate: name an executor "
+            "of type alertmanager or log",
+        )
+    ]
+    assert parse_config(text.replace("type: command", "type: log")).defaults.escalation_executor
+
+
+def test_a_duplicate_step_name_is_reported_with_the_steps_other_problems() -> None:
+    from receiver.config import ConfigError, parse_config
+
+    text = """\
+prometheus: {url: 'http://127.0.0.1:9090'}
+executors: {local: {type: log}}
+strategies:
+  - name: fix-web
+    matchers: ['alertname="Down"']
+    target: '{{ labels.service }}'
+    steps:
+      - {name: twice, action: restart, executor: local}
+      - {name: twice, action: rollback, executor: local, when: '{{ unclosed'}
+"""
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        paths = sorted(p.path for p in exc.problems)
+    assert paths == ["strategies[0].steps[1].name", "strategies[0].steps[1].when"]
