@@ -535,7 +535,7 @@ class Dispatcher:
         """Deliver the escalations owed by runbook runs that ended uncured (leased from
         the journal, so one process sends each); returns how many were tried."""
         config = self.source.config
-        owed = self.store.claim_escalations(self.clock())
+        owed = self.store.claim_escalations(self.clock(), self._escalation_lease(config))
         for escalation in owed:
             delivered, note = self._deliver(config, escalation)
             self.store.record_escalation(escalation, delivered, note, self.clock())
@@ -556,6 +556,12 @@ class Dispatcher:
                 },
             )
         return len(owed)
+
+    def _escalation_lease(self, config: Config) -> float:
+        """How long one delivery may take, doubled (store/runs.escalation_lease)."""
+        am = self._alertmanager(config, self._executors(config))
+        timeout = getattr(am, "timeout", None) or config.defaults.timeout
+        return run_journal.escalation_lease(float(timeout))
 
     def _deliver(
         self, config: Config, escalation: run_journal.Escalation

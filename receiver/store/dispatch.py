@@ -267,10 +267,13 @@ class DispatchStore:
         return bool(taken)
 
     # runbooks: escalations owed, repeats due, waiting actions -----------------
-    def claim_escalations(self, now: float) -> list[runs.Escalation]:
-        """Lease the pending escalations of uncured runbook runs (see store/runs.py)."""
+    def claim_escalations(
+        self, now: float, lease: float = runs.ESCALATION_LEASE
+    ) -> list[runs.Escalation]:
+        """Lease the pending escalations of uncured runbook runs for `lease` seconds (see
+        store/runs.py)."""
         with self.transaction() as tx:
-            return runs.claim_escalations(tx, now)
+            return runs.claim_escalations(tx, now, lease)
 
     def record_escalation(
         self, escalation: runs.Escalation, delivered: str | None, note: str, now: float

@@ -50,8 +50,18 @@ INDEXES = [
 
 #: escalation column: owed and not yet delivered, delivered, or nothing to deliver to
 PENDING, SENT, UNDELIVERABLE = "pending", "sent", "undeliverable"
-#: Seconds a claimed escalation is left to its claimer before another may try it.
-ESCALATION_LEASE = 30.0
+#: Seconds a claimed escalation is left to its claimer before another may try it (or it
+#: tries again after a failed delivery), at least: the dispatcher leases for twice its
+#: escalation executor's timeout when that is longer (see escalation_lease).
+ESCALATION_LEASE = 5.0
+
+
+def escalation_lease(delivery_timeout: float) -> float:
+    """Seconds to lease an escalation for: long enough that one delivery attempt, bounded
+    by `delivery_timeout` seconds, ends before another process may try the same one."""
+    return max(ESCALATION_LEASE, 2 * delivery_timeout + 1)
+
+
 #: Statuses of an action that end a step (a cancelled step ends its run instead).
 STEP_ENDS = ("succeeded", "failed", "timed_out", "skipped")
 
@@ -235,14 +245,17 @@ def take_repeat(tx: SqlTransaction, run_id: int, now: float) -> bool:
     )
 
 
-def claim_escalations(tx: SqlTransaction, now: float, limit: int = 20) -> list[Escalation]:
-    """Pending escalations not leased to another process; lease them to the caller."""
+def claim_escalations(
+    tx: SqlTransaction, now: float, lease: float = ESCALATION_LEASE, limit: int = 20
+) -> list[Escalation]:
+    """Pending escalations not leased to another process (or whose `lease` seconds ran
+    out); lease them to the caller."""
     rows = tx.execute(
         "SELECT r.id, r.incident_id, r.strategy, r.run, r.escalation_reason, i.labels, "
         "i.annotations FROM runbook_runs r JOIN incidents i ON i.id = r.incident_id "
         "WHERE r.escalation = ? AND (r.escalation_claimed_at IS NULL "
         "OR r.escalation_claimed_at < ?) ORDER BY r.id LIMIT ?",
-        (PENDING, now - ESCALATION_LEASE, limit),
+        (PENDING, now - lease, limit),
     ).fetchall()
     found = []
     for run_id, incident_id, strategy, run, reason, labels, notes in rows:
@@ -250,7 +263,7 @@ def claim_escalations(tx: SqlTransaction, now: float, limit: int = 20) -> list[E
         leased = tx.execute(
             "UPDATE runbook_runs SET escalation_claimed_at = ? WHERE id = ? AND escalation = ? "
             "AND (escalation_claimed_at IS NULL OR escalation_claimed_at < ?)",
-            (now, run_id, PENDING, now - ESCALATION_LEASE),
+            (now, run_id, PENDING, now - lease),
         ).rowcount
         if not leased:
             continue
