@@ -68,6 +68,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from itertools import pairwise
 
 # Phases of a wave.
 GATHERING, CANARY, ANALYSING, STAGE, DONE, HALTED = (
@@ -264,7 +265,7 @@ class ProgressiveSettings:
         for kind in (True, False):
             same = [s.value for s in stages if s.percent is kind]
             _require(
-                all(a < b for a, b in zip(same, same[1:], strict=False)),
+                all(a < b for a, b in pairwise(same)),
                 f"stages must increase, got {[str(s) for s in stages]}",
             )
         object.__setattr__(self, "stages", stages)
@@ -658,7 +659,7 @@ def record_outcome(
         elif wave.failures >= limit:
             why = (
                 f"{wave.failures} of {len(wave.members)} actions failed "
-                f"(max_failures {progressive.max_failures} = {limit}), last {said}"
+                f"(max_failures {_rule(progressive.max_failures, limit)}), last {said}"
             )
             wave = _halt(wave, why, now)
     return replace(state, wave=wave)
@@ -964,6 +965,11 @@ def _escalation(fleet: str, wave: WaveState) -> FleetEscalation:
         targets=wave.members,
         analysis=None if analysis is None else f"{analysis.verdict}: {analysis.reason}",
     )
+
+
+def _rule(amount: Amount, value: int) -> str:
+    """``10% = 3`` for a percentage, ``2`` for a count: the setting and what it came to."""
+    return f"{amount} = {value}" if amount.percent else str(amount)
 
 
 def _listed(targets: Sequence[str]) -> str:
