@@ -736,7 +736,8 @@ def plan_wave(
     ``fleet_size`` (>= 0) comes from ``fleet.size_query`` or the journal; it is raised to
     the number of distinct targets waiting or in flight, since a fleet has at least those.
     A target waiting twice counts once, from its earliest ``since``; a target already in
-    flight is not started again. Without ``progressive`` only ``max_in_flight`` applies,
+    flight is not started again and gets no entry; every other waiting target is in exactly
+    one of ``start``, ``wait`` and ``skip``. Without ``progressive`` only ``max_in_flight`` applies,
     oldest first. Raises ValueError on a negative size or a non-finite ``now``.
     """
     _require(_finite(now), f"now must be a finite number, got {now!r}")
@@ -764,6 +765,7 @@ def plan_wave(
     if wave is not None and wave.phase == GATHERING:
         wave, freed = _gather(wave, progressive, rest, now, draft)
         loose = (*loose, *freed)
+        rest = {t: s for t, s in rest.items() if t not in freed}
     if wave is not None and wave.phase in _RUNNING:
         wave, queue = _run(wave, progressive, rest, now, draft)
         state = replace(state, wave=wave)
@@ -805,7 +807,9 @@ def _gather(
             f"fewer than min_targets {settings.min_targets}: no wave, each proceeds alone"
         )
         if later:  # they opened the next gathering when they arrived
-            return _gather(WaveState(gathered_at=min(later.values())), settings, later, now, draft)
+            following = WaveState(gathered_at=min(later.values()))
+            wave, freed = _gather(following, settings, later, now, draft)
+            return wave, (*members, *freed)
         return None, members
     sizes = wave_sizes(len(members), settings)
     draft.reasons.append(
@@ -851,6 +855,10 @@ def _run(
     for target in wave.members[wave.released :]:
         if target in rest:
             draft.wait.append((target, f"fleet: {ahead}"))
+    again = "fleet: acted on earlier in this wave; waits for the wave to end"
+    for target in wave.started:
+        if target in rest:  # a new incident (or runbook step) for a member already acted on
+            draft.wait.append((target, again))
     others = sorted(t for t in rest if t not in wave.members)
     for target in others:
         draft.wait.append(

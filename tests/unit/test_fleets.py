@@ -11,7 +11,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from receiver.fleets import (
@@ -82,6 +82,8 @@ class Fleet:
         items = [Waiting(t, s) for t, s in self.waiting.items()]
         plan, self.state = plan_wave(self.state, self.settings, items, self.size, now)
         self.state = roundtrip(self.state)
+        answered = [*plan.start, *(t for t, _ in plan.wait), *(t for t, _ in plan.skip)]
+        assert sorted(answered) == sorted(self.waiting), "each waiting target answered once"
         for target in plan.start:
             del self.waiting[target]
             self.started.append(target)
@@ -615,7 +617,7 @@ def test_state_round_trips_through_json_at_every_phase() -> None:
 amounts = st.one_of(st.integers(1, 6), st.integers(1, 100).map(lambda p: f"{p}%"))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     n=st.integers(1, 25),
     limit=st.one_of(st.none(), amounts),
@@ -623,10 +625,13 @@ amounts = st.one_of(st.integers(1, 6), st.integers(1, 100).map(lambda p: f"{p}%"
     max_failures=amounts,
     middle=st.lists(st.integers(1, 99), max_size=3, unique=True).map(sorted),
     on_inconclusive=st.sampled_from([HALT, PROCEED]),
-    events=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 1000)), max_size=60),
+    min_targets=st.integers(1, 5),
+    gather=st.sampled_from([0.0, 5.0]),
+    arrivals=st.lists(st.integers(0, 12), min_size=25, max_size=25),
+    events=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 1000)), min_size=10, max_size=120),
 )
 def test_never_over_max_in_flight_and_at_most_one_escalation_per_wave(
-    n, limit, canary, max_failures, middle, on_inconclusive, events
+    n, limit, canary, max_failures, middle, on_inconclusive, min_targets, gather, arrivals, events
 ) -> None:
     settings_ = progressive(
         limit=limit,
@@ -634,30 +639,53 @@ def test_never_over_max_in_flight_and_at_most_one_escalation_per_wave(
         max_failures=max_failures,
         stages=(*(f"{p}%" for p in middle), "100%"),
         on_inconclusive=on_inconclusive,
-        min_targets=1,
-        gather=0.0,
+        min_targets=min_targets,
+        gather=gather,
         pause=2.0,
     )
-    fleet = Fleet(settings_, names(n))
+    fleet = Fleet(settings_, [])
+    fleet.size = n
+    arriving = dict(zip(names(n), arrivals, strict=False))
     bound = in_flight_limit(settings_.max_in_flight, n) or n
     running: list[str] = []
     ever_started: set[str] = set()
     now = 0.0
     for choice, pick in events:
-        now += choice % 3
-        if choice < 5 and running:  # an action ends
+        now += 1 + choice % 3
+        for target, at in list(arriving.items()):
+            if at <= now:
+                fleet.waiting[target] = float(at)
+                del arriving[target]
+        if choice < 6 and running:  # an action ends, mostly well
             target = running.pop(pick % len(running))
-            outcome = ("succeeded", "failed", "timed_out", "cancelled", "succeeded")[choice]
+            outcome = (
+                "succeeded" if pick % 8 < 6 else ("failed", "timed_out", "cancelled")[choice % 3]
+            )
             fleet.end(outcome, now, targets=(target,))
-        elif choice < 8 and fleet.phase == ANALYSING:
-            fleet.verdict((PASS, FAIL, INCONCLUSIVE)[choice - 5], now)
+        elif choice < 9 and fleet.phase == ANALYSING:  # a verdict, mostly a pass
+            fleet.verdict(PASS if pick % 8 < 6 else (FAIL, INCONCLUSIVE)[pick % 2], now)
         plan = fleet.plan(now)
         assert not set(plan.start) & ever_started, "a target started twice"
         ever_started |= set(plan.start)
         running.extend(plan.start)
         assert len(running) <= bound
         assert sorted(fleet.state.in_flight) == sorted(running)
+        assert not plan.skip or fleet.phase == HALTED
     assert len(fleet.escalations) <= 1
+    wave = fleet.state.wave
+    event(f"ended {fleet.phase}" + ("" if wave is None else f" at stage {wave.stage}"))
     if fleet.phase == HALTED:
         fleet.plan(now)
         assert len(fleet.escalations) == 1
+    # Liveness: once everything goes well, every incident is started or skipped in the end.
+    fleet.waiting.update({t: float(at) for t, at in arriving.items()})
+    for _ in range(4 * n + 10):
+        now += 10.0
+        fleet.end("succeeded", now, targets=tuple(running))
+        running.clear()
+        if fleet.phase == ANALYSING:
+            fleet.verdict(PASS, now)
+        running.extend(fleet.plan(now).start)
+        assert len(running) <= bound
+    assert fleet.waiting == {}
+    assert len(fleet.escalations) <= 1
