@@ -743,8 +743,9 @@ def plan_wave(
     _require(_finite(now), f"now must be a finite number, got {now!r}")
     _require(fleet_size >= 0, f"fleet size must be >= 0, got {fleet_size!r}")
     since: dict[str, float] = {}
+    in_flight = set(state.in_flight)
     for item in waiting:
-        if item.target not in state.in_flight:
+        if item.target not in in_flight:
             since[item.target] = min(item.since, since.get(item.target, item.since))
     size = max(fleet_size, len(set(since) | set(state.in_flight)))
     draft = _Draft()
@@ -776,7 +777,7 @@ def plan_wave(
         state = _admit(replace(state, wave=wave), settings, list(loose), size, draft)
         loose = tuple(t for t in loose if t not in state.in_flight)
     state = replace(state, wave=wave, loose=loose)
-    if wave is not None and wave.phase == DONE and any(t not in wave.members for t in rest):
+    if wave is not None and wave.phase == DONE and not set(rest) <= set(wave.members):
         draft.call_by(now)  # the targets that waited for this wave gather the next one
     return _finish(state, size, settings, draft)
 
@@ -842,9 +843,10 @@ def _run(
             )
     released = wave.members[: wave.released]
     gone = list(wave.gone)
+    done = {*wave.started, *gone}  # sets: a wave may hold thousands of targets
     queue = []
     for target in released:
-        if target in wave.started or target in gone:
+        if target in done:
             continue
         if target in rest:
             queue.append(target)
@@ -859,7 +861,8 @@ def _run(
     for target in wave.started:
         if target in rest:  # a new incident (or runbook step) for a member already acted on
             draft.wait.append((target, again))
-    others = sorted(t for t in rest if t not in wave.members)
+    members = set(wave.members)
+    others = sorted(t for t in rest if t not in members)
     for target in others:
         draft.wait.append(
             (target, f"fleet: a wave of {len(wave.members)} is running; joins the next")
@@ -879,8 +882,8 @@ def _complete(
     """When every released member ended (or went), analyse before the next stage, or finish."""
     if wave.phase not in (CANARY, STAGE) or wave.released < wave.sizes[wave.stage]:
         return wave
-    ended = {e.target for e in wave.ended}
-    if any(t not in ended and t not in wave.gone for t in wave.members[: wave.released]):
+    finished = {*(e.target for e in wave.ended), *wave.gone}
+    if any(t not in finished for t in wave.members[: wave.released]):
         return wave
     if wave.released == len(wave.members):
         draft.reasons.append(f"fleet: wave of {len(wave.members)} done, {wave.failures} failed")
@@ -931,7 +934,7 @@ def _halted(
     reason = f"halted: {wave.halt_reason}"
     draft.wait = []
     draft.skip.extend((t, reason) for t in sorted(since))
-    covered = wave.covered + sum(1 for t in since if t not in wave.members)
+    covered = wave.covered + len(set(since) - set(wave.members))
     wave = replace(wave, covered=covered)
     draft.reasons.append(f"fleet: {reason}")
     if not wave.escalated:
