@@ -697,6 +697,40 @@ def _judge(
     return replace(wave, phase=STAGE, stage=wave.stage + 1, not_before=now + settings.pause)
 
 
+def fleet_view(state: FleetState, settings: FleetSettings, fleet_size: int) -> dict:
+    """What ``GET /api/v1/fleets`` and the metrics show of one fleet, as plain JSON values:
+    size, in flight and its limit (None: no limit), and the wave: phase, ``stage`` (0 the
+    canary, the number for ``remediator_fleet_wave_stage``), its label, released and wave
+    sizes, failures, verdicts and the halt reason. ``wave`` is None when there is none."""
+    size = max(fleet_size, len(state.in_flight))
+    view: dict = {
+        "fleet": state.fleet,
+        "size": size,
+        "in_flight": len(state.in_flight),
+        "in_flight_targets": list(state.in_flight),
+        "max_in_flight": in_flight_limit(settings.max_in_flight, size),
+        "escalated_at": state.escalated_at,
+        "wave": None,
+    }
+    wave = state.wave
+    if wave is not None:
+        view["wave"] = {
+            "phase": wave.phase,
+            "stage": wave.stage,
+            "stage_label": wave.stage_label,
+            "stages": max(0, len(wave.sizes) - 1),
+            "targets": len(wave.members),
+            "released": wave.released,
+            "sizes": list(wave.sizes),
+            "acted_on": len(wave.started),
+            "failures": wave.failures,
+            "verdicts": [v.to_dict() for v in wave.verdicts],
+            "halt_reason": wave.halt_reason,
+            "next_stage_at": wave.not_before if wave.phase == STAGE else None,
+        }
+    return view
+
+
 def clear_halt(state: FleetState) -> FleetState:
     """Forget a halted wave, once the fleet's breaker admits again: the next waiting
     incidents gather a new wave. Any other state is returned as it is."""

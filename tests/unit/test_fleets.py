@@ -38,6 +38,7 @@ from receiver.fleets import (
     failure_escalates,
     failure_limit,
     fleet_key,
+    fleet_view,
     in_flight_limit,
     may_start,
     plan_wave,
@@ -575,6 +576,42 @@ def test_outcome_of_an_unknown_target_only_leaves_in_flight() -> None:
     assert fleet.state == before
     with pytest.raises(ValueError, match="outcome"):
         record_outcome(before, fleet.settings, "web-00", "exploded", "", 1.0)
+
+
+def test_thirty_targets_and_a_shared_fault_cost_one_action_and_one_escalation() -> None:
+    # Issue 15's case: max_in_flight 10%, a progressive wave with one canary.
+    fleet = Fleet(progressive(canary=1, limit="10%"), names(30))
+    fleet.plan(now=10.0)
+    assert fleet.started == ["web-00"]
+    fleet.end("failed", 20.0)  # the shared dependency: the restart cures nothing
+    fleet.plan(now=20.0)
+    assert len(fleet.started) == 1
+    assert len(fleet.skipped) == 29
+    assert len(fleet.escalations) == 1
+    assert "30 targets fired, 1 acted on, 0 succeeded, 1 failed" in fleet.escalations[0].summary
+
+
+def test_a_member_acted_on_waits_for_the_wave_to_end_before_a_second_action() -> None:
+    fleet = Fleet(progressive(canary=1, stages=("100%",), on_inconclusive=PROCEED), names(3))
+    fleet.plan(now=10.0)
+    fleet.end("succeeded", 11.0)
+    fleet.waiting["web-00"] = 11.0  # it fires again (a new incident, or the next runbook step)
+    plan = fleet.plan(now=11.0)
+    assert dict(plan.wait)["web-00"] == (
+        "fleet: acted on earlier in this wave; waits for the wave to end"
+    )
+
+
+def test_fleet_view_shows_size_in_flight_and_the_wave() -> None:
+    fleet = Fleet(progressive(canary="10%", limit="10%"), names(30))
+    fleet.plan(now=10.0)
+    view = fleet_view(fleet.state, fleet.settings, 30)
+    assert (view["size"], view["in_flight"], view["max_in_flight"]) == (30, 3, 3)
+    wave = view["wave"]
+    assert (wave["phase"], wave["stage"], wave["stage_label"]) == (CANARY, 0, "canary")
+    assert (wave["targets"], wave["sizes"], wave["stages"]) == (30, [3, 8, 15, 30], 3)
+    json.dumps(view)
+    assert fleet_view(FleetState("idle"), FleetSettings(), 4)["wave"] is None
 
 
 # --- one escalation per fleet ----------------------------------------------------------
