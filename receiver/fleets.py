@@ -39,7 +39,7 @@ Lifecycle of a wave::
     gathering --(gather elapsed, >= min_targets waiting)--> canary (stage 0 released)
     gathering --(gather elapsed, fewer)--> no wave: each target proceeds alone
     canary | stage k --(every released action ended, targets left)--> analysing
-    canary | stage k --(every released action ended, none left)--> done
+    canary | stage k --(every released action ended, none left waiting)--> done
     analysing --(pass, or inconclusive with proceed)--> stage k+1, released after `pause`
     canary --(a canary action failed)-----------------------------> halted(why)
     any running phase --(max_failures failed actions)-------------> halted(why)
@@ -771,8 +771,8 @@ def plan_wave(
     the number of distinct targets waiting or in flight, since a fleet has at least those.
     A target waiting twice counts once, from its earliest ``since``; a target already in
     flight is not started again and gets no entry; every other waiting target is in exactly
-    one of ``start``, ``wait`` and ``skip``. Without ``progressive`` only ``max_in_flight`` applies,
-    oldest first. Raises ValueError on a negative size or a non-finite ``now``.
+    one of ``start``, ``wait`` and ``skip``. Without ``progressive`` only ``max_in_flight``
+    applies, oldest first. Raises ValueError on a negative size or a non-finite ``now``.
     """
     _require(_finite(now), f"now must be a finite number, got {now!r}")
     _require(fleet_size >= 0, f"fleet size must be >= 0, got {fleet_size!r}")
@@ -827,7 +827,7 @@ def _gather(
     end = wave.gathered_at + settings.gather
     if now < end:
         reason = (
-            f"fleet: gathering a wave until {end - now:g}s from now "
+            f"fleet: gathering a wave for {end - now:g}s more "
             f"({len(rest)} waiting, min_targets {settings.min_targets})"
         )
         draft.wait.extend((t, reason) for t in sorted(rest))
@@ -864,7 +864,7 @@ def _run(
 ) -> tuple[WaveState, list[str]]:
     """Release the current stage when its pause is over; queue released members to start."""
     if wave.phase == STAGE and wave.released < wave.sizes[wave.stage]:
-        if now >= (wave.not_before or now):
+        if wave.not_before is None or now >= wave.not_before:
             wave = replace(wave, released=wave.sizes[wave.stage])
             draft.reasons.append(
                 f"fleet: {wave.stage_label} released ({wave.released} of {len(wave.members)})"
@@ -925,9 +925,16 @@ def _complete(
     canary = tuple(e.target for e in wave.ended if e.outcome == SUCCEEDED)
     baseline = tuple(t for t in wave.members[wave.released :] if t in rest)
     last = max((e.at for e in wave.ended), default=now)
+    if not baseline:  # the rest resolved before their turn: nothing left to protect
+        gone = (*wave.gone, *wave.members[wave.released :])
+        draft.reasons.append(
+            f"fleet: wave of {len(wave.members)} done after its {wave.stage_label}: "
+            f"the others resolved before their turn"
+        )
+        return replace(wave, phase=DONE, released=len(wave.members), gone=gone, ended_at=now)
     wave = replace(wave, phase=ANALYSING)
-    if not canary or not baseline:
-        missing = "no target remediated" if not canary else "no baseline left waiting"
+    if not canary:
+        missing = "no target remediated"
         draft.reasons.append(f"fleet: cannot analyse the {wave.stage_label}: {missing}")
         return _judge(wave, settings, INCONCLUSIVE, missing, now)
     draft.analyse = AnalysisRequest(wave.stage, canary, baseline, last)

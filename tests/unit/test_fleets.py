@@ -533,6 +533,18 @@ def test_member_resolved_before_its_turn_is_not_started() -> None:
     assert fleet.state.wave.gone == ("web-02",)
 
 
+def test_wave_whose_others_resolved_during_the_canary_is_done_without_escalation() -> None:
+    fleet = Fleet(progressive(canary=1), names(4))
+    fleet.plan(now=10.0)
+    fleet.waiting.clear()  # the canary's restart fixed the shared cause; the others resolved
+    fleet.end("succeeded", 11.0)
+    plan = fleet.plan(now=11.0)
+    assert fleet.phase == DONE
+    assert plan.analyse is None
+    assert fleet.state.wave.gone == ("web-01", "web-02", "web-03")
+    assert fleet.escalations == []
+
+
 def test_arrivals_during_a_wave_wait_then_gather_the_next() -> None:
     fleet = Fleet(progressive(canary=1, stages=("100%",), pause=0.0, min_targets=2), names(2))
     fleet.plan(now=10.0)
