@@ -12,10 +12,12 @@ Rules and their sources:
 - **Fleet**: the targets of one strategy sharing the values of ``fleet.group_by`` (default
   the service label), named by ``fleet_key``. A target whose labels name no fleet is a
   fleet of its own, so it is never throttled with unrelated targets.
-- **Blast radius**: ``max_in_flight`` is a count or a percentage of the fleet size, rounded
-  down and at least 1, as a PodDisruptionBudget's / Deployment's ``maxUnavailable`` (which
-  Kubernetes rounds down; ``maxSurge`` it rounds up). Targets over the limit wait, reason
-  ``fleet: N of M in flight``.
+- **Blast radius**: ``max_in_flight`` bounds the fleet's targets being acted on at once, as
+  a PodDisruptionBudget bounds voluntary disruptions. A percentage of the fleet size rounds
+  down, at least 1, as a Deployment's ``rollingUpdate.maxUnavailable`` (Kubernetes rounds
+  that down and ``maxSurge`` up, in ``ResolveFenceposts``). A PDB's own percentage
+  ``maxUnavailable`` rounds UP; we take the cautious side. Targets over the limit wait,
+  reason ``fleet: N of M in flight``.
 - **Gathering**: like Alertmanager's ``group_wait``, the first waiting incident of a fleet
   opens a gathering of ``gather`` seconds; at its end, the incidents that arrived within it
   form a wave when there are at least ``min_targets`` of them, else each proceeds alone
@@ -204,7 +206,8 @@ class Amount:
 
 def in_flight_limit(max_in_flight: Amount | None, fleet_size: int) -> int | None:
     """How many of a fleet's targets may be acted on at once: ``max_in_flight`` of
-    ``fleet_size`` (>= 0) rounded down, at least 1, as maxUnavailable; None means no limit."""
+    ``fleet_size`` (>= 0) rounded down, at least 1, as a Deployment's maxUnavailable (not a
+    PDB's, which rounds up); None means no limit."""
     _require(fleet_size >= 0, f"fleet size must be >= 0, got {fleet_size!r}")
     if max_in_flight is None:
         return None
