@@ -393,7 +393,8 @@ def judge(
     """Judge a stage's canaries against the baseline, metric by metric.
 
     ``canary`` and ``baseline`` map a metric's name to its samples (a flat sequence of
-    numbers, e.g. a list of floats or a 1-D numpy array, pooled over the side's targets);
+    numbers, e.g. a list of floats or a 1-D numpy array, pooled over the side's targets;
+    NaN, +-Inf and None are dropped and counted);
     a metric missing from a mapping has no samples on that side (its query returned
     nothing) and is judged inconclusive. ``now`` (seconds since the epoch) is recorded
     as ``judged_at``. Raises ValueError for a name that is not a configured metric (a
@@ -576,7 +577,8 @@ def _judgement(
 
 def _clean(name: str, side: str, samples: Sequence[float]) -> tuple[np.ndarray, int]:
     """The finite samples, sorted (so equal multisets give bit-equal means), and how many
-    were dropped: Prometheus returns NaN for 0/0 ratios and +Inf for empty buckets."""
+    were dropped: Prometheus returns NaN for 0/0 ratios and +Inf for empty buckets, and a
+    None (a missing sample) converts to NaN on the way in."""
     try:
         values = np.asarray(samples, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -591,7 +593,8 @@ def _clean(name: str, side: str, samples: Sequence[float]) -> tuple[np.ndarray, 
 
 def _mean(values: np.ndarray) -> float:
     """Mean of finite values that cannot overflow to Inf (1e308 twice would)."""
-    mean = float(np.mean(values))
+    with np.errstate(over="ignore"):
+        mean = float(np.mean(values))
     if math.isfinite(mean):
         return mean
     scale = float(np.max(np.abs(values)))
