@@ -21,7 +21,7 @@ Rules per metric (``direction: lower`` means lower is better: error ratio, laten
     worse_by = (mean canary - mean baseline) / |mean baseline|   (negated for `higher`)
                a zero baseline mean: 0 when the canary's mean is 0 too, else +-Inf
 
-Rules over the metrics (Kayenta's score, as passing metrics over all metrics)::
+Rules over the metrics (Kayenta's score, unweighted: passing metrics over all metrics)::
 
     score = passed / metrics
       score >= pass_score ---------------------------------> pass          (proceed)
@@ -37,10 +37,15 @@ mean ratio is the effect size Kayenta's classifier checks. Medians are reported 
 Why ``min_samples`` defaults to 5 per side: Kayenta itself only refuses empty data, but a
 rank test on very few samples cannot be significant at all. With ``m`` samples per side the
 smallest one-sided p the exact U distribution can give is ``1 / C(2m, m)``: 0.05 for 3, too
-coarse for alpha 0.05; 0.004 for 5, where the test rejects even with a few overlapping pairs
-(U <= 4 of 25 at alpha 0.05). A Prometheus ``query_range`` over one minute at a 10 s step
-already yields 6 samples per target. Settings are refused when ``min_samples`` is too small
-for ``alpha`` to ever be reached, since the judge would then silently never fail.
+coarse for alpha 0.05; 0.004 for 5, where the test still rejects with up to 4 of the 25
+canary-baseline pairs out of order (exact p 0.048). A Prometheus ``query_range`` over one
+minute at a 10 s step already yields 6 samples per target. Settings are refused when
+``min_samples`` is too small for ``alpha`` ever to be reached: the judge would never fail.
+
+A zero baseline mean (an error ratio of a baseline without errors) makes any worsening
+infinitely worse, so a canary that starts erring where the baseline does not fails when the
+test finds it significant; Kayenta instead reads a zero control mean as no effect at all,
+which would let exactly that canary through.
 
 Everything here is pure: no I/O, no clock reads. The caller must: fetch the samples (one
 list of floats per metric per side, pooled over the side's targets; ``query`` is the PromQL
