@@ -434,17 +434,28 @@ def judge_metric(
 ) -> MetricJudgement:
     """Judge one metric's canary samples against its baseline samples (rules above).
 
-    Raises ValueError when samples are not a flat sequence of numbers.
+    ``alpha`` and ``min_samples`` as in ``AnalysisSettings`` (``judge`` passes its own).
+    Raises ValueError when samples are not a flat sequence of numbers, or for an ``alpha``
+    outside (0, 0.5] or a ``min_samples`` below 1.
     """
+    _require(_finite(alpha) and 0 < alpha <= 0.5, f"alpha must be in (0, 0.5], got {alpha!r}")
+    _require(
+        isinstance(min_samples, int) and min_samples >= 1,
+        f"min_samples must be an int >= 1, got {min_samples!r}",
+    )
     canary_kept, canary_dropped = _clean(metric.name, "canary", canary)
     baseline_kept, baseline_dropped = _clean(metric.name, "baseline", baseline)
-    counts = {
+    counts: dict[str, Any] = {
         "canary_count": int(canary_kept.size),
         "baseline_count": int(baseline_kept.size),
         "canary_dropped": canary_dropped,
         "baseline_dropped": baseline_dropped,
     }
-    common = {"name": metric.name, "direction": metric.direction, "tolerance": metric.tolerance}
+    common: dict[str, Any] = {
+        "name": metric.name,
+        "direction": metric.direction,
+        "tolerance": metric.tolerance,
+    }
     dropped = _dropped_note(canary_dropped, baseline_dropped)
     if canary_kept.size == 0 or baseline_kept.size == 0:
         empty = [
@@ -459,7 +470,7 @@ def judge_metric(
     change = _relative_change(canary_mean, baseline_mean)
     worse_by = change if metric.direction == LOWER else -change
     too_worse = worse_by > metric.tolerance + _EPSILON
-    stats = {
+    stats: dict[str, Any] = {
         "canary_mean": canary_mean,
         "baseline_mean": baseline_mean,
         "canary_median": _median(canary_kept),
@@ -477,9 +488,7 @@ def judge_metric(
             f"means of {canary_kept.size} vs {baseline_kept.size} samples, "
             f"fewer than {min_samples} a side for the U test"
         )
-        if too_worse:
-            reason = f"{values}, {size} ({test}; {tolerance}){dropped}"
-        elif worse_by > 0:
+        if worse_by > 0 and not too_worse:
             reason = f"{values}, {size}, within {tolerance} ({test}){dropped}"
         else:
             reason = f"{values}, {size} ({test}; {tolerance}){dropped}"
@@ -503,8 +512,8 @@ def judge_metric(
     if verdict == FAIL:
         reason = f"{values}, {size} ({p_text}, {tolerance}){dropped}"
     elif too_worse:
-        reason = f"{values}, {size} but not significantly ({p_text} >= {alpha:g}; {tolerance})"
-        reason += dropped
+        odds = p_text if p_value_or_none is None else f"{p_text} >= {alpha:g}"
+        reason = f"{values}, {size} but not significantly ({odds}; {tolerance}){dropped}"
     elif worse_by > 0:
         reason = f"{values}, {size}, within {tolerance} ({p_text}){dropped}"
     else:

@@ -126,7 +126,7 @@ def test_large_but_not_significant_passes() -> None:
 
     assert judged.verdict == PASS
     assert judged.p_value == pytest.approx(expected_p)
-    assert "not significantly" in judged.reason
+    assert f"but not significantly (p={expected_p:.2g} >= 0.05; tolerance 10%)" in judged.reason
 
 
 @pytest.mark.parametrize(
@@ -277,6 +277,15 @@ def test_huge_finite_samples_do_not_overflow_the_mean() -> None:
 def test_samples_that_are_not_a_flat_list_of_numbers_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="canary samples of 'error_ratio'"):
         judge_metric(metric(), bad, [1.0])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"alpha": 0.0}, "alpha must be in"), ({"min_samples": 0}, "min_samples must be an int")],
+)
+def test_judge_metric_refuses_bad_options(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        judge_metric(metric(), [1.0], [1.0], **options)
 
 
 def test_none_is_a_missing_sample_dropped_like_nan() -> None:
