@@ -82,6 +82,8 @@ class Outcome:
     reason: str
     output: str = ""
     counts: bool = True  # whether the breaker hears of it
+    #: cut short by this process's shutdown: its runbook is not continued (see runs.follow)
+    interrupted: bool = False
 
 
 @dataclass
@@ -239,12 +241,15 @@ class Dispatcher:
         self._carry_out(config, row)
         return True
 
-    def _follow(self, config: Config, planned: runs.Planned) -> Callable[[Any, ActionRow], None]:
+    def _follow(
+        self, config: Config, planned: runs.Planned, *, interrupted: bool = False
+    ) -> Callable[[Any, ActionRow], None]:
         """What the claim or outcome transaction does after an action ended: move its
-        runbook on (runs.follow), adding what that planned to `planned`."""
+        runbook on (runs.follow), adding what that planned to `planned`. `interrupted`:
+        the action was cut short by this process's shutdown."""
 
         def follow(tx: Any, row: ActionRow) -> None:
-            planned.add(runs.follow(tx, config, row.id, self.clock()))
+            planned.add(runs.follow(tx, config, row.id, self.clock(), interrupted=interrupted))
 
         return follow
 
@@ -338,8 +343,9 @@ class Dispatcher:
             self.store.note(row.id, self.clock(), f"executed: {result.detail}")
             verified = self._verify(config, strategy, row)
             if verified is not None:
-                counts = not verified.startswith(CUT_BY_SHUTDOWN)
-                return Outcome("failed", f"{result.detail}; {verified}", result.output, counts)
+                cut = verified.startswith(CUT_BY_SHUTDOWN)
+                reason = f"{result.detail}; {verified}"
+                return Outcome("failed", reason, result.output, not cut, interrupted=cut)
             return Outcome("succeeded", result.detail, result.output)
         finally:
             self._expire(runtime, silence, row)
@@ -636,7 +642,7 @@ class Dispatcher:
             outcome.output,
             now,
             update,
-            self._follow(config, planned),
+            self._follow(config, planned, interrupted=outcome.interrupted),
         )
         extra = {"action_id": row.id, "incident_id": row.incident_id}
         log.log(
@@ -838,7 +844,7 @@ def failure(result: ExecutionResult) -> Outcome:
     if result.refused:
         return Outcome("skipped", f"refused: {result.detail}", result.output, counts=False)
     if result.interrupted:
-        return Outcome("failed", result.detail, result.output, counts=False)
+        return Outcome("failed", result.detail, result.output, counts=False, interrupted=True)
     status = "timed_out" if result.timed_out else "failed"
     return Outcome(status, result.detail, result.output)
 

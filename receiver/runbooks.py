@@ -14,6 +14,7 @@ Lifecycle of one run (rules from issue 14 and DESIGN.md "Runbooks", "Gates delay
                  |  --(skipped: `when` false)-------------> next step (the reason kept)
                  |  --(skipped: precondition, render, …)--> next step, as a false `when`
                  |  --(skipped: budget | breaker_open)----> uncured: escalate once
+                 |  --(interrupted by a shutdown)----------> uncured: escalate once
                  |  --(skipped: dry_run)------------------> dry_run: nothing tried, no page
                  |  --(alert resolved, any other outcome)--> cancelled
                  '--(past the last step)------------------> uncured: escalate once
@@ -39,8 +40,10 @@ from datetime import UTC, datetime
 # Outcomes of one step, as the journal records an action's end.
 SUCCEEDED, FAILED, TIMED_OUT, SKIPPED = "succeeded", "failed", "timed_out", "skipped"
 OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, SKIPPED)
-# Skips that end the run without a cure: the remediator may not act, so a person must.
-ENDING_GATES = ("budget", "breaker_open")
+# Skips that end the run without a cure: the remediator may not act (or, interrupted by
+# its own shutdown, will not go on blindly), so a person must.
+INTERRUPTED = "interrupted"
+ENDING_GATES = ("budget", "breaker_open", INTERRUPTED)
 WHEN, DRY_RUN = "when", "dry_run"
 
 # Status of a run.

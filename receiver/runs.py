@@ -69,9 +69,15 @@ def start(
     return _plan(tx, strategy, run_id, incident_id, state, decision, context, now, moved=True)
 
 
-def follow(tx: SqlTransaction, config: Config, action_id: int, now: float) -> Planned:
+def follow(
+    tx: SqlTransaction, config: Config, action_id: int, now: float, *, interrupted: bool = False
+) -> Planned:
     """Fold the outcome just journaled for `action_id` into its run; no-op for an action
-    of no run (journaled before runbooks) or of a run that already ended."""
+    of no run (journaled before runbooks) or of a run that already ended.
+
+    `interrupted`: the step was cut short by Remediator's own shutdown, not found to fail:
+    the run ends uncured (one escalation) rather than going on to a next step (a rollback
+    because Remediator was redeployed would make things worse)."""
     action = tx.execute(
         "SELECT a.run_id, a.strategy, i.id, i.status, i.labels, i.annotations, i.fingerprint, "
         "i.starts_at, i.generator_url FROM actions a JOIN incidents i ON i.id = a.incident_id "
@@ -91,6 +97,9 @@ def follow(tx: SqlTransaction, config: Config, action_id: int, now: float) -> Pl
         return Planned()
     last = trail[-1]
     outcome = runbooks.StepOutcome(last.outcome, last.reason, last.gate)
+    if interrupted:
+        reason = f"Remediator shut down while it ran ({last.reason})"
+        outcome = runbooks.StepOutcome(runbooks.SKIPPED, reason, runbooks.INTERRUPTED)
     try:
         # the run as its journaled trail rebuilds it (checked: in order, nothing repeated)
         _, state = runbooks.resume(strategy.runbook, run.run, run.started_at, trail[:-1], True, now)

@@ -245,3 +245,25 @@ def test_repeat_runs_again_from_step_1_when_the_cure_did_not_last(store: Any) ->
     repeated = actions(store)[-1]
     assert (repeated["status"], step_of(store, repeated["id"])[0]) == ("planned", 1)
     assert store.repeat_due(T + 700, start) == 0  # taken once
+
+
+def test_a_step_cut_short_by_a_shutdown_ends_the_run_uncured_without_a_next_step(
+    store: Any,
+) -> None:
+    """Remediator redeployed while step 1 ran: going on to the rollback would act on a
+    step that never failed; the run ends uncured and a person is told once."""
+    fire(store, service="web")
+    row = claim(store, T)
+    reason = "killed at shutdown after 75s grace (process group killed)"
+    planned = runs.Planned()
+
+    def follow(tx: Any, finished: ActionRow) -> None:
+        planned.add(runs.follow(tx, CONFIG, finished.id, T + 80, interrupted=True))
+
+    store.finish(row, "failed", reason, "", T + 80, None, follow)
+
+    assert planned.actions == 0 and planned.escalations == 1
+    assert [a["status"] for a in actions(store)] == ["failed"]
+    run = run_rows(store)[0]
+    assert (run["status"], run["escalation"]) == ("uncured", "pending")
+    assert "Remediator shut down while it ran (killed at shutdown" in run["reason"]

@@ -192,6 +192,11 @@ def test_sigterm_kills_the_process_group_when_the_grace_is_over(tmp_path, files)
     (action,) = all_actions(journal)
     assert action["status"] == "failed", (action, output[-3000:])
     assert action["reason"] == "killed at shutdown after 1s grace (process group killed)"
+    # its runbook does not go on as if the step had failed: it ends, and a person is told
+    with journal.transaction(write=False) as tx:
+        status, why = tx.execute("SELECT status, reason FROM runbook_runs").fetchone()
+    assert status == "uncured"
+    assert "skipped (interrupted): Remediator shut down while it ran (killed at shutdown" in why
     assert group_members(started_group(action)) == []
     time.sleep(6 + 1 + 1)  # past the moment the script and its child would have written
     (run,) = read_intervals(runs)

@@ -16,6 +16,7 @@ from receiver.runbooks import (
     DRY_RUN,
     END,
     FAILED,
+    INTERRUPTED,
     NOTHING,
     PLAN,
     RUNNING,
@@ -552,3 +553,12 @@ def test_a_trail_shorter_than_the_limit_is_not_cut() -> None:
 def test_a_limit_too_small_for_a_marker_is_refused() -> None:
     with pytest.raises(ValueError, match="limit must be >= 80"):
         trail_text(started(one_step()), one_step(), limit=79)
+
+
+def test_a_step_interrupted_by_a_shutdown_ends_the_run_uncured_once() -> None:
+    settings = RunbookSettings(steps=(Step(1, "restart"), Step(2, "rollback")))
+    _, state = start(settings, 0.0)
+    outcome = StepOutcome(SKIPPED, "Remediator shut down while it ran", INTERRUPTED)
+    decision, state = advance(state, settings, outcome, True, 10.0)
+    assert (decision.action, decision.status, decision.escalate) == (END, UNCURED, True)
+    assert state.current is None and state.status == UNCURED
