@@ -363,7 +363,11 @@ def test_runbook_out_of_steps_escalates_once_with_its_trail(stack: Stack, server
 
     # Alertmanager re-sends the group: the incident is refreshed, nothing new is owed
     fire(server, "StillBad", "web", starts)
-    assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 1
+    # Alertmanager holds it a moment before the journal says so: the dispatcher marks it
+    # sent after Alertmanager answered
+    sent_total = lambda: total(server.journal, ESCALATIONS_METRIC, outcome="sent")  # noqa: E731
+    poll(lambda: sent_total() >= 1, 10, "the escalation journaled as sent")
+    assert sent_total() == 1
     assert len(actions_of(server, incident)) == 2
     assert len(escalations_in_alertmanager(stack.am, "StillBad")) == 1
 
@@ -381,7 +385,11 @@ def test_last_step_skipped_by_when_ends_uncured_and_escalates_once(stack: Stack,
     assert trail[2].startswith("step 2 (only-if-deployed) at "), trail
     assert trail[2].endswith(f": skipped (when): {skipped['reason']}"), trail
     assert runs_of(server.journal, incident)[0]["escalation"] == "sent"
-    assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 1
+    # Alertmanager holds it a moment before the journal says so: the dispatcher marks it
+    # sent after Alertmanager answered
+    sent_total = lambda: total(server.journal, ESCALATIONS_METRIC, outcome="sent")  # noqa: E731
+    poll(lambda: sent_total() >= 1, 10, "the escalation journaled as sent")
+    assert sent_total() == 1
 
 
 @pytest.mark.parametrize(
@@ -436,7 +444,11 @@ def test_runbook_refused_at_every_step_by_unsafe_labels_escalates_once(
     trail = sent["annotations"]["runbook_trail"].splitlines()
     assert [line.split(" at ")[0] for line in trail[1:]] == ["step 1 (echo)", "step 2 (echo-again)"]
     assert all(": skipped (refused): refused: " in line for line in trail[1:]), trail
-    assert total(server.journal, ESCALATIONS_METRIC, outcome="sent") == 1
+    # Alertmanager holds it a moment before the journal says so: the dispatcher marks it
+    # sent after Alertmanager answered
+    sent_total = lambda: total(server.journal, ESCALATIONS_METRIC, outcome="sent")  # noqa: E731
+    poll(lambda: sent_total() >= 1, 10, "the escalation journaled as sent")
+    assert sent_total() == 1
 
 
 def test_step_refused_by_an_unsafe_label_is_skipped_and_the_next_step_runs(server: Server):
