@@ -22,7 +22,14 @@ from receiver.executors.base import ExecutionResult
         ),
         (
             ExecutionResult(False, "killed at shutdown after 1s grace", "out", interrupted=True),
-            Outcome("failed", "killed at shutdown after 1s grace", "out", counts=False),
+            # not counted by the breaker; its runbook ends instead of going on (runs.follow)
+            Outcome(
+                "failed",
+                "killed at shutdown after 1s grace",
+                "out",
+                counts=False,
+                interrupted=True,
+            ),
         ),
         (
             ExecutionResult(False, "timed out after 5s", "out", timed_out=True),
