@@ -80,8 +80,8 @@ def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "conditi
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {value!r}")
+        time.sleep(0.1)
 
 
 def settle(journal: Any, expected: int, timeout: float = 60.0) -> list[dict[str, Any]]:

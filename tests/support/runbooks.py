@@ -8,12 +8,11 @@ tests/support/journal.py does for incidents and actions.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from receiver.store import runs as run_journal
+from tests.support.journal import wait_for as poll  # noqa: F401  (re-exported: the runbook tests poll)
 
 #: A service under supervisord for runbook tests: `python app.py PORT RELEASE` answers
 #: `/metrics` with `app_release_good 1` while the RELEASE file says `good`, 0 otherwise
@@ -86,16 +85,3 @@ def total(journal: Any, metric: str, **labels: str) -> float:
 def seconds(stamp: str) -> float:
     """An ISO time of the read API (`...Z`) as seconds since the epoch."""
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """check() until it returns something truthy (returned) or `timeout` seconds pass
-    (AssertionError naming `what` and the last value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {value!r}")
-        time.sleep(0.1)
