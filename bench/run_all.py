@@ -11,10 +11,16 @@ import sys
 import time
 from typing import Any
 
-from bench import common, ingest, journal, latency, storm
+from bench import common, fleets, ingest, journal, latency, storm
 
 # journal last: its PostgreSQL rows keep that server busy for a while after
-BENCHMARKS = {"ingest": ingest, "latency": latency, "storm": storm, "journal": journal}
+BENCHMARKS = {
+    "ingest": ingest,
+    "latency": latency,
+    "storm": storm,
+    "fleets": fleets,
+    "journal": journal,
+}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
