@@ -124,7 +124,8 @@ def check_range(start: float, end: float, step: float) -> None:
 
 def range_points(start: float, end: float, step: float) -> int:
     """How many points per series a range query yields when the series has a value at
-    every step: start, start + step, ... up to end (as Prometheus' evaluation loop)."""
+    every step: start, start + step, ... up to end (as Prometheus' evaluation loop).
+    Raises ValueError for a range ``check_range`` refuses."""
     check_range(start, end, step)
     return math.floor((end - start) / step) + 1
 
