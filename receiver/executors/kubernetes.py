@@ -735,6 +735,18 @@ class KubernetesExecutor(Executor):
             choice = choose_revision(target.described, deployment, current, replicasets)
             if choice.already:
                 return deployment, current, choice
+            # Read again just before the write: the precondition then only spans one
+            # round trip, not three, and during a rollout the controller writes the
+            # status (a new resourceVersion) several times a second. The choice stays
+            # valid as long as the spec and the revision did not change meanwhile.
+            fresh = self._read(target, deadline)
+            if (fresh.get("spec") or {}) != (deployment.get("spec") or {}) or _revision(
+                fresh
+            ) != current:
+                raise Conflict(
+                    f"conflict: {target.described} changed while the rollback was chosen"
+                )
+            deployment = fresh
             # kubectl's rollback patch: replace the template and the annotations
             patch: list[dict[str, Any]] = [
                 {"op": "replace", "path": "/spec/template", "value": choice.template},

@@ -585,6 +585,31 @@ def test_rollback_conflict_is_retried(api, k8s):
     assert len(api.requests("GET", "/replicasets$")) == 2
 
 
+def test_rollback_reads_again_before_its_write_and_rechooses_if_the_spec_moved(api, k8s):
+    """The precondition is the resourceVersion of a read just before the patch; if the
+    spec changed since the read the choice was made from, the choice is made again."""
+    stale = api.get("deployments", "shop", "web")
+    stale["spec"]["replicas"] = 7  # the spec as it was a moment ago
+    api.answer(Reply.json(200, stale))
+    result = k8s.execute(action_request("rollback", "deployment/shop/web"))
+    assert result.ok, result.detail
+    assert "to revision 1 (image registry.example/web:1.0) after retrying a 409 conflict" in (
+        result.detail
+    )
+    assert len(api.requests("GET", "/replicasets$")) == 2
+    assert len(patches(api)) == 1
+    methods = [(r.method, r.path.rsplit("/", 1)[-1].split("?")[0]) for r in api.received]
+    assert methods[:7] == [
+        ("GET", "web"),
+        ("GET", "replicasets"),
+        ("GET", "web"),
+        ("GET", "web"),
+        ("GET", "replicasets"),
+        ("GET", "web"),
+        ("PATCH", "web"),
+    ]
+
+
 def test_slow_api_is_a_timeout(api, tmp_path):
     executor = make_executor(write_kubeconfig(tmp_path / "kubeconfig", api.url), timeout=0.5)
     api.answer(Reply(200, b"{}", delay=2.0))
