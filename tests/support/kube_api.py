@@ -21,7 +21,15 @@ spec.replicas) starts a simulated rollout: the first GET after it shows
 one (`rollout_reads` sets how many reads it takes; `stall` makes it hang or exceed its
 progress deadline). A changed Deployment template makes a new ReplicaSet with the next
 revision, or re-uses the owned ReplicaSet whose template matches and gives it the next
-revision, like the deployment controller does on a rollback.
+revision, like the deployment controller does on a rollback; as on a cluster, that
+happens in the controller's sync after the write (here: the next read of the object),
+so a PATCH answers with the old revision annotation. The new ReplicaSet carries the
+Deployment's annotations except the controller's own (as SetNewReplicaSetAnnotations).
+
+Every write gets a new `resourceVersion`, the simulated controllers' status writes
+included, as on a real API server (it is the object's etcd revision);
+`status_write_after_scale_reads` and `write_status` add status writes between a
+client's read and its write, to produce genuine 409s.
 
 Faults are scripted with `fail_next` (any status, any number of times) or with
 `answer(Reply(..., delay=...))` for slow answers; every request is recorded.
