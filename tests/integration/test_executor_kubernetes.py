@@ -264,7 +264,6 @@ def test_scale_refuses_to_fight_the_hpa_that_owns_the_target(api, k8s):
     api.add_hpa("shop", "web-cpu", "Deployment", "web")
     api.add_hpa("shop", "db-cpu", "StatefulSet", "web")  # same name, other kind: not web's
     api.add_hpa("other", "web", "Deployment", "web")  # other namespace
-    api.add_hpa("shop", "crd", "Deployment", "db", api_version="example.com/v1")  # other group
     result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=6))
     assert not result.ok
     assert result.detail == (
