@@ -15,22 +15,27 @@ as Kubernetes names before any request. What each action does, as kubectl would:
 - scale: the scale subresource, read for `replicas()` and merge-patched with the read's
   resourceVersion, so a concurrent change is a 409 and not a lost update. A target that a
   HorizontalPodAutoscaler owns is never scaled: the two would fight.
-- rollback: `kubectl rollout undo` (Deployments only): the owned ReplicaSet with the
-  highest revision below the current one gives its pod template back (JSON patch
-  replace of /spec/template, so fields the bad release added go too; a strategic merge
-  would keep them), then waits for that rollout like restart does.
+- rollback (Deployments only): like `kubectl rollout undo`, an owned ReplicaSet's pod
+  template and annotations go back onto the Deployment (one JSON patch replacing
+  /spec/template, so fields the bad release added go too, and /metadata/annotations),
+  then it waits for that rollout like restart does. Unlike kubectl, which takes the
+  previous revision, it takes the newest older revision that is another release:
+  revisions whose template differs from the current one only in `restartedAt` are
+  restarts of the current release and are skipped (see `choose_revision`).
 
 Responses are read as raw JSON (`_preload_content=False`) rather than the client's
 models, so an old ReplicaSet's template is copied back exactly, field for field, and
 the module works across client versions. API errors become one line an operator can
-act on (which RBAC verb is missing, what was not found); a 409 is retried once on a
-fresh read; timeouts and connection errors say the API was unreachable.
+act on (which RBAC verb is missing, what was not found); a 409 is retried on a fresh
+read with a bounded, jittered backoff; timeouts and connection errors say the API was
+unreachable.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import random
 import re
 import time
 from collections.abc import Callable
@@ -60,6 +65,23 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+#: Deployment annotations a rollback keeps instead of taking the ReplicaSet's, as
+#: kubectl's rollback does (annotationsToSkip in kubectl's polymorphichelpers/rollback.go).
+ANNOTATIONS_TO_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+#: Attempts of a read-then-write that meets 409 Conflict, and the backoff between them
+#: (seconds: first delay, factor, cap, jitter ratio), shaped like client-go's
+#: wait.Backoff used by retry.RetryOnConflict; all of it bounded by the action's deadline.
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF = (0.01, 5.0, 1.0, 0.1)
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_LABEL = re.compile(_LABEL)
@@ -268,8 +290,10 @@ def rollout_status(kind: str, obj: dict[str, Any], generation: int) -> Rollout:
 
     Complete means the controller has observed the generation we produced and every
     wanted replica runs the new template: Deployments by updatedReplicas and
-    availableReplicas (and no old replicas left), StatefulSets by updatedReplicas,
-    readyReplicas and currentRevision == updateRevision.
+    availableReplicas (and no old replicas left); StatefulSets by kubectl's rule for
+    RollingUpdate: readyReplicas >= replicas and updatedReplicas >= replicas -
+    partition (without a rollingUpdate block: ready and currentRevision ==
+    updateRevision). `generation` is the one our write produced (0 for none).
     """
     metadata, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
     generation = max(generation, _int(metadata.get("generation")))
@@ -297,16 +321,23 @@ def rollout_status(kind: str, obj: dict[str, Any], generation: int) -> Rollout:
     strategy = spec.get("updateStrategy") or {}
     if strategy.get("type") == "OnDelete":
         return Rollout(False, "", "uses the OnDelete update strategy: no pod is replaced")
-    partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
     ready = _int(status.get("readyReplicas"))
+    rolling = strategy.get("rollingUpdate")
+    if isinstance(rolling, dict):
+        # kubectl's StatefulSetStatusViewer: with a rollingUpdate (the API server defaults
+        # it, partition 0), complete once ready >= replicas and updated >= replicas -
+        # partition; currentRevision is not consulted (it lags behind on a partition)
+        partition = _int(rolling.get("partition"))
+        wanted_updated = max(wanted - partition, 0)
+        progress = f"{updated}/{wanted_updated} updated, {ready}/{wanted} ready"
+        return Rollout(ready >= wanted and updated >= wanted_updated, progress)
+    # without one (never defaulted, so not from a real API server) kubectl falls back
+    # to currentRevision == updateRevision
     current, update = status.get("currentRevision"), status.get("updateRevision")
-    progress = f"{updated}/{max(wanted - partition, 0)} updated, {ready}/{wanted} ready"
-    same_revision = partition > 0 or current == update
-    if not same_revision:
+    progress = f"{updated}/{wanted} updated, {ready}/{wanted} ready"
+    if current != update:
         progress += f", revision {current} -> {update}"
-    return Rollout(
-        updated >= max(wanted - partition, 0) and ready == wanted and same_revision, progress
-    )
+    return Rollout(ready >= wanted and current == update, progress)
 
 
 # ---------------------------------------------------------------- helpers
@@ -341,6 +372,132 @@ def _revision(obj: dict[str, Any]) -> int | None:
         return None
 
 
+def _comparable(template: Any, *, ignore_restart: bool) -> Any:
+    """A pod template without `pod-template-hash` (as kubectl's equalIgnoreHash) and,
+    if asked, without `restartedAt`; empty label/annotation maps count as absent."""
+    template = copy.deepcopy(template) if isinstance(template, dict) else {}
+    metadata = template.get("metadata")
+    if not isinstance(metadata, dict):
+        return template
+    ignored = {"labels": {POD_TEMPLATE_HASH}, "annotations": set()}
+    if ignore_restart:
+        ignored["annotations"].add(RESTARTED_AT)
+    for field, keys in ignored.items():
+        values = metadata.get(field)
+        if isinstance(values, dict):
+            for key in keys:
+                values.pop(key, None)
+        if not values:
+            metadata.pop(field, None)
+    return template
+
+
+def images(template: dict[str, Any]) -> list[str]:
+    """The images of a pod template's containers, in order (init containers first)."""
+    spec = template.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [str(c.get("image")) for c in containers if isinstance(c, dict) and c.get("image")]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a rollback goes to: `revision` and its ReplicaSet's `template` (without
+    pod-template-hash) and `annotations`; `skipped` names the newer revisions passed
+    over and why. `already`: the Deployment's template already is that revision's."""
+
+    revision: int
+    template: dict[str, Any]
+    annotations: dict[str, str]
+    skipped: tuple[str, ...] = ()
+    already: bool = False
+
+
+def choose_revision(
+    described: str, deployment: dict[str, Any], current: int, replicasets: list[dict[str, Any]]
+) -> Choice:
+    """The revision a rollback of `deployment` (at revision `current`) goes to.
+
+    `replicasets` are the Deployment's own (owner uid checked by the caller). Walking
+    from the newest revision below `current` down, a revision whose template differs
+    from the current one only in `kubectl.kubernetes.io/restartedAt` (and the
+    pod-template-hash label) is a restart of the current release, not another release:
+    it is skipped and named in `skipped`. The first other revision is the choice.
+
+    If an older revision's template equals the current one (pod-template-hash aside),
+    the Deployment is already there (a rollback whose revision the deployment
+    controller has not yet recorded): Choice(already=True), as kubectl reports
+    "skipped rollback (current template already matches revision N)".
+
+    Raises KubeError, naming `described` and the skipped revisions, when there is no
+    older revision or only restarts of the current release.
+    """
+    template = (deployment.get("spec") or {}).get("template") or {}
+    exact = _comparable(template, ignore_restart=False)
+    release = _comparable(template, ignore_restart=True)
+    older: list[tuple[int, dict[str, Any]]] = []
+    for rs in replicasets:
+        revision = _revision(rs)
+        if revision is None or revision == current:
+            continue
+        if _comparable((rs.get("spec") or {}).get("template"), ignore_restart=False) == exact:
+            return _choice(revision, rs, already=True)
+        if revision < current:
+            older.append((revision, rs))
+    skipped: list[str] = []
+    for revision, rs in sorted(older, key=lambda pair: pair[0], reverse=True):
+        rs_template = (rs.get("spec") or {}).get("template")
+        if _comparable(rs_template, ignore_restart=True) == release:
+            skipped.append(
+                f"skipped revision {revision}: differs from the current template only in "
+                "restartedAt"
+            )
+            continue
+        return _choice(revision, rs, skipped=tuple(skipped))
+    if not older:
+        raise KubeError(
+            f"cannot roll back {described}: no previous revision (current revision {current})"
+        )
+    raise KubeError(
+        f"cannot roll back {described}: no earlier release (current revision {current}; "
+        + "; ".join(skipped)
+        + ")"
+    )
+
+
+def _choice(
+    revision: int, rs: dict[str, Any], *, skipped: tuple[str, ...] = (), already: bool = False
+) -> Choice:
+    template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
+    labels = (template.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(POD_TEMPLATE_HASH, None)
+    annotations = (rs.get("metadata") or {}).get("annotations") or {}
+    return Choice(revision, template, dict(annotations), skipped, already)
+
+
+def rollback_annotations(deployment: dict[str, Any], replicaset: dict[str, str]) -> dict[str, str]:
+    """The Deployment's annotations after a rollback, as kubectl computes them: its own
+    values of ANNOTATIONS_TO_SKIP, and every other annotation from the ReplicaSet (so
+    `kubernetes.io/change-cause` is the target revision's)."""
+    own = (deployment.get("metadata") or {}).get("annotations") or {}
+    kept = {k: v for k, v in own.items() if k in ANNOTATIONS_TO_SKIP}
+    return kept | {k: v for k, v in replicaset.items() if k not in ANNOTATIONS_TO_SKIP}
+
+
+def ref_group(ref: dict[str, Any]) -> str | None:
+    """The API group of a scaleTargetRef: the part of `apiVersion` before "/" ("apps"
+    for apps/v1), "" for the core group ("v1"), None when apiVersion is not given.
+
+    The HPA controller resolves its target by group and kind, so an HPA of a custom
+    resource also named Deployment (example.com/v1) does not own ours; a ref without
+    apiVersion is taken as possibly ours (refusing to scale is the safe side).
+    """
+    api_version = ref.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version:
+        return None
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
 def rfc3339_now() -> str:
     """The current time as kubectl writes restartedAt (RFC 3339, seconds)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -356,6 +513,8 @@ class KubernetesExecutor(Executor):
     actions = frozenset({"restart", "scale", "rollback"})
     #: Seconds between reads while waiting for a rollout (tests make it shorter).
     poll_interval = 1.0
+    #: The restartedAt stamp for now (tests pin it to reach a same-second restart).
+    clock: Callable[[], str] = staticmethod(rfc3339_now)
 
     def __init__(self, config: ExecutorConfig, root: Config) -> None:
         super().__init__(config, root)
@@ -459,17 +618,53 @@ class KubernetesExecutor(Executor):
                         f"cannot restart {target.described}: it uses the OnDelete update "
                         "strategy, so a rollout restart replaces no pod"
                     )
-            now = rfc3339_now()
-            body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
-            return self._patch(target, body, STRATEGIC_MERGE, deadline), now
+            metadata = ((current.get("spec") or {}).get("template") or {}).get("metadata")
+            previous = ((metadata or {}).get("annotations") or {}).get(RESTARTED_AT)
+            now = self._next_restart_stamp(target, previous, deadline)
+            body: dict[str, Any] = {
+                "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}
+            }
+            version = (current.get("metadata") or {}).get("resourceVersion")
+            if version:
+                # precondition: a restart by someone else since our read is a 409, and
+                # the retry's fresh read sees its restartedAt (and waits for a new second)
+                body["metadata"] = {"resourceVersion": version}
+            patched = self._patch(target, body, STRATEGIC_MERGE, deadline)
+            if version and (patched.get("metadata") or {}).get("resourceVersion") == version:
+                # the API server answers a patch that changes nothing with the object
+                # as it was (same resourceVersion): no rollout was started
+                raise KubeError(
+                    f"restart of {target} patched nothing: the API server answered the "
+                    f"object unchanged (restartedAt {now})"
+                )
+            return patched, now
 
-        (patched, now), retried = self._retrying_conflict(target, attempt)
+        (patched, now), retried = self._retrying_conflict(target, attempt, deadline)
         generation = _int((patched.get("metadata") or {}).get("generation"))
         progress = self._await_rollout(target, generation, deadline, timeout)
         return ExecutionResult(
             True,
             f"restarted {target} (restartedAt {now}{retried}); rollout complete: {progress}",
         )
+
+    def _next_restart_stamp(self, target: Target, previous: str | None, deadline: float) -> str:
+        """A restartedAt (`self.clock()`) other than `previous`, waiting for the next
+        second if need be. kubectl writes seconds, so a second restart within the same
+        second would patch nothing (kubectl refuses it: "if restart has already been
+        triggered within the past second, please wait"); we wait instead, within the
+        action's deadline, else raise KubeError."""
+        while True:
+            now = self.clock()
+            if now != previous:
+                return now
+            wait = 1.0 - time.time() % 1.0 + 0.01  # just past the next whole second
+            if time.monotonic() + wait >= deadline:
+                raise KubeError(
+                    f"cannot restart {target}: it was restarted within this second "
+                    f"(restartedAt {previous}) and the action's time ran out before the "
+                    "next second; a restart within the same second would change nothing"
+                )
+            time.sleep(wait)
 
     # ------------------------------------------------------------ scale
 
@@ -493,7 +688,7 @@ class KubernetesExecutor(Executor):
                 self._patch_scale(target, body, deadline)
             return current
 
-        current, retried = self._retrying_conflict(target, attempt)
+        current, retried = self._retrying_conflict(target, attempt, deadline)
         if current == replicas:
             return ExecutionResult(True, f"{target} already has {replicas} replicas{retried}")
         return ExecutionResult(True, f"scaled {target} from {current} to {replicas}{retried}")
@@ -513,7 +708,11 @@ class KubernetesExecutor(Executor):
         )
         for hpa in listed.get("items") or []:
             ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
-            if ref.get("kind") == target.kind.kind and ref.get("name") == target.name:
+            if (
+                ref_group(ref) in ("apps", None)
+                and ref.get("kind") == target.kind.kind
+                and ref.get("name") == target.name
+            ):
                 return str((hpa.get("metadata") or {}).get("name"))
         return None
 
@@ -523,7 +722,7 @@ class KubernetesExecutor(Executor):
         if target.kind.name != "deployment":
             return ExecutionResult(False, f"cannot roll back {target}: rollback needs a deployment")
 
-        def attempt() -> tuple[dict[str, Any], int, int]:
+        def attempt() -> tuple[dict[str, Any], int, Choice]:
             deployment = self._read(target, deadline)
             self._refuse_paused(target, deployment, "roll back")
             current = _revision(deployment)
@@ -532,30 +731,61 @@ class KubernetesExecutor(Executor):
                     f"cannot roll back {target.described}: it has no {REVISION} annotation "
                     "(has the deployment controller seen it yet?)"
                 )
-            previous, template = self._previous_revision(target, deployment, current, deadline)
+            replicasets = self._owned_replicasets(target, deployment, deadline)
+            choice = choose_revision(target.described, deployment, current, replicasets)
+            if choice.already:
+                return deployment, current, choice
+            # Read again just before the write: the precondition then only spans one
+            # round trip, not three, and during a rollout the controller writes the
+            # status (a new resourceVersion) several times a second. The choice stays
+            # valid as long as the spec and the revision did not change meanwhile.
+            fresh = self._read(target, deadline)
+            if (fresh.get("spec") or {}) != (deployment.get("spec") or {}) or _revision(
+                fresh
+            ) != current:
+                raise Conflict(
+                    f"conflict: {target.described} changed while the rollback was chosen"
+                )
+            deployment = fresh
+            # kubectl's rollback patch: replace the template and the annotations
             patch: list[dict[str, Any]] = [
-                {"op": "replace", "path": "/spec/template", "value": template}
+                {"op": "replace", "path": "/spec/template", "value": choice.template},
+                {
+                    "op": "replace",
+                    "path": "/metadata/annotations",
+                    "value": rollback_annotations(deployment, choice.annotations),
+                },
             ]
             version = (deployment.get("metadata") or {}).get("resourceVersion")
             if version:  # precondition: if it changed since the read, 409 (and a retry)
                 patch.insert(
                     0, {"op": "replace", "path": "/metadata/resourceVersion", "value": version}
                 )
-            return self._patch(target, patch, JSON_PATCH, deadline), current, previous
+            return self._patch(target, patch, JSON_PATCH, deadline), current, choice
 
-        (patched, current, previous), retried = self._retrying_conflict(target, attempt)
+        (patched, current, choice), retried = self._retrying_conflict(target, attempt, deadline)
         generation = _int((patched.get("metadata") or {}).get("generation"))
         progress = self._await_rollout(target, generation, deadline, timeout)
+        if choice.already:
+            # nothing patched; the rollout awaited is the one already under way (if any)
+            return ExecutionResult(
+                True,
+                f"skipped, already at revision {choice.revision}: the template of {target} "
+                f"already matches it, nothing patched{retried}; rollout complete: {progress}",
+            )
+        shown = images(choice.template)
+        why = "".join(f"; {reason}" for reason in choice.skipped)
         return ExecutionResult(
             True,
-            f"rolled back {target} from revision {current} to revision {previous}{retried}; "
-            f"rollout complete: {progress}",
+            f"rolled back {target} from revision {current} to revision {choice.revision} "
+            f"(image{'s' if len(shown) != 1 else ''} {', '.join(shown) or 'none'}{why})"
+            f"{retried}; rollout complete: {progress}",
         )
 
-    def _previous_revision(
-        self, target: Target, deployment: dict[str, Any], current: int, deadline: float
-    ) -> tuple[int, dict[str, Any]]:
-        """(revision, pod template) of the newest owned ReplicaSet older than current."""
+    def _owned_replicasets(
+        self, target: Target, deployment: dict[str, Any], deadline: float
+    ) -> list[dict[str, Any]]:
+        """The ReplicaSets matching the Deployment's selector that it owns (owner uid)."""
         spec = deployment.get("spec") or {}
         selector = label_selector(spec.get("selector") or {})
         uid = (deployment.get("metadata") or {}).get("uid")
@@ -569,25 +799,14 @@ class KubernetesExecutor(Executor):
             target.namespace,
             label_selector=selector,
         )
-        candidates: list[tuple[int, dict[str, Any]]] = []
-        for rs in listed.get("items") or []:
-            owners = (rs.get("metadata") or {}).get("ownerReferences") or []
-            if not any(owner.get("uid") == uid for owner in owners):
-                continue
-            revision = _revision(rs)
-            if revision is not None and revision < current:
-                candidates.append((revision, rs))
-        if not candidates:
-            raise KubeError(
-                f"cannot roll back {target.described}: no previous revision "
-                f"(current revision {current})"
+        return [
+            rs
+            for rs in listed.get("items") or []
+            if any(
+                owner.get("uid") == uid
+                for owner in (rs.get("metadata") or {}).get("ownerReferences") or []
             )
-        revision, rs = max(candidates, key=lambda pair: pair[0])
-        template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
-        labels = (template.get("metadata") or {}).get("labels")
-        if isinstance(labels, dict):
-            labels.pop(POD_TEMPLATE_HASH, None)
-        return revision, template
+        ]
 
     # ------------------------------------------------------------ shared steps
 
@@ -597,20 +816,41 @@ class KubernetesExecutor(Executor):
                 f"cannot {verb} {target.described}: it is paused (resume the rollout first)"
             )
 
-    def _retrying_conflict(self, target: Target, attempt: Callable[[], T]) -> tuple[T, str]:
-        """Run read-then-write once more on a 409, from a fresh read; then give up."""
-        try:
-            return attempt(), ""
-        except Conflict:
-            pass
-        try:
-            return attempt(), " after retrying a 409 conflict"
-        except Conflict as exc:
-            raise KubeError(
-                f"conflict: {target.described} kept changing while it was being updated "
-                "(409 twice, retried once on a fresh read)",
-                output=exc.output,
-            ) from exc
+    def _retrying_conflict(
+        self, target: Target, attempt: Callable[[], T], deadline: float
+    ) -> tuple[T, str]:
+        """Run read-then-write; on a 409, again from a fresh read, at most CONFLICT_ATTEMPTS
+        times in all, after a jittered exponential delay (CONFLICT_BACKOFF) that must fit
+        before `deadline` (time.monotonic() seconds). Returns (result, the note for the
+        detail); raises KubeError when the attempts or the time run out."""
+        first, factor, cap, jitter = CONFLICT_BACKOFF
+        conflicts = 0
+        while True:
+            try:
+                result = attempt()
+            except Conflict as exc:
+                conflicts += 1
+                delay = min(cap, first * factor ** (conflicts - 1))
+                delay *= 1 + jitter * random.random()  # spread retries of concurrent writers
+                out_of_time = time.monotonic() + delay >= deadline
+                if conflicts < CONFLICT_ATTEMPTS and not out_of_time:
+                    time.sleep(delay)
+                    continue
+                why = (
+                    "the action's time ran out before another retry"
+                    if out_of_time and conflicts < CONFLICT_ATTEMPTS
+                    else f"retried {conflicts - 1} times on a fresh read"
+                )
+                raise KubeError(
+                    f"conflict: {target.described} kept changing while it was being updated "
+                    f"(409 {conflicts} times, {why})",
+                    output=exc.output,
+                ) from exc
+            if conflicts == 0:
+                return result, ""
+            if conflicts == 1:
+                return result, " after retrying a 409 conflict"
+            return result, f" after retrying {conflicts} 409 conflicts"
 
     def _await_rollout(
         self, target: Target, generation: int, deadline: float, timeout: float

@@ -34,6 +34,7 @@ from receiver.store.sqlite import SqliteStore
 from tests.support.actions import action_request
 from tests.support.http_server import Reply
 from tests.support.kube_api import (
+    CHANGE_CAUSE,
     HASH,
     REVISION,
     KubeAPI,
@@ -43,6 +44,7 @@ from tests.support.kube_api import (
     kube_api,
     write_kubeconfig,
 )
+from tests.support.kube_api import TOKEN as KUBE_TOKEN
 from tests.support.payloads import alert, notification
 from tests.support.processes import free_port, remediator
 from tests.support.receiver import TOKEN, settle, write_config
@@ -90,7 +92,8 @@ def test_restart_patches_restarted_at_and_waits_for_the_rollout(api, k8s):
     (patch,) = patches(api, "/deployments/web$")
     assert header(patch, "Content-Type") == "application/strategic-merge-patch+json"
     body = patch.json()
-    assert set(body) == {"spec"}
+    assert body["metadata"] == {"resourceVersion": before["metadata"]["resourceVersion"]}
+    assert set(body) == {"spec", "metadata"}
     annotations = body["spec"]["template"]["metadata"]["annotations"]
     assert set(annotations) == {RESTARTED_AT}
     stamp = datetime.strptime(annotations[RESTARTED_AT], "%Y-%m-%dT%H:%M:%SZ")
@@ -108,6 +111,68 @@ def test_restart_patches_restarted_at_and_waits_for_the_rollout(api, k8s):
     assert result.detail == (
         f"restarted deployment/shop/web (restartedAt {annotations[RESTARTED_AT]}); "
         "rollout complete: 3/3 updated, 3/3 available"
+    )
+
+
+def test_restart_within_the_same_second_waits_for_the_next_second(api, k8s):
+    """kubectl writes restartedAt in seconds, so a second restart in the same second
+    would patch nothing (kubectl refuses it); the executor waits for the next second."""
+    api.set_template_annotation("deployments", "shop", "web", RESTARTED_AT, "2026-01-01T00:00:00Z")
+    stamps = iter(["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"])
+    k8s.clock = lambda: next(stamps)
+    result = k8s.execute(action_request("restart", "deployment/shop/web"))
+    assert result.ok, result.detail
+    assert result.detail.startswith(
+        "restarted deployment/shop/web (restartedAt 2026-01-01T00:00:01Z); rollout complete"
+    )
+    (patch,) = patches(api)
+    assert patch.json()["spec"]["template"]["metadata"]["annotations"] == {
+        RESTARTED_AT: "2026-01-01T00:00:01Z"
+    }
+
+
+def test_restart_within_the_same_second_fails_when_the_time_runs_out(api, k8s):
+    api.set_template_annotation("deployments", "shop", "web", RESTARTED_AT, "2026-01-01T00:00:00Z")
+    k8s.clock = lambda: "2026-01-01T00:00:00Z"  # the next second never comes in time
+    result = k8s.execute(action_request("restart", "deployment/shop/web", timeout=0.5))
+    assert not result.ok
+    assert result.detail == (
+        "cannot restart deployment/shop/web: it was restarted within this second "
+        "(restartedAt 2026-01-01T00:00:00Z) and the action's time ran out before the next "
+        "second; a restart within the same second would change nothing"
+    )
+    assert patches(api) == []
+
+
+def test_restart_racing_another_restart_in_the_same_second(api, k8s):
+    """Someone set the same restartedAt between our read and our patch: the patch's
+    resourceVersion precondition answers 409, and the fresh read shows that second."""
+    stale = api.get("deployments", "shop", "web")
+    api.set_template_annotation("deployments", "shop", "web", RESTARTED_AT, "2026-01-01T00:00:05Z")
+    api.answer(Reply.json(200, stale))  # our read, from before that restart
+    k8s.clock = lambda: "2026-01-01T00:00:05Z"
+    result = k8s.execute(action_request("restart", "deployment/shop/web", timeout=0.5))
+    assert not result.ok
+    assert result.detail == (
+        "cannot restart deployment/shop/web: it was restarted within this second "
+        "(restartedAt 2026-01-01T00:00:05Z) and the action's time ran out before the next "
+        "second; a restart within the same second would change nothing"
+    )
+    (patch,) = patches(api)
+    assert patch.json()["metadata"] == {"resourceVersion": stale["metadata"]["resourceVersion"]}
+
+
+def test_restart_answered_with_the_unchanged_object_is_not_reported_as_done(api, k8s):
+    """A PATCH that changes nothing is answered with the object as it was (same
+    resourceVersion); scripted here, since our precondition keeps the stand-in from it."""
+    current = api.get("deployments", "shop", "web")
+    api.answer(Reply.json(200, current), Reply.json(200, current))
+    k8s.clock = lambda: "2026-01-01T00:00:07Z"
+    result = k8s.execute(action_request("restart", "deployment/shop/web"))
+    assert not result.ok
+    assert result.detail == (
+        "restart of deployment/shop/web patched nothing: the API server answered the "
+        "object unchanged (restartedAt 2026-01-01T00:00:07Z)"
     )
 
 
@@ -210,6 +275,21 @@ def test_scale_refuses_to_fight_the_hpa_that_owns_the_target(api, k8s):
     assert k8s.execute(action_request("scale", "statefulset/shop/db", replicas=2)).ok
 
 
+def test_hpa_ownership_compares_the_api_group(api, k8s):
+    """The HPA controller resolves scaleTargetRef by group and kind: an HPA of an
+    example.com Deployment (a custom resource) does not own apps/v1 deployment web."""
+    api.add_hpa("shop", "custom", "Deployment", "web", api_version="example.com/v1")
+    api.add_hpa("shop", "core", "Deployment", "web", api_version="v1")
+    assert k8s.execute(action_request("scale", "deployment/shop/web", replicas=4)).detail == (
+        "scaled deployment/shop/web from 3 to 4"
+    )
+    api.add_hpa("shop", "old-apps", "Deployment", "web", api_version="apps/v1beta2")
+    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=5))
+    assert result.detail == (
+        "refusing to scale deployment/shop/web: HorizontalPodAutoscaler old-apps owns it"
+    )
+
+
 def test_scale_without_a_replica_count_is_refused(k8s):
     result = k8s.execute(action_request("scale", "deployment/shop/web"))
     assert (result.ok, result.detail) == (False, "scale needs a desired replica count, got None")
@@ -228,16 +308,20 @@ def test_rollback_restores_the_previous_revisions_template(api, k8s):
     result = k8s.execute(action_request("rollback", "deployment/shop/api"))
     assert result.ok, result.detail
     assert result.detail == (
-        "rolled back deployment/shop/api from revision 3 to revision 1; "
-        "rollout complete: 3/3 updated, 3/3 available"
+        "rolled back deployment/shop/api from revision 3 to revision 1 "
+        "(image registry.example/api:1); rollout complete: 3/3 updated, 3/3 available"
     )
     (listing,) = api.requests("GET", "/replicasets$")
     assert listing.path.endswith("/namespaces/shop/replicasets?labelSelector=app%3Dapi")
     (patch,) = patches(api)
     assert header(patch, "Content-Type") == "application/json-patch+json"
     operations = patch.json()
-    version = operations[0]
-    assert version["op"] == "replace" and version["path"] == "/metadata/resourceVersion"
+    assert [op["path"] for op in operations] == [
+        "/metadata/resourceVersion",
+        "/spec/template",
+        "/metadata/annotations",
+    ]
+    assert {op["op"] for op in operations} == {"replace"}
     template = next(op["value"] for op in operations if op["path"] == "/spec/template")
     assert template["spec"]["containers"][0]["image"] == "registry.example/api:1"
     assert HASH not in template["metadata"]["labels"]
@@ -249,6 +333,111 @@ def test_rollback_restores_the_previous_revisions_template(api, k8s):
     # as the deployment controller does: revision 1's ReplicaSet becomes revision 4
     assert deployment["metadata"]["annotations"][REVISION] == "4"
     assert api.revisions("shop", "api") == {3: "api:3", 4: "registry.example/api:1"}
+
+
+def test_rollback_after_a_restart_goes_to_the_release_before_the_bad_one(api, k8s):
+    """Issue 19: revision 1 = v1, revision 2 = v2 (the bad release), revision 3 = v2
+    restarted by us. `kubectl rollout undo` would go to revision 2 (v2 again)."""
+    api.add_deployment("shop", "api", images=("registry.example/api:v1", "registry.example/api:v2"))
+    restarted = k8s.execute(action_request("restart", "deployment/shop/api"))
+    assert restarted.ok, restarted.detail
+    assert api.revisions("shop", "api") == {
+        1: "registry.example/api:v1",
+        2: "registry.example/api:v2",
+        3: "registry.example/api:v2",
+    }
+    result = k8s.execute(action_request("rollback", "deployment/shop/api"))
+    assert result.ok, result.detail
+    assert result.detail == (
+        "rolled back deployment/shop/api from revision 3 to revision 1 "
+        "(image registry.example/api:v1; skipped revision 2: differs from the current "
+        "template only in restartedAt); rollout complete: 3/3 updated, 3/3 available"
+    )
+    deployment = api.get("deployments", "shop", "api")
+    template = deployment["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "registry.example/api:v1"
+    assert RESTARTED_AT not in (template["metadata"].get("annotations") or {})
+    assert deployment["metadata"]["annotations"][REVISION] == "4"
+
+
+def test_rollback_skips_every_restart_of_the_current_release(api, k8s):
+    api.add_deployment("shop", "api", images=("registry.example/api:v1", "registry.example/api:v2"))
+    stamps = iter(["2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"])
+    k8s.clock = lambda: next(stamps)
+    assert k8s.execute(action_request("restart", "deployment/shop/api")).ok
+    assert k8s.execute(action_request("restart", "deployment/shop/api")).ok
+    result = k8s.execute(action_request("rollback", "deployment/shop/api"))
+    assert result.detail == (
+        "rolled back deployment/shop/api from revision 4 to revision 1 "
+        "(image registry.example/api:v1; "
+        "skipped revision 3: differs from the current template only in restartedAt; "
+        "skipped revision 2: differs from the current template only in restartedAt); "
+        "rollout complete: 3/3 updated, 3/3 available"
+    )
+
+
+def test_rollback_with_only_restarts_before_is_refused(api, k8s):
+    api.add_deployment("shop", "solo", images=("registry.example/solo:1",))
+    assert k8s.execute(action_request("restart", "deployment/shop/solo")).ok
+    result = k8s.execute(action_request("rollback", "deployment/shop/solo"))
+    assert not result.ok
+    assert result.detail == (
+        "cannot roll back deployment shop/solo: no earlier release (current revision 2; "
+        "skipped revision 1: differs from the current template only in restartedAt)"
+    )
+    assert len(patches(api, "/deployments/solo$")) == 1  # the restart's only
+    template = api.get("deployments", "shop", "solo")["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "registry.example/solo:1"
+
+
+def test_rollback_restores_the_target_revisions_annotations(api, k8s):
+    """As kubectl: the ReplicaSet's annotations (change-cause) go back onto the
+    Deployment, except the controller's own (revision, desired-replicas, ...)."""
+    api.add_deployment(
+        "shop",
+        "api",
+        images=("registry.example/api:v1", "registry.example/api:v2"),
+        change_causes=("release v1", "release v2"),
+    )
+    result = k8s.execute(action_request("rollback", "deployment/shop/api"))
+    assert result.ok, result.detail
+    (patch,) = patches(api)
+    restored = next(op["value"] for op in patch.json() if op["path"] == "/metadata/annotations")
+    assert restored == {REVISION: "2", CHANGE_CAUSE: "release v1"}
+    annotations = api.get("deployments", "shop", "api")["metadata"]["annotations"]
+    assert annotations == {REVISION: "3", CHANGE_CAUSE: "release v1"}
+
+
+def test_rollback_to_a_template_already_in_place_is_skipped(api, k8s):
+    """An operator's `kubectl rollout undo` a moment ago put revision 1's template back;
+    the deployment controller syncs the revisions after our read (ReplicaSet 1 becomes
+    revision 3). kubectl reports "skipped rollback (current template already matches
+    revision N)"; we say so too, patch nothing, and await the rollout under way."""
+    api.add_deployment("shop", "api", images=("registry.example/api:v1", "registry.example/api:v2"))
+    v1 = api.get("deployments", "shop", "api")["spec"]["template"]
+    v1["spec"]["containers"][0]["image"] = "registry.example/api:v1"
+    undo = requests.patch(
+        f"{api.url}/apis/apps/v1/namespaces/shop/deployments/api",
+        data=json.dumps([{"op": "replace", "path": "/spec/template", "value": v1}]),
+        headers={
+            "Authorization": f"Bearer {KUBE_TOKEN}",
+            "Content-Type": "application/json-patch+json",
+        },
+        timeout=5,
+    )
+    assert undo.status_code == 200, undo.text
+    assert undo.json()["metadata"]["annotations"][REVISION] == "2"  # not synced yet
+    result = k8s.execute(action_request("rollback", "deployment/shop/api"))
+    assert result.ok, result.detail
+    assert result.detail == (
+        "skipped, already at revision 3: the template of deployment/shop/api already "
+        "matches it, nothing patched; rollout complete: 3/3 updated, 3/3 available"
+    )
+    assert len(patches(api)) == 1  # the operator's
+    assert api.revisions("shop", "api") == {
+        2: "registry.example/api:v2",
+        3: "registry.example/api:v1",
+    }
 
 
 def test_rollback_without_a_previous_revision_is_refused(api, k8s):
@@ -334,25 +523,90 @@ def test_a_stale_read_meets_the_resource_version_precondition(api, k8s):
     assert second.json()["metadata"]["resourceVersion"] != "1"
 
 
-def test_conflict_twice_fails(api, k8s):
-    api.fail_next("PATCH", SCALE_PATH, conflict("deployments", "web"), times=2)
+def test_conflicts_are_retried_with_backoff_up_to_five_attempts(api, k8s):
+    api.fail_next("PATCH", SCALE_PATH, conflict("deployments", "web"), times=4)
+    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=4))
+    assert result.ok, result.detail
+    assert result.detail == (
+        "scaled deployment/shop/web from 3 to 4 after retrying 4 409 conflicts"
+    )
+    methods = [r.method for r in api.requests(path=SCALE_PATH)]
+    assert methods == ["GET", "PATCH"] * 5  # each attempt from a fresh read
+    assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 4
+
+
+def test_conflict_on_every_attempt_fails(api, k8s):
+    api.fail_next("PATCH", SCALE_PATH, conflict("deployments", "web"), times=5)
     result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=4))
     assert not result.ok
     assert result.detail == (
         "conflict: deployment shop/web kept changing while it was being updated "
-        "(409 twice, retried once on a fresh read)"
+        "(409 5 times, retried 4 times on a fresh read)"
     )
     assert "the object has been modified" in result.output
-    assert len(patches(api)) == 2
+    assert len(patches(api)) == 5
     assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 3
+
+
+def test_conflict_retries_stop_at_the_actions_deadline(api, k8s):
+    """The backoff before the next attempt must fit in what is left of the timeout."""
+    api.fail_next("PATCH", SCALE_PATH, conflict("deployments", "web"), times=5)
+    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=4, timeout=0.2))
+    assert not result.ok
+    assert result.detail.startswith(
+        "conflict: deployment shop/web kept changing while it was being updated (409 "
+    )
+    assert result.detail.endswith(" times, the action's time ran out before another retry)")
+    assert 1 <= len(patches(api)) < 5
+    assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 3
+
+
+def test_status_writes_during_a_rollout_meet_the_precondition_and_are_retried(api, k8s):
+    """Genuine 409s: the controller writes the status (a new resourceVersion) after each
+    of the next two reads of the scale, so the patches from those reads are stale."""
+    api.status_write_after_scale_reads = 2
+    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=5))
+    assert result.ok, result.detail
+    assert result.detail == "scaled deployment/shop/web from 3 to 5 after retrying 2 409 conflicts"
+    versions = [p.json()["metadata"]["resourceVersion"] for p in patches(api)]
+    assert len(versions) == len(set(versions)) == 3
+    assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 5
 
 
 def test_rollback_conflict_is_retried(api, k8s):
     api.fail_next("PATCH", "/deployments/web$", conflict("deployments", "web"))
     result = k8s.execute(action_request("rollback", "deployment/shop/web"))
     assert result.ok, result.detail
-    assert "from revision 2 to revision 1 after retrying a 409 conflict" in result.detail
+    assert result.detail.startswith(
+        "rolled back deployment/shop/web from revision 2 to revision 1 "
+        "(image registry.example/web:1.0) after retrying a 409 conflict; rollout complete"
+    )
     assert len(api.requests("GET", "/replicasets$")) == 2
+
+
+def test_rollback_reads_again_before_its_write_and_rechooses_if_the_spec_moved(api, k8s):
+    """The precondition is the resourceVersion of a read just before the patch; if the
+    spec changed since the read the choice was made from, the choice is made again."""
+    stale = api.get("deployments", "shop", "web")
+    stale["spec"]["replicas"] = 7  # the spec as it was a moment ago
+    api.answer(Reply.json(200, stale))
+    result = k8s.execute(action_request("rollback", "deployment/shop/web"))
+    assert result.ok, result.detail
+    assert "to revision 1 (image registry.example/web:1.0) after retrying a 409 conflict" in (
+        result.detail
+    )
+    assert len(api.requests("GET", "/replicasets$")) == 2
+    assert len(patches(api)) == 1
+    methods = [(r.method, r.path.rsplit("/", 1)[-1].split("?")[0]) for r in api.received]
+    assert methods[:7] == [
+        ("GET", "web"),
+        ("GET", "replicasets"),
+        ("GET", "web"),
+        ("GET", "web"),
+        ("GET", "replicasets"),
+        ("GET", "web"),
+        ("PATCH", "web"),
+    ]
 
 
 def test_slow_api_is_a_timeout(api, tmp_path):

@@ -21,7 +21,15 @@ spec.replicas) starts a simulated rollout: the first GET after it shows
 one (`rollout_reads` sets how many reads it takes; `stall` makes it hang or exceed its
 progress deadline). A changed Deployment template makes a new ReplicaSet with the next
 revision, or re-uses the owned ReplicaSet whose template matches and gives it the next
-revision, like the deployment controller does on a rollback.
+revision, like the deployment controller does on a rollback; as on a cluster, that
+happens in the controller's sync after the write (here: the next read of the object),
+so a PATCH answers with the old revision annotation. The new ReplicaSet carries the
+Deployment's annotations except the controller's own (as SetNewReplicaSetAnnotations).
+
+Every write gets a new `resourceVersion`, the simulated controllers' status writes
+included, as on a real API server (it is the object's etcd revision);
+`status_write_after_scale_reads` and `write_status` add status writes between a
+client's read and its write, to produce genuine 409s.
 
 Faults are scripted with `fail_next` (any status, any number of times) or with
 `answer(Reply(..., delay=...))` for slow answers; every request is recorded.
@@ -48,6 +56,7 @@ from tests.support.http_server import Received, Reply, ScriptedServer, serving
 TOKEN = "stand-in-token-not-a-secret"
 REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
 KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet"}
 
 _OBJECT = re.compile(
@@ -135,6 +144,25 @@ def template_hash(template: dict[str, Any]) -> str:
     unhashed = copy.deepcopy(template)
     unhashed.get("metadata", {}).get("labels", {}).pop(HASH, None)
     return hashlib.sha256(json.dumps(unhashed, sort_keys=True).encode()).hexdigest()[:10]
+
+
+#: Deployment annotations the deployment controller does not copy to its ReplicaSets
+#: (annotationsToSkip in the controller's deployment/util).
+NOT_COPIED = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+
+
+def _copied(deployment: dict[str, Any]) -> dict[str, str]:
+    annotations = deployment["metadata"].get("annotations") or {}
+    return {k: v for k, v in annotations.items() if k not in NOT_COPIED}
 
 
 def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +311,11 @@ class KubeAPI(ScriptedServer):
         #: None, "stuck" (never completes) or "deadline" (ProgressDeadlineExceeded).
         self.stall: str | None = None
         self._pending: dict[tuple[str, str, str], int] = {}
+        self._unsynced: set[tuple[str, str, str]] = set()
+        #: Reads of a scale subresource after which the controller writes the object's
+        #: status (a new resourceVersion), as it does while pods come and go: the next
+        #: conditional write from that read meets 409.
+        self.status_write_after_scale_reads = 0
         self._version = 1000
 
     # ------------------------------------------------------------ set-up
@@ -310,8 +343,11 @@ class KubeAPI(ScriptedServer):
         replicas: int = 3,
         images: tuple[str, ...] = ("registry.example/web:1.0", "registry.example/web:1.1"),
         paused: bool = False,
+        change_causes: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """A deployment at revision len(images), with one owned ReplicaSet per image."""
+        """A deployment at revision len(images), with one owned ReplicaSet per image;
+        `change_causes` (one per image) are each revision's kubernetes.io/change-cause,
+        the last one also the Deployment's, as after `kubectl annotate` at each release."""
         with self.lock:
             template = pod_template(name, images[-1])
             deployment = {
@@ -340,6 +376,10 @@ class KubeAPI(ScriptedServer):
             self._complete(deployment)
             self.objects[("deployments", namespace, name)] = deployment
             for revision, image in enumerate(images, start=1):
+                if change_causes:
+                    deployment["metadata"]["annotations"][CHANGE_CAUSE] = change_causes[
+                        revision - 1
+                    ]
                 self._new_replicaset(deployment, pod_template(name, image), revision)
             return copy.deepcopy(deployment)
 
@@ -407,12 +447,14 @@ class KubeAPI(ScriptedServer):
                 "status": {"replicas": 0},
             }
 
-    def add_hpa(self, namespace: str, name: str, kind: str, target: str) -> None:
+    def add_hpa(
+        self, namespace: str, name: str, kind: str, target: str, api_version: str = "apps/v1"
+    ) -> None:
         with self.lock:
             self.hpas[(namespace, name)] = {
                 "metadata": self._metadata(namespace, name),
                 "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
+                    "scaleTargetRef": {"apiVersion": api_version, "kind": kind, "name": target},
                     "minReplicas": 2,
                     "maxReplicas": 10,
                     "metrics": [
@@ -440,6 +482,23 @@ class KubeAPI(ScriptedServer):
                     and rs["metadata"]["annotations"][REVISION] == str(revision)
                 ):
                     del self.replicasets[key]
+
+    def write_status(self, key: tuple[str, str, str]) -> None:
+        """A controller's status write (here: observedGeneration rewritten): no spec
+        change, but a new resourceVersion, as on a real API server. Call with the lock
+        held or from a request handler."""
+        obj = self.objects[key]
+        obj["status"]["observedGeneration"] = obj["status"].get("observedGeneration", 0)
+        obj["metadata"]["resourceVersion"] = self._next_version()
+
+    def set_template_annotation(
+        self, resource: str, namespace: str, name: str, key: str, value: str
+    ) -> None:
+        """Set a pod template annotation as a previous write would have (no rollout)."""
+        with self.lock:
+            obj = self.objects[(resource, namespace, name)]
+            obj["spec"]["template"]["metadata"].setdefault("annotations", {})[key] = value
+            obj["metadata"]["resourceVersion"] = self._next_version()
 
     def fail_next(self, method: str, path: str, reply: Reply, times: int = 1) -> None:
         """The next `times` requests with this method and a path matching `path` get reply."""
@@ -506,7 +565,11 @@ class KubeAPI(ScriptedServer):
             content_type = headers.get("content-type", "")
             if found["scale"]:
                 if request.method == "GET":
-                    return Reply.json(200, self._scale_of(obj))
+                    reply = Reply.json(200, self._scale_of(obj))
+                    if self.status_write_after_scale_reads > 0:
+                        self.status_write_after_scale_reads -= 1
+                        self.write_status(key)
+                    return reply
                 if request.method == "PATCH":
                     return self._patch_scale(key, obj, content_type, request.body)
             elif request.method == "GET":
@@ -602,7 +665,10 @@ class KubeAPI(ScriptedServer):
             new["metadata"]["generation"] = old["metadata"]["generation"] + 1
             template_changed = new["spec"]["template"] != old["spec"]["template"]
             if key[0] == "deployments" and template_changed:
-                self._roll_replicasets(new)
+                # the API server only stores the write; the deployment controller picks
+                # the ReplicaSet and writes the revision annotation in its next sync
+                # (getAllReplicaSetsAndSyncRevision), modelled as the next GET
+                self._unsynced.add(key)
             if key[0] == "statefulsets" and template_changed:
                 new["status"]["updateRevision"] = (
                     f"{key[2]}-{template_hash(new['spec']['template'])}"
@@ -611,7 +677,10 @@ class KubeAPI(ScriptedServer):
         self.objects[key] = new
 
     def _roll_replicasets(self, deployment: dict[str, Any]) -> None:
-        """The deployment controller: the next revision goes to a matching or new RS."""
+        """The deployment controller: the next revision goes to a matching or new RS.
+
+        Like the real controller, each of these is a write: the re-used ReplicaSet and
+        the Deployment (its revision annotation) get a new resourceVersion."""
         uid = deployment["metadata"]["uid"]
         owned = [
             rs
@@ -624,11 +693,20 @@ class KubeAPI(ScriptedServer):
         template = deployment["spec"]["template"]
         for rs in owned:
             if _without_hash(rs["spec"]["template"]) == _without_hash(template):
+                if rs["metadata"]["annotations"][REVISION] == deployment["metadata"][
+                    "annotations"
+                ].get(REVISION):
+                    return  # already the current revision: nothing to sync
                 rs["metadata"]["annotations"][REVISION] = str(revision)
+                # the controller copies the Deployment's annotations to the new RS
+                # (SetNewReplicaSetAnnotations), e.g. kubernetes.io/change-cause
+                rs["metadata"]["annotations"].update(_copied(deployment))
+                rs["metadata"]["resourceVersion"] = self._next_version()
                 break
         else:
             self._new_replicaset(deployment, template, revision)
         deployment["metadata"]["annotations"][REVISION] = str(revision)
+        deployment["metadata"]["resourceVersion"] = self._next_version()
 
     def _new_replicaset(
         self, deployment: dict[str, Any], template: dict[str, Any], revision: int
@@ -645,6 +723,7 @@ class KubeAPI(ScriptedServer):
                 name,
                 labels=labels,
                 annotations={
+                    **_copied(deployment),
                     REVISION: str(revision),
                     "deployment.kubernetes.io/desired-replicas": str(
                         deployment["spec"]["replicas"]
@@ -691,10 +770,17 @@ class KubeAPI(ScriptedServer):
             ]
 
     def _controller_step(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
-        """After each GET, the rollout moves on: observed, then half done, then complete."""
+        """After each GET, the rollout moves on: observed, then half done, then complete.
+
+        Every step is a status write, and a real API server gives every write, status
+        writes included, a new resourceVersion (it is the object's etcd revision)."""
+        if key in self._unsynced:
+            self._unsynced.discard(key)
+            self._roll_replicasets(obj)
         left = self._pending.get(key)
         if left is None:
             return
+        obj["metadata"]["resourceVersion"] = self._next_version()
         left -= 1
         replicas = obj["spec"]["replicas"]
         if left > 0 or self.stall:

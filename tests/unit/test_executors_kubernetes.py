@@ -15,13 +15,21 @@ import pytest
 from receiver.config import parse_config
 from receiver.executors import check_executors
 from receiver.executors.kubernetes import (
+    ANNOTATIONS_TO_SKIP,
+    RESTARTED_AT,
+    REVISION,
     Call,
     Conflict,
     KubeError,
+    Rollout,
     api_error,
+    choose_revision,
+    images,
     label_selector,
     parse_target,
+    ref_group,
     rfc3339_now,
+    rollback_annotations,
     rollout_status,
 )
 from tests.support.kubeconfig import KUBECONFIG
@@ -164,18 +172,36 @@ def statefulset(current="db-1", update="db-2", ready=3, updated=3, partition=Non
     }
 
 
-def test_statefulset_needs_current_revision_to_reach_update_revision():
+def test_statefulset_without_rolling_update_needs_current_revision_to_reach_update():
+    """kubectl's fallback when updateStrategy has no rollingUpdate block: ready replicas
+    and currentRevision == updateRevision (updatedReplicas is not consulted)."""
     state = rollout_status("statefulset", statefulset(), 5)
     assert (state.done, state.progress) == (False, "3/3 updated, 3/3 ready, revision db-1 -> db-2")
     done = rollout_status("statefulset", statefulset(current="db-2"), 5)
     assert (done.done, done.progress) == (True, "3/3 updated, 3/3 ready")
     assert not rollout_status("statefulset", statefulset(current="db-2", ready=2), 5).done
-    assert not rollout_status("statefulset", statefulset(current="db-2", updated=2), 5).done
 
 
-def test_statefulset_partition_counts_only_the_pods_above_it():
-    state = rollout_status("statefulset", statefulset(updated=1, partition=2), 5)
-    assert (state.done, state.progress) == (True, "1/1 updated, 3/3 ready")
+@pytest.mark.parametrize(
+    ("partition", "ready", "updated", "done", "progress"),
+    [
+        (0, 3, 3, True, "3/3 updated, 3/3 ready"),  # currentRevision db-1 is not consulted
+        (0, 3, 2, False, "2/3 updated, 3/3 ready"),
+        (0, 2, 3, False, "3/3 updated, 2/3 ready"),
+        (0, 4, 3, True, "3/3 updated, 4/3 ready"),  # ready >= replicas, as kubectl
+        (2, 3, 1, True, "1/1 updated, 3/3 ready"),
+        (2, 3, 0, False, "0/1 updated, 3/3 ready"),
+        (2, 2, 1, False, "1/1 updated, 2/3 ready"),
+        (5, 3, 0, True, "0/0 updated, 3/3 ready"),  # partition above replicas: nothing to do
+    ],
+)
+def test_statefulset_rolling_update_follows_kubectls_partition_rule(
+    partition, ready, updated, done, progress
+):
+    """kubectl's StatefulSetStatusViewer: ready >= replicas and updated >= replicas -
+    partition (the API server always defaults rollingUpdate.partition to 0)."""
+    obj = statefulset(ready=ready, updated=updated, partition=partition)
+    assert rollout_status("statefulset", obj, 5) == Rollout(done, progress)
 
 
 def test_statefulset_on_delete_never_completes():
@@ -260,3 +286,145 @@ def test_check_reads_and_parses_the_kubeconfig(tmp_path, settings, expected):
     assert len(found) == len(expected), found
     for problem, start in zip(found, expected, strict=True):
         assert problem.startswith(start), problem
+
+
+# ---------------------------------------------------------------- rollback choice
+
+
+def template(image: str, restarted_at: str | None = None, hashed: str = "") -> dict:
+    metadata: dict = {"labels": {"app": "api"}}
+    if hashed:
+        metadata["labels"]["pod-template-hash"] = hashed
+    if restarted_at:
+        metadata["annotations"] = {RESTARTED_AT: restarted_at}
+    return {"metadata": metadata, "spec": {"containers": [{"name": "api", "image": image}]}}
+
+
+def replicaset(revision: int, tmpl: dict, **annotations: str) -> dict:
+    return {
+        "metadata": {"annotations": {REVISION: str(revision), **annotations}},
+        "spec": {"template": tmpl},
+    }
+
+
+def deployment_at(tmpl: dict) -> dict:
+    return {"metadata": {"annotations": {}}, "spec": {"template": tmpl}}
+
+
+def test_rollback_skips_the_restart_and_goes_to_the_release_before():
+    """Issue 19's case: 1 = v1, 2 = v2 (the bad release), 3 = v2 restarted."""
+    current = template("api:v2", "2026-01-01T10:00:00Z")
+    history = [
+        replicaset(1, template("api:v1", hashed="aaa")),
+        replicaset(2, template("api:v2", hashed="bbb")),
+        replicaset(3, template("api:v2", "2026-01-01T10:00:00Z", hashed="ccc")),
+    ]
+    choice = choose_revision("deployment shop/api", deployment_at(current), 3, history)
+    assert (choice.revision, choice.already) == (1, False)
+    assert choice.skipped == (
+        "skipped revision 2: differs from the current template only in restartedAt",
+    )
+    assert choice.template == template("api:v1")  # pod-template-hash removed
+    assert images(choice.template) == ["api:v1"]
+
+
+def test_an_earlier_restart_differs_too_only_in_restarted_at():
+    current = template("api:v2", "2026-01-01T11:00:00Z")
+    history = [
+        replicaset(1, template("api:v1", "2025-12-01T00:00:00Z")),
+        replicaset(2, template("api:v2", "2025-12-24T00:00:00Z")),  # restarted before
+        replicaset(3, template("api:v2", "2026-01-01T11:00:00Z")),
+    ]
+    choice = choose_revision("deployment shop/api", deployment_at(current), 3, history)
+    assert choice.revision == 1
+    # the target's own restartedAt comes back with it, as kubectl rollout undo would
+    assert choice.template["metadata"]["annotations"] == {RESTARTED_AT: "2025-12-01T00:00:00Z"}
+
+
+def test_without_any_restart_the_previous_revision_is_chosen_as_kubectl_does():
+    current = template("api:3")
+    history = [replicaset(n, template(f"api:{n}")) for n in (1, 2, 3)]
+    choice = choose_revision("deployment shop/api", deployment_at(current), 3, history)
+    assert (choice.revision, choice.skipped) == (2, ())
+
+
+def test_only_restarts_of_the_current_release_is_refused_with_the_reason():
+    current = template("api:v1", "2026-01-01T10:00:01Z")
+    history = [
+        replicaset(1, template("api:v1")),
+        replicaset(2, template("api:v1", "2026-01-01T10:00:00Z")),
+        replicaset(3, template("api:v1", "2026-01-01T10:00:01Z")),
+    ]
+    with pytest.raises(KubeError) as raised:
+        choose_revision("deployment shop/api", deployment_at(current), 3, history)
+    assert str(raised.value) == (
+        "cannot roll back deployment shop/api: no earlier release (current revision 3; "
+        "skipped revision 2: differs from the current template only in restartedAt; "
+        "skipped revision 1: differs from the current template only in restartedAt)"
+    )
+
+
+def test_no_older_revision_at_all_is_refused():
+    with pytest.raises(KubeError, match=r"no previous revision \(current revision 1\)$"):
+        choose_revision(
+            "deployment shop/api",
+            deployment_at(template("api:1")),
+            1,
+            [replicaset(1, template("api:1"))],
+        )
+
+
+def test_an_older_revision_equal_to_the_current_template_means_already_there():
+    """kubectl: "skipped rollback (current template already matches revision 1)"."""
+    current = template("api:v1")
+    history = [replicaset(1, template("api:v1", hashed="aaa")), replicaset(2, template("api:v2"))]
+    choice = choose_revision("deployment shop/api", deployment_at(current), 2, history)
+    assert (choice.revision, choice.already) == (1, True)
+
+
+def test_a_change_beyond_restarted_at_is_another_release():
+    changed = template("api:v2", "2026-01-01T10:00:00Z")
+    changed["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "safe"}]
+    history = [
+        replicaset(1, template("api:v1")),
+        replicaset(2, template("api:v2")),
+        replicaset(3, changed),
+    ]
+    choice = choose_revision("deployment shop/api", deployment_at(changed), 3, history)
+    assert (choice.revision, choice.skipped) == (2, ())
+
+
+def test_rollback_annotations_are_kubectls():
+    """The Deployment keeps its own ANNOTATIONS_TO_SKIP and takes every other one from
+    the target ReplicaSet; annotations only the Deployment had are dropped, as kubectl's
+    replace of /metadata/annotations drops them."""
+    deployment = {
+        "metadata": {
+            "annotations": {
+                REVISION: "3",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "kubernetes.io/change-cause": "release v2",
+                "team": "shop",
+            }
+        }
+    }
+    target = {
+        REVISION: "1",
+        "deployment.kubernetes.io/desired-replicas": "3",
+        "deployment.kubernetes.io/max-replicas": "4",
+        "kubernetes.io/change-cause": "release v1",
+    }
+    assert rollback_annotations(deployment, target) == {
+        REVISION: "3",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+        "kubernetes.io/change-cause": "release v1",
+    }
+    assert REVISION in ANNOTATIONS_TO_SKIP
+
+
+@pytest.mark.parametrize(
+    ("api_version", "group"),
+    [("apps/v1", "apps"), ("example.com/v1", "example.com"), ("v1", ""), (None, None), ("", None)],
+)
+def test_ref_group_is_the_part_of_api_version_before_the_slash(api_version, group):
+    assert ref_group({"apiVersion": api_version} if api_version is not None else {}) == group
