@@ -1671,6 +1671,7 @@ def config_warnings(config: Config) -> list[Problem]:
         warnings.append(auth)
     warnings += _timeout_warnings(config)
     warnings += _breaker_warnings(config)
+    warnings += _fleet_warnings(config)
     return warnings
 
 
@@ -1764,3 +1765,56 @@ def _breaker_warnings(config: Config) -> list[Problem]:
                 )
                 break
     return found
+
+
+def _fleet_warnings(config: Config) -> list[Problem]:
+    """Fleet settings that defeat their own purpose: an analysis interval too short for
+    the U test, and a canary as large as the smallest wave (no baseline is left)."""
+    found = []
+    for index, strategy in enumerate(config.strategies):
+        fleet = strategy.fleet
+        if fleet is None:
+            continue
+        path = f"strategies[{index}].fleet"
+        if fleet.analysis is not None:
+            found += _sample_warning(path, strategy.name, fleet.analysis)
+        progressive = fleet.settings.progressive
+        if progressive is not None:
+            found += _canary_warning(path, strategy.name, progressive)
+    return found
+
+
+def _sample_warning(path: str, name: str, fleet_analysis: FleetAnalysis) -> list[Problem]:
+    """A query_range over `interval` at `step` returns interval // step + 1 samples per
+    target (both ends included, as Prometheus evaluates range queries)."""
+    samples = int(fleet_analysis.interval // fleet_analysis.step) + 1
+    needed = fleet_analysis.settings.min_samples
+    if samples >= needed:
+        return []
+    interval, step = format_duration(fleet_analysis.interval), format_duration(fleet_analysis.step)
+    return [
+        Problem(
+            f"{path}.analysis.interval",
+            f"strategy {name!r}: fleet.analysis samples {interval} at {step} steps, "
+            f"{samples} sample(s) per target, fewer than the {needed} the Mann-Whitney U test "
+            "needs on each side: a one-target canary is judged by comparing means only; "
+            f"make the interval at least {needed - 1} steps long",
+        )
+    ]
+
+
+def _canary_warning(path: str, name: str, progressive: fleets.ProgressiveSettings) -> list[Problem]:
+    """The canary of the smallest wave (min_targets targets) takes the whole wave."""
+    smallest = progressive.min_targets
+    canary = fleets.canary_size(smallest, progressive)
+    if canary < smallest:
+        return []
+    return [
+        Problem(
+            f"{path}.progressive.canary",
+            f"strategy {name!r}: fleet.progressive.canary {progressive.canary} takes all of a "
+            f"wave of {smallest} (min_targets): every target is a canary, none is left as the "
+            "baseline to compare with, and the wave has no stages to hold back; lower canary "
+            "or raise min_targets",
+        )
+    ]
