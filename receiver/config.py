@@ -1731,13 +1731,15 @@ def _timeout_warnings(config: Config) -> list[Problem]:
 
 def _each_step(config: Config) -> list[tuple[str, Strategy]]:
     """(config path, strategy) of every action a config can take: each strategy without
-    steps, each step of the others."""
+    steps, each step of the others, and each strategy's undo."""
     found = []
     for index, strategy in enumerate(config.strategies):
         if not strategy.steps:
             found.append((f"strategies[{index}]", strategy))
         for number, step in enumerate(strategy.steps):
             found.append((f"strategies[{index}].steps[{number}]", step))
+        if strategy.undo is not None:
+            found.append((f"strategies[{index}].undo", strategy.undo))
     return found
 
 

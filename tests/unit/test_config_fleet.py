@@ -546,3 +546,15 @@ def test_a_canary_as_large_as_the_smallest_wave_is_warned_of() -> None:
             "min_targets",
         )
     ]
+
+
+def test_an_undo_timeout_over_its_executor_cap_is_warned_of_as_a_step_would_be() -> None:
+    text = config_with(
+        "    fleet:\n"
+        + ANALYSIS
+        + "    undo: {action: run, executor: sh, timeout: 2m, command: [/bin/true]}\n"
+    ).replace("executors:\n", "executors:\n  sh: {type: command, timeout: 30s}\n")
+    found = [w for w in config_warnings(parse_config(text)) if w.path.endswith(".timeout")]
+
+    assert [w.path for w in found] == ["strategies[0].undo.timeout"]
+    assert "caps every action at 30s (executors.sh.timeout)" in found[0].message
