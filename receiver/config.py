@@ -22,6 +22,7 @@ from receiver import analysis, fleets
 from receiver.breaker import BreakerSettings
 from receiver.durations import format_duration, parse_duration
 from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
+from receiver.prometheus import check_range
 from receiver.regex import LinearPattern
 from receiver.runbooks import RunbookSettings, one_step
 from receiver.runbooks import Step as RunbookStep
@@ -1435,6 +1436,10 @@ def _read_analysis(r: _Reader, fleet: Mapping, path: str) -> FleetAnalysis | Non
             f"{format_duration(step)}: a query_range step longer than its range gives one sample",
             _line(node, "step"),
         )
+    try:  # refused at load, not when the first wave's analysis asks Prometheus
+        check_range(0.0, interval, step)
+    except ValueError as exc:
+        r.fail(f"{path}.step", str(exc), _line(node, "step"))
     pass_score = r.value(node, path, "pass_score", _ratio, analysis.DEFAULT_PASS_SCORE)
     inconclusive = r.value(node, path, "on_inconclusive", _choice(analysis.ON_INCONCLUSIVE))
     if len(r.problems) > before or not metrics:

@@ -409,6 +409,15 @@ def _analysis(lines: str) -> str:
             "must not be longer than analysis.interval (1m), got 2m: a query_range step longer "
             "than its range gives one sample",
         ),
+        (
+            _analysis(
+                "        metrics: [{name: e, query: x}]\n        interval: 4h\n        step: 1s\n"
+            ),
+            "step",
+            f"query_range over {4 * 3600} s at a 1 s step is {4 * 3600 + 1:,} points per series; "
+            "Prometheus refuses more than 11,000 steps (exceeded maximum resolution): use a "
+            "larger step or a shorter interval",
+        ),
     ],
 )
 def test_a_bad_analysis_value_is_refused_naming_its_key(
