@@ -439,17 +439,19 @@ def test_analysis_without_progressive_is_refused() -> None:
     )
 
 
-@pytest.mark.parametrize("section", ["fleet", "fleet.progressive"])
-def test_an_unknown_fleet_key_is_refused(section: str) -> None:
-    extra = (
-        "    fleet: {max_in_fligth: 3}\n"
-        if section == "fleet"
-        else "    fleet: {progressive: {canaries: 1}}\n"
-    )
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ("    fleet: {max_in_fligth: 3}\n", "fleet.max_in_fligth"),
+        ("    fleet: {progressive: {canaries: 1}}\n", "fleet.progressive.canaries"),
+        ("    fleet:\n" + ANALYSIS + "        window: 1m\n", "fleet.analysis.window"),
+    ],
+)
+def test_an_unknown_fleet_key_is_refused(extra: str, path: str) -> None:
     problem = only_problem(extra)
 
-    key = "max_in_fligth" if section == "fleet" else "canaries"
-    assert problem.path == f"strategies[0].{section}.{key}"
+    key = path.rsplit(".", 1)[1]
+    assert problem.path == f"strategies[0].{path}"
     assert problem.message.startswith(f"unknown key {key!r}; allowed: ")
 
 
