@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver import fleets
 from receiver.alerts import Alert, fingerprint_of
 from receiver.config import (
     Config,
     ConfigError,
+    FleetConfig,
     Strategy,
     config_warnings,
     load_config,
@@ -23,6 +25,7 @@ from receiver.config import (
 from receiver.durations import format_duration
 from receiver.matchers import MatcherError, parse_label_args
 from receiver.plans import Plan, plan_for, render_plan
+from receiver.templates import RenderError, Template, UnsafeValueError
 from receiver.version import build_info
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -151,6 +154,7 @@ def _explain_text(
                 "  uncured (every step failed, or a step ended by budget or breaker_open): "
                 f"one escalation via {_escalation_text(config)}"
             )
+        lines += _fleet_lines(config, strategy, plan, context)
         lines.append(_repeat_line(strategy))
         if strategy.continue_matching:
             lines.append("  continue: true, later strategies are tried too")
@@ -227,6 +231,103 @@ def _repeat_line(strategy: Strategy) -> str:
     )
 
 
+def _fleet_lines(
+    config: Config, strategy: Strategy, plan: Plan, context: dict[str, Any]
+) -> list[str]:
+    """The strategy's fleet settings as explain shows them: the alert's fleet, its blast
+    radius, its waves, the analysis with each metric's query rendered for the alert (as
+    for its own target), the escalation window and the undo step."""
+    fleet = strategy.fleet
+    if fleet is None:
+        return ["  fleet:    none (each target is acted on alone)"]
+    settings, queries = fleet.settings, _fleet_queries(fleet, strategy, plan, context)
+    lines = [
+        f"  fleet:    {_fleet_key(fleet, plan, context)!r} (group_by: "
+        f"{', '.join(settings.group_by)}); size: "
+        + (
+            f"PromQL {json.dumps(queries['size_query'])}"
+            if fleet.size_query is not None
+            else f"distinct targets of the fleet journaled within "
+            f"{format_duration(fleet.size_window)}"
+        ),
+        "  max_in_flight: "
+        + (
+            f"{settings.max_in_flight} of the fleet size (rounded down, at least 1)"
+            if settings.max_in_flight is not None
+            else "none (no limit on the fleet's targets acted on at once)"
+        ),
+        *_progressive_lines(settings.progressive),
+        *_analysis_lines(fleet, queries),
+        f"  escalation_window: {format_duration(settings.escalation_window)} (the fleet's "
+        "failures within it share one escalation)",
+    ]
+    if strategy.undo is not None:
+        lines.append("  undo:     on the canaries when the analysis finds them worse:")
+        lines += _action_lines(config, render_plan(strategy.undo, context), "    ")
+    return lines
+
+
+def _fleet_key(fleet: FleetConfig, plan: Plan, context: dict[str, Any]) -> str:
+    return fleets.fleet_key(context["labels"], fleet.settings.group_by, plan.target)
+
+
+def _progressive_lines(progressive: fleets.ProgressiveSettings | None) -> list[str]:
+    if progressive is None:
+        return ["  progressive: none (no waves: each target proceeds alone)"]
+    stages = ", ".join(str(stage) for stage in progressive.stages)
+    return [
+        f"  progressive: a wave when at least {progressive.min_targets} incidents of the "
+        f"fleet wait within {format_duration(progressive.gather)}; canary "
+        f"{progressive.canary} first, then stages {stages} of the wave, each "
+        f"{format_duration(progressive.pause)} after the analysis passed; "
+        f"{progressive.max_failures} failed action(s) halt the wave"
+    ]
+
+
+def _analysis_lines(fleet: FleetConfig, queries: dict[str, Any]) -> list[str]:
+    found = fleet.analysis
+    if found is None:
+        return ["  analysis: none (a stage follows when the previous one's actions verified)"]
+    settings = found.settings
+    lines = [
+        f"  analysis: canaries against the baseline over {format_duration(found.interval)} "
+        f"at {format_duration(found.step)} steps; passes at score {settings.pass_score:g} "
+        f"(share of metrics passing); inconclusive: {settings.on_inconclusive}"
+    ]
+    for metric, query in zip(settings.metrics, queries["analysis"], strict=True):
+        lines.append(
+            f"    - {metric.name} ({metric.direction} is better, tolerance "
+            f"{metric.tolerance * 100:g}%): {json.dumps(query)}"
+        )
+    return lines
+
+
+def _fleet_queries(
+    fleet: FleetConfig, strategy: Strategy, plan: Plan, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The fleet's PromQL templates rendered for the alert, with its labels and target as
+    a verify query is (plans.py); a template refused for this alert shows why."""
+    variables = {**context, "target": plan.target}
+    found: dict[str, Any] = {
+        "size_query": _rendered(fleet.size_query, variables, strategy),
+        "analysis": [],
+    }
+    if fleet.analysis is not None:
+        found["analysis"] = [
+            _rendered(query, variables, strategy) for query in fleet.analysis.queries
+        ]
+    return found
+
+
+def _rendered(template: Template | None, variables: dict[str, Any], strategy: Strategy) -> Any:
+    if template is None:
+        return None
+    try:
+        return template.render(variables, strategy.safe_pattern)
+    except (RenderError, UnsafeValueError) as exc:
+        return f"refused: {exc}"
+
+
 def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
     """The safety checks this action would pass through, described for a person."""
     breaker = strategy.breaker
@@ -273,7 +374,59 @@ def _plan_json(config: Config, plan: Plan, context: dict[str, Any]) -> dict[str,
         **_action_json(config, plan),
         "steps": steps,
         "repeat_after": strategy.repeat_after,
+        "fleet": _fleet_json(config, strategy, plan, context),
     }
+
+
+def _fleet_json(
+    config: Config, strategy: Strategy, plan: Plan, context: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The fleet of `explain --json`: null without one; else its key for the alert,
+    group_by, max_in_flight (a count or "N%", or null), seconds for windows, the
+    progressive settings (or null), the analysis with each metric's rendered query (or
+    null) and the undo step rendered (or null)."""
+    fleet = strategy.fleet
+    if fleet is None:
+        return None
+    settings, queries = fleet.settings, _fleet_queries(fleet, strategy, plan, context)
+    progressive = settings.progressive
+    analysis = fleet.analysis
+    undo = strategy.undo
+    return {
+        "key": _fleet_key(fleet, plan, context),
+        "group_by": list(settings.group_by),
+        "size_query": queries["size_query"],
+        "size_window_seconds": fleet.size_window,
+        "max_in_flight": _amount_json(settings.max_in_flight),
+        "escalation_window_seconds": settings.escalation_window,
+        "progressive": None
+        if progressive is None
+        else {
+            "min_targets": progressive.min_targets,
+            "gather_seconds": progressive.gather,
+            "canary": _amount_json(progressive.canary),
+            "stages": [_amount_json(stage) for stage in progressive.stages],
+            "pause_seconds": progressive.pause,
+            "max_failures": _amount_json(progressive.max_failures),
+            "on_inconclusive": progressive.on_inconclusive,
+        },
+        "analysis": None
+        if analysis is None
+        else {
+            **analysis.settings.to_dict(),
+            "queries": queries["analysis"],
+            "interval_seconds": analysis.interval,
+            "step_seconds": analysis.step,
+        },
+        "undo": None if undo is None else _action_json(config, render_plan(undo, context)),
+    }
+
+
+def _amount_json(amount: Any) -> int | str | None:
+    """A count as a number, a percentage as "N%" (as the config takes them)."""
+    if amount is None:
+        return None
+    return str(amount) if amount.percent else int(amount.value)
 
 
 def _action_json(config: Config, plan: Plan) -> dict[str, Any]:

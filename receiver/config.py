@@ -18,9 +18,11 @@ from typing import Any
 
 import yaml
 
+from receiver import analysis, fleets
 from receiver.breaker import BreakerSettings
 from receiver.durations import format_duration, parse_duration
 from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
+from receiver.prometheus import check_range
 from receiver.regex import LinearPattern
 from receiver.runbooks import RunbookSettings, one_step
 from receiver.runbooks import Step as RunbookStep
@@ -233,6 +235,41 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class FleetAnalysis:
+    """A strategy's `fleet.analysis`: how a wave's canaries are judged after each stage.
+
+    `settings`: the judge's (analysis.AnalysisSettings: metrics, pass_score,
+    on_inconclusive). `interval`: seconds sampled after a stage, with one Prometheus
+    `query_range` per metric and target; `step`: its resolution in seconds (> 0, at most
+    `interval`). `queries`: each metric's PromQL template, in the order of
+    `settings.metrics`, rendered per target with the alert's labels and checked against
+    the strategy's safe pattern as `verify` queries are.
+    """
+
+    settings: analysis.AnalysisSettings
+    interval: float = 120.0
+    step: float = 15.0
+    queries: tuple[Template, ...] = ()
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """A strategy's `fleet` section (README, Fleets).
+
+    `settings`: fleets.FleetSettings (group_by, max_in_flight, escalation_window,
+    progressive; a progressive wave's on_inconclusive is the analysis's). `size_query`:
+    a PromQL template whose one number is the fleet's size, or None; then the size is the
+    number of distinct targets of the fleet seen in the journal within `size_window`
+    seconds. `analysis`: the canary analysis, or None (only with `progressive`).
+    """
+
+    settings: fleets.FleetSettings
+    size_query: Template | None = None
+    size_window: float = 3600.0
+    analysis: FleetAnalysis | None = None
+
+
+@dataclass(frozen=True)
 class Strategy:
     name: str
     matchers: tuple[Matcher, ...]
@@ -265,6 +302,13 @@ class Strategy:
     when: Template | None = None
     #: seconds after a cured run to run the runbook again if the incident still fires
     repeat_after: float | None = None
+    #: the fleet the strategy's targets belong to (blast radius, waves, canary analysis);
+    #: each step of a runbook carries its strategy's
+    fleet: FleetConfig | None = None
+    #: a step run on a wave's canaries when the analysis finds them worse than the
+    #: baseline: a strategy of its own, with the strategy's name and its unset keys
+    #: (needs fleet.analysis); each step of a runbook carries its strategy's
+    undo: Strategy | None = None
 
     def step(self, index: int) -> Strategy:
         """The strategy of step `index` (1-based): itself for a strategy without steps.
@@ -850,6 +894,8 @@ _STRATEGY_KEYS = _ACTION_KEYS | {
     "escalate_on_failure",
     "steps",
     "repeat_after",
+    "fleet",
+    "undo",
 }
 _STEP_KEYS = _ACTION_KEYS | {"name", "wait", "when"}
 #: More steps than a person would follow is a config mistake (and each is a metric label).
@@ -915,6 +961,8 @@ def _read_strategy(
         escalate_on_failure=r.value(section, path, "escalate_on_failure", _bool, False),
         repeat_after=r.value(section, path, "repeat_after", _positive_duration),
     )
+    fields["fleet"] = _read_fleet(r, section, path)
+    fields["undo"] = _read_undo(r, section, path, fields, executors, defaults)
     if fields["repeat_after"] is not None and fields["budget"] is None:
         r.fail(
             f"{path}.repeat_after",
@@ -1020,10 +1068,12 @@ def _read_step(
     strategy: dict[str, Any],
     executors: dict,
     defaults: Defaults,
+    keys: set[str] = _STEP_KEYS,
 ) -> Strategy | None:
     """One step: its own keys read and checked, the others its strategy's. A step's own
-    `verify` without timeout or interval takes them from `defaults`, as a strategy's."""
-    section = r.section(node, path, line, _STEP_KEYS)
+    `verify` without timeout or interval takes them from `defaults`, as a strategy's.
+    `keys`: those it may set (a strategy's `undo` has no name, wait or when)."""
+    section = r.section(node, path, line, keys)
     if section is None:
         return None
     before = len(r.problems)
@@ -1053,9 +1103,11 @@ def _read_step(
 
 def _queries_prometheus(fields: Mapping[str, Any]) -> bool:
     scale = fields["scale"]
+    fleet = fields.get("fleet")
     return bool(
         fields["verify"]
         or fields.get("when")
+        or (fleet and (fleet.size_query or fleet.analysis))
         or (scale and scale.query)
         or any(p.query for p in fields["preconditions"])
     )
@@ -1268,6 +1320,217 @@ def _read_preconditions(r: _Reader, section: Mapping, path: str) -> tuple[Precon
     return tuple(found)
 
 
+# ---------------------------------------------------------------- fleets
+
+_FLEET_KEYS = {
+    "group_by",
+    "size_query",
+    "size_window",
+    "max_in_flight",
+    "escalation_window",
+    "progressive",
+    "analysis",
+}
+_PROGRESSIVE_KEYS = {"min_targets", "gather", "canary", "stages", "pause", "max_failures"}
+_ANALYSIS_KEYS = {"metrics", "interval", "step", "pass_score", "on_inconclusive"}
+_METRIC_KEYS = {"name", "query", "direction", "tolerance"}
+
+
+def _read_fleet(r: _Reader, section: Mapping, path: str) -> FleetConfig | None:
+    """A strategy's `fleet`, or None when it has none. The pure settings' own rules
+    (fleets.py, analysis.py) are applied key by key, so each refusal names its key."""
+    if "fleet" not in section:
+        return None
+    path = f"{path}.fleet"
+    node = r.section(section["fleet"], path, _line(section, "fleet"), _FLEET_KEYS)
+    if node is None:
+        return None
+    before = len(r.problems)
+    group_by = r.value(node, path, "group_by", _label_names, ("service",))
+    max_in_flight = r.value(node, path, "max_in_flight", _amount("max_in_flight"))
+    window = r.value(node, path, "escalation_window", _positive_duration, 600.0)
+    size_query = r.value(node, path, "size_query", _template)
+    size_window = r.value(node, path, "size_window", _positive_duration, 3600.0)
+    fleet_analysis = _read_analysis(r, node, path)
+    progressive = _read_progressive(r, node, path, fleet_analysis)
+    if fleet_analysis is not None and "progressive" not in node:
+        r.fail(
+            f"{path}.analysis",
+            "needs fleet.progressive: the analysis judges the stages of a wave, and without "
+            "progressive there are no waves, so it would never run",
+            _line(node, "analysis"),
+        )
+    if len(r.problems) > before:
+        return None
+    try:  # group_by naming a label twice is the one rule left to FleetSettings
+        settings = fleets.FleetSettings(group_by, max_in_flight, window, progressive)
+    except ValueError as exc:
+        r.fail(f"{path}.group_by", str(exc), _line(node, "group_by"))
+        return None
+    return FleetConfig(settings, size_query, size_window, fleet_analysis)
+
+
+def _amount(name: str, *, zero: bool = False) -> Callable[[Any], fleets.Amount]:
+    """A count or a percentage ("10%") of something, as fleets.Amount parses it."""
+
+    def convert(value: Any) -> fleets.Amount:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(f"expected a count or a percentage like '10%', got {_kind(value)}")
+        return fleets.Amount.parse(value, name, zero=zero)
+
+    return convert
+
+
+def _stages(value: Any) -> tuple[fleets.Amount, ...]:
+    if not isinstance(value, list) or not value:
+        raise TypeError("expected a non-empty list of counts or percentages, the last 100%")
+    stages = tuple(_amount(f"stages[{i}]")(item) for i, item in enumerate(value))
+    fleets.ProgressiveSettings(stages=stages)  # the last 100%, increasing
+    return stages
+
+
+def _read_progressive(
+    r: _Reader, fleet: Mapping, path: str, fleet_analysis: FleetAnalysis | None
+) -> fleets.ProgressiveSettings | None:
+    if "progressive" not in fleet:
+        return None
+    path = f"{path}.progressive"
+    node = r.section(fleet["progressive"], path, _line(fleet, "progressive"), _PROGRESSIVE_KEYS)
+    if node is None:
+        return None
+    base = fleets.ProgressiveSettings()
+    values = {
+        "min_targets": r.value(node, path, "min_targets", _int(1), base.min_targets),
+        "gather": r.value(node, path, "gather", _duration, base.gather),
+        "canary": r.value(node, path, "canary", _amount("canary"), base.canary),
+        "stages": r.value(node, path, "stages", _stages, base.stages),
+        "pause": r.value(node, path, "pause", _duration, base.pause),
+        "max_failures": r.value(node, path, "max_failures", _amount("max_failures"), None),
+    }
+    if values["max_failures"] is None:
+        values["max_failures"] = base.max_failures
+    if fleet_analysis is not None:  # one key says what an inconclusive judgement does
+        values["on_inconclusive"] = fleet_analysis.settings.on_inconclusive
+    try:
+        return fleets.ProgressiveSettings(**values)
+    except ValueError as exc:  # each key was checked alone: a rule across keys
+        r.fail(path, str(exc), node.line)
+        return None
+
+
+def _read_analysis(r: _Reader, fleet: Mapping, path: str) -> FleetAnalysis | None:
+    if "analysis" not in fleet:
+        return None
+    path = f"{path}.analysis"
+    node = r.section(fleet["analysis"], path, _line(fleet, "analysis"), _ANALYSIS_KEYS, {"metrics"})
+    if node is None:
+        return None
+    before = len(r.problems)
+    metrics, queries = _read_metrics(r, node, path)
+    interval = r.value(node, path, "interval", _positive_duration, 120.0)
+    step = r.value(node, path, "step", _positive_duration, 15.0)
+    if step > interval:
+        r.fail(
+            f"{path}.step",
+            f"must not be longer than analysis.interval ({format_duration(interval)}), got "
+            f"{format_duration(step)}: a query_range step longer than its range gives one sample",
+            _line(node, "step"),
+        )
+    try:  # refused at load, not when the first wave's analysis asks Prometheus
+        check_range(0.0, interval, step)
+    except ValueError as exc:
+        r.fail(f"{path}.step", str(exc), _line(node, "step"))
+    pass_score = r.value(node, path, "pass_score", _ratio, analysis.DEFAULT_PASS_SCORE)
+    inconclusive = r.value(node, path, "on_inconclusive", _choice(analysis.ON_INCONCLUSIVE))
+    if len(r.problems) > before or not metrics:
+        return None
+    try:
+        settings = analysis.AnalysisSettings(metrics, pass_score, inconclusive or analysis.HALT)
+    except ValueError as exc:  # e.g. two metrics of one name
+        r.fail(f"{path}.metrics", str(exc), _line(node, "metrics"))
+        return None
+    return FleetAnalysis(settings, interval, step, queries)
+
+
+def _read_metrics(
+    r: _Reader, node: Mapping, path: str
+) -> tuple[tuple[analysis.AnalysisMetric, ...], tuple[Template, ...]]:
+    items = node.get("metrics")
+    if "metrics" in node and (not isinstance(items, list) or not items):
+        r.fail(f"{path}.metrics", "expected a non-empty list of metrics", _line(node, "metrics"))
+        return (), ()
+    metrics, queries = [], []
+    for index, item in enumerate(items or []):
+        item_path = f"{path}.metrics[{index}]"
+        entry = r.section(item, item_path, _line(items, index), _METRIC_KEYS, {"name", "query"})
+        if entry is None:
+            continue
+        before = len(r.problems)
+        name = r.value(entry, item_path, "name", _nonempty)
+        query = r.value(entry, item_path, "query", _template)
+        direction = r.value(
+            entry, item_path, "direction", _choice(analysis.DIRECTIONS), analysis.LOWER
+        )
+        tolerance = r.value(entry, item_path, "tolerance", _non_negative, 0.0)
+        if len(r.problems) > before or name is None or query is None:
+            continue
+        metrics.append(analysis.AnalysisMetric(name, query.source, direction, tolerance))
+        queries.append(query)
+    return tuple(metrics), tuple(queries)
+
+
+def _read_undo(
+    r: _Reader,
+    section: Mapping,
+    path: str,
+    strategy: dict[str, Any],
+    executors: dict,
+    defaults: Defaults,
+) -> Strategy | None:
+    """A strategy's `undo`: read as a runbook step is (its own keys, the others the
+    strategy's), without a name, wait or when; it needs the strategy's fleet.analysis,
+    the only judge of whether the canaries are worse than the baseline."""
+    if "undo" not in section:
+        return None
+    line = _line(section, "undo")
+    fleet = strategy["fleet"]
+    # a fleet present but invalid was reported already
+    if "fleet" not in section or (fleet is not None and fleet.analysis is None):
+        r.fail(
+            f"{path}.undo",
+            "needs fleet.analysis: undo runs on a wave's canaries when the analysis finds "
+            "them worse than the baseline",
+            line,
+        )
+    base = {**strategy, "fleet": None, "undo": None}
+    return _read_step(
+        r, section["undo"], f"{path}.undo", line, base, executors, defaults, _ACTION_KEYS
+    )
+
+
+def _ratio(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 1:
+        raise ValueError(f"must be a ratio in (0, 1] (1.0 = every metric), got {value}")
+    return number
+
+
+def _non_negative(value: Any) -> float:
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more (a ratio: 0.1 = 10%), got {value}")
+    return number
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if _string(value) not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return convert
+
+
 # ---------------------------------------------------------------- entry points
 
 _TOP_KEYS = {
@@ -1413,6 +1676,7 @@ def config_warnings(config: Config) -> list[Problem]:
         warnings.append(auth)
     warnings += _timeout_warnings(config)
     warnings += _breaker_warnings(config)
+    warnings += _fleet_warnings(config)
     return warnings
 
 
@@ -1472,13 +1736,15 @@ def _timeout_warnings(config: Config) -> list[Problem]:
 
 def _each_step(config: Config) -> list[tuple[str, Strategy]]:
     """(config path, strategy) of every action a config can take: each strategy without
-    steps, each step of the others."""
+    steps, each step of the others, and each strategy's undo."""
     found = []
     for index, strategy in enumerate(config.strategies):
         if not strategy.steps:
             found.append((f"strategies[{index}]", strategy))
         for number, step in enumerate(strategy.steps):
             found.append((f"strategies[{index}].steps[{number}]", step))
+        if strategy.undo is not None:
+            found.append((f"strategies[{index}].undo", strategy.undo))
     return found
 
 
@@ -1506,3 +1772,56 @@ def _breaker_warnings(config: Config) -> list[Problem]:
                 )
                 break
     return found
+
+
+def _fleet_warnings(config: Config) -> list[Problem]:
+    """Fleet settings that defeat their own purpose: an analysis interval too short for
+    the U test, and a canary as large as the smallest wave (no baseline is left)."""
+    found = []
+    for index, strategy in enumerate(config.strategies):
+        fleet = strategy.fleet
+        if fleet is None:
+            continue
+        path = f"strategies[{index}].fleet"
+        if fleet.analysis is not None:
+            found += _sample_warning(path, strategy.name, fleet.analysis)
+        progressive = fleet.settings.progressive
+        if progressive is not None:
+            found += _canary_warning(path, strategy.name, progressive)
+    return found
+
+
+def _sample_warning(path: str, name: str, fleet_analysis: FleetAnalysis) -> list[Problem]:
+    """A query_range over `interval` at `step` returns interval // step + 1 samples per
+    target (both ends included, as Prometheus evaluates range queries)."""
+    samples = int(fleet_analysis.interval // fleet_analysis.step) + 1
+    needed = fleet_analysis.settings.min_samples
+    if samples >= needed:
+        return []
+    interval, step = format_duration(fleet_analysis.interval), format_duration(fleet_analysis.step)
+    return [
+        Problem(
+            f"{path}.analysis.interval",
+            f"strategy {name!r}: fleet.analysis samples {interval} at {step} steps, "
+            f"{samples} sample(s) per target, fewer than the {needed} the Mann-Whitney U test "
+            "needs on each side: a one-target canary is judged by comparing means only; "
+            f"make the interval at least {needed - 1} steps long",
+        )
+    ]
+
+
+def _canary_warning(path: str, name: str, progressive: fleets.ProgressiveSettings) -> list[Problem]:
+    """The canary of the smallest wave (min_targets targets) takes the whole wave."""
+    smallest = progressive.min_targets
+    canary = fleets.canary_size(smallest, progressive)
+    if canary < smallest:
+        return []
+    return [
+        Problem(
+            f"{path}.progressive.canary",
+            f"strategy {name!r}: fleet.progressive.canary {progressive.canary} takes all of a "
+            f"wave of {smallest} (min_targets): every target is a canary, none is left as the "
+            "baseline to compare with, and the wave has no stages to hold back; lower canary "
+            "or raise min_targets",
+        )
+    ]

@@ -21,7 +21,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_accepts_the_shipped_example():
     result = cli("check", "--config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert "OK (7 strategies, 6 executors)" in result.stdout
+    assert "OK (8 strategies, 6 executors)" in result.stdout
 
 
 def test_check_names_problem_and_line(tmp_path: Path):
@@ -66,6 +66,10 @@ def test_example_covers_every_config_key():
         | {"target_value", "min_replicas", "max_replicas", "tolerance", "scale_up_limit"}
         | {"scale_up_period", "stabilization_window", "max_actions", "window"}
         | config_module._STEP_KEYS
+        | config_module._FLEET_KEYS
+        | config_module._PROGRESSIVE_KEYS
+        | config_module._ANALYSIS_KEYS
+        | config_module._METRIC_KEYS
     )
     missing = expected - stripped
     assert not missing, f"examples/remediation.yml lacks: {sorted(missing)}"
