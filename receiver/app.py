@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
+from receiver import fleetrun
 from receiver.alerts import PayloadError
 from receiver.auth import challenge, credentials_ok
 from receiver.config import Config, ConfigError, load_config, with_overrides
@@ -115,6 +116,7 @@ def seed_metrics(store: Store, config: Config) -> None:
         store.seed_metrics(
             sorted({(s.name, step.action) for s in config.strategies for step in s.steps or (s,)}),
             [(s.name, len(s.steps) or 1) for s in config.strategies],
+            [s.name for s in config.strategies if s.fleet and s.fleet.analysis],
         )
     except StoreUnavailable as exc:
         log.error("journal unavailable, could not seed metric series: %s", exc)
@@ -268,6 +270,18 @@ def reset_breaker(key: str) -> tuple[Response, int]:
         return error(404, f"no breaker for strategy {strategy!r} and target {target!r}")
     log.warning("breaker reset by API", extra={"strategy": strategy, "target": target})
     return jsonify({"status": "reset", "key": key, "state": "closed"}), 200
+
+
+@api.get("/fleets")
+def list_fleets() -> Response:
+    """Fleets as journaled (fleets.py, fleetrun.py): size, in flight, the wave with its
+    stage and verdicts, the latest analyses with their judgements, the fleet's breaker
+    and its escalation."""
+    limit, offset, _ = _page_args()
+    config = state().config
+    strategies = {s.name: s for s in config.strategies}
+    page = state().store.look(lambda tx: fleetrun.page(tx, strategies, limit, offset))
+    return _page_response(page)
 
 
 @api.get("/targets")

@@ -106,6 +106,12 @@ def reset() -> BreakerState:
     return BreakerState()
 
 
+def trip(state: BreakerState, now: float) -> BreakerState:
+    """Open the breaker at `now` whatever its state: a fleet's halted wave (fleets.py)
+    keeps the fleet from being acted on for the recovery timeout, as a failure would."""
+    return _open(state, now)
+
+
 def current(state: BreakerState, settings: BreakerSettings, now: float) -> BreakerState:
     """Apply the only time-driven transition, so readers (status pages, admit) agree on state."""
     if state.state != OPEN or state.opened_at is None:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from receiver import breaker, gates, runbooks, runs, scaling
+from receiver import breaker, canary, fleetrun, fleets, gates, runbooks, runs, scaling
 from receiver.config import Config, Strategy
 from receiver.executors import (
     ActionRequest,
@@ -53,10 +53,13 @@ from receiver.executors import (
 from receiver.executors.base import Interrupt, effective_timeout, seconds
 from receiver.executors.command import KILL_GRACE
 from receiver.matchers import parse_matchers
+from receiver.plans import incident_context
 from receiver.prometheus import PrometheusClient, PrometheusError
+from receiver.store import fleets as fleet_journal
 from receiver.store import runs as run_journal
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import ActionRow, GateReader
+from receiver.templates import RenderError, UnsafeValueError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,10 @@ KILL_WAIT = 10.0
 ORPHAN_POLL = 0.2
 #: Starts the reason of a verification the shutdown grace cut short (not counted).
 CUT_BY_SHUTDOWN = "verification not finished at shutdown"
+#: How often the fleets' thread looks for due analyses and sizes to measure (seconds).
+FLEET_POLL = 2.0
+#: Seconds an analysis is leased to the process judging it (sampling included).
+ANALYSIS_LEASE = 120.0
 
 
 class ConfigSource(Protocol):
@@ -148,9 +155,10 @@ class Dispatcher:
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
         threads = self.source.config.defaults.max_concurrent_actions
-        targets = [self._work] * threads + [self._housekeeping]
+        targets = [self._work] * threads + [self._housekeeping, self._fleet_work]
+        names = {self._housekeeping: "dispatch-housekeeping", self._fleet_work: "dispatch-fleets"}
         for number, target in enumerate(targets):
-            name = "dispatch-housekeeping" if target == self._housekeeping else f"dispatch-{number}"
+            name = names.get(target, f"dispatch-{number}")
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -230,7 +238,10 @@ class Dispatcher:
         planned = runs.Planned()
         now = self.clock()
         claimed = self.store.claim(
-            self.worker, now, self._judge(config, skipped, now), self._follow(config, planned)
+            self.worker,
+            now,
+            self._judge(config, skipped, now, planned),
+            self._follow(config, planned),
         )
         self._after(planned)
         if claimed is None:
@@ -249,7 +260,24 @@ class Dispatcher:
         the action was cut short by this process's shutdown."""
 
         def follow(tx: Any, row: ActionRow) -> None:
-            planned.add(runs.follow(tx, config, row.id, self.clock(), interrupted=interrupted))
+            now = self.clock()
+            planned.add(runs.follow(tx, config, row.id, now, interrupted=interrupted))
+            strategy = _named(config, row.strategy)
+            if row.fleet is not None and strategy is not None and strategy.fleet is not None:
+                # its end may free a slot, end a stage or halt the wave: plan the fleet now
+                done = fleetrun.tick(
+                    tx, strategy, row.fleet, now, self._skip_follow(config, planned)
+                )
+                planned.add(runs.Planned(actions=done.admitted, escalations=done.escalations))
+
+        return follow
+
+    def _skip_follow(self, config: Config, planned: runs.Planned) -> fleetrun.Follow:
+        """What a fleet's plan does after ending an action skipped (a halted wave): move
+        its runbook on, which ends the run (the fleet's escalation covers it)."""
+
+        def follow(tx: Any, action_id: int) -> None:
+            planned.add(runs.follow(tx, config, action_id, self.clock()))
 
         return follow
 
@@ -262,16 +290,24 @@ class Dispatcher:
             self.send_escalations()
 
     def _judge(
-        self, config: Config, skipped: list[int], now: float
+        self, config: Config, skipped: list[int], now: float, planned: runs.Planned
     ) -> Callable[[ActionRow, GateReader], gates.Verdict]:
-        """The gate check run inside the claim, for the row's runbook step."""
+        """The gate check run inside the claim, for the row's runbook step: its fleet's
+        plan first (fleetrun.tick, once per fleet and claim), then the gates."""
         strategies = {s.name: s for s in config.strategies}
+        ticks: dict[str, fleetrun.Tick] = {}
 
         def judge(row: ActionRow, reader: GateReader) -> gates.Verdict:
             strategy = _step_of(strategies.get(row.strategy), row)
             if strategy is None:
                 skipped.append(row.id)
                 return gates.Verdict(gates.SKIP, "config", "strategy or step no longer configured")
+            top = strategies[row.strategy]
+            if top.fleet is not None and row.fleet is not None and not strategy.dry_run:
+                held = self._fleet_gate(top, row, reader, ticks, now, config, planned)
+                if held is not None:
+                    skipped.append(row.id)
+                    return held
             budget_since = now - strategy.budget.window if strategy.budget else now
             inputs = gates.GateInputs(
                 running_on_target=reader.running_on_target(row.target),
@@ -295,6 +331,37 @@ class Dispatcher:
             return verdict
 
         return judge
+
+    def _fleet_gate(
+        self,
+        strategy: Strategy,
+        row: ActionRow,
+        reader: GateReader,
+        ticks: dict[str, fleetrun.Tick],
+        now: float,
+        config: Config,
+        planned: runs.Planned,
+    ) -> gates.Verdict | None:
+        """None when the row's fleet admits it; else the verdict that holds it back."""
+        assert row.fleet is not None
+        done = ticks.get(row.fleet)
+        if done is None:
+            follow = self._skip_follow(config, planned)
+            done = fleetrun.tick(reader.tx, strategy, row.fleet, now, follow, exclude=row.id)
+            ticks[row.fleet] = done
+            planned.add(runs.Planned(actions=done.admitted, escalations=done.escalations))
+            admission = done.admissions.get(row.id)
+        else:  # planned by this claim's tick already, and journaled by it
+            admission = done.admissions.get(row.id)
+            if admission is not None and admission.kind != fleetrun.ADMITTED:
+                return gates.Verdict(gates.HANDLED, fleetrun.FLEET_GATE, admission.reason)
+        if admission is None or admission.kind == fleetrun.ADMITTED:
+            return None
+        if admission.kind == fleetrun.SKIP:
+            return gates.Verdict(gates.SKIP, runbooks.HALTED, admission.reason)
+        return gates.Verdict(
+            gates.DELAY, fleetrun.FLEET_GATE, admission.reason, None, admission.not_before
+        )
 
     # carrying out ---------------------------------------------------------------
     def _carry_out(self, config: Config, row: ActionRow, *, adopted: bool = False) -> None:
@@ -538,10 +605,13 @@ class Dispatcher:
                 self.silence_expired()
 
     def send_escalations(self) -> int:
-        """Deliver the escalations owed by runbook runs that ended uncured (leased from
-        the journal, so one process sends each); returns how many were tried."""
+        """Deliver the escalations owed by runbook runs that ended uncured and by fleets
+        (leased from the journal, so one process sends each); returns how many were
+        tried."""
         config = self.source.config
-        owed = self.store.claim_escalations(self.clock(), self._escalation_lease(config))
+        lease = self._escalation_lease(config)
+        tried = self._send_fleet_escalations(config, lease)
+        owed = self.store.claim_escalations(self.clock(), lease)
         for escalation in owed:
             delivered, note = self._deliver(config, escalation)
             self.store.record_escalation(escalation, delivered, note, self.clock())
@@ -561,7 +631,177 @@ class Dispatcher:
                     "action_id": escalation.last_action_id,
                 },
             )
+        return tried + len(owed)
+
+    def _send_fleet_escalations(self, config: Config, lease: float) -> int:
+        """Deliver the ONE escalation each halted (or failing) fleet owes."""
+        owed = self.store.change(
+            lambda tx: fleet_journal.claim_escalations(tx, self.clock(), lease)
+        )
+        for escalation in owed:
+            delivered, note = self._deliver_fleet(config, escalation)
+            self.store.change(
+                lambda tx, e=escalation, d=delivered, n=note: fleet_journal.record_escalation(
+                    tx, e.strategy, e.fleet, d, n
+                )
+            )
+            level = logging.WARNING if delivered is not None else logging.ERROR
+            log.log(level, "fleet %s of %s: %s", escalation.fleet, escalation.strategy, note)
         return len(owed)
+
+    def _deliver_fleet(
+        self, config: Config, escalation: fleet_journal.FleetEscalation
+    ) -> tuple[str | None, str]:
+        """Post one fleet escalation: (SENT | UNDELIVERABLE, note), or (None, note) to try
+        again after the lease."""
+        runtime = self._executors(config)
+        am = self._alertmanager(config, runtime)
+        if am is None:
+            unusable = runtime.unusable(config.defaults.escalation_executor or "")
+            if unusable:
+                return None, f"not escalated yet: {unusable}"
+            return fleet_journal.UNDELIVERABLE, "not escalated: no escalation_executor configured"
+        summary = escalation.summary
+        text = fleetrun.escalation_text(summary)
+        target = fleetrun.breaker_target(escalation.fleet)
+        labels = summary.get("labels") or {}
+        details = {
+            "fleet": escalation.fleet,
+            "fleet_summary": text,
+            "fleet_targets": ", ".join(summary.get("targets", [])[: fleets.LISTED_TARGETS]),
+        }
+        why = summary.get("why", "remediation failed")
+        if isinstance(am, AlertmanagerExecutor):
+            result = am.escalate(labels, {}, why, escalation.strategy, target, details=details)
+        else:
+            result = am.execute(
+                ActionRequest(
+                    0,
+                    "escalate",
+                    target,
+                    {},
+                    labels,
+                    {},
+                    config.defaults.timeout,
+                    reason=f"{why}\n{text}",
+                    strategy=escalation.strategy,
+                )
+            )
+        if result.ok:
+            return fleet_journal.SENT, f"escalated via {am.name}: {result.detail}"
+        return None, f"escalation via {am.name} failed, will retry: {result.detail}"
+
+    # fleets: canary analyses, sizes --------------------------------------------------
+    def run_analyses(self) -> int:
+        """Judge the fleets' due canary analyses (Prometheus sampled outside any
+        transaction), then journal each verdict with its consequences; returns how many."""
+        config = self.source.config
+        lease = ANALYSIS_LEASE
+        due = self.store.change(lambda tx: fleet_journal.claim_analyses(tx, self.clock(), lease))
+        for analysis in due:
+            strategy = _named(config, analysis.strategy)
+            if strategy is None or strategy.fleet is None or strategy.fleet.analysis is None:
+                continue  # the lease runs out; a config that has it again judges it
+            self._conclude(config, strategy, analysis)
+        return len(due)
+
+    def _conclude(
+        self, config: Config, strategy: Strategy, analysis: fleet_journal.Analysis
+    ) -> None:
+        """Judge one analysis and journal its verdict with what the verdict plans."""
+        verdict, judgement, reason = self._judge_canary(config, strategy, analysis)
+        planned = runs.Planned()
+        follow = self._skip_follow(config, planned)
+        now = self.clock()
+
+        def record(tx: Any) -> fleetrun.Tick | None:
+            return fleetrun.record_verdict(
+                tx, strategy, analysis, verdict, judgement, reason, now, follow
+            )
+
+        done = self.store.change(record)
+        if done is not None:
+            planned.add(runs.Planned(actions=done.admitted, escalations=done.escalations))
+        log.info(f"fleet {analysis.fleet} of {strategy.name}: analysis {verdict}: {reason}")
+        self._after(planned)
+
+    def _judge_canary(
+        self, config: Config, strategy: Strategy, analysis: fleet_journal.Analysis
+    ) -> tuple[str, dict[str, Any], str]:
+        """(verdict, judgement as JSON, reason) of one analysis: its metrics' queries
+        rendered per target from the target's incident labels, sampled over the interval."""
+        assert strategy.fleet is not None and strategy.fleet.analysis is not None
+        spec = strategy.fleet.analysis
+        targets = analysis.canary + analysis.baseline
+        labels = self.store.look(
+            lambda tx: fleet_journal.target_labels(tx, strategy.name, analysis.fleet, targets)
+        )
+        metrics = fleetrun.analysis_queries(strategy, analysis, labels)
+        start = analysis.since
+        end = max(start + spec.step, min(self.clock(), start + spec.interval))
+        try:
+            client = self._prometheus(config)
+        except PrometheusError as exc:
+            return "inconclusive", {"error": str(exc)}, f"cannot sample: {exc}"
+        judged = canary.analyse(
+            client,
+            spec.settings,
+            {name: queries for name, queries, _ in metrics},
+            {name: queries for name, _, queries in metrics},
+            start,
+            end,
+            spec.step,
+            self.clock(),
+        )
+        return judged.verdict, judged.to_dict(), judged.judgement.reason
+
+    def refresh_sizes(self) -> int:
+        """Measure each fleet's size with its strategy's `size_query` (fleets with work
+        only); returns how many were measured."""
+        config = self.source.config
+        strategies = {s.name: s for s in config.strategies if s.fleet and s.fleet.size_query}
+        if not strategies:
+            return 0
+        rows, _ = self.store.look(lambda tx: fleet_journal.listing(tx, 1000, 0))
+        measured = 0
+        for row in rows:
+            strategy = strategies.get(row["strategy"])
+            state = row["state"]
+            if strategy is None or not (state.in_flight or state.wave or row["next_at"]):
+                continue
+            size, note = self._measure_size(config, strategy, row["fleet"], state)
+            self.store.change(
+                lambda tx, s=strategy.name, f=row["fleet"], n=size, t=note: fleet_journal.save_size(
+                    tx, s, f, n, t, self.clock()
+                )
+            )
+            measured += 1
+        return measured
+
+    def _measure_size(
+        self, config: Config, strategy: Strategy, fleet: str, state: fleets.FleetState
+    ) -> tuple[int | None, str]:
+        assert strategy.fleet is not None and strategy.fleet.size_query is not None
+        known = (*state.in_flight, *(state.wave.members if state.wave else ()))
+        labels = self.store.look(
+            lambda tx: fleet_journal.target_labels(tx, strategy.name, fleet, known[:1])
+        )
+        if not labels:
+            return None, "no target of the fleet journaled yet"
+        context = incident_context(next(iter(labels.values())), {}, "", "", "")
+        try:
+            query = strategy.fleet.size_query.render(context, strategy.safe_pattern)
+            value = self._prometheus(config).scalar(query)
+        except (RenderError, UnsafeValueError, PrometheusError) as exc:
+            return None, f"size_query failed, kept the last size: {exc}"
+        return max(0, int(value)), f"size_query {query!r} = {value:g}"
+
+    def _fleet_work(self) -> None:
+        """The fleets' thread: analyses and sizes need Prometheus, which may be slow; here
+        they delay neither claims nor the heartbeats."""
+        while not self._stop.wait(FLEET_POLL):
+            for chore in (self.run_analyses, self.refresh_sizes):
+                self._chore(chore)
 
     def _escalation_lease(self, config: Config) -> float:
         """How long one delivery may take, doubled (store/runs.escalation_lease)."""

@@ -21,6 +21,8 @@ from receiver.config import Strategy
 from receiver.durations import format_duration
 
 RUN, SKIP, DEFER, DELAY = "run", "skip", "defer", "delay"
+#: The action's fleet plan (fleetrun.tick) already journaled what happens to it.
+HANDLED = "handled"
 #: Seconds before a locked action is looked at again: the lock's end is not known.
 LOCK_RECHECK = 1.0
 

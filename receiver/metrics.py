@@ -27,6 +27,7 @@ from prometheus_client.core import (
 
 from receiver import breaker, reliability
 from receiver.config import Config
+from receiver.store import fleets as fleet_journal
 from receiver.store.labels import FOLDED_METRIC, OTHER, fold_label_set, fold_totals
 from receiver.store.totals import (
     ACTION_BUCKETS,
@@ -115,7 +116,7 @@ HISTOGRAMS = {
 
 #: What a planned action waits for (`waiting` in the journal; `queued`: nothing, it is
 #: only next in line): each is exported, at zero when no action waits for it.
-WAITING_REASONS = ("wait", "locked", "cooldown", "concurrency", "queued")
+WAITING_REASONS = ("wait", "locked", "cooldown", "concurrency", "fleet", "queued")
 
 #: Any other method is counted as "other": a client must not mint metric series.
 HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -193,6 +194,7 @@ class JournalCollector:
         yield _breakers(self.store.list_breakers(), admitted)
         yield from _replicas(self.store.list_targets(), admitted)
         yield _waiting(self.store.waiting_counts())
+        yield from _fleets(self.store.look(fleet_journal.gauges))
         yield from self._services(admitted)
 
     def _services(self, admitted: dict[str, set[str]]) -> Iterator[Metric]:
@@ -294,6 +296,25 @@ def _breakers(rows: list[dict[str, Any]], admitted: dict[str, set[str]]) -> Metr
     return family
 
 
+def _fleets(rows: list[tuple[str, str, int, int]]) -> Iterator[Metric]:
+    """Per (strategy, fleet): targets in flight, and the running wave's stage (0 the
+    canary, k its k-th stage, -1 no wave running)."""
+    in_flight = GaugeMetricFamily(
+        "remediator_fleet_in_flight",
+        "Targets of the fleet being acted on (admitted, their runbook run not ended).",
+        labels=("strategy", "fleet"),
+    )
+    stage = GaugeMetricFamily(
+        "remediator_fleet_wave_stage",
+        "Stage of the fleet's running wave: 0 the canary, k its k-th stage, -1 no wave.",
+        labels=("strategy", "fleet"),
+    )
+    for strategy, fleet, flying, at in rows:
+        in_flight.add_metric([strategy, fleet], float(flying))
+        stage.add_metric([strategy, fleet], float(at))
+    yield from (in_flight, stage)
+
+
 def _waiting(counts: dict[str, int]) -> Metric:
     """Planned actions by what they wait for: WAITING_REASONS always, and any other
     reason the journal holds (a gate added later) after them."""
@@ -301,7 +322,7 @@ def _waiting(counts: dict[str, int]) -> Metric:
         "remediator_actions_waiting",
         "Planned actions not yet run, by what they wait for: wait (the runbook step's own "
         "wait), locked (another action on the target), cooldown, concurrency (the global "
-        "cap), queued (nothing: next in line).",
+        "cap), fleet (its fleet's max_in_flight or wave), queued (nothing: next in line).",
         labels=("reason",),
     )
     for reason in (*WAITING_REASONS, *sorted(set(counts) - set(WAITING_REASONS))):

@@ -43,7 +43,9 @@ OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, SKIPPED)
 # Skips that end the run without a cure: the remediator may not act (or, interrupted by
 # its own shutdown, will not go on blindly), so a person must.
 INTERRUPTED = "interrupted"
-ENDING_GATES = ("budget", "breaker_open", INTERRUPTED)
+#: a fleet's halted wave (fleets.py) skipped it: the fleet's one escalation covers it
+HALTED = "halted"
+ENDING_GATES = ("budget", "breaker_open", INTERRUPTED, HALTED)
 WHEN, DRY_RUN = "when", "dry_run"
 
 # Status of a run.

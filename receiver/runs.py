@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from receiver import runbooks
+from receiver import fleetrun, runbooks
 from receiver.config import Config, Strategy
 from receiver.plans import Plan, incident_context, render_plan
 from receiver.store import runs as journal
@@ -156,8 +156,12 @@ def _plan(
             journal.move_to(tx, run_id, decision.step.index, decision.reason)
         moved = False
         plan = render_plan(step, context)
+        fleet = fleetrun.fleet_of(strategy, context["labels"], plan.target)
         action_id = tx.insert_action(
-            _new_action(incident_id, run_id, decision, plan, decision.reason, now)
+            replace(
+                _new_action(incident_id, run_id, decision, plan, decision.reason, now),
+                fleet=fleet,
+            )
         )
         if not plan.refused:
             planned.actions += 1
@@ -175,16 +179,20 @@ def _plan(
         repeat_at = None
         if decision.status == runbooks.CURED and strategy.repeat_after is not None:
             repeat_at = now + strategy.repeat_after
+        for_fleet = decision.escalate and strategy.fleet is not None
         journal.end(
             tx,
             run_id,
             decision.status,
             decision.reason,
             now,
-            escalate=decision.escalate,
+            escalate=decision.escalate and not for_fleet,
             repeat_at=repeat_at,
         )
-        planned.escalations += int(decision.escalate)
+        if for_fleet:
+            planned.escalations += _escalate_for_fleet(tx, strategy, run_id, decision, now)
+        else:
+            planned.escalations += int(decision.escalate)
         log.log(
             logging.WARNING if decision.escalate else logging.INFO,
             "runbook %s: %s",
@@ -193,6 +201,22 @@ def _plan(
             extra={"incident_id": incident_id},
         )
     return planned
+
+
+def _escalate_for_fleet(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    run_id: int,
+    decision: runbooks.Decision,
+    now: float,
+) -> int:
+    """An uncured run of a fleet strategy escalates once for its fleet (fleetrun.py); a
+    run whose actions name no fleet (journaled before it had one) escalates alone."""
+    sent = fleetrun.cover_failure(tx, strategy, run_id, decision.reason, now)
+    if sent < 0:
+        journal.owe_escalation(tx, run_id, decision.reason)
+        return 1
+    return sent
 
 
 def _new_action(

@@ -92,6 +92,8 @@ class NewAction:
     #: not claimed before (seconds since the epoch), and why it waits (a gate or `wait`)
     not_before: float | None = None
     waiting: str | None = None
+    #: the fleet its target belongs to (fleets.fleet_key), when its strategy has `fleet`
+    fleet: str | None = None
 
 
 @dataclass(frozen=True)

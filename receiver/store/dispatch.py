@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from receiver import breaker
-from receiver.gates import Verdict
+from receiver.gates import HANDLED, Verdict
 from receiver.store import listing, runs, totals
 from receiver.store.base import Page
 from receiver.store.sql import SqlTransaction, iso
 
+T = TypeVar("T")
 EXECUTED = ("running", "succeeded", "failed", "timed_out")
 CLAIM_SCAN_LIMIT = 50  # candidates looked at per claim; skips are journaled as we go
 
@@ -50,24 +51,26 @@ class ActionRow:
     run_id: int | None = None
     #: the gate it waits for, as last journaled (None: not waiting)
     waiting: str | None = None
+    #: the fleet its target belongs to (None: its strategy has no `fleet`)
+    fleet: str | None = None
 
 
 _ROW_SQL = (
     "SELECT a.id, a.incident_id, a.strategy, a.action, a.executor, a.target, a.params, "
     "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status, a.process, "
-    "a.step, a.run_id, a.waiting FROM actions a JOIN incidents i ON i.id = a.incident_id "
+    "a.step, a.run_id, a.waiting, a.fleet FROM actions a JOIN incidents i ON i.id = a.incident_id "
 )
 
 
 def _row(values: tuple[Any, ...]) -> ActionRow:
     (id_, incident_id, strategy, action, executor, target, params, dry_run, created_at,
      started_at, labels, annotations, incident_status, process, step, run_id,
-     waiting) = values  # fmt: skip
+     waiting, fleet) = values  # fmt: skip
     return ActionRow(
         id_, incident_id, strategy, action, executor, target, json.loads(params),
         bool(dry_run), created_at, started_at, json.loads(labels), json.loads(annotations),
         incident_status, json.loads(process) if process else None, step or 1, run_id,
-        waiting,
+        waiting, fleet,
     )  # fmt: skip
 
 
@@ -163,6 +166,8 @@ class DispatchStore:
             for values in candidates:
                 row = _row(values)
                 verdict = judge(row, reader)
+                if verdict.outcome == HANDLED:
+                    continue  # the judge journaled it already (its fleet's plan)
                 if verdict.breaker_state is not None:
                     save_breaker(tx, row.strategy, row.target, verdict.breaker_state, now)
                 if verdict.outcome == "defer":
@@ -172,7 +177,7 @@ class DispatchStore:
                     _wait(tx, row, verdict, verdict.not_before, now)
                     continue
                 if verdict.outcome == "skip":
-                    _set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
+                    set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
                     if follow is not None:
                         follow(tx, row)
                     continue
@@ -185,6 +190,18 @@ class DispatchStore:
                 tx.add_event(row.id, now, "running", f"claimed by {worker}: {verdict.reason}")
                 return replace(row, started_at=now), verdict
         return None
+
+    def change(self, apply: Callable[[SqlTransaction], T]) -> T:
+        """Run `apply` in one write transaction serialized with claims (a fleet's verdict,
+        size or escalation: see fleetrun.py); returns what it returns."""
+        with self.transaction() as tx:
+            self._serialize_claims(tx)
+            return apply(tx)
+
+    def look(self, read: Callable[[SqlTransaction], T]) -> T:
+        """Run `read` in one read-only transaction; returns what it returns."""
+        with self.transaction(write=False) as tx:
+            return read(tx)
 
     def note(self, action_id: int, now: float, reason: str) -> None:
         """Journal a step of a running action (executed, verifying, silenced...)."""
@@ -240,7 +257,7 @@ class DispatchStore:
             after = outcome_for_breaker(before) if outcome_for_breaker else before
             if after != before:
                 save_breaker(tx, row.strategy, row.target, after, now)
-            _set_status(tx, row.id, status, reason, now, finished=True, output=output)
+            set_status(tx, row.id, status, reason, now, finished=True, output=output)
             if follow is not None:
                 follow(tx, row)
         return before, after
@@ -463,7 +480,7 @@ def _wait(
     tx.add_event(row.id, now, "planned", reason)
 
 
-def _set_status(
+def set_status(
     tx: SqlTransaction,
     action_id: int,
     status: str,

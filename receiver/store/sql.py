@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import labels, listing, runs, spool, totals
+from receiver.store import fleets, labels, listing, runs, spool, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -130,6 +130,7 @@ SCHEMA = [
     spool.TABLE,
     runs.TABLE,
     *runs.INDEXES,
+    *fleets.TABLES,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,
@@ -151,9 +152,13 @@ ADDED_COLUMNS = [
     ("actions", "run_id", "INTEGER"),
     ("actions", "not_before", "DOUBLE PRECISION"),
     ("actions", "waiting", "TEXT"),
+    *fleets.ADDED_COLUMNS,
 ]
 #: Indexes on ADDED_COLUMNS, created once the columns exist.
-ADDED_INDEXES = ["CREATE INDEX IF NOT EXISTS actions_by_run ON actions (run_id)"]
+ADDED_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS actions_by_run ON actions (run_id)",
+    *fleets.ADDED_INDEXES,
+]
 
 
 def iso(ts: float | None) -> str | None:
@@ -298,7 +303,7 @@ class SqlTransaction:
         action_id = self._insert(
             "INSERT INTO actions (incident_id, strategy, action, executor, target, params, "
             "status, reason, dry_run, created_at, updated_at, step, run_id, not_before, "
-            "waiting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "waiting, fleet) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 action.incident_id,
                 action.strategy,
@@ -315,6 +320,7 @@ class SqlTransaction:
                 action.run_id,
                 action.not_before,
                 action.waiting,
+                action.fleet,
             ),
         )
         self.add_event(action_id, action.created_at, action.status, action.reason)
@@ -739,15 +745,20 @@ class SqlStore(ABC):
         return {"intervals": intervals, "firing_latest": latest, "services": services}
 
     def seed_metrics(
-        self, strategies: list[tuple[str, str]], runbooks: list[tuple[str, int]] = ()
+        self,
+        strategies: list[tuple[str, str]],
+        runbooks: list[tuple[str, int]] = (),
+        analysed: list[str] = (),
     ) -> None:
-        """Zero series for each configured (strategy, action) and (strategy, its number of
-        steps); see totals.touch_histogram."""
+        """Zero series for each configured (strategy, action), (strategy, its number of
+        steps) and strategy whose fleet is analysed; see totals.touch_histogram."""
         with self.transaction() as tx:
             for strategy, action in strategies:
                 totals.seed_strategy(tx, strategy, action)
             for strategy, steps in runbooks:
                 totals.seed_runbook(tx, strategy, steps)
+            for strategy in analysed:
+                totals.seed_canary(tx, strategy)
             totals.seed_escalations(tx)
             for label in sorted(labels.BOUNDED_LABELS):
                 totals.add(tx, labels.FOLDED_METRIC, {"label": label}, 0.0)

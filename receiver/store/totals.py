@@ -29,6 +29,7 @@ SKIP_REASONS = (
     "precondition",
     "refused",
     "when",
+    "halted",
 )
 EXECUTED = ("succeeded", "failed", "timed_out")
 
@@ -233,6 +234,23 @@ def count_run_end(tx: SqlTransaction, strategy: str, status: str) -> None:
     """A runbook run ended: cured, uncured (escalated), cancelled or dry_run."""
     strategy = tx.labels.value("strategy", strategy)
     add(tx, RUNS_METRIC, {"strategy": strategy, "status": status})
+
+
+CANARY_METRIC = "remediator_canary_verdicts_total"
+CANARY_VERDICTS = ("pass", "fail", "inconclusive")
+
+
+def seed_canary(tx: SqlTransaction, strategy: str) -> None:
+    """Zero series of a strategy whose fleet is analysed: each verdict."""
+    strategy = tx.labels.value("strategy", strategy, count=False)
+    for verdict in CANARY_VERDICTS:
+        add(tx, CANARY_METRIC, {"strategy": strategy, "verdict": verdict}, 0.0)
+
+
+def count_canary_verdict(tx: SqlTransaction, strategy: str, verdict: str) -> None:
+    """A canary analysis of a fleet's wave came to `verdict` (pass, fail, inconclusive)."""
+    strategy = tx.labels.value("strategy", strategy)
+    add(tx, CANARY_METRIC, {"strategy": strategy, "verdict": verdict})
 
 
 def count_escalation(tx: SqlTransaction, outcome: str) -> None:

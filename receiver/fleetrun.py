@@ -1,0 +1,440 @@
+"""Fleets carried out in the journal: the wave planner (fleets.py) applied to action rows,
+inside the caller's transaction.
+
+`tick` is the whole of it: it folds what the journal says happened to the fleet's targets
+in flight (their runbook runs' ends) into the fleet's state, plans the fleet with
+`fleets.plan_wave`, and writes the plan back onto the fleet's planned actions: admitted
+ones become claimable, waiting ones wait (`fleet` gate, journaled once), skipped ones end
+`halted: <why>` and their runs with them. It runs where something may change the plan:
+in a claim that meets an action of the fleet not yet admitted (dispatcher `_judge`), in
+the transaction that journals an outcome of the fleet (dispatcher `_follow`), and in the
+one that journals an analysis verdict (`record_verdict`). So the state, the actions and
+the escalation owed are always written together.
+
+A target is in flight from its admission until its runbook run ends: a runbook's later
+steps on an admitted target pass the fleet gate, and the run's end (cured -> succeeded,
+uncured -> failed) is the outcome the wave counts. A halt opens the fleet's breaker
+(breakers row `fleet:<fleet>` of the strategy) for the strategy's breaker
+`recovery_timeout`; once it would admit again, the halt is cleared and the next incidents
+gather a new wave.
+
+One escalation per fleet (`cover_failure`): a run of a fleet strategy that ends uncured
+escalates for the fleet when the fleet has not escalated within `escalation_window`;
+otherwise the fleet's escalation covers it (added to its summary while still pending).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from receiver import breaker, fleets
+from receiver.config import Strategy
+from receiver.plans import incident_context
+from receiver.store import dispatch, totals
+from receiver.store import fleets as journal
+from receiver.store.base import Page
+from receiver.store.sql import iso
+from receiver.templates import RenderError, UnsafeValueError
+
+if TYPE_CHECKING:
+    from receiver.store.sql import SqlTransaction
+
+log = logging.getLogger(__name__)
+
+#: `waiting` of a planned action held back by its fleet (and the gate's name)
+FLEET_GATE = "fleet"
+#: Seconds before a waiting action of a fleet is looked at again when nothing else is
+#: due: outcomes and verdicts re-plan the fleet at once, this only catches the rest
+#: (an incident resolved meanwhile, a fleet size that changed).
+RECHECK = 5.0
+#: Prefix of the breakers row of a fleet (per strategy).
+BREAKER_PREFIX = "fleet:"
+#: Outcome of a wave member, by how its runbook run ended.
+RUN_OUTCOMES = {
+    "cured": fleets.SUCCEEDED,
+    "uncured": fleets.FAILED,
+    "cancelled": fleets.CANCELLED,
+    "dry_run": fleets.SKIPPED,
+}
+ADMITTED, WAIT, SKIP = "admitted", "wait", "skip"
+
+#: Folds a just-skipped action into its runbook run (runs.follow); returns its Planned.
+Follow = Callable[["SqlTransaction", int], Any]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The fleet gate's verdict on one planned action: ADMITTED, WAIT (until `not_before`,
+    seconds) or SKIP (a halted wave), with the reason the journal shows."""
+
+    kind: str
+    reason: str
+    not_before: float | None = None
+
+
+@dataclass
+class Tick:
+    """What one tick decided: per action id its Admission, how many actions it admitted
+    (threads to wake) and escalations it owed (to deliver)."""
+
+    admissions: dict[int, Admission] = field(default_factory=dict)
+    admitted: int = 0
+    escalations: int = 0
+    reason: str = ""
+
+
+def fleet_of(strategy: Strategy, labels: dict[str, str], target: str) -> str | None:
+    """The fleet key of a target of `strategy` (None: the strategy has no `fleet`)."""
+    if strategy.fleet is None:
+        return None
+    return fleets.fleet_key(labels, strategy.fleet.settings.group_by, target)
+
+
+def breaker_target(fleet: str) -> str:
+    """The `target` of the fleet's row in the breakers table."""
+    return BREAKER_PREFIX + fleet
+
+
+def tick(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    fleet: str,
+    now: float,
+    follow: Follow,
+    *,
+    exclude: int | None = None,
+) -> Tick:
+    """Plan `fleet` of `strategy` (which has `fleet`) at `now` and write the plan onto its
+    planned actions, except `exclude` (the action a claim is judging: the claim writes its
+    verdict); every action's Admission is returned."""
+    assert strategy.fleet is not None
+    settings = strategy.fleet.settings
+    row = journal.load(tx, strategy.name, fleet)
+    state = _fold_run_ends(tx, strategy, row.state, now)
+    state = _clear_halt(tx, strategy, state, now)
+    rows = journal.waiting(tx, strategy.name, fleet)
+    in_flight = set(state.in_flight)
+    waiting = [fleets.Waiting(w.target, w.since) for w in rows if w.target not in in_flight]
+    size = _size(tx, strategy, row, now)
+    result = Tick()
+    started: list[str] = []
+    plan, state = fleets.plan_wave(state, settings, waiting, size, now)
+    started.extend(plan.start)
+    for _ in range(len(settings.progressive.stages) + 1 if settings.progressive else 0):
+        if plan.analyse is None:
+            break
+        if strategy.fleet.analysis is not None:
+            due = max(now, plan.analyse.since + strategy.fleet.analysis.interval)
+            journal.ask_analysis(tx, strategy.name, fleet, plan.analyse, due, now)
+            break
+        # nothing to judge with: a stage proceeds on its actions' outcomes alone
+        state = fleets.record_verdict(
+            state, settings, fleets.PASS, "no analysis configured: stages go on", now
+        )
+        waiting = [w for w in waiting if w.target not in state.in_flight]
+        plan, state = fleets.plan_wave(state, settings, waiting, size, now)
+        started.extend(plan.start)
+    if plan.escalation is not None:
+        result.escalations += _halted(tx, strategy, fleet, plan.escalation, now)
+    _apply(tx, rows, plan, set(started) | set(state.in_flight), now, follow, exclude, result)
+    journal.save(tx, strategy.name, state, plan.next_at, plan.reason, now)
+    result.reason = plan.reason
+    return result
+
+
+def _fold_run_ends(
+    tx: SqlTransaction, strategy: Strategy, state: fleets.FleetState, now: float
+) -> fleets.FleetState:
+    """Targets in flight whose run ended leave flight with their run's outcome."""
+    assert strategy.fleet is not None
+    ends = journal.run_ends(tx, strategy.name, state.fleet, state.in_flight)
+    for target in state.in_flight:
+        status, reason, ended_at = ends.get(target, ("cancelled", "no run found", None))
+        if status == "running":
+            continue
+        outcome = RUN_OUTCOMES.get(status, fleets.CANCELLED)
+        state = fleets.record_outcome(
+            state, strategy.fleet.settings, target, outcome, reason, ended_at or now
+        )
+    return state
+
+
+def _clear_halt(
+    tx: SqlTransaction, strategy: Strategy, state: fleets.FleetState, now: float
+) -> fleets.FleetState:
+    """A halted wave is forgotten once the fleet's breaker, opened when the halt was
+    acted on (its escalation owed), would admit again."""
+    wave = state.wave
+    if wave is None or wave.phase != fleets.HALTED or not wave.escalated:
+        return state
+    target = breaker_target(state.fleet)
+    held = dispatch.load_breaker(tx, strategy.name, target)
+    if breaker.current(held, strategy.breaker, now).state == breaker.OPEN:
+        return state
+    dispatch.save_breaker(tx, strategy.name, target, breaker.reset(), now)
+    return fleets.clear_halt(state)
+
+
+def _size(tx: SqlTransaction, strategy: Strategy, row: journal.FleetRow, now: float) -> int:
+    """The fleet's size: `size_query`'s last answer, else the journal's distinct targets."""
+    assert strategy.fleet is not None
+    if strategy.fleet.size_query is not None and row.size is not None:
+        return row.size
+    since = now - strategy.fleet.size_window
+    return journal.distinct_targets(tx, strategy.name, row.fleet, since)
+
+
+def _halted(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    fleet: str,
+    escalation: fleets.FleetEscalation,
+    now: float,
+) -> int:
+    """A wave halted: open the fleet's breaker, drop analyses, owe the ONE escalation."""
+    target = breaker_target(fleet)
+    held = dispatch.load_breaker(tx, strategy.name, target)
+    dispatch.save_breaker(tx, strategy.name, target, breaker.trip(held, now), now)
+    journal.drop_analyses(tx, strategy.name, fleet, escalation.why, now)
+    summary = escalation.to_dict()
+    summary["labels"] = _group_labels(tx, strategy, fleet, escalation.targets[:1])
+    journal.owe_escalation(tx, strategy.name, fleet, summary, now)
+    log.warning("fleet %s of %s %s", fleet, strategy.name, escalation.why)
+    return 1
+
+
+def _group_labels(
+    tx: SqlTransaction, strategy: Strategy, fleet: str, targets: tuple[str, ...]
+) -> dict[str, str]:
+    """The labels an escalation of the fleet carries: alertname and the group_by labels."""
+    assert strategy.fleet is not None
+    found = journal.target_labels(tx, strategy.name, fleet, targets)
+    labels = next(iter(found.values()), {})
+    keep = ("alertname", *strategy.fleet.settings.group_by)
+    return {name: labels[name] for name in keep if labels.get(name)}
+
+
+def _apply(
+    tx: SqlTransaction,
+    rows: list[journal.Waiting],
+    plan: fleets.WavePlan,
+    admitted: set[str],
+    now: float,
+    follow: Follow,
+    exclude: int | None,
+    result: Tick,
+) -> None:
+    """Write the plan onto the fleet's planned actions (all but `exclude`)."""
+    skips = dict(plan.skip)
+    waits = dict(plan.wait)
+    not_before = plan.next_at if plan.next_at is not None else now + RECHECK
+    not_before = max(not_before, now)
+    for row in rows:
+        if row.target in skips:
+            admission = Admission(SKIP, skips[row.target])
+        elif row.target in admitted:
+            admission = Admission(ADMITTED, f"fleet: admitted ({plan.reason})")
+        else:
+            why = waits.get(row.target, f"fleet: waiting ({plan.reason})")
+            admission = Admission(WAIT, why, not_before)
+        result.admissions[row.action_id] = admission
+        if row.action_id == exclude:
+            continue
+        if admission.kind == SKIP:
+            dispatch.set_status(tx, row.action_id, "skipped", admission.reason, now, finished=True)
+            follow(tx, row.action_id)
+        elif admission.kind == ADMITTED:
+            if row.waiting == FLEET_GATE:  # it waited for the fleet: claimable now
+                tx.execute(
+                    "UPDATE actions SET not_before = NULL, waiting = NULL, updated_at = ? "
+                    "WHERE id = ?",
+                    (now, row.action_id),
+                )
+                tx.add_event(row.action_id, now, "planned", admission.reason)
+            result.admitted += 1
+        else:
+            hold(tx, row.action_id, row.waiting, admission, now)
+
+
+def hold(
+    tx: SqlTransaction, action_id: int, waiting: str | None, admission: Admission, now: float
+) -> None:
+    """Keep a planned action waiting for its fleet; journaled when it starts to."""
+    if waiting == FLEET_GATE:
+        tx.execute(
+            "UPDATE actions SET not_before = ?, reason = ? WHERE id = ?",
+            (admission.not_before, f"waiting: {admission.reason}", action_id),
+        )
+        return
+    reason = f"waiting: {admission.reason}"
+    if admission.not_before is not None:
+        reason += f"; looked at again by {iso(admission.not_before)}"
+    tx.execute(
+        "UPDATE actions SET not_before = ?, waiting = ?, reason = ?, updated_at = ? WHERE id = ?",
+        (admission.not_before, FLEET_GATE, reason, now, action_id),
+    )
+    tx.add_event(action_id, now, "planned", reason)
+
+
+# verdicts and escalations -------------------------------------------------------------
+
+
+def record_verdict(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    analysis: journal.Analysis,
+    verdict: str,
+    judgement: dict[str, Any],
+    reason: str,
+    now: float,
+    follow: Follow,
+) -> Tick | None:
+    """Journal an analysis's judgement and fold its verdict into the wave, then re-plan the
+    fleet; None when the analysis was already finished (by another process) or the wave
+    no longer awaits it."""
+    if not journal.finish_analysis(tx, analysis.id, verdict, judgement, now):
+        return None
+    totals.count_canary_verdict(tx, strategy.name, verdict)
+    assert strategy.fleet is not None
+    row = journal.load(tx, strategy.name, analysis.fleet)
+    wave = row.state.wave
+    if wave is None or wave.phase not in (fleets.ANALYSING, fleets.HALTED):
+        return None
+    if wave.stage != analysis.stage:
+        return None
+    state = fleets.record_verdict(row.state, strategy.fleet.settings, verdict, reason, now)
+    journal.save(tx, strategy.name, state, row.next_at, row_reason(state), now)
+    return tick(tx, strategy, analysis.fleet, now, follow)
+
+
+def analysis_queries(
+    strategy: Strategy, analysis: journal.Analysis, labels: dict[str, dict[str, str]]
+) -> list[tuple[str, list[str], list[str]]]:
+    """Per analysis metric: (name, its query for each canary target, for each baseline
+    target), rendered from each target's incident labels as any PromQL template is; a
+    target whose labels make its query unsafe is left out (and logged)."""
+    assert strategy.fleet is not None and strategy.fleet.analysis is not None
+    spec = strategy.fleet.analysis
+    found = []
+    for metric, template in zip(spec.settings.metrics, spec.queries, strict=True):
+        sides: list[list[str]] = []
+        for side in (analysis.canary, analysis.baseline):
+            rendered = []
+            for target in side:
+                context = {
+                    **incident_context(labels.get(target, {}), {}, "", "", ""),
+                    "target": target,
+                }
+                try:
+                    rendered.append(template.render(context, strategy.safe_pattern))
+                except (RenderError, UnsafeValueError) as exc:
+                    log.warning("analysis query %s for %s refused: %s", metric.name, target, exc)
+            sides.append(rendered)
+        found.append((metric.name, sides[0], sides[1]))
+    return found
+
+
+def row_reason(state: fleets.FleetState) -> str:
+    wave = state.wave
+    if wave is None:
+        return f"fleet {state.fleet}: no wave"
+    return f"fleet {state.fleet}: wave {wave.phase} at its {wave.stage_label}"
+
+
+def cover_failure(
+    tx: SqlTransaction, strategy: Strategy, run_id: int, reason: str, now: float
+) -> int:
+    """A run of a fleet strategy ended uncured: escalate for the fleet (returns 1) unless
+    the fleet escalated within `escalation_window`, which then covers it (returns 0). The
+    run's escalation column says `fleet` either way: the fleet's row carries it."""
+    assert strategy.fleet is not None
+    last = tx.execute(
+        "SELECT target, fleet FROM actions WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+    ).fetchone()
+    if last is None or last[1] is None:
+        return -1
+    target, fleet = last
+    row = journal.load(tx, strategy.name, fleet)
+    window = strategy.fleet.settings.escalation_window
+    escalates, why = fleets.failure_escalates(row.state.escalated_at, window, now)
+    if escalates:
+        journal.save(
+            tx,
+            strategy.name,
+            replace(row.state, escalated_at=now),
+            row.next_at,
+            row_reason(row.state),
+            now,
+        )
+        summary = {
+            "fleet": fleet,
+            "why": f"{target}: {reason}",
+            "failed_targets": [target],
+            "targets": [target],
+            "labels": _group_labels(tx, strategy, fleet, (target,)),
+            "summary": f"fleet {fleet}: remediation failed on {target}: {reason}",
+        }
+        journal.owe_escalation(tx, strategy.name, fleet, summary, now)
+    else:
+        covered = journal.cover(tx, strategy.name, fleet, target, reason)
+        why += "" if covered else " (already delivered: not sent again)"
+    tx.execute(
+        "UPDATE runbook_runs SET escalation = ?, escalation_reason = ?, escalation_note = ? "
+        "WHERE id = ?",
+        (journal.COVERED, reason, f"fleet {fleet}: {why}", run_id),
+    )
+    return int(escalates)
+
+
+def escalation_text(summary: dict[str, Any]) -> str:
+    """The escalation's text: the halt's summary, and the failed runs it covers."""
+    text = summary.get("summary") or summary.get("why", "")
+    covered = summary.get("covered", 0)
+    if covered:
+        listed = ", ".join(summary.get("covered_targets", []))
+        text += f"\nalso failed since: {covered} ({listed})"
+    return text
+
+
+def page(tx: SqlTransaction, strategies: dict[str, Strategy], limit: int, offset: int) -> Page:
+    """A page of GET /api/v1/fleets: each fleet's view with its latest analyses and its
+    breaker, by strategy and fleet."""
+    rows, total = journal.listing(tx, limit, offset)
+    views = fleet_views(rows, strategies)
+    for view in views:
+        view["analyses"] = journal.analyses(tx, view["strategy"], view["fleet"], limit=5)
+        held = dispatch.load_breaker(tx, view["strategy"], breaker_target(view["fleet"]))
+        view["breaker"] = {"target": breaker_target(view["fleet"]), **held.to_dict()}
+    return Page(views, total, limit, offset)
+
+
+def fleet_views(rows: list[dict[str, Any]], strategies: dict[str, Strategy]) -> list[dict]:
+    """What GET /api/v1/fleets shows of each journaled fleet (see fleets.fleet_view)."""
+    views = []
+    for row in rows:
+        strategy = strategies.get(row["strategy"])
+        state: fleets.FleetState = row["state"]
+        settings = (
+            strategy.fleet.settings
+            if strategy is not None and strategy.fleet is not None
+            else fleets.FleetSettings()
+        )
+        view = fleets.fleet_view(state, settings, row["size"] or 0)
+        view.update(
+            strategy=row["strategy"],
+            configured=strategy is not None and strategy.fleet is not None,
+            size_source="size_query" if row["size"] is not None else "journal",
+            reason=row["reason"],
+            next_at=iso(row["next_at"]),
+            updated_at=iso(row["updated_at"]),
+            escalation={
+                "status": row["escalation"],
+                "summary": row["escalation_summary"],
+                "note": row["escalation_note"],
+            },
+        )
+        views.append(view)
+    return views

@@ -1,0 +1,161 @@
+"""Fleets through the real server (issue 15, "the 30-target case"): 30 instances of one
+service fire HighErrorRatio in one notification; the strategy's fleet has
+`max_in_flight: 10%` and a progressive wave. A real `remediator serve` runs a real command
+per action (it records its start and end), a real Alertmanager receives the escalations.
+
+- A fault the action cures: canary first, then the stages; all 30 acted on, never more
+  than 3 (10% of 30) at once, as the journal's start and end times show.
+- A shared fault no action can cure (the command fails): the canary's one action, then
+  the wave halts: the other 29 are skipped `halted: ...`, the fleet's breaker opens, and
+  Alertmanager holds exactly ONE escalation for the fleet.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.journal import open_journal, post_webhook, settle, wait_for
+from tests.support.payloads import alert, notification
+from tests.support.processes import Running, alertmanager, remediator
+from tests.support.receiver import AM_CONFIG, write_config
+
+pytestmark = pytest.mark.integration
+
+TARGETS = [f"web-{n:02d}" for n in range(1, 31)]
+#: act.py RECORD TARGET EXIT: one line at its start and one at its end, then exits EXIT
+ACT = """import sys, time
+record, target, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(record, "a") as out:
+    out.write(f"start {target} {time.time()}\\n")
+time.sleep(0.3)
+with open(record, "a") as out:
+    out.write(f"end {target} {time.time()}\\n")
+sys.exit(code)
+"""
+
+
+def config_text(workdir: Path, am: Running, code: int) -> str:
+    script = workdir / "act.py"
+    script.write_text(ACT)
+    record = workdir / "record.log"
+    command = [sys.executable, str(script), str(record), "{{ labels.instance }}", str(code)]
+    return f"""
+server: {{auth: {{bearer_token_file: token}}}}
+alertmanager: {{url: {am.url}}}
+defaults: {{cooldown: 0s, escalation_executor: am, max_concurrent_actions: 8}}
+executors:
+  local: {{type: command}}
+  am: {{type: alertmanager}}
+strategies:
+  - name: heal-web
+    matchers: ['alertname="HighErrorRatio"']
+    action: run
+    executor: local
+    target: '{{{{ labels.instance }}}}'
+    command: {command!r}
+    timeout: 20s
+    breaker: {{failure_threshold: 50, recovery_timeout: 10m}}
+    fleet:
+      max_in_flight: 10%
+      progressive:
+        min_targets: 3
+        gather: 1s
+        canary: 1
+        stages: [25%, 50%, 100%]
+        pause: 0s
+        max_failures: 2
+"""
+
+
+@pytest.fixture
+def am(tmp_path: Path) -> Iterator[Running]:
+    with alertmanager(tmp_path / "am", AM_CONFIG) as running:
+        yield running
+
+
+@contextmanager
+def serve(tmp_path: Path, am: Running, code: int) -> Iterator[tuple[Running, Any]]:
+    config = write_config(tmp_path, config_text(tmp_path, am, code))
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    with remediator(tmp_path, config, store) as server:
+        yield server, open_journal(store)
+
+
+def fire_all(server: Running) -> None:
+    alerts = [
+        alert("HighErrorRatio", service="web", instance=target, starts_at="2026-11-29T10:00:00Z")
+        for target in TARGETS
+    ]
+    body = notification(*alerts, group_key='{}:{alertname="HighErrorRatio"}')
+    assert post_webhook(server.url, body).status_code == 200
+
+
+def peak_in_flight(record: Path) -> int:
+    """The most commands running at once, from their own start and end lines."""
+    events = []
+    for line in record.read_text().splitlines():
+        phase, _target, at = line.split()
+        events.append((float(at), 1 if phase == "start" else -1))
+    peak = running = 0
+    for _at, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def fleet_escalations(am: Running) -> list[dict[str, Any]]:
+    alerts = requests.get(f"{am.url}/api/v2/alerts", timeout=5).json()
+    return [a for a in alerts if a["labels"].get("remediation_strategy") == "heal-web"]
+
+
+def test_a_curable_fault_on_30_targets_goes_in_waves_never_more_than_3_at_once(
+    tmp_path: Path, am: Running
+):
+    with serve(tmp_path, am, code=0) as (server, journal):
+        fire_all(server)
+        actions = settle(journal, 30, timeout=120)
+        assert [a["status"] for a in actions] == ["succeeded"] * 30
+        record = tmp_path / "record.log"
+        assert peak_in_flight(record) == 3  # 10% of 30, and the limit was reached
+        first = record.read_text().splitlines()[0].split()[1]
+        assert first == "web-01"  # the canary: the wave's first target by name
+        fleets = requests.get(f"{server.url}/api/v1/fleets", timeout=5).json()["data"]
+        assert [(f["strategy"], f["fleet"]) for f in fleets] == [("heal-web", "web")]
+        assert fleets[0]["wave"]["phase"] == "done"
+        assert fleets[0]["wave"]["acted_on"] == 30
+        assert fleet_escalations(am) == []
+
+
+def test_a_shared_fault_costs_one_canary_action_and_one_escalation(tmp_path: Path, am: Running):
+    with serve(tmp_path, am, code=1) as (server, journal):
+        fire_all(server)
+        actions = settle(journal, 30, timeout=120)
+        executed = [a for a in actions if a["status"] == "failed"]
+        assert [a["target"] for a in executed] == ["web-01"]
+        skipped = [a for a in actions if a["status"] == "skipped"]
+        assert len(skipped) == 29
+        assert all(a["reason"].startswith("halted: canary web-01 failed") for a in skipped)
+        escalations = wait_for(lambda: fleet_escalations(am), 20, "the fleet's escalation")
+        assert len(escalations) == 1
+        labels = escalations[0]["labels"]
+        assert labels["remediation_target"] == "fleet:web"
+        assert labels["service"] == "web"
+        summary = escalations[0]["annotations"]["fleet_summary"]
+        assert "30 targets fired, 1 acted on, 0 succeeded, 1 failed" in summary
+        fleet = requests.get(f"{server.url}/api/v1/fleets", timeout=5).json()["data"][0]
+        assert fleet["wave"]["phase"] == "halted"
+        assert fleet["breaker"]["state"] == "open"
+        assert fleet["escalation"]["status"] == "sent"
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert 'remediator_actions_skipped_total{reason="halted",strategy="heal-web"} 29.0' in (
+            metrics
+        )
+        # and nothing more arrives later: one escalation for the fleet, not 30
+        assert len(fleet_escalations(am)) == 1
