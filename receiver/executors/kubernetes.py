@@ -290,17 +290,16 @@ def client_version_warning(version: str | None) -> str | None:
     """
     if version is None:
         return None
-    supported = SpecifierSet(SUPPORTED_CLIENTS)
     try:
-        if Version(version) in supported:
+        if Version(version) in SpecifierSet(SUPPORTED_CLIENTS):
             return None
     except InvalidVersion:
         pass  # a local build with an unreadable version: unknown, so unsupported
     why = EXCLUDED_CLIENTS.get(version, "the executor is not tested with it")
     return (
         f"the installed kubernetes client {version} is outside the supported range "
-        f"{supported} ({why}): restart, scale or rollback may fail; install a supported "
-        f"one: pip install 'kubernetes{supported}'"
+        f"{SUPPORTED_CLIENTS} ({why}): restart, scale or rollback may fail; install a "
+        f"supported one: pip install 'kubernetes{SUPPORTED_CLIENTS}'"
     )
 
 
@@ -768,7 +767,10 @@ class KubernetesExecutor(Executor):
             )
         timeout = min(self.request_timeout, left)
         try:
-            response = method(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+            # a (connect, read) pair: clients before 36 take a lone number as a total only
+            # when it is an int, and silently wait forever for a float
+            limits = (timeout, timeout)
+            response = method(*args, _preload_content=False, _request_timeout=limits, **kwargs)
             data = response.data
         except self._api_exception as exc:
             if not exc.status:  # the client's wrapper for TLS and similar failures
