@@ -5,7 +5,15 @@ STAMP := $(VENV)/.installed
 CONFIG ?= examples/remediation.yml
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager curl jq
 
-.PHONY: run test demo bench lint system-deps venv clean
+# The oldest kubernetes client the declared range admits (pyproject.toml, and
+# SUPPORTED_CLIENTS in receiver/executors/kubernetes.py): the executor's tests run with it
+# in a venv of their own as well as with the newest in the main one.
+KUBE_MIN := 29.0.0
+KUBE_MIN_VENV := .venv-kube-min
+KUBE_MIN_STAMP := $(KUBE_MIN_VENV)/.installed-$(KUBE_MIN)
+KUBE_TESTS := tests/unit/test_executors_kubernetes.py tests/integration/test_executor_kubernetes.py
+
+.PHONY: run test test-kube-min demo bench lint system-deps venv clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +22,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(KUBE_MIN_STAMP): pyproject.toml
+	python3 -m venv $(KUBE_MIN_VENV)
+	$(KUBE_MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KUBE_MIN_VENV)/bin/python -m pip install --quiet -e '.[test]' 'kubernetes==$(KUBE_MIN)'
+	touch $(KUBE_MIN_STAMP)
+
+# The executor's two test files only, at the oldest client; the tests check that the
+# client they run with is the one named here (REMEDIATOR_KUBERNETES_CLIENT).
+test-kube-min: $(KUBE_MIN_STAMP)
+	REMEDIATOR_KUBERNETES_CLIENT=$(KUBE_MIN) $(KUBE_MIN_VENV)/bin/python -m pytest -q $(KUBE_TESTS)
 
 # Installs Debian's Prometheus, Alertmanager, and curl and jq (the README's troubleshooting
 # commands, run as written by a test) when missing (needs root).
@@ -44,7 +63,7 @@ lint: venv
 
 # Two workers, a file each at a time (module fixtures stay in one process): most tests
 # wait on real servers rather than compute, so the suite's wall time nearly halves.
-test: venv system-deps lint
+test: venv system-deps lint test-kube-min
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Benchmarks (not part of `make test`): ratios against a baseline measured in the same run.
@@ -62,4 +81,4 @@ bench: venv system-deps
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KUBE_MIN_VENV) .pytest_cache .ruff_cache

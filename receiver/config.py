@@ -1677,7 +1677,23 @@ def config_warnings(config: Config) -> list[Problem]:
     warnings += _timeout_warnings(config)
     warnings += _breaker_warnings(config)
     warnings += _fleet_warnings(config)
+    warnings += _kubernetes_client_warnings(config)
     return warnings
+
+
+def _kubernetes_client_warnings(config: Config) -> list[Problem]:
+    """An installed `kubernetes` client outside the range the kubernetes executor supports
+    (receiver.executors.kubernetes.SUPPORTED_CLIENTS), at each kubernetes executor."""
+    names = [name for name, spec in config.executors.items() if spec.type == "kubernetes"]
+    if not names:
+        return []
+    # imported here: the executor module imports this one
+    from receiver.executors.kubernetes import client_version_warning, installed_client_version
+
+    warning = client_version_warning(installed_client_version())
+    if warning is None:
+        return []
+    return [Problem(f"executors.{name}", f"executor {name!r}: {warning}") for name in names]
 
 
 def _auth_warning(server: ServerConfig) -> Problem | None:

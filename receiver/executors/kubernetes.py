@@ -12,8 +12,10 @@ as Kubernetes names before any request. What each action does, as kubectl would:
 - restart: `kubectl rollout restart` (the pod template annotation
   `kubectl.kubernetes.io/restartedAt`, a strategic merge patch), then waits until the
   rollout is complete (`kubectl rollout status`) within the action's timeout.
-- scale: the scale subresource, read for `replicas()` and merge-patched with the read's
-  resourceVersion, so a concurrent change is a 409 and not a lost update. A target that a
+- scale: the scale subresource, read for `replicas()` and patched with the read's
+  resourceVersion, so a concurrent change is a 409 and not a lost update (a strategic
+  merge patch: on a Scale's scalar `spec.replicas` it is the same as the merge patch
+  `kubectl scale` sends, and every supported client can send it). A target that a
   HorizontalPodAutoscaler owns is never scaled: the two would fight.
 - rollback (Deployments only): like `kubectl rollout undo`, an owned ReplicaSet's pod
   template and annotations go back onto the Deployment (one JSON patch replacing
@@ -25,15 +27,20 @@ as Kubernetes names before any request. What each action does, as kubectl would:
 
 Responses are read as raw JSON (`_preload_content=False`) rather than the client's
 models, so an old ReplicaSet's template is copied back exactly, field for field, and
-the module works across client versions. API errors become one line an operator can
-act on (which RBAC verb is missing, what was not found); a 409 is retried on a fresh
-read with a bounded, jittered backoff; timeouts and connection errors say the API was
-unreachable.
+the module works across client versions. Supported clients: SUPPORTED_CLIENTS (the
+`kubernetes` requirement of pyproject.toml; `check` warns outside it). Clients before
+36 take no `_content_type` and choose the patch type from the body (a dict is a
+strategic merge patch, a list a JSON patch): every patch here has the body shape of
+its type, so it goes out the same on every supported client. API errors become one
+line an operator can act on (which RBAC verb is missing, what was not found); a 409 is
+retried on a fresh read with a bounded, jittered backoff; timeouts and connection
+errors say the API was unreachable.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import random
 import re
@@ -45,6 +52,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from receiver.config import Config, ExecutorConfig
 from receiver.executors.base import (
@@ -88,6 +97,22 @@ DNS1123_LABEL = re.compile(_LABEL)
 DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 
 T = TypeVar("T")
+
+#: The `kubernetes` client versions the executor supports and the tests run at (the
+#: lowest and the newest); pyproject.toml declares the same range (a unit test keeps
+#: them equal). 29.0.0 is the oldest the tests install.
+SUPPORTED_CLIENTS = ">=29,!=36.0.0,!=36.0.1"
+
+#: Why a version is left out of SUPPORTED_CLIENTS, said by `check` when it is installed.
+EXCLUDED_CLIENTS = {
+    # Their generated Configuration sends the token only from api_key["BearerToken"],
+    # but their kubeconfig and in-cluster loaders still store it as
+    # api_key["authorization"] (fixed in 36.0.2, kubernetes-client/python#2595).
+    "36.0.0": "it never sends the kubeconfig's or service account's token, "
+    "so the API refuses every call (401)",
+    "36.0.1": "it never sends the kubeconfig's or service account's token, "
+    "so the API refuses every call (401)",
+}
 
 
 # ---------------------------------------------------------------- targets
@@ -269,6 +294,35 @@ def _import_client() -> Any:
             setting="type",
         ) from exc
     return kubernetes
+
+
+def installed_client_version() -> str | None:
+    """The installed `kubernetes` distribution's version (its metadata, without importing
+    the client), or None when it is not installed."""
+    try:
+        return importlib.metadata.version("kubernetes")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def client_version_warning(version: str | None) -> str | None:
+    """Why `version` of the `kubernetes` client is unsupported, or None when it is within
+    SUPPORTED_CLIENTS (or not installed: the build says so). Shown by `check` and at
+    start (receiver.config.config_warnings), which do not refuse it: it may still work.
+    """
+    if version is None:
+        return None
+    try:
+        if Version(version) in SpecifierSet(SUPPORTED_CLIENTS):
+            return None
+    except InvalidVersion:
+        pass  # a local build with an unreadable version: unknown, so unsupported
+    why = EXCLUDED_CLIENTS.get(version, "the executor is not tested with it")
+    return (
+        f"the installed kubernetes client {version} is outside the supported range "
+        f"{SUPPORTED_CLIENTS} ({why}): restart, scale or rollback may fail; install a "
+        f"supported one: pip install 'kubernetes{SUPPORTED_CLIENTS}'"
+    )
 
 
 # ---------------------------------------------------------------- rollout status
@@ -525,6 +579,9 @@ class KubernetesExecutor(Executor):
         configuration.retries = False  # one attempt per call; the action's deadline rules
         self.api_client = k8s.client.ApiClient(configuration)
         self.apps = k8s.client.AppsV1Api(self.api_client)
+        self._api_type_error = k8s.client.exceptions.ApiTypeError
+        #: Whether this client takes `_content_type`: None until the first patch tells.
+        self.sets_content_type: bool | None = None
         self.autoscaling = k8s.client.AutoscalingV2Api(self.api_client)
         self._api_exception = k8s.client.exceptions.ApiException
 
@@ -888,9 +945,7 @@ class KubernetesExecutor(Executor):
             if target.kind.name == "deployment"
             else self.apps.patch_namespaced_stateful_set
         )
-        return self._request(
-            call, patch, deadline, target.name, target.namespace, body, _content_type=content_type
-        )
+        return self._send_patch(call, patch, deadline, target, body, content_type)
 
     def _read_scale(self, target: Target, deadline: float) -> dict[str, Any]:
         call = Call("get", f"{target.kind.resource}/scale", target.namespace, target.described)
@@ -908,9 +963,38 @@ class KubernetesExecutor(Executor):
             if target.kind.name == "deployment"
             else self.apps.patch_namespaced_stateful_set_scale
         )
-        self._request(
-            call, patch, deadline, target.name, target.namespace, body, _content_type=MERGE_PATCH
-        )
+        self._send_patch(call, patch, deadline, target, body, STRATEGIC_MERGE)
+
+    def _send_patch(
+        self,
+        call: Call,
+        patch: Callable[..., Any],
+        deadline: float,
+        target: Target,
+        body: Any,
+        content_type: str,
+    ) -> Any:
+        """PATCH with `content_type`: named to clients that take `_content_type` (from 36.0.0
+        on), left to older ones, which choose it from the body's shape."""
+        args = (target.name, target.namespace, body)
+        if self.sets_content_type is not False:
+            try:
+                answer = self._request(call, patch, deadline, *args, _content_type=content_type)
+            except self._api_type_error as exc:
+                # raised while checking the arguments, before anything is sent
+                if "_content_type" not in str(exc):
+                    raise
+                self.sets_content_type = False
+            else:
+                self.sets_content_type = True
+                return answer
+        implied = JSON_PATCH if isinstance(body, list) else STRATEGIC_MERGE
+        if content_type != implied:  # never sent as another type than the one asked
+            raise KubeError(
+                f"cannot send a {content_type} patch with this kubernetes client (it sends "
+                f"{implied} for this body); install one in {SUPPORTED_CLIENTS}"
+            )
+        return self._request(call, patch, deadline, *args)
 
     def _request(
         self, call: Call, method: Callable[..., Any], deadline: float, *args: Any, **kwargs: Any
@@ -923,7 +1007,10 @@ class KubernetesExecutor(Executor):
             )
         timeout = min(self.request_timeout, left)
         try:
-            response = method(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+            # a (connect, read) pair: clients before 36 take a lone number as a total only
+            # when it is an int, and silently wait forever for a float
+            limits = (timeout, timeout)
+            response = method(*args, _preload_content=False, _request_timeout=limits, **kwargs)
             data = response.data
         except self._api_exception as exc:
             if not exc.status:  # the client's wrapper for TLS and similar failures

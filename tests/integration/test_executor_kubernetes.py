@@ -24,12 +24,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import kubernetes
 import pytest
 import requests
+from packaging.version import Version
 
 from receiver.config import Config, ExecutorConfig, load_config
 from receiver.executors import ExecutorError, KubernetesExecutor, build_executors
-from receiver.executors.kubernetes import RESTARTED_AT
+from receiver.executors.kubernetes import MERGE_PATCH, RESTARTED_AT, KubeError, parse_target
 from receiver.store.sqlite import SqliteStore
 from tests.support.actions import action_request
 from tests.support.http_server import Reply
@@ -240,7 +242,9 @@ def test_scale_patches_the_scale_subresource_with_the_read_version(api, k8s):
     assert result.detail == "scaled deployment/shop/web from 3 to 5"
     (patch,) = patches(api)
     assert patch.path == "/apis/apps/v1/namespaces/shop/deployments/web/scale"
-    assert header(patch, "Content-Type") == "application/merge-patch+json"
+    # a strategic merge patch: what every supported client sends for a dict body, and on
+    # a Scale's spec.replicas the same as the merge patch kubectl scale sends
+    assert header(patch, "Content-Type") == "application/strategic-merge-patch+json"
     assert patch.json() == {"spec": {"replicas": 5}, "metadata": {"resourceVersion": version}}
     assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 5
     assert k8s.replicas("deployment/shop/web") == 5
@@ -841,3 +845,61 @@ def test_restart_and_scale_through_remediator_serve(api, tmp_path):
         "refusing to scale deployment/shop/web: HorizontalPodAutoscaler web-hpa owns it"
     )
     assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 3
+
+
+# ---------------------------------------------------------------- client versions
+# These run at the oldest supported client and the newest (make test-kube-min).
+
+
+def test_the_executor_learns_whether_the_client_takes_a_content_type(api, k8s):
+    assert k8s.sets_content_type is None  # not known before the first patch
+    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=4))
+    assert result.ok, result.detail
+    # 36.0.0's generated client added `_content_type`; older ones refuse it (ApiTypeError)
+    # before sending anything, so the scale went out once either way
+    assert k8s.sets_content_type == (Version(kubernetes.__version__) >= Version("36"))
+    (patch,) = patches(api)
+    assert header(patch, "Content-Type") == "application/strategic-merge-patch+json"
+    assert api.get("deployments", "shop", "web")["spec"]["replicas"] == 4
+
+
+def test_a_client_that_chooses_the_type_sends_each_patch_as_its_own(api, k8s):
+    # as after an older client refused `_content_type`: the body's shape decides
+    k8s.sets_content_type = False
+    api.add_deployment("shop", "api", images=("registry.example/api:1", "registry.example/api:2"))
+    for action, target in (
+        ("restart", "deployment/shop/web"),
+        ("restart", "statefulset/shop/db"),
+        ("scale", "statefulset/shop/db"),
+        ("rollback", "deployment/shop/api"),
+    ):
+        result = k8s.execute(action_request(action, target, replicas=2))
+        assert result.ok, (action, target, result.detail)
+    assert [header(p, "Content-Type") for p in patches(api)] == [
+        "application/strategic-merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/json-patch+json",
+    ]
+    assert api.get("statefulsets", "shop", "db")["spec"]["replicas"] == 2
+    deployment = api.get("deployments", "shop", "api")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example/api:1"
+    )
+
+
+def test_a_patch_type_the_body_does_not_give_is_never_sent_as_another(api, k8s):
+    k8s.sets_content_type = False
+    with pytest.raises(KubeError) as raised:
+        k8s._patch(
+            parse_target("deployment/shop/web"),
+            {"spec": {"paused": True}},
+            MERGE_PATCH,
+            time.monotonic() + 5,
+        )
+    assert str(raised.value) == (
+        "cannot send a application/merge-patch+json patch with this kubernetes client (it "
+        "sends application/strategic-merge-patch+json for this body); install one in "
+        ">=29,!=36.0.0,!=36.0.1"
+    )
+    assert patches(api) == []

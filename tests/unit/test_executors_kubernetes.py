@@ -6,25 +6,37 @@ tests/integration/test_executor_kubernetes.py.
 
 from __future__ import annotations
 
+import os
 import re
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import kubernetes
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
-from receiver.config import parse_config
+import receiver.executors.kubernetes as kube_module
+from receiver.cli import main as cli_main
+from receiver.config import config_warnings, parse_config
 from receiver.executors import check_executors
 from receiver.executors.kubernetes import (
     ANNOTATIONS_TO_SKIP,
+    EXCLUDED_CLIENTS,
     RESTARTED_AT,
     REVISION,
+    SUPPORTED_CLIENTS,
     Call,
     Conflict,
     KubeError,
     Rollout,
     api_error,
     choose_revision,
+    client_version_warning,
     images,
+    installed_client_version,
     label_selector,
     parse_target,
     ref_group,
@@ -428,3 +440,110 @@ def test_rollback_annotations_are_kubectls():
 )
 def test_ref_group_is_the_part_of_api_version_before_the_slash(api_version, group):
     assert ref_group({"apiVersion": api_version} if api_version is not None else {}) == group
+
+
+# ---------------------------------------------------------------- supported client versions
+
+REPO = Path(__file__).resolve().parents[2]
+#: Set by `make test-kube-min` to the client version it installed (the range's floor).
+RUN_CLIENT = os.environ.get("REMEDIATOR_KUBERNETES_CLIENT")
+TOKEN_LOST = (
+    "it never sends the kubeconfig's or service account's token, so the API refuses "
+    "every call (401)"
+)
+
+
+def test_the_installed_client_is_within_the_supported_range():
+    assert installed_client_version() == kubernetes.__version__
+    assert Version(kubernetes.__version__) in SpecifierSet(SUPPORTED_CLIENTS)
+    assert client_version_warning(kubernetes.__version__) is None
+
+
+@pytest.mark.skipif(RUN_CLIENT is None, reason="only the oldest-client run names its client")
+def test_the_oldest_client_run_uses_the_client_it_names():
+    assert kubernetes.__version__ == RUN_CLIENT
+
+
+def declared_requirements() -> dict[str, Requirement]:
+    """pyproject.toml's `kubernetes` requirement in each extra that has one."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    found = {}
+    for extra, requirements in project["optional-dependencies"].items():
+        for text in requirements:
+            requirement = Requirement(text)
+            if requirement.name == "kubernetes":
+                found[extra] = requirement
+    return found
+
+
+def test_pyproject_declares_the_supported_range_in_both_extras():
+    declared = declared_requirements()
+    assert sorted(declared) == ["kubernetes", "test"]
+    for requirement in declared.values():
+        assert requirement.specifier == SpecifierSet(SUPPORTED_CLIENTS)
+
+
+def test_make_test_runs_the_executor_tests_at_the_floor_of_the_range():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    floor = re.search(r"^KUBE_MIN := (\S+)$", makefile, re.MULTILINE)
+    assert floor is not None
+    lowest = [s.version for s in SpecifierSet(SUPPORTED_CLIENTS) if s.operator == ">="]
+    assert lowest == ["29"]
+    assert Version(floor[1]) == Version(lowest[0])
+    assert Version(floor[1]) in SpecifierSet(SUPPORTED_CLIENTS)
+    test_target = re.search(r"^test: (.*)$", makefile, re.MULTILINE)
+    assert test_target is not None
+    assert "test-kube-min" in test_target[1].split()
+    assert "tests/unit/test_executors_kubernetes.py" in makefile
+    assert "tests/integration/test_executor_kubernetes.py" in makefile
+
+
+def test_every_excluded_version_says_why():
+    excluded = [s.version for s in SpecifierSet(SUPPORTED_CLIENTS) if s.operator == "!="]
+    assert sorted(excluded) == sorted(EXCLUDED_CLIENTS) == ["36.0.0", "36.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("version", "why"),
+    [
+        ("29.0.0", None),
+        ("35.0.0", None),
+        ("36.0.2", None),
+        ("37.0.2", None),
+        (None, None),  # not installed: the build says so, not this warning
+        ("28.1.0", "the executor is not tested with it"),
+        ("36.0.0", TOKEN_LOST),
+        ("36.0.1", TOKEN_LOST),
+        ("not-a-version", "the executor is not tested with it"),
+    ],
+)
+def test_client_version_warning_names_the_version_and_the_range(version, why):
+    expected = (
+        None
+        if why is None
+        else f"the installed kubernetes client {version} is outside the supported range "
+        f">=29,!=36.0.0,!=36.0.1 ({why}): restart, scale or rollback may fail; install a "
+        "supported one: pip install 'kubernetes>=29,!=36.0.0,!=36.0.1'"
+    )
+    assert client_version_warning(version) == expected
+
+
+def test_check_warns_about_an_unsupported_client(tmp_path, monkeypatch, capsys):
+    # The version is given here, not installed: the installed one is supported (above).
+    monkeypatch.setattr(kube_module, "installed_client_version", lambda: "36.0.1")
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    config = tmp_path / "remediation.yml"
+    config.write_text(
+        "executors:\n  k8s: {type: kubernetes, kubeconfig: kubeconfig}\n  echo: {type: log}\n"
+    )
+    assert cli_main(["check", "--config", str(config)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        "  warning: executors.k8s: executor 'k8s': " + client_version_warning("36.0.1")  # type: ignore[operator]
+    ) in err
+
+
+def test_no_client_warning_without_a_kubernetes_executor(monkeypatch):
+    monkeypatch.setattr(kube_module, "installed_client_version", lambda: "28.1.0")
+    config = parse_config("executors:\n  echo: {type: log}\n")
+    assert [w for w in config_warnings(config) if w.path.startswith("executors")] == []
