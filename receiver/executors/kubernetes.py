@@ -174,6 +174,10 @@ def parse_target(text: str) -> Target:
 # ---------------------------------------------------------------- errors
 
 
+#: Seconds before the deadline at which a timed-out read counts as the deadline's.
+DEADLINE_SLACK = 0.05
+
+
 class KubeError(Exception):
     """A failed API call or rollout; the message is the detail journaled for the action."""
 
@@ -919,7 +923,19 @@ class KubernetesExecutor(Executor):
                     f"rollout of {target} not complete within {seconds(timeout)}: {progress}",
                     timed_out=True,
                 )
-            state = rollout_status(target.kind.name, self._read(target, deadline), generation)
+            try:
+                obj = self._read(target, deadline)
+            except KubeError as exc:
+                # a status read cut short by the action's own deadline (its timeout is what
+                # was left of it) means the rollout did not complete in time, not that the
+                # API is unreachable
+                if exc.timed_out and time.monotonic() >= deadline - DEADLINE_SLACK:
+                    raise KubeError(
+                        f"rollout of {target} not complete within {seconds(timeout)}: {progress}",
+                        timed_out=True,
+                    ) from exc
+                raise
+            state = rollout_status(target.kind.name, obj, generation)
             if state.failure:
                 raise KubeError(f"rollout of {target} failed: {state.failure}")
             if state.done:
