@@ -234,6 +234,10 @@ class Defaults:
     mttr_window: float = 86400.0
 
 
+#: The step number of an action carrying out a strategy's `undo` (outside its runbook).
+UNDO_STEP = 0
+
+
 @dataclass(frozen=True)
 class FleetAnalysis:
     """A strategy's `fleet.analysis`: how a wave's canaries are judged after each stage.
@@ -311,8 +315,13 @@ class Strategy:
     undo: Strategy | None = None
 
     def step(self, index: int) -> Strategy:
-        """The strategy of step `index` (1-based): itself for a strategy without steps.
+        """The strategy of step `index` (1-based): itself for a strategy without steps;
+        UNDO_STEP (0) is its `undo` (run on a fleet's canaries, see fleetrun.py).
         Raises IndexError for a step the config no longer has."""
+        if index == UNDO_STEP:
+            if self.undo is None:
+                raise IndexError(f"{self.name} has no undo")
+            return self.undo
         if not self.steps:
             if index != 1:
                 raise IndexError(f"{self.name} has one step, not {index}")

@@ -345,6 +345,8 @@ class Dispatcher:
         """None when the row's fleet admits it; else the verdict that holds it back."""
         assert row.fleet is not None
         done = ticks.get(row.fleet)
+        if done is None and fleetrun.in_flight(reader.tx, strategy, row.fleet, row.target):
+            return None  # admitted earlier (a step of its run, or admitted with others)
         if done is None:
             follow = self._skip_follow(config, planned)
             done = fleetrun.tick(reader.tx, strategy, row.fleet, now, follow, exclude=row.id)

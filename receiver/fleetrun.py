@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from receiver import breaker, fleets
-from receiver.config import Strategy
-from receiver.plans import incident_context
+from receiver.config import UNDO_STEP, Strategy
+from receiver.plans import incident_context, render_plan
 from receiver.store import dispatch, totals
 from receiver.store import fleets as journal
-from receiver.store.base import Page
+from receiver.store.base import NewAction, Page
 from receiver.store.sql import iso
 from receiver.templates import RenderError, UnsafeValueError
 
@@ -91,6 +91,12 @@ def fleet_of(strategy: Strategy, labels: dict[str, str], target: str) -> str | N
     if strategy.fleet is None:
         return None
     return fleets.fleet_key(labels, strategy.fleet.settings.group_by, target)
+
+
+def in_flight(tx: SqlTransaction, strategy: Strategy, fleet: str, target: str) -> bool:
+    """Whether `target` is admitted in its fleet (its run not ended): a claim passes its
+    action without planning the fleet again."""
+    return target in journal.load(tx, strategy.name, fleet).state.in_flight
 
 
 def breaker_target(fleet: str) -> str:
@@ -256,27 +262,25 @@ def _apply(
                 tx.add_event(row.action_id, now, "planned", admission.reason)
             result.admitted += 1
         else:
-            hold(tx, row.action_id, row.waiting, admission, now)
+            hold(tx, row, admission, now)
 
 
-def hold(
-    tx: SqlTransaction, action_id: int, waiting: str | None, admission: Admission, now: float
-) -> None:
-    """Keep a planned action waiting for its fleet; journaled when it starts to."""
-    if waiting == FLEET_GATE:
-        tx.execute(
-            "UPDATE actions SET not_before = ?, reason = ? WHERE id = ?",
-            (admission.not_before, f"waiting: {admission.reason}", action_id),
-        )
-        return
+def hold(tx: SqlTransaction, row: journal.Waiting, admission: Admission, now: float) -> None:
+    """Keep a planned action waiting for its fleet: journaled when it starts to, then
+    its reason and time to look again kept current (written only when they change)."""
     reason = f"waiting: {admission.reason}"
-    if admission.not_before is not None:
-        reason += f"; looked at again by {iso(admission.not_before)}"
+    if row.waiting == FLEET_GATE:
+        if (row.not_before, row.reason) != (admission.not_before, reason):
+            tx.execute(
+                "UPDATE actions SET not_before = ?, reason = ? WHERE id = ?",
+                (admission.not_before, reason, row.action_id),
+            )
+        return
     tx.execute(
         "UPDATE actions SET not_before = ?, waiting = ?, reason = ?, updated_at = ? WHERE id = ?",
-        (admission.not_before, FLEET_GATE, reason, now, action_id),
+        (admission.not_before, FLEET_GATE, reason, now, row.action_id),
     )
-    tx.add_event(action_id, now, "planned", reason)
+    tx.add_event(row.action_id, now, "planned", reason)
 
 
 # verdicts and escalations -------------------------------------------------------------
@@ -307,7 +311,52 @@ def record_verdict(
         return None
     state = fleets.record_verdict(row.state, strategy.fleet.settings, verdict, reason, now)
     journal.save(tx, strategy.name, state, row.next_at, row_reason(state), now)
-    return tick(tx, strategy, analysis.fleet, now, follow)
+    done = tick(tx, strategy, analysis.fleet, now, follow)
+    if verdict == fleets.FAIL and strategy.undo is not None:
+        done.admitted += plan_undo(tx, strategy, analysis, reason, now)
+    return done
+
+
+def plan_undo(
+    tx: SqlTransaction, strategy: Strategy, analysis: journal.Analysis, reason: str, now: float
+) -> int:
+    """Plan the strategy's `undo` on each canary the analysis found worse than the
+    baseline, for the canary's latest incident, outside its (ended) runbook run: step
+    UNDO_STEP, no run, no fleet (the halted wave must not hold it back). The usual gates
+    apply. Returns how many were planned (a refused rendering is journaled skipped)."""
+    assert strategy.undo is not None
+    planned = 0
+    found = journal.latest_incidents(tx, strategy.name, analysis.fleet, analysis.canary)
+    for target in analysis.canary:
+        if target not in found:
+            continue
+        incident_id, columns = found[target]
+        context = incident_context(
+            columns["labels"],
+            columns["annotations"],
+            columns["fingerprint"],
+            columns["starts_at"],
+            columns["generator_url"],
+        )
+        plan = render_plan(strategy.undo, context)
+        why = f"undo: the analysis after the canary found it worse than the baseline ({reason})"
+        tx.insert_action(
+            NewAction(
+                incident_id=incident_id,
+                strategy=strategy.name,
+                action=strategy.undo.action,
+                executor=strategy.undo.executor,
+                target=plan.target,
+                params=plan.params,
+                status="skipped" if plan.refused else "planned",
+                reason=plan.refused or why,
+                dry_run=strategy.undo.dry_run,
+                created_at=now,
+                step=UNDO_STEP,
+            )
+        )
+        planned += 0 if plan.refused else 1
+    return planned
 
 
 def analysis_queries(

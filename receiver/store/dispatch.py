@@ -69,7 +69,8 @@ def _row(values: tuple[Any, ...]) -> ActionRow:
     return ActionRow(
         id_, incident_id, strategy, action, executor, target, json.loads(params),
         bool(dry_run), created_at, started_at, json.loads(labels), json.loads(annotations),
-        incident_status, json.loads(process) if process else None, step or 1, run_id,
+        incident_status, json.loads(process) if process else None,
+        1 if step is None else step, run_id,
         waiting, fleet,
     )  # fmt: skip
 

@@ -98,6 +98,8 @@ class Waiting:
     target: str
     since: float
     waiting: str | None
+    not_before: float | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,8 @@ def save_size(
 def waiting(tx: SqlTransaction, strategy: str, fleet: str) -> list[Waiting]:
     """The fleet's planned actions, oldest first."""
     rows = tx.execute(
-        "SELECT id, target, created_at, waiting FROM actions WHERE strategy = ? AND fleet = ? "
+        "SELECT id, target, created_at, waiting, not_before, reason FROM actions "
+        "WHERE strategy = ? AND fleet = ? "
         "AND status = 'planned' ORDER BY id",
         (strategy, fleet),
     ).fetchall()
@@ -196,6 +199,35 @@ def run_ends(
         (strategy, fleet, *targets),
     ).fetchall()
     return {target: (status, reason, ended_at) for target, status, reason, ended_at in rows}
+
+
+def latest_incidents(
+    tx: SqlTransaction, strategy: str, fleet: str, targets: tuple[str, ...]
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Per target: its latest incident in this fleet, as (id, template context columns:
+    labels, annotations, fingerprint, starts_at, generator_url)."""
+    if not targets:
+        return {}
+    marks = ", ".join("?" for _ in targets)
+    rows = tx.execute(
+        "SELECT a.target, i.id, i.labels, i.annotations, i.fingerprint, i.starts_at, "
+        "i.generator_url FROM actions a JOIN incidents i ON i.id = a.incident_id "
+        f"WHERE a.strategy = ? AND a.fleet = ? AND a.target IN ({marks}) ORDER BY a.id",
+        (strategy, fleet, *targets),
+    ).fetchall()
+    return {
+        target: (
+            incident_id,
+            {
+                "labels": json.loads(labels),
+                "annotations": json.loads(annotations),
+                "fingerprint": fingerprint,
+                "starts_at": starts_at,
+                "generator_url": generator_url,
+            },
+        )
+        for target, incident_id, labels, annotations, fingerprint, starts_at, generator_url in rows
+    }
 
 
 def distinct_targets(tx: SqlTransaction, strategy: str, fleet: str, since: float) -> int:

@@ -398,7 +398,7 @@ ACTION_COLUMNS: tuple[listing.Column, ...] = (
     ("reason", "text"), ("dry_run", "plain"), ("created_at", "plain"),
     ("updated_at", "plain"), ("started_at", "plain"), ("finished_at", "plain"),
     ("claimed_by", "text"), ("output", "text"), ("step", "plain"), ("run_id", "plain"),
-    ("not_before", "plain"), ("waiting", "plain"),
+    ("not_before", "plain"), ("waiting", "plain"), ("fleet", "text"),
 )  # fmt: skip
 #: a runbook run's columns as the incident detail shows them; the text ones are cut at
 #: limits.max_field_bytes (a reason or an escalation note may quote an executor's error)
@@ -868,9 +868,11 @@ def _action_dict(row: dict[str, Any]) -> dict[str, Any]:
         "finished_at": iso(row["finished_at"]),
         "claimed_by": row["claimed_by"],
         "output": row["output"],
-        # the runbook step (1-based) and run it carries out; while planned, why it waits
-        # (wait, locked, cooldown, concurrency; null: queued) and when it is eligible
-        "step": row["step"] or 1,
+        # the runbook step (1-based; 0: the strategy's undo) and run it carries out; while
+        # planned, why it waits (wait, locked, cooldown, concurrency, fleet; null: queued)
+        # and when it is eligible; the fleet its target belongs to
+        "step": 1 if row["step"] is None else row["step"],
+        "fleet": row["fleet"],
         "run_id": row["run_id"],
         "waiting": row["waiting"] if row["status"] == "planned" else None,
         "not_before": iso(row["not_before"]),
