@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import requests
 
 from tests.support.journal import open_journal, post_webhook, settle, wait_for
 from tests.support.payloads import alert, notification
+from tests.support.postgres import postgres_schema
 from tests.support.processes import Running, alertmanager, remediator
 from tests.support.receiver import AM_CONFIG, write_config
 
@@ -81,10 +82,16 @@ def am(tmp_path: Path) -> Iterator[Running]:
 
 
 @contextmanager
-def serve(tmp_path: Path, am: Running, code: int) -> Iterator[tuple[Running, Any]]:
+def serve(
+    tmp_path: Path, am: Running, code: int, journal: str = "sqlite"
+) -> Iterator[tuple[Running, Any]]:
     config = write_config(tmp_path, config_text(tmp_path, am, code))
-    store = f"sqlite:///{tmp_path / 'journal.db'}"
-    with remediator(tmp_path, config, store) as server:
+    with ExitStack() as stack:
+        if journal == "postgresql":
+            store = stack.enter_context(postgres_schema())
+        else:
+            store = f"sqlite:///{tmp_path / 'journal.db'}"
+        server = stack.enter_context(remediator(tmp_path, config, store))
         yield server, open_journal(store)
 
 
@@ -133,8 +140,11 @@ def test_a_curable_fault_on_30_targets_goes_in_waves_never_more_than_3_at_once(
         assert fleet_escalations(am) == []
 
 
-def test_a_shared_fault_costs_one_canary_action_and_one_escalation(tmp_path: Path, am: Running):
-    with serve(tmp_path, am, code=1) as (server, journal):
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_shared_fault_costs_one_canary_action_and_one_escalation(
+    tmp_path: Path, am: Running, store: str
+):
+    with serve(tmp_path, am, code=1, journal=store) as (server, journal):
         fire_all(server)
         actions = settle(journal, 30, timeout=120)
         executed = [a for a in actions if a["status"] == "failed"]
