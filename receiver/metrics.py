@@ -31,6 +31,7 @@ from receiver.store import fleets as fleet_journal
 from receiver.store.labels import FOLDED_METRIC, OTHER, fold_label_set, fold_totals
 from receiver.store.totals import (
     ACTION_BUCKETS,
+    CANARY_METRIC,
     DURATION_BUCKETS,
     ESCALATIONS_METRIC,
     RUNS_METRIC,
@@ -83,10 +84,16 @@ COUNTERS = {
         ("strategy", "status"),
     ),
     ESCALATIONS_METRIC: (
-        "Attempts to deliver the escalation of a runbook run that ended uncured, by "
-        "outcome: sent, undeliverable (no escalation executor) or retrying (it failed; "
-        "tried again later).",
+        "Attempts to deliver an escalation (of a runbook run that ended uncured, or a "
+        "fleet's one escalation), by outcome: sent, undeliverable (no escalation executor) "
+        "or retrying (it failed; tried again later).",
         ("outcome",),
+    ),
+    CANARY_METRIC: (
+        "Canary analyses of fleet waves, by strategy and verdict: pass (the wave goes on), "
+        "fail (the canaries worse than the baseline: the wave halts) or inconclusive (too "
+        "little data; the fleet's on_inconclusive decides).",
+        ("strategy", "verdict"),
     ),
     FOLDED_METRIC: (
         "Events journaled under the label value `other` because the label already had "
