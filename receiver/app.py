@@ -280,7 +280,8 @@ def list_fleets() -> Response:
     limit, offset, _ = _page_args()
     config = state().config
     strategies = {s.name: s for s in config.strategies}
-    page = state().store.look(lambda tx: fleetrun.page(tx, strategies, limit, offset))
+    now = time.time()
+    page = state().store.look(lambda tx: fleetrun.page(tx, strategies, limit, offset, now))
     return _page_response(page)
 
 

@@ -399,10 +399,17 @@ def escalation_text(summary: dict[str, Any]) -> str:
     return text
 
 
-def page(tx: SqlTransaction, strategies: dict[str, Strategy], limit: int, offset: int) -> Page:
+def page(
+    tx: SqlTransaction, strategies: dict[str, Strategy], limit: int, offset: int, now: float
+) -> Page:
     """A page of GET /api/v1/fleets: each fleet's view with its latest analyses and its
-    breaker, by strategy and fleet."""
+    breaker, by strategy and fleet. A fleet's `size` is the one its gate plans with at
+    `now` (seconds): `size_query`'s last answer, else the journal's distinct targets."""
     rows, total = journal.listing(tx, limit, offset)
+    for row in rows:
+        row["size"], row["size_source"] = _listed_size(
+            tx, strategies.get(row["strategy"]), row, now
+        )
     views = fleet_views(rows, strategies)
     for view in views:
         view["analyses"] = journal.analyses(tx, view["strategy"], view["fleet"], limit=5)
@@ -411,8 +418,23 @@ def page(tx: SqlTransaction, strategies: dict[str, Strategy], limit: int, offset
     return Page(views, total, limit, offset)
 
 
+def _listed_size(
+    tx: SqlTransaction, strategy: Strategy | None, row: dict[str, Any], now: float
+) -> tuple[int | None, str]:
+    """(size, where it comes from) as `_size` finds it for the fleet gate; a fleet whose
+    strategy no longer has `fleet` shows the size last measured."""
+    if strategy is None or strategy.fleet is None:
+        return row["size"], "size_query" if row["size"] is not None else "journal"
+    if strategy.fleet.size_query is not None and row["size"] is not None:
+        return row["size"], "size_query"
+    since = now - strategy.fleet.size_window
+    return journal.distinct_targets(tx, strategy.name, row["fleet"], since), "journal"
+
+
 def fleet_views(rows: list[dict[str, Any]], strategies: dict[str, Strategy]) -> list[dict]:
-    """What GET /api/v1/fleets shows of each journaled fleet (see fleets.fleet_view)."""
+    """What GET /api/v1/fleets shows of each journaled fleet (see fleets.fleet_view);
+    each row as `journal.listing` gives it, with `size` and `size_source` as `page`
+    measured them."""
     views = []
     for row in rows:
         strategy = strategies.get(row["strategy"])
@@ -426,7 +448,7 @@ def fleet_views(rows: list[dict[str, Any]], strategies: dict[str, Strategy]) -> 
         view.update(
             strategy=row["strategy"],
             configured=strategy is not None and strategy.fleet is not None,
-            size_source="size_query" if row["size"] is not None else "journal",
+            size_source=row["size_source"],
             reason=row["reason"],
             next_at=iso(row["next_at"]),
             updated_at=iso(row["updated_at"]),
