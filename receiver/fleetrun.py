@@ -36,6 +36,7 @@ from receiver.plans import incident_context
 from receiver.store import dispatch, totals
 from receiver.store import fleets as journal
 from receiver.store.base import Page
+from receiver.store.listing import PageBounds, PageFill
 from receiver.store.sql import iso
 from receiver.templates import RenderError, UnsafeValueError
 
@@ -400,22 +401,30 @@ def escalation_text(summary: dict[str, Any]) -> str:
 
 
 def page(
-    tx: SqlTransaction, strategies: dict[str, Strategy], limit: int, offset: int, now: float
+    tx: SqlTransaction,
+    strategies: dict[str, Strategy],
+    bounds: PageBounds,
+    offset: int,
+    now: float,
 ) -> Page:
     """A page of GET /api/v1/fleets: each fleet's view with its latest analyses and its
-    breaker, by strategy and fleet. A fleet's `size` is the one its gate plans with at
-    `now` (seconds): `size_query`'s last answer, else the journal's distinct targets."""
-    rows, total = journal.listing(tx, limit, offset)
+    breaker, by strategy and fleet, at most `bounds.rows` fleets and, as every listing,
+    stopping before the fleet that would take the JSON past `bounds.page_bytes` (the
+    first always shows). A fleet's `size` is the one its gate plans with at `now`
+    (seconds): `size_query`'s last answer, else the journal's distinct targets."""
+    rows, total = journal.listing(tx, bounds.rows, offset)
     for row in rows:
         row["size"], row["size_source"] = _listed_size(
             tx, strategies.get(row["strategy"]), row, now
         )
-    views = fleet_views(rows, strategies)
-    for view in views:
+    fill = PageFill(bounds)
+    for view in fleet_views(rows, strategies):
         view["analyses"] = journal.analyses(tx, view["strategy"], view["fleet"], limit=5)
         held = dispatch.load_breaker(tx, view["strategy"], breaker_target(view["fleet"]))
         view["breaker"] = {"target": breaker_target(view["fleet"]), **held.to_dict()}
-    return Page(views, total, limit, offset)
+        if not fill.add(view):
+            break
+    return Page(fill.items, total, bounds.rows, offset)
 
 
 def _listed_size(

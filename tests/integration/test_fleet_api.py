@@ -190,6 +190,34 @@ def test_fleets_are_paged_by_strategy_then_fleet(tmp_path: Path):
         assert db["analyses"] == []
 
 
+def test_a_fleets_page_stops_before_the_fleet_that_would_pass_max_page_bytes(tmp_path: Path):
+    """As every listing: at most limits.max_page_bytes of JSON (the first fleet always
+    shows), fewer fleets than `limit` then, and next_offset says where to read on."""
+    page_bytes = 4096  # the smallest the config takes; a fleet's JSON is ~0.6 KB here
+    services = [f"svc-{n}" for n in range(1, 13)]
+    alerts = [
+        alert("DownA", service=s, instance=f"{s}-1", starts_at="2026-11-29T10:00:00Z")
+        for s in services
+    ]
+    config = PAGED_CONFIG + f"limits: {{max_page_bytes: {page_bytes}}}\n"
+    with serve(tmp_path, config) as (server, journal):
+        assert post_webhook(server.url, notification(*alerts)).status_code == 200
+        settle(journal, len(alerts))
+        wait_for(lambda: fleets(server)["total"] == len(services), 20, "the fleets journaled")
+        seen: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            response = requests.get(
+                f"{server.url}/api/v1/fleets", params={"offset": offset}, timeout=5
+            )
+            assert len(response.content) <= page_bytes
+            body = response.json()
+            assert 0 < len(body["data"]) < body["limit"]  # bounded by bytes, not by rows
+            seen += [f["fleet"] for f in body["data"]]
+            offset = body["next_offset"]
+        assert seen == sorted(services)
+
+
 def test_metrics_export_the_fleet_gauges_during_a_wave_and_after_it(tmp_path: Path, prom: Running):
     with serve(tmp_path, wave_config(tmp_path, prom)) as (server, journal):
         alerts = [
