@@ -277,10 +277,11 @@ def list_fleets() -> Response:
     """Fleets as journaled (fleets.py, fleetrun.py): size, in flight, the wave with its
     stage and verdicts, the latest analyses with their judgements, the fleet's breaker
     and its escalation."""
-    limit, offset, _ = _page_args()
+    _, offset, bounds = _page_args()
     config = state().config
     strategies = {s.name: s for s in config.strategies}
-    page = state().store.look(lambda tx: fleetrun.page(tx, strategies, limit, offset))
+    now = time.time()
+    page = state().store.look(lambda tx: fleetrun.page(tx, strategies, bounds, offset, now))
     return _page_response(page)
 
 

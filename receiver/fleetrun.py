@@ -36,6 +36,7 @@ from receiver.plans import incident_context, render_plan
 from receiver.store import dispatch, totals
 from receiver.store import fleets as journal
 from receiver.store.base import NewAction, Page
+from receiver.store.listing import PageBounds, PageFill
 from receiver.store.sql import iso
 from receiver.templates import RenderError, UnsafeValueError
 
@@ -448,20 +449,50 @@ def escalation_text(summary: dict[str, Any]) -> str:
     return text
 
 
-def page(tx: SqlTransaction, strategies: dict[str, Strategy], limit: int, offset: int) -> Page:
+def page(
+    tx: SqlTransaction,
+    strategies: dict[str, Strategy],
+    bounds: PageBounds,
+    offset: int,
+    now: float,
+) -> Page:
     """A page of GET /api/v1/fleets: each fleet's view with its latest analyses and its
-    breaker, by strategy and fleet."""
-    rows, total = journal.listing(tx, limit, offset)
-    views = fleet_views(rows, strategies)
-    for view in views:
+    breaker, by strategy and fleet, at most `bounds.rows` fleets and, as every listing,
+    stopping before the fleet that would take the JSON past `bounds.page_bytes` (the
+    first always shows). A fleet's `size` is the one its gate plans with at `now`
+    (seconds): `size_query`'s last answer, else the journal's distinct targets."""
+    rows, total = journal.listing(tx, bounds.rows, offset)
+    for row in rows:
+        row["size"], row["size_source"] = _listed_size(
+            tx, strategies.get(row["strategy"]), row, now
+        )
+    fill = PageFill(bounds)
+    for view in fleet_views(rows, strategies):
         view["analyses"] = journal.analyses(tx, view["strategy"], view["fleet"], limit=5)
         held = dispatch.load_breaker(tx, view["strategy"], breaker_target(view["fleet"]))
         view["breaker"] = {"target": breaker_target(view["fleet"]), **held.to_dict()}
-    return Page(views, total, limit, offset)
+        if not fill.add(view):
+            break
+    return Page(fill.items, total, bounds.rows, offset)
+
+
+def _listed_size(
+    tx: SqlTransaction, strategy: Strategy | None, row: dict[str, Any], now: float
+) -> tuple[int | None, str]:
+    """(size, where it comes from) as `_size` finds it for the fleet gate; a fleet whose
+    strategy no longer has `fleet` shows the size last measured."""
+    if strategy is None or strategy.fleet is None:
+        return row["size"], "size_query" if row["size"] is not None else "journal"
+    if strategy.fleet.size_query is not None and row["size"] is not None:
+        return row["size"], "size_query"
+    since = now - strategy.fleet.size_window
+    return journal.distinct_targets(tx, strategy.name, row["fleet"], since), "journal"
 
 
 def fleet_views(rows: list[dict[str, Any]], strategies: dict[str, Strategy]) -> list[dict]:
-    """What GET /api/v1/fleets shows of each journaled fleet (see fleets.fleet_view)."""
+    """What GET /api/v1/fleets shows of each journaled fleet (see fleets.fleet_view);
+    each row as `journal.listing` gives it, with `size` and `size_source` as `page`
+    measured them."""
     views = []
     for row in rows:
         strategy = strategies.get(row["strategy"])
@@ -475,7 +506,7 @@ def fleet_views(rows: list[dict[str, Any]], strategies: dict[str, Strategy]) -> 
         view.update(
             strategy=row["strategy"],
             configured=strategy is not None and strategy.fleet is not None,
-            size_source="size_query" if row["size"] is not None else "journal",
+            size_source=row["size_source"],
             reason=row["reason"],
             next_at=iso(row["next_at"]),
             updated_at=iso(row["updated_at"]),

@@ -84,15 +84,15 @@ COUNTERS = {
         ("strategy", "status"),
     ),
     ESCALATIONS_METRIC: (
-        "Attempts to deliver the escalation of a runbook run that ended uncured, or of a "
-        "fleet (a halted wave, its failures within the escalation window), by outcome: "
-        "sent, undeliverable (no escalation executor) or retrying (it failed; tried again "
-        "later).",
+        "Attempts to deliver an escalation (of a runbook run that ended uncured, or a "
+        "fleet's one escalation), by outcome: sent, undeliverable (no escalation executor) "
+        "or retrying (it failed; tried again later).",
         ("outcome",),
     ),
     CANARY_METRIC: (
-        "Canary analyses of fleet waves, by strategy and verdict: pass (the stage goes on), "
-        "fail (the canaries are worse than the baseline: the wave halts) or inconclusive.",
+        "Canary analyses of fleet waves, by strategy and verdict: pass (the wave goes on), "
+        "fail (the canaries worse than the baseline: the wave halts) or inconclusive (too "
+        "little data; the fleet's on_inconclusive decides).",
         ("strategy", "verdict"),
     ),
     FOLDED_METRIC: (

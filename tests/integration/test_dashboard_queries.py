@@ -18,6 +18,7 @@ from tests.support.receiver import TOKEN
 from tests.support.scenario import scenario
 
 RULES = REPO / "rules" / "remediator.rules.yml"
+STARTS = "2026-07-01T00:00:00Z"
 
 
 def load_rule_exprs(path: Path) -> list[tuple[str, str]]:
@@ -25,13 +26,38 @@ def load_rule_exprs(path: Path) -> list[tuple[str, str]]:
     return [(rule["alert"], rule["expr"]) for group in groups for rule in group["rules"]]
 
 
-def prometheus_config(target: str) -> str:
-    return f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+def prometheus_config(target: str | None) -> str:
+    """Prometheus with the meta-monitoring rules, scraping `target` (None: nothing yet)."""
+    text = f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 rule_files: [{RULES}]
-scrape_configs:
+"""
+    if target is None:
+        return text
+    return f"""{text}scrape_configs:
   - job_name: remediator
     static_configs: [{{targets: ['{target}']}}]
 """
+
+
+#: A fleet strategy beside the scenario's, so the fleet panels have series: a wave of
+#: three, its canary analysed by the same Prometheus (a constant: it passes).
+FLEET_STRATEGY = """  - name: heal-shop
+    matchers: ['alertname="ShopErrors"']
+    action: restart
+    executor: logger
+    target: '{{ labels.instance }}'
+    fleet:
+      max_in_flight: 2
+      progressive: {min_targets: 3, gather: 1s, canary: 1, stages: [100%], pause: 0s}
+      analysis:
+        interval: 5s
+        step: 1s
+        metrics: [{name: steady, query: 'vector(1)'}]
+"""
+
+
+def fleet_config(prometheus_url: str) -> str:
+    return f"{FLEET_STRATEGY}prometheus: {{url: {prometheus_url}}}\n"
 
 
 def query(prom, expr: str) -> dict:
@@ -53,28 +79,41 @@ def wait_for_samples(prom, expr: str, timeout: float = 30.0) -> None:
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory):
     workdir: Path = tmp_path_factory.mktemp("dashboard")
-    with scenario(workdir) as (server, _journal, _config, _store, _now):
+    # Prometheus first: the fleet's canary analysis queries it; it scrapes the receiver
+    # once the receiver listens (a reload with the target)
+    with (
+        prometheus(workdir / "prom", prometheus_config(None)) as prom,
+        scenario(workdir, extra_config=fleet_config(prom.url)) as (server, *_),
+    ):
         target = server.url.removeprefix("http://")
-        with prometheus(workdir / "prom", prometheus_config(target)) as prom:
-            wait_for_samples(prom, "remediator_open_incidents")
-            # events while Prometheus watches, so that increases, rates and quantiles
-            # have something to show: remediations that succeed, then their resolutions
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            for second in range(4):
-                starts = f"2026-07-01T00:00:0{second}Z"
-                firing = alert("ServiceDown", service=f"extra{second}", starts_at=starts)
-                resolved = {
-                    **firing,
-                    "status": "resolved",
-                    "endsAt": f"2026-07-01T00:01:0{second}Z",
-                }
-                for body in (notification(firing), notification(resolved)):
-                    requests.post(f"{server.url}/webhook", json=body, headers=headers, timeout=10)
-                    time.sleep(0.6)
-            wait_for_samples(
-                prom, 'rate(remediator_http_requests_total{handler="/webhook"}[1m]) > 0'
-            )
-            yield prom
+        (workdir / "prom" / "prometheus.yml").write_text(prometheus_config(target))
+        requests.post(f"{prom.url}/-/reload", timeout=10).raise_for_status()
+        wait_for_samples(prom, "remediator_open_incidents")
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        # a wave of the fleet strategy: its canary restarted, analysed, then the rest
+        shop = [
+            alert("ShopErrors", service="shop", instance=f"shop-{n}", starts_at=STARTS)
+            for n in (1, 2, 3)
+        ]
+        requests.post(
+            f"{server.url}/webhook", json=notification(*shop), headers=headers, timeout=10
+        )
+        # events while Prometheus watches, so that increases, rates and quantiles
+        # have something to show: remediations that succeed, then their resolutions
+        for second in range(4):
+            starts = f"2026-07-01T00:00:0{second}Z"
+            firing = alert("ServiceDown", service=f"extra{second}", starts_at=starts)
+            resolved = {
+                **firing,
+                "status": "resolved",
+                "endsAt": f"2026-07-01T00:01:0{second}Z",
+            }
+            for body in (notification(firing), notification(resolved)):
+                requests.post(f"{server.url}/webhook", json=body, headers=headers, timeout=10)
+                time.sleep(0.6)
+        wait_for_samples(prom, 'rate(remediator_http_requests_total{handler="/webhook"}[1m]) > 0')
+        wait_for_samples(prom, 'remediator_fleet_wave_stage{strategy="heal-shop"}')
+        yield prom
 
 
 EXPRS = dashboard_exprs(DEFAULT_VARIABLES)

@@ -39,6 +39,11 @@ CONTRACT: dict[str, frozenset[str]] = {
     "remediator_open_incidents": frozenset(),
     "remediator_http_requests_total": frozenset({"handler", "method", "code"}),
     "remediator_http_request_duration_seconds": frozenset({"handler"}),
+    # planned actions by what delays them, and fleets (issue 15)
+    "remediator_actions_waiting": frozenset({"reason"}),
+    "remediator_fleet_in_flight": frozenset({"strategy", "fleet"}),
+    "remediator_fleet_wave_stage": frozenset({"strategy", "fleet"}),
+    "remediator_canary_verdicts_total": frozenset({"strategy", "verdict"}),
 }
 # The values the contract fixes for some labels: (metric, label) -> values.
 LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
@@ -51,8 +56,12 @@ LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("remediator_actions_skipped_total", "reason"): frozenset(
         {"dry_run", "locked", "cooldown", "budget", "breaker_open", "precondition", "refused"}
-        | {"config"}
+        | {"config", "when", "halted"}
     ),
+    ("remediator_actions_waiting", "reason"): frozenset(
+        {"wait", "locked", "cooldown", "concurrency", "fleet", "queued"}
+    ),
+    ("remediator_canary_verdicts_total", "verdict"): frozenset({"pass", "fail", "inconclusive"}),
     ("remediator_alerts_received_total", "status"): frozenset({"firing", "resolved"}),
 }
 HISTOGRAMS = frozenset(

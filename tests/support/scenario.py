@@ -81,14 +81,19 @@ def firing(name: str, service: str, starts: datetime, **annotations: str) -> dic
 
 
 @contextmanager
-def scenario(workdir: Path, *extra_args: str) -> Iterator[tuple]:
-    """Yield (server, journal, config path, store url, now) once the script has run."""
+def scenario(workdir: Path, *extra_args: str, extra_config: str = "") -> Iterator[tuple]:
+    """Yield (server, journal, config path, store url, now) once the script has run.
+
+    `extra_config` is appended to the config after its strategies: more strategies (as
+    list items indented by two spaces), then top-level keys. The script never fires them;
+    the caller does, so the figures above stay those of the script.
+    """
     (workdir / "token").write_text(TOKEN)
     now = datetime.now(UTC).replace(microsecond=0)
     t_web = now - timedelta(minutes=10)
     with supervisord(workdir / "sup", program("web", numprocs=3)) as sup:
         config = workdir / "remediation.yml"
-        config.write_text(config_text(sup.url))
+        config.write_text(config_text(sup.url) + extra_config)
         store_url = f"sqlite:///{workdir / 'journal.db'}"
         journal = SqliteStore(store_url)
         with remediator(workdir, config, store_url, *extra_args) as server:

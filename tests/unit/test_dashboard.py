@@ -353,6 +353,48 @@ def test_count_panels(dashboard):
     assert "remediator_alerts_received_total" in exprs_of(by_title(dashboard, "Alerts received"))
 
 
+FLEET_LEGEND = "{{strategy}} / {{fleet}}"
+
+
+def test_fleet_panels_draw_each_fleet_of_the_selected_strategies(dashboard):
+    for title in ("Fleet targets in flight", "Fleet wave stage"):
+        panel = by_title(dashboard, title)
+        [target] = panel["targets"]
+        # replicas export the same journal figures: max, never sum, keeps one per fleet
+        assert target["expr"].startswith("max by (strategy, fleet) ("), title
+        assert target["legendFormat"] == FLEET_LEGEND, title
+    assert by_title(dashboard, "Fleet targets in flight")["fieldConfig"]["defaults"]["min"] == 0
+
+
+def test_fleet_wave_stage_names_no_wave_and_the_canary_and_numbers_the_stages(dashboard):
+    """remediator_fleet_wave_stage: -1 no wave running, 0 the canary, k the k-th stage."""
+    panel = by_title(dashboard, "Fleet wave stage")
+    assert panel["type"] == "state-timeline"
+    assert mappings(panel) == {"-1": ("no wave", "transparent"), "0": ("canary", "orange")}
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["unit"] == "prefix:stage "  # unmapped k shows as "stage k"
+    assert defaults["decimals"] == 0
+
+
+def test_canary_verdicts_are_stacked_bars_per_verdict_in_their_colours(dashboard):
+    panel = by_title(dashboard, "Canary verdicts")
+    custom = panel["fieldConfig"]["defaults"]["custom"]
+    assert (custom["drawStyle"], custom["stacking"]["mode"]) == ("bars", "normal")
+    assert "sum by (verdict) (max without (instance) (increase(" in exprs_of(panel)
+    colours = {
+        override["matcher"]["options"]: override["properties"][0]["value"]["fixedColor"]
+        for override in panel["fieldConfig"]["overrides"]
+    }
+    assert colours == {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
+def test_waiting_actions_are_drawn_by_reason_once_across_replicas(dashboard):
+    panel = by_title(dashboard, "Actions waiting by reason")
+    assert exprs_of(panel) == "max by (reason) (remediator_actions_waiting)"
+    assert panel["targets"][0]["legendFormat"] == "{{reason}}"
+    assert panel["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+
+
 # ---------------------------------------------------------------------------- provisioning
 
 
@@ -462,6 +504,30 @@ JOURNAL_SERIES = [
     ('remediator_availability_ratio{service="checkout"}', "0.99x10"),
     ('remediator_availability_ratio{service="search"}', "0.5x10"),
     ('remediator_availability_ratio{service="other"}', "0.1x10"),
+    # fleets: restart-web/web's wave at its canary with 1 in flight, scale-api/api's
+    # wave at stage 2 with 3 in flight, run-fix/db without a wave; other/x not selected
+    *[
+        (f'remediator_fleet_{name}{{strategy="{s}", fleet="{f}"}}', f"{value}x10")
+        for s, f, flying, stage in (
+            ("restart-web", "web", 1, 0),
+            ("scale-api", "api", 3, 2),
+            ("run-fix", "db", 0, -1),
+            ("other", "x", 9, 1),
+        )
+        for name, value in (("in_flight", flying), ("wave_stage", stage))
+    ],
+    # canary analyses between 0m and 5m: restart-web 2 pass, 1 fail; run-fix 1
+    # inconclusive (0 pass); other 5 fail (not selected)
+    ('remediator_canary_verdicts_total{strategy="restart-web", verdict="pass"}', "0x4 2x5"),
+    ('remediator_canary_verdicts_total{strategy="restart-web", verdict="fail"}', "0x4 1x5"),
+    ('remediator_canary_verdicts_total{strategy="run-fix", verdict="pass"}', "0x10"),
+    ('remediator_canary_verdicts_total{strategy="run-fix", verdict="inconclusive"}', "0x4 1x5"),
+    ('remediator_canary_verdicts_total{strategy="other", verdict="fail"}', "0x4 5x5"),
+    # planned actions waiting: 4 for their fleet, 2 queued, none for the others
+    *[
+        (f'remediator_actions_waiting{{reason="{reason}"}}', f"{count}x10")
+        for reason, count in (("fleet", 4), ("queued", 2), ("cooldown", 0))
+    ],
 ]
 EXPECTED = {
     "Receivers up": {"{}": 2},
@@ -491,6 +557,27 @@ EXPECTED = {
         '{outcome="skipped"}': 4,
     },
     "Skipped actions by reason": {'{reason="dry_run"}': 4},
+    "Fleet targets in flight": {
+        '{strategy="restart-web", fleet="web"}': 1,
+        '{strategy="scale-api", fleet="api"}': 3,
+        '{strategy="run-fix", fleet="db"}': 0,
+    },
+    "Fleet wave stage": {
+        '{strategy="restart-web", fleet="web"}': 0,
+        '{strategy="scale-api", fleet="api"}': 2,
+        '{strategy="run-fix", fleet="db"}': -1,
+    },
+    "Canary verdicts": {
+        '{verdict="pass"}': 2 + 0,
+        '{verdict="fail"}': 1,  # other's 5 not selected
+        '{verdict="inconclusive"}': 1,
+    },
+    # one figure per reason, not the two replicas' sum
+    "Actions waiting by reason": {
+        '{reason="fleet"}': 4,
+        '{reason="queued"}': 2,
+        '{reason="cooldown"}': 0,
+    },
 }
 # Later queries of a panel, by (title, index of the query). Quantiles interpolate
 # linearly inside the bucket holding the rank, as histogram_quantile does: checkout's
