@@ -468,12 +468,30 @@ def page(
         )
     fill = PageFill(bounds)
     for view in fleet_views(rows, strategies):
-        view["analyses"] = journal.analyses(tx, view["strategy"], view["fleet"], limit=5)
+        analyses = journal.analyses(tx, view["strategy"], view["fleet"], limit=5)
+        view["analyses"] = [_analysis_times(a) for a in analyses]
         held = dispatch.load_breaker(tx, view["strategy"], breaker_target(view["fleet"]))
         view["breaker"] = {"target": breaker_target(view["fleet"]), **held.to_dict()}
+        _view_times(view)
         if not fill.add(view):
             break
     return Page(fill.items, total, bounds.rows, offset)
+
+
+def _view_times(view: dict[str, Any]) -> None:
+    """The fleet's own times as ISO 8601, as the other listings show times (the breaker
+    keeps its state's Unix seconds, as GET /api/v1/breakers shows it)."""
+    view["escalated_at"] = iso(view["escalated_at"])
+    wave = view.get("wave")
+    if wave is not None:
+        wave["next_stage_at"] = iso(wave["next_stage_at"])
+        wave["verdicts"] = [{**v, "at": iso(v["at"])} for v in wave["verdicts"]]
+
+
+def _analysis_times(found: dict[str, Any]) -> dict[str, Any]:
+    shown = {**found, **{k: iso(found[k]) for k in ("due_at", "created_at", "finished_at")}}
+    shown["request"] = {**found["request"], "since": iso(found["request"]["since"])}
+    return shown
 
 
 def _listed_size(
