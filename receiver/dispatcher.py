@@ -111,6 +111,22 @@ class _Runtime:
         return f"unusable {reason}" if reason is not None else None
 
 
+@dataclass(frozen=True)
+class Escalated:
+    """What an escalation says: for whom (`strategy`, `target`, the alert's `labels` and
+    `annotations`), why, the annotations it adds (`details`) and the same as `text` for an
+    executor that takes only a reason; `action_id` the action it follows (0: none)."""
+
+    strategy: str
+    target: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    reason: str
+    details: dict[str, str]
+    text: str
+    action_id: int = 0
+
+
 #: Outcomes that need a person: a WARNING, so that a log alert on WARNING catches them.
 ATTENTION_STATUSES = ("failed", "timed_out")
 
@@ -654,43 +670,64 @@ class Dispatcher:
     def _deliver_fleet(
         self, config: Config, escalation: fleet_journal.FleetEscalation
     ) -> tuple[str | None, str]:
-        """Post one fleet escalation: (SENT | UNDELIVERABLE, note), or (None, note) to try
-        again after the lease."""
+        """Post one fleet escalation, its summary in the annotations (see _post)."""
+        summary = escalation.summary
+        text = fleetrun.escalation_text(summary)
+        details = {
+            "fleet": escalation.fleet,
+            "fleet_summary": text,
+            "fleet_targets": ", ".join(summary.get("targets", [])[: fleets.LISTED_TARGETS]),
+        }
+        return self._post(
+            config,
+            Escalated(
+                strategy=escalation.strategy,
+                target=fleetrun.breaker_target(escalation.fleet),
+                labels=summary.get("labels") or {},
+                annotations={},
+                reason=summary.get("why", "remediation failed"),
+                details=details,
+                text=text,
+            ),
+        )
+
+    def _post(self, config: Config, escalated: Escalated) -> tuple[str | None, str]:
+        """Post an escalation through the escalation executor: (SENT | UNDELIVERABLE,
+        note), or (None, note) to try again later (the executor failed or cannot be used
+        now). An Alertmanager gets an alert with `details` as annotations; any other
+        executor an `escalate` action whose reason carries `text`."""
         runtime = self._executors(config)
         am = self._alertmanager(config, runtime)
         if am is None:
             unusable = runtime.unusable(config.defaults.escalation_executor or "")
             if unusable:
                 return None, f"not escalated yet: {unusable}"
-            return fleet_journal.UNDELIVERABLE, "not escalated: no escalation_executor configured"
-        summary = escalation.summary
-        text = fleetrun.escalation_text(summary)
-        target = fleetrun.breaker_target(escalation.fleet)
-        labels = summary.get("labels") or {}
-        details = {
-            "fleet": escalation.fleet,
-            "fleet_summary": text,
-            "fleet_targets": ", ".join(summary.get("targets", [])[: fleets.LISTED_TARGETS]),
-        }
-        why = summary.get("why", "remediation failed")
+            return run_journal.UNDELIVERABLE, "not escalated: no escalation_executor configured"
         if isinstance(am, AlertmanagerExecutor):
-            result = am.escalate(labels, {}, why, escalation.strategy, target, details=details)
+            result = am.escalate(
+                escalated.labels,
+                escalated.annotations,
+                escalated.reason,
+                escalated.strategy,
+                escalated.target,
+                details=escalated.details,
+            )
         else:
             result = am.execute(
                 ActionRequest(
-                    0,
+                    escalated.action_id,
                     "escalate",
-                    target,
+                    escalated.target,
                     {},
-                    labels,
-                    {},
+                    escalated.labels,
+                    escalated.annotations,
                     config.defaults.timeout,
-                    reason=f"{why}\n{text}",
-                    strategy=escalation.strategy,
+                    reason=f"{escalated.reason}\n{escalated.text}",
+                    strategy=escalated.strategy,
                 )
             )
         if result.ok:
-            return fleet_journal.SENT, f"escalated via {am.name}: {result.detail}"
+            return run_journal.SENT, f"escalated via {am.name}: {result.detail}"
         return None, f"escalation via {am.name} failed, will retry: {result.detail}"
 
     # fleets: canary analyses, sizes --------------------------------------------------
@@ -814,43 +851,21 @@ class Dispatcher:
     def _deliver(
         self, config: Config, escalation: run_journal.Escalation
     ) -> tuple[str | None, str]:
-        """Post one escalation, its trail in the annotations: (SENT | UNDELIVERABLE, note),
-        or (None, note) to try again later (the executor failed or cannot be used now)."""
-        runtime = self._executors(config)
-        am = self._alertmanager(config, runtime)
-        if am is None:
-            unusable = runtime.unusable(config.defaults.escalation_executor or "")
-            if unusable:
-                return None, f"not escalated yet: {unusable}"
-            return run_journal.UNDELIVERABLE, "not escalated: no escalation_executor configured"
+        """Post one runbook escalation, its trail in the annotations (see _post)."""
         trail = self._trail_text(config, escalation)
-        details = {"runbook_trail": trail, "runbook_run": str(escalation.run)}
-        if isinstance(am, AlertmanagerExecutor):
-            result = am.escalate(
-                escalation.labels,
-                escalation.annotations,
-                escalation.reason,
-                escalation.strategy,
-                escalation.target,
-                details=details,
-            )
-        else:
-            result = am.execute(
-                ActionRequest(
-                    escalation.last_action_id or 0,
-                    "escalate",
-                    escalation.target,
-                    {},
-                    escalation.labels,
-                    escalation.annotations,
-                    config.defaults.timeout,
-                    reason=f"{escalation.reason}\n{trail}",
-                    strategy=escalation.strategy,
-                )
-            )
-        if result.ok:
-            return run_journal.SENT, f"escalated via {am.name}: {result.detail}"
-        return None, f"escalation via {am.name} failed, will retry: {result.detail}"
+        return self._post(
+            config,
+            Escalated(
+                strategy=escalation.strategy,
+                target=escalation.target,
+                labels=escalation.labels,
+                annotations=escalation.annotations,
+                reason=escalation.reason,
+                details={"runbook_trail": trail, "runbook_run": str(escalation.run)},
+                text=trail,
+                action_id=escalation.last_action_id or 0,
+            ),
+        )
 
     def _trail_text(self, config: Config, escalation: run_journal.Escalation) -> str:
         """The run's trail as the escalation carries it (runbooks.trail_text)."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver import fleets
 from receiver.store import totals
+from receiver.store.runs import PENDING  # the same outbox states as a run's
 
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
@@ -64,8 +65,6 @@ TABLES = [
 ADDED_COLUMNS = [("actions", "fleet", "TEXT")]
 ADDED_INDEXES = ["CREATE INDEX IF NOT EXISTS actions_by_fleet ON actions (strategy, fleet, status)"]
 
-#: escalation column, as store/runs.py's
-PENDING, SENT, UNDELIVERABLE = "pending", "sent", "undeliverable"
 #: status of an analysis
 DUE, DONE = "due", "done"
 #: a run's escalation column when the fleet's escalation covers it
@@ -244,15 +243,8 @@ def target_labels(
     tx: SqlTransaction, strategy: str, fleet: str, targets: tuple[str, ...]
 ) -> dict[str, dict[str, str]]:
     """The labels of each target's latest incident in this fleet (for its queries)."""
-    if not targets:
-        return {}
-    marks = ", ".join("?" for _ in targets)
-    rows = tx.execute(
-        "SELECT a.target, i.labels FROM actions a JOIN incidents i ON i.id = a.incident_id "
-        f"WHERE a.strategy = ? AND a.fleet = ? AND a.target IN ({marks}) ORDER BY a.id",
-        (strategy, fleet, *targets),
-    ).fetchall()
-    return {target: json.loads(labels) for target, labels in rows}
+    found = latest_incidents(tx, strategy, fleet, targets)
+    return {target: columns["labels"] for target, (_, columns) in found.items()}
 
 
 # analyses -----------------------------------------------------------------------------
