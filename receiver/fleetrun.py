@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from receiver import breaker, fleets
+from receiver import breaker, fleets, runbooks
 from receiver.config import UNDO_STEP, Strategy
 from receiver.plans import incident_context, render_plan
 from receiver.store import dispatch, totals
@@ -397,46 +397,58 @@ def row_reason(state: fleets.FleetState) -> str:
 def cover_failure(
     tx: SqlTransaction, strategy: Strategy, run_id: int, reason: str, now: float
 ) -> int:
-    """A run of a fleet strategy ended uncured: escalate for the fleet (returns 1) unless
-    the fleet escalated within `escalation_window`, which then covers it (returns 0). The
-    run's escalation column says `fleet` either way: the fleet's row carries it."""
+    """A run of a fleet strategy ended uncured: escalate for the fleet unless the fleet
+    escalated within `escalation_window`, whose escalation then counts it (and is posted
+    again, as an update of the same alert); a run skipped by a halted wave is covered by
+    the halt's escalation as it is. Returns the deliveries owed (0 or 1), or -1 when the
+    run's actions name no fleet (journaled before it had one: the caller escalates it
+    alone). The run's escalation column says `fleet` otherwise."""
     assert strategy.fleet is not None
     last = tx.execute(
-        "SELECT target, fleet FROM actions WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+        "SELECT target, fleet, status, reason FROM actions WHERE run_id = ? "
+        "ORDER BY id DESC LIMIT 1",
+        (run_id,),
     ).fetchone()
     if last is None or last[1] is None:
         return -1
-    target, fleet = last
-    row = journal.load(tx, strategy.name, fleet)
-    window = strategy.fleet.settings.escalation_window
-    escalates, why = fleets.failure_escalates(row.state.escalated_at, window, now)
-    if escalates:
-        journal.save(
-            tx,
-            strategy.name,
-            replace(row.state, escalated_at=now),
-            row.next_at,
-            row_reason(row.state),
-            now,
-        )
-        summary = {
-            "fleet": fleet,
-            "why": f"{target}: {reason}",
-            "failed_targets": [target],
-            "targets": [target],
-            "labels": _group_labels(tx, strategy, fleet, (target,)),
-            "summary": f"fleet {fleet}: remediation failed on {target}: {reason}",
-        }
-        journal.owe_escalation(tx, strategy.name, fleet, summary, now)
+    target, fleet, status, last_reason = last
+    owed = 0
+    if status == "skipped" and last_reason.startswith(f"{runbooks.HALTED}:"):
+        why = "covered by the escalation of the fleet's halted wave"
     else:
-        covered = journal.cover(tx, strategy.name, fleet, target, reason)
-        why += "" if covered else " (already delivered: not sent again)"
+        owed, why = _escalate_or_cover(tx, strategy, fleet, target, reason, now)
     tx.execute(
         "UPDATE runbook_runs SET escalation = ?, escalation_reason = ?, escalation_note = ? "
         "WHERE id = ?",
         (journal.COVERED, reason, f"fleet {fleet}: {why}", run_id),
     )
-    return int(escalates)
+    return owed
+
+
+def _escalate_or_cover(
+    tx: SqlTransaction, strategy: Strategy, fleet: str, target: str, reason: str, now: float
+) -> tuple[int, str]:
+    """(deliveries owed, why) for a failed run of the fleet: a new escalation, or the
+    fleet's escalation within the window counting it too."""
+    assert strategy.fleet is not None
+    row = journal.load(tx, strategy.name, fleet)
+    window = strategy.fleet.settings.escalation_window
+    escalates, why = fleets.failure_escalates(row.state.escalated_at, window, now)
+    if not escalates:
+        owed = journal.cover(tx, strategy.name, fleet, target, reason)
+        return int(owed), why + ("" if owed else " (it could not be delivered)")
+    state = replace(row.state, escalated_at=now)
+    journal.save(tx, strategy.name, state, row.next_at, row_reason(state), now)
+    summary = {
+        "fleet": fleet,
+        "why": f"{target}: {reason}",
+        "failed_targets": [target],
+        "targets": [target],
+        "labels": _group_labels(tx, strategy, fleet, (target,)),
+        "summary": f"fleet {fleet}: remediation failed on {target}: {reason}",
+    }
+    journal.owe_escalation(tx, strategy.name, fleet, summary, now)
+    return 1, why
 
 
 def escalation_text(summary: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver import fleets
 from receiver.store import totals
-from receiver.store.runs import PENDING  # the same outbox states as a run's
+from receiver.store.runs import PENDING, SENT  # the same outbox states as a run's
 
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
@@ -361,23 +361,27 @@ def owe_escalation(
 
 
 def cover(tx: SqlTransaction, strategy: str, fleet: str, target: str, reason: str) -> bool:
-    """Count a failed run of `target` into the fleet's escalation while it is still
-    pending (its summary lists the target, bounded); False when none is pending."""
+    """Count a failed run of `target` into the fleet's escalation (its summary counts it
+    and lists the target, bounded). One already sent is owed again, to be posted with the
+    same labels: Alertmanager updates the alert it holds (one alert, one page), now
+    counting this failure too. Returns whether a delivery is owed (False: none exists,
+    or it was undeliverable)."""
     row = tx.execute(
-        "SELECT escalation_summary FROM fleets WHERE strategy = ? AND fleet = ? AND escalation = ?",
-        (strategy, fleet, PENDING),
+        "SELECT escalation, escalation_summary FROM fleets WHERE strategy = ? AND fleet = ?",
+        (strategy, fleet),
     ).fetchone()
-    if row is None:
+    if row is None or row[0] not in (PENDING, SENT):
         return False
-    summary = json.loads(row[0])
+    summary = json.loads(row[1])
     covered = summary.setdefault("covered_targets", [])
     summary["covered"] = summary.get("covered", 0) + 1
     if target not in covered and len(covered) < LISTED:
         covered.append(target)
-    summary.setdefault("last_reason", reason)
+    summary["last_reason"] = reason
     tx.execute(
-        "UPDATE fleets SET escalation_summary = ? WHERE strategy = ? AND fleet = ?",
-        (json.dumps(summary), strategy, fleet),
+        "UPDATE fleets SET escalation = ?, escalation_summary = ?, escalation_claimed_at = "
+        "NULL WHERE strategy = ? AND fleet = ?",
+        (PENDING, json.dumps(summary), strategy, fleet),
     )
     return True
 

@@ -42,7 +42,7 @@ sys.exit(code)
 """
 
 
-def config_text(workdir: Path, am: Running, code: int) -> str:
+def config_text(workdir: Path, am: Running, code: int, progressive: bool = True) -> str:
     script = workdir / "act.py"
     script.write_text(ACT)
     record = workdir / "record.log"
@@ -65,7 +65,10 @@ strategies:
     breaker: {{failure_threshold: 50, recovery_timeout: 10m}}
     fleet:
       max_in_flight: 10%
-      progressive:
+""" + (PROGRESSIVE if progressive else "")
+
+
+PROGRESSIVE = """      progressive:
         min_targets: 3
         gather: 1s
         canary: 1
@@ -83,9 +86,9 @@ def am(tmp_path: Path) -> Iterator[Running]:
 
 @contextmanager
 def serve(
-    tmp_path: Path, am: Running, code: int, journal: str = "sqlite"
+    tmp_path: Path, am: Running, code: int, journal: str = "sqlite", progressive: bool = True
 ) -> Iterator[tuple[Running, Any]]:
-    config = write_config(tmp_path, config_text(tmp_path, am, code))
+    config = write_config(tmp_path, config_text(tmp_path, am, code, progressive))
     with ExitStack() as stack:
         if journal == "postgresql":
             store = stack.enter_context(postgres_schema())
@@ -169,3 +172,25 @@ def test_a_shared_fault_costs_one_canary_action_and_one_escalation(
         )
         # and nothing more arrives later: one escalation for the fleet, not 30
         assert len(fleet_escalations(am)) == 1
+
+
+def test_failures_outside_a_wave_share_the_fleets_one_escalation(tmp_path: Path, am: Running):
+    """No waves: every target is acted on, 3 at a time, and all 30 fail; the first failure
+    escalates for the fleet and the 29 others, within the escalation window, are counted
+    into that one alert (re-posted with the same labels: Alertmanager holds one)."""
+    with serve(tmp_path, am, code=1, progressive=False) as (server, journal):
+        fire_all(server)
+        actions = settle(journal, 30, timeout=120)
+        assert [a["status"] for a in actions] == ["failed"] * 30
+        assert peak_in_flight(tmp_path / "record.log") == 3
+
+        def counted_all() -> list[dict[str, Any]]:
+            found = fleet_escalations(am)
+            text = found[0]["annotations"]["fleet_summary"] if found else ""
+            return found if "also failed since: 29" in text else []
+
+        [escalation] = wait_for(counted_all, 30, "the fleet's alert counting all 30")
+        assert escalation["labels"]["remediation_target"] == "fleet:web"
+        fleet = requests.get(f"{server.url}/api/v1/fleets", timeout=5).json()["data"][0]
+        assert fleet["escalation"]["summary"]["covered"] == 29
+        assert len(fleet["escalation"]["summary"]["covered_targets"]) == 29
