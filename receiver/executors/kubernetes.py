@@ -101,16 +101,15 @@ T = TypeVar("T")
 #: The `kubernetes` client versions the executor supports and the tests run at (the
 #: lowest and the newest); pyproject.toml declares the same range (a unit test keeps
 #: them equal). 29.0.0 is the oldest the tests install.
-SUPPORTED_CLIENTS = ">=29,!=36.0.0,!=36.0.1"
+SUPPORTED_CLIENTS = ">=29,!=36.0.0"
 
 #: Why a version is left out of SUPPORTED_CLIENTS, said by `check` when it is installed.
 EXCLUDED_CLIENTS = {
-    # Their generated Configuration sends the token only from api_key["BearerToken"],
-    # but their kubeconfig and in-cluster loaders still store it as
-    # api_key["authorization"] (fixed in 36.0.2, kubernetes-client/python#2595).
+    # Its generated Configuration sends the token only from api_key["BearerToken"], but
+    # its kubeconfig and in-cluster loaders still store it as api_key["authorization"].
+    # 36.0.1's loaders store it as "BearerToken" (so it works with both); 36.0.2 also
+    # honours "authorization" for code that sets it itself (kubernetes-client/python#2595).
     "36.0.0": "it never sends the kubeconfig's or service account's token, "
-    "so the API refuses every call (401)",
-    "36.0.1": "it never sends the kubeconfig's or service account's token, "
     "so the API refuses every call (401)",
 }
 
