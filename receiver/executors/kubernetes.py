@@ -672,12 +672,7 @@ class KubernetesExecutor(Executor):
             current = self._read(target, deadline)
             self._refuse_paused(target, current, "restart")
             if target.kind.name == "statefulset":
-                strategy = (current.get("spec") or {}).get("updateStrategy") or {}
-                if strategy.get("type") == "OnDelete":
-                    raise KubeError(
-                        f"cannot restart {target.described}: it uses the OnDelete update "
-                        "strategy, so a rollout restart replaces no pod"
-                    )
+                self._refuse_restart_replacing_no_pod(target, current)
             metadata = ((current.get("spec") or {}).get("template") or {}).get("metadata")
             previous = ((metadata or {}).get("annotations") or {}).get(RESTARTED_AT)
             now = self._next_restart_stamp(target, previous, deadline)
@@ -706,6 +701,28 @@ class KubernetesExecutor(Executor):
             True,
             f"restarted {target} (restartedAt {now}{retried}); rollout complete: {progress}",
         )
+
+    def _refuse_restart_replacing_no_pod(self, target: Target, statefulset: dict[str, Any]) -> None:
+        """KubeError when a rollout restart of this StatefulSet would replace no pod, so it
+        is never reported as a restart: with OnDelete, or with a RollingUpdate partition
+        at or above its replicas (the controller only updates pods whose ordinal is >=
+        partition, as the StatefulSet docs' "Partitioned rolling updates" say; kubectl's
+        rollout status then calls the rollout complete at once, 0 pods updated)."""
+        spec = statefulset.get("spec") or {}
+        strategy = spec.get("updateStrategy") or {}
+        if strategy.get("type") == "OnDelete":
+            raise KubeError(
+                f"cannot restart {target.described}: it uses the OnDelete update "
+                "strategy, so a rollout restart replaces no pod"
+            )
+        partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
+        replicas = _int(spec.get("replicas", 1))
+        if partition > 0 and partition >= replicas:
+            raise KubeError(
+                f"cannot restart {target.described}: its rollingUpdate partition {partition} "
+                f"is not below its {replicas} replicas, so a rollout restart replaces no pod "
+                "(only pods with an ordinal >= the partition are updated)"
+            )
 
     def _next_restart_stamp(self, target: Target, previous: str | None, deadline: float) -> str:
         """A restartedAt (`self.clock()`) other than `previous`, waiting for the next
