@@ -170,6 +170,36 @@ def parse_target(text: str) -> Target:
     return Target(KINDS[kind], namespace, name)
 
 
+def target_template_problem(source: str, action: str | None) -> str | None:
+    """What is wrong with a kubernetes target template that can be told from the config
+    alone (`check`, start, reload), before any alert renders it; None when nothing can be.
+
+    A template without `{` is the target itself: parse_target's reason. Otherwise the
+    kind, when it is literal (the text before the first "/", without `{`), must be one of
+    KINDS, and `rollback` needs a deployment: both would fail every action at run time
+    (kubectl's short names such as `deploy/` are not targets here).
+    """
+    if "{" not in source:
+        try:
+            kind = parse_target(source).kind.name
+        except ValueError as exc:
+            return str(exc)
+    else:
+        kind, slash, _ = source.partition("/")
+        if not slash or "{" in kind:
+            return None  # the kind comes from a label: checked when rendered
+        if kind not in KINDS:
+            return (
+                f"target {source!r}: kind must be {' or '.join(KINDS)}, got {kind!r} "
+                "(targets are <kind>/<namespace>/<name>)"
+            )
+    if action == "rollback" and kind != "deployment":
+        return (
+            f"target {source!r}: rollback needs a deployment (the executor rolls back only those)"
+        )
+    return None
+
+
 # ---------------------------------------------------------------- errors
 
 
