@@ -1180,6 +1180,8 @@ def _check_action_needs(
                 f"required for action {action!r} on a {executor.type} executor",
                 line,
             )
+    if executor.type == "kubernetes" and fields["target"] is not None:
+        _check_kubernetes_target(r, section, path, fields["target"], action)
     given = "current_replicas" in executor.settings
     if given or (executor.name, "current_replicas") in r.invalid_settings:
         return
@@ -1191,6 +1193,16 @@ def _check_action_needs(
             "(the count the decision starts from)",
             _line(section, "executor"),
         )
+
+
+def _check_kubernetes_target(r, section, path, target: Template, action: str | None) -> None:
+    """A kubernetes target whose literal kind cannot work fails here, not at 3 a.m."""
+    # imported here: the executor module imports this one
+    from receiver.executors.kubernetes import target_template_problem
+
+    problem = target_template_problem(target.source, action)
+    if problem:
+        r.fail(f"{path}.target", problem, _line(section, "target"))
 
 
 def _template_map(value: Any) -> dict[str, Template]:

@@ -101,16 +101,15 @@ T = TypeVar("T")
 #: The `kubernetes` client versions the executor supports and the tests run at (the
 #: lowest and the newest); pyproject.toml declares the same range (a unit test keeps
 #: them equal). 29.0.0 is the oldest the tests install.
-SUPPORTED_CLIENTS = ">=29,!=36.0.0,!=36.0.1"
+SUPPORTED_CLIENTS = ">=29,!=36.0.0"
 
 #: Why a version is left out of SUPPORTED_CLIENTS, said by `check` when it is installed.
 EXCLUDED_CLIENTS = {
-    # Their generated Configuration sends the token only from api_key["BearerToken"],
-    # but their kubeconfig and in-cluster loaders still store it as
-    # api_key["authorization"] (fixed in 36.0.2, kubernetes-client/python#2595).
+    # Its generated Configuration sends the token only from api_key["BearerToken"], but
+    # its kubeconfig and in-cluster loaders still store it as api_key["authorization"].
+    # 36.0.1's loaders store it as "BearerToken" (so it works with both); 36.0.2 also
+    # honours "authorization" for code that sets it itself (kubernetes-client/python#2595).
     "36.0.0": "it never sends the kubeconfig's or service account's token, "
-    "so the API refuses every call (401)",
-    "36.0.1": "it never sends the kubeconfig's or service account's token, "
     "so the API refuses every call (401)",
 }
 
@@ -169,6 +168,36 @@ def parse_target(text: str) -> Target:
             "each part starting and ending with a letter or digit)"
         )
     return Target(KINDS[kind], namespace, name)
+
+
+def target_template_problem(source: str, action: str | None) -> str | None:
+    """What is wrong with a kubernetes target template that can be told from the config
+    alone (`check`, start, reload), before any alert renders it; None when nothing can be.
+
+    A template without `{` is the target itself: parse_target's reason. Otherwise the
+    kind, when it is literal (the text before the first "/", without `{`), must be one of
+    KINDS, and `rollback` needs a deployment: both would fail every action at run time
+    (kubectl's short names such as `deploy/` are not targets here).
+    """
+    if "{" not in source:
+        try:
+            kind = parse_target(source).kind.name
+        except ValueError as exc:
+            return str(exc)
+    else:
+        kind, slash, _ = source.partition("/")
+        if not slash or "{" in kind:
+            return None  # the kind comes from a label: checked when rendered
+        if kind not in KINDS:
+            return (
+                f"target {source!r}: kind must be {' or '.join(KINDS)}, got {kind!r} "
+                "(targets are <kind>/<namespace>/<name>)"
+            )
+    if action == "rollback" and kind != "deployment":
+        return (
+            f"target {source!r}: rollback needs a deployment (the executor rolls back only those)"
+        )
+    return None
 
 
 # ---------------------------------------------------------------- errors
@@ -673,12 +702,7 @@ class KubernetesExecutor(Executor):
             current = self._read(target, deadline)
             self._refuse_paused(target, current, "restart")
             if target.kind.name == "statefulset":
-                strategy = (current.get("spec") or {}).get("updateStrategy") or {}
-                if strategy.get("type") == "OnDelete":
-                    raise KubeError(
-                        f"cannot restart {target.described}: it uses the OnDelete update "
-                        "strategy, so a rollout restart replaces no pod"
-                    )
+                self._refuse_restart_replacing_no_pod(target, current)
             metadata = ((current.get("spec") or {}).get("template") or {}).get("metadata")
             previous = ((metadata or {}).get("annotations") or {}).get(RESTARTED_AT)
             now = self._next_restart_stamp(target, previous, deadline)
@@ -707,6 +731,28 @@ class KubernetesExecutor(Executor):
             True,
             f"restarted {target} (restartedAt {now}{retried}); rollout complete: {progress}",
         )
+
+    def _refuse_restart_replacing_no_pod(self, target: Target, statefulset: dict[str, Any]) -> None:
+        """KubeError when a rollout restart of this StatefulSet would replace no pod, so it
+        is never reported as a restart: with OnDelete, or with a RollingUpdate partition
+        at or above its replicas (the controller only updates pods whose ordinal is >=
+        partition, as the StatefulSet docs' "Partitioned rolling updates" say; kubectl's
+        rollout status then calls the rollout complete at once, 0 pods updated)."""
+        spec = statefulset.get("spec") or {}
+        strategy = spec.get("updateStrategy") or {}
+        if strategy.get("type") == "OnDelete":
+            raise KubeError(
+                f"cannot restart {target.described}: it uses the OnDelete update "
+                "strategy, so a rollout restart replaces no pod"
+            )
+        partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
+        replicas = _int(spec.get("replicas", 1))
+        if partition > 0 and partition >= replicas:
+            raise KubeError(
+                f"cannot restart {target.described}: its rollingUpdate partition {partition} "
+                f"is not below its {replicas} replicas, so a rollout restart replaces no pod "
+                "(only pods with an ordinal >= the partition are updated)"
+            )
 
     def _next_restart_stamp(self, target: Target, previous: str | None, deadline: float) -> str:
         """A restartedAt (`self.clock()`) other than `previous`, waiting for the next

@@ -391,6 +391,7 @@ class KubeAPI(ScriptedServer):
         replicas: int = 3,
         image: str = "registry.example/db:15",
         update_strategy: str = "RollingUpdate",
+        partition: int = 0,
     ) -> dict[str, Any]:
         with self.lock:
             template = pod_template(name, image)
@@ -407,7 +408,7 @@ class KubeAPI(ScriptedServer):
                     "podManagementPolicy": "OrderedReady",
                     "updateStrategy": {"type": update_strategy}
                     | (
-                        {"rollingUpdate": {"partition": 0}}
+                        {"rollingUpdate": {"partition": partition}}
                         if update_strategy == "RollingUpdate"
                         else {}
                     ),
@@ -761,8 +762,18 @@ class KubeAPI(ScriptedServer):
             availableReplicas=replicas,
         )
         if obj["kind"] == "StatefulSet":
-            status_["currentReplicas"] = replicas
-            status_["currentRevision"] = status_["updateRevision"]
+            # as the StatefulSet controller: with a RollingUpdate partition only the pods
+            # with an ordinal >= partition get the update revision, and currentRevision
+            # moves to it only once every pod has it
+            strategy = obj["spec"].get("updateStrategy") or {}
+            partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
+            updated = max(replicas - partition, 0)
+            status_["updatedReplicas"] = updated
+            if updated == replicas:
+                status_["currentReplicas"] = replicas
+                status_["currentRevision"] = status_["updateRevision"]
+            else:
+                status_["currentReplicas"] = replicas - updated
         else:
             status_["conditions"] = [
                 {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},

@@ -576,6 +576,54 @@ def test_kubernetes_executor_cannot_run_commands() -> None:
     )
 
 
+KUBE_TARGET_CONFIG = (
+    "executors: {{k8s: {{type: kubernetes, in_cluster: true}}}}\n"
+    "strategies:\n  - name: s\n    matchers: ['a=\"b\"']\n    action: {action}\n"
+    "    executor: k8s\n    target: '{target}'\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("action", "target", "message"),
+    [
+        ("restart", "deploy/shop/{{ labels.d }}",
+         "target 'deploy/shop/{{ labels.d }}': kind must be deployment or statefulset, got "
+         "'deploy' (targets are <kind>/<namespace>/<name>)"),
+        ("restart", "pods/{{ labels.ns }}/{{ labels.d }}",
+         "target 'pods/{{ labels.ns }}/{{ labels.d }}': kind must be deployment or "
+         "statefulset, got 'pods' (targets are <kind>/<namespace>/<name>)"),
+        ("restart", "deployment/Shop/web",
+         "target 'deployment/Shop/web': namespace 'Shop' is not a valid Kubernetes namespace "
+         "(a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and "
+         "ending with a letter or digit)"),
+        ("rollback", "statefulset/shop/{{ labels.s }}",
+         "target 'statefulset/shop/{{ labels.s }}': rollback needs a deployment (the "
+         "executor rolls back only those)"),
+        ("rollback", "statefulset/shop/db",
+         "target 'statefulset/shop/db': rollback needs a deployment (the executor rolls "
+         "back only those)"),
+    ],
+)  # fmt: skip
+def test_a_kubernetes_target_that_cannot_work_is_refused_at_load(action, target, message):
+    problem = only_problem(KUBE_TARGET_CONFIG.format(action=action, target=target))
+    assert (problem.path, problem.line, problem.message) == ("strategies[0].target", 7, message)
+
+
+@pytest.mark.parametrize(
+    ("action", "target"),
+    [
+        ("restart", "deployment/{{ labels.namespace }}/{{ labels.deployment }}"),
+        ("restart", "statefulset/shop/db"),
+        ("rollback", "deployment/shop/{{ labels.d }}"),
+        ("restart", "{{ labels.kind }}/shop/{{ labels.d }}"),  # the kind from a label
+        ("rollback", "{{ labels.target }}"),
+    ],
+)
+def test_a_kubernetes_target_that_may_work_is_accepted(action, target):
+    config = parse_config(KUBE_TARGET_CONFIG.format(action=action, target=target))
+    assert config.strategies[0].target.source == target
+
+
 def test_unhashable_executor_type_is_a_problem() -> None:
     problem = only_problem("executors:\n  x: {type: [command]}\n")
     assert (problem.path, problem.line) == ("executors.x.type", 2)
