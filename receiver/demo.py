@@ -114,8 +114,6 @@ FLEET_PROCESSES = tuple(f"fleet:fleet_{n:02d}" for n in range(FLEET_SIZE))
 FLEET_SERVICE = "catalog"
 FLEET_STRATEGY = "restart-fleet"
 FLEET_MAX_IN_FLIGHT = 2
-#: The fleet's row in GET /api/v1/fleets and its escalation's remediation_target.
-FLEET_TARGET = f"fleet:{FLEET_SERVICE}"
 
 
 @dataclass(frozen=True)
@@ -441,6 +439,8 @@ class Stack:
         self.say(f"  started {name:<13} {url or self.urls['supervisor']}")
 
     def wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll `check` every 0.2s until it is true; RuntimeError naming `what` and the
+        folder of the logs after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
@@ -695,6 +695,8 @@ class FleetNarrator:
         else:
             self.say(f"  gave up after {timeout:.0f}s")
         result.escalations = len(self._escalations(result.injected_at))
+        if result.phase != scene.expect:
+            self.say(f"  unexpected: the wave ended {result.phase}, not {scene.expect}")
         return result
 
     def _tell(self, result: SceneResult, text: str) -> None:
