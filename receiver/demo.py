@@ -895,6 +895,21 @@ def summary(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def went_as_told(results: list[Result | SceneResult]) -> bool:
+    """True when the demo ran and did what it tells: every fault got an action, every
+    fleet scene's wave ended as the scene expects (`done` or `halted`) and its alerts
+    resolved. `remediator demo` exits 0 then, 1 otherwise."""
+    if not results:
+        return False
+    for result in results:
+        if isinstance(result, SceneResult):
+            if result.phase != result.scene.expect or not result.resolved:
+                return False
+        elif result.action is None:
+            return False
+    return True
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 

@@ -18,6 +18,7 @@ from receiver.demo import (
     fleet_summary,
     peak_in_flight,
     summary,
+    went_as_told,
 )
 
 BAD_RELEASE = next(f for f in FAULTS if f.name == "bad release")
@@ -139,3 +140,16 @@ def test_the_fleet_summary_row_counts_actions_by_outcome_and_shows_the_wave():
     assert row.split() == [
         "fleet", "dependency", "dependency", "6", "1", "0", "1", "5", "1/2", "-", "halted", "1",
     ]  # fmt: skip
+
+
+def test_the_demo_went_as_told_when_every_fault_acted_and_every_wave_ended_as_expected():
+    scenes = [SceneResult(scene, 0.0, phase=scene.expect, resolved=True) for scene in FLEET_SCENES]
+    fault = result_with(action(5, "restart", "succeeded"))
+    assert went_as_told([fault, *scenes])
+    assert not went_as_told([])
+    assert not went_as_told([result_with(), *scenes])  # a fault nothing acted on
+    halted_instead = SceneResult(FLEET_SCENES[0], 0.0, phase="halted", resolved=True)
+    assert FLEET_SCENES[0].expect == "done"
+    assert not went_as_told([fault, halted_instead])
+    unresolved = SceneResult(FLEET_SCENES[1], 0.0, phase="halted", resolved=False)
+    assert not went_as_told([fault, unresolved])
