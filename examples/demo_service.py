@@ -57,12 +57,20 @@ Faults (``POST /admin/fault``) and who heals them:
     in, so a restart does NOT heal it (the process comes back on the same release);
     rolling back does: ``examples/rollback_release.py`` switches the file back to the
     previous release, which is the demo runbook's second step. ``none`` removes it.
+``cold`` ``{"seconds": 60, "delay": 0.5}`` (needs ``--state-dir``)
+    THIS process STARTS COLD from now on: a process that starts while the fault is in
+    place (a restart) answers every ``/`` request ``delay`` seconds slower for the first
+    ``seconds`` seconds after its start, as a service with empty caches, a cold JIT or a
+    connection pool to fill does. The process running when it is injected is already warm
+    and is not slowed. The fault lives in the state directory (``DIR/<service>-<name>.cold``),
+    so it survives the restart it punishes: this is the fault where a restart makes things
+    worse for a while, which a canary analysis comparing latency sees. ``none`` removes it.
 ``exit`` ``{"code": 3}``
     The process exits at once. supervisord (autorestart=true) starts it again within about a
     second: the kind of fault that needs no Remediator, for contrast.
 ``none``
-    Clears every fault of this process (wedge, broken dependency and deployed release
-    included) and the group load: the operator's reset button. Remediator never calls it;
+    Clears every fault of this process (wedge, broken dependency, deployed release and
+    cold start included) and the group load: the operator's reset button. Remediator never calls it;
     a restart (and, for a release, a rollback) is what it uses.
 
 Process faults live in memory, so they persist until the process restarts: that is what
@@ -77,6 +85,9 @@ looking down (``up == 0``) and being "repaired" by the ServiceDown restart, whil
 that dies without cleaning up (kill -9, ``exit`` fault) stays registered and is seen down.
 The same directory holds the group load (``DIR/<service>.load``); the number of
 registrations of the service is the number of live replicas.
+
+``--work SECONDS`` makes every ``/`` request (not wedged) take that long, as real work
+does, so latency has a realistic baseline to compare with (default 0: microseconds).
 
 ``--self-load RATE`` makes the process call its own ``/`` RATE times a second (at most 16
 requests in flight), so the error and latency rules have traffic without a load generator.
@@ -130,13 +141,16 @@ FAULTS = (
     "saturation",
     "dependency",
     "release",
+    "cold",
     "exit",
     "none",
 )
-REPORTED_FAULTS = ("crash", "errors", "latency", "saturation", "dependency", "release")
+REPORTED_FAULTS = ("crash", "errors", "latency", "saturation", "dependency", "release", "cold")
 CODES = ("200", "500", "503")
 MAX_BODY = 64 * 1024
 MAX_LATENCY = 30.0
+#: The longest cold start a `cold` fault may ask for, in seconds.
+MAX_COLD_SECONDS = 3600.0
 MAX_IN_FLIGHT_SELF_LOAD = 16
 #: The release every process starts with, until a `release` fault deploys another.
 INITIAL_RELEASE = "1.0.0"
@@ -161,6 +175,37 @@ class Faults:
     error_ratio: float = 0.0
     latency_seconds: float = 0.0
     busy: float = 0.0
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A `cold` fault as ``DIR/<service>-<name>.cold`` holds it (JSON):
+    ``{"seconds": 60.0, "delay": 0.5, "since": 1764400000.0}``: a process that started at
+    or after ``since`` (seconds since the epoch, when the fault was injected) answers
+    ``delay`` seconds slower until ``seconds`` after its start."""
+
+    seconds: float
+    delay: float
+    since: float
+
+    @classmethod
+    def read(cls, path: Path | None) -> ColdStart | None:
+        """The fault in `path`; None when there is none or it is unreadable (writers
+        replace it atomically, so a half-written file cannot happen)."""
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return cls(float(data["seconds"]), float(data["delay"]), float(data["since"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def delay_for(self, started_at: float, now: float) -> float:
+        """Seconds to add to a request of a process started at `started_at`, at `now`:
+        `delay` while it is cold, else 0. A process that was already running when the
+        fault was injected is warm."""
+        cold = self.since <= started_at and now - started_at < self.seconds
+        return self.delay if cold else 0.0
 
 
 @dataclass(frozen=True)
@@ -234,10 +279,18 @@ class DemoService:
         capacity: int = 16,
         seed: int | None = None,
         exit_process: Callable[[int], None] = os._exit,
+        work_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.identity = identity
         self.state_dir = state_dir
         self.capacity = max(capacity, 1)
+        self.work_seconds = max(work_seconds, 0.0)
+        # clock and sleep are injectable so a test can age the process without waiting
+        self._clock = clock
+        self._sleep = sleep
+        self.started_at = clock()
         self.faults = Faults()
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -291,6 +344,7 @@ class DemoService:
             "saturation": f.busy > 0 or self.group_load() > 0,
             "dependency": self.dependency_broken(),
             "release": self.release().bad,
+            "cold": self.cold_start() is not None,
         }[name]
 
     def state(self) -> dict[str, Any]:
@@ -305,6 +359,7 @@ class DemoService:
             "live_replicas": self.live_replicas(),
             "busy_ratio": self.busy_ratio(),
             "release": asdict(self.release()),
+            "cold_start": self._cold_state(),
         }
 
     def apply(self, body: Any) -> None:
@@ -340,6 +395,8 @@ class DemoService:
             _atomic_write(path, "broken\n")
         elif name == "release":
             self.deploy(body)
+        elif name == "cold":
+            self.make_cold(body)
         elif name == "exit":
             code = int(_number(body, "code", 3, 0, 255))
             # after the answer has been sent; a real crash: no deregistration
@@ -349,7 +406,7 @@ class DemoService:
                 self.faults = Faults()
             if self.state_dir is not None:
                 self.set_group_load(0.0)
-                for path in (self._dependency_file(), self._release_file()):
+                for path in (self._dependency_file(), self._release_file(), self._cold_file()):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
 
@@ -392,6 +449,38 @@ class DemoService:
             "previous": {"version": current.version, "bad": current.bad},
         }
         _atomic_write(path, json.dumps(deployed) + "\n")
+
+    # ---------------------------------------------------------------- cold start
+
+    def _cold_file(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / f"{self.identity.slug}.cold"
+
+    def cold_start(self) -> ColdStart | None:
+        """The `cold` fault injected into this process, if any (read on every call: it is
+        kept in the state directory so that the process restarted after it sees it)."""
+        return ColdStart.read(self._cold_file())
+
+    def make_cold(self, body: Mapping[str, Any]) -> None:
+        """Inject a `cold` fault: processes started from now on start cold. FaultError for
+        a bad number, or without a state directory."""
+        path = self._cold_file()
+        if path is None:
+            raise FaultError("a cold fault needs the service to run with --state-dir")
+        seconds = _number(body, "seconds", 60.0, 0.0, MAX_COLD_SECONDS)
+        delay = _number(body, "delay", 0.5, 0.0, MAX_LATENCY)
+        fault = {"seconds": seconds, "delay": delay, "since": self._clock()}
+        _atomic_write(path, json.dumps(fault) + "\n")
+
+    def cold_delay(self) -> float:
+        """Seconds a request to / is slowed now by a cold start (0 when warm)."""
+        fault = self.cold_start()
+        return 0.0 if fault is None else fault.delay_for(self.started_at, self._clock())
+
+    def _cold_state(self) -> dict[str, Any] | None:
+        fault = self.cold_start()
+        if fault is None:
+            return None
+        return {**asdict(fault), "started_at": self.started_at, "delay_now": self.cold_delay()}
 
     # ---------------------------------------------------------------- saturation
 
@@ -494,8 +583,9 @@ class DemoService:
             if faults.wedged:
                 code = 503
             else:
-                if faults.latency_seconds:
-                    time.sleep(faults.latency_seconds)
+                delay = self.work_seconds + faults.latency_seconds + self.cold_delay()
+                if delay:
+                    self._sleep(delay)
                 broken = failing or self.dependency_broken() or self.release().bad
                 code = 500 if broken else 200
         finally:
@@ -633,7 +723,13 @@ def serve(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve() if args.state_dir else None
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
-    app = DemoService(identity, state_dir=state_dir, capacity=args.capacity, seed=args.seed)
+    app = DemoService(
+        identity,
+        state_dir=state_dir,
+        capacity=args.capacity,
+        seed=args.seed,
+        work_seconds=args.work,
+    )
     try:
         server = make_server(
             identity.host, identity.port, app, _ThreadingServer, handler_class=_QuietHandler
@@ -745,6 +841,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise", help="host Prometheus scrapes (default: the bind address)")
     p.add_argument("--state-dir", help="file_sd registrations and group load live here")
     p.add_argument("--self-load", type=float, default=0.0, help="requests/s to own / (0: off)")
+    p.add_argument(
+        "--work", type=float, default=0.0, help="seconds each / request takes (default 0)"
+    )
     p.add_argument("--capacity", type=int, default=16, help="requests in flight = busy 1.0")
     p.add_argument("--seed", type=int, help="seed of the error-ratio dice")
     return p

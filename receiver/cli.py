@@ -443,10 +443,10 @@ def _action_json(config: Config, plan: Plan) -> dict[str, Any]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from receiver.demo import run_demo
+    from receiver.demo import run_demo, went_as_told
 
     results = run_demo(keep_running=args.keep_running)
-    return EXIT_OK if results and all(r.action for r in results) else EXIT_INVALID
+    return EXIT_OK if went_as_told(results) else EXIT_INVALID
 
 
 def _command(

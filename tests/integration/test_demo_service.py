@@ -135,6 +135,9 @@ def demo_group(workdir: Path, self_load: float) -> Iterator[Demo]:
             base_port=base_port,
             state_dir=state_dir,
             self_load=self_load,
+            # the demo's fleet group is not started here: its scenes have their own tests
+            fleet_size=0,
+            fleet_base_port=base_port + 3,
         )
     )
     with (workdir / "supervisord.out").open("wb") as out:
@@ -391,6 +394,36 @@ def test_none_clears_every_fault_of_the_process(clean: Demo):
     assert requests.get(demo.url(spec) + "/", timeout=5).status_code == 200
 
 
+def test_cold_fault_slows_only_a_process_started_after_it_and_survives_the_restart(
+    clean: Demo,
+):
+    demo, spec = clean, "demo:demo_02"
+    assert demo.fault(spec, fault="cold", seconds=120, delay=0.3).status_code == 200
+    shown = requests.get(demo.url(spec) + "/admin/fault", timeout=5).json()["cold_start"]
+    assert (shown["seconds"], shown["delay"]) == (120, 0.3)
+    # the process running when the fault came is warm: not slowed
+    assert shown["delay_now"] == 0
+    assert demo.value(spec, "demo_fault", fault="cold") == 1
+    assert demo.value("demo:demo_00", "demo_fault", fault="cold") == 0
+
+    # the restart is what makes it worse: the new process starts cold
+    demo.restart(spec)
+    shown = requests.get(demo.url(spec) + "/admin/fault", timeout=5).json()["cold_start"]
+    assert shown["delay_now"] == 0.3
+    assert shown["started_at"] >= shown["since"]
+    assert demo.value(spec, "demo_fault", fault="cold") == 1
+    started = time.monotonic()
+    assert requests.get(demo.url(spec) + "/", timeout=5).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    # /healthz is not the work endpoint: not slowed (health checks pass, only latency rises)
+    assert requests.get(demo.url(spec) + "/healthz", timeout=5).status_code == 200
+
+    # `none` removes it, with the other faults
+    assert demo.fault(spec, fault="none").json()["cold_start"] is None
+    assert demo.value(spec, "demo_fault", fault="cold") == 0
+    assert not (demo.state_dir / "demo-demo_02.cold").exists()
+
+
 def rollback(demo: Demo, *argv: str) -> subprocess.CompletedProcess[str]:
     """Run examples/rollback_release.py as the demo's command executor does: an argv list."""
     return subprocess.run(
@@ -476,6 +509,9 @@ def test_rollback_without_a_deployed_release_fails(clean: Demo):
         ({"fault": "errors", "ratio": "all"}, "ratio must be a number"),
         ({"fault": "latency", "seconds": -1}, "seconds must be within"),
         ({"fault": "saturation", "busy": True}, "busy must be a number"),
+        ({"fault": "cold", "seconds": -5}, "seconds must be within"),
+        ({"fault": "cold", "delay": 31}, "delay must be within"),
+        ({"fault": "cold", "delay": "slow"}, "delay must be a number"),
     ],
 )
 def test_bad_fault_requests_are_refused(clean: Demo, body, message):
@@ -508,6 +544,8 @@ def test_render_refuses_missing_and_unknown_placeholders(tmp_path: Path):
         "base_port",
         "state_dir",
         "self_load",
+        "fleet_size",
+        "fleet_base_port",
     }
     with pytest.raises(KeyError, match="state_dir"):
         render(SUPERVISORD_TEMPLATE, **{name: "x" for name in names - {"state_dir"}})
@@ -569,7 +607,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_remediation_config_is_valid_once_filled_in(tmp_path: Path):
     result = cli("check", "--config", str(_remediation_config(tmp_path)))
     assert result.returncode == 0, result.stderr
-    assert "OK (3 strategies, 3 executors)" in result.stdout
+    assert "OK (4 strategies, 3 executors)" in result.stdout
     # unfilled, it is a template, not a config
     result = cli("check", "--config", str(REMEDIATION_TEMPLATE))
     assert result.returncode == 1
@@ -742,7 +780,7 @@ def test_demo_prints_the_urls_while_they_answer_and_says_when_they_stop():
             if word.startswith("http://"):
                 printed[word] = answers(word)  # probed as the reader would, right now
 
-    assert run_demo(keep_running=False, say=say, faults=()) == []
+    assert run_demo(keep_running=False, say=say, faults=(), scenes=()) == []
 
     text = "\n".join(lines)
     look = text.index("Look at, while the faults run:")
