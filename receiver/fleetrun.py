@@ -118,7 +118,6 @@ def tick(
     planned actions, except `exclude` (the action a claim is judging: the claim writes its
     verdict); every action's Admission is returned."""
     assert strategy.fleet is not None
-    settings = strategy.fleet.settings
     row = journal.load(tx, strategy.name, fleet)
     state = _fold_run_ends(tx, strategy, row.state, now)
     state = _clear_halt(tx, strategy, state, now)
@@ -127,29 +126,45 @@ def tick(
     waiting = [fleets.Waiting(w.target, w.since) for w in rows if w.target not in in_flight]
     size = _size(tx, strategy, row, now)
     result = Tick()
-    started: list[str] = []
+    plan, state, started = _plan(tx, strategy, state, waiting, size, now)
+    if plan.escalation is not None:
+        result.escalations += _halted(tx, strategy, fleet, plan.escalation, now)
+    _apply(tx, rows, plan, started | set(state.in_flight), now, follow, exclude, result)
+    journal.save(tx, strategy.name, state, plan.next_at, plan.reason, now)
+    result.reason = plan.reason
+    return result
+
+
+def _plan(
+    tx: SqlTransaction,
+    strategy: Strategy,
+    state: fleets.FleetState,
+    waiting: list[fleets.Waiting],
+    size: int,
+    now: float,
+) -> tuple[fleets.WavePlan, fleets.FleetState, set[str]]:
+    """plan_wave, with the analysis it asks for journaled (due `interval` seconds after
+    the stage's last end) or, without `analysis`, passed at once so the next stage is
+    planned in the same call. Returns the plan, the state and every target it started."""
+    assert strategy.fleet is not None
+    settings = strategy.fleet.settings
     plan, state = fleets.plan_wave(state, settings, waiting, size, now)
-    started.extend(plan.start)
-    for _ in range(len(settings.progressive.stages) + 1 if settings.progressive else 0):
+    started = set(plan.start)
+    stages = len(settings.progressive.stages) + 1 if settings.progressive else 0
+    for _ in range(stages):  # bounded: each pass moves the wave one stage on
         if plan.analyse is None:
             break
         if strategy.fleet.analysis is not None:
             due = max(now, plan.analyse.since + strategy.fleet.analysis.interval)
-            journal.ask_analysis(tx, strategy.name, fleet, plan.analyse, due, now)
+            journal.ask_analysis(tx, strategy.name, state.fleet, plan.analyse, due, now)
             break
-        # nothing to judge with: a stage proceeds on its actions' outcomes alone
         state = fleets.record_verdict(
             state, settings, fleets.PASS, "no analysis configured: stages go on", now
         )
         waiting = [w for w in waiting if w.target not in state.in_flight]
         plan, state = fleets.plan_wave(state, settings, waiting, size, now)
-        started.extend(plan.start)
-    if plan.escalation is not None:
-        result.escalations += _halted(tx, strategy, fleet, plan.escalation, now)
-    _apply(tx, rows, plan, set(started) | set(state.in_flight), now, follow, exclude, result)
-    journal.save(tx, strategy.name, state, plan.next_at, plan.reason, now)
-    result.reason = plan.reason
-    return result
+        started.update(plan.start)
+    return plan, state, started
 
 
 def _fold_run_ends(
