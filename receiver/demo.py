@@ -609,16 +609,8 @@ class Narrator:
         for action in actions:
             if action["strategy"] != result.fault.strategy and result.action is not None:
                 continue
-            for event in action["events"]:
-                key = f"{action['id']}:{event['at']}:{event['reason']}"
-                if key in result.events:
-                    continue
-                result.events.append(key)
-                at = _epoch(event["at"]) - result.injected_at
-                self.say(
-                    f"  +{at:5.1f}s action {action['id']} {action['strategy']} "
-                    f"{action['action']} {event['status']}: {_brief(event['reason'])}"
-                )
+            who = f"action {action['id']} {action['strategy']} {action['action']}"
+            narrate_events(self.say, result, action, who, 110)
         own = [action for action in actions if action["strategy"] == result.fault.strategy]
         if own:
             result.actions = own
@@ -769,16 +761,8 @@ class FleetNarrator:
             (a for a in found["data"] if a["incident_id"] in incident_ids), key=lambda a: a["id"]
         )
         for action in actions:
-            for event in action["events"]:
-                key = f"{action['id']}:{event['at']}:{event['reason']}"
-                if key in result.events:
-                    continue
-                result.events.append(key)
-                at = _epoch(event["at"]) - result.injected_at
-                self.say(
-                    f"  +{at:5.1f}s {action['target']:<15} {action['action']} "
-                    f"{event['status']}: {_brief(event['reason'], 90)}"
-                )
+            who = f"{action['target']:<15} {action['action']}"
+            narrate_events(self.say, result, action, who, 90)
         result.actions = actions
 
     def _follow_wave(self, result: SceneResult) -> None:
@@ -850,6 +834,20 @@ def fleet_summary(results: list[SceneResult]) -> str:
             f"{analyses:<11} {r.phase:<7} {r.escalations:>9}"
         )
     return "\n".join(lines)
+
+
+def narrate_events(
+    say: Callable[[str], None], result: Any, action: dict[str, Any], who: str, width: int
+) -> None:
+    """Say each event of `action` not said yet (`result.events` remembers them), with its
+    time since the fault was injected (`result.injected_at`) and its reason cut to `width`."""
+    for event in action["events"]:
+        key = f"{action['id']}:{event['at']}:{event['reason']}"
+        if key in result.events:
+            continue
+        result.events.append(key)
+        at = _epoch(event["at"]) - result.injected_at
+        say(f"  +{at:5.1f}s {who} {event['status']}: {_brief(event['reason'], width)}")
 
 
 def _brief(reason: str, limit: int = 110) -> str:

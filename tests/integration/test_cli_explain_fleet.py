@@ -5,12 +5,11 @@ the escalation window and the undo step; in text and in `--json`."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import run_cli
+from tests.support.processes import checked_config, explain
 
 FLEET = """
 prometheus: {url: 'http://127.0.0.1:9090'}
@@ -65,17 +64,7 @@ LABELS = ["alertname=HighErrorRatio", "service=web", "zone=eu-1", "instance=web-
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "fleet.yml"
-    path.write_text(FLEET)
-    checked = run_cli("check", "--config", str(path))
-    assert checked.returncode == 0, checked.stderr
-    return path
-
-
-def explain(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_cli("explain", "--config", str(config), *args)
-    assert result.returncode == 0, result.stderr
-    return result
+    return checked_config(tmp_path / "fleet.yml", FLEET)
 
 
 def lines_after(text: str, start: str) -> list[str]:

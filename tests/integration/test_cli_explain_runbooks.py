@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import REPO, run_cli
+from tests.support.processes import REPO, checked_config, explain
 
 RUNBOOK = """
 prometheus: {url: 'http://127.0.0.1:9090'}
@@ -44,17 +44,7 @@ strategies:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "runbook.yml"
-    path.write_text(RUNBOOK)
-    checked = run_cli("check", "--config", str(path))
-    assert checked.returncode == 0, checked.stderr
-    return path
-
-
-def explain(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_cli("explain", "--config", str(config), *args)
-    assert result.returncode == 0, result.stderr
-    return result
+    return checked_config(tmp_path / "runbook.yml", RUNBOOK)
 
 
 def section(text: str, start: str, end: str) -> str:

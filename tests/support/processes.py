@@ -53,6 +53,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def checked_config(path: Path, text: str) -> Path:
+    """Write a config to `path` and require `remediator check` to accept it."""
+    path.write_text(text)
+    checked = run_cli("check", "--config", str(path))
+    assert checked.returncode == 0, checked.stderr
+    return path
+
+
+def explain(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`remediator explain --config CONFIG ARGS...`, required to succeed."""
+    result = run_cli("explain", "--config", str(config), *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
