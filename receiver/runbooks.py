@@ -292,7 +292,8 @@ def advance(
     if outcome.gate == HALTED:
         # the halted wave's ONE escalation covers this run: saying "escalating" here
         # would promise a page per target that never comes
-        return _end(state, now, UNCURED, f"ended uncured: {said}; covered by the fleet's escalation")
+        reason = f"ended uncured: {said}; covered by the fleet's escalation"
+        return _end(state, now, UNCURED, reason)
     if outcome.gate in ENDING_GATES:
         return _end(state, now, UNCURED, f"ended uncured: {said}; escalating")
     if outcome.gate == DRY_RUN:
