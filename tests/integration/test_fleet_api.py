@@ -274,3 +274,53 @@ def test_metrics_export_the_fleet_gauges_during_a_wave_and_after_it(tmp_path: Pa
             samples, "remediator_canary_verdicts_total", strategy="heal-web", verdict="pass"
         )
         assert passed == len(verdicts)
+
+
+#: A dry-run strategy with a fleet: the fleet gate does not apply in dry run (README,
+#: Gates), so its actions must neither wait for the fleet nor open a wave. The gather is
+#: long so that a wave opened by mistake would still be listed when the test looks.
+DRY_CONFIG = """
+server: {auth: {bearer_token_file: token}}
+defaults: {cooldown: 0s}
+executors:
+  logger: {type: log}
+strategies:
+  - name: restart-dry
+    matchers: ['alertname="DownA"']
+    action: restart
+    executor: logger
+    target: '{{ labels.instance }}'
+    dry_run: true
+    fleet:
+      max_in_flight: 1
+      progressive: {min_targets: 3, gather: 10m}
+"""
+
+
+def test_a_dry_run_fleet_neither_waits_nor_opens_a_wave(tmp_path: Path):
+    instances = [f"web-{n}" for n in range(1, 5)]
+    alerts = [
+        alert("DownA", service="web", instance=i, starts_at="2026-11-29T10:00:00Z")
+        for i in instances
+    ]
+    with serve(tmp_path, DRY_CONFIG) as (server, journal):
+        assert post_webhook(server.url, notification(*alerts)).status_code == 200
+        settle(journal, len(alerts))
+
+        def actions() -> list[dict[str, Any]]:
+            url = f"{server.url}/api/v1/actions?strategy=restart-dry"
+            return requests.get(url, timeout=5).json()["data"]
+
+        wait_for(
+            lambda: [a["status"] for a in actions()] == ["skipped"] * len(instances),
+            20,
+            "every dry-run action skipped",
+        )
+        found = actions()
+        assert sorted(a["target"] for a in found) == instances
+        for action in found:
+            reasons = [event["reason"] for event in action["events"]]
+            assert reasons[-1] == f"dry_run: would restart {action['target']}"
+            assert not [r for r in reasons if r.startswith("waiting: fleet")], reasons
+        listed = [f for f in fleets(server)["data"] if f["strategy"] == "restart-dry"]
+        assert [(f["fleet"], f["wave"], f["in_flight"]) for f in listed] in ([], [("web", None, 0)])
