@@ -498,6 +498,20 @@ def test_failed_analysis_halts() -> None:
     assert plan.escalation.analysis == "fail: error ratio 0.31 vs baseline 0.04 (p=0.002)"
 
 
+def test_a_judges_reason_that_opens_with_its_verdict_does_not_say_it_twice() -> None:
+    # analysis.py's reasons open with the verdict ("fail: 1 of 1 metrics ..."): the halt
+    # and the escalation's analysis line once said "fail: fail: ..."
+    fleet = Fleet(progressive(canary=1), names(5))
+    fleet.plan(now=10.0)
+    fleet.end("succeeded", 11.0)
+    fleet.plan(now=11.0)
+    judged = "fail: 1 of 1 metrics worse than the baseline (score 0 < pass_score 1)"
+    fleet.verdict(FAIL, 20.0, judged)
+    plan = fleet.plan(now=20.0)
+    assert {reason for _, reason in plan.skip} == {f"halted: analysis after canary {judged}"}
+    assert plan.escalation.analysis == judged
+
+
 @pytest.mark.parametrize(("on_inconclusive", "phase"), [(HALT, HALTED), (PROCEED, STAGE)])
 def test_inconclusive_analysis_halts_or_proceeds(on_inconclusive: str, phase: str) -> None:
     fleet = Fleet(progressive(canary=1, on_inconclusive=on_inconclusive), names(5))
