@@ -834,7 +834,7 @@ class Dispatcher:
             query = strategy.fleet.size_query.render(context, strategy.safe_pattern)
             value = self._prometheus(config).scalar(query)
         except (RenderError, UnsafeValueError, PrometheusError) as exc:
-            return None, f"size_query failed, kept the last size: {exc}"
+            return None, f"size_query failed, sized by the journal meanwhile: {exc}"
         return max(0, int(value)), f"size_query {query!r} = {value:g}"
 
     def _fleet_work(self) -> None:
