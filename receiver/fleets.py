@@ -874,9 +874,12 @@ def _run(
             )
         else:
             draft.call_by(wave.not_before)
+            # the verdict that let it go on: an inconclusive one under `proceed` did
+            # not pass, and saying so would misreport the wave
+            verdict = wave.verdicts[-1].verdict if wave.verdicts else PASS
             draft.reasons.append(
                 f"fleet: {wave.stage_label} starts in {wave.not_before - now:g}s "
-                f"(pause {settings.pause:g}s after the analysis passed)"
+                f"(pause {settings.pause:g}s after the analysis: {verdict})"
             )
     released = wave.members[: wave.released]
     gone = list(wave.gone)

@@ -390,6 +390,23 @@ def test_pass_path_runs_canary_then_stages_to_done() -> None:
     assert sorted(fleet.started) == names(10)
 
 
+@pytest.mark.parametrize("verdict", [PASS, INCONCLUSIVE])
+def test_a_pending_stage_names_the_verdict_it_goes_on_after(verdict: str) -> None:
+    # under on_inconclusive: proceed the wave goes on after an inconclusive analysis: the
+    # reason once said "after the analysis passed" for it too
+    fleet = Fleet(
+        progressive(canary=1, stages=("100%",), pause=30.0, on_inconclusive=PROCEED), names(4)
+    )
+    fleet.plan(now=10.0)
+    fleet.end("succeeded", 11.0)
+    fleet.plan(now=11.0)
+    fleet.verdict(verdict, 12.0)
+    plan = fleet.plan(now=22.0)
+    assert plan.reason.startswith(
+        f"fleet: stage 1 of 1 starts in 20s (pause 30s after the analysis: {verdict})"
+    )
+
+
 def test_pause_is_respected_to_the_second() -> None:
     fleet = Fleet(progressive(canary=1, stages=("100%",), pause=30.0), names(4))
     fleet.plan(now=10.0)
