@@ -280,6 +280,8 @@ class Dispatcher:
             planned.add(runs.follow(tx, config, row.id, now, interrupted=interrupted))
             strategy = _named(config, row.strategy)
             if row.fleet is not None and strategy is not None and strategy.fleet is not None:
+                if _dry_outside_fleet(tx, strategy, row):
+                    return  # a dry run never passes the fleet: planning it would open a wave
                 # its end may free a slot, end a stage or halt the wave: plan the fleet now
                 done = fleetrun.tick(
                     tx, strategy, row.fleet, now, self._skip_follow(config, planned)
@@ -832,7 +834,7 @@ class Dispatcher:
             query = strategy.fleet.size_query.render(context, strategy.safe_pattern)
             value = self._prometheus(config).scalar(query)
         except (RenderError, UnsafeValueError, PrometheusError) as exc:
-            return None, f"size_query failed, kept the last size: {exc}"
+            return None, f"size_query failed, sized by the journal meanwhile: {exc}"
         return max(0, int(value)), f"size_query {query!r} = {value:g}"
 
     def _fleet_work(self) -> None:
@@ -1082,6 +1084,18 @@ class Dispatcher:
 
 def _named(config: Config, name: str) -> Strategy | None:
     return next((s for s in config.strategies if s.name == name), None)
+
+
+def _dry_outside_fleet(tx: Any, strategy: Strategy, row: ActionRow) -> bool:
+    """Whether `row` is a dry-run step that never entered its fleet (the fleet gate does
+    not apply in dry run, see Gates): its end changes nothing the fleet holds. A dry-run
+    step of a run admitted earlier still re-plans the fleet, as its run's end frees the
+    target's slot."""
+    step = _step_of(strategy, row)
+    if step is None or not step.dry_run:
+        return False
+    assert row.fleet is not None
+    return not fleetrun.in_flight(tx, strategy, row.fleet, row.target)
 
 
 def _step_of(strategy: Strategy | None, row: ActionRow) -> Strategy | None:

@@ -552,6 +552,7 @@ def fleet_views(rows: list[dict[str, Any]], strategies: dict[str, Strategy]) -> 
             strategy=row["strategy"],
             configured=strategy is not None and strategy.fleet is not None,
             size_source=row["size_source"],
+            size_note=row["size_note"],
             reason=row["reason"],
             next_at=iso(row["next_at"]),
             updated_at=iso(row["updated_at"]),

@@ -694,7 +694,7 @@ def record_verdict(
 def _judge(
     wave: WaveState, settings: ProgressiveSettings, verdict: str, reason: str, now: float
 ) -> WaveState:
-    said = f"analysis after {wave.stage_label} {verdict}" + (f": {reason}" if reason else "")
+    said = f"analysis after {wave.stage_label} {_verdict_text(verdict, reason)}"
     if verdict == FAIL or (verdict == INCONCLUSIVE and settings.on_inconclusive == HALT):
         return _halt(wave, said, now)
     return replace(wave, phase=STAGE, stage=wave.stage + 1, not_before=now + settings.pause)
@@ -874,9 +874,12 @@ def _run(
             )
         else:
             draft.call_by(wave.not_before)
+            # the verdict that let it go on: an inconclusive one under `proceed` did
+            # not pass, and saying so would misreport the wave
+            verdict = wave.verdicts[-1].verdict if wave.verdicts else PASS
             draft.reasons.append(
                 f"fleet: {wave.stage_label} starts in {wave.not_before - now:g}s "
-                f"(pause {settings.pause:g}s after the analysis passed)"
+                f"(pause {settings.pause:g}s after the analysis: {verdict})"
             )
     released = wave.members[: wave.released]
     gone = list(wave.gone)
@@ -1018,8 +1021,18 @@ def _escalation(fleet: str, wave: WaveState) -> FleetEscalation:
         failed=len(failed),
         failed_targets=failed,
         targets=wave.members,
-        analysis=None if analysis is None else f"{analysis.verdict}: {analysis.reason}",
+        analysis=None if analysis is None else _verdict_text(analysis.verdict, analysis.reason),
     )
+
+
+def _verdict_text(verdict: str, reason: str) -> str:
+    """``fail: <reason>``; a judge's reason already opens with its verdict (analysis.py:
+    ``fail: 1 of 1 metrics worse ...``), which is not said twice."""
+    if not reason:
+        return verdict
+    if reason.startswith(verdict):
+        return reason
+    return f"{verdict}: {reason}"
 
 
 def _rule(amount: Amount, value: int) -> str:

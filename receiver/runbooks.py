@@ -289,6 +289,11 @@ def advance(
         return _end(state, now, CURED, f"cured: {said}")
     if not alert_firing:
         return _cancel(state, now, f"cancelled: alert resolved after {said}")
+    if outcome.gate == HALTED:
+        # the halted wave's ONE escalation covers this run: saying "escalating" here
+        # would promise a page per target that never comes
+        reason = f"ended uncured: {said}; covered by the fleet's escalation"
+        return _end(state, now, UNCURED, reason)
     if outcome.gate in ENDING_GATES:
         return _end(state, now, UNCURED, f"ended uncured: {said}; escalating")
     if outcome.gate == DRY_RUN:

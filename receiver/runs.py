@@ -189,12 +189,16 @@ def _plan(
             escalate=decision.escalate and not for_fleet,
             repeat_at=repeat_at,
         )
-        if for_fleet:
-            planned.escalations += _escalate_for_fleet(tx, strategy, run_id, decision, now)
-        else:
-            planned.escalations += int(decision.escalate)
+        owed = (
+            _escalate_for_fleet(tx, strategy, run_id, decision, now)
+            if for_fleet
+            else int(decision.escalate)
+        )
+        planned.escalations += owed
+        # WARNING when it pages someone; a run the fleet's escalation covers (a halted
+        # wave's skips) is INFO, as skips are, or a halt of 30 would log 30 warnings
         log.log(
-            logging.WARNING if decision.escalate else logging.INFO,
+            logging.WARNING if owed else logging.INFO,
             "runbook %s: %s",
             strategy.name,
             decision.reason,

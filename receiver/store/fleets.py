@@ -165,10 +165,11 @@ def save(
 def save_size(
     tx: SqlTransaction, strategy: str, fleet: str, size: int | None, note: str, now: float
 ) -> None:
-    """Record the fleet's size as `size_query` measured it (None: the query failed)."""
+    """Record the fleet's size as `size_query` measured it, with `note` saying how.
+    None (the query failed) clears it, so the fleet is sized by the journal's count until
+    the query answers again (README, Fleets), never by an answer grown stale."""
     tx.execute(
-        "UPDATE fleets SET size = COALESCE(?, size), size_at = ?, size_note = ? "
-        "WHERE strategy = ? AND fleet = ?",
+        "UPDATE fleets SET size = ?, size_at = ?, size_note = ? WHERE strategy = ? AND fleet = ?",
         (size, now, note, strategy, fleet),
     )
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.journal import open_journal, post_webhook, settle, wait_for
+from tests.support.journal import bearer, open_journal, post_webhook, settle, wait_for
 from tests.support.payloads import alert, notification
 from tests.support.processes import Running, prometheus, remediator
 from tests.support.receiver import PROMETHEUS_CONFIG, write_config
@@ -274,3 +274,115 @@ def test_metrics_export_the_fleet_gauges_during_a_wave_and_after_it(tmp_path: Pa
             samples, "remediator_canary_verdicts_total", strategy="heal-web", verdict="pass"
         )
         assert passed == len(verdicts)
+
+
+#: A dry-run strategy with a fleet: the fleet gate does not apply in dry run (README,
+#: Gates), so its actions must neither wait for the fleet nor open a wave. The gather is
+#: long so that a wave opened by mistake would still be listed when the test looks.
+DRY_CONFIG = """
+server: {auth: {bearer_token_file: token}}
+defaults: {cooldown: 0s}
+executors:
+  logger: {type: log}
+strategies:
+  - name: restart-dry
+    matchers: ['alertname="DownA"']
+    action: restart
+    executor: logger
+    target: '{{ labels.instance }}'
+    dry_run: true
+    fleet:
+      max_in_flight: 1
+      progressive: {min_targets: 3, gather: 10m}
+"""
+
+
+def test_a_dry_run_fleet_neither_waits_nor_opens_a_wave(tmp_path: Path):
+    instances = [f"web-{n}" for n in range(1, 5)]
+    alerts = [
+        alert("DownA", service="web", instance=i, starts_at="2026-11-29T10:00:00Z")
+        for i in instances
+    ]
+    with serve(tmp_path, DRY_CONFIG) as (server, journal):
+        assert post_webhook(server.url, notification(*alerts)).status_code == 200
+        settle(journal, len(alerts))
+
+        def actions() -> list[dict[str, Any]]:
+            url = f"{server.url}/api/v1/actions?strategy=restart-dry"
+            return requests.get(url, timeout=5).json()["data"]
+
+        wait_for(
+            lambda: [a["status"] for a in actions()] == ["skipped"] * len(instances),
+            20,
+            "every dry-run action skipped",
+        )
+        found = actions()
+        assert sorted(a["target"] for a in found) == instances
+        for action in found:
+            reasons = [event["reason"] for event in action["events"]]
+            assert reasons[-1] == f"dry_run: would restart {action['target']}"
+            assert not [r for r in reasons if r.startswith("waiting: fleet")], reasons
+        listed = [f for f in fleets(server)["data"] if f["strategy"] == "restart-dry"]
+        assert [(f["fleet"], f["wave"], f["in_flight"]) for f in listed] in ([], [("web", None, 0)])
+
+
+def size_config(workdir: Path, prom: Running, size_query: str) -> str:
+    """One fleet, max_in_flight 1, whose actions hold until the file `go` exists: the
+    fleet has work (one in flight, one waiting) for as long as the test looks."""
+    script = workdir / "hold.py"
+    script.write_text(HOLD)
+    command = [sys.executable, str(script), str(workdir / "go")]
+    return f"""
+server: {{auth: {{bearer_token_file: token}}}}
+prometheus: {{url: {prom.url}}}
+defaults: {{cooldown: 0s}}
+executors:
+  local: {{type: command}}
+strategies:
+  - name: heal-web
+    matchers: ['alertname="HighErrorRatio"']
+    action: run
+    executor: local
+    target: '{{{{ labels.instance }}}}'
+    command: {command!r}
+    timeout: 90s
+    fleet:
+      max_in_flight: 1
+      size_query: '{size_query}'
+"""
+
+
+def test_a_failing_size_query_sizes_the_fleet_by_the_journal_not_a_stale_answer(
+    tmp_path: Path, prom: Running
+):
+    """README, Fleets: the size is `size_query`'s last answer, "the journal's count until
+    it answers and when it fails". A query that answered 7 and then fails (here: a
+    reload makes it answer nothing) must not leave the fleet sized 7 for ever."""
+    targets = ["web-1", "web-2"]
+    alerts = [
+        alert("HighErrorRatio", service="web", instance=t, starts_at="2026-11-29T10:00:00Z")
+        for t in targets
+    ]
+    with serve(tmp_path, size_config(tmp_path, prom, "vector(7)")) as (server, _journal):
+        try:
+            assert post_webhook(server.url, notification(*alerts)).status_code == 200
+
+            def sized(source: str) -> dict[str, Any] | None:
+                data = fleets(server)["data"]
+                return data[0] if data and data[0]["size_source"] == source else None
+
+            first = wait_for(lambda: sized("size_query"), 30, "size_query to answer")
+            assert first["size"] == 7
+            assert first["size_note"] == "size_query 'vector(7)' = 7"
+
+            write_config(tmp_path, size_config(tmp_path, prom, "vector(7) == 8"))
+            response = requests.post(f"{server.url}/-/reload", headers=bearer(), timeout=10)
+            assert response.status_code == 200, response.text
+            after = wait_for(lambda: sized("journal"), 30, "the failed query to be dropped")
+            assert after["size"] == len(targets)  # the distinct targets journaled
+            assert after["size_note"].startswith(
+                "size_query failed, sized by the journal meanwhile: query 'vector(7) == 8' "
+                "must return exactly one finite value, got []"
+            )
+        finally:
+            (tmp_path / "go").touch()

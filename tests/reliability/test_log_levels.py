@@ -54,6 +54,14 @@ strategies:
     action: restart
     executor: logger
     target: '{{{{ labels.service }}}}'
+  - name: fleet-fails
+    matchers: ['alertname="FleetBroken"']
+    action: run
+    executor: local
+    target: '{{{{ labels.instance }}}}'
+    command: [{sys.executable!r}, '-c', 'import sys; sys.exit(3)']
+    fleet:
+      progressive: {{min_targets: 3, gather: 0s, canary: 1}}
   - name: pages
     matchers: ['alertname="Page"']
     action: escalate
@@ -140,6 +148,23 @@ def test_the_breaker_opening_and_its_escalation_are_warnings(
     blocked = [r for r in caplog.records if "no escalation_executor configured" in r.getMessage()]
     assert [r.levelno for r in blocked] == [logging.WARNING]
     assert "breaker_open" in blocked[0].getMessage()
+
+
+def test_a_halted_waves_covered_runs_are_info_and_its_one_escalation_a_warning(
+    journal: tuple[Any, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The canary fails, the wave halts: the other three runs end skipped `halted`,
+    covered by the fleet's one escalation. Skips are INFO (README, Running it), so only
+    the run that escalates is a WARNING, not one per covered target."""
+    store, _db = journal
+    caplog.set_level(logging.INFO)
+    firing = [alert("FleetBroken", service="web", instance=f"web-{n}") for n in (1, 2, 3, 4)]
+    carry_out(store, parse_config(CONFIG), *firing)
+    actions = store.list_actions(limit=10).items
+    assert sorted(a["status"] for a in actions) == ["failed"] + ["skipped"] * 3
+    ends = [r for r in caplog.records if r.getMessage().startswith("runbook fleet-fails:")]
+    levels = sorted((r.levelno, "skipped (halted)" in r.getMessage()) for r in ends)
+    assert levels == [(logging.INFO, True)] * 3 + [(logging.WARNING, False)]
 
 
 @pytest.fixture

@@ -390,6 +390,23 @@ def test_pass_path_runs_canary_then_stages_to_done() -> None:
     assert sorted(fleet.started) == names(10)
 
 
+@pytest.mark.parametrize("verdict", [PASS, INCONCLUSIVE])
+def test_a_pending_stage_names_the_verdict_it_goes_on_after(verdict: str) -> None:
+    # under on_inconclusive: proceed the wave goes on after an inconclusive analysis: the
+    # reason once said "after the analysis passed" for it too
+    fleet = Fleet(
+        progressive(canary=1, stages=("100%",), pause=30.0, on_inconclusive=PROCEED), names(4)
+    )
+    fleet.plan(now=10.0)
+    fleet.end("succeeded", 11.0)
+    fleet.plan(now=11.0)
+    fleet.verdict(verdict, 12.0)
+    plan = fleet.plan(now=22.0)
+    assert plan.reason.startswith(
+        f"fleet: stage 1 of 1 starts in 20s (pause 30s after the analysis: {verdict})"
+    )
+
+
 def test_pause_is_respected_to_the_second() -> None:
     fleet = Fleet(progressive(canary=1, stages=("100%",), pause=30.0), names(4))
     fleet.plan(now=10.0)
@@ -496,6 +513,20 @@ def test_failed_analysis_halts() -> None:
     why = "halted: analysis after canary fail: error ratio 0.31 vs baseline 0.04 (p=0.002)"
     assert {reason for _, reason in plan.skip} == {why}
     assert plan.escalation.analysis == "fail: error ratio 0.31 vs baseline 0.04 (p=0.002)"
+
+
+def test_a_judges_reason_that_opens_with_its_verdict_does_not_say_it_twice() -> None:
+    # analysis.py's reasons open with the verdict ("fail: 1 of 1 metrics ..."): the halt
+    # and the escalation's analysis line once said "fail: fail: ..."
+    fleet = Fleet(progressive(canary=1), names(5))
+    fleet.plan(now=10.0)
+    fleet.end("succeeded", 11.0)
+    fleet.plan(now=11.0)
+    judged = "fail: 1 of 1 metrics worse than the baseline (score 0 < pass_score 1)"
+    fleet.verdict(FAIL, 20.0, judged)
+    plan = fleet.plan(now=20.0)
+    assert {reason for _, reason in plan.skip} == {f"halted: analysis after canary {judged}"}
+    assert plan.escalation.analysis == judged
 
 
 @pytest.mark.parametrize(("on_inconclusive", "phase"), [(HALT, HALTED), (PROCEED, STAGE)])

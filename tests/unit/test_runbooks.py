@@ -16,6 +16,7 @@ from receiver.runbooks import (
     DRY_RUN,
     END,
     FAILED,
+    HALTED,
     INTERRUPTED,
     NOTHING,
     PLAN,
@@ -562,3 +563,16 @@ def test_a_step_interrupted_by_a_shutdown_ends_the_run_uncured_once() -> None:
     decision, state = advance(state, settings, outcome, True, 10.0)
     assert (decision.action, decision.status, decision.escalate) == (END, UNCURED, True)
     assert state.current is None and state.status == UNCURED
+
+
+def test_a_step_skipped_by_a_halted_wave_says_the_fleets_escalation_covers_it() -> None:
+    # the run ends for the fleet's ONE escalation to cover (the caller marks it so): its
+    # reason must not promise an escalation of its own, once per target
+    settings = three_steps()
+    skip = StepOutcome(SKIPPED, "halted: canary web-1 failed", HALTED)
+    decision, state = advance(started(settings), settings, skip, True, T0 + 1)
+    assert (decision.action, decision.status, state.status) == (END, UNCURED, UNCURED)
+    assert decision.reason == (
+        "ended uncured: step 1 (restart) skipped (halted): halted: canary web-1 failed; "
+        "covered by the fleet's escalation"
+    )
