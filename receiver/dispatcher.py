@@ -680,12 +680,15 @@ class Dispatcher:
             "fleet_summary": text,
             "fleet_targets": ", ".join(summary.get("targets", [])[: fleets.LISTED_TARGETS]),
         }
+        labels = dict(summary.get("labels") or {})
+        if summary.get("episode"):  # a new halt or window pages anew; its updates do not
+            labels["remediation_episode"] = summary["episode"]
         return self._post(
             config,
             Escalated(
                 strategy=escalation.strategy,
                 target=fleetrun.breaker_target(escalation.fleet),
-                labels=summary.get("labels") or {},
+                labels=labels,
                 annotations={},
                 reason=summary.get("why", "remediation failed"),
                 details=details,
@@ -741,16 +744,24 @@ class Dispatcher:
         due = self.store.change(lambda tx: fleet_journal.claim_analyses(tx, self.clock(), lease))
         for analysis in due:
             strategy = _named(config, analysis.strategy)
-            if strategy is None or strategy.fleet is None or strategy.fleet.analysis is None:
-                continue  # the lease runs out; a config that has it again judges it
-            self._conclude(config, strategy, analysis)
+            if strategy is None or strategy.fleet is None:
+                continue  # forget_unconfigured drops it with its wave
+            judged = None
+            if strategy.fleet.analysis is None:  # reloaded without it: the wave goes on
+                judged = ("pass", {}, "analysis no longer configured: the stage goes on")
+            self._conclude(config, strategy, analysis, judged)
         return len(due)
 
     def _conclude(
-        self, config: Config, strategy: Strategy, analysis: fleet_journal.Analysis
+        self,
+        config: Config,
+        strategy: Strategy,
+        analysis: fleet_journal.Analysis,
+        judged: tuple[str, dict[str, Any], str] | None = None,
     ) -> None:
-        """Judge one analysis and journal its verdict with what the verdict plans."""
-        verdict, judgement, reason = self._judge_canary(config, strategy, analysis)
+        """Judge one analysis (unless `judged` gives its verdict, judgement and reason)
+        and journal the verdict with what the verdict plans."""
+        verdict, judgement, reason = judged or self._judge_canary(config, strategy, analysis)
         planned = runs.Planned()
         follow = self._skip_follow(config, planned)
         now = self.clock()
@@ -837,11 +848,29 @@ class Dispatcher:
             return None, f"size_query failed, sized by the journal meanwhile: {exc}"
         return max(0, int(value)), f"size_query {query!r} = {value:g}"
 
+    def forget_unconfigured(self) -> int:
+        """Forget the waves and analyses of fleets whose strategy a reload left without
+        `fleet` (their actions no longer wait for them); returns how many."""
+        config = self.source.config
+        fleeted = {s.name for s in config.strategies if s.fleet is not None}
+        rows, _ = self.store.look(lambda tx: fleet_journal.listing(tx, 1000, 0))
+        why = "the strategy no longer has a fleet: its wave is forgotten"
+        stale = [
+            (row["strategy"], row["fleet"])
+            for row in rows
+            if row["strategy"] not in fleeted and (row["state"].wave or row["state"].in_flight)
+        ]
+        for strategy, fleet in stale:
+            self.store.change(
+                lambda tx, s=strategy, f=fleet: fleetrun.forget(tx, s, f, why, self.clock())
+            )
+        return len(stale)
+
     def _fleet_work(self) -> None:
         """The fleets' thread: analyses and sizes need Prometheus, which may be slow; here
         they delay neither claims nor the heartbeats."""
         while not self._stop.wait(FLEET_POLL):
-            for chore in (self.run_analyses, self.refresh_sizes):
+            for chore in (self.forget_unconfigured, self.run_analyses, self.refresh_sizes):
                 self._chore(chore)
 
     def _escalation_lease(self, config: Config) -> float:

@@ -223,6 +223,7 @@ def _halted(
     journal.drop_analyses(tx, strategy.name, fleet, escalation.why, now)
     summary = escalation.to_dict()
     summary["labels"] = _group_labels(tx, strategy, fleet, escalation.targets[:1])
+    summary["episode"] = iso(now)
     journal.owe_escalation(tx, strategy.name, fleet, summary, now)
     log.warning("fleet %s of %s %s", fleet, strategy.name, escalation.why)
     return 1
@@ -402,6 +403,15 @@ def analysis_queries(
     return found
 
 
+def forget(tx: SqlTransaction, strategy: str, fleet: str, why: str, now: float) -> None:
+    """The strategy no longer has a fleet (a reload): drop the fleet's analyses and
+    forget its wave and targets in flight, so that nothing shows or waits for them."""
+    journal.drop_analyses(tx, strategy, fleet, why, now)
+    row = journal.load(tx, strategy, fleet)
+    state = replace(row.state, in_flight=(), loose=(), wave=None)
+    journal.save(tx, strategy, state, None, f"fleet {fleet}: {why}", now)
+
+
 def row_reason(state: fleets.FleetState) -> str:
     wave = state.wave
     if wave is None:
@@ -461,6 +471,7 @@ def _escalate_or_cover(
         "targets": [target],
         "labels": _group_labels(tx, strategy, fleet, (target,)),
         "summary": f"fleet {fleet}: remediation failed on {target}: {reason}",
+        "episode": iso(now),
     }
     journal.owe_escalation(tx, strategy.name, fleet, summary, now)
     return 1, why
@@ -518,6 +529,9 @@ def _view_times(view: dict[str, Any]) -> None:
 def _analysis_times(found: dict[str, Any]) -> dict[str, Any]:
     shown = {**found, **{k: iso(found[k]) for k in ("due_at", "created_at", "finished_at")}}
     shown["request"] = {**found["request"], "since": iso(found["request"]["since"])}
+    judgement = found.get("judgement")
+    if judgement and isinstance(judgement.get("judged_at"), int | float):
+        shown["judgement"] = {**judgement, "judged_at": iso(judgement["judged_at"])}
     return shown
 
 

@@ -93,7 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Runn
         yield state, prom
 
 
-def config_text(workdir: Path, state: Path, prom: Running) -> str:
+def config_text(workdir: Path, state: Path, prom: Running, interval: str = "6s") -> str:
     (workdir / "act.py").write_text(ACT)
     (workdir / "undo.py").write_text(UNDO)
     act = [sys.executable, str(workdir / "act.py"), str(state), "{{ labels.instance }}"]
@@ -116,19 +116,21 @@ strategies:
       progressive: {{min_targets: 3, gather: 1s, canary: 1, stages: [100%], pause: 0s}}
       analysis:
         metrics: [{{name: latency, query: '{query}', direction: lower, tolerance: 0.1}}]
-        interval: 6s
+        interval: {interval}
         step: 1s
     undo: {{action: run, command: {undo!r}}}
 """
 
 
 @contextmanager
-def serve(tmp_path: Path, stack: tuple[Path, Running], mode: str) -> Iterator[Running]:
+def serve(
+    tmp_path: Path, stack: tuple[Path, Running], mode: str, interval: str = "6s"
+) -> Iterator[Running]:
     state, prom = stack
     for old in state.iterdir():
         old.unlink()
     (state / "mode").write_text(mode)
-    config = write_config(tmp_path, config_text(tmp_path, state, prom))
+    config = write_config(tmp_path, config_text(tmp_path, state, prom, interval))
     store = f"sqlite:///{tmp_path / 'journal.db'}"
     with remediator(tmp_path, config, store) as server:
         alerts = [alert("HighLatency", service="web", instance=i) for i in INSTANCES]
@@ -186,3 +188,28 @@ def test_a_canary_worse_than_the_baseline_halts_the_wave_and_is_undone(tmp_path,
         assert 'remediator_canary_verdicts_total{strategy="heal-web",verdict="fail"} 1.0' in (
             metrics
         )
+
+
+def test_a_reload_without_the_fleet_forgets_its_wave_and_the_rest_go_on(tmp_path, stack):
+    """The wave waits for an analysis due in 10 minutes; the config is reloaded without
+    `fleet`: the analysis is dropped, the wave forgotten, and the three targets that
+    waited for it are acted on at once."""
+    state, prom = stack
+    with serve(tmp_path, stack, "better", interval="10m") as server:
+        wait_for(
+            lambda: fleet_of(server)["wave"] and fleet_of(server)["wave"]["phase"] == "analysing",
+            30,
+            "the wave to wait for its canary's analysis",
+        )
+        text = config_text(tmp_path, state, prom)
+        without = text[: text.index("    fleet:")]  # and its undo, which needs it
+        (tmp_path / "remediation.yml").write_text(without)
+        headers = {"Authorization": "Bearer s3cret-token"}
+        assert requests.post(f"{server.url}/-/reload", headers=headers, timeout=10).ok
+        actions = settle(server.journal, 4, timeout=60)
+        assert sorted((a["target"], a["status"]) for a in actions) == [
+            (i, "succeeded") for i in INSTANCES
+        ]
+        fleet = fleet_of(server)
+        assert (fleet["configured"], fleet["wave"], fleet["in_flight"]) == (False, None, 0)
+        assert fleet["analyses"][0]["verdict"] == "dropped"

@@ -160,6 +160,7 @@ def test_a_shared_fault_costs_one_canary_action_and_one_escalation(
         labels = escalations[0]["labels"]
         assert labels["remediation_target"] == "fleet:web"
         assert labels["service"] == "web"
+        assert labels["remediation_episode"]  # when this escalation began: a new one pages
         summary = escalations[0]["annotations"]["fleet_summary"]
         assert "30 targets fired, 1 acted on, 0 succeeded, 1 failed" in summary
         fleet = requests.get(f"{server.url}/api/v1/fleets", timeout=5).json()["data"][0]
