@@ -440,6 +440,9 @@ def cover_failure(
     owed = 0
     if status == "skipped" and last_reason.startswith(f"{runbooks.HALTED}:"):
         why = "covered by the escalation of the fleet's halted wave"
+        wave = journal.load(tx, strategy.name, fleet).state.wave
+        if wave is not None and target not in wave.members:  # it fired after the halt
+            owed = int(journal.cover(tx, strategy.name, fleet, target, reason, journal.HELD_SINCE))
     else:
         owed, why = _escalate_or_cover(tx, strategy, fleet, target, reason, now)
     tx.execute(
@@ -480,10 +483,14 @@ def _escalate_or_cover(
 def escalation_text(summary: dict[str, Any]) -> str:
     """The escalation's text: the halt's summary, and the failed runs it covers."""
     text = summary.get("summary") or summary.get("why", "")
-    covered = summary.get("covered", 0)
+    covered = summary.get(journal.FAILED_SINCE, 0)
     if covered:
-        listed = ", ".join(summary.get("covered_targets", []))
+        listed = ", ".join(summary.get(f"{journal.FAILED_SINCE}_targets", []))
         text += f"\nalso failed since: {covered} ({listed})"
+    held = summary.get(journal.HELD_SINCE, 0)
+    if held:
+        listed = ", ".join(summary.get(f"{journal.HELD_SINCE}_targets", []))
+        text += f"\nfired since and held back by the halt, not acted on: {held} ({listed})"
     return text
 
 

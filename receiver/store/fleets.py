@@ -361,11 +361,23 @@ def owe_escalation(
     )
 
 
-def cover(tx: SqlTransaction, strategy: str, fleet: str, target: str, reason: str) -> bool:
-    """Count a failed run of `target` into the fleet's escalation (its summary counts it
-    and lists the target, bounded). One already sent is owed again, to be posted with the
-    same labels: Alertmanager updates the alert it holds (one alert, one page), now
-    counting this failure too. Returns whether a delivery is owed (False: none exists,
+#: What cover() counts: a run that failed, or one a halted wave skipped (it fired after
+#: the halt: the escalation counts it, else nobody would hear of it)
+FAILED_SINCE, HELD_SINCE = "covered", "held"
+
+
+def cover(
+    tx: SqlTransaction,
+    strategy: str,
+    fleet: str,
+    target: str,
+    reason: str,
+    kind: str = FAILED_SINCE,
+) -> bool:
+    """Count a run of `target` into the fleet's escalation (its summary counts it under
+    `kind` and lists the target, bounded). One already sent is owed again, to be posted
+    with the same labels: Alertmanager updates the alert it holds (one alert, one page),
+    now counting this run too. Returns whether a delivery is owed (False: none exists,
     or it was undeliverable)."""
     row = tx.execute(
         "SELECT escalation, escalation_summary FROM fleets WHERE strategy = ? AND fleet = ?",
@@ -374,8 +386,8 @@ def cover(tx: SqlTransaction, strategy: str, fleet: str, target: str, reason: st
     if row is None or row[0] not in (PENDING, SENT):
         return False
     summary = json.loads(row[1])
-    covered = summary.setdefault("covered_targets", [])
-    summary["covered"] = summary.get("covered", 0) + 1
+    covered = summary.setdefault(f"{kind}_targets", [])
+    summary[kind] = summary.get(kind, 0) + 1
     if target not in covered and len(covered) < LISTED:
         covered.append(target)
     summary["last_reason"] = reason

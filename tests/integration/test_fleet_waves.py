@@ -12,6 +12,7 @@ per action (it records its start and end), a real Alertmanager receives the esca
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,7 @@ from tests.support.receiver import AM_CONFIG, write_config
 pytestmark = pytest.mark.integration
 
 TARGETS = [f"web-{n:02d}" for n in range(1, 31)]
+STARTS = "2026-11-29T10:00:00Z"
 #: act.py RECORD TARGET EXIT: one line at its start and one at its end, then exits EXIT
 ACT = """import sys, time
 record, target, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -100,7 +102,7 @@ def serve(
 
 def fire_all(server: Running) -> None:
     alerts = [
-        alert("HighErrorRatio", service="web", instance=target, starts_at="2026-11-29T10:00:00Z")
+        alert("HighErrorRatio", service="web", instance=target, starts_at=STARTS)
         for target in TARGETS
     ]
     body = notification(*alerts, group_key='{}:{alertname="HighErrorRatio"}')
@@ -171,8 +173,25 @@ def test_a_shared_fault_costs_one_canary_action_and_one_escalation(
         assert 'remediator_actions_skipped_total{reason="halted",strategy="heal-web"} 29.0' in (
             metrics
         )
-        # and nothing more arrives later: one escalation for the fleet, not 30
-        assert len(fleet_escalations(am)) == 1
+        # three more instances fire while the fleet is halted: held back, not acted on,
+        # and the fleet's one alert (updated, not a new one) says so
+        later = [
+            alert("HighErrorRatio", service="web", instance=f"web-{n}", starts_at=STARTS)
+            for n in (31, 32, 33)
+        ]
+        body = notification(*later, group_key='{}:{alertname="HighErrorRatio"}')
+        assert post_webhook(server.url, body).status_code == 200
+        held = re.compile(r"fired since and held back by the halt, not acted on: 3 \((.*)\)")
+
+        def updated() -> list[dict[str, Any]]:
+            found = fleet_escalations(am)
+            said = held.search(found[0]["annotations"]["fleet_summary"])
+            named = sorted(said.group(1).split(", ")) if said else []
+            return found if named == ["web-31", "web-32", "web-33"] else []
+
+        assert len(wait_for(updated, 30, "the fleet's alert counting the held-back three")) == 1
+        skipped = [a for a in settle(journal, 33, timeout=30) if a["status"] == "skipped"]
+        assert len(skipped) == 32
 
 
 def test_failures_outside_a_wave_share_the_fleets_one_escalation(tmp_path: Path, am: Running):
