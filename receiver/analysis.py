@@ -61,10 +61,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from scipy.stats import mannwhitneyu
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scipy are imported where a judgement needs them, not with this module: the
+# config imports it for its settings, and every process of the server would otherwise
+# carry scipy.stats (tens of MB) whether or not a fleet is ever judged.
 
 # Verdicts, per metric and overall.
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -498,6 +502,8 @@ def judge_metric(
 
     # One-sided in the bad direction: for `lower`, is the canary stochastically greater?
     alternative = "greater" if metric.direction == LOWER else "less"
+    from scipy.stats import mannwhitneyu  # imported here: see the imports
+
     result = mannwhitneyu(canary_kept, baseline_kept, alternative=alternative)
     statistic, p_value = float(result.statistic), float(result.pvalue)
     if not math.isfinite(p_value):  # scipy gives NaN only on degenerate input; never "worse"
@@ -593,6 +599,8 @@ def _clean(name: str, side: str, samples: Sequence[float]) -> tuple[np.ndarray, 
     """The finite samples, sorted (so equal multisets give bit-equal means), and how many
     were dropped: Prometheus returns NaN for 0/0 ratios and +Inf for empty buckets, and a
     None (a missing sample) converts to NaN on the way in."""
+    import numpy as np  # imported here: see the imports
+
     try:
         values = np.asarray(samples, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -607,6 +615,8 @@ def _clean(name: str, side: str, samples: Sequence[float]) -> tuple[np.ndarray, 
 
 def _mean(values: np.ndarray) -> float:
     """Mean of finite values that cannot overflow to Inf (1e308 twice would)."""
+    import numpy as np  # imported here: see the imports
+
     with np.errstate(over="ignore"):
         mean = float(np.mean(values))
     if math.isfinite(mean):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -519,3 +521,14 @@ def test_settings_defaults_and_to_dict() -> None:
             "tolerance": 0.25,
         }
     ]
+
+
+def test_the_server_does_not_load_numpy_or_scipy_until_a_judgement_needs_them():
+    """scipy.stats alone is tens of MB in every server process; the config imports this
+    module for its settings, so the statistics are imported where they are used."""
+    code = (
+        "import sys, receiver.server, receiver.config, receiver.dispatcher; "
+        "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (shown.returncode, shown.stdout.strip()) == (0, "[]"), shown.stderr
