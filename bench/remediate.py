@@ -1,9 +1,11 @@
 """Command remediation end to end: alerts/s, server CPU per alert, POST -> script start, memory.
 
 Every alert is a distinct firing alert (its own `instance`), one per notification, and
-matches one `run` strategy of a `command` executor whose argv is this interpreter
-running a three-line script (`-S -I`: no site, isolated) that appends the target and
-`time.time()`, taken at its first statement, to a file. Never a shell: the target is
+matches one `run` strategy of a `command` executor whose argv runs a one-line script
+that appends the target and the wall-clock time, taken at its first statement, to a
+file: a small C program built in the work folder when `cc` is on PATH (start-up well
+under a millisecond), else this interpreter with a three-line script (`-S -I`; about
+10 ms of start-up, which then dominates every figure). Never a shell: the target is
 one argv entry. The baseline (bench/remediate_baseline.py) runs under the same gunicorn
 settings and spawns the same argv per firing alert straight from the WSGI callable (no
 journal, no gates, no authentication): the ceiling for doing this in Python.
@@ -12,8 +14,8 @@ Each server, after a 20-alert warm-up:
 
 1. POST -> script start at a fixed rate (50/s, open loop as in bench.latency, 1 s
    warm-up not counted): the script's timestamp minus the client's wall-clock send time.
-   It includes the interpreter's start-up before the script's first statement; that
-   start-up, measured alone (the bench spawning the script itself), is reported too.
+   It includes the script's own start-up before its first statement; that start-up,
+   measured alone (the bench spawning the script itself), is reported too.
 2. Throughput: N alerts (default 500) from 8 client threads, closed loop; alerts/s =
    N / (last script timestamp - first POST). Every target must appear exactly once.
 3. Server CPU per alert over phase 2, until the server is idle again (remediator: no
@@ -25,13 +27,14 @@ Each server, after a 20-alert warm-up:
    /proc/<pid>/smaps_rollup, sampled every 50 ms (peak of the sums), and each
    process's VmHWM.
 
-    python -m bench.remediate [--quick] [--out DIR] [--alerts N]
+    python -m bench.remediate [--quick] [--out DIR] [--alerts N] [--script auto|c|python]
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -60,21 +63,78 @@ TARGET_CPU_MS = 1.5
 TARGET_START_P99_MS = 10.0
 TARGET_PSS_MB = 60.0
 
-SCRIPT = """import sys, time
+PYTHON_SCRIPT = """import sys, time
 t = time.time()
 with open(sys.argv[2], "a") as f:
     f.write(f"{sys.argv[1]} {t:.6f}\\n")
 """
 
+# The same in C: a one-line script's start-up (a few hundred microseconds) rather than
+# an interpreter's (about 10 ms here), so the figures measure the servers, not Python.
+C_SCRIPT = r"""#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
-def script_argv(workdir: Path, target: str) -> list[str]:
-    """The command both servers run: argv, no shell; `target` is one entry."""
-    return [sys.executable, "-S", "-I", str(workdir / "line.py"), target, str(workdir / "lines")]
+int main(int argc, char **argv) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); /* first: the script's start */
+    if (argc != 3) return 2;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s %lld.%06ld\n", argv[1], (long long)now.tv_sec,
+                     now.tv_nsec / 1000);
+    if (n < 0 || n >= (int)sizeof line) return 3;
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) return 4;
+    ssize_t written = write(fd, line, (size_t)n); /* one O_APPEND write: lines never mix */
+    close(fd);
+    return written == n ? 0 : 5;
+}
+"""
 
 
-def config_for(workdir: Path) -> Path:
-    (workdir / "line.py").write_text(SCRIPT)
-    command = json.dumps(script_argv(workdir, "{{ target }}"))
+@dataclass(frozen=True)
+class Script:
+    """The command both servers run: `program` then the target and the output file, as
+    argv entries (never a shell). kind: "c" (compiled here) or "python"."""
+
+    kind: str
+    program: tuple[str, ...]
+    output: Path
+
+    def argv(self, target: str, output: Path | None = None) -> list[str]:
+        return [*self.program, target, str(output or self.output)]
+
+    @property
+    def describe(self) -> str:
+        if self.kind == "c":
+            return "a 20-line C program (line.c, built with cc -O2): appends target and time"
+        return "python -S -I line.py (appends target and time.time())"
+
+
+def prepare_script(workdir: Path, kind: str) -> Script:
+    """Write the script into `workdir`; kind "auto" compiles the C one when a C compiler
+    is on PATH (else Python). Raises RuntimeError when "c" was asked and cannot build."""
+    output = workdir / "lines"
+    if kind in ("auto", "c") and shutil.which("cc"):
+        (workdir / "line.c").write_text(C_SCRIPT)
+        built = subprocess.run(
+            ["cc", "-O2", "-o", str(workdir / "line"), str(workdir / "line.c")],
+            capture_output=True,
+            text=True,
+        )
+        if built.returncode == 0:
+            return Script("c", (str(workdir / "line"),), output)
+        if kind == "c":
+            raise RuntimeError(f"cannot build line.c: {built.stderr.strip()}")
+    elif kind == "c":
+        raise RuntimeError("no C compiler (cc) on PATH: use --script python")
+    (workdir / "line.py").write_text(PYTHON_SCRIPT)
+    return Script("python", (sys.executable, "-S", "-I", str(workdir / "line.py")), output)
+
+
+def config_for(workdir: Path, script: Script) -> Path:
+    command = json.dumps(script.argv("{{ target }}"))
     strategies = f"""
   - name: append-line
     matchers: ['alertname="{ALERTNAME}"']
@@ -96,7 +156,11 @@ def bodies(first: int, count: int) -> tuple[list[str], list[bytes]]:
     for i in range(first, first + count):
         target = f"rem-{i:06d}"
         alert = payloads.alert(
-            f"{i:016x}", alertname=ALERTNAME, instance=target, starts_at=starts_at
+            f"{i:016x}",
+            alertname=ALERTNAME,
+            service=f"svc-{i % 10}",
+            instance=target,
+            starts_at=starts_at,
         )
         group_key = f'{{}}:{{alertname="{ALERTNAME}",instance="{target}"}}'
         targets.append(target)
@@ -107,13 +171,29 @@ def bodies(first: int, count: int) -> tuple[list[str], list[bytes]]:
 # ---------------------------------------------------------------- /proc
 
 
+def children(pid: int) -> list[int]:
+    """The children of every thread of `pid` (/proc/<pid>/task/<tid>/children: a child
+    is listed under the thread that forked it, e.g. a dispatcher thread)."""
+    found = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def tree(pid: int) -> list[int]:
-    """pid and all its descendants (children first found through /proc)."""
+    """pid and all its descendants."""
     found, stack = [], [pid]
     while stack:
         current = stack.pop()
         found.append(current)
-        stack.extend(common._children(current))
+        stack.extend(children(current))
     return found
 
 
@@ -235,14 +315,13 @@ def wait_idle(srv: common.Server, pids: list[int], timeout: float) -> bool:
 # ---------------------------------------------------------------- phases
 
 
-def startup_ms(workdir: Path, runs: int = 20) -> dict[str, Any]:
+def startup_ms(script: Script, workdir: Path, runs: int = 20) -> dict[str, Any]:
     """The script's own start-up: the bench spawns it `runs` times, time.time() just
-    before Popen to the script's timestamp (interpreter start + first statement)."""
+    before Popen to the script's timestamp (exec, start-up, first statement)."""
     out = workdir / "startup-lines"
     delays = []
     for i in range(runs):
-        argv = script_argv(workdir, f"startup-{i}")
-        argv[-1] = str(out)
+        argv = script.argv(f"startup-{i}", out)
         before = time.time()
         subprocess.run(argv, check=True)
         delays.append(read_lines(out)[-1][1] - before)
@@ -302,9 +381,9 @@ def throughput_phase(
     }
 
 
-def server_pids(srv: common.Server, script: Path) -> list[int]:
+def server_pids(srv: common.Server, script: Script) -> list[int]:
     """The server's own processes: its tree without the scripts still running."""
-    mark = str(script).encode()
+    mark = script.program[-1].encode() + b"\0"  # the program's path as a whole argument
     own = []
     for pid in tree(srv.process.pid):
         try:
@@ -329,15 +408,16 @@ def describe(pids: list[int]) -> list[dict[str, Any]]:
     return found
 
 
-def run_server(kind: str, quick: bool, keep: bool, alerts: int) -> dict[str, Any]:
+def run_server(kind: str, quick: bool, keep: bool, alerts: int, script_kind: str) -> dict[str, Any]:
     with common.workdir(f"remediate-{kind}", keep) as wd:
-        config = config_for(wd)
-        lines = wd / "lines"
+        script = prepare_script(wd, script_kind)
+        config = config_for(wd, script)
+        lines = script.output
         with common.server(kind, wd, config) as srv:
             _, items = bodies(0, WARMUP_ALERTS)
             common.post_all(srv, items, CLIENTS)
             wait_lines(lines, WARMUP_ALERTS, SETTLE_TIMEOUT_S)
-            pids = server_pids(srv, wd / "line.py")
+            pids = server_pids(srv, script)
             wait_idle(srv, pids, SETTLE_TIMEOUT_S)
             with MemorySampler(pids) as memory:
                 rate = rate_phase(srv, lines, quick)
@@ -353,7 +433,8 @@ def run_server(kind: str, quick: bool, keep: bool, alerts: int) -> dict[str, Any
                     "samples": memory.samples,
                     "processes": describe(pids),
                 },
-                "script_startup_ms": startup_ms(wd),
+                "script": script.kind,
+                "script_startup_ms": startup_ms(script, wd),
             }
             if srv.db is not None:
                 journal = Journal(srv.db)
@@ -366,8 +447,13 @@ def run_server(kind: str, quick: bool, keep: bool, alerts: int) -> dict[str, Any
     return entry
 
 
-def bench(quick: bool, keep: bool, alerts: int | None = None) -> dict[str, Any]:
+def bench(
+    quick: bool, keep: bool, alerts: int | None = None, script: str = "auto"
+) -> dict[str, Any]:
     alerts = alerts or (QUICK_ALERTS if quick else ALERTS)
+    with common.workdir("remediate-config", keep=False) as wd:
+        chosen = prepare_script(wd, script)
+        settings = common.gunicorn_settings(config_for(wd, chosen))
     result: dict[str, Any] = {
         "benchmark": "remediate",
         "quick": quick,
@@ -377,15 +463,14 @@ def bench(quick: bool, keep: bool, alerts: int | None = None) -> dict[str, Any]:
             "rate_per_s": RATE,
             "rate_warmup": RATE_WARMUP,
             "rate_measured": QUICK_RATE_MEASURED if quick else RATE_MEASURED,
-            "command": "python -S -I line.py TARGET FILE (appends target and time.time())",
+            "command": chosen.describe,
         },
         "machine": common.machine(),
     }
+    result["server"] = settings
     for kind in KINDS:
-        with common.workdir("remediate-config", keep=False) as wd:
-            result["server"] = common.gunicorn_settings(config_for(wd))
         print(f"  remediate {kind} ...", file=sys.stderr)
-        result[kind] = run_server(kind, quick, keep, alerts)
+        result[kind] = run_server(kind, quick, keep, alerts, chosen.kind)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     base, rem = result["remediate_baseline"], result["remediator"]
     result["ratio"] = {
@@ -520,7 +605,7 @@ def render(result: dict[str, Any]) -> str:
             f"answered 200: {fmt(target['all_answered_200'])}; remediator actions: "
             + ", ".join(f"{k} {v:,}" for k, v in rem.get("actions_by_status", {}).items())
             + ".",
-            f"Script start-up alone (interpreter to first statement, spawned by the bench): "
+            f"Script ({rem['script']}) start-up alone (spawn to first statement, by the bench): "
             f"p50 {fmt(startup['p50'], 2)} ms, p99 {fmt(startup['p99'], 2)} ms; it is inside "
             "the POST -> start figures of both servers.",
             f"VmHWM per process, MB (master, worker, writer...): {processes}.",
@@ -534,8 +619,14 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--alerts", type=int, default=None, help=f"alerts in the burst ({ALERTS})")
+    p.add_argument(
+        "--script",
+        choices=("auto", "c", "python"),
+        default="auto",
+        help="the command run per alert: auto = C when cc is on PATH, else Python",
+    )
     args = p.parse_args(argv)
-    result = bench(args.quick, args.keep, args.alerts)
+    result = bench(args.quick, args.keep, args.alerts, args.script)
     print(render(result))
     print(f"\nJSON: {common.write_result(args.out, 'remediate', result)}")
     return result
