@@ -278,7 +278,7 @@ def read_lines(path: Path) -> list[tuple[str, float]]:
         return []
     rows = []
     for line in text.splitlines():
-        target, _, stamp = line.partition(" ")
+        target, _, stamp = line.rpartition(" ")  # the time is last; a target may hold spaces
         if stamp:
             rows.append((target, float(stamp)))
     return rows
