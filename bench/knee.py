@@ -12,7 +12,10 @@ at a fixed rate (the caller loads a real server; see bench/latency.py). Shape:
 Doubling then bisecting is exponential search (Bentley and Yao, 1976) over rates:
 the number of probes is logarithmic in the range, and every probe's verdict is kept
 so the search can be read back. The rule assumes monotonicity (a rate above a failing one fails);
-on a noisy machine it is not quite so, hence `probes` in the result.
+on a shared machine it is not quite so: one scheduling hiccup puts a 3-second probe's
+p99 over the line. So a failing rate is tried again (`retries`) and fails only if
+every try failed; a pass is not retried (noise makes latency worse, rarely better).
+Every try is kept in `probes`.
 """
 
 from __future__ import annotations
@@ -31,14 +34,17 @@ class KneeSettings:
 
     start: the first probe; floor: the lowest rate tried when start fails; ceiling: the
     highest rate tried; resolution: stop bisecting when first failing rate / highest
-    passing rate <= this ratio (> 1); max_probes: hard bound on probes in all.
-    Raises ValueError on nonsense (non-finite, floor > start > ceiling, resolution <= 1).
+    passing rate <= this ratio (> 1); retries: further tries of a rate that failed
+    before it counts as failed; max_probes: hard bound on tries in all.
+    Raises ValueError on nonsense (non-finite, floor > start > ceiling, resolution <= 1,
+    negative retries).
     """
 
     start: float = 25.0
     floor: float = 5.0
     ceiling: float = 1600.0
     resolution: float = 1.15
+    retries: int = 1
     max_probes: int = 12
 
     def __post_init__(self) -> None:
@@ -53,6 +59,8 @@ class KneeSettings:
             )
         if self.resolution <= 1:
             raise ValueError(f"knee search: resolution must be > 1, not {self.resolution}")
+        if self.retries < 0:
+            raise ValueError(f"knee search: retries must be >= 0, not {self.retries}")
         if self.max_probes < 1:
             raise ValueError(f"knee search: max_probes must be >= 1, not {self.max_probes}")
 
@@ -88,14 +96,17 @@ def find_knee(measure: Measure, settings: KneeSettings) -> Knee:
     """Search the highest rate at which `measure` passes (see the module docstring).
 
     `measure(rate)` returns (passed, detail); it is called at most settings.max_probes
-    times, never below settings.floor nor above settings.ceiling. Exceptions from
-    `measure` propagate."""
+    times, never below settings.floor nor above settings.ceiling; a rate passes when
+    any of its 1 + settings.retries tries passes. Exceptions from `measure` propagate."""
     probes: list[Probe] = []
 
     def run(rate: float) -> bool:
-        passed, detail = measure(rate)
-        probes.append(Probe(rate, passed, detail))
-        return passed
+        for _ in range(1 + settings.retries):
+            passed, detail = measure(rate)
+            probes.append(Probe(rate, passed, detail))
+            if passed or len(probes) >= settings.max_probes:
+                return passed
+        return False
 
     passing: float | None = None
     failing: float | None = None
