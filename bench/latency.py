@@ -13,6 +13,12 @@ journal: actions.started_at (the claim by a dispatcher thread) minus the inciden
 first_seen (the time the webhook handler journaled it, i.e. request arrival plus
 parsing); the same minus the client's send time is given too.
 
+Then the knee (capacity): on a fresh server of each kind, the highest rate at which
+every request is answered 200, every action claimed and decision p99 <= 50 ms, by
+bench.knee.find_knee (doubling, then bisecting; probes of 0.5 s warm-up + 3 s). The
+baseline claims nothing: its "decision" is its answer, so its probes pass on request
+p99 <= 50 ms (see _Prober and bench/README.md). The ratio is remediator / baseline.
+
     python -m bench.latency [--quick] [--out DIR] [--rate N]
 """
 
