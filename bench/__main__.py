@@ -1,5 +1,7 @@
-"""`python -m bench`: every benchmark (see bench/run_all.py)."""
+"""`python -m bench`: every benchmark (see bench/run_all.py); exits 1 if a target is missed."""
 
-from bench.run_all import main
+import sys
 
-main()
+from bench.run_all import exit_status, main
+
+sys.exit(exit_status(main()))

@@ -6,6 +6,8 @@ Both servers run as real subprocesses under gunicorn with the same settings, the
 - remediator: `python -m receiver.cli serve --config C --listen L --store sqlite:///...`
 - baseline:   `python -m bench.baseline_app --config C --listen L` (same config file,
   same RemediatorServer settings, a Flask app that only parses the JSON).
+- remediate_baseline: `python -m bench.remediate_baseline --config C --listen L` (the
+  same again; a WSGI callable that spawns the config's command per firing alert).
 """
 
 from __future__ import annotations
@@ -57,17 +59,21 @@ def parser(description: str) -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- config
 
 
-def config_text(strategies: str = "[]", defaults: str = "") -> str:
-    """A receiver config: bearer auth, the default gunicorn threads, log executors only.
+def config_text(
+    strategies: str = "[]", defaults: str = "", executors: str = "  audit: {type: log}"
+) -> str:
+    """A receiver config: bearer auth, the default gunicorn threads, a `log` executor
+    named audit unless `executors` says otherwise.
 
-    `strategies` and `defaults` are YAML blocks (already indented for their key)."""
+    `strategies`, `defaults` and `executors` are YAML blocks (already indented for their
+    key)."""
     return f"""# written by bench/common.py
 server:
   auth: {{bearer_token_file: token}}
 defaults:
 {defaults or "  dry_run: false"}
 executors:
-  audit: {{type: log}}
+{executors}
 strategies: {strategies}
 """
 
@@ -245,16 +251,17 @@ def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
 
 @contextmanager
 def server(kind: str, workdir: Path, config_path: Path) -> Iterator[Server]:
-    """Start `remediator serve` or the baseline on a free loopback port; stop it after."""
+    """Start `remediator serve` or a baseline (kind: remediator, baseline or
+    remediate_baseline) on a free loopback port; stop it after."""
     listen = f"127.0.0.1:{free_port()}"
     db = None
     if kind == "remediator":
         db = workdir / "journal.db"
         argv = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config_path)]
         argv += ["--listen", listen, "--store", f"sqlite:///{db}"]
-    elif kind == "baseline":
-        argv = [sys.executable, "-m", "bench.baseline_app", "--config", str(config_path)]
-        argv += ["--listen", listen]
+    elif kind in ("baseline", "remediate_baseline"):
+        module = "bench.baseline_app" if kind == "baseline" else "bench.remediate_baseline"
+        argv = [sys.executable, "-m", module, "--config", str(config_path), "--listen", listen]
     else:
         raise ValueError(kind)
     env = {

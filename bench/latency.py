@@ -13,6 +13,12 @@ journal: actions.started_at (the claim by a dispatcher thread) minus the inciden
 first_seen (the time the webhook handler journaled it, i.e. request arrival plus
 parsing); the same minus the client's send time is given too.
 
+Then the knee (capacity): on a fresh server of each kind, the highest rate at which
+every request is answered 200, every action claimed and decision p99 <= 50 ms, by
+bench.knee.find_knee (doubling, then bisecting; probes of 0.5 s warm-up + 3 s). The
+baseline claims nothing: its "decision" is its answer, so its probes pass on request
+p99 <= 50 ms (see _Prober and bench/README.md). The ratio is remediator / baseline.
+
     python -m bench.latency [--quick] [--out DIR] [--rate N]
 """
 
@@ -23,10 +29,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import common, payloads
 from bench.common import KINDS, Journal, fmt, percentile
+from bench.knee import Knee, KneeSettings, find_knee
 
 RATE = 200.0
 WORKERS = 16
@@ -34,6 +42,17 @@ WARMUP_S = 1.0
 ALERTNAME = "BenchLatency"
 TARGET_REQUEST_P99_MS = 20.0
 TARGET_DECISION_P99_MS = 50.0
+TARGET_KNEE_MIN = 400.0  # notifications/s (one action each) within the decision target
+# a failing rate is tried twice (retries=1): one hiccup of a shared machine is not a knee
+KNEE_SEARCH = KneeSettings(
+    start=25, floor=5, ceiling=1600, resolution=1.15, retries=1, max_probes=16
+)
+QUICK_KNEE_SEARCH = KneeSettings(
+    start=25, floor=5, ceiling=800, resolution=1.5, retries=0, max_probes=6
+)
+PROBE_WARMUP_S = 0.5
+PROBE_S = 3.0
+QUICK_PROBE_S = 1.5
 
 STRATEGIES = f"""
   - name: restart-instance
@@ -44,10 +63,12 @@ STRATEGIES = f"""
 """
 
 
-def bodies(count: int) -> tuple[list[str], list[bytes]]:
+def bodies(count: int, offset: int = 0) -> tuple[list[str], list[bytes]]:
+    """`count` distinct 1-alert notifications, numbered from `offset` (a later probe on
+    the same server passes a higher offset, so no alert is a duplicate of an earlier one)."""
     starts_at = payloads.now_rfc3339(-60)
     fingerprints, encoded = [], []
-    for i in range(count):
+    for i in range(offset, offset + count):
         fingerprint = f"{i:016x}"
         alert = payloads.alert(
             fingerprint,
@@ -141,7 +162,8 @@ def decisions(db: Any, fingerprints: list[str], sent_wall: list[float], skip: in
     finally:
         journal.close()
     index = {f: i for i, f in enumerate(fingerprints)}
-    measured = [r for r in rows if index[r[0]] >= skip]
+    # rows of earlier probes on the same server are not this run's
+    measured = [r for r in rows if r[0] in index and index[r[0]] >= skip]
     claimed = [r for r in measured if r[2] is not None]
     return {
         "settled_after_s": None if settled_s is None else round(settled_s, 2),
@@ -151,6 +173,88 @@ def decisions(db: Any, fingerprints: list[str], sent_wall: list[float], skip: in
         "claimed": len(claimed),
         "received_to_claimed_ms": summary_ms([r[2] - r[1] for r in claimed]),
         "sent_to_claimed_ms": summary_ms([r[2] - sent_wall[index[r[0]]] for r in claimed]),
+    }
+
+
+@dataclass
+class _Prober:
+    """Runs knee probes against one running server: each probe sends fresh alerts (an
+    offset past every earlier probe's) at its rate for `seconds`, after a short warm-up.
+
+    Pass rule: every measured request answered 200 and, for remediator, every measured
+    action claimed with decision p99 (received -> claimed) <= the decision target. The
+    baseline journals nothing and claims nothing: its equivalent of "decided" is "its
+    answer is back", so it passes when its request p99 (scheduled send -> end of answer,
+    the harsher of the two clocks: it includes the client and the network) is within the
+    same target. See bench/README.md."""
+
+    kind: str
+    srv: common.Server
+    seconds: float
+    offset: int = 0
+
+    def __call__(self, rate: float) -> tuple[bool, dict[str, Any]]:
+        warm = int(PROBE_WARMUP_S * rate)
+        count = warm + max(1, int(self.seconds * rate))
+        fingerprints, items = bodies(count, self.offset)
+        self.offset += count
+        times = open_loop(self.srv, items, rate)
+        statuses = Counter(times["status"][warm:])
+        request = summary_ms(
+            [d - s for d, s in zip(times["done"], times["scheduled"], strict=True)][warm:]
+        )
+        send_lag = summary_ms(
+            [s - c for s, c in zip(times["sent"], times["scheduled"], strict=True)][warm:]
+        )
+        detail: dict[str, Any] = {
+            "requests": count - warm,
+            "statuses": dict(statuses),
+            "request_p99_ms": request["p99"],
+            "client_send_lag_p99_ms": send_lag["p99"],
+        }
+        passed = statuses == {200: count - warm}
+        if self.kind == "remediator":
+            decision = decisions(self.srv.db, fingerprints, times["sent_wall"], warm)
+            p99 = decision["received_to_claimed_ms"]["p99"]
+            detail.update(
+                decision_p99_ms=p99,
+                claimed=decision["claimed"],
+                settled_after_s=decision["settled_after_s"],
+            )
+            passed = passed and decision["claimed"] == count - warm
+        else:
+            p99 = request["p99"]
+        passed = passed and p99 is not None and p99 <= TARGET_DECISION_P99_MS
+        verdict = "pass" if passed else "fail"
+        print(f"    {self.kind} {rate:g}/s: p99 {fmt(p99, 2)} ms, {verdict}", file=sys.stderr)
+        return passed, detail
+
+
+def knee_search(kind: str, quick: bool, keep: bool) -> Knee:
+    """The knee of one server (remediator or the baseline app): find_knee with _Prober
+    as the measure, all probes on one server started for the search."""
+    settings = QUICK_KNEE_SEARCH if quick else KNEE_SEARCH
+    with common.workdir(f"knee-{kind}", keep) as wd:
+        config = common.write_config(wd, common.config_text(strategies=STRATEGIES))
+        with common.server(kind, wd, config) as srv:
+            prober = _Prober(kind, srv, QUICK_PROBE_S if quick else PROBE_S)
+            return find_knee(prober, settings)
+
+
+def knee_result(quick: bool, keep: bool) -> dict[str, Any]:
+    """Both searches, their probes, the ratio of the knees and the target's verdict."""
+    settings = QUICK_KNEE_SEARCH if quick else KNEE_SEARCH
+    knees = {kind: knee_search(kind, quick, keep) for kind in KINDS}
+    rem, base = knees["remediator"], knees["baseline"]
+    return {
+        "search": asdict(settings),
+        "probe_s": QUICK_PROBE_S if quick else PROBE_S,
+        "probe_warmup_s": PROBE_WARMUP_S,
+        "criterion_ms": TARGET_DECISION_P99_MS,
+        **{kind: asdict(knee) for kind, knee in knees.items()},
+        "ratio": common.ratio(rem.rate, base.rate),
+        "min_per_s": TARGET_KNEE_MIN,
+        "met": rem.rate is not None and rem.rate >= TARGET_KNEE_MIN,
     }
 
 
@@ -231,7 +335,55 @@ def bench(quick: bool, keep: bool, rate: float = RATE) -> dict[str, Any]:
         "all_answered_200": all_ok,
         "every_action_claimed": all_claimed,
     }
+    result["knee"] = knee_result(quick, keep)
+    result["target"]["knee_min_per_s"] = TARGET_KNEE_MIN
+    result["target"]["knee_per_s"] = result["knee"]["remediator"]["rate"]
+    result["target"]["knee_met"] = result["knee"]["met"]
     return result
+
+
+def render_knee(knee: dict[str, Any]) -> str:
+    """The capacity table: each server's knee, the ratio, every probe's verdict."""
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    def probes(entry: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{p['rate']:g}/s {'pass' if p['passed'] else 'FAIL'} "
+            f"({fmt(p['detail'].get('decision_p99_ms', p['detail'].get('request_p99_ms')), 1)} ms)"
+            for p in entry["probes"]
+        )
+
+    base, rem = knee["baseline"], knee["remediator"]
+    verdict = "met" if knee["met"] else "MISSED"
+    rows = [
+        ["baseline (request p99)", rate(base["rate"]), rate(base["first_failing"]), "1.00", ""],
+        [
+            "remediator (decision p99)",
+            rate(rem["rate"]),
+            rate(rem["first_failing"]),
+            fmt(knee["ratio"], 2),
+            f">= {knee['min_per_s']:g}/s: {verdict}",
+        ],
+    ]
+    headers = ["server", "knee notif/s", "first failing /s", "ratio", "target"]
+    return "\n".join(
+        [
+            f"## Capacity: the highest rate with p99 <= {knee['criterion_ms']:g} ms "
+            "(1 alert, 1 action per notification)",
+            "",
+            common.table(headers, rows),
+            "",
+            f"Search: doubling from {knee['search']['start']:g}/s (up to "
+            f"{knee['search']['ceiling']:g}/s), then bisecting to within "
+            f"{knee['search']['resolution']:g}x, a failing rate tried "
+            f"{1 + knee['search']['retries']} times; each probe {knee['probe_warmup_s']:g} s "
+            f"warm-up + {knee['probe_s']:g} s, open loop, fresh alerts, one server per search.",
+            f"Remediator probes: {probes(rem)}; {rem['reason']}.",
+            f"Baseline probes: {probes(base)}; {base['reason']}.",
+        ]
+    )
 
 
 def render(result: dict[str, Any]) -> str:
@@ -296,6 +448,8 @@ def render(result: dict[str, Any]) -> str:
             f"Load: {load['how']}. Ratios: remediator / baseline request latency at the same "
             "rate (decision rows: against the baseline's request latency).",
             f"Strategies: {result['strategy_description']}.",
+            "",
+            render_knee(result["knee"]),
         ]
     )
 

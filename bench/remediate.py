@@ -1,0 +1,636 @@
+"""Command remediation end to end: alerts/s, server CPU per alert, POST -> script start, memory.
+
+Every alert is a distinct firing alert (its own `instance`), one per notification, and
+matches one `run` strategy of a `command` executor whose argv runs a one-line script
+that appends the target and the wall-clock time, taken at its first statement, to a
+file: a small C program built in the work folder when `cc` is on PATH (start-up well
+under a millisecond), else this interpreter with a three-line script (`-S -I`; about
+10 ms of start-up, which then dominates every figure). Never a shell: the target is
+one argv entry. The baseline (bench/remediate_baseline.py) runs under the same gunicorn
+settings and spawns the same argv per firing alert straight from the WSGI callable (no
+journal, no gates, no authentication): the ceiling for doing this in Python.
+
+Each server, after a 20-alert warm-up:
+
+1. POST -> script start at a fixed rate (50/s, open loop as in bench.latency, 1 s
+   warm-up not counted): the script's timestamp minus the client's wall-clock send time.
+   It includes the script's own start-up before its first statement; that start-up,
+   measured alone (the bench spawning the script itself), is reported too.
+2. Throughput: N alerts (default 500) from 8 client threads, closed loop; alerts/s =
+   N / (last script timestamp - first POST). Every target must appear exactly once.
+3. Server CPU per alert over phase 2, until the server is idle again (remediator: no
+   action planned or running): utime + stime from /proc/<pid>/stat of every process of
+   the server's tree (gunicorn master, worker, journal writer; snapshot taken idle, so
+   no script is in it). The scripts' own CPU is the growth of those processes' cutime +
+   cstime (children they reaped) and is reported apart.
+4. Memory over phases 1-2: the sum over the tree's processes of Rss and Pss from
+   /proc/<pid>/smaps_rollup, sampled every 50 ms (peak of the sums), and each
+   process's VmHWM.
+
+    python -m bench.remediate [--quick] [--out DIR] [--alerts N] [--script auto|c|python]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import common, latency, payloads
+from bench.common import Journal, fmt
+
+KINDS = ("remediate_baseline", "remediator")
+ALERTNAME = "BenchRemediate"
+ALERTS = 500
+QUICK_ALERTS = 100
+CLIENTS = 8
+RATE = 50.0
+RATE_WARMUP = 50
+RATE_MEASURED = 250
+QUICK_RATE_MEASURED = 100
+WARMUP_ALERTS = 20
+SETTLE_TIMEOUT_S = 180.0
+TARGET_RATIO = 0.7
+TARGET_CPU_MS = 1.5
+TARGET_START_P99_MS = 10.0
+TARGET_PSS_MB = 60.0
+
+PYTHON_SCRIPT = """import sys, time
+t = time.time()
+with open(sys.argv[2], "a") as f:
+    f.write(f"{sys.argv[1]} {t:.6f}\\n")
+"""
+
+# The same in C: a one-line script's start-up (a few hundred microseconds) rather than
+# an interpreter's (about 10 ms here), so the figures measure the servers, not Python.
+C_SCRIPT = r"""#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); /* first: the script's start */
+    if (argc != 3) return 2;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s %lld.%06ld\n", argv[1], (long long)now.tv_sec,
+                     now.tv_nsec / 1000);
+    if (n < 0 || n >= (int)sizeof line) return 3;
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) return 4;
+    ssize_t written = write(fd, line, (size_t)n); /* one O_APPEND write: lines never mix */
+    close(fd);
+    return written == n ? 0 : 5;
+}
+"""
+
+
+@dataclass(frozen=True)
+class Script:
+    """The command both servers run: `program` then the target and the output file, as
+    argv entries (never a shell). kind: "c" (compiled here) or "python"."""
+
+    kind: str
+    program: tuple[str, ...]
+    output: Path
+
+    def argv(self, target: str, output: Path | None = None) -> list[str]:
+        return [*self.program, target, str(output or self.output)]
+
+    @property
+    def describe(self) -> str:
+        if self.kind == "c":
+            return "a 20-line C program (line.c, built with cc -O2): appends target and time"
+        return "python -S -I line.py (appends target and time.time())"
+
+
+def prepare_script(workdir: Path, kind: str) -> Script:
+    """Write the script into `workdir`; kind "auto" compiles the C one when a C compiler
+    is on PATH (else Python). Raises RuntimeError when "c" was asked and cannot build."""
+    output = workdir / "lines"
+    if kind in ("auto", "c") and shutil.which("cc"):
+        (workdir / "line.c").write_text(C_SCRIPT)
+        built = subprocess.run(
+            ["cc", "-O2", "-o", str(workdir / "line"), str(workdir / "line.c")],
+            capture_output=True,
+            text=True,
+        )
+        if built.returncode == 0:
+            return Script("c", (str(workdir / "line"),), output)
+        if kind == "c":
+            raise RuntimeError(f"cannot build line.c: {built.stderr.strip()}")
+    elif kind == "c":
+        raise RuntimeError("no C compiler (cc) on PATH: use --script python")
+    (workdir / "line.py").write_text(PYTHON_SCRIPT)
+    return Script("python", (sys.executable, "-S", "-I", str(workdir / "line.py")), output)
+
+
+def config_for(workdir: Path, script: Script) -> Path:
+    command = json.dumps(script.argv("{{ target }}"))
+    strategies = f"""
+  - name: append-line
+    matchers: ['alertname="{ALERTNAME}"']
+    action: run
+    executor: local
+    target: '{{{{ labels.instance }}}}'
+    command: {command}
+"""
+    executors = "  local: {type: command, timeout: 30s}"
+    return common.write_config(
+        workdir, common.config_text(strategies=strategies, executors=executors)
+    )
+
+
+def bodies(first: int, count: int) -> tuple[list[str], list[bytes]]:
+    """`count` 1-alert notifications, targets rem-<first>... (distinct across phases)."""
+    starts_at = payloads.now_rfc3339(-60)
+    targets, encoded = [], []
+    for i in range(first, first + count):
+        target = f"rem-{i:06d}"
+        alert = payloads.alert(
+            f"{i:016x}",
+            alertname=ALERTNAME,
+            service=f"svc-{i % 10}",
+            instance=target,
+            starts_at=starts_at,
+        )
+        group_key = f'{{}}:{{alertname="{ALERTNAME}",instance="{target}"}}'
+        targets.append(target)
+        encoded.append(payloads.encode(payloads.notification([alert], group_key)))
+    return targets, encoded
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def children(pid: int) -> list[int]:
+    """The children of every thread of `pid` (/proc/<pid>/task/<tid>/children: a child
+    is listed under the thread that forked it, e.g. a dispatcher thread)."""
+    found = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children(current))
+    return found
+
+
+def _stat(pid: int) -> tuple[float, float] | None:
+    """(own utime + stime, reaped children's cutime + cstime), seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def cpu(pids: list[int]) -> tuple[float, float]:
+    """Summed (own, children's) CPU seconds of the processes (gone ones count 0)."""
+    own = children = 0.0
+    for pid in pids:
+        figures = _stat(pid)
+        if figures:
+            own, children = own + figures[0], children + figures[1]
+    return own, children
+
+
+def rollup_kb(pid: int) -> tuple[int, int]:
+    """(Rss, Pss) of one process from /proc/<pid>/smaps_rollup, KiB; (0, 0) if gone."""
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+@dataclass
+class MemorySampler:
+    """Samples the summed Rss and Pss of `pids` every `interval` seconds in a thread."""
+
+    pids: list[int]
+    interval: float = 0.05
+    peak_rss_kb: int = 0
+    peak_pss_kb: int = 0
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        rss = pss = 0
+        for pid in self.pids:
+            r, p = rollup_kb(pid)
+            rss, pss = rss + r, pss + p
+        self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> MemorySampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+
+# ---------------------------------------------------------------- waiting
+
+
+def read_lines(path: Path) -> list[tuple[str, float]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        target, _, stamp = line.rpartition(" ")  # the time is last; a target may hold spaces
+        if stamp:
+            rows.append((target, float(stamp)))
+    return rows
+
+
+def wait_lines(path: Path, count: int, timeout: float) -> list[tuple[str, float]]:
+    """The file's lines once it has `count` (or what it has after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = read_lines(path)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)
+
+
+def wait_idle(srv: common.Server, pids: list[int], timeout: float) -> bool:
+    """True once no process outside `pids` is in the server's tree (every script exited
+    and was reaped) and, for remediator, no action is planned or running."""
+    if srv.db is not None:
+        journal = Journal(srv.db)
+        try:
+            if journal.wait_settled(timeout) is None:
+                return False
+        finally:
+            journal.close()
+    deadline = time.monotonic() + timeout
+    while set(tree(srv.process.pid)) - set(pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+# ---------------------------------------------------------------- phases
+
+
+def startup_ms(script: Script, workdir: Path, runs: int = 20) -> dict[str, Any]:
+    """The script's own start-up: the bench spawns it `runs` times, time.time() just
+    before Popen to the script's timestamp (exec, start-up, first statement)."""
+    out = workdir / "startup-lines"
+    delays = []
+    for i in range(runs):
+        argv = script.argv(f"startup-{i}", out)
+        before = time.time()
+        subprocess.run(argv, check=True)
+        delays.append(read_lines(out)[-1][1] - before)
+    return latency.summary_ms(delays)
+
+
+def rate_phase(srv: common.Server, lines: Path, quick: bool) -> dict[str, Any]:
+    """POST -> script start at RATE/s, open loop, the first RATE_WARMUP not counted."""
+    measured = QUICK_RATE_MEASURED if quick else RATE_MEASURED
+    targets, items = bodies(WARMUP_ALERTS, RATE_WARMUP + measured)
+    before = len(read_lines(lines))
+    times = latency.open_loop(srv, items, RATE)
+    rows = wait_lines(lines, before + len(items), SETTLE_TIMEOUT_S)
+    started = dict(rows)
+    delays = [
+        started[t] - times["sent_wall"][i]
+        for i, t in enumerate(targets)
+        if i >= RATE_WARMUP and t in started
+    ]
+    return {
+        "rate_per_s": RATE,
+        "measured": measured,
+        "statuses": dict(Counter(times["status"][RATE_WARMUP:])),
+        "started": len(delays),
+        "post_to_start_ms": latency.summary_ms(delays),
+    }
+
+
+def throughput_phase(
+    srv: common.Server, lines: Path, pids: list[int], first: int, alerts: int
+) -> dict[str, Any]:
+    """`alerts` notifications from CLIENTS threads; CPU of the tree until idle again."""
+    targets, items = bodies(first, alerts)
+    before = len(read_lines(lines))
+    cpu_before = cpu(pids)
+    first_post = time.time()
+    _, answers = common.post_all(srv, items, CLIENTS)
+    rows = wait_lines(lines, before + alerts, SETTLE_TIMEOUT_S)[before:]
+    idle = wait_idle(srv, pids, SETTLE_TIMEOUT_S)
+    own, children = (a - b for a, b in zip(cpu(pids), cpu_before, strict=True))
+    written = Counter(t for t, _ in rows)
+    last = max((stamp for _, stamp in rows), default=None)
+    seconds = None if last is None else last - first_post
+    return {
+        "alerts": alerts,
+        "client_threads": CLIENTS,
+        "statuses": dict(Counter(status for status, _ in answers)),
+        "lines": len(rows),
+        "every_target_once": all(written[t] == 1 for t in targets) and len(rows) == alerts,
+        "idle_after": idle,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "alerts_per_s": None if not seconds else round(alerts / seconds, 1),
+        "server_cpu_s": round(own, 3),
+        "server_cpu_per_alert_ms": round(own / alerts * 1000, 3),
+        "scripts_cpu_s": round(children, 3),
+        "scripts_cpu_per_alert_ms": round(children / alerts * 1000, 3),
+    }
+
+
+def server_pids(srv: common.Server, script: Script) -> list[int]:
+    """The server's own processes: its tree without the scripts still running."""
+    mark = script.program[-1].encode() + b"\0"  # the program's path as a whole argument
+    own = []
+    for pid in tree(srv.process.pid):
+        try:
+            if mark not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                own.append(pid)
+        except OSError:
+            continue  # a script that just exited
+    return own
+
+
+def describe(pids: list[int]) -> list[dict[str, Any]]:
+    """Each server process: pid, its command line (shortened), VmHWM (peak RSS) MB."""
+    found = []
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = " ".join(a.decode(errors="replace") for a in argv if a)[:80]
+        peak = common._status_kb(pid, "VmHWM")
+        found.append({"pid": pid, "cmdline": name, "peak_rss_mb": round((peak or 0) / 1024, 1)})
+    return found
+
+
+def run_server(kind: str, quick: bool, keep: bool, alerts: int, script_kind: str) -> dict[str, Any]:
+    with common.workdir(f"remediate-{kind}", keep) as wd:
+        script = prepare_script(wd, script_kind)
+        config = config_for(wd, script)
+        lines = script.output
+        with common.server(kind, wd, config) as srv:
+            _, items = bodies(0, WARMUP_ALERTS)
+            common.post_all(srv, items, CLIENTS)
+            wait_lines(lines, WARMUP_ALERTS, SETTLE_TIMEOUT_S)
+            pids = server_pids(srv, script)
+            wait_idle(srv, pids, SETTLE_TIMEOUT_S)
+            with MemorySampler(pids) as memory:
+                rate = rate_phase(srv, lines, quick)
+                wait_idle(srv, pids, SETTLE_TIMEOUT_S)
+                first = WARMUP_ALERTS + RATE_WARMUP + rate["measured"]
+                burst = throughput_phase(srv, lines, pids, first, alerts)
+            entry: dict[str, Any] = {
+                "rate": rate,
+                "throughput": burst,
+                "memory": {
+                    "peak_rss_mb": round(memory.peak_rss_kb / 1024, 1),
+                    "peak_pss_mb": round(memory.peak_pss_kb / 1024, 1),
+                    "samples": memory.samples,
+                    "processes": describe(pids),
+                },
+                "script": script.kind,
+                "script_startup_ms": startup_ms(script, wd),
+            }
+            if srv.db is not None:
+                journal = Journal(srv.db)
+                try:
+                    entry["actions_by_status"] = dict(
+                        journal.rows("SELECT status, COUNT(*) FROM actions GROUP BY status")
+                    )
+                finally:
+                    journal.close()
+    return entry
+
+
+def bench(
+    quick: bool, keep: bool, alerts: int | None = None, script: str = "auto"
+) -> dict[str, Any]:
+    alerts = alerts or (QUICK_ALERTS if quick else ALERTS)
+    with common.workdir("remediate-config", keep=False) as wd:
+        chosen = prepare_script(wd, script)
+        settings = common.gunicorn_settings(config_for(wd, chosen))
+    result: dict[str, Any] = {
+        "benchmark": "remediate",
+        "quick": quick,
+        "load": {
+            "alerts": alerts,
+            "client_threads": CLIENTS,
+            "rate_per_s": RATE,
+            "rate_warmup": RATE_WARMUP,
+            "rate_measured": QUICK_RATE_MEASURED if quick else RATE_MEASURED,
+            "command": chosen.describe,
+        },
+        "machine": common.machine(),
+    }
+    result["server"] = settings
+    for kind in KINDS:
+        print(f"  remediate {kind} ...", file=sys.stderr)
+        result[kind] = run_server(kind, quick, keep, alerts, chosen.kind)
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    base, rem = result["remediate_baseline"], result["remediator"]
+    result["ratio"] = {
+        "alerts_per_s": common.ratio(
+            rem["throughput"]["alerts_per_s"], base["throughput"]["alerts_per_s"]
+        ),
+        "server_cpu_per_alert": common.ratio(
+            rem["throughput"]["server_cpu_per_alert_ms"],
+            base["throughput"]["server_cpu_per_alert_ms"],
+        ),
+        "start_p99": common.ratio(
+            rem["rate"]["post_to_start_ms"]["p99"], base["rate"]["post_to_start_ms"]["p99"]
+        ),
+        "peak_pss": common.ratio(rem["memory"]["peak_pss_mb"], base["memory"]["peak_pss_mb"]),
+    }
+    result["target"] = targets(result)
+    return result
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's four targets and the correctness checks, each with its verdict."""
+    rem = result["remediator"]
+    ratio = result["ratio"]["alerts_per_s"]
+    cpu_ms = rem["throughput"]["server_cpu_per_alert_ms"]
+    p99 = rem["rate"]["post_to_start_ms"]["p99"]
+    pss = rem["memory"]["peak_pss_mb"]
+    checks = [result[kind] for kind in KINDS]
+    return {
+        "throughput_ratio_min": TARGET_RATIO,
+        "throughput_ratio": ratio,
+        "throughput_met": ratio is not None and ratio >= TARGET_RATIO,
+        "cpu_per_alert_max_ms": TARGET_CPU_MS,
+        "cpu_per_alert_ms": cpu_ms,
+        "cpu_per_alert_met": cpu_ms <= TARGET_CPU_MS,
+        "start_p99_max_ms": TARGET_START_P99_MS,
+        "start_p99_ms": p99,
+        "start_p99_met": p99 is not None and p99 <= TARGET_START_P99_MS,
+        "peak_pss_max_mb": TARGET_PSS_MB,
+        "peak_pss_mb": pss,
+        "peak_pss_met": pss <= TARGET_PSS_MB,
+        "every_alert_ran_once": all(c["throughput"]["every_target_once"] for c in checks)
+        and all(c["rate"]["started"] == c["rate"]["measured"] for c in checks),
+        "all_answered_200": all(
+            c["throughput"]["statuses"] == {200: c["throughput"]["alerts"]}
+            and c["rate"]["statuses"] == {200: c["rate"]["measured"]}
+            for c in checks
+        ),
+    }
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def render(result: dict[str, Any]) -> str:
+    base, rem = result["remediate_baseline"], result["remediator"]
+    ratio, target, load = result["ratio"], result["target"], result["load"]
+    headers = ["measure", "baseline", "remediator", "ratio", "target"]
+    rows = [
+        [
+            f"alerts/s ({load['alerts']} alerts, {load['client_threads']} client threads)",
+            fmt(base["throughput"]["alerts_per_s"]),
+            fmt(rem["throughput"]["alerts_per_s"]),
+            fmt(ratio["alerts_per_s"], 2),
+            f"ratio >= {target['throughput_ratio_min']:g}: {_verdict(target['throughput_met'])}",
+        ],
+        [
+            "server CPU per alert, ms (scripts excluded)",
+            fmt(base["throughput"]["server_cpu_per_alert_ms"], 2),
+            fmt(rem["throughput"]["server_cpu_per_alert_ms"], 2),
+            fmt(ratio["server_cpu_per_alert"], 2),
+            f"<= {target['cpu_per_alert_max_ms']:g} ms: {_verdict(target['cpu_per_alert_met'])}",
+        ],
+        [
+            "scripts' CPU per alert, ms",
+            fmt(base["throughput"]["scripts_cpu_per_alert_ms"], 2),
+            fmt(rem["throughput"]["scripts_cpu_per_alert_ms"], 2),
+            "",
+            "",
+        ],
+        [
+            f"POST -> script start p50, ms (at {load['rate_per_s']:g}/s)",
+            fmt(base["rate"]["post_to_start_ms"]["p50"], 2),
+            fmt(rem["rate"]["post_to_start_ms"]["p50"], 2),
+            fmt(
+                common.ratio(
+                    rem["rate"]["post_to_start_ms"]["p50"], base["rate"]["post_to_start_ms"]["p50"]
+                ),
+                2,
+            ),
+            "",
+        ],
+        [
+            f"POST -> script start p99, ms (at {load['rate_per_s']:g}/s)",
+            fmt(base["rate"]["post_to_start_ms"]["p99"], 2),
+            fmt(rem["rate"]["post_to_start_ms"]["p99"], 2),
+            fmt(ratio["start_p99"], 2),
+            f"<= {target['start_p99_max_ms']:g} ms: {_verdict(target['start_p99_met'])}",
+        ],
+        [
+            "peak PSS of the server tree, MB",
+            fmt(base["memory"]["peak_pss_mb"]),
+            fmt(rem["memory"]["peak_pss_mb"]),
+            fmt(ratio["peak_pss"], 2),
+            f"<= {target['peak_pss_max_mb']:g} MB: {_verdict(target['peak_pss_met'])}",
+        ],
+        [
+            "peak RSS of the server tree (sum), MB",
+            fmt(base["memory"]["peak_rss_mb"]),
+            fmt(rem["memory"]["peak_rss_mb"]),
+            "",
+            "",
+        ],
+    ]
+    processes = "; ".join(
+        f"{kind}: "
+        + ", ".join(f"{p['peak_rss_mb']:g}" for p in result[kind]["memory"]["processes"])
+        for kind in KINDS
+    )
+    startup = rem["script_startup_ms"]
+    load_avg = result["machine"]
+    return "\n".join(
+        [
+            "## Command remediation (run a script per firing alert)",
+            "",
+            common.table(headers, rows),
+            "",
+            f"Each alert distinct, one per notification, a `run` strategy of a `command` "
+            f"executor: {load['command']}. Baseline: a bare WSGI endpoint spawning the same "
+            "argv per firing alert (no journal, no gates), same gunicorn settings.",
+            f"Every alert ran exactly once: {fmt(target['every_alert_ran_once'])}; all "
+            f"answered 200: {fmt(target['all_answered_200'])}; remediator actions: "
+            + ", ".join(f"{k} {v:,}" for k, v in rem.get("actions_by_status", {}).items())
+            + ".",
+            f"Script ({rem['script']}) start-up alone (spawn to first statement, by the bench): "
+            f"p50 {fmt(startup['p50'], 2)} ms, p99 {fmt(startup['p99'], 2)} ms; it is inside "
+            "the POST -> start figures of both servers.",
+            f"VmHWM per process, MB (master, worker, writer...): {processes}.",
+            f"Load average at start {tuple(round(x, 2) for x in load_avg['load_average_at_start'])}"
+            f", at end {tuple(round(x, 2) for x in load_avg['load_average_at_end'])}, "
+            f"{load_avg['cpus']} CPUs.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--alerts", type=int, default=None, help=f"alerts in the burst ({ALERTS})")
+    p.add_argument(
+        "--script",
+        choices=("auto", "c", "python"),
+        default="auto",
+        help="the command run per alert: auto = C when cc is on PATH, else Python",
+    )
+    args = p.parse_args(argv)
+    result = bench(args.quick, args.keep, args.alerts, args.script)
+    print(render(result))
+    print(f"\nJSON: {common.write_result(args.out, 'remediate', result)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""bench.remediate's instruments against real processes: the one-line scripts (built
+with the real C compiler, run by the real interpreter) and the spawning baseline under
+real gunicorn, with the same config file the benchmark writes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import common, payloads, remediate
+from tests.support.journal import wait_for
+
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
+
+
+@pytest.mark.parametrize("kind", [pytest.param("c", marks=needs_cc), "python"])
+def test_the_script_appends_its_target_and_a_start_time_taken_while_it_ran(
+    tmp_path: Path, kind: str
+) -> None:
+    script = remediate.prepare_script(tmp_path, kind)
+    assert script.kind == kind
+    target = "web-1:9100; echo $(id) > pwned"  # one argv entry: nothing interprets it
+    before = time.time()
+    subprocess.run(script.argv(target), check=True)
+    after = time.time()
+    rows = remediate.read_lines(script.output)
+    assert [t for t, _ in rows] == [target]
+    assert before <= rows[0][1] <= after
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_auto_falls_back_to_python_without_a_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert remediate.prepare_script(tmp_path, "auto").kind == "python"
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        remediate.prepare_script(tmp_path, "c")
+
+
+def test_the_baseline_runs_the_command_once_per_firing_alert_with_a_safe_target(
+    tmp_path: Path,
+) -> None:
+    script = remediate.prepare_script(tmp_path, "python")
+    config = remediate.config_for(tmp_path, script)
+    starts_at = payloads.now_rfc3339(-60)
+
+    def alert(i: int, instance: str, status: str = "firing") -> dict:
+        return payloads.alert(
+            f"{i:016x}",
+            alertname=remediate.ALERTNAME,
+            service="svc",
+            instance=instance,
+            starts_at=starts_at,
+            status=status,
+        )
+
+    alerts = [
+        alert(1, "web-1:9100"),
+        alert(2, "web-2:9100", status="resolved"),
+        alert(3, "web-3;reboot"),
+        alert(4, "web-4:9100"),
+    ]
+    body = payloads.encode(payloads.notification(alerts, "{}:{}"))
+    with common.server("remediate_baseline", tmp_path, config) as srv:
+        _, answers = common.post_all(srv, [body], 1)
+        assert answers[0][0] == 200
+        wait_for(lambda: len(remediate.read_lines(script.output)) >= 2, what="two lines")
+        # idle: both scripts exited and were reaped, so nothing more will be written
+        pids = remediate.server_pids(srv, script)
+        wait_for(lambda: set(remediate.tree(srv.process.pid)) == set(pids), what="idle")
+    rows = remediate.read_lines(script.output)
+    assert sorted(t for t, _ in rows) == ["web-1:9100", "web-4:9100"]
