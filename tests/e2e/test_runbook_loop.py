@@ -23,7 +23,9 @@ RULES = """groups:
   - name: release
     rules:
       - alert: BadRelease
-        expr: app_release_good == 0
+        # the last value over a scrape gap: a restart takes the series away for a moment,
+        # which must not resolve the alert (on a loaded machine it took several seconds)
+        expr: last_over_time(app_release_good[30s]) == 0
         for: 1s
         labels: {severity: page}
 """

@@ -25,7 +25,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+#: Seconds a started server gets to answer: generous, since a loaded 2-core machine can
+#: take several seconds to start Python processes; a process that died fails at once.
+READY_TIMEOUT = 60.0
+
+
+def wait_http(
+    url: str, timeout: float = READY_TIMEOUT, process: subprocess.Popen | None = None
+) -> None:
     """Poll until url answers 200; fail early with the process's output if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
