@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from tests.support.processes import free_port, remediator_argv, wait_http
+from tests.support.processes import READY_TIMEOUT, free_port, remediator_argv, wait_http
 
 
 class RestartableServer:
@@ -28,7 +28,7 @@ class RestartableServer:
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = READY_TIMEOUT) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as out:
