@@ -539,6 +539,32 @@ def test_note_journals_a_step_and_beats_the_heart(store: Any) -> None:
     assert store.orphans(stale_before=T + 30) == []
 
 
+def test_finish_journals_the_unwritten_steps_before_the_outcome(store: Any) -> None:
+    (action_id,) = plan_services(store, "alpha")
+    row = store.claim("worker-1", T, always_run)[0]
+    store.finish(row, "succeeded", "ok", "", T + 2, None, steps=((T + 1, "executed: ok"),))
+
+    assert events(store, action_id)[-2:] == [("running", "executed: ok"), ("succeeded", "ok")]
+    journal = actions(store)[action_id]
+    assert [e["at"] for e in journal["events"][-2:]] == [iso(T + 1), iso(T + 2)]
+
+
+def test_a_failed_finish_keeps_none_of_its_steps(store: Any) -> None:
+    """The steps commit with the outcome or not at all: the action stays running, as
+    the crash rule expects of an action whose end was never journaled."""
+    (action_id,) = plan_services(store, "alpha")
+    row = store.claim("worker-1", T, always_run)[0]
+    before = events(store, action_id)
+
+    def broken_follow(tx: Any, row: ActionRow) -> None:
+        raise RuntimeError("follow failed")
+
+    with pytest.raises(RuntimeError, match="follow failed"):
+        store.finish(row, "succeeded", "ok", "", T + 2, None, broken_follow, steps=((T + 1, "x"),))
+    assert events(store, action_id) == before
+    assert actions(store)[action_id]["status"] == "running"
+
+
 def test_remark_adds_an_event_with_the_current_status(store: Any) -> None:
     (action_id,) = plan_services(store, "alpha")
     row = store.claim("worker-1", T, always_run)[0]
