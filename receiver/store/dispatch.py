@@ -12,7 +12,7 @@ never both pass a lock or concurrency gate.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -25,6 +25,11 @@ from receiver.store.sql import SqlTransaction, iso
 T = TypeVar("T")
 EXECUTED = ("running", "succeeded", "failed", "timed_out")
 CLAIM_SCAN_LIMIT = 50  # candidates looked at per claim; skips are journaled as we go
+#: Candidates read by a claim's first query; the rest of CLAIM_SCAN_LIMIT only when
+#: the gates held all of those back. Most claims take their first candidate, and reading
+#: (and decoding) 50 rows to use one cost more than the claim's gates (profiled: about
+#: 0.15 ms of a 1.4 ms action).
+CLAIM_FIRST_PAGE = 4
 
 
 @dataclass(frozen=True)
@@ -158,13 +163,8 @@ class DispatchStore:
         delay wait (journaled when the gate they wait for changes)."""
         with self.transaction() as tx:
             self._serialize_claims(tx)
-            candidates = tx.execute(
-                _ROW_SQL + "WHERE a.status = 'planned' AND (a.not_before IS NULL "
-                "OR a.not_before <= ?) ORDER BY a.id LIMIT ?",
-                (now, CLAIM_SCAN_LIMIT),
-            ).fetchall()
             reader = GateReader(tx)
-            for values in candidates:
+            for values in _candidates(tx, now):
                 row = _row(values)
                 verdict = judge(row, reader)
                 if verdict.outcome == HANDLED:
@@ -247,10 +247,16 @@ class DispatchStore:
         now: float,
         outcome_for_breaker: Callable[[breaker.BreakerState], breaker.BreakerState] | None,
         follow: Follow | None = None,
+        steps: tuple[tuple[float, str], ...] = (),
     ) -> tuple[breaker.BreakerState, breaker.BreakerState]:
         """Record the outcome, the breaker's update and (`follow`) what the action's runbook
-        does next, together; returns the breaker's (before, after)."""
+        does next, together; returns the breaker's (before, after). `steps`: (epoch
+        seconds, reason) of running steps not journaled yet (the dispatcher's "executed"
+        when no verification follows), journaled first as `running` events, as `note`
+        would, in this same transaction."""
         with self.transaction() as tx:
+            for at, step in steps:
+                tx.add_event(row.id, at, "running", step)
             # A claim writes back the breaker state its judge read: serialize with claims
             # so that write cannot land after, and erase, this read-modify-write.
             self._serialize_claims(tx)
@@ -479,6 +485,29 @@ def _wait(
         (not_before, verdict.gate, reason, now, row.id),
     )
     tx.add_event(row.id, now, "planned", reason)
+
+
+def _candidates(tx: SqlTransaction, now: float) -> Iterator[tuple[Any, ...]]:
+    """The planned actions due at `now`, oldest first, at most CLAIM_SCAN_LIMIT: read
+    CLAIM_FIRST_PAGE first, the rest only if the caller asks for more. Each page is
+    fetched whole, since the caller runs its own queries on the same cursor. Rows the
+    caller changed in between are behind the page's last id, so neither page repeats
+    one or leaves one out that the single query would have returned (SQLite's writer
+    sees no other commit meanwhile; on PostgreSQL a row committed in between may be
+    returned too, a candidate all the same)."""
+    sql = (
+        _ROW_SQL + "WHERE a.status = 'planned' AND (a.not_before IS NULL "
+        "OR a.not_before <= ?) AND a.id > ? ORDER BY a.id LIMIT ?"
+    )
+    after, left, page = 0, CLAIM_SCAN_LIMIT, CLAIM_FIRST_PAGE
+    while left > 0:
+        rows = tx.execute(sql, (now, after, min(page, left))).fetchall()
+        yield from rows
+        if len(rows) < min(page, left):
+            return  # no more due
+        left -= len(rows)
+        after = rows[-1][0]
+        page = left
 
 
 def set_status(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from receiver.alerts import REJECT_REASONS
@@ -105,11 +106,24 @@ def observe(
     buckets: tuple[float, ...],
 ) -> None:
     """A histogram observation as cumulative bucket counters plus _sum and _count."""
-    for bound in (*buckets, math.inf):
+    keys = _bucket_keys(tuple(sorted(labels.items())), buckets)
+    bucket = f"{metric}_bucket"
+    for bound, key in zip((*buckets, math.inf), keys, strict=True):
         if value <= bound:
-            add(tx, f"{metric}_bucket", {**labels, "le": le(bound)})
+            tx.add_total(bucket, key, 1.0)
     add(tx, f"{metric}_sum", labels, value)
     add(tx, f"{metric}_count", labels)
+
+
+@lru_cache(maxsize=4096)
+def _bucket_keys(
+    labels: tuple[tuple[str, str], ...], buckets: tuple[float, ...]
+) -> tuple[str, ...]:
+    """The stored label keys of a histogram's buckets (`le` added), +Inf last: encoded
+    once per label set instead of once per bucket and observation (the dispatcher's
+    hot path: two histograms per finished action). Label sets are bounded
+    (limits.max_label_values folds the rest), and so is the cache."""
+    return tuple(_key({**dict(labels), "le": le(bound)}) for bound in (*buckets, math.inf))
 
 
 def le(bound: float) -> str:

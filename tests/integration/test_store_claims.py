@@ -8,8 +8,10 @@ action twice and never both pass the per-target lock. Those tests start real pro
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
+import sqlite3
 import threading
 import time
 import traceback
@@ -22,9 +24,15 @@ from receiver import breaker, gates
 from receiver.alerts import parse_notification
 from receiver.config import Config, parse_config
 from receiver.engine import ingest
-from receiver.gates import DEFER, RUN, SKIP, GateInputs, Verdict
+from receiver.gates import DEFER, DELAY, RUN, SKIP, GateInputs, Verdict
 from receiver.store import open_store
-from receiver.store.dispatch import ActionRow, GateReader, load_breaker
+from receiver.store.dispatch import (
+    CLAIM_FIRST_PAGE,
+    CLAIM_SCAN_LIMIT,
+    ActionRow,
+    GateReader,
+    load_breaker,
+)
 from receiver.store.sql import iso
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
@@ -214,6 +222,48 @@ def test_every_candidate_skipped_returns_none_and_journals_all_skips(store: Any)
         ("skipped", "dry_run: would restart alpha"),
         ("skipped", "dry_run: would restart beta"),
     ]
+
+
+def test_a_claim_reads_past_its_first_page_of_candidates(store: Any) -> None:
+    """The candidates come in pages (CLAIM_FIRST_PAGE first): a claim whose first
+    candidates all wait still reaches the next one, in id order, each looked at once."""
+    services = [f"svc-{i:02d}" for i in range(CLAIM_FIRST_PAGE + 6)]
+    ids = plan_services(store, *services)
+    runnable = services[CLAIM_FIRST_PAGE + 2]
+    seen: list[str] = []
+
+    def judge(row: ActionRow, reader: GateReader) -> Verdict:
+        seen.append(row.target)
+        if row.target == runnable:
+            return Verdict(RUN, "open", "all gates passed")
+        return Verdict(DELAY, "cooldown", "cooldown: wait", not_before=T + 60)
+
+    claimed = store.claim("worker-1", T, judge)
+
+    assert claimed is not None
+    assert claimed[0].target == runnable
+    assert seen == services[: CLAIM_FIRST_PAGE + 3]
+    journal = actions(store)
+    assert [journal[i]["status"] for i in ids] == (
+        ["planned"] * (CLAIM_FIRST_PAGE + 2) + ["running"] + ["planned"] * 3
+    )
+
+
+def test_a_claim_looks_at_no_more_than_the_scan_limit(store: Any) -> None:
+    ids = plan_services(store, *(f"svc-{i:02d}" for i in range(CLAIM_SCAN_LIMIT + 5)))
+    seen: list[int] = []
+
+    def judge(row: ActionRow, reader: GateReader) -> Verdict:
+        seen.append(row.id)
+        return Verdict(SKIP, "budget", "budget: spent")
+
+    assert store.claim("worker-1", T, judge) is None
+    assert seen == ids[:CLAIM_SCAN_LIMIT]
+    journal = actions(store)
+    assert [journal[i]["status"] for i in ids] == ["skipped"] * CLAIM_SCAN_LIMIT + ["planned"] * 5
+    # the next claim goes on from there
+    assert store.claim("worker-1", T, judge) is None
+    assert seen[CLAIM_SCAN_LIMIT:] == ids[CLAIM_SCAN_LIMIT:]
 
 
 def test_defer_returns_none_and_leaves_the_action_planned(store: Any) -> None:
@@ -539,6 +589,32 @@ def test_note_journals_a_step_and_beats_the_heart(store: Any) -> None:
     assert store.orphans(stale_before=T + 30) == []
 
 
+def test_finish_journals_the_unwritten_steps_before_the_outcome(store: Any) -> None:
+    (action_id,) = plan_services(store, "alpha")
+    row = store.claim("worker-1", T, always_run)[0]
+    store.finish(row, "succeeded", "ok", "", T + 2, None, steps=((T + 1, "executed: ok"),))
+
+    assert events(store, action_id)[-2:] == [("running", "executed: ok"), ("succeeded", "ok")]
+    journal = actions(store)[action_id]
+    assert [e["at"] for e in journal["events"][-2:]] == [iso(T + 1), iso(T + 2)]
+
+
+def test_a_failed_finish_keeps_none_of_its_steps(store: Any) -> None:
+    """The steps commit with the outcome or not at all: the action stays running, as
+    the crash rule expects of an action whose end was never journaled."""
+    (action_id,) = plan_services(store, "alpha")
+    row = store.claim("worker-1", T, always_run)[0]
+    before = events(store, action_id)
+
+    def broken_follow(tx: Any, row: ActionRow) -> None:
+        raise RuntimeError("follow failed")
+
+    with pytest.raises(RuntimeError, match="follow failed"):
+        store.finish(row, "succeeded", "ok", "", T + 2, None, broken_follow, steps=((T + 1, "x"),))
+    assert events(store, action_id) == before
+    assert actions(store)[action_id]["status"] == "running"
+
+
 def test_remark_adds_an_event_with_the_current_status(store: Any) -> None:
     (action_id,) = plan_services(store, "alpha")
     row = store.claim("worker-1", T, always_run)[0]
@@ -705,3 +781,77 @@ def test_processes_racing_for_one_target_run_only_one_action(store: Any, store_u
     assert journal[second]["reason"].startswith(f"waiting: locked: action {first} is running")
     assert [e["status"] for e in journal[second]["events"]] == ["planned", "planned"]
     assert journal[second]["claimed_by"] is None
+
+
+# ---------------------------------------------------------------- indexes
+
+
+def gate_queries(store: Any) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL the claim's gate reads run (captured from a real claim), with parameters."""
+    captured: list[tuple[str, tuple[Any, ...]]] = []
+    plan_services(store, "alpha")
+
+    def judge(row: ActionRow, reader: GateReader) -> Verdict:
+        execute = reader.tx.execute
+
+        def recording(sql: str, params: Any = ()) -> Any:
+            captured.append((sql, tuple(params)))
+            return execute(sql, params)
+
+        reader.tx.execute = recording  # type: ignore[method-assign]
+        try:
+            reader.last_started(row.strategy, row.target)
+            reader.started_since(row.target, T - 3600)
+        finally:
+            reader.tx.execute = execute  # type: ignore[method-assign]
+        return Verdict(SKIP, "budget", "budget: spent")
+
+    store.claim("worker-1", T, judge)
+    return captured
+
+
+def test_the_gates_look_up_a_target_by_index_not_by_scan(tmp_path) -> None:
+    """Without actions_by_target each claim scanned every action of the strategy, a
+    cost growing with the journal (SQLite's own query plan is the judge)."""
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    store = open_store(url)
+    try:
+        queries = gate_queries(store)
+    finally:
+        store.close()
+    assert len(queries) == 2
+    connection = sqlite3.connect(tmp_path / "journal.db")
+    try:
+        plans = [
+            " ".join(row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
+            for sql, params in queries
+        ]
+    finally:
+        connection.close()
+    assert all("USING INDEX actions_by_target (target=?" in p for p in plans), plans
+
+
+def test_a_journal_made_before_the_index_gets_it_when_opened(tmp_path) -> None:
+    path = tmp_path / "journal.db"
+    open_store(f"sqlite:///{path}").close()
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("DROP INDEX actions_by_target")
+        connection.commit()
+    open_store(f"sqlite:///{path}").close()
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        names = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    assert "actions_by_target" in names
+
+
+def test_postgres_has_the_target_index_too() -> None:
+    with postgres_schema() as url:
+        store = open_store(url)
+        try:
+            with store.transaction(write=False) as tx:
+                found = tx.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND indexname = 'actions_by_target'"
+                ).fetchall()
+        finally:
+            store.close()
+    assert [r[0].split(" USING ")[1] for r in found] == ["btree (target, started_at)"]

@@ -1,0 +1,207 @@
+"""Profile `remediator serve` under the latency benchmark's load with py-spy.
+
+Starts the server as `bench.latency` does (every alert matches a `log` executor,
+target = the alert's instance), attaches one `py-spy record` per server process (the
+gunicorn worker and its journal writer, where ingest and the dispatcher run), drives the
+open-loop load at `--rate` notifications/s for `--seconds`, and writes one flame graph
+(SVG) and one raw collapsed-stack file per process to `--out`, then prints the top
+functions by share of samples per process (self time and inclusive time).
+
+py-spy comes with the test extra (`pip install -e '.[test]'`); attaching to a process
+needs ptrace rights (root, or CAP_SYS_PTRACE).
+
+    python -m bench.profile [--rate 200] [--seconds 10] [--out bench/profiles] [--gil]
+    python -m bench.profile --dispatch 1000
+
+`--gil` samples only the thread holding the interpreter lock: where Python spends CPU,
+but not SQLite's own work (the sqlite3 module releases the lock while a statement
+runs), which shows in the CPU seconds printed instead. `--dispatch N` needs no server
+and no py-spy: it journals N one-alert notifications (one action each, as the latency
+benchmark's) on a temporary SQLite journal, then runs the dispatcher's `run_once` in
+this thread until nothing is left, and prints the CPU per action (ingest excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+from bench import common, latency
+
+SAMPLE_RATE = 200  # py-spy samples per second per process
+
+
+def record(pid: int, out: Path, seconds: float, fmt: str, gil: bool) -> subprocess.Popen:
+    """Start `py-spy record` on pid for `seconds`; fmt is 'flamegraph' or 'raw'; `gil`:
+    sample only the thread holding the GIL (where the process spends CPU in Python)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    argv = [py_spy, "record", "--pid", str(pid), "--rate", str(SAMPLE_RATE)]
+    argv += ["--duration", str(int(seconds)), "--format", fmt, "-o", str(out), "--nonblocking"]
+    argv += ["--gil"] if gil else []
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def top(collapsed: Path, count: int = 12) -> tuple[int, list, list]:
+    """Parse py-spy's collapsed stacks: (samples, top self frames, top inclusive frames),
+    each a list of (frame, share of samples as a ratio)."""
+    self_counts: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        samples = int(n)
+        frames = stack.split(";")
+        total += samples
+        self_counts[frames[-1]] += samples
+        for frame in set(frames):
+            incl[frame] += samples
+    if not total:
+        return 0, [], []
+
+    def shares(c: Counter[str]) -> list:
+        return [(f, round(n / total, 3)) for f, n in c.most_common(count)]
+
+    return total, shares(self_counts), shares(incl)
+
+
+#: What a sample was doing, by the first of these frames found from the stack's top (the
+#: innermost call first would name sqlite3 for everything): (area, frame name prefix).
+AREAS = [
+    ("claim: gate reads", "GateReader."),
+    ("claim: other", "DispatchStore.claim"),
+    ("outcome: note (own transaction)", "DispatchStore.note"),
+    ("outcome: finish + runbook follow", "DispatchStore.finish"),
+    ("logging", "Logger."),
+    ("executor", "LogExecutor.execute"),
+    ("ingest: group commit", "commit_together"),
+    ("ingest: other", "JournalWriter.journal"),
+    ("writer: IPC read/answer", "JournalWriter."),
+    ("dispatcher: other", "Dispatcher."),
+    ("http: gunicorn + webhook", "ThreadWorker."),
+    ("http: accept/poll loop", "BufferingWorker."),
+]
+
+
+def areas(collapsed: Path) -> list[tuple[str, float]]:
+    """Share of samples per AREAS entry (outermost matching frame wins), as ratios."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        total += int(n)
+        frames = stack.split(";")
+        counts[_area(frames)] += int(n)
+    return [(area, round(n / total, 3)) for area, n in counts.most_common()] if total else []
+
+
+def _area(frames: list[str]) -> str:
+    for area, prefix in AREAS:
+        if any(f.startswith(prefix) for f in frames):
+            return area
+    return "other"
+
+
+def dispatch_cpu(count: int) -> float:
+    """CPU seconds (this process) per action for the dispatcher to claim, carry out and
+    finish `count` actions planned beforehand, one thread, no server."""
+    from receiver.alerts import parse_notification
+    from receiver.config import parse_config
+    from receiver.dispatcher import Dispatcher
+    from receiver.engine import ingest
+    from receiver.store import open_store
+
+    _, items = latency.bodies(count)
+    with common.workdir("dispatch-cpu", False) as wd:
+        path = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
+        config = parse_config(path.read_text(), base_dir=wd)
+        source = SimpleNamespace(config=config)
+        store = open_store(f"sqlite:///{wd / 'journal.db'}")
+        try:
+            for body in items:
+                ingest(store, config, parse_notification(json.loads(body)), time.time())
+            dispatcher = Dispatcher(source, store)
+            start = time.process_time()
+            done = 0
+            while dispatcher.run_once():
+                done += 1
+            used = time.process_time() - start
+        finally:
+            store.close()
+    if done != count:
+        raise RuntimeError(f"dispatched {done} of {count} actions")
+    return used / count
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=latency.RATE)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--out", type=Path, default=Path("bench/profiles"))
+    p.add_argument("--tag", default="", help="suffix for the output file names")
+    p.add_argument("--gil", action="store_true", help="only the thread holding the GIL")
+    p.add_argument("--no-spy", action="store_true", help="measure CPU only, no py-spy")
+    p.add_argument("--dispatch", type=int, metavar="N", help="dispatcher CPU per action only")
+    args = p.parse_args(argv)
+    if args.dispatch:
+        logging.basicConfig(level=logging.INFO, handlers=[logging.NullHandler()])
+        per_action = dispatch_cpu(args.dispatch)
+        print(f"dispatcher: {per_action * 1000:.3f} ms CPU per action ({args.dispatch:,} actions)")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    warm = int(latency.WARMUP_S * args.rate)
+    count = warm + int(args.seconds * args.rate)
+    _, items = latency.bodies(count)
+    with common.workdir("profile", False) as wd:
+        config = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
+        with common.server("remediator", wd, config) as srv:
+            procs = {"worker": srv.workers()[0], "writer": srv.writers()[0]}
+            spies = []
+            for name, pid in procs.items() if not args.no_spy else ():
+                stem = args.out / f"{name}{args.tag}"
+                for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt")):
+                    out = stem.with_suffix(suffix)
+                    spies.append(record(pid, out, args.seconds, fmt, args.gil))
+            cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
+            latency.open_loop(srv, items, args.rate)
+            settled = common.Journal(srv.db)
+            try:
+                settled.wait_settled(60)
+            finally:
+                settled.close()
+            for name, pid in procs.items():
+                cpu[name] = cpu_seconds(pid) - cpu[name]
+            for spy in spies:
+                spy.wait()
+    for name, used in cpu.items():
+        print(f"{name}: {used:.2f} s CPU, {used / count * 1000:.2f} ms per notification")
+    for name in procs if not args.no_spy else ():
+        total, selfs, incls = top(args.out / f"{name}{args.tag}.txt")
+        print(f"## {name}: {total} samples")
+        print("by area:")
+        for area, share in areas(args.out / f"{name}{args.tag}.txt"):
+            print(f"  {share:6.1%}  {area}")
+        print("self:")
+        for frame, share in selfs:
+            print(f"  {share:6.1%}  {frame}")
+        print("inclusive:")
+        for frame, share in incls:
+            print(f"  {share:6.1%}  {frame}")
+
+
+if __name__ == "__main__":
+    main()
