@@ -31,7 +31,7 @@ def am_config(webhook_url: str, token_file: Path) -> str:
     return f"""route:
   receiver: remediator
   group_by: ['alertname']
-  group_wait: 1s
+  group_wait: 5s
   group_interval: 1h
   repeat_interval: 1h
 receivers:
