@@ -47,14 +47,19 @@ class BaselineServer(RemediatorServer):
         logs.configure(self.options.log_format)  # no dispatcher, no reload handler
 
 
-def main() -> None:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def serve_main(server: type[RemediatorServer], description: str) -> None:
+    """`--config FILE --listen HOST:PORT`: run `server` (a baseline) as `serve` would."""
+    args = argparse.ArgumentParser(description=description)
     args.add_argument("--config", required=True)
     args.add_argument("--listen", required=True)
     parsed = args.parse_args()
     overrides = {"listen": parsed.listen}
     config = with_overrides(load_config(parsed.config), overrides)
-    BaselineServer(ServeOptions(parsed.config, config, overrides)).run()
+    server(ServeOptions(parsed.config, config, overrides)).run()
+
+
+def main() -> None:
+    serve_main(BaselineServer, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

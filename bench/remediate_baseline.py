@@ -14,7 +14,6 @@ and the label is validated before it becomes an argument (it is untrusted input)
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import re
@@ -26,10 +25,8 @@ from typing import Any
 
 import yaml
 
-from bench.baseline_app import BaselineServer
+from bench.baseline_app import BaselineServer, serve_main
 from receiver import logs
-from receiver.config import load_config, with_overrides
-from receiver.server import ServeOptions
 
 TARGET_PLACEHOLDER = "{{ target }}"
 # what an `instance` label looks like (host:port); anything else is not spawned
@@ -123,13 +120,7 @@ class RemediateBaselineServer(BaselineServer):
 
 
 def main() -> None:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--config", required=True)
-    args.add_argument("--listen", required=True)
-    parsed = args.parse_args()
-    overrides = {"listen": parsed.listen}
-    config = with_overrides(load_config(parsed.config), overrides)
-    RemediateBaselineServer(ServeOptions(parsed.config, config, overrides)).run()
+    serve_main(RemediateBaselineServer, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

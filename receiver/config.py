@@ -418,6 +418,22 @@ class _Reader:
             self.fail(_join(path, key), "required key is missing", getattr(node, "line", line))
         return node
 
+    def subsection(
+        self,
+        parent: Mapping,
+        path: str,
+        key: str,
+        allowed: set[str],
+        required: frozenset[str] | set[str] = frozenset(),
+    ) -> tuple[LineDict, str] | None:
+        """An optional mapping `key` of `parent` checked as `section` does, with its path;
+        None when it is absent or not a mapping (refused)."""
+        if key not in parent:
+            return None
+        path = f"{path}.{key}"
+        node = self.section(parent[key], path, _line(parent, key), allowed, required)
+        return None if node is None else (node, path)
+
     def value(
         self,
         node: Mapping[str, Any],
@@ -1363,12 +1379,10 @@ _METRIC_KEYS = {"name", "query", "direction", "tolerance"}
 def _read_fleet(r: _Reader, section: Mapping, path: str) -> FleetConfig | None:
     """A strategy's `fleet`, or None when it has none. The pure settings' own rules
     (fleets.py, analysis.py) are applied key by key, so each refusal names its key."""
-    if "fleet" not in section:
+    found = r.subsection(section, path, "fleet", _FLEET_KEYS)
+    if found is None:
         return None
-    path = f"{path}.fleet"
-    node = r.section(section["fleet"], path, _line(section, "fleet"), _FLEET_KEYS)
-    if node is None:
-        return None
+    node, path = found
     before = len(r.problems)
     group_by = r.value(node, path, "group_by", _label_names, ("service",))
     max_in_flight = r.value(node, path, "max_in_flight", _amount("max_in_flight"))
@@ -1416,12 +1430,10 @@ def _stages(value: Any) -> tuple[fleets.Amount, ...]:
 def _read_progressive(
     r: _Reader, fleet: Mapping, path: str, fleet_analysis: FleetAnalysis | None
 ) -> fleets.ProgressiveSettings | None:
-    if "progressive" not in fleet:
+    found = r.subsection(fleet, path, "progressive", _PROGRESSIVE_KEYS)
+    if found is None:
         return None
-    path = f"{path}.progressive"
-    node = r.section(fleet["progressive"], path, _line(fleet, "progressive"), _PROGRESSIVE_KEYS)
-    if node is None:
-        return None
+    node, path = found
     base = fleets.ProgressiveSettings()
     values = {
         "min_targets": r.value(node, path, "min_targets", _int(1), base.min_targets),
@@ -1443,12 +1455,10 @@ def _read_progressive(
 
 
 def _read_analysis(r: _Reader, fleet: Mapping, path: str) -> FleetAnalysis | None:
-    if "analysis" not in fleet:
+    found = r.subsection(fleet, path, "analysis", _ANALYSIS_KEYS, {"metrics"})
+    if found is None:
         return None
-    path = f"{path}.analysis"
-    node = r.section(fleet["analysis"], path, _line(fleet, "analysis"), _ANALYSIS_KEYS, {"metrics"})
-    if node is None:
-        return None
+    node, path = found
     before = len(r.problems)
     metrics, queries = _read_metrics(r, node, path)
     interval = r.value(node, path, "interval", _positive_duration, 120.0)
