@@ -4,10 +4,28 @@ WAL with synchronous=NORMAL never loses a committed transaction when the process
 (only an OS crash or power cut could lose the last commits), and lets readers run while
 the webhook writes. Each thread gets its own connection; writers take the lock up front
 (BEGIN IMMEDIATE) so two writers never deadlock upgrading a read lock.
+
+Writers queue, in order: this process's thread lock (bounded by BUSY_TIMEOUT_MS), then
+an exclusive `flock` on `<journal>-writers`, shared by every process that writes the
+journal (the journal writer and its dispatch process), then BEGIN IMMEDIATE; the flock
+is released after COMMIT or ROLLBACK. Waiting in flock wakes the moment the holder
+lets go; waiting in SQLite's busy handler sleeps and retries (up to tens of ms per try,
+which took p99 latency from milliseconds to most of a second when two processes wrote).
+Readers never take it.
+
+The wait in flock has no timeout, and need not: a holder holds it for one transaction
+of SQL on a local file (no network call runs inside a write transaction), the kernel
+releases it when its holder dies (even by kill -9), and at most one thread per process
+waits in it (the others queue on the thread lock, with its timeout). A process stuck
+inside a transaction would stop the others; the stall watchdog (writer/client.py) ends
+a journal writer that holds requests that long, as it would today. Its descriptor is
+close-on-exec, so commands never hold it, and opened anew by a forked child: flock locks
+belong to the open file description, which a fork shares.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -43,6 +61,8 @@ class SqliteStore(DispatchStore, SqlStore):
         self._local = threading.local()
         self._init_writes()
         self._writer = threading.Lock()
+        self._lock_fd: int | None = None  # `<journal>-writers`, opened by this pid
+        self._lock_pid: int | None = None
         self.create_schema()
 
     def _connection(self) -> sqlite3.Connection:
@@ -51,6 +71,37 @@ class SqliteStore(DispatchStore, SqlStore):
             local.connection = self._open()
             local.pid = os.getpid()
         return local.connection
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file every process's write transactions queue on."""
+        return self.path.with_name(self.path.name + "-writers")
+
+    def _lock_file(self) -> int:
+        if self._lock_pid != os.getpid():  # a fork child shares the parent's description
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # closing it in a child never releases the parent's
+            self._lock_fd = None
+            try:
+                self._lock_fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot open {self.lock_path}: {exc}") from exc
+            self._lock_pid = os.getpid()
+        assert self._lock_fd is not None
+        return self._lock_fd
+
+    @contextmanager
+    def _other_processes(self) -> Iterator[None]:
+        """Hold the cross-process writers' lock (module docstring) for the block."""
+        fd = self._lock_file()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot lock {self.lock_path}: {exc}") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _open(self) -> sqlite3.Connection:
         if not self.path.parent.exists():
@@ -70,9 +121,11 @@ class SqliteStore(DispatchStore, SqlStore):
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[SqlTransaction]:
-        """Writers of this process queue on a lock instead of in SQLite's busy handler,
-        which sleeps and polls (tens of ms per retry); other processes still meet
-        BEGIN IMMEDIATE and busy_timeout."""
+        """Writers queue on this process's lock, then on the lock file shared with other
+        processes (module docstring), instead of in SQLite's busy handler, which sleeps
+        and polls (tens of ms per retry); a process that does not take the lock file
+        (the sqlite3 shell) still meets BEGIN IMMEDIATE and busy_timeout. Raises
+        StoreUnavailable when this process's other writers hold it past BUSY_TIMEOUT_MS."""
         if not write:
             with super().transaction(write=False) as tx:
                 yield tx
@@ -80,7 +133,7 @@ class SqliteStore(DispatchStore, SqlStore):
         if not self._writer.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
             raise StoreUnavailable("timed out waiting for this process's other writers")
         try:
-            with super().transaction(write=True) as tx:
+            with self._other_processes(), super().transaction(write=True) as tx:
                 yield tx
         finally:
             self._writer.release()
@@ -99,3 +152,6 @@ class SqliteStore(DispatchStore, SqlStore):
 
     def close(self) -> None:
         self._discard_connection()
+        if self._lock_fd is not None and self._lock_pid == os.getpid():
+            os.close(self._lock_fd)
+            self._lock_fd = self._lock_pid = None

@@ -1,5 +1,5 @@
-"""The journal writer process: journals webhook notifications, in batches, and runs the
-dispatcher, so that every write remediation makes to the journal comes from one process.
+"""The journal writer process: journals webhook notifications, in batches, and forks
+the dispatch process (writer/dispatch.py), which carries out the actions they plan.
 
 Why a process of its own: gunicorn's worker is one Python process, and everything it
 does shares one interpreter lock. Decoding a notification and journaling it costs
@@ -41,11 +41,13 @@ sharing a journal claim a row before resuming it (spool.py says how).
 Any body: an error no validation foresaw becomes the answer of its own request (500,
 logged with its traceback), never the end of this process.
 
-The dispatcher runs here too: its claims and outcomes then queue on this process's
-writer lock with the notifications' batches, instead of meeting them across processes
-in SQLite's busy handler, which sleeps and polls (and took p99 latency at 200
-notifications/s from milliseconds to most of a second when the dispatcher stayed in the
-worker). The worker only reads the journal (API, /metrics), and resets breakers.
+The dispatcher runs in a child of this process (writer/dispatch.py), forked before any
+thread starts: ingest and dispatch then run on two cores, not on one interpreter lock.
+A batch that plans actions wakes it over a socketpair; its write transactions and this
+process's queue on one lock file (store/sqlite.py) instead of meeting in SQLite's busy
+handler, which sleeps and polls. If it dies, this process leaves (exit status 3) and the
+worker starts a new writer with a new child. The reconciler runs here. The worker only
+reads the journal (API, /metrics), and resets breakers.
 
 It lives as long as the worker that started it: it leaves when the worker says so
 (a STOP frame, once the worker has finished its requests), or within a second of the
@@ -78,7 +80,6 @@ from typing import Any
 from receiver import logs
 from receiver.alerts import Alert, Notification, ParsedAlerts, Refusal
 from receiver.config import Config, ConfigError, load_config, parse_config, with_overrides
-from receiver.dispatcher import Dispatcher
 from receiver.engine import IngestSummary, journal_work
 from receiver.executors import require_usable_executors
 from receiver.intake import (
@@ -97,6 +98,7 @@ from receiver.intake import (
 from receiver.reconciler import Reconciler
 from receiver.store import Store, StoreUnavailable, open_store, spool
 from receiver.store.group import Pending, commit_together
+from receiver.writer.dispatch import DispatchChild, fork_dispatcher
 from receiver.writer.protocol import (
     NOTIFY,
     RELOAD,
@@ -268,7 +270,8 @@ class JournalWriter:
         self.config = config
         self.store = store
         store.apply_limits(config.limits)  # the bounds the journal enforces as it writes
-        self.dispatcher: Dispatcher | None = None  # woken when a batch plans actions
+        self.dispatcher: DispatchChild | None = None  # woken when a batch plans actions
+        self.child_lost = False  # the dispatch process died: leave, to be restarted
         self.stopping = False  # a signal: leave once no worker thread is connected
         self.stop_now = False  # the worker's STOP: leave after this batch
         self._selector = selectors.DefaultSelector()
@@ -287,9 +290,15 @@ class JournalWriter:
         listener.listen(256)
         listener.setblocking(False)
         self._selector.register(listener, selectors.EVENT_READ)
+        if self.dispatcher is not None:  # its EOF, at once: it died
+            self._selector.register(self.dispatcher.sock, selectors.EVENT_READ)
         log.info("journal writer ready on %s (journal %s)", path, self.config.store)
         try:
-            while not self.stop_now and not (self.stopping and not self._readers):
+            while (
+                not self.stop_now
+                and not self.child_lost
+                and not (self.stopping and not self._readers)
+            ):
                 if parent is not None and os.getppid() != parent:
                     log.info("the worker that started this journal writer is gone; leaving")
                     break
@@ -316,6 +325,9 @@ class JournalWriter:
             if sock is listener:
                 self._accept(listener)
                 continue
+            if self.dispatcher is not None and sock is self.dispatcher.sock:
+                self._hear_dispatcher(self.dispatcher)
+                continue
             try:
                 data = sock.recv(1 << 20)
                 requests = self._readers[sock].feed(data) if data else None
@@ -327,6 +339,19 @@ class JournalWriter:
                 continue
             batch.extend((sock, request) for request in requests)
         return batch
+
+    def _hear_dispatcher(self, child: DispatchChild) -> None:
+        if child.readable():
+            return
+        self._selector.unregister(child.sock)
+        status = child.reap()
+        log.error(
+            "the dispatch process (pid %d) died (wait status %s); the journal writer "
+            "leaves after this batch, to be restarted with a new one",
+            child.pid,
+            status,
+        )
+        self.child_lost = True
 
     def _accept(self, listener: socket.socket) -> None:
         try:
@@ -572,6 +597,8 @@ class JournalWriter:
             return Answer(400, error_body("reload refused", problems=str(exc)))
         self.config = new
         self.store.apply_limits(new.limits)  # e.g. limits.max_label_values, as the worker
+        if self.dispatcher is not None:
+            self.dispatcher.reload(text)
         log.info("journal writer reloaded the configuration (sha256 %s)", new.sha256[:12])
         return Answer(200, json.dumps({"sha256": new.sha256}).encode())
 
@@ -610,16 +637,23 @@ def main(argv: list[str] | None = None) -> None:
             config = config_from_text(text, args.config, overrides)
         else:
             config = with_overrides(load_config(args.config), overrides)
-        store = open_store(config.store)
     except Exception as exc:  # the worker reports it: it is waiting for the socket
         log.error("journal writer cannot start: %s", exc)
         sys.exit(2)
+    # Before any thread and before the journal is opened (writer/dispatch.py says why).
+    child = fork_dispatcher(config, lambda text: config_from_text(text, args.config, overrides))
+    try:
+        store = open_store(config.store)
+    except Exception as exc:
+        log.error("journal writer cannot start: %s", exc)
+        child.stop(grace=0.0)
+        sys.exit(2)
     writer = JournalWriter(args.config, overrides, config, store)
-    writer.dispatcher = Dispatcher(writer, store)  # reads writer.config: reloads reach it
+    writer.dispatcher = child  # woken when a batch plans actions; told of reloads
     # Reconciliation with Alertmanager writes to the journal too, so it runs here; and
     # at once after the dispatcher expires a silence of its own (reconciler.py).
     reconciler = Reconciler(writer, store)
-    writer.dispatcher.silence_expired = reconciler.trigger
+    child.silence_expired = reconciler.trigger
 
     def stop(signum: int, frame: Any) -> None:
         writer.stopping = True
@@ -627,7 +661,6 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads come as RELOAD frames
-    writer.dispatcher.start()
     reconciler.start()
     try:
         writer.serve(args.socket, args.parent)
@@ -637,8 +670,10 @@ def main(argv: list[str] | None = None) -> None:
         # journaled so (see Dispatcher.shutdown); only what even that leaves running is
         # left to the crash rule (README, Crash rule). The worker waits for this
         # (WriterProcess.stop) and gunicorn for the worker: server.py sizes both.
-        writer.dispatcher.shutdown(grace=writer.config.limits.shutdown_grace)
+        child.stop(grace=writer.config.limits.shutdown_grace)
         store.close()
+    if writer.child_lost:
+        sys.exit(3)  # the worker restarts the writer, which forks a new dispatch process
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ from one that was left running. Three cases:
 (b) grace shorter than the sleep: the whole process group is killed (the child's marker
     never appears, no process of the group is left) and the action is journaled failed,
     "killed at shutdown after 1s grace", which the breaker does not count;
-(c) kill -9 of the journal writer while an `idempotent: true` command runs: the restarted
-    writer adopts the orphan, finds its command still running and waits for it before
-    re-running it: the intervals in the file never overlap, and the journal's outcome is
-    what the file shows.
+(c) kill -9 of the dispatch process (the journal writer's child that runs the
+    dispatcher) while an `idempotent: true` command runs: the writer leaves, the worker
+    starts a new writer and dispatch process (new pids), which adopt the orphan, find its
+    command still running and wait for it before re-running it: the intervals in the
+    file never overlap, and the journal's outcome is what the file shows;
+(d) kill -9 of the journal writer while a command runs: its dispatch process lets the
+    command finish, journals it once (no crash rule) and exits.
 
 Also: the journal column that holds a command's process identity is added to journals
 created before it, idempotently, on SQLite and PostgreSQL.
@@ -34,6 +37,7 @@ import pytest
 from receiver.store import open_store
 from tests.support.journal import all_actions, open_journal, post_webhook, settle, wait_for
 from tests.support.payloads import alert, notification
+from tests.support.pids import alive, dispatcher_of, worker_of, writer_of
 from tests.support.receiver import write_config
 from tests.support.restartable import restartable_remediator
 
@@ -238,19 +242,10 @@ def test_verification_runs_within_the_grace_and_no_longer(
     assert [b["consecutive_failures"] for b in journal.list_breakers()] in ([], [0])
 
 
-def writer_pid(server_pid: int) -> int:
-    """The journal writer of the server whose session leader is server_pid."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            session = os.getsid(int(entry.name))
-        except (OSError, ProcessLookupError):
-            continue
-        if session == server_pid and b"receiver.writer.process" in argv:
-            return int(entry.name)
-    raise AssertionError("no journal writer found")
+def dispatch_pid(server_pid: int) -> int:
+    """The dispatch process of the server whose gunicorn master is server_pid: the one
+    that runs the commands, and whose death orphans them."""
+    return dispatcher_of(writer_of(worker_of(server_pid)))
 
 
 def test_an_orphaned_command_still_running_is_never_run_twice_at_once(tmp_path, files, store_url):
@@ -260,10 +255,19 @@ def test_an_orphaned_command_still_running_is_never_run_twice_at_once(tmp_path, 
     with restartable_remediator(tmp_path, config, store_url) as server:
         fire(server.url)
         wait_for(lambda: read_intervals(runs), 20, "the command to start")
-        os.kill(writer_pid(server.process.pid), signal.SIGKILL)
+        worker = worker_of(server.process.pid)
+        writer = writer_of(worker)
+        dispatcher = dispatcher_of(writer)
+        os.kill(dispatcher, signal.SIGKILL)
         journal = open_journal(store_url)
         (action,) = settle(journal, expected=1, timeout=3 * seconds + 30)
         assert server.alive(), server.output()[-3000:]
+        # the writer left when its dispatch process died; the worker started new ones
+        new_writer = writer_of(worker)
+        assert new_writer != writer and not alive(writer)
+        assert dispatcher_of(new_writer) != dispatcher
+        output = server.output()
+    assert f"the dispatch process (pid {dispatcher}) died" in output
 
     intervals = read_intervals(runs)
     reasons = [event["reason"] for event in action["events"]]
@@ -288,7 +292,7 @@ def test_an_orphaned_command_past_its_timeout_is_killed_and_journaled_so(tmp_pat
     with restartable_remediator(tmp_path, config, store) as server:
         fire(server.url)
         wait_for(lambda: read_intervals(runs), 20, "the command to start")
-        os.kill(writer_pid(server.process.pid), signal.SIGKILL)
+        os.kill(dispatch_pid(server.process.pid), signal.SIGKILL)
         (action,) = settle(open_journal(store), expected=1, timeout=60)
 
     reasons = [event["reason"] for event in action["events"]]
@@ -329,3 +333,29 @@ def test_a_journal_created_before_the_process_column_gets_it_once(tmp_path, stor
         store = open_store(store_url)
         assert columns(store).count("process") == 1
         store.close()
+
+
+def test_a_killed_writer_leaves_its_dispatch_process_to_finish_the_running_command(tmp_path, files):
+    script, runs, marker = files
+    seconds = 4
+    config = write_config(tmp_path, config_text(script, runs, marker, seconds, "30s"))
+    store = f"sqlite:///{tmp_path / 'journal.db'}"
+    with restartable_remediator(tmp_path, config, store) as server:
+        fire(server.url)
+        wait_for(lambda: read_intervals(runs), 20, "the command to start")
+        worker = worker_of(server.process.pid)
+        writer = writer_of(worker)
+        dispatcher = dispatcher_of(writer)
+        os.kill(writer, signal.SIGKILL)
+        wait_for(lambda: not alive(dispatcher), seconds + 20, "the dispatch process to end")
+        journal = open_journal(store)
+        (action,) = settle(journal, expected=1, timeout=20)
+        new_writer = writer_of(worker)  # the worker restarted the writer meanwhile
+        assert new_writer != writer and dispatcher_of(new_writer) != dispatcher
+        output = server.output()
+    reasons = [event["reason"] for event in action["events"]]
+    where = f"{action['status']} {action['reason']}: {reasons}; {output[-3000:]}"
+    assert (action["status"], action["reason"]) == ("succeeded", "exit status 0"), where
+    assert not any("crash" in reason for reason in reasons), where
+    (run,) = read_intervals(runs)  # run once, to its end
+    assert run.end is not None and run.end - run.start >= seconds

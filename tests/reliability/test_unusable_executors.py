@@ -210,6 +210,8 @@ def _writer_pid(server_pid: int) -> int | None:
     for pid, command in commands.items():
         if b"receiver.writer.process" not in command or pid not in parents:
             continue
+        if b"receiver.writer.process" in commands.get(parents[pid], b""):
+            continue  # the writer's dispatch process (the same command line)
         ancestor = parents.get(pid)
         while ancestor and ancestor != server_pid:
             ancestor = parents.get(ancestor)

@@ -1,5 +1,5 @@
-"""The processes of a running `remediator serve`: gunicorn master, its worker, and the
-worker's journal writer, found through /proc (Linux)."""
+"""The processes of a running `remediator serve`: gunicorn master, its worker, the
+worker's journal writer and the writer's dispatch process, found through /proc (Linux)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def writers_of(worker: int) -> list[int]:
 def writer_of(worker: int, timeout: float = 20.0) -> int:
     """The journal writer started by this worker."""
     return _one(lambda: writers_of(worker), f"a journal writer of {worker}", timeout)
+
+
+def dispatcher_of(writer: int, timeout: float = 20.0) -> int:
+    """The dispatch process forked by this journal writer (the same command line; the
+    commands it runs have their own once exec'd)."""
+
+    def found() -> list[int]:
+        return [pid for pid in children(writer) if "receiver.writer.process" in cmdline(pid)]
+
+    return _one(found, f"a dispatch process of {writer}", timeout)
 
 
 def _one(find, what: str, timeout: float) -> int:
