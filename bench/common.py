@@ -112,6 +112,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -164,10 +171,20 @@ class Server:
         """The workers' children: remediator's journal writer (the baseline has none)."""
         return [pid for worker in self.workers() for pid in _children(worker)]
 
+    def dispatchers(self) -> list[int]:
+        """The writers' dispatch processes: their children with the writer's own command
+        line (forked, never exec'd); the commands they run have their own."""
+        found = []
+        for writer in self.writers():
+            line = _cmdline(writer)
+            found += [pid for pid in _children(writer) if line and _cmdline(pid) == line]
+        return found
+
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by the master, workers and writers."""
+        """CPU time (user + system) used so far by the master, workers, writers and their
+        dispatch processes (not the commands those run)."""
         total = 0.0
-        for pid in (self.process.pid, *self.workers(), *self.writers()):
+        for pid in (self.process.pid, *self.workers(), *self.writers(), *self.dispatchers()):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -176,8 +193,8 @@ class Server:
         return total
 
     def memory(self) -> dict[str, Any]:
-        """VmHWM (peak resident set) and VmRSS of the gunicorn master, its workers and
-        their journal writers, MB."""
+        """VmHWM (peak resident set) and VmRSS of the gunicorn master, its workers, their
+        journal writers and the writers' dispatch processes, MB."""
 
         def mb(kb: int | None) -> float | None:
             return None if kb is None else round(kb / 1024, 1)
@@ -204,12 +221,27 @@ class Server:
             }
             for pid in self.writers()
         ]
+        figures["dispatchers"] = [
+            {
+                "pid": pid,
+                "peak_mb": mb(_status_kb(pid, "VmHWM")),
+                "rss_mb": mb(_status_kb(pid, "VmRSS")),
+            }
+            for pid in self.dispatchers()
+        ]
         peaks = [w["peak_mb"] or 0.0 for w in figures["workers"]]
         writer_peaks = [w["peak_mb"] or 0.0 for w in figures["writers"]]
+        dispatcher_peaks = [d["peak_mb"] or 0.0 for d in figures["dispatchers"]]
         figures["worker_peak_mb"] = max(peaks) if peaks else None
         figures["writer_peak_mb"] = max(writer_peaks) if writer_peaks else None
+        figures["dispatcher_peak_mb"] = max(dispatcher_peaks) if dispatcher_peaks else None
+        # VmHWM counts pages shared with the writer (forked) in both: an upper bound.
         figures["sum_of_peaks_mb"] = round(
-            (figures["master_peak_mb"] or 0.0) + sum(peaks) + sum(writer_peaks), 1
+            (figures["master_peak_mb"] or 0.0)
+            + sum(peaks)
+            + sum(writer_peaks)
+            + sum(dispatcher_peaks),
+            1,
         )
         return figures
 

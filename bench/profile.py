@@ -2,7 +2,8 @@
 
 Starts the server as `bench.latency` does (every alert matches a `log` executor,
 target = the alert's instance), attaches one `py-spy record` per server process (the
-gunicorn worker and its journal writer, where ingest and the dispatcher run), drives the
+gunicorn worker, its journal writer where ingest runs, and the writer's dispatch process
+where the dispatcher runs), drives the
 open-loop load at `--rate` notifications/s for `--seconds`, and writes one flame graph
 (SVG) and one raw collapsed-stack file per process to `--out`, then prints the top
 functions by share of samples per process (self time and inclusive time).
@@ -169,7 +170,11 @@ def main(argv: list[str] | None = None) -> None:
     with common.workdir("profile", False) as wd:
         config = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
         with common.server("remediator", wd, config) as srv:
-            procs = {"worker": srv.workers()[0], "writer": srv.writers()[0]}
+            procs = {
+                "worker": srv.workers()[0],
+                "writer": srv.writers()[0],
+                "dispatch": srv.dispatchers()[0],
+            }
             spies = []
             for name, pid in procs.items() if not args.no_spy else ():
                 stem = args.out / f"{name}{args.tag}"

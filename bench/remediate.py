@@ -20,9 +20,10 @@ Each server, after a 20-alert warm-up:
    N / (last script timestamp - first POST). Every target must appear exactly once.
 3. Server CPU per alert over phase 2, until the server is idle again (remediator: no
    action planned or running): utime + stime from /proc/<pid>/stat of every process of
-   the server's tree (gunicorn master, worker, journal writer; snapshot taken idle, so
-   no script is in it). The scripts' own CPU is the growth of those processes' cutime +
-   cstime (children they reaped) and is reported apart.
+   the server's tree (gunicorn master, worker, journal writer, the writer's dispatch
+   process; snapshot taken idle, so no script is in it). The scripts' own CPU is the
+   growth of those processes' cutime + cstime (children they reaped: the dispatch
+   process reaps the scripts) and is reported apart.
 4. Memory over phases 1-2: the sum over the tree's processes of Rss and Pss from
    /proc/<pid>/smaps_rollup, sampled every 50 ms (peak of the sums), and each
    process's VmHWM.
@@ -403,6 +404,8 @@ def describe(pids: list[int]) -> list[dict[str, Any]]:
         except OSError:
             continue
         name = " ".join(a.decode(errors="replace") for a in argv if a)[:80]
+        if "receiver.writer.process" in name and any(f["cmdline"] == name for f in found):
+            name = f"(dispatch process) {name}"  # forked by the writer, never exec'd
         peak = common._status_kb(pid, "VmHWM")
         found.append({"pid": pid, "cmdline": name, "peak_rss_mb": round((peak or 0) / 1024, 1)})
     return found
@@ -608,7 +611,7 @@ def render(result: dict[str, Any]) -> str:
             f"Script ({rem['script']}) start-up alone (spawn to first statement, by the bench): "
             f"p50 {fmt(startup['p50'], 2)} ms, p99 {fmt(startup['p99'], 2)} ms; it is inside "
             "the POST -> start figures of both servers.",
-            f"VmHWM per process, MB (master, worker, writer...): {processes}.",
+            f"VmHWM per process, MB (master, worker, writer, dispatch...): {processes}.",
             f"Load average at start {tuple(round(x, 2) for x in load_avg['load_average_at_start'])}"
             f", at end {tuple(round(x, 2) for x in load_avg['load_average_at_end'])}, "
             f"{load_avg['cpus']} CPUs.",

@@ -75,3 +75,30 @@ def test_the_baseline_runs_the_command_once_per_firing_alert_with_a_safe_target(
         wait_for(lambda: set(remediate.tree(srv.process.pid)) == set(pids), what="idle")
     rows = remediate.read_lines(script.output)
     assert sorted(t for t, _ in rows) == ["web-1:9100", "web-4:9100"]
+
+
+def test_the_remediator_tree_holds_the_dispatch_process_and_no_script_once_idle(
+    tmp_path: Path,
+) -> None:
+    script = remediate.prepare_script(tmp_path, "python")
+    config = remediate.config_for(tmp_path, script)
+    alert = payloads.alert(
+        f"{1:016x}",
+        alertname=remediate.ALERTNAME,
+        service="svc",
+        instance="web-1:9100",
+        starts_at=payloads.now_rfc3339(-60),
+    )
+    body = payloads.encode(payloads.notification([alert], "{}:{}"))
+    with common.server("remediator", tmp_path, config) as srv:
+        _, answers = common.post_all(srv, [body], 1)
+        assert answers[0][0] == 200
+        wait_for(lambda: remediate.read_lines(script.output), what="the script's line")
+        (writer,) = srv.writers()
+        (dispatcher,) = srv.dispatchers()  # the writer's child, which runs the script
+        expected = {srv.process.pid, *srv.workers(), writer, dispatcher}
+        assert remediate.wait_idle(srv, sorted(expected), 30)
+        pids = remediate.server_pids(srv, script)
+        names = [p["cmdline"] for p in remediate.describe(pids)]
+    assert set(pids) == expected
+    assert sum(name.startswith("(dispatch process) ") for name in names) == 1
