@@ -115,8 +115,9 @@ class StallWatch:
             self._mark = float("-inf")
 
 
-#: Leaving takes the writer `limits.shutdown_grace`, then up to the dispatcher's
-#: KILL_WAIT (10 s) to kill what still runs and journal it; this is the rest (seconds).
+#: Leaving takes the writer's dispatch process `limits.shutdown_grace`, then up to the
+#: dispatcher's KILL_WAIT (10 s) to kill what still runs and journal it; the writer waits
+#: for it that long and a little more (dispatch.child_timeout); this is the rest (seconds).
 STOP_MARGIN_S = 15.0
 
 
