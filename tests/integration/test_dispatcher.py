@@ -19,7 +19,7 @@ import requests
 
 from receiver.store.sqlite import SqliteStore
 from tests.support.journal import wait_for
-from tests.support.pids import alive, children, worker_of, writer_of
+from tests.support.pids import alive, children, dispatcher_of, worker_of, writer_of
 from tests.support.processes import alertmanager, prometheus, remediator
 from tests.support.receiver import AM_CONFIG, PROMETHEUS_CONFIG, TOKEN, fire, settle
 
@@ -218,20 +218,22 @@ def test_kill_9_while_actions_run_resolves_every_action_by_the_crash_rule(stack)
         while not slow_running() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert slow_running()
-        # A crash of the whole container: master, worker, journal writer and the commands
-        # it runs all die at once (a command found still running is tested apart, in
-        # tests/reliability/test_command_lifecycle.py). Killing the master alone would
-        # let the worker and writer leave gracefully and finish the command.
+        # A crash of the whole container: master, worker, journal writer, its dispatch
+        # process and the commands that runs all die at once (a command found still
+        # running is tested apart, in tests/reliability/test_command_lifecycle.py).
+        # Killing the master alone would let the others leave gracefully and finish it.
         worker = worker_of(server.process.pid)
         writer = writer_of(worker)
-        commands = children(writer)
-        for pid in (server.process.pid, worker, writer):
+        dispatcher = dispatcher_of(writer)
+        commands = children(dispatcher)
+        for pid in (server.process.pid, worker, writer, dispatcher):
             os.kill(pid, signal.SIGKILL)
         for pid in commands:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # each command leads its own process group
         server.process.wait()
-        wait_for(lambda: not alive(worker) and not alive(writer), 20, "worker and writer gone")
+        gone = (worker, writer, dispatcher)
+        wait_for(lambda: not any(alive(pid) for pid in gone), 20, "worker and writer gone")
     before = {a["id"]: a["status"] for a in journal.list_actions().items}
     assert "running" in before.values()
     with remediator(workdir, config, store_url, log_name="restarted.log"):
