@@ -212,7 +212,11 @@ def fork_dispatcher(config: Config, parse: Callable[[str], Config]) -> DispatchC
     """Fork the dispatch process; return the writer's handle on it. Call from the main
     thread before any thread starts and before any store is opened (module docstring).
     `parse` turns a RELOAD's text into a Config (the writer's config_from_text, bound to
-    its file and overrides). The child never returns from here."""
+    its file and overrides). The child never returns from here. Raises RuntimeError if
+    a thread runs already: the child would inherit the locks it holds, never released."""
+    if threading.active_count() > 1:
+        names = [thread.name for thread in threading.enumerate()]
+        raise RuntimeError(f"the dispatch process must be forked before any thread: {names}")
     ours, theirs = socket.socketpair()  # close-on-exec: commands never hold it open
     gc.freeze()  # what is imported now stays shared: the child's GC never writes to it
     pid = os.fork()
