@@ -16,9 +16,14 @@ shared copy-on-write. The child opens its own store. The reconciler stays in the
     journal writer ---- socketpair ---- dispatch process
        WAKE(n)            ->            wake n idle dispatcher threads (n actions planned)
        RELOAD(text)       ->            parse it (config_from_text) and run it
+                          <-            RELOADED(1 taken, 0 not)
        STOP(grace)        ->            shutdown(grace), exit 0
                           <-            SILENCE_EXPIRED: the writer reconciles at once
        EOF                <-            the child is gone
+
+A reload is synchronous: the writer waits for RELOADED before it runs the new config
+and answers the worker, so an action planned under the new config is never claimed by
+a dispatcher still running the old one (which would not know its strategy).
 
 Lifecycle and crash rules:
 
@@ -71,6 +76,9 @@ WAKE = 1  # number: actions planned
 RELOAD = 2  # body: the config text the writer accepted (utf-8)
 STOP = 3  # number: the grace for running actions, seconds
 SILENCE_EXPIRED = 4  # child -> writer; nothing else
+RELOADED = 5  # child -> writer; number: 1 if it runs the new config, else 0
+#: How long the writer waits for RELOADED (parsing a config takes milliseconds).
+RELOAD_TIMEOUT_S = 10.0
 
 FRAME = struct.Struct("!BdI")
 MAX_BODY = 64 * 1024 * 1024  # far above any config; refuses a corrupt length
@@ -135,14 +143,31 @@ class DispatchChild:
         self.gone = False  # EOF seen: the child has exited (or closed its end)
         self._reader = FrameReader()
         self._status: int | None = None  # its wait status, once reaped
+        self._reloaded: bool | None = None  # the answer to the RELOAD in flight
 
     def wake(self, actions: int = 1) -> None:
         """New actions were planned: the child wakes that many idle threads."""
         self._send(pack(WAKE, float(actions)))
 
-    def reload(self, text: str) -> None:
-        """Have the child run this config text (the writer has accepted it)."""
+    def reload(self, text: str, timeout: float = RELOAD_TIMEOUT_S) -> str | None:
+        """Have the child run this config text, and wait until it does (the frames it
+        sends meanwhile are handled as readable() does); None once it runs it, else why
+        not. A child that does not answer within `timeout` seconds is killed: the writer
+        then leaves and is restarted (see the module docstring)."""
         self._send(pack(RELOAD, 0.0, text.encode("utf-8")))
+        self._reloaded = None
+        deadline = time.monotonic() + timeout
+        while self._reloaded is None and not self.gone:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                log.error("dispatch process (pid %d) did not take the reload; killing it", self.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                return "the dispatch process did not answer"
+            self.readable()
+        if self._reloaded:
+            return None
+        return "the dispatch process is gone" if self.gone else "the dispatch process refused it"
 
     def readable(self) -> bool:
         """Read what the child sent; False once it is gone (EOF or a broken socket)."""
@@ -160,6 +185,8 @@ class DispatchChild:
         for frame in frames:
             if frame.kind == SILENCE_EXPIRED and self.silence_expired is not None:
                 self.silence_expired()
+            elif frame.kind == RELOADED:
+                self._reloaded = frame.number == 1
         return True
 
     def stop(self, grace: float) -> int | None:
@@ -252,13 +279,16 @@ def _child(sock: socket.socket, config: Config, parse: Callable[[str], Config]) 
     dispatcher = Dispatcher(source, store)
     sending = threading.Lock()  # dispatcher threads report expired silences
 
-    def silence_expired() -> None:
+    def tell(frame: bytes) -> None:
         with sending, contextlib.suppress(OSError):  # the writer gone: nothing to tell
-            sock.sendall(pack(SILENCE_EXPIRED))
+            sock.sendall(frame)
+
+    def silence_expired() -> None:
+        tell(pack(SILENCE_EXPIRED))
 
     dispatcher.silence_expired = silence_expired
     dispatcher.start()
-    grace = _serve(sock, source, store, parse, dispatcher)
+    grace = _serve(sock, source, store, parse, dispatcher, tell)
     dispatcher.shutdown(grace=grace)
     store.close()
     sock.close()
@@ -271,6 +301,7 @@ def _serve(
     store: Any,
     parse: Callable[[str], Config],
     dispatcher: Dispatcher,
+    tell: Callable[[bytes], None],
 ) -> float:
     """Obey the writer's frames until STOP or EOF; return the grace to shut down with."""
     reader = FrameReader()
@@ -288,17 +319,19 @@ def _serve(
             if frame.kind == WAKE:
                 dispatcher.wake(int(frame.number))
             elif frame.kind == RELOAD:
-                _reload(frame.body.decode("utf-8", "replace"), source, store, parse)
+                taken = _reload(frame.body.decode("utf-8", "replace"), source, store, parse)
+                tell(pack(RELOADED, 1.0 if taken else 0.0))
             elif frame.kind == STOP:
                 return frame.number
 
 
-def _reload(text: str, source: _Source, store: Any, parse: Callable[[str], Config]) -> None:
+def _reload(text: str, source: _Source, store: Any, parse: Callable[[str], Config]) -> bool:
     try:
         new = parse(text)
-    except Exception as exc:  # the writer accepted it: should not happen; keep the old
+    except Exception as exc:  # the writer parsed it already: should not happen
         log.error("dispatch process could not take the reloaded configuration: %s", exc)
-        return
+        return False
     source.config = new
     store.apply_limits(new.limits)
     log.info("dispatch process reloaded the configuration (sha256 %s)", new.sha256[:12])
+    return True

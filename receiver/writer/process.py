@@ -595,10 +595,13 @@ class JournalWriter:
             require_usable_executors(new)  # its dispatcher builds them: it must be able to
         except ConfigError as exc:
             return Answer(400, error_body("reload refused", problems=str(exc)))
+        # The dispatch process first: once this writer plans under the new config, its
+        # actions must meet a dispatcher that knows their strategies.
+        refused = self.dispatcher.reload(text) if self.dispatcher is not None else None
+        if refused is not None:
+            return Answer(503, error_body("reload refused", problems=refused))
         self.config = new
         self.store.apply_limits(new.limits)  # e.g. limits.max_label_values, as the worker
-        if self.dispatcher is not None:
-            self.dispatcher.reload(text)
         log.info("journal writer reloaded the configuration (sha256 %s)", new.sha256[:12])
         return Answer(200, json.dumps({"sha256": new.sha256}).encode())
 
