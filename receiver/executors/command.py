@@ -62,10 +62,14 @@ _READ_SIZE = 65536
 Process: TypeAlias = "Child | subprocess.Popen[bytes]"
 
 
+_NOT_ENV_CHARACTER = re.compile(r"[^A-Za-z0-9]")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
 def env_name(name: str) -> str:
     """ALERT_LABEL_<NAME>: upper-cased, anything but ASCII letters and digits becomes `_`
     (`k8s.pod.name` -> `K8S_POD_NAME`); names that map alike collide, see alert_environment."""
-    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return _NOT_ENV_CHARACTER.sub("_", name).upper()
 
 
 def alert_environment(request: ActionRequest) -> dict[str, str]:
@@ -98,7 +102,7 @@ def _env_precedence(name: str) -> tuple[bool, str]:
     """Which of the names that map to one variable gets it (the smallest key): a name
     needing no mapping (`k8s_pod_name`) before a mapped one (`k8s.pod.name`), then
     code-point order, so a variable never depends on how a sender ordered its labels."""
-    return (not re.fullmatch(r"[A-Za-z0-9_]+", name), name)
+    return (not _PLAIN_NAME.fullmatch(name), name)
 
 
 #: Lists the variables of the alert environment truncated or left out, comma-separated.

@@ -36,6 +36,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -60,10 +61,15 @@ class Child:
     """A spawned program: `pid` (also its session and process group id), `stdout` the
     read end of its stdout/stderr pipe (the caller closes it), `returncode` once reaped
     (negative: killed by that signal). Offers what the executor uses of
-    subprocess.Popen: poll(), wait(timeout), stdout, returncode, pid."""
+    subprocess.Popen: poll(), wait(timeout), stdout, returncode, pid.
+
+    `pidfd` (Linux 5.3+, else None) becomes readable when the program exits, so that
+    wait(timeout) wakes at its exit instead of looking every few milliseconds as
+    Popen.wait does; it is closed once the program is reaped."""
 
     pid: int
     stdout: io.FileIO
+    pidfd: int | None = None
     returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -71,26 +77,41 @@ class Child:
         if self.returncode is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == self.pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+                return self._reaped(status)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code once the program ends; subprocess.TimeoutExpired after
-        `timeout` seconds (None: no limit). Sleeps growing from 0.5 ms to 50 ms between
-        looks, as Popen.wait does."""
-        if timeout is None:
-            if self.returncode is None:
-                _, status = os.waitpid(self.pid, 0)
-                self.returncode = os.waitstatus_to_exitcode(status)
+        `timeout` seconds (None: no limit)."""
+        if self.returncode is not None:
             return self.returncode
+        if timeout is not None:
+            self._until_exit(timeout)
+        _, status = os.waitpid(self.pid, 0)
+        return self._reaped(status)
+
+    def _until_exit(self, timeout: float) -> None:
+        """Return once the program has exited (not reaped); TimeoutExpired after
+        `timeout` seconds. Without a pidfd: looks with sleeps growing from 0.5 ms to
+        50 ms, as Popen.wait does."""
+        if self.pidfd is not None:
+            if not select.select([self.pidfd], [], [], max(timeout, 0.0))[0]:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            return
         end, delay = time.monotonic() + timeout, 0.0005
-        while (code := self.poll()) is None:
+        while os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             remaining = end - time.monotonic()
             if remaining <= 0:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout)
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.05)
-        return code
+
+    def _reaped(self, status: int) -> int:
+        self.returncode = os.waitstatus_to_exitcode(status)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        return self.returncode
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Child:
@@ -110,7 +131,16 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Child:
         raise
     finally:
         os.close(write_end)
-    return Child(pid, io.FileIO(read_end, "rb"))
+    return Child(pid, io.FileIO(read_end, "rb"), _pidfd(pid))
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor readable once `pid` exits (close-on-exec), or None on a system
+    without pidfd_open (Linux before 5.3, other systems)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def seal_inherited() -> None:

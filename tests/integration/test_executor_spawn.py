@@ -145,3 +145,12 @@ def test_the_exit_status_is_returned() -> None:
     child = spawn([PY, "-c", "raise SystemExit(3)"], ENV)
     assert output_of(child) == ""
     assert child.returncode == 3
+
+
+def test_a_reaped_child_leaves_no_descriptor_behind() -> None:
+    before = sorted(os.listdir("/proc/self/fd"))
+    child = spawn([PY, "-c", "print('done')"], ENV)
+    assert child.wait(30) == 0
+    child.stdout.close()
+    assert child.pidfd is None
+    assert sorted(os.listdir("/proc/self/fd")) == before
