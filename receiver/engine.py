@@ -125,7 +125,7 @@ def _apply_alert(
     occurrence (a later startsAt) replaces the one before it, whose resolution may then
     never be sent: the older one still firing is closed as superseded at the new one's
     start. An occurrence older than one journaled (an HA twin lagging) opens nothing."""
-    starts_at = format_timestamp(alert.starts_at)
+    starts_at = alert.starts_at_text
     existing, latest = _occurrences(tx, alert, starts_at, now, summary)
     if alert.status == "firing":
         if existing is not None:  # a repeat, an HA twin, or a late firing after resolution
