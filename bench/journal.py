@@ -10,12 +10,15 @@ the figures show the journal alone: on SQLite (a temp file, WAL) and on PostgreS
 (a fresh schema, skipped with a note if the server cannot be reached).
 
 Two kinds of alerts, a row each: `unmatched` (no strategy: an incident row each) and
-`one action` (every alert matches a `run` strategy of a `command` executor, as in
+`one-action` (every alert matches a `run` strategy of a `command` executor, as in
 bench.remediate: the incident, its runbook run, the planned action rendered from the
 alert's labels and its event). Logs are written as `remediator serve` writes them
 (text, INFO), into /dev/null, so their cost is in the CPU figures.
 
-    python -m bench.journal [--quick] [--out DIR] [--postgres URL]
+`--store` and `--alerts` (repeatable) run only those rows, e.g. to profile one:
+`py-spy record -o journal.svg -- python -m bench.journal --store sqlite --alerts one-action`.
+
+    python -m bench.journal [--quick] [--out DIR] [--postgres URL] [--store S] [--alerts A]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from receiver.store import open_store
 THREADS = 8
 CONFIGS = {
     "unmatched": parse_config("executors: {audit: {type: log}}\nstrategies: []\n"),
-    "one action": parse_config(
+    "one-action": parse_config(
         """
 executors:
   local: {type: command, timeout: 30s}
@@ -160,16 +163,26 @@ def quiet_logs() -> Iterator[None]:
             root.setLevel(level)
 
 
-def bench(quick: bool, keep: bool, postgres: str = DEFAULT_POSTGRES) -> dict[str, Any]:
+STORES = ("sqlite", "postgresql")
+
+
+def bench(
+    quick: bool,
+    keep: bool,
+    postgres: str = DEFAULT_POSTGRES,
+    stores: tuple[str, ...] = STORES,
+    kinds: tuple[str, ...] = tuple(CONFIGS),
+) -> dict[str, Any]:
+    """The rows of `stores` (STORES) x `kinds` (keys of CONFIGS)."""
     count = 1000 if quick else 4000
     rows = []
-    stores: dict[str, Callable[[], Any]] = {
+    openers: dict[str, Callable[[], Any]] = {
         "sqlite": lambda: sqlite_url(keep),
         "postgresql": lambda: postgres_url(postgres),
     }
     with quiet_logs():
-        for name, opener in stores.items():
-            rows += [_row(name, alerts, opener, count) for alerts in CONFIGS]
+        for name in stores:
+            rows += [_row(name, alerts, openers[name], count) for alerts in kinds]
     return _result(quick, count, rows)
 
 
@@ -257,8 +270,11 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for the PostgreSQL row")
+    p.add_argument("--store", choices=STORES, action="append", help="only this store's rows")
+    p.add_argument("--alerts", choices=tuple(CONFIGS), action="append", help="only these rows")
     args = p.parse_args(argv)
-    result = bench(args.quick, args.keep, args.postgres)
+    stores, kinds = tuple(args.store or STORES), tuple(args.alerts or CONFIGS)
+    result = bench(args.quick, args.keep, args.postgres, stores, kinds)
     print(render(result))
     print(f"\nJSON: {common.write_result(args.out, 'journal', result)}")
     return result

@@ -97,6 +97,13 @@ class Template:
     checked: bool = True
     parts: tuple[Part, ...] | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def checks_whole(self) -> bool:
+        """A checked template that is one `{{ reference }}` and nothing else: rendering
+        it has held its whole output to the safe pattern already."""
+        parts = self.parts
+        return self.checked and parts is not None and len(parts) == 1 and type(parts[0]) is tuple
+
     def render(self, context: Mapping[str, Any], pattern: LinearPattern) -> str:
         """The template rendered for `context` (labels, annotations, alert, ...).
         Raises UnsafeValueError for an interpolated value `pattern` refuses (checked

@@ -328,3 +328,25 @@ def test_the_fast_path_checks_every_reference_in_order() -> None:
     assert template.parts is not None
     with pytest.raises(UnsafeValueError, match="'a b'"):
         template.render({"labels": {"a": "a b", "b": "c d"}}, DEFAULT_PATTERN)
+
+
+@pytest.mark.parametrize(
+    ("source", "checked", "whole"),
+    [
+        ("{{ labels.instance }}", True, True),
+        ('{{ labels["k8s.pod.name"] }}', True, True),
+        ("{{ labels.instance }}", False, False),
+        ("web-{{ labels.instance }}", True, False),
+        ("{{ labels.a }}{{ labels.b }}", True, False),
+        ("web", True, False),
+        ("{{ labels.a | lower }}", True, False),
+    ],
+)
+def test_a_lone_checked_reference_checks_its_whole_output(
+    source: str, checked: bool, whole: bool
+) -> None:
+    template = compile_template(source, checked=checked)
+    assert template.checks_whole is whole
+    if whole:  # the one check a render makes is on everything it returns
+        with pytest.raises(UnsafeValueError):
+            template.render({"labels": {"instance": "a b", "k8s.pod.name": "a b"}}, DEFAULT_PATTERN)
