@@ -13,6 +13,10 @@ A trivial program (`/bin/true`) is started N times, one after the other, each wa
   once per process instead: see receiver/executors/spawn.py);
 
 then the output pipe is read to its end and the child reaped, as the executor does.
+Two more rows run the whole `CommandExecutor.execute` for an action of a firing alert
+(environment from its labels, process identity for the journal, output capture):
+`executor, posix_spawn` as configured by default, `executor, Popen` with a `cwd` (the
+one case the executor still starts programs with Popen).
 The spawning process holds `--fds` open descriptors (default 20, as many as the
 journal writer holds) besides its own. Per spawn: the spawning process's own CPU
 (user + system, from os.times), the children's CPU before and in `/bin/true` (the
@@ -33,6 +37,9 @@ from typing import Any
 
 from bench import common
 from bench.common import fmt
+from receiver.config import Config, ExecutorConfig
+from receiver.executors import build_executors
+from receiver.executors.base import ActionRequest, Executor
 from receiver.executors.spawn import inheritable_fds, spawn
 
 PROGRAM = ["/bin/true"]
@@ -72,10 +79,39 @@ def run_posix_spawn_scanned() -> None:
     run_posix_spawn()
 
 
+def command_executor(**settings: str) -> Executor:
+    spec = ExecutorConfig("local", "command", settings)
+    return build_executors(Config(executors={"local": spec}))["local"]
+
+
+REQUEST = ActionRequest(
+    action_id=1,
+    action="run",
+    target="web-1",
+    rendered={"command": [*PROGRAM, "web-1"], "params": {}},
+    labels={"alertname": "BenchSpawn", "service": "web", "instance": "web-1", "job": "web"},
+    annotations={"summary": "BenchSpawn on web-1", "description": "web instance web-1 is down"},
+    timeout=30.0,
+    strategy="append-line",
+    on_process=lambda identity: None,
+)
+EXECUTORS = {"posix_spawn": command_executor(), "Popen": command_executor(cwd="/")}
+
+
+def run_executor(kind: str) -> Callable[[], None]:
+    def run() -> None:
+        result = EXECUTORS[kind].execute(REQUEST)
+        assert result.ok, result.detail
+
+    return run
+
+
 MODES: dict[str, Callable[[], None]] = {
     "popen": run_popen,
     "posix_spawn": run_posix_spawn,
     "posix_spawn + scan": run_posix_spawn_scanned,
+    "executor, Popen": run_executor("Popen"),
+    "executor, posix_spawn": run_executor("posix_spawn"),
 }
 
 
@@ -129,6 +165,7 @@ def _bench(count: int, fds: int) -> dict[str, Any]:
         for name, t in totals.items()
     }
     saved = 1 - rows["posix_spawn"]["own_cpu_us"] / rows["popen"]["own_cpu_us"]
+    executor = rows["executor, posix_spawn"]["own_cpu_us"] / rows["executor, Popen"]["own_cpu_us"]
     return {
         "benchmark": "spawn",
         "load": {
@@ -141,6 +178,7 @@ def _bench(count: int, fds: int) -> dict[str, Any]:
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "rows": rows,
         "own_cpu_saved": round(saved, 3),
+        "executor_own_cpu_saved": round(1 - executor, 3),
         "clearly_cheaper": saved >= CLEARLY_CHEAPER,
     }
 
@@ -168,7 +206,8 @@ def render(result: dict[str, Any]) -> str:
             f"Load: {load['spawns_per_mode']:,} spawns of {' '.join(load['program'])} per "
             f"mode, alternating in {load['rounds']} rounds, {load['open_fds']} descriptors "
             f"open in the spawning process. posix_spawn saves "
-            f"{100 * result['own_cpu_saved']:.0f}% of the spawning process's CPU. Load "
+            f"{100 * result['own_cpu_saved']:.0f}% of the spawning process's CPU per spawn, "
+            f"{100 * result['executor_own_cpu_saved']:.0f}% per executor action. Load "
             f"average before / after: {before[0]:.2f} / {after[0]:.2f}.",
         ]
     )
