@@ -17,9 +17,10 @@ an `Interrupt` (the end of the shutdown grace) kills the group like a timeout do
 
 Programs start with os.posix_spawn (spawn.py), which gives the child what
 `subprocess.Popen(..., start_new_session=True, close_fds=True)` gave it for less of
-this process's CPU: 118 against 180 us per spawn of /bin/true (bench/spawn.py, 34%
-less). posix_spawn cannot change the child's working directory on this Python, so an
-executor with a `cwd` starts its programs with Popen, as before.
+this process's CPU: 104 against 168 us per spawn of /bin/true, 280 against 412 us
+per action (bench/spawn.py; 23-38% less per spawn over three runs). posix_spawn
+cannot change the child's working directory on this Python, so an executor with a
+`cwd` starts its programs with Popen, as before.
 """
 
 from __future__ import annotations

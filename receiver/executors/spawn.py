@@ -3,7 +3,8 @@
 The command executor's way to start a remediation program: the same child as
 `subprocess.Popen(argv, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, env=env,
 start_new_session=True, close_fds=True)` gave, for less of the parent's CPU
-(bench/spawn.py: 45% less per spawn, about 75 us; bench/README.md "Spawn"):
+(bench/spawn.py: 23-38% less per spawn, 30-65 us; bench/README.md, "Ingest per alert,
+and the cheapest safe spawn"):
 
     argv             a list, exec'd directly: never a shell
     program          argv[0] as it is when it holds a `/`; else looked up in the
@@ -24,7 +25,7 @@ SQLite's (O_CLOEXEC) and libpq's. What this process was given inheritable by its
 parent (a shell's or a supervisor's descriptors passed down a fork) is made
 close-on-exec once, at the first spawn in each process (`seal_inherited`): that is
 what a per-spawn scan of /proc/self/fd would find, and such a scan costs about 1 us per
-open descriptor, most of what posix_spawn saves (bench/README.md "Spawn"). A
+open descriptor, most of what posix_spawn saves (the `posix_spawn + scan` row). A
 descriptor made inheritable on purpose later would be passed on: nothing here does so.
 
 Errors are Popen's: OSError from exec (FileNotFoundError, PermissionError, E2BIG ...)
