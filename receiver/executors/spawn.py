@@ -96,7 +96,9 @@ class Child:
         `timeout` seconds. Without a pidfd: looks with sleeps growing from 0.5 ms to
         50 ms, as Popen.wait does."""
         if self.pidfd is not None:
-            if not select.select([self.pidfd], [], [], max(timeout, 0.0))[0]:
+            exited = select.poll()  # not select(): that refuses descriptors past 1023
+            exited.register(self.pidfd, select.POLLIN)
+            if not exited.poll(max(timeout, 0.0) * 1000):
                 raise subprocess.TimeoutExpired(str(self.pid), timeout)
             return
         end, delay = time.monotonic() + timeout, 0.0005
