@@ -1,27 +1,29 @@
-"""Spawn cost: `subprocess.Popen` as the command executor used it vs `os.posix_spawn`.
+"""Spawn cost: `subprocess.Popen` as the command executor uses it vs `os.posix_spawn`.
 
 A trivial program (`/bin/true`) is started N times, one after the other, each way:
 
 - popen: `subprocess.Popen(argv, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, env=...,
-  start_new_session=True, close_fds=True)`, as receiver/executors/command.py did
-  before it moved to posix_spawn (and still does for an executor with a `cwd`);
-- posix_spawn: `receiver.executors.spawn.spawn`, as the executor does now
-  (os.posix_spawn with `setsid=True`, stdin from /dev/null, stdout and stderr to the
-  capture pipe; close-on-exec keeps every other descriptor out of the child);
+  start_new_session=True, close_fds=True)`, as receiver/executors/command.py does;
+- posix_spawn: the same child with os.posix_spawn (`setsid=True`, stdin from
+  /dev/null, stdout and stderr to the capture pipe, SIGPIPE and SIGXFSZ back at their
+  defaults as Popen's restore_signals does; close-on-exec keeps the process's own
+  descriptors out of the child);
 - posix_spawn + scan: the same after a scan of /proc/self/fd for inheritable
-  descriptors, what closing them at every spawn would cost (the executor seals them
-  once per process instead: see receiver/executors/spawn.py);
+  descriptors, which closing every descriptor Popen closes would take;
 
 then the output pipe is read to its end and the child reaped, as the executor does.
-Two more rows run the whole `CommandExecutor.execute` for an action of a firing alert
-(environment from its labels, process identity for the journal, output capture):
-`executor, posix_spawn` as configured by default, `executor, Popen` with a `cwd` (the
-one case the executor still starts programs with Popen).
 The spawning process holds `--fds` open descriptors (default 20, as many as the
 journal writer holds) besides its own. Per spawn: the spawning process's own CPU
 (user + system, from os.times), the children's CPU before and in `/bin/true` (the
 kernel's accounting of reaped children), and wall time. The modes alternate in rounds
 so that a change of load hits all of them alike.
+
+Then the same spawns again with a second thread that sleeps 1 ms at a time, as the
+journal writer's other threads (ingest, the other dispatcher threads) wait for work:
+how late its wake-ups come (p99 and max) says how long a spawn kept the interpreter
+lock. Popen lets go of it while the child execs (CPython drops the GIL around its
+vfork since 3.11's backport of gh-104372); os.posix_spawn holds it until the child
+has exec'd, so every other thread of the process waits for each exec.
 
     python -m bench.spawn [--quick] [--count N] [--fds N] [--out DIR]
 """
@@ -29,24 +31,24 @@ so that a change of load hits all of them alike.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bench import common
 from bench.common import fmt
-from receiver.config import Config, ExecutorConfig
-from receiver.executors import build_executors
-from receiver.executors.base import ActionRequest, Executor
-from receiver.executors.spawn import inheritable_fds, spawn
 
 PROGRAM = ["/bin/true"]
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "REMEDIATOR_TARGET": "web-1"}
 ROUNDS = 5
-#: the saving below which the executor keeps Popen (see the executor's docstring)
-CLEARLY_CHEAPER = 0.20
+#: the ticker thread's sleep (seconds)
+TICK_S = 0.001
+#: signals Python ignores that Popen gives the child back at their defaults
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def run_popen() -> None:
@@ -67,11 +69,41 @@ def run_popen() -> None:
 
 
 def run_posix_spawn() -> None:
-    child = spawn(PROGRAM, ENV)
-    while child.stdout.read(65536):
+    read_end, write_end = os.pipe()  # close-on-exec; dup2 clears it on 1 and 2
+    try:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+            (os.POSIX_SPAWN_DUP2, write_end, 1),
+            (os.POSIX_SPAWN_DUP2, write_end, 2),
+        ]
+        pid = os.posix_spawn(
+            PROGRAM[0],
+            PROGRAM,
+            ENV,
+            file_actions=actions,
+            setsid=True,
+            setsigdef=DEFAULT_SIGNALS,
+        )
+    finally:
+        os.close(write_end)
+    while os.read(read_end, 65536):
         pass
-    child.stdout.close()
-    child.wait()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+
+
+def inheritable_fds() -> list[int]:
+    """This process's descriptors above 2 that exec would pass on (a scan of /proc)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    found.append(fd)
+            except OSError:  # the listing's own descriptor, closed by now
+                continue
+    return found
 
 
 def run_posix_spawn_scanned() -> None:
@@ -79,39 +111,10 @@ def run_posix_spawn_scanned() -> None:
     run_posix_spawn()
 
 
-def command_executor(**settings: str) -> Executor:
-    spec = ExecutorConfig("local", "command", settings)
-    return build_executors(Config(executors={"local": spec}))["local"]
-
-
-REQUEST = ActionRequest(
-    action_id=1,
-    action="run",
-    target="web-1",
-    rendered={"command": [*PROGRAM, "web-1"], "params": {}},
-    labels={"alertname": "BenchSpawn", "service": "web", "instance": "web-1", "job": "web"},
-    annotations={"summary": "BenchSpawn on web-1", "description": "web instance web-1 is down"},
-    timeout=30.0,
-    strategy="append-line",
-    on_process=lambda identity: None,
-)
-EXECUTORS = {"posix_spawn": command_executor(), "Popen": command_executor(cwd="/")}
-
-
-def run_executor(kind: str) -> Callable[[], None]:
-    def run() -> None:
-        result = EXECUTORS[kind].execute(REQUEST)
-        assert result.ok, result.detail
-
-    return run
-
-
 MODES: dict[str, Callable[[], None]] = {
     "popen": run_popen,
     "posix_spawn": run_posix_spawn,
     "posix_spawn + scan": run_posix_spawn_scanned,
-    "executor, Popen": run_executor("Popen"),
-    "executor, posix_spawn": run_executor("posix_spawn"),
 }
 
 
@@ -127,6 +130,29 @@ def measure(run: Callable[[], None], count: int) -> dict[str, float]:
         - (before.children_user + before.children_system),
         "wall_s": wall,
     }
+
+
+def stalls(run: Callable[[], None], count: int) -> list[float]:
+    """How late (seconds) each wake-up of a thread sleeping TICK_S came while `run`
+    ran `count` times in this one: its wait for the interpreter lock, mostly."""
+    late: list[float] = []
+    done = threading.Event()
+
+    def ticker() -> None:
+        while not done.is_set():
+            asleep = time.perf_counter()
+            time.sleep(TICK_S)
+            late.append(time.perf_counter() - asleep - TICK_S)
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    try:
+        for _ in range(count):
+            run()
+    finally:
+        done.set()
+        thread.join()
+    return late
 
 
 def bench(count: int, fds: int = 20) -> dict[str, Any]:
@@ -154,6 +180,10 @@ def _bench(count: int, fds: int) -> dict[str, Any]:
         for name, run in MODES.items():
             for key, value in measure(run, per_round).items():
                 totals[name][key] += value
+    late: dict[str, list[float]] = {name: [] for name in MODES}
+    for _ in range(ROUNDS):
+        for name, run in MODES.items():
+            late[name] += stalls(run, per_round)
     spawns = per_round * ROUNDS
     rows = {
         name: {
@@ -161,11 +191,12 @@ def _bench(count: int, fds: int) -> dict[str, Any]:
             "children_cpu_us": round(1e6 * t["children_cpu_s"] / spawns, 1),
             "wall_us": round(1e6 * t["wall_s"] / spawns, 1),
             "spawns_per_s": round(spawns / t["wall_s"], 1),
+            "other_thread_late_p99_us": round(1e6 * (common.percentile(late[name], 99) or 0), 1),
+            "other_thread_late_max_us": round(1e6 * max(late[name], default=0.0), 1),
         }
         for name, t in totals.items()
     }
     saved = 1 - rows["posix_spawn"]["own_cpu_us"] / rows["popen"]["own_cpu_us"]
-    executor = rows["executor, posix_spawn"]["own_cpu_us"] / rows["executor, Popen"]["own_cpu_us"]
     return {
         "benchmark": "spawn",
         "load": {
@@ -178,13 +209,18 @@ def _bench(count: int, fds: int) -> dict[str, Any]:
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "rows": rows,
         "own_cpu_saved": round(saved, 3),
-        "executor_own_cpu_saved": round(1 - executor, 3),
-        "clearly_cheaper": saved >= CLEARLY_CHEAPER,
     }
 
 
 def render(result: dict[str, Any]) -> str:
-    headers = ["mode", "own CPU µs/spawn", "children CPU µs/spawn", "wall µs/spawn", "spawns/s"]
+    headers = [
+        "mode",
+        "own CPU µs/spawn",
+        "children CPU µs/spawn",
+        "wall µs/spawn",
+        "spawns/s",
+        "other thread late p99 / max µs",
+    ]
     body = [
         [
             name,
@@ -192,6 +228,7 @@ def render(result: dict[str, Any]) -> str:
             fmt(r["children_cpu_us"]),
             fmt(r["wall_us"]),
             fmt(r["spawns_per_s"]),
+            f"{fmt(r['other_thread_late_p99_us'])} / {fmt(r['other_thread_late_max_us'])}",
         ]
         for name, r in result["rows"].items()
     ]
@@ -206,9 +243,10 @@ def render(result: dict[str, Any]) -> str:
             f"Load: {load['spawns_per_mode']:,} spawns of {' '.join(load['program'])} per "
             f"mode, alternating in {load['rounds']} rounds, {load['open_fds']} descriptors "
             f"open in the spawning process. posix_spawn saves "
-            f"{100 * result['own_cpu_saved']:.0f}% of the spawning process's CPU per spawn, "
-            f"{100 * result['executor_own_cpu_saved']:.0f}% per executor action. Load "
-            f"average before / after: {before[0]:.2f} / {after[0]:.2f}.",
+            f"{100 * result['own_cpu_saved']:.0f}% of the spawning process's CPU per spawn. "
+            f"Other thread: one sleeping {1000 * TICK_S:g} ms at a time during a second "
+            "pass, how late it woke. Load average before / after: "
+            f"{before[0]:.2f} / {after[0]:.2f}.",
         ]
     )
 

@@ -15,12 +15,16 @@ The process group's identity is reported as soon as it starts (`on_process`), so
 after a crash of this process the next dispatcher can find it (see processes.py), and
 an `Interrupt` (the end of the shutdown grace) kills the group like a timeout does.
 
-Programs start with os.posix_spawn (spawn.py), which gives the child what
-`subprocess.Popen(..., start_new_session=True, close_fds=True)` gave it for less of
-this process's CPU: 104 against 168 us per spawn of /bin/true, 280 against 412 us
-per action (bench/spawn.py; 23-38% less per spawn over three runs). posix_spawn
-cannot change the child's working directory on this Python, so an executor with a
-`cwd` starts its programs with Popen, as before.
+Programs start with `subprocess.Popen`, not os.posix_spawn, although posix_spawn
+costs this process less CPU (bench/spawn.py: 23-38% less per spawn of /bin/true
+over five runs, 30-65 us): os.posix_spawn keeps the interpreter lock
+until the child has exec'd, where Popen lets go of it (CPython drops the GIL around
+its vfork, gh-104372), so every other thread of this process (ingest, the other
+dispatcher threads) waited for each exec. With it, bench.remediate's alerts/s fell
+from 291-292 to 241-279 (the same code otherwise, alternated runs), and a program on
+a slow file system would stall them all. A program's exit is waited for on a pidfd
+where the system has them (Linux 5.3+), which wakes at the exit, instead of
+Popen.wait's sleeps of 0.5-50 ms.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 from receiver.config import Config, ExecutorConfig
 from receiver.executors.base import (
@@ -47,7 +50,6 @@ from receiver.executors.base import (
     seconds,
 )
 from receiver.executors.processes import ProcessIdentity, group_alive, identify, signal_group
-from receiver.executors.spawn import Child, spawn
 
 DEFAULT_MAX_OUTPUT = 65536
 #: How long a timed-out process group gets between SIGTERM and SIGKILL.
@@ -59,8 +61,6 @@ FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: How often a running program's supervisor looks for an interrupt (seconds).
 POLL_S = 0.1
 _READ_SIZE = 65536
-#: a started program: a spawn.Child, or a Popen for an executor with a `cwd`
-Process: TypeAlias = "Child | subprocess.Popen[bytes]"
 
 
 _NOT_ENV_CHARACTER = re.compile(r"[^A-Za-z0-9]")
@@ -220,7 +220,7 @@ class Outcome:
 class _Watch:
     """Reads a child's output pipe until it exits or the deadline passes."""
 
-    def __init__(self, process: Process, tail: OutputTail) -> None:
+    def __init__(self, process: subprocess.Popen, tail: OutputTail) -> None:
         assert process.stdout is not None
         self.process = process
         self.fd = process.stdout.fileno()
@@ -228,11 +228,22 @@ class _Watch:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.fd, selectors.EVENT_READ)
         self.eof = False
+        self.exited = _exit_watch(process.pid)
 
     def close(self) -> None:
         self.selector.close()
+        if self.exited is not None:
+            self.exited.close()
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+    def wait_exit(self, timeout: float) -> None:
+        """Return once the program has exited (reaped); subprocess.TimeoutExpired after
+        `timeout` seconds. Wakes at the exit when a pidfd watches it, else Popen.wait's
+        polling."""
+        if self.exited is not None and not self.exited.select(timeout):
+            raise subprocess.TimeoutExpired(self.process.args, timeout)
+        self.process.wait(None if self.exited is not None else timeout)
 
     def read_once(self, wait: float) -> bool:
         """Read one chunk if one arrives within wait; False when nothing came."""
@@ -254,7 +265,7 @@ class _Watch:
                 return False
             if self.eof:
                 try:
-                    self.process.wait(min(POLL_S, remaining))
+                    self.wait_exit(min(POLL_S, remaining))
                 except subprocess.TimeoutExpired:
                     continue
                 break
@@ -269,7 +280,28 @@ class _Watch:
                 return
 
 
-def kill_group(process: Process, grace: float = KILL_GRACE) -> None:
+def _exit_watch(pid: int) -> selectors.BaseSelector | None:
+    """A selector that becomes ready when `pid` (our unreaped child) exits, through a
+    pidfd (close-on-exec; closed with the selector); None where there are no pidfds."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    watch = _PidfdSelector()
+    watch.register(pidfd, selectors.EVENT_READ)
+    return watch
+
+
+class _PidfdSelector(selectors.PollSelector):
+    """A poll selector that closes the pidfds registered with it when it is closed."""
+
+    def close(self) -> None:
+        for key in list(self.get_map().values()):
+            os.close(key.fd)
+        super().close()
+
+
+def kill_group(process: subprocess.Popen, grace: float = KILL_GRACE) -> None:
     """SIGTERM the whole process group, then SIGKILL whatever ignored it for `grace`."""
     pgid = process.pid  # start_new_session: the child leads its own session and group
     if signal_group(pgid, signal.SIGTERM):
@@ -281,7 +313,7 @@ def kill_group(process: Process, grace: float = KILL_GRACE) -> None:
 
 
 def supervise(
-    process: Process,
+    process: subprocess.Popen,
     timeout: float,
     tail: OutputTail,
     interrupt: Interrupt | None = None,
@@ -382,11 +414,9 @@ class CommandExecutor(Executor):
             outcome.returncode == 0, describe_exit(outcome.returncode), tail.text()
         )
 
-    def _start(self, argv: list[str], env: dict[str, str]) -> Process:
+    def _start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         """The program started in a session of its own, stdin /dev/null, stdout and
-        stderr to one pipe (see the module docstring). Raises OSError, ValueError."""
-        if self.cwd is None:
-            return spawn(argv, env)
+        stderr to one pipe, no other descriptor. Raises OSError, ValueError."""
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -402,7 +432,7 @@ class CommandExecutor(Executor):
 def report_process(
     on_process: Callable[[ProcessIdentity], None],
     identity: ProcessIdentity,
-    process: Process,
+    process: subprocess.Popen,
 ) -> None:
     """Hand the started group's identity to the dispatcher (which journals it). If that
     fails the program must not run unrecorded: its group is killed and the error raised."""
