@@ -16,15 +16,15 @@ after a crash of this process the next dispatcher can find it (see processes.py)
 an `Interrupt` (the end of the shutdown grace) kills the group like a timeout does.
 
 Programs start with `subprocess.Popen`, not os.posix_spawn, although posix_spawn
-costs this process less CPU (bench/spawn.py: 23-38% less per spawn of /bin/true
-over five runs, 30-65 us): os.posix_spawn keeps the interpreter lock
-until the child has exec'd, where Popen lets go of it (CPython drops the GIL around
-its vfork, gh-104372), so every other thread of this process (ingest, the other
-dispatcher threads) waited for each exec. With it, bench.remediate's alerts/s fell
-from 291-292 to 241-279 (the same code otherwise, alternated runs), and a program on
-a slow file system would stall them all. A program's exit is waited for on a pidfd
-where the system has them (Linux 5.3+), which wakes at the exit, instead of
-Popen.wait's sleeps of 0.5-50 ms.
+costs this process less CPU (bench/spawn.py: 23-54% less per spawn of /bin/true over
+six runs, 30-100 us): os.posix_spawn keeps the interpreter lock until the child has
+exec'd, where Popen lets go of it (CPython drops the GIL around its vfork,
+gh-104372), so every other thread of this process (ingest, the other dispatcher
+threads) would wait for each exec: a thread sleeping 1 ms woke 1.3-3.9 ms late at
+p99 while posix_spawn ran, 0.7-0.8 ms while Popen did (two runs), and a program on a
+slow file system would stall them all for as long as its exec takes. A program's
+exit is waited for on a pidfd where the system has them (Linux 5.3+), which wakes at
+the exit, instead of Popen.wait's sleeps of 0.5-50 ms.
 """
 
 from __future__ import annotations
