@@ -22,8 +22,8 @@ Then the same spawns again with a second thread that sleeps 1 ms at a time, as t
 journal writer's other threads (ingest, the other dispatcher threads) wait for work:
 how late its wake-ups come (p99 and max) says how long a spawn kept the interpreter
 lock. Popen lets go of it while the child execs (CPython drops the GIL around its
-vfork since 3.11's backport of gh-104372); os.posix_spawn holds it until the child
-has exec'd, so every other thread of the process waits for each exec.
+vfork: gh-104372); os.posix_spawn holds it until the child has exec'd, so every
+other thread of the process waits for each exec.
 
     python -m bench.spawn [--quick] [--count N] [--fds N] [--out DIR]
 """
