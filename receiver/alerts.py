@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from receiver.matchers import is_label_name
@@ -124,6 +125,12 @@ class Alert:
     def alertname(self) -> str:
         return self.labels.get("alertname", "")
 
+    @cached_property
+    def starts_at_text(self) -> str:
+        """startsAt in the journal's text form (format_timestamp): the incident's key,
+        wanted by ingest and by the template context, formatted once."""
+        return format_timestamp(self.starts_at)
+
     def template_context(self) -> dict[str, Any]:
         """What strategy templates may refer to: `labels`, `annotations`, `alert`."""
         return {
@@ -132,7 +139,7 @@ class Alert:
             "alert": {
                 "status": self.status,
                 "fingerprint": self.fingerprint,
-                "starts_at": format_timestamp(self.starts_at),
+                "starts_at": self.starts_at_text,
                 "generator_url": self.generator_url,
             },
         }

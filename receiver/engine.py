@@ -125,7 +125,7 @@ def _apply_alert(
     occurrence (a later startsAt) replaces the one before it, whose resolution may then
     never be sent: the older one still firing is closed as superseded at the new one's
     start. An occurrence older than one journaled (an HA twin lagging) opens nothing."""
-    starts_at = format_timestamp(alert.starts_at)
+    starts_at = alert.starts_at_text
     existing, latest = _occurrences(tx, alert, starts_at, now, summary)
     if alert.status == "firing":
         if existing is not None:  # a repeat, an HA twin, or a late firing after resolution
@@ -235,7 +235,9 @@ def _open_incident(
     summary: IngestSummary,
     external_url: str,
 ) -> None:
-    """Journal a new incident and start the runbook of each strategy it matches."""
+    """Journal a new incident and start the runbook of each strategy it matches. The
+    first action planned tells the opening in its log line; an incident with none
+    planned (unmatched, refused) has a line of its own."""
     strategies = route(config.strategies, alert.labels)
     incident_id = tx.insert_incident(
         _new_incident(config, alert, starts_at, now, bool(strategies), external_url)
@@ -243,16 +245,20 @@ def _open_incident(
     summary.new_incidents += 1
     if not strategies:
         summary.unmatched += 1
-    log.info(
-        "incident opened: %s",
-        alert.alertname,
-        extra={"incident_id": incident_id, "fingerprint": alert.fingerprint},
-    )
-    context = alert.template_context()
+    opening: runs.Opening | None = runs.Opening(alert.alertname, alert.fingerprint)
+    context = alert.template_context() if strategies else {}
     for strategy in strategies:
-        planned = runs.start(tx, strategy, incident_id, context, now)
+        planned = runs.start(tx, strategy, incident_id, context, now, opening=opening)
         summary.actions_planned += planned.actions
         summary.actions_refused += planned.refused
+        if planned.actions:
+            opening = None  # told
+    if opening is not None:
+        log.info(
+            "incident opened: %s",
+            alert.alertname,
+            extra={"incident_id": incident_id, "fingerprint": alert.fingerprint},
+        )
 
 
 def _new_incident(

@@ -41,7 +41,11 @@ def render_plan(strategy: Strategy, context: dict[str, Any]) -> Plan:
     safe_target = ""
     try:
         rendered = _render(strategy.target, context, strategy)
-        target = check_safe(rendered, strategy.safe_pattern, "target")
+        target = (
+            rendered  # held to the pattern whole as it rendered: no second check
+            if strategy.target.checks_whole
+            else check_safe(rendered, strategy.safe_pattern, "target")
+        )
         if "\x00" in target:  # even a permissive pattern: the journal's column refuses it
             raise UnsafeValueError(f"target {target[:80]!r} contains a NUL character")
         safe_target = target

@@ -33,6 +33,16 @@ log = logging.getLogger(__name__)
 STEP_WAIT = "wait"
 
 
+@dataclass(frozen=True)
+class Opening:
+    """The new incident a run starts with. Its first planned action's log line tells
+    both (`incident opened: X; action planned: ...`): one line per matched alert, not
+    two saying the same incident twice."""
+
+    alertname: str
+    fingerprint: str
+
+
 @dataclass
 class Planned:
     """What a transaction planned: actions to run, refused ones, escalations owed."""
@@ -54,10 +64,12 @@ def start(
     context: dict[str, Any],
     now: float,
     run: int = 1,
+    opening: Opening | None = None,
 ) -> Planned:
     """Begin run `run` of `strategy`'s runbook for an incident: journal the run and plan
     step 1 (rendered from `context`); a step refused at rendering is skipped and the
-    runbook goes on, as for any skip (see runbooks.py)."""
+    runbook goes on, as for any skip (see runbooks.py). `opening`: the incident opened
+    with this run, told in the planned action's log line (engine.py)."""
     decision, state = runbooks.start(strategy.runbook, now, run)
     reason = f"matched strategy {strategy.name}"
     if strategy.steps or run > 1:
@@ -66,7 +78,7 @@ def start(
         reason += f", after its wait of {strategy.step(1).wait:g}s"
     decision = replace(decision, reason=reason)
     run_id = journal.insert(tx, incident_id, strategy.name, run, now, decision.reason)
-    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now, moved=True)
+    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now, True, opening)
 
 
 def follow(
@@ -146,9 +158,11 @@ def _plan(
     context: dict[str, Any],
     now: float,
     moved: bool = False,
+    opening: Opening | None = None,
 ) -> Planned:
     """Carry out a decision: plan its step (and go on past steps refused at rendering),
-    or end the run. `moved`: the run row already names the decided step (a new run)."""
+    or end the run. `moved`: the run row already names the decided step (a new run);
+    `opening`: see start."""
     planned = Planned()
     while decision.action == runbooks.PLAN:
         step = strategy.step(decision.step.index)
@@ -158,14 +172,11 @@ def _plan(
         plan = render_plan(step, context)
         fleet = fleetrun.fleet_of(strategy, context["labels"], plan.target)
         action_id = tx.insert_action(
-            replace(
-                _new_action(incident_id, run_id, decision, plan, decision.reason, now),
-                fleet=fleet,
-            )
+            _new_action(incident_id, run_id, decision, plan, decision.reason, now, fleet)
         )
         if not plan.refused:
             planned.actions += 1
-            _log_planned(plan, decision, incident_id, action_id)
+            _log_planned(plan, decision, incident_id, action_id, opening)
             return planned
         planned.refused += 1
         log.warning(
@@ -230,6 +241,7 @@ def _new_action(
     plan: Plan,
     reason: str,
     now: float,
+    fleet: str | None = None,
 ) -> NewAction:
     strategy = plan.strategy
     not_before = decision.not_before if decision.not_before and decision.not_before > now else None
@@ -252,17 +264,28 @@ def _new_action(
         run_id=run_id,
         not_before=None if plan.refused else not_before,
         waiting=STEP_WAIT if not_before is not None and not plan.refused else None,
+        fleet=fleet,
     )
 
 
-def _log_planned(plan: Plan, decision: runbooks.Decision, incident_id: int, action_id: int) -> None:
+def _log_planned(
+    plan: Plan,
+    decision: runbooks.Decision,
+    incident_id: int,
+    action_id: int,
+    opening: Opening | None,
+) -> None:
+    what = (plan.strategy.name, decision.step.label, plan.strategy.action, plan.target)
+    extra: dict[str, Any] = {"incident_id": incident_id, "action_id": action_id}
+    if opening is None:
+        log.info("action planned: %s %s %s on %s", *what, extra=extra)
+        return
+    extra["fingerprint"] = opening.fingerprint
     log.info(
-        "action planned: %s %s %s on %s",
-        plan.strategy.name,
-        decision.step.label,
-        plan.strategy.action,
-        plan.target,
-        extra={"incident_id": incident_id, "action_id": action_id},
+        "incident opened: %s; action planned: %s %s %s on %s",
+        opening.alertname,
+        *what,
+        extra=extra,
     )
 
 

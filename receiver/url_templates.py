@@ -125,6 +125,7 @@ def compile_url_template(source: str) -> UrlTemplate:
         source=source,
         compiled=plain.compiled,
         checked=True,
+        parts=plain.parts,
         scheme=scheme.lower(),
         authority=authority,
     )

@@ -14,6 +14,17 @@ because of the alert's own data (E2BIG: argv or environment too large; a NUL byt
 The process group's identity is reported as soon as it starts (`on_process`), so that
 after a crash of this process the next dispatcher can find it (see processes.py), and
 an `Interrupt` (the end of the shutdown grace) kills the group like a timeout does.
+
+Programs start with `subprocess.Popen`, not os.posix_spawn, although posix_spawn
+costs this process less CPU (bench/spawn.py: 23-54% less per spawn of /bin/true over
+six runs, 30-100 us): os.posix_spawn keeps the interpreter lock until the child has
+exec'd, where Popen lets go of it (CPython drops the GIL around its vfork,
+gh-104372), so every other thread of this process (ingest, the other dispatcher
+threads) would wait for each exec: a thread sleeping 1 ms woke 1.3-3.9 ms late at
+p99 while posix_spawn ran, 0.7-0.8 ms while Popen did (two runs), and a program on a
+slow file system would stall them all for as long as its exec takes. A program's
+exit is waited for on a pidfd where the system has them (Linux 5.3+), which wakes at
+the exit, instead of Popen.wait's sleeps of 0.5-50 ms.
 """
 
 from __future__ import annotations
@@ -52,10 +63,14 @@ POLL_S = 0.1
 _READ_SIZE = 65536
 
 
+_NOT_ENV_CHARACTER = re.compile(r"[^A-Za-z0-9]")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
 def env_name(name: str) -> str:
     """ALERT_LABEL_<NAME>: upper-cased, anything but ASCII letters and digits becomes `_`
     (`k8s.pod.name` -> `K8S_POD_NAME`); names that map alike collide, see alert_environment."""
-    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return _NOT_ENV_CHARACTER.sub("_", name).upper()
 
 
 def alert_environment(request: ActionRequest) -> dict[str, str]:
@@ -88,7 +103,7 @@ def _env_precedence(name: str) -> tuple[bool, str]:
     """Which of the names that map to one variable gets it (the smallest key): a name
     needing no mapping (`k8s_pod_name`) before a mapped one (`k8s.pod.name`), then
     code-point order, so a variable never depends on how a sender ordered its labels."""
-    return (not re.fullmatch(r"[A-Za-z0-9_]+", name), name)
+    return (not _PLAIN_NAME.fullmatch(name), name)
 
 
 #: Lists the variables of the alert environment truncated or left out, comma-separated.
@@ -213,11 +228,22 @@ class _Watch:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.fd, selectors.EVENT_READ)
         self.eof = False
+        self.exited = _exit_watch(process.pid)
 
     def close(self) -> None:
         self.selector.close()
+        if self.exited is not None:
+            self.exited.close()
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+    def wait_exit(self, timeout: float) -> None:
+        """Return once the program has exited (reaped); subprocess.TimeoutExpired after
+        `timeout` seconds. Wakes at the exit when a pidfd watches it, else Popen.wait's
+        polling."""
+        if self.exited is not None and not self.exited.select(timeout):
+            raise subprocess.TimeoutExpired(self.process.args, timeout)
+        self.process.wait(None if self.exited is not None else timeout)
 
     def read_once(self, wait: float) -> bool:
         """Read one chunk if one arrives within wait; False when nothing came."""
@@ -239,7 +265,7 @@ class _Watch:
                 return False
             if self.eof:
                 try:
-                    self.process.wait(min(POLL_S, remaining))
+                    self.wait_exit(min(POLL_S, remaining))
                 except subprocess.TimeoutExpired:
                     continue
                 break
@@ -252,6 +278,27 @@ class _Watch:
         while not self.eof and (remaining := end - time.monotonic()) > 0:
             if not self.read_once(remaining):
                 return
+
+
+def _exit_watch(pid: int) -> selectors.BaseSelector | None:
+    """A selector that becomes ready when `pid` (our unreaped child) exits, through a
+    pidfd (close-on-exec; closed with the selector); None where there are no pidfds."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    watch = _PidfdSelector()
+    watch.register(pidfd, selectors.EVENT_READ)
+    return watch
+
+
+class _PidfdSelector(selectors.PollSelector):
+    """A poll selector that closes the pidfds registered with it when it is closed."""
+
+    def close(self) -> None:
+        for key in list(self.get_map().values()):
+            os.close(key.fd)
+        super().close()
 
 
 def kill_group(process: subprocess.Popen, grace: float = KILL_GRACE) -> None:
@@ -347,16 +394,7 @@ class CommandExecutor(Executor):
     ) -> ExecutionResult:
         started_at = time.time()
         try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.cwd,
-                start_new_session=True,
-                close_fds=True,
-            )
+            process = self._start(argv, env)
         except (OSError, ValueError) as exc:
             return start_failure(argv, env, exc)
         tail = OutputTail(self.max_output)
@@ -374,6 +412,20 @@ class CommandExecutor(Executor):
             return ExecutionResult(False, detail, tail.text(), timed_out=True)
         return ExecutionResult(
             outcome.returncode == 0, describe_exit(outcome.returncode), tail.text()
+        )
+
+    def _start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        """The program started in a session of its own, stdin /dev/null, stdout and
+        stderr to one pipe, no other descriptor. Raises OSError, ValueError."""
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.cwd,
+            start_new_session=True,
+            close_fds=True,
         )
 
 

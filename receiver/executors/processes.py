@@ -81,11 +81,19 @@ class _Stat:
 
 
 def _stat(pid: int) -> _Stat | None:
-    """Fields 3, 5 and 22 of /proc/<pid>/stat; None when there is no such process."""
+    """Fields 3, 5 and 22 of /proc/<pid>/stat; None when there is no such process.
+    Read with os.read: a command's start reads it once, and a text file object costs
+    more than the read (21 against 8 us)."""
     try:
-        text = (PROC / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
+        fd = os.open(f"{PROC}/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        text = os.read(fd, 4096).decode("ascii", errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # comm (field 2) is in parentheses and may itself hold spaces and parentheses
     fields = text[text.rfind(")") + 2 :].split()
     try:
@@ -94,11 +102,19 @@ def _stat(pid: int) -> _Stat | None:
         return None
 
 
+_boot_ids: dict[Path, str] = {}  # read once: a process cannot outlive its boot
+
+
 def _boot_id() -> str:
-    try:
-        return BOOT_ID.read_text(encoding="ascii").strip()
-    except OSError:
-        return ""
+    """This boot's id ("" when unknown), read once per process (17 us a read)."""
+    known = _boot_ids.get(BOOT_ID)
+    if known is None:
+        try:
+            known = BOOT_ID.read_text(encoding="ascii").strip()
+        except OSError:
+            known = ""
+        _boot_ids[BOOT_ID] = known
+    return known
 
 
 def identify(pid: int, started_at: float) -> ProcessIdentity | None:

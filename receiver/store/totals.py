@@ -136,9 +136,14 @@ def skip_reason(reason: str) -> str:
     return head if head in SKIP_REASONS else "config"
 
 
+#: remediator_alerts_received_total's two series keys, encoded once (every notification
+#: counts both)
+_RECEIVED_KEYS = {status: _key({"status": status}) for status in ("firing", "resolved")}
+
+
 def count_alerts(tx: SqlTransaction, firing: int, resolved: int) -> None:
     for status, count in (("firing", firing), ("resolved", resolved)):
-        add(tx, "remediator_alerts_received_total", {"status": status}, count)
+        tx.add_total("remediator_alerts_received_total", _RECEIVED_KEYS[status], count)
 
 
 def count_intake(tx: SqlTransaction, rejected: dict[str, int], dropped: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import jinja2
 import pytest
@@ -256,3 +257,96 @@ def test_the_old_default_pattern_is_refused_with_how_to_fix_it() -> None:
         compile_pattern(old_default)
     assert str(info.value).endswith(r"'..' is refused in every value anyway: drop (?!.*\.\.)")
     assert compile_pattern(old_default.removeprefix(r"(?!.*\.\.)")) == DEFAULT_PATTERN
+
+
+# ---------------------------------------------------------------- the fast path
+
+FAST_SOURCES = [
+    "{{ labels.instance }}",
+    "/usr/local/bin/fix",
+    "",
+    "http://svc.local/{{ labels.service }}/restart?a=1&b=2",
+    "{{labels.a}}-{{ labels.b }}",
+    "{{- labels.a -}} x",
+    '{{ labels["k8s.pod.name"] }}',
+    "{{ target }}",
+    "{{ alert.fingerprint }}/{{ annotations.runbook }}",
+    "line one\r\nline two\n",
+    "{% raw %}{{ labels.a }}{% endraw %}",
+    "{{ labels }}",
+    "{{ target }}{{ labels.a }}",
+]
+JINJA_ONLY_SOURCES = [
+    "{{ labels.a | upper }}",
+    "{{ labels.items }}",
+    "{{ labels.__class__ }}",
+    "{% if labels.a %}{{ labels.a }}{% endif %}",
+    "{{ labels.a ~ labels.b }}",
+]
+CONTEXTS = [
+    {"labels": {"instance": "web-1", "service": "web", "a": "x", "b": "y"}},
+    {"labels": {"instance": "x; rm -rf /", "a": "x", "b": "../etc"}},
+    {"labels": {"k8s.pod.name": "pod-1", "a": "a b"}},
+    {"labels": {}, "annotations": {"runbook": "rb"}, "alert": {"fingerprint": "f0"}},
+    {"labels": {"a": "x"}, "target": "web-1", "alert": {"fingerprint": 7}},
+    {"labels": "not a dict", "target": ["web-1"]},
+    {},
+]
+
+
+def _outcome(template: object, context: dict[str, object]) -> tuple[str, str]:
+    try:
+        return "rendered", template.render(context, DEFAULT_PATTERN)  # type: ignore[attr-defined]
+    except (RenderError, UnsafeValueError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("source", FAST_SOURCES)
+def test_literal_text_and_plain_references_render_without_jinja(source: str) -> None:
+    assert compile_template(source).parts is not None
+
+
+@pytest.mark.parametrize("source", JINJA_ONLY_SOURCES)
+def test_anything_more_is_rendered_by_jinja(source: str) -> None:
+    assert compile_template(source).parts is None
+
+
+@pytest.mark.parametrize("checked", [True, False])
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("source", FAST_SOURCES)
+def test_the_fast_path_gives_what_jinja_gives(
+    source: str, context: dict[str, object], checked: bool
+) -> None:
+    """Same text, same refusal, same message: the fast path is only a shortcut."""
+    fast = compile_template(source, checked=checked)
+    jinja_only = replace(fast, parts=None)
+    assert _outcome(fast, context) == _outcome(jinja_only, context)
+
+
+def test_the_fast_path_checks_every_reference_in_order() -> None:
+    template = compile_template("{{ labels.a }}/{{ labels.b }}")
+    assert template.parts is not None
+    with pytest.raises(UnsafeValueError, match="'a b'"):
+        template.render({"labels": {"a": "a b", "b": "c d"}}, DEFAULT_PATTERN)
+
+
+@pytest.mark.parametrize(
+    ("source", "checked", "whole"),
+    [
+        ("{{ labels.instance }}", True, True),
+        ('{{ labels["k8s.pod.name"] }}', True, True),
+        ("{{ labels.instance }}", False, False),
+        ("web-{{ labels.instance }}", True, False),
+        ("{{ labels.a }}{{ labels.b }}", True, False),
+        ("web", True, False),
+        ("{{ labels.a | lower }}", True, False),
+    ],
+)
+def test_a_lone_checked_reference_checks_its_whole_output(
+    source: str, checked: bool, whole: bool
+) -> None:
+    template = compile_template(source, checked=checked)
+    assert template.checks_whole is whole
+    if whole:  # the one check a render makes is on everything it returns
+        with pytest.raises(UnsafeValueError):
+            template.render({"labels": {"instance": "a b", "k8s.pod.name": "a b"}}, DEFAULT_PATTERN)
