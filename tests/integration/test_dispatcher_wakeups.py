@@ -126,3 +126,16 @@ def test_a_claim_that_only_delays_actions_keeps_the_thread_looking(tmp_path):
     assert store.waiting_counts() == {"cooldown": count - 1}
     assert len(store.list_actions(status="succeeded", limit=10).items) == 1
     store.close()
+
+
+def test_a_claim_takes_no_more_actions_than_threads_free_to_start_them(tmp_path):
+    """run_once from a thread outside the pool, with no pool thread idle: one action
+    claimed and carried out, the others left planned (not claimed to wait)."""
+    store = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
+    body = notification(*(alert(service=s) for s in ("a", "b", "c")))
+    assert ingest(store, CONFIG, parse_notification(body), 1.0).actions_planned == 3
+    dispatcher = Dispatcher(Source(CONFIG), store)
+    assert dispatcher.run_once()
+    assert store.list_actions(status="succeeded", limit=10).total == 1
+    assert store.list_actions(status="planned", limit=10).total == 2
+    store.close()
