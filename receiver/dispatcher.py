@@ -169,6 +169,7 @@ class _Seat:
     woken: bool = False  # by a wake-up: claim now
     reserved: bool = False  # by a claiming thread: wait for its hand-over
     handed: _Handed | None = None
+    deadline: float = 0.0  # monotonic end of its idle wait (then it polls)
 
 
 class _IdlePool:
@@ -220,15 +221,13 @@ class _IdlePool:
                 return None
             seat.woken = False
             self._idle.append(seat)
-            deadline = time.monotonic() + timeout
+            seat.deadline = time.monotonic() + timeout
             while seat.handed is None:
-                if seat.reserved:
-                    seat.ready.wait()  # the claiming thread hands over or releases
-                    continue
-                left = deadline - time.monotonic()
-                if seat.woken or self._stopped or left <= 0:
+                left = seat.deadline - time.monotonic()
+                if not seat.reserved and (seat.woken or self._stopped or left <= 0):
                     break
-                seat.ready.wait(left)
+                # reserved past its deadline: only the claiming thread's hand ends it
+                seat.ready.wait(left if left > 0 else None)
             if seat in self._idle:
                 self._idle.remove(seat)
             handed, seat.handed = seat.handed, None
@@ -244,8 +243,11 @@ class _IdlePool:
 
     def hand(self, seats: list[_Seat], handed: list[_Handed]) -> None:
         """Give each reserved seat its action (len(handed) <= len(seats)); release the
-        others to idle, passing them any wake-up owed meanwhile."""
+        others to idle, passing them any wake-up owed meanwhile. A released thread is
+        not woken unless it must claim (a wake-up, its poll due): each wake costs a
+        thread switch and the interpreter lock."""
         with self._lock:
+            now = time.monotonic()
             for number, seat in enumerate(seats):
                 seat.reserved = False
                 if number < len(handed):
@@ -255,6 +257,8 @@ class _IdlePool:
                     seat.woken = True
                 else:
                     self._idle.append(seat)
+                    if now < seat.deadline:
+                        continue  # its timed wait goes on
                 seat.ready.notify()
 
     def stop(self) -> None:
