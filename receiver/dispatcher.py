@@ -614,7 +614,8 @@ class Dispatcher:
             interrupt=self._interrupt,
             on_process=lambda identity: self._record_process(row, identity),
         )
-        log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
+        if not executor.logs_each_action:
+            log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
         result = executor.execute(request)
         if decision is not None and result.ok and not executor.records_only:
             self._record_scale(strategy, row, executor, decision)

@@ -92,7 +92,7 @@ def test_one_planned_action_wakes_one_thread(counted):
 
 def test_several_planned_actions_are_claimed_in_one_transaction(counted, caplog):
     store, dispatcher, claims = counted
-    caplog.set_level(logging.INFO, logger="receiver.dispatcher")
+    caplog.set_level(logging.INFO, logger="receiver.executors.log")
     services = ("a", "b", "c")
     body = notification(*(alert(service=s) for s in services))
     summary = ingest(store, CONFIG, parse_notification(body), 1.0)
@@ -104,7 +104,7 @@ def test_several_planned_actions_are_claimed_in_one_transaction(counted, caplog)
     done = store.list_actions(status="succeeded", limit=10).items
     assert len({a["started_at"] for a in done}) == 1  # one claim: one start time
     # ...and each carried out by a thread of its own, as if it had claimed it itself
-    starts = [r for r in caplog.records if r.getMessage().startswith("executing restart")]
+    starts = [r for r in caplog.records if r.getMessage().startswith("would restart")]
     assert len(starts) == 3
     assert len({r.threadName for r in starts}) == 3
 
