@@ -133,10 +133,16 @@ class GateReader:
 
 
 def load_breaker(tx: SqlTransaction, strategy: str, target: str) -> breaker.BreakerState:
+    """The breaker of (strategy, target): as stored, or a new (closed) one."""
+    return stored_breaker(tx, strategy, target) or breaker.BreakerState()
+
+
+def stored_breaker(tx: SqlTransaction, strategy: str, target: str) -> breaker.BreakerState | None:
+    """The breaker of (strategy, target) as stored; None when it has no row yet."""
     row = tx.execute(
         "SELECT state FROM breakers WHERE strategy = ? AND target = ?", (strategy, target)
     ).fetchone()
-    return breaker.BreakerState.from_dict(json.loads(row[0])) if row else breaker.BreakerState()
+    return breaker.BreakerState.from_dict(json.loads(row[0])) if row else None
 
 
 def save_breaker(
@@ -326,9 +332,12 @@ class DispatchStore:
             # A claim writes back the breaker state its judge read: serialize with claims
             # so that write cannot land after, and erase, this read-modify-write.
             self._serialize_claims(tx)
-            before = load_breaker(tx, row.strategy, row.target)
+            stored = stored_breaker(tx, row.strategy, row.target)
+            before = stored or breaker.BreakerState()
             after = outcome_for_breaker(before) if outcome_for_breaker else before
-            if after != before:
+            # a claim does not write a closed breaker it read (claim_many): the first
+            # outcome writes it, so every (strategy, target) that acted has its row
+            if after != before or (stored is None and outcome_for_breaker is not None):
                 save_breaker(tx, row.strategy, row.target, after, now)
             set_status(tx, row.id, status, reason, now, finished=True, output=output)
             if follow is not None:

@@ -23,6 +23,7 @@ import pytest
 from receiver import breaker, gates
 from receiver.alerts import parse_notification
 from receiver.config import Config, parse_config
+from receiver.dispatcher import release_trial
 from receiver.engine import ingest
 from receiver.gates import DEFER, DELAY, RUN, SKIP, GateInputs, Verdict
 from receiver.store import open_store
@@ -419,16 +420,22 @@ def test_the_concurrency_cap_holds_inside_a_batch(store: Any) -> None:
     )
 
 
-def test_a_closed_breaker_is_not_rewritten_by_a_claim(store: Any) -> None:
+def test_a_closed_breaker_is_written_by_the_outcome_not_by_the_claim(store: Any) -> None:
     """The gates read a closed breaker and admit without changing it: the claim writes
-    nothing back (the finish records the call)."""
-    plan_services(store, "alpha")
-    claimed = store.claim_many("worker-1", T, gate_judge(CONFIG, T), limit=1)
-    assert len(claimed.actions) == 1
+    nothing back. The outcome writes it, counted or not (a kill at shutdown), so every
+    (strategy, target) that acted has its breaker."""
+    plan_services(store, "alpha", "beta")
+    claimed = store.claim_many("worker-1", T, gate_judge(CONFIG, T), limit=2)
+    (alpha, _), (beta, _) = claimed.actions
     assert store.list_breakers() == []
-    row = claimed.actions[0][0]
-    store.finish(row, "failed", "exit 1", "", T + 1, failure(T + 1))
-    assert breakers(store)["restart/alpha"]["consecutive_failures"] == 1
+    store.finish(alpha, "failed", "exit 1", "", T + 1, failure(T + 1))
+    store.finish(beta, "failed", "killed at shutdown", "", T + 1, release_trial)
+    saved = breakers(store)
+    assert saved["restart/alpha"]["consecutive_failures"] == 1
+    assert (saved["restart/beta"]["state"], saved["restart/beta"]["consecutive_failures"]) == (
+        "closed",
+        0,
+    )
 
 
 # ---------------------------------------------------------------- breakers
