@@ -154,11 +154,13 @@ class _Handed:
 
 @dataclass(frozen=True)
 class _Turn:
-    """What one claim turn did: `did_work` (claimed, skipped or delayed something) and
-    `again` (the thread should claim again at once rather than wait)."""
+    """What one claim turn did: `did_work` (claimed, skipped or delayed something),
+    `again` (the thread should claim again at once rather than wait), `queued` (another
+    thread of the pool was claiming: this one waits for the next claim)."""
 
     did_work: bool
     again: bool
+    queued: bool = False
 
 
 @dataclass
@@ -168,6 +170,7 @@ class _Seat:
     ready: threading.Condition
     woken: bool = False  # by a wake-up: claim now
     reserved: bool = False  # by a claiming thread: wait for its hand-over
+    queued: bool = False  # it wants to claim: the claim after the one in flight
     handed: _Handed | None = None
     deadline: float = 0.0  # monotonic end of its idle wait (then it polls)
 
@@ -182,7 +185,13 @@ class _IdlePool:
     no action is claimed that a thread cannot start at once. Wake-ups: `wake(n)` wakes
     ONE idle thread, whose claim sees all n; with no thread idle, n are owed
     (`_wakeups`, at most the pool size) to the next threads that would go idle, so
-    none sleeps through an action planned while the pool was busy."""
+    none sleeps through an action planned while the pool was busy.
+
+    One claim of the pool at a time (`enter`): a thread that would claim while another
+    does waits queued among the idle ones (claims queue on the journal's write lock in
+    any case); the claim in flight wakes one queued thread when it hands over, and that
+    one claims for every thread then idle. Under a backlog, threads that end their
+    actions together are served by one claim, not one each."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -190,6 +199,7 @@ class _IdlePool:
         self._seats: list[_Seat] = []
         self._wakeups = 0
         self._stopped = False
+        self._claimer: _Seat | None = None  # the pool thread whose claim is in flight
         self.size = 1  # the pool's thread count (caps the wake-ups owed)
 
     def seat(self) -> _Seat:
@@ -212,14 +222,16 @@ class _IdlePool:
             seat.woken = True
             seat.ready.notify()
 
-    def wait(self, seat: _Seat, timeout: float) -> _Handed | None:
+    def wait(self, seat: _Seat, timeout: float, *, queued: bool = False) -> _Handed | None:
         """Wait idle until woken (None), handed an action (returned), stopped (None) or
-        `timeout` seconds passed (None: poll); a wake-up owed returns None at once."""
+        `timeout` seconds passed (None: poll); a wake-up owed returns None at once.
+        `queued`: waiting for the claim in flight to end (see enter), which wakes it."""
         with self._lock:
-            if self._wakeups or self._stopped:
+            if self._stopped or (self._wakeups and not queued):
                 self._wakeups = max(0, self._wakeups - 1)
                 return None
             seat.woken = False
+            seat.queued = queued
             self._idle.append(seat)
             seat.deadline = time.monotonic() + timeout
             while seat.handed is None:
@@ -233,23 +245,32 @@ class _IdlePool:
             handed, seat.handed = seat.handed, None
             return handed
 
-    def reserve(self) -> list[_Seat]:
-        """Reserve every idle thread for the caller's claim; `hand` must follow."""
+    def enter(self, seat: _Seat | None) -> list[_Seat] | None:
+        """A thread is about to claim: reserve every idle thread for its claim (`hand`
+        must follow), or None when `seat` is a pool thread and another pool thread's
+        claim is in flight (then wait(seat, queued=True)). A thread outside the pool
+        (seat None) always claims."""
         with self._lock:
+            if seat is not None:
+                if self._claimer is not None:
+                    return None
+                self._claimer = seat
             seats, self._idle = self._idle, []
             for seat in seats:
                 seat.reserved = True
             return seats
 
-    def hand(self, seats: list[_Seat], handed: list[_Handed]) -> None:
-        """Give each reserved seat its action (len(handed) <= len(seats)); release the
-        others to idle, passing them any wake-up owed meanwhile. A released thread is
-        not woken unless it must claim (a wake-up, its poll due): each wake costs a
-        thread switch and the interpreter lock."""
+    def hand(self, claimer: _Seat | None, seats: list[_Seat], handed: list[_Handed]) -> None:
+        """After `claimer`'s claim (enter): give each reserved seat its action
+        (len(handed) <= len(seats)); release the others to idle, passing them any
+        wake-up owed meanwhile; then wake one thread queued meanwhile to claim next. A
+        released thread is not woken unless it must claim (a wake-up, its poll due):
+        each wake costs a thread switch and the interpreter lock."""
         with self._lock:
             now = time.monotonic()
             for number, seat in enumerate(seats):
                 seat.reserved = False
+                seat.queued = False  # the claim it waited for saw what it wanted
                 if number < len(handed):
                     seat.handed = handed[number]
                 elif self._wakeups:
@@ -260,6 +281,13 @@ class _IdlePool:
                     if now < seat.deadline:
                         continue  # its timed wait goes on
                 seat.ready.notify()
+            if claimer is not None and self._claimer is claimer:
+                self._claimer = None
+                queued = next((seat for seat in self._idle if seat.queued), None)
+                if queued is not None:
+                    self._idle.remove(queued)
+                    queued.woken = True
+                    queued.ready.notify()
 
     def stop(self) -> None:
         """Wake every idle thread for good (reserved ones still get their hand-over)."""
@@ -356,18 +384,19 @@ class Dispatcher:
         again while the last claim may have left due actions behind; else wait to be
         woken, or handed an action another thread claimed for it."""
         seat = self._idle.seat()
-        again = True  # a thread's first look finds what was planned before it started
+        # a thread's first look finds what was planned before it started
+        turn = _Turn(did_work=False, again=True)
         while True:
-            if not again:
-                handed = self._idle.wait(seat, IDLE_POLL)
+            if not turn.again:
+                handed = self._idle.wait(seat, IDLE_POLL, queued=turn.queued)
                 if handed is not None:  # claimed for it: carried out even when stopping
-                    again = self._guarded(lambda h=handed: self._carry_handed(h))
+                    turn = self._guarded(lambda h=handed: self._carry_handed(h))
                     continue
             if self._stop.is_set():
                 return
-            again = self._guarded(lambda: self._turn().again)
+            turn = self._guarded(lambda: self._turn(seat))
 
-    def _guarded(self, step: Callable[[], bool]) -> bool:
+    def _guarded(self, step: Callable[[], _Turn]) -> _Turn:
         """Run one step of a pool thread; an error is logged and the thread goes on."""
         try:
             return step()
@@ -375,28 +404,31 @@ class Dispatcher:
             log.error("journal unavailable, dispatcher waiting: %s", exc)
         except Exception:
             log.exception("dispatcher thread error; continuing")
-        return False
+        return _Turn(did_work=False, again=False)
 
-    def _carry_handed(self, handed: _Handed) -> bool:
+    def _carry_handed(self, handed: _Handed) -> _Turn:
         self._carry_out(handed.config, handed.row)
-        return handed.more
+        return _Turn(did_work=True, again=handed.more)
 
     def run_once(self) -> bool:
         """Claim and carry out one action (the others the claim took, one per idle pool
         thread, are handed to those threads at once); False when there was nothing to
         do."""
-        return self._turn().did_work
+        return self._turn(None).did_work
 
-    def _turn(self) -> _Turn:
+    def _turn(self, seat: _Seat | None) -> _Turn:
         """One claim transaction for this thread and every idle one (reserved until it
         commits, so each action claimed starts right after it: its `started_at` is
-        when it starts), then this thread's own action carried out."""
+        when it starts), then this thread's own action carried out. `seat`: this
+        thread's, None outside the pool."""
         config = self.source.config
         skipped: list[int] = []
         planned = runs.Planned()
-        seats = self._idle.reserve()
         handed: list[_Handed] = []
-        try:
+        seats = self._idle.enter(seat)
+        if seats is None:
+            return _Turn(did_work=False, again=False, queued=True)
+        try:  # from here on, hand() must follow whatever happens
             now = self.clock()
             claimed = self.store.claim_many(
                 self.worker,
@@ -407,7 +439,7 @@ class Dispatcher:
             )
             handed = [_Handed(config, row, claimed.more) for row, _ in claimed.actions[1:]]
         finally:
-            self._idle.hand(seats, handed)
+            self._idle.hand(seat, seats, handed)
         self._after(planned)
         if not claimed.actions:
             # skips or delays journaled (each moved its action out of the way): more
