@@ -178,8 +178,8 @@ class _Seat:
 class _IdlePool:
     """The dispatcher's idle threads: woken for planned actions, handed claimed ones.
 
-    A thread about to claim `reserve`s every idle thread, claims up to 1 + that many
-    actions in one transaction, and `hand`s each reserved thread one of the extra
+    A thread about to claim reserves every idle thread (`enter`), claims up to 1 + that
+    many actions in one transaction, and `hand`s each reserved thread one of the extra
     actions right after the commit, or releases it (back to idle) when the claim took
     fewer. A reserved thread is neither woken nor lets its idle poll end the wait, so
     no action is claimed that a thread cannot start at once. Wake-ups: `wake(n)` wakes
@@ -255,10 +255,10 @@ class _IdlePool:
                 if self._claimer is not None:
                     return None
                 self._claimer = seat
-            seats, self._idle = self._idle, []
-            for seat in seats:
-                seat.reserved = True
-            return seats
+            reserved, self._idle = self._idle, []
+            for idle in reserved:
+                idle.reserved = True
+            return reserved
 
     def hand(self, claimer: _Seat | None, seats: list[_Seat], handed: list[_Handed]) -> None:
         """After `claimer`'s claim (enter): give each reserved seat its action

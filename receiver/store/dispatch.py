@@ -1,12 +1,14 @@
 """Store operations of the dispatcher: claims, outcomes, breakers, scale targets.
 
-A claim is ONE write transaction that picks the oldest planned action due now, reads the
-gate inputs from the journal, and either marks the action running, skipped, or waiting
-(still planned, with the gate and when to look again). A skip and an outcome are folded
-into the action's runbook run by the caller's `follow` in that same transaction. SQLite's
-BEGIN IMMEDIATE and PostgreSQL's advisory lock (see `_serialize_claims`) make that
-transaction exclusive across processes, so two replicas never both run one action and
-never both pass a lock or concurrency gate.
+A claim is ONE write transaction that takes the planned actions due now, oldest first,
+reads each one's gate inputs from the journal, and marks it running, skipped, or waiting
+(still planned, with the gate and when to look again), until it has marked as many
+running as it may (claim_many's `limit`: one per dispatcher thread free to start one).
+Each is judged after the ones before it were marked, so the gates see them. A skip and
+an outcome are folded into the action's runbook run by the caller's `follow` in that
+same transaction. SQLite's BEGIN IMMEDIATE and PostgreSQL's advisory lock (see
+`_serialize_claims`) make that transaction exclusive across processes, so two replicas
+never both run one action and never both pass a lock or concurrency gate.
 """
 
 from __future__ import annotations
