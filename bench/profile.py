@@ -12,7 +12,7 @@ py-spy comes with the test extra (`pip install -e '.[test]'`); attaching to a pr
 needs ptrace rights (root, or CAP_SYS_PTRACE).
 
     python -m bench.profile [--rate 200] [--seconds 10] [--out bench/profiles] [--gil]
-    python -m bench.profile --dispatch 1000
+    python -m bench.profile --dispatch 1000 [--pool [RATE]] [--log-format text|json]
 
 `--gil` samples only the thread holding the interpreter lock: where Python spends CPU,
 but not SQLite's own work (the sqlite3 module releases the lock while a statement
@@ -20,21 +20,29 @@ runs), which shows in the CPU seconds printed instead. `--dispatch N` needs no s
 and no py-spy: it journals N one-alert notifications (one action each, as the latency
 benchmark's) on a temporary SQLite journal, then runs the dispatcher's `run_once` in
 this thread until nothing is left, and prints the CPU per action (ingest excluded).
+With `--pool` the dispatcher's whole pool of threads carries them out (its threads' CPU
+and its claim transactions are counted), all planned beforehand, or with `--pool RATE`
+planned at RATE notifications/s meanwhile, each followed by a wake-up as the journal
+writer gives. Log lines are dropped unless `--log-format` formats them (to /dev/null).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from bench import common, latency
 
@@ -120,32 +128,141 @@ def _area(frames: list[str]) -> str:
 def dispatch_cpu(count: int) -> float:
     """CPU seconds (this process) per action for the dispatcher to claim, carry out and
     finish `count` actions planned beforehand, one thread, no server."""
-    from receiver.alerts import parse_notification
-    from receiver.config import parse_config
     from receiver.dispatcher import Dispatcher
-    from receiver.engine import ingest
-    from receiver.store import open_store
 
-    _, items = latency.bodies(count)
-    with common.workdir("dispatch-cpu", False) as wd:
-        path = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
-        config = parse_config(path.read_text(), base_dir=wd)
-        source = SimpleNamespace(config=config)
-        store = open_store(f"sqlite:///{wd / 'journal.db'}")
-        try:
-            for body in items:
-                ingest(store, config, parse_notification(json.loads(body)), time.time())
-            dispatcher = Dispatcher(source, store)
-            start = time.process_time()
-            done = 0
-            while dispatcher.run_once():
-                done += 1
-            used = time.process_time() - start
-        finally:
-            store.close()
+    with _journal(count) as (store, source):
+        dispatcher = Dispatcher(source, store)
+        start = time.process_time()
+        done = 0
+        while dispatcher.run_once():
+            done += 1
+        used = time.process_time() - start
     if done != count:
         raise RuntimeError(f"dispatched {done} of {count} actions")
     return used / count
+
+
+def pool_cpu(count: int, rate: float) -> tuple[float, int]:
+    """(CPU seconds per action of the dispatcher's pool threads, claim transactions) to
+    carry out `count` actions with the whole pool (defaults.max_concurrent_actions
+    threads), no server. `rate` 0: all planned beforehand, then one wake-up (a backlog);
+    else planned one notification at a time at `rate`/s by this thread, each followed
+    by a wake-up as the journal writer gives (this thread's ingest is not counted)."""
+    from receiver.dispatcher import Dispatcher
+
+    with _journal(0 if rate else count) as (store, source):
+        claims = _count_claims(store)
+        dispatcher = Dispatcher(source, store)
+        dispatcher.start()
+        try:
+            pool = _pool_threads()
+            before = sum(_thread_cpu(tid) for tid in pool)
+            if rate:
+                _plan_at(store, source.config, dispatcher, count, rate)
+            else:
+                dispatcher.wake(count)
+            _wait_done(store, count)
+            used = sum(_thread_cpu(tid) for tid in pool) - before
+        finally:
+            dispatcher.stop()
+    return used / count, claims[0]
+
+
+@contextlib.contextmanager
+def _journal(count: int) -> Iterator[tuple[Any, SimpleNamespace]]:
+    """A temporary SQLite journal with `count` one-alert notifications journaled (one
+    action each, as the latency benchmark's), and a config source: (store, source)."""
+    from receiver.config import parse_config
+    from receiver.store import open_store
+
+    with common.workdir("dispatch-cpu", False) as wd:
+        path = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
+        config = parse_config(path.read_text(), base_dir=wd)
+        store = open_store(f"sqlite:///{wd / 'journal.db'}")
+        try:
+            _, items = latency.bodies(count)
+            for body in items:
+                _ingest(store, config, body)
+            yield store, SimpleNamespace(config=config)
+        finally:
+            store.close()
+
+
+def _ingest(store: Any, config: Any, body: bytes) -> int:
+    from receiver.alerts import parse_notification
+    from receiver.engine import ingest
+
+    return ingest(store, config, parse_notification(json.loads(body)), time.time()).actions_planned
+
+
+def _plan_at(store: Any, config: Any, dispatcher: Any, count: int, rate: float) -> None:
+    """Journal `count` notifications at `rate`/s (open loop), waking the dispatcher."""
+    _, items = latency.bodies(count, offset=1_000_000)
+    start = time.monotonic()
+    for number, body in enumerate(items):
+        delay = start + number / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        dispatcher.wake(_ingest(store, config, body))
+
+
+def _count_claims(store: Any) -> list[int]:
+    """Count the store's claim transactions from now on: [count], updated in place."""
+    claims = [0]
+    claim_many = store.claim_many
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        claims[0] += 1
+        return claim_many(*args, **kwargs)
+
+    store.claim_many = counted
+    return claims
+
+
+def _pool_threads() -> list[int]:
+    """Native ids of the dispatcher's action threads (named dispatch-<n>)."""
+    return [
+        t.native_id
+        for t in threading.enumerate()
+        if t.name.startswith("dispatch-") and t.name[9:].isdigit() and t.native_id
+    ]
+
+
+def _thread_cpu(tid: int) -> float:
+    """User + system CPU seconds used so far by thread `tid` of this process."""
+    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_done(store: Any, count: int, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while store.list_actions(status="succeeded", limit=1).total < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the pool did not carry out {count} actions in {timeout:g}s")
+        time.sleep(0.05)
+
+
+def _dispatch_main(args: argparse.Namespace) -> None:
+    """--dispatch: print the dispatcher's CPU per action (one thread, or --pool)."""
+    if args.log_format == "none":
+        logging.basicConfig(level=logging.INFO, handlers=[logging.NullHandler()])
+    else:
+        from receiver import logs
+
+        logs.configure(args.log_format, "INFO")
+        logging.getLogger().handlers[0].setStream(open(os.devnull, "w"))  # noqa: SIM115
+    n = args.dispatch
+    if args.pool is None:
+        per_action = dispatch_cpu(n)
+        print(f"dispatcher: {per_action * 1000:.3f} ms CPU per action ({n:,} actions)")
+        return
+    rate = args.pool
+    per_action, claims = pool_cpu(n, rate)
+    how = f"planned at {rate:g}/s" if rate else "planned beforehand"
+    print(
+        f"dispatcher pool: {per_action * 1000:.3f} ms CPU per action, {claims:,} claim "
+        f"transactions ({n:,} actions {how})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,11 +274,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gil", action="store_true", help="only the thread holding the GIL")
     p.add_argument("--no-spy", action="store_true", help="measure CPU only, no py-spy")
     p.add_argument("--dispatch", type=int, metavar="N", help="dispatcher CPU per action only")
+    p.add_argument(
+        "--pool",
+        type=float,
+        nargs="?",
+        const=0.0,
+        metavar="RATE",
+        help="with --dispatch: the whole pool; RATE notifications/s planned meanwhile "
+        "(default: all planned beforehand)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("none", "text", "json"),
+        default="none",
+        help="with --dispatch: format the log lines (written to /dev/null) or drop them",
+    )
     args = p.parse_args(argv)
     if args.dispatch:
-        logging.basicConfig(level=logging.INFO, handlers=[logging.NullHandler()])
-        per_action = dispatch_cpu(args.dispatch)
-        print(f"dispatcher: {per_action * 1000:.3f} ms CPU per action ({args.dispatch:,} actions)")
+        _dispatch_main(args)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     warm = int(latency.WARMUP_S * args.rate)

@@ -142,6 +142,161 @@ def outcome_level(strategy: Strategy | None, status: str) -> int:
     return logging.WARNING if status in ATTENTION_STATUSES or escalated else logging.INFO
 
 
+@dataclass(frozen=True)
+class _Handed:
+    """An action claimed by one pool thread for another: carried out with the config
+    it was judged under; `more` as the claim's (Claimed.more)."""
+
+    config: Config
+    row: ActionRow
+    more: bool
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """What one claim turn did: `did_work` (claimed, skipped or delayed something),
+    `again` (the thread should claim again at once rather than wait), `queued` (another
+    thread of the pool was claiming: this one waits for the next claim)."""
+
+    did_work: bool
+    again: bool
+    queued: bool = False
+
+
+@dataclass
+class _Seat:
+    """One pool thread's place among the idle ones (guarded by _IdlePool's lock)."""
+
+    ready: threading.Condition
+    woken: bool = False  # by a wake-up: claim now
+    reserved: bool = False  # by a claiming thread: wait for its hand-over
+    queued: bool = False  # it wants to claim: the claim after the one in flight
+    handed: _Handed | None = None
+    deadline: float = 0.0  # monotonic end of its idle wait (then it polls)
+
+
+class _IdlePool:
+    """The dispatcher's idle threads: woken for planned actions, handed claimed ones.
+
+    A thread about to claim reserves every idle thread (`enter`), claims up to 1 + that
+    many actions in one transaction, and `hand`s each reserved thread one of the extra
+    actions right after the commit, or releases it (back to idle) when the claim took
+    fewer. A reserved thread is neither woken nor lets its idle poll end the wait, so
+    no action is claimed that a thread cannot start at once. Wake-ups: `wake(n)` wakes
+    ONE idle thread, whose claim sees all n; with no thread idle, n are owed
+    (`_wakeups`, at most the pool size) to the next threads that would go idle, so
+    none sleeps through an action planned while the pool was busy.
+
+    One claim of the pool at a time (`enter`): a thread that would claim while another
+    does waits queued among the idle ones (claims queue on the journal's write lock in
+    any case); the claim in flight wakes one queued thread when it hands over, and that
+    one claims for every thread then idle. Under a backlog, threads that end their
+    actions together are served by one claim, not one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Seat] = []
+        self._seats: list[_Seat] = []
+        self._wakeups = 0
+        self._stopped = False
+        self._claimer: _Seat | None = None  # the pool thread whose claim is in flight
+        self.size = 1  # the pool's thread count (caps the wake-ups owed)
+
+    def seat(self) -> _Seat:
+        """A new thread's seat."""
+        seat = _Seat(threading.Condition(self._lock))
+        with self._lock:
+            self._seats.append(seat)
+        return seat
+
+    def wake(self, actions: int) -> None:
+        """`actions` (>= 1) were planned: wake idle threads for them, owe the rest."""
+        with self._lock:
+            if not self._idle:
+                self._wakeups = min(self.size, self._wakeups + actions)
+                return
+            # Its claim begins after they were committed, so it sees them all; it claims
+            # for itself and every thread idle then, and looks again while it took as
+            # many as it could (Claimed.more): nothing is owed.
+            seat = self._idle.pop()
+            seat.woken = True
+            seat.ready.notify()
+
+    def wait(self, seat: _Seat, timeout: float, *, queued: bool = False) -> _Handed | None:
+        """Wait idle until woken (None), handed an action (returned), stopped (None) or
+        `timeout` seconds passed (None: poll); a wake-up owed returns None at once.
+        `queued`: waiting for the claim in flight to end (see enter), which wakes it."""
+        with self._lock:
+            if self._stopped or (self._wakeups and not queued):
+                self._wakeups = max(0, self._wakeups - 1)
+                return None
+            seat.woken = False
+            seat.queued = queued
+            self._idle.append(seat)
+            seat.deadline = time.monotonic() + timeout
+            while seat.handed is None:
+                left = seat.deadline - time.monotonic()
+                if not seat.reserved and (seat.woken or self._stopped or left <= 0):
+                    break
+                # reserved past its deadline: only the claiming thread's hand ends it
+                seat.ready.wait(left if left > 0 else None)
+            if seat in self._idle:
+                self._idle.remove(seat)
+            handed, seat.handed = seat.handed, None
+            return handed
+
+    def enter(self, seat: _Seat | None) -> list[_Seat] | None:
+        """A thread is about to claim: reserve every idle thread for its claim (`hand`
+        must follow), or None when `seat` is a pool thread and another pool thread's
+        claim is in flight (then wait(seat, queued=True)). A thread outside the pool
+        (seat None) always claims."""
+        with self._lock:
+            if seat is not None:
+                if self._claimer is not None:
+                    return None
+                self._claimer = seat
+            reserved, self._idle = self._idle, []
+            for idle in reserved:
+                idle.reserved = True
+            return reserved
+
+    def hand(self, claimer: _Seat | None, seats: list[_Seat], handed: list[_Handed]) -> None:
+        """After `claimer`'s claim (enter): give each reserved seat its action
+        (len(handed) <= len(seats)); release the others to idle, passing them any
+        wake-up owed meanwhile; then wake one thread queued meanwhile to claim next. A
+        released thread is not woken unless it must claim (a wake-up, its poll due):
+        each wake costs a thread switch and the interpreter lock."""
+        with self._lock:
+            now = time.monotonic()
+            for number, seat in enumerate(seats):
+                seat.reserved = False
+                seat.queued = False  # the claim it waited for saw what it wanted
+                if number < len(handed):
+                    seat.handed = handed[number]
+                elif self._wakeups:
+                    self._wakeups -= 1
+                    seat.woken = True
+                else:
+                    self._idle.append(seat)
+                    if now < seat.deadline:
+                        continue  # its timed wait goes on
+                seat.ready.notify()
+            if claimer is not None and self._claimer is claimer:
+                self._claimer = None
+                queued = next((seat for seat in self._idle if seat.queued), None)
+                if queued is not None:
+                    self._idle.remove(queued)
+                    queued.woken = True
+                    queued.ready.notify()
+
+    def stop(self) -> None:
+        """Wake every idle thread for good (reserved ones still get their hand-over)."""
+        with self._lock:
+            self._stopped = True
+            for seat in self._seats:
+                seat.ready.notify()
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -155,10 +310,7 @@ class Dispatcher:
         self.store = store
         self.clock = clock
         self.worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        # Wake-ups owed to idle threads: one per planned action, so that an action wakes
-        # one thread, not the whole pool (each woken thread costs a claim transaction).
-        self._wakeups = 0
-        self._idle = threading.Condition()
+        self._idle = _IdlePool()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: set[int] = set()
@@ -175,6 +327,7 @@ class Dispatcher:
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
         threads = self.source.config.defaults.max_concurrent_actions
+        self._idle.size = threads
         targets = [self._work] * threads + [self._housekeeping, self._fleet_work]
         names = {self._housekeeping: "dispatch-housekeeping", self._fleet_work: "dispatch-fleets"}
         for number, target in enumerate(targets):
@@ -185,17 +338,15 @@ class Dispatcher:
         log.info("dispatcher %s started with %d threads", self.worker, threads)
 
     def wake(self, actions: int = 1) -> None:
-        """New actions were planned: wake that many idle threads (at most the pool)."""
-        with self._idle:
-            self._wakeups = min(len(self._threads) or 1, self._wakeups + actions)
-            self._idle.notify(actions)
+        """New actions were planned: wake an idle thread, which claims them together
+        for itself and the other idle threads (see _IdlePool.wake)."""
+        self._idle.wake(actions)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming and wait up to timeout per thread; running actions keep running."""
         self._stop.set()
         self._halted.set()
-        with self._idle:
-            self._idle.notify_all()
+        self._idle.stop()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -208,8 +359,7 @@ class Dispatcher:
         self._shutdown_deadline = time.monotonic() + grace
         self._shutdown_grace = grace
         self._stop.set()
-        with self._idle:
-            self._idle.notify_all()
+        self._idle.stop()
         workers = [t for t in self._threads if t.name != "dispatch-housekeeping"]
         for thread in workers + list(self._recoveries):
             thread.join(max(self._shutdown_deadline - time.monotonic(), 0.0))
@@ -230,47 +380,73 @@ class Dispatcher:
 
     # main loop ----------------------------------------------------------------
     def _work(self) -> None:
-        while not self._stop.is_set():
-            try:
-                did_work = self.run_once()
-            except StoreUnavailable as exc:
-                log.error("journal unavailable, dispatcher waiting: %s", exc)
-                did_work = False
-            except Exception:
-                log.exception("dispatcher thread error; continuing")
-                did_work = False
-            if not did_work:
-                self._wait_for_work()
+        """A pool thread: claim (for itself and the idle threads), carry out, and look
+        again while the last claim may have left due actions behind; else wait to be
+        woken, or handed an action another thread claimed for it."""
+        seat = self._idle.seat()
+        # a thread's first look finds what was planned before it started
+        turn = _Turn(did_work=False, again=True)
+        while True:
+            if not turn.again:
+                handed = self._idle.wait(seat, IDLE_POLL, queued=turn.queued)
+                if handed is not None:  # claimed for it: carried out even when stopping
+                    turn = self._guarded(lambda h=handed: self._carry_handed(h))
+                    continue
+            if self._stop.is_set():
+                return
+            turn = self._guarded(lambda: self._turn(seat))
 
-    def _wait_for_work(self) -> None:
-        """Sleep until woken for a planned action, or IDLE_POLL passes (actions planned
-        by another process, or deferred by a gate, are found by polling)."""
-        with self._idle:
-            if not self._wakeups and not self._stop.is_set():
-                self._idle.wait(IDLE_POLL)
-            if self._wakeups:
-                self._wakeups -= 1
+    def _guarded(self, step: Callable[[], _Turn]) -> _Turn:
+        """Run one step of a pool thread; an error is logged and the thread goes on."""
+        try:
+            return step()
+        except StoreUnavailable as exc:
+            log.error("journal unavailable, dispatcher waiting: %s", exc)
+        except Exception:
+            log.exception("dispatcher thread error; continuing")
+        return _Turn(did_work=False, again=False)
+
+    def _carry_handed(self, handed: _Handed) -> _Turn:
+        self._carry_out(handed.config, handed.row)
+        return _Turn(did_work=True, again=handed.more)
 
     def run_once(self) -> bool:
-        """Claim and carry out one action; False when there was nothing to do."""
+        """Claim and carry out one action (the others the claim took, one per idle pool
+        thread, are handed to those threads at once); False when there was nothing to
+        do."""
+        return self._turn(None).did_work
+
+    def _turn(self, seat: _Seat | None) -> _Turn:
+        """One claim transaction for this thread and every idle one (reserved until it
+        commits, so each action claimed starts right after it: its `started_at` is
+        when it starts), then this thread's own action carried out. `seat`: this
+        thread's, None outside the pool."""
         config = self.source.config
         skipped: list[int] = []
         planned = runs.Planned()
-        now = self.clock()
-        claimed = self.store.claim(
-            self.worker,
-            now,
-            self._judge(config, skipped, now, planned),
-            self._follow(config, planned),
-        )
+        handed: list[_Handed] = []
+        seats = self._idle.enter(seat)
+        if seats is None:
+            return _Turn(did_work=False, again=False, queued=True)
+        try:  # from here on, hand() must follow whatever happens
+            now = self.clock()
+            claimed = self.store.claim_many(
+                self.worker,
+                now,
+                self._judge(config, skipped, now, planned),
+                self._follow(config, planned),
+                limit=1 + len(seats),
+            )
+            handed = [_Handed(config, row, claimed.more) for row, _ in claimed.actions[1:]]
+        finally:
+            self._idle.hand(seat, seats, handed)
         self._after(planned)
-        if claimed is None:
+        if not claimed.actions:
             # skips or delays journaled (each moved its action out of the way): more
             # planned actions may be due behind them, past the claim's scan limit
-            return bool(skipped)
-        row, _verdict = claimed
-        self._carry_out(config, row)
-        return True
+            return _Turn(did_work=bool(skipped), again=bool(skipped))
+        self._carry_out(config, claimed.actions[0][0])
+        return _Turn(did_work=True, again=claimed.more)
 
     def _follow(
         self, config: Config, planned: runs.Planned, *, interrupted: bool = False
@@ -470,7 +646,8 @@ class Dispatcher:
             interrupt=self._interrupt,
             on_process=lambda identity: self._record_process(row, identity),
         )
-        log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
+        if not executor.logs_each_action:
+            log.info("executing %s on %s", strategy.action, row.target, extra={"action_id": row.id})
         result = executor.execute(request)
         if decision is not None and result.ok and not executor.records_only:
             self._record_scale(strategy, row, executor, decision)

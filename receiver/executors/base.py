@@ -102,6 +102,9 @@ class Executor(ABC):
     #: True for types that change nothing (log): a scale they "carry out" is not recorded
     #: as the target's new replica count, only the decision is journaled.
     records_only: ClassVar[bool] = False
+    #: True for types that log each action they carry out themselves (log): the
+    #: dispatcher's "executing <action> on <target>" line would say it a second time.
+    logs_each_action: ClassVar[bool] = False
 
     def __init__(self, config: ExecutorConfig, root: Config) -> None:
         self.config = config

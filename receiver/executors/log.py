@@ -23,6 +23,7 @@ class LogExecutor(Executor):
     type = "log"
     actions = frozenset(ACTIONS)
     records_only = True
+    logs_each_action = True
 
     def execute(self, request: ActionRequest) -> ExecutionResult:
         if request.action == "escalate":  # a person would be told: say what, with why

@@ -1,12 +1,14 @@
 """Store operations of the dispatcher: claims, outcomes, breakers, scale targets.
 
-A claim is ONE write transaction that picks the oldest planned action due now, reads the
-gate inputs from the journal, and either marks the action running, skipped, or waiting
-(still planned, with the gate and when to look again). A skip and an outcome are folded
-into the action's runbook run by the caller's `follow` in that same transaction. SQLite's
-BEGIN IMMEDIATE and PostgreSQL's advisory lock (see `_serialize_claims`) make that
-transaction exclusive across processes, so two replicas never both run one action and
-never both pass a lock or concurrency gate.
+A claim is ONE write transaction that takes the planned actions due now, oldest first,
+reads each one's gate inputs from the journal, and marks it running, skipped, or waiting
+(still planned, with the gate and when to look again), until it has marked as many
+running as it may (claim_many's `limit`: one per dispatcher thread free to start one).
+Each is judged after the ones before it were marked, so the gates see them. A skip and
+an outcome are folded into the action's runbook run by the caller's `follow` in that
+same transaction. SQLite's BEGIN IMMEDIATE and PostgreSQL's advisory lock (see
+`_serialize_claims`) make that transaction exclusive across processes, so two replicas
+never both run one action and never both pass a lock or concurrency gate.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class GateReader:
 
     def __init__(self, tx: SqlTransaction) -> None:
         self.tx = tx
+        #: breaker states as read (or written) in this transaction, by (strategy, target)
+        self._breakers: dict[tuple[str, str], breaker.BreakerState] = {}
 
     def running_on_target(self, target: str) -> int | None:
         row = self.tx.execute(
@@ -115,14 +119,32 @@ class GateReader:
         ]
 
     def breaker(self, strategy: str, target: str) -> breaker.BreakerState:
-        return load_breaker(self.tx, strategy, target)
+        state = load_breaker(self.tx, strategy, target)
+        self._breakers[strategy, target] = state
+        return state
+
+    def changes(self, row: ActionRow, state: breaker.BreakerState) -> bool:
+        """Whether writing `state` as the breaker of the row's (strategy, target) changes
+        what the journal holds; True unless this transaction read (or wrote) that very
+        state. A closed breaker admits without a change: no write per claim."""
+        return self._breakers.get((row.strategy, row.target)) != state
+
+    def saved(self, row: ActionRow, state: breaker.BreakerState) -> None:
+        """Note that `state` was written as the row's breaker in this transaction."""
+        self._breakers[row.strategy, row.target] = state
 
 
 def load_breaker(tx: SqlTransaction, strategy: str, target: str) -> breaker.BreakerState:
+    """The breaker of (strategy, target): as stored, or a new (closed) one."""
+    return stored_breaker(tx, strategy, target) or breaker.BreakerState()
+
+
+def stored_breaker(tx: SqlTransaction, strategy: str, target: str) -> breaker.BreakerState | None:
+    """The breaker of (strategy, target) as stored; None when it has no row yet."""
     row = tx.execute(
         "SELECT state FROM breakers WHERE strategy = ? AND target = ?", (strategy, target)
     ).fetchone()
-    return breaker.BreakerState.from_dict(json.loads(row[0])) if row else breaker.BreakerState()
+    return breaker.BreakerState.from_dict(json.loads(row[0])) if row else None
 
 
 def save_breaker(
@@ -149,6 +171,66 @@ Judge = Callable[[ActionRow, GateReader], Verdict]
 Follow = Callable[[SqlTransaction, ActionRow], Any]
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What one claim transaction took: `actions`, (row marked running, its verdict)
+    oldest first; `more`, True when the claim stopped before it had seen every due
+    candidate (its limit reached, a deferral, or CLAIM_SCAN_LIMIT), so another claim may
+    find work now; False when every due candidate was judged."""
+
+    actions: list[tuple[ActionRow, Verdict]]
+    more: bool
+
+
+def _claim_in(
+    tx: SqlTransaction,
+    worker: str,
+    now: float,
+    judge: Judge,
+    follow: Follow | None,
+    limit: int,
+) -> Claimed:
+    """The body of claim_many, inside its transaction."""
+    reader = GateReader(tx)
+    taken: list[tuple[ActionRow, Verdict]] = []
+    scan = _Scan(tx, now, limit)
+    for values in scan:
+        row = _row(values)
+        verdict = judge(row, reader)
+        if verdict.outcome == HANDLED:
+            continue  # the judge journaled it already (its fleet's plan)
+        if verdict.breaker_state is not None and reader.changes(row, verdict.breaker_state):
+            save_breaker(tx, row.strategy, row.target, verdict.breaker_state, now)
+            reader.saved(row, verdict.breaker_state)
+        if verdict.outcome == "defer":
+            _wait(tx, row, verdict, None, now)
+            return Claimed(taken, more=True)
+        if verdict.outcome == "delay":
+            _wait(tx, row, verdict, verdict.not_before, now)
+        elif verdict.outcome == "skip":
+            set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
+            if follow is not None:
+                follow(tx, row)
+        else:
+            taken.append((_mark_running(tx, row, worker, verdict, now), verdict))
+            if len(taken) == limit:
+                return Claimed(taken, more=True)
+    return Claimed(taken, more=scan.cut)
+
+
+def _mark_running(
+    tx: SqlTransaction, row: ActionRow, worker: str, verdict: Verdict, now: float
+) -> ActionRow:
+    tx.execute(
+        "UPDATE actions SET status = 'running', claimed_by = ?, started_at = ?, "
+        "heartbeat_at = ?, updated_at = ?, reason = ?, not_before = NULL, "
+        "waiting = NULL WHERE id = ?",
+        (worker, now, now, now, verdict.reason, row.id),
+    )
+    tx.add_event(row.id, now, "running", f"claimed by {worker}: {verdict.reason}")
+    return replace(row, started_at=now)
+
+
 class DispatchStore:
     """Mixed into SqlStore; relies on its `transaction()` and `_read()`."""
 
@@ -158,39 +240,31 @@ class DispatchStore:
     def claim(
         self, worker: str, now: float, judge: Judge, follow: Follow | None = None
     ) -> tuple[ActionRow, Verdict] | None:
-        """Claim the oldest planned action due at `now` that the gates let run; skip the
-        ones they end (`follow` folds each skip into its runbook) and let the ones they
-        delay wait (journaled when the gate they wait for changes)."""
+        """Claim the oldest planned action due at `now` that the gates let run (see
+        claim_many, with `limit` 1): (row marked running, its verdict), or None."""
+        claimed = self.claim_many(worker, now, judge, follow, limit=1)
+        return claimed.actions[0] if claimed.actions else None
+
+    def claim_many(
+        self,
+        worker: str,
+        now: float,
+        judge: Judge,
+        follow: Follow | None = None,
+        *,
+        limit: int = 1,
+    ) -> Claimed:
+        """Claim up to `limit` (>= 1) planned actions due at `now` that the gates let
+        run, oldest first, in ONE transaction; skip the ones they end (`follow` folds
+        each skip into its runbook) and let the ones they delay wait (journaled when the
+        gate they wait for changes). Each candidate is judged after the ones before it
+        in the batch were marked running, so the gates (per-target lock, cooldown,
+        budget, concurrency cap, breaker, fleet) see them as another claim would. A
+        deferral (`concurrency`) ends the batch. Returns the rows marked running (with
+        `started_at` = `now`) and whether candidates may be left behind the batch."""
         with self.transaction() as tx:
             self._serialize_claims(tx)
-            reader = GateReader(tx)
-            for values in _candidates(tx, now):
-                row = _row(values)
-                verdict = judge(row, reader)
-                if verdict.outcome == HANDLED:
-                    continue  # the judge journaled it already (its fleet's plan)
-                if verdict.breaker_state is not None:
-                    save_breaker(tx, row.strategy, row.target, verdict.breaker_state, now)
-                if verdict.outcome == "defer":
-                    _wait(tx, row, verdict, None, now)
-                    return None
-                if verdict.outcome == "delay":
-                    _wait(tx, row, verdict, verdict.not_before, now)
-                    continue
-                if verdict.outcome == "skip":
-                    set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
-                    if follow is not None:
-                        follow(tx, row)
-                    continue
-                tx.execute(
-                    "UPDATE actions SET status = 'running', claimed_by = ?, started_at = ?, "
-                    "heartbeat_at = ?, updated_at = ?, reason = ?, not_before = NULL, "
-                    "waiting = NULL WHERE id = ?",
-                    (worker, now, now, now, verdict.reason, row.id),
-                )
-                tx.add_event(row.id, now, "running", f"claimed by {worker}: {verdict.reason}")
-                return replace(row, started_at=now), verdict
-        return None
+            return _claim_in(tx, worker, now, judge, follow, max(1, limit))
 
     def change(self, apply: Callable[[SqlTransaction], T]) -> T:
         """Run `apply` in one write transaction serialized with claims (a fleet's verdict,
@@ -260,9 +334,12 @@ class DispatchStore:
             # A claim writes back the breaker state its judge read: serialize with claims
             # so that write cannot land after, and erase, this read-modify-write.
             self._serialize_claims(tx)
-            before = load_breaker(tx, row.strategy, row.target)
+            stored = stored_breaker(tx, row.strategy, row.target)
+            before = stored or breaker.BreakerState()
             after = outcome_for_breaker(before) if outcome_for_breaker else before
-            if after != before:
+            # a claim does not write a closed breaker it read (claim_many): the first
+            # outcome writes it, so every (strategy, target) that acted has its row
+            if after != before or (stored is None and outcome_for_breaker is not None):
                 save_breaker(tx, row.strategy, row.target, after, now)
             set_status(tx, row.id, status, reason, now, finished=True, output=output)
             if follow is not None:
@@ -487,27 +564,41 @@ def _wait(
     tx.add_event(row.id, now, "planned", reason)
 
 
-def _candidates(tx: SqlTransaction, now: float) -> Iterator[tuple[Any, ...]]:
-    """The planned actions due at `now`, oldest first, at most CLAIM_SCAN_LIMIT: read
-    CLAIM_FIRST_PAGE first, the rest only if the caller asks for more. Each page is
-    fetched whole, since the caller runs its own queries on the same cursor. Rows the
-    caller changed in between are behind the page's last id, so neither page repeats
-    one or leaves one out that the single query would have returned (SQLite's writer
-    sees no other commit meanwhile; on PostgreSQL a row committed in between may be
-    returned too, a candidate all the same)."""
-    sql = (
+class _Scan:
+    """The planned actions due at `now`, oldest first, at most CLAIM_SCAN_LIMIT (or
+    `limit`, if larger): read a first page of CLAIM_FIRST_PAGE (or `limit`), the rest
+    only if the caller asks for more. Each page is fetched whole, since the caller runs
+    its own queries on the same cursor. Rows the caller changed in between are behind
+    the page's last id, so neither page repeats one or leaves one out that the single
+    query would have returned (SQLite's writer sees no other commit meanwhile; on
+    PostgreSQL a row committed in between may be returned too, a candidate all the
+    same). `cut` is True once the scan stopped at its bound with rows maybe left."""
+
+    SQL = (
         _ROW_SQL + "WHERE a.status = 'planned' AND (a.not_before IS NULL "
         "OR a.not_before <= ?) AND a.id > ? ORDER BY a.id LIMIT ?"
     )
-    after, left, page = 0, CLAIM_SCAN_LIMIT, CLAIM_FIRST_PAGE
-    while left > 0:
-        rows = tx.execute(sql, (now, after, min(page, left))).fetchall()
-        yield from rows
-        if len(rows) < min(page, left):
-            return  # no more due
-        left -= len(rows)
-        after = rows[-1][0]
-        page = left
+
+    def __init__(self, tx: SqlTransaction, now: float, limit: int = 1) -> None:
+        self.tx = tx
+        self.now = now
+        self.limit = limit
+        self.cut = False
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        after = 0
+        left = max(CLAIM_SCAN_LIMIT, self.limit)
+        page = max(CLAIM_FIRST_PAGE, self.limit)
+        while left > 0:
+            size = min(page, left)
+            rows = self.tx.execute(self.SQL, (self.now, after, size)).fetchall()
+            yield from rows
+            if len(rows) < size:
+                return  # no more due
+            left -= len(rows)
+            after = rows[-1][0]
+            page = left
+        self.cut = True
 
 
 def set_status(

@@ -41,7 +41,15 @@ canonical_json = json.JSONEncoder(sort_keys=True).encode
 
 
 def _key(labels: dict[str, str]) -> str:
-    return canonical_json(labels)
+    return _encoded(tuple(labels.items()))
+
+
+@lru_cache(maxsize=4096)
+def _encoded(items: tuple[tuple[str, str], ...]) -> str:
+    """A label set's stored key, encoded once per label set (seven per finished action
+    otherwise). Label sets are bounded (limits.max_label_values folds the rest), and so
+    is the cache."""
+    return canonical_json(dict(items))
 
 
 def add(tx: SqlTransaction, metric: str, labels: dict[str, str], delta: float = 1.0) -> None:

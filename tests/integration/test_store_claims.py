@@ -23,6 +23,7 @@ import pytest
 from receiver import breaker, gates
 from receiver.alerts import parse_notification
 from receiver.config import Config, parse_config
+from receiver.dispatcher import release_trial
 from receiver.engine import ingest
 from receiver.gates import DEFER, DELAY, RUN, SKIP, GateInputs, Verdict
 from receiver.store import open_store
@@ -352,6 +353,88 @@ def test_the_real_gates_lock_a_target_within_one_process(store: Any) -> None:
     assert journal[second]["status"] == "planned"
     assert journal[second]["reason"].startswith(
         f"waiting: locked: action {first} is running on web; eligible at "
+    )
+
+
+# ---------------------------------------------------------------- several in one claim
+
+
+def test_a_batch_claims_several_actions_in_one_transaction(store: Any) -> None:
+    ids = plan_services(store, "alpha", "beta", "gamma", "delta")
+
+    claimed = store.claim_many("worker-1", T + 5, gate_judge(CONFIG, T + 5), limit=3)
+
+    assert [row.id for row, _ in claimed.actions] == ids[:3]  # the oldest, in order
+    assert [row.started_at for row, _ in claimed.actions] == [T + 5] * 3
+    assert claimed.more  # it stopped at its limit: the fourth is still due
+    journal = actions(store)
+    assert [journal[i]["status"] for i in ids] == ["running"] * 3 + ["planned"]
+    for action_id in ids[:3]:
+        assert events(store, action_id)[-1] == ("running", "claimed by worker-1: all gates passed")
+
+
+def test_a_batch_that_saw_every_due_action_says_none_is_left(store: Any) -> None:
+    ids = plan_services(store, "alpha", "beta")
+
+    claimed = store.claim_many("worker-1", T, always_run, limit=4)
+
+    assert [row.id for row, _ in claimed.actions] == ids
+    assert not claimed.more
+
+
+def test_the_lock_holds_inside_a_batch(store: Any) -> None:
+    """Two actions on one target in one batch: the second is judged after the first was
+    marked running, and waits for its lock."""
+    first, second, other = plan(
+        store,
+        alert(service="web", instance="a"),
+        alert(service="web", instance="b"),
+        alert(service="db", instance="c"),
+    )
+
+    claimed = store.claim_many("worker-1", T, gate_judge(CONFIG, T), limit=3)
+
+    assert [row.id for row, _ in claimed.actions] == [first, other]
+    assert not claimed.more
+    journal = actions(store)
+    assert journal[second]["status"] == "planned"
+    assert journal[second]["reason"].startswith(
+        f"waiting: locked: action {first} is running on web; eligible at "
+    )
+
+
+def test_the_concurrency_cap_holds_inside_a_batch(store: Any) -> None:
+    config = parse_config(
+        CONFIG_YAML.replace("max_concurrent_actions: 4", "max_concurrent_actions: 2")
+    )
+    first, second, third = plan_services(store, "alpha", "beta", "gamma")
+
+    claimed = store.claim_many("worker-1", T, gate_judge(config, T), limit=3)
+
+    assert [row.id for row, _ in claimed.actions] == [first, second]
+    assert claimed.more  # a deferral: tried again at the next claim
+    journal = actions(store)
+    assert journal[third]["status"] == "planned"
+    assert journal[third]["reason"] == (
+        "waiting: concurrency: 2 actions running (max 2), gamma waits"
+    )
+
+
+def test_a_closed_breaker_is_written_by_the_outcome_not_by_the_claim(store: Any) -> None:
+    """The gates read a closed breaker and admit without changing it: the claim writes
+    nothing back. The outcome writes it, counted or not (a kill at shutdown), so every
+    (strategy, target) that acted has its breaker."""
+    plan_services(store, "alpha", "beta")
+    claimed = store.claim_many("worker-1", T, gate_judge(CONFIG, T), limit=2)
+    (alpha, _), (beta, _) = claimed.actions
+    assert store.list_breakers() == []
+    store.finish(alpha, "failed", "exit 1", "", T + 1, failure(T + 1))
+    store.finish(beta, "failed", "killed at shutdown", "", T + 1, release_trial)
+    saved = breakers(store)
+    assert saved["restart/alpha"]["consecutive_failures"] == 1
+    assert (saved["restart/beta"]["state"], saved["restart/beta"]["consecutive_failures"]) == (
+        "closed",
+        0,
     )
 
 

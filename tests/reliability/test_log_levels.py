@@ -208,3 +208,28 @@ def test_a_journal_outage_in_the_dispatcher_is_an_error(
         wait_for(said, 60, "an ERROR saying the journal is unavailable")
     finally:
         dispatcher.stop(0.0)
+
+
+@pytest.mark.parametrize(
+    ("alertname", "announced"),
+    [
+        ("Broken", ["receiver.dispatcher: executing run on web"]),
+        # the log executor's own line says it: the dispatcher does not say it again
+        ("ServiceDown", ["receiver.executors.log: would restart web"]),
+    ],
+)
+def test_an_action_is_announced_once_when_it_starts(
+    journal: tuple[Any, Path],
+    caplog: pytest.LogCaptureFixture,
+    alertname: str,
+    announced: list[str],
+) -> None:
+    store, _db = journal
+    caplog.set_level(logging.INFO)
+    carry_out(store, parse_config(CONFIG), alert(alertname, service="web"))
+    starts = [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.getMessage().startswith(("executing ", "would "))
+    ]
+    assert [line.split(" (")[0] for line in starts] == announced

@@ -78,3 +78,48 @@ def test_text_format_escapes_a_traceback_onto_the_same_line() -> None:
 )
 def test_escape_controls(raw: str, shown: str) -> None:
     assert escape_controls(raw) == shown
+
+
+def _record(msg: str, created: float, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("receiver.dispatcher", logging.INFO, __file__, 1, msg, (), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.mark.parametrize("created", [1_800_000_000.0, 1_800_000_000.999, 1_800_000_001.5])
+def test_text_format_writes_what_the_standard_formatter_writes(created: float) -> None:
+    """The second is formatted once and kept: a line of the next second is not given
+    the previous one's, and the line is the standard formatter's, context appended."""
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ours = TextFormatter()
+    ours.format(_record("warm the cache", created - 1))
+    line = ours.format(_record("action succeeded: ok", created, action_id=3))
+    assert line == standard.format(_record("action succeeded: ok", created)) + " action_id=3"
+
+
+def test_json_format_stamps_each_record_with_its_own_utc_time() -> None:
+    formatter = JsonFormatter()
+    first = json.loads(formatter.format(_record("a", 1_800_000_000.25)))
+    later = json.loads(formatter.format(_record("b", 1_800_000_061.5, incident_id=4)))
+    assert first["ts"] == "2027-01-15T08:00:00.250Z"
+    assert later == {
+        "ts": "2027-01-15T08:01:01.500Z",
+        "level": "info",
+        "logger": "receiver.dispatcher",
+        "msg": "b",
+        "incident_id": 4,
+    }
+
+
+def test_a_message_that_ends_a_line_gets_its_traceback_as_the_standard_formatter_does() -> None:
+    try:
+        raise ValueError("x")
+    except ValueError:
+        info = sys.exc_info()
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ours = TextFormatter()
+    for message in ("failed", "failed\n"):
+        record = _record(message, 1_800_000_000.0)
+        record.exc_info = info
+        assert ours.format(record) == escape_controls(standard.format(record))
