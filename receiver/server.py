@@ -15,6 +15,7 @@ master and worker together, and the master forwards its signal too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
 import math
@@ -106,8 +107,19 @@ class ReloadQueue:
 
 def _freeze(server: Any, worker: Any) -> None:
     """gunicorn's pre_fork hook, in the master: what it has imported and loaded stays
-    shared with the worker copy-on-write (the worker's collector never writes to it)."""
+    shared with the worker copy-on-write (the worker's collector never writes to it).
+    Garbage is collected first (frozen, it would never be), and the C heap's free pages
+    handed back (_trim_heap): about 3 MB less PSS in all, measured by bench.remediate."""
+    gc.collect()
+    _trim_heap()
     gc.freeze()
+
+
+def _trim_heap() -> None:
+    """glibc's malloc_trim(0): return the heap's free pages to the system, so that they
+    are neither kept by the master nor copied by its children. A no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: musl has none
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _release_worker(worker: Any, reloads: ReloadQueue) -> None:
