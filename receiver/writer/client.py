@@ -1,7 +1,8 @@
 """The worker's side of the journal writer: start it, restart it, talk to it.
 
-WriterProcess starts `python -m receiver.writer.process` on a socket in a private
-directory, waits until it answers, and restarts it if it ever dies (the webhook
+WriterProcess starts the writer on a socket in a private directory (forked from the
+worker the first time, `python -m receiver.writer.process` on a restart: WriterProcess
+says why), waits until it answers, and restarts it if it ever dies (the webhook
 answers 503 meanwhile, so Alertmanager retries; nothing accepted is lost because
 nothing is accepted before it is committed). Except a large notification the writer
 had spooled before it died: its PROGRESS replies carried the 200 already true (the
@@ -218,7 +219,7 @@ class WriterProcess:
     The first writer is forked from the worker (start(release=...)) when the worker has
     no thread yet: it then shares the worker's imported modules and config copy-on-write
     (after gc.freeze(), so neither's collector writes to them) instead of importing
-    everything again in a fresh interpreter, about 30 MB less in all. Every later start
+    everything again in a fresh interpreter, about 25 MB less PSS in all. Every later start
     (a restart, from the monitor thread, while the worker's threads run) executes
     `python -m receiver.writer.process`: a fork then could inherit a lock another thread
     holds, never to be released.

@@ -58,6 +58,9 @@ finishing.
 
     python -m receiver.writer.process --socket PATH --config FILE [--config-text FILE]
                                       [--parent PID] [--store URL] [--log-format text|json]
+
+or, in a child the worker forked (writer/client.py: the first writer, sharing the
+worker's pages), `run(WriterOptions(...))`, which is what main() calls too.
 """
 
 from __future__ import annotations
