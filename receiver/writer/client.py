@@ -332,6 +332,9 @@ class WriterProcess:
             log.exception("forked journal writer failed")
         finally:
             logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):  # os._exit flushes nothing
+                with contextlib.suppress(Exception):
+                    stream.flush()
             os._exit(code)
 
     def _keep_running(self) -> None:
