@@ -395,8 +395,32 @@ def server_pids(srv: common.Server, script: Script) -> list[int]:
     return own
 
 
+#: A journal writer forked from the worker keeps the worker's command line and takes
+#: this name; an executed one (a restart) runs `python -m receiver.writer.process`.
+WRITER_NAME = "journal-writer"
+
+
+def _is_writer(pid: int) -> bool:
+    """A journal writer or its dispatch process (forked from it, the same identity)."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() == WRITER_NAME:
+            return True
+        return b"receiver.writer.process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def describe(pids: list[int]) -> list[dict[str, Any]]:
-    """Each server process: pid, its command line (shortened), VmHWM (peak RSS) MB."""
+    """Each server process: pid, its command line (shortened; a journal writer's and its
+    dispatch process's prefixed with their role), VmHWM (peak RSS) MB."""
+    writers = {pid for pid in pids if _is_writer(pid)}
     found = []
     for pid in pids:
         try:
@@ -404,8 +428,9 @@ def describe(pids: list[int]) -> list[dict[str, Any]]:
         except OSError:
             continue
         name = " ".join(a.decode(errors="replace") for a in argv if a)[:80]
-        if "receiver.writer.process" in name and any(f["cmdline"] == name for f in found):
-            name = f"(dispatch process) {name}"  # forked by the writer, never exec'd
+        if pid in writers:  # the dispatch process is forked by the writer, never exec'd
+            role = "dispatch process" if _parent(pid) in writers else "journal writer"
+            name = f"({role}) {name}"
         peak = common._status_kb(pid, "VmHWM")
         found.append({"pid": pid, "cmdline": name, "peak_rss_mb": round((peak or 0) / 1024, 1)})
     return found

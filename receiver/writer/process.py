@@ -58,6 +58,9 @@ finishing.
 
     python -m receiver.writer.process --socket PATH --config FILE [--config-text FILE]
                                       [--parent PID] [--store URL] [--log-format text|json]
+
+or, in a child the worker forked (writer/client.py: the first writer, sharing the
+worker's pages), `run(WriterOptions(...))`, which is what main() calls too.
 """
 
 from __future__ import annotations
@@ -623,7 +626,24 @@ def _answer_for(entry: Answer | Pending[Any], notification: Notification | None)
 # ---------------------------------------------------------------- entry point
 
 
-def main(argv: list[str] | None = None) -> None:
+@dataclasses.dataclass(frozen=True)
+class WriterOptions:
+    """What a journal writer runs: parsed from its command line (main), or handed over
+    by the worker that forked it (writer/client.py). `config_text` is the config to run
+    (the worker's), `config_text_file` a file holding it; with neither, the file at
+    `config_path` is read. `parent`: leave when that pid is no longer the parent."""
+
+    socket_path: str
+    config_path: str
+    config_text: str | None = None
+    config_text_file: str | None = None
+    parent: int | None = None
+    store: str | None = None
+    log_format: str = "text"
+
+
+def parse_options(argv: list[str] | None = None) -> WriterOptions:
+    """The command line (module docstring) as WriterOptions; exits 2 on a bad one."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--socket", required=True)
     p.add_argument("--config", required=True, help="the config file (names, secret files)")
@@ -632,26 +652,46 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--store", help="overrides the config's store")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     args = p.parse_args(argv)
-    logs.configure(args.log_format)
-    overrides = {"store": args.store} if args.store else {}
+    return WriterOptions(
+        socket_path=args.socket,
+        config_path=args.config,
+        config_text_file=args.config_text,
+        parent=args.parent,
+        store=args.store,
+        log_format=args.log_format,
+    )
+
+
+def _load(options: WriterOptions, overrides: dict[str, str]) -> Config:
+    text = options.config_text
+    if text is None and options.config_text_file:
+        text = Path(options.config_text_file).read_text(encoding="utf-8")
+    if text is not None:
+        return config_from_text(text, options.config_path, overrides)
+    return with_overrides(load_config(options.config_path), overrides)
+
+
+def run(options: WriterOptions) -> int:
+    """Run a journal writer until it is told to leave; return its exit status: 0, 2 when
+    it cannot start (config or journal), 3 when its dispatch process died. Call from the
+    main thread of a process with no other thread (it forks the dispatch process)."""
+    logs.configure(options.log_format)
+    overrides = {"store": options.store} if options.store else {}
     try:
-        if args.config_text:
-            text = Path(args.config_text).read_text(encoding="utf-8")
-            config = config_from_text(text, args.config, overrides)
-        else:
-            config = with_overrides(load_config(args.config), overrides)
+        config = _load(options, overrides)
     except Exception as exc:  # the worker reports it: it is waiting for the socket
         log.error("journal writer cannot start: %s", exc)
-        sys.exit(2)
+        return 2
+    path = options.config_path
     # Before any thread and before the journal is opened (writer/dispatch.py says why).
-    child = fork_dispatcher(config, lambda text: config_from_text(text, args.config, overrides))
+    child = fork_dispatcher(config, lambda text: config_from_text(text, path, overrides))
     try:
         store = open_store(config.store)
     except Exception as exc:
         log.error("journal writer cannot start: %s", exc)
         child.stop(grace=0.0)
-        sys.exit(2)
-    writer = JournalWriter(args.config, overrides, config, store)
+        return 2
+    writer = JournalWriter(path, overrides, config, store)
     writer.dispatcher = child  # woken when a batch plans actions; told of reloads
     # Reconciliation with Alertmanager writes to the journal too, so it runs here; and
     # at once after the dispatcher expires a silence of its own (reconciler.py).
@@ -666,7 +706,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads come as RELOAD frames
     reconciler.start()
     try:
-        writer.serve(args.socket, args.parent)
+        writer.serve(options.socket_path, options.parent)
     finally:
         reconciler.stop()
         # Running actions get the grace to end, then their commands are killed and
@@ -675,8 +715,15 @@ def main(argv: list[str] | None = None) -> None:
         # (WriterProcess.stop) and gunicorn for the worker: server.py sizes both.
         child.stop(grace=writer.config.limits.shutdown_grace)
         store.close()
-    if writer.child_lost:
-        sys.exit(3)  # the worker restarts the writer, which forks a new dispatch process
+    # 3: the worker restarts the writer, which forks a new dispatch process
+    return 3 if writer.child_lost else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m receiver.writer.process ...` (module docstring)."""
+    code = run(parse_options(argv))
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

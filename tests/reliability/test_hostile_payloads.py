@@ -28,6 +28,7 @@ from receiver.writer.protocol import NOTIFY, Request
 from tests.support.hostile_payloads import ACCEPTED, NULS, NUMBERS, SURROGATES, first, raw
 from tests.support.journal import all_actions, all_incidents, bearer, open_journal
 from tests.support.payloads import alert, notification
+from tests.support.pids import is_writer
 from tests.support.postgres import postgres_schema
 from tests.support.processes import Running, remediator
 from tests.support.receiver import CONFIG, hold_dispatcher, write_config
@@ -58,15 +59,10 @@ def writer_pids(server: Running) -> list[int]:
     their children between fork and exec (the command executor's), which still carry
     the writer's command line."""
     found: dict[int, int] = {}  # pid -> parent pid
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"receiver.writer.process" in command and _descends(int(entry.name), server):
-            found[int(entry.name)] = _parent(int(entry.name))
+    pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    for pid in pids:
+        if is_writer(pid) and _descends(pid, server):
+            found[pid] = _parent(pid)
     return sorted(pid for pid, parent in found.items() if parent not in found)
 
 

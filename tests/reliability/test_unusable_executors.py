@@ -31,6 +31,7 @@ from tests.support.journal import (
     wait_for,
 )
 from tests.support.payloads import alert, notification
+from tests.support.pids import is_writer
 from tests.support.processes import free_port, remediator, remediator_argv, run_cli
 from tests.support.receiver import write_config
 
@@ -195,23 +196,22 @@ def test_reload_refuses_an_unusable_executor_and_keeps_the_running_config(tmp_pa
 def _writer_pid(server_pid: int) -> int | None:
     """The journal writer below the server (master -> worker -> writer), from /proc."""
     parents: dict[int, int] = {}
-    commands: dict[int, bytes] = {}
+    writers: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            commands[int(entry.name)] = (entry / "cmdline").read_bytes()
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if fields[0] != "Z":
             parents[int(entry.name)] = int(fields[1])
-    for pid, command in commands.items():
-        if b"receiver.writer.process" not in command or pid not in parents:
-            continue
-        if b"receiver.writer.process" in commands.get(parents[pid], b""):
-            continue  # the writer's dispatch process (the same command line)
+            if is_writer(int(entry.name)):
+                writers.add(int(entry.name))
+    for pid in writers:
+        if parents.get(pid) in writers:
+            continue  # the writer's dispatch process (the same command line and name)
         ancestor = parents.get(pid)
         while ancestor and ancestor != server_pid:
             ancestor = parents.get(ancestor)

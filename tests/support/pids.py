@@ -37,6 +37,25 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+#: A journal writer forked from the worker keeps the worker's command line and takes this
+#: name (receiver/writer/client.py, FORKED_NAME); an executed one (a restart) runs
+#: `python -m receiver.writer.process`. Its dispatch process, forked, carries either.
+WRITER_COMMAND = "receiver.writer.process"
+FORKED_WRITER_NAME = "journal-writer"
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def is_writer(pid: int) -> bool:
+    """A journal writer or its dispatch process (forked or executed)."""
+    return WRITER_COMMAND in cmdline(pid) or comm(pid) == FORKED_WRITER_NAME
+
+
 def worker_of(master: int, timeout: float = 20.0) -> int:
     """The gunicorn worker of this master (remediator serve runs exactly one)."""
     return _one(lambda: children(master), f"a worker of {master}", timeout)
@@ -44,7 +63,7 @@ def worker_of(master: int, timeout: float = 20.0) -> int:
 
 def writers_of(worker: int) -> list[int]:
     """The journal writers this worker runs now (one, or none while it restarts one)."""
-    return [pid for pid in children(worker) if "receiver.writer.process" in cmdline(pid)]
+    return [pid for pid in children(worker) if is_writer(pid)]
 
 
 def writer_of(worker: int, timeout: float = 20.0) -> int:
@@ -53,11 +72,11 @@ def writer_of(worker: int, timeout: float = 20.0) -> int:
 
 
 def dispatcher_of(writer: int, timeout: float = 20.0) -> int:
-    """The dispatch process forked by this journal writer (the same command line; the
-    commands it runs have their own once exec'd)."""
+    """The dispatch process forked by this journal writer (the same command line and
+    name; the commands it runs have their own once exec'd)."""
 
     def found() -> list[int]:
-        return [pid for pid in children(writer) if "receiver.writer.process" in cmdline(pid)]
+        return [pid for pid in children(writer) if is_writer(pid)]
 
     return _one(found, f"a dispatch process of {writer}", timeout)
 
