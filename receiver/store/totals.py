@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from receiver.alerts import REJECT_REASONS
 
@@ -194,15 +194,39 @@ def count_reconciliation(tx: SqlTransaction, outcome: str, closed: int) -> None:
     add(tx, "remediator_incidents_reconciled_total", {}, float(closed))
 
 
-def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: str) -> None:
+class ActionFacts(NamedTuple):
+    """What counting a final action needs from its row: times in epoch seconds, `step`
+    1-based (None: journaled before runbooks), `run_id` None outside a run."""
+
+    strategy: str
+    action: str
+    started_at: float | None
+    finished_at: float | None
+    alert_start: float
+    step: int | None
+    run_id: int | None
+
+
+def count_action_final(
+    tx: SqlTransaction,
+    action_id: int,
+    status: str,
+    reason: str,
+    facts: ActionFacts | None = None,
+) -> None:
     """Count an action reaching a final status, with its durations when it ran, and as
-    an outcome of its runbook step (`step`: its 1-based index, bounded by config.MAX_STEPS)."""
-    row = tx.execute(
-        "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts, a.step, "
-        "a.run_id FROM actions a JOIN incidents i ON i.id = a.incident_id WHERE a.id = ?",
-        (action_id,),
-    ).fetchone()
-    strategy, action, started_at, finished_at, alert_start, step, run_id = row
+    an outcome of its runbook step (`step`: its 1-based index, bounded by config.MAX_STEPS).
+    `facts`: its row as the caller holds it (final status written), or None to read it."""
+    if facts is None:
+        facts = ActionFacts(
+            *tx.execute(
+                "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts, "
+                "a.step, a.run_id FROM actions a JOIN incidents i ON i.id = a.incident_id "
+                "WHERE a.id = ?",
+                (action_id,),
+            ).fetchone()
+        )
+    strategy, action, started_at, finished_at, alert_start, step, run_id = facts
     strategy = tx.labels.value("strategy", strategy)
     add(tx, "remediator_actions_total", {"strategy": strategy, "action": action, "outcome": status})
     if run_id is not None:
