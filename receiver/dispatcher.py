@@ -1298,7 +1298,7 @@ class Dispatcher:
 
 
 def _named(config: Config, name: str) -> Strategy | None:
-    return next((s for s in config.strategies if s.name == name), None)
+    return config.strategy_named(name)
 
 
 def _dry_outside_fleet(tx: Any, strategy: Strategy, row: ActionRow) -> bool:

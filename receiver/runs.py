@@ -307,7 +307,7 @@ def _log_planned(
 
 
 def _strategy(config: Config, name: str) -> Strategy | None:
-    return next((s for s in config.strategies if s.name == name), None)
+    return config.strategy_named(name)
 
 
 def _context(tx: SqlTransaction, incident_id: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -113,12 +114,13 @@ def observe(
     value: float,
     buckets: tuple[float, ...],
 ) -> None:
-    """A histogram observation as cumulative bucket counters plus _sum and _count."""
+    """A histogram observation as cumulative bucket counters plus _sum and _count: each
+    bucket whose bound is >= `value` (`buckets` ascending; +Inf added) counts it (none
+    for NaN, which no bound is >= to)."""
     keys = _bucket_keys(tuple(sorted(labels.items())), buckets)
-    bucket = f"{metric}_bucket"
-    for bound, key in zip((*buckets, math.inf), keys, strict=True):
-        if value <= bound:
-            tx.add_total(bucket, key, 1.0)
+    if value == value:  # not NaN
+        # the first bound >= value, found by bisection: the buckets from it on count it
+        tx.add_totals(f"{metric}_bucket", keys[bisect_left(buckets, value) :], 1.0)
     add(tx, f"{metric}_sum", labels, value)
     add(tx, f"{metric}_count", labels)
 
