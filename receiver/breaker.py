@@ -149,9 +149,16 @@ def record(
     """
     state = current(state, settings, now)
     calls = (*_window(state.calls, settings, now), (now, succeeded))
-    state = replace(state, calls=calls)
     if state.state == CLOSED:
-        return _record_closed(state, settings, now, succeeded)
+        # built directly, not with dataclasses.replace (several times the cost): every
+        # action's outcome goes through here
+        failures = 0 if succeeded else state.consecutive_failures + 1
+        state = BreakerState(CLOSED, failures, state.opened_at, state.half_open_in_flight,
+                             state.half_open_successes, calls)  # fmt: skip
+        if failures >= settings.failure_threshold or _rate_tripped(calls, settings):
+            return _open(state, now)
+        return state
+    state = replace(state, calls=calls)
     if state.state == HALF_OPEN:
         return _record_half_open(state, settings, now, succeeded)
     # OPEN: a call admitted before the breaker opened finished late. It must not close the
@@ -167,16 +174,6 @@ def _window(
     """Drop calls that fell out of the rate window so stored state stays bounded."""
     cutoff = now - settings.window
     return tuple(call for call in calls if call[0] >= cutoff)
-
-
-def _record_closed(
-    state: BreakerState, settings: BreakerSettings, now: float, succeeded: bool
-) -> BreakerState:
-    failures = 0 if succeeded else state.consecutive_failures + 1
-    state = replace(state, consecutive_failures=failures)
-    if failures >= settings.failure_threshold or _rate_tripped(state.calls, settings):
-        return _open(state, now)
-    return state
 
 
 def _record_half_open(

@@ -369,6 +369,18 @@ class Config:
                 return labels[name]
         return ""
 
+    def strategy_named(self, name: str) -> Strategy | None:
+        """The strategy called `name` (the first, as a scan would find), or None. The
+        dispatcher asks at every action's claim and end: a dict built once per config."""
+        return self._strategies_by_name.get(name)
+
+    @cached_property
+    def _strategies_by_name(self) -> dict[str, Strategy]:
+        found: dict[str, Strategy] = {}
+        for strategy in self.strategies:
+            found.setdefault(strategy.name, strategy)
+        return found
+
 
 # ---------------------------------------------------------------- reading
 

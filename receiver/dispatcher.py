@@ -457,7 +457,7 @@ class Dispatcher:
 
         def follow(tx: Any, row: ActionRow) -> None:
             now = self.clock()
-            planned.add(runs.follow(tx, config, row.id, now, interrupted=interrupted))
+            planned.add(runs.follow(tx, config, row.id, now, interrupted=interrupted, row=row))
             strategy = _named(config, row.strategy)
             if row.fleet is not None and strategy is not None and strategy.fleet is not None:
                 if _dry_outside_fleet(tx, strategy, row):
@@ -1298,7 +1298,7 @@ class Dispatcher:
 
 
 def _named(config: Config, name: str) -> Strategy | None:
-    return next((s for s in config.strategies if s.name == name), None)
+    return config.strategy_named(name)
 
 
 def _dry_outside_fleet(tx: Any, strategy: Strategy, row: ActionRow) -> bool:

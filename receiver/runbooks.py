@@ -147,15 +147,17 @@ class StepResult:
     gate: str | None = None
 
     def __post_init__(self) -> None:
-        _require(
-            self.outcome in OUTCOMES, f"outcome must be one of {OUTCOMES}, got {self.outcome!r}"
-        )
-        _require(
-            (self.outcome == SKIPPED) == (self.gate is not None),
-            f"a gate goes with a skipped outcome and only with it, "
-            f"got {self.outcome!r}/{self.gate!r}",
-        )
-        _require(_finite(self.ended_at), f"ended_at must be a finite number, got {self.ended_at!r}")
+        # `if`, not _require: the messages are built only when raised (a step result and
+        # a run state are built at every action's end, on the dispatcher's hot path)
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if (self.outcome == SKIPPED) != (self.gate is not None):
+            raise ValueError(
+                f"a gate goes with a skipped outcome and only with it, "
+                f"got {self.outcome!r}/{self.gate!r}"
+            )
+        if not _finite(self.ended_at):
+            raise ValueError(f"ended_at must be a finite number, got {self.ended_at!r}")
 
     def to_dict(self) -> dict:
         """Plain JSON types only, for the journal."""
@@ -193,12 +195,15 @@ class RunbookState:
     ended_at: float | None = None
 
     def __post_init__(self) -> None:
-        _require(self.status in STATUSES, f"status must be one of {STATUSES}, got {self.status!r}")
-        _require(self.run >= 1, f"run must be >= 1, got {self.run!r}")
-        _require(
-            (self.status == RUNNING) == (self.current is not None) == (self.ended_at is None),
-            f"a running run has a current step and no end, got {self.status}/{self.current}",
-        )
+        # `if`, not _require: see StepResult
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if not self.run >= 1:
+            raise ValueError(f"run must be >= 1, got {self.run!r}")
+        if not (self.status == RUNNING) == (self.current is not None) == (self.ended_at is None):
+            raise ValueError(
+                f"a running run has a current step and no end, got {self.status}/{self.current}"
+            )
 
     @property
     def finished(self) -> frozenset[int]:
@@ -275,15 +280,18 @@ def advance(
     Raises ValueError if the run already ended (an ended run never escalates twice), if the
     outcome is malformed, or if a ``when`` skip names a step that has no ``when``.
     """
-    _require(_finite(now), f"now must be a finite number, got {now!r}")
-    _require(state.status == RUNNING, f"run {state.run} already ended ({state.status})")
+    # `if`, not _require: see StepResult
+    if not _finite(now):
+        raise ValueError(f"now must be a finite number, got {now!r}")
+    if state.status != RUNNING:
+        raise ValueError(f"run {state.run} already ended ({state.status})")
     step = settings.step(state.current)
     result = StepResult(state.current, outcome.outcome, _clean(outcome.reason), now, outcome.gate)
-    _require(
-        outcome.gate != WHEN or step.has_when,
-        f"{step.label} has no `when`, so it cannot be skipped by one",
-    )
-    state = replace(state, trail=(*state.trail, result))
+    if outcome.gate == WHEN and not step.has_when:
+        raise ValueError(f"{step.label} has no `when`, so it cannot be skipped by one")
+    # built directly, not with dataclasses.replace: this runs once per finished action
+    # (the dispatcher's hot path), and replace() costs several times the construction
+    state = RunbookState(state.started_at, state.run, state.current, (*state.trail, result))
     said = f"{step.label} {_describe(result)}"
     if outcome.outcome == SUCCEEDED:
         return _end(state, now, CURED, f"cured: {said}")
@@ -302,7 +310,7 @@ def advance(
         reason = f"ended uncured: out of steps after {said}; escalating"
         return _end(state, now, UNCURED, reason)
     following = settings.step(step.index + 1)
-    state = replace(state, current=following.index)
+    state = RunbookState(state.started_at, state.run, following.index, state.trail)
     return _plan(following, now, f"{said}; next {following.label}"), state
 
 
@@ -456,10 +464,10 @@ def _plan(step: Step, now: float, reason: str) -> Decision:
 def _end(
     state: RunbookState, now: float, status: str, reason: str
 ) -> tuple[Decision, RunbookState]:
-    state = replace(state, status=status, current=None, ended_at=now)
+    state = RunbookState(state.started_at, state.run, None, state.trail, status, now)
     return Decision(END, reason, status=status, escalate=status == UNCURED), state
 
 
 def _cancel(state: RunbookState, now: float, reason: str) -> tuple[Decision, RunbookState]:
-    state = replace(state, status=CANCELLED, current=None, ended_at=now)
+    state = RunbookState(state.started_at, state.run, None, state.trail, CANCELLED, now)
     return Decision(CANCEL, reason, status=CANCELLED), state

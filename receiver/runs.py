@@ -25,6 +25,7 @@ from receiver.store.base import NewAction
 from receiver.store.sql import iso
 
 if TYPE_CHECKING:
+    from receiver.store.dispatch import ActionRow
     from receiver.store.sql import SqlTransaction
 
 log = logging.getLogger(__name__)
@@ -82,30 +83,42 @@ def start(
 
 
 def follow(
-    tx: SqlTransaction, config: Config, action_id: int, now: float, *, interrupted: bool = False
+    tx: SqlTransaction,
+    config: Config,
+    action_id: int,
+    now: float,
+    *,
+    interrupted: bool = False,
+    row: ActionRow | None = None,
 ) -> Planned:
     """Fold the outcome just journaled for `action_id` into its run; no-op for an action
     of no run (journaled before runbooks) or of a run that already ended.
 
     `interrupted`: the step was cut short by Remediator's own shutdown, not found to fail:
     the run ends uncured (one escalation) rather than going on to a next step (a rollback
-    because Remediator was redeployed would make things worse)."""
-    action = tx.execute(
-        "SELECT a.run_id, a.strategy, i.id, i.status, i.labels, i.annotations, i.fingerprint, "
-        "i.starts_at, i.generator_url FROM actions a JOIN incidents i ON i.id = a.incident_id "
-        "WHERE a.id = ?",
-        (action_id,),
-    ).fetchone()
-    if action is None or action[0] is None:
+    because Remediator was redeployed would make things worse). `row`: the action as the
+    caller read it in this transaction (its run and strategy never change), so it is not
+    read again; its incident's status is read anew (it may have resolved since)."""
+    if row is None:
+        found = tx.execute(
+            "SELECT run_id, strategy FROM actions WHERE id = ?", (action_id,)
+        ).fetchone()
+        if found is None:
+            return Planned()
+        run_id, name = found
+    else:
+        run_id, name = row.run_id, row.strategy
+    if run_id is None:
         return Planned()
-    run_id, name, incident_id, incident_status, *alert = action
-    run = journal.load(tx, run_id)
-    if run is None or run.status != runbooks.RUNNING:
+    loaded = journal.load_with_status(tx, run_id)
+    if loaded is None or loaded[0].status != runbooks.RUNNING:
         return Planned()
+    run, incident_status = loaded
     trail = journal.trail(tx, run_id)
     strategy = _strategy(config, name)
     if strategy is None or not trail or trail[-1].index != run.current_step:
-        journal.end(tx, run_id, runbooks.CANCELLED, "cancelled: runbook no longer configured", now)
+        reason = "cancelled: runbook no longer configured"
+        journal.end(tx, run_id, runbooks.CANCELLED, reason, now, strategy=name)
         return Planned()
     last = trail[-1]
     outcome = runbooks.StepOutcome(last.outcome, last.reason, last.gate)
@@ -121,10 +134,10 @@ def follow(
             state, strategy.runbook, outcome, incident_status == "firing", now
         )
     except (ValueError, IndexError) as exc:  # the config changed under a running run
-        journal.end(tx, run_id, runbooks.CANCELLED, f"cancelled: {exc}", now)
+        journal.end(tx, run_id, runbooks.CANCELLED, f"cancelled: {exc}", now, strategy=name)
         return Planned()
-    context = incident_context(json.loads(alert[0]), json.loads(alert[1]), *alert[2:])
-    return _plan(tx, strategy, run_id, incident_id, state, decision, context, now)
+    # the incident's context is read only if a next step is to be rendered from it
+    return _plan(tx, strategy, run_id, run.incident_id, state, decision, None, now)
 
 
 def repeat_due(tx: SqlTransaction, config: Config, run: journal.RunRow, now: float) -> Planned:
@@ -155,16 +168,19 @@ def _plan(
     incident_id: int,
     state: runbooks.RunbookState,
     decision: runbooks.Decision,
-    context: dict[str, Any],
+    context: dict[str, Any] | None,
     now: float,
     moved: bool = False,
     opening: Opening | None = None,
 ) -> Planned:
     """Carry out a decision: plan its step (and go on past steps refused at rendering),
-    or end the run. `moved`: the run row already names the decided step (a new run);
-    `opening`: see start."""
+    or end the run. `context`: the incident's, to render steps from (None: read it from
+    the journal if a step is planned); `moved`: the run row already names the decided
+    step (a new run); `opening`: see start."""
     planned = Planned()
     while decision.action == runbooks.PLAN:
+        if context is None:
+            context = _context(tx, incident_id)
         step = strategy.step(decision.step.index)
         if not moved:
             journal.move_to(tx, run_id, decision.step.index, decision.reason)
@@ -199,6 +215,7 @@ def _plan(
             now,
             escalate=decision.escalate and not for_fleet,
             repeat_at=repeat_at,
+            strategy=strategy.name,
         )
         owed = (
             _escalate_for_fleet(tx, strategy, run_id, decision, now)
@@ -290,7 +307,7 @@ def _log_planned(
 
 
 def _strategy(config: Config, name: str) -> Strategy | None:
-    return next((s for s in config.strategies if s.name == name), None)
+    return config.strategy_named(name)
 
 
 def _context(tx: SqlTransaction, incident_id: int) -> dict[str, Any]:

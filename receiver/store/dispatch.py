@@ -60,25 +60,28 @@ class ActionRow:
     waiting: str | None = None
     #: the fleet its target belongs to (None: its strategy has no `fleet`)
     fleet: str | None = None
+    #: when its incident's alert started firing (epoch seconds), for time-to-remediate
+    alert_start: float | None = None
 
 
 _ROW_SQL = (
     "SELECT a.id, a.incident_id, a.strategy, a.action, a.executor, a.target, a.params, "
     "a.dry_run, a.created_at, a.started_at, i.labels, i.annotations, i.status, a.process, "
-    "a.step, a.run_id, a.waiting, a.fleet FROM actions a JOIN incidents i ON i.id = a.incident_id "
+    "a.step, a.run_id, a.waiting, a.fleet, i.starts_at_ts "
+    "FROM actions a JOIN incidents i ON i.id = a.incident_id "
 )
 
 
 def _row(values: tuple[Any, ...]) -> ActionRow:
     (id_, incident_id, strategy, action, executor, target, params, dry_run, created_at,
      started_at, labels, annotations, incident_status, process, step, run_id,
-     waiting, fleet) = values  # fmt: skip
+     waiting, fleet, alert_start) = values  # fmt: skip
     return ActionRow(
         id_, incident_id, strategy, action, executor, target, json.loads(params),
         bool(dry_run), created_at, started_at, json.loads(labels), json.loads(annotations),
         incident_status, json.loads(process) if process else None,
         1 if step is None else step, run_id,
-        waiting, fleet,
+        waiting, fleet, alert_start,
     )  # fmt: skip
 
 
@@ -148,13 +151,23 @@ def stored_breaker(tx: SqlTransaction, strategy: str, target: str) -> breaker.Br
 
 
 def save_breaker(
-    tx: SqlTransaction, strategy: str, target: str, state: breaker.BreakerState, now: float
+    tx: SqlTransaction,
+    strategy: str,
+    target: str,
+    state: breaker.BreakerState,
+    now: float,
+    *,
+    exists: bool | None = None,
 ) -> None:
+    """Write the breaker of (strategy, target). `exists`: whether its row is known (read
+    in this transaction) to exist, or None to find out (an UPDATE, then an INSERT)."""
     payload = json.dumps(state.to_dict())
-    updated = tx.execute(
-        "UPDATE breakers SET state = ?, updated_at = ? WHERE strategy = ? AND target = ?",
-        (payload, now, strategy, target),
-    ).rowcount
+    updated = 0
+    if exists is not False:
+        updated = tx.execute(
+            "UPDATE breakers SET state = ?, updated_at = ? WHERE strategy = ? AND target = ?",
+            (payload, now, strategy, target),
+        ).rowcount
     # the target gets its own metric series or is exported as "other"; a new breaker
     # past the bound counts as folded once
     tx.labels.value("target", target, count=not updated)
@@ -208,7 +221,7 @@ def _claim_in(
         if verdict.outcome == "delay":
             _wait(tx, row, verdict, verdict.not_before, now)
         elif verdict.outcome == "skip":
-            set_status(tx, row.id, "skipped", verdict.reason, now, finished=True)
+            set_status(tx, row.id, "skipped", verdict.reason, now, finished=True, row=row)
             if follow is not None:
                 follow(tx, row)
         else:
@@ -340,8 +353,8 @@ class DispatchStore:
             # a claim does not write a closed breaker it read (claim_many): the first
             # outcome writes it, so every (strategy, target) that acted has its row
             if after != before or (stored is None and outcome_for_breaker is not None):
-                save_breaker(tx, row.strategy, row.target, after, now)
-            set_status(tx, row.id, status, reason, now, finished=True, output=output)
+                save_breaker(tx, row.strategy, row.target, after, now, exists=stored is not None)
+            set_status(tx, row.id, status, reason, now, finished=True, output=output, row=row)
             if follow is not None:
                 follow(tx, row)
         return before, after
@@ -610,7 +623,11 @@ def set_status(
     *,
     finished: bool,
     output: str = "",
+    row: ActionRow | None = None,
 ) -> None:
+    """Journal an action's new status (and its event); a final one (`finished`) is
+    counted in the totals. `row`: the action as read in this transaction, so counting
+    it need not read it again (its strategy, step and start times do not change)."""
     tx.execute(
         "UPDATE actions SET status = ?, reason = ?, updated_at = ?, finished_at = ?, "
         "output = ?, waiting = NULL WHERE id = ?",
@@ -618,4 +635,10 @@ def set_status(
     )
     tx.add_event(action_id, now, status, reason)
     if finished:
-        totals.count_action_final(tx, action_id, status, reason)
+        facts = None
+        if row is not None and row.alert_start is not None:
+            facts = totals.ActionFacts(
+                row.strategy, row.action, row.started_at, now, row.alert_start, row.step,
+                row.run_id,
+            )  # fmt: skip
+        totals.count_action_final(tx, action_id, status, reason, facts)

@@ -133,6 +133,19 @@ def load(tx: SqlTransaction, run_id: int) -> RunRow | None:
     return RunRow(*row) if row else None
 
 
+_RUN_AND_STATUS_SQL = (
+    f"SELECT {', '.join('r.' + c.strip() for c in _RUN_COLUMNS.split(','))}, i.status "
+    "FROM runbook_runs r JOIN incidents i ON i.id = r.incident_id WHERE r.id = ?"
+)
+
+
+def load_with_status(tx: SqlTransaction, run_id: int) -> tuple[RunRow, str] | None:
+    """The run and its incident's status (`firing`, `resolved`) as of now, in one read;
+    None when there is no such run."""
+    row = tx.execute(_RUN_AND_STATUS_SQL, (run_id,)).fetchone()
+    return (RunRow(*row[:-1]), row[-1]) if row else None
+
+
 def trail(tx: SqlTransaction, run_id: int) -> list[runbooks.StepResult]:
     """The run's finished steps in the order they ended (their action rows).
 
@@ -177,9 +190,11 @@ def end(
     *,
     escalate: bool = False,
     repeat_at: float | None = None,
+    strategy: str | None = None,
 ) -> None:
     """End a run (cured, uncured, cancelled, dry_run); an uncured end owes an escalation
-    that says `reason`."""
+    that says `reason`. `strategy`: the run's strategy name when the caller holds it
+    (counted by it), or None to read it."""
     tx.execute(
         "UPDATE runbook_runs SET status = ?, current_step = NULL, ended_at = ?, reason = ?, "
         "repeat_at = ?, escalation = ?, escalation_reason = ? WHERE id = ?",
@@ -193,7 +208,10 @@ def end(
             run_id,
         ),
     )
-    strategy = tx.execute("SELECT strategy FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()[0]
+    if strategy is None:
+        strategy = tx.execute(
+            "SELECT strategy FROM runbook_runs WHERE id = ?", (run_id,)
+        ).fetchone()[0]
     totals.count_run_end(tx, strategy, status)
 
 

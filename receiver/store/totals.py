@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from receiver.alerts import REJECT_REASONS
 
@@ -113,12 +114,13 @@ def observe(
     value: float,
     buckets: tuple[float, ...],
 ) -> None:
-    """A histogram observation as cumulative bucket counters plus _sum and _count."""
+    """A histogram observation as cumulative bucket counters plus _sum and _count: each
+    bucket whose bound is >= `value` (`buckets` ascending; +Inf added) counts it (none
+    for NaN, which no bound is >= to)."""
     keys = _bucket_keys(tuple(sorted(labels.items())), buckets)
-    bucket = f"{metric}_bucket"
-    for bound, key in zip((*buckets, math.inf), keys, strict=True):
-        if value <= bound:
-            tx.add_total(bucket, key, 1.0)
+    if value == value:  # not NaN
+        # the first bound >= value, found by bisection: the buckets from it on count it
+        tx.add_totals(f"{metric}_bucket", keys[bisect_left(buckets, value) :], 1.0)
     add(tx, f"{metric}_sum", labels, value)
     add(tx, f"{metric}_count", labels)
 
@@ -194,15 +196,39 @@ def count_reconciliation(tx: SqlTransaction, outcome: str, closed: int) -> None:
     add(tx, "remediator_incidents_reconciled_total", {}, float(closed))
 
 
-def count_action_final(tx: SqlTransaction, action_id: int, status: str, reason: str) -> None:
+class ActionFacts(NamedTuple):
+    """What counting a final action needs from its row: times in epoch seconds, `step`
+    1-based (None: journaled before runbooks), `run_id` None outside a run."""
+
+    strategy: str
+    action: str
+    started_at: float | None
+    finished_at: float | None
+    alert_start: float
+    step: int | None
+    run_id: int | None
+
+
+def count_action_final(
+    tx: SqlTransaction,
+    action_id: int,
+    status: str,
+    reason: str,
+    facts: ActionFacts | None = None,
+) -> None:
     """Count an action reaching a final status, with its durations when it ran, and as
-    an outcome of its runbook step (`step`: its 1-based index, bounded by config.MAX_STEPS)."""
-    row = tx.execute(
-        "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts, a.step, "
-        "a.run_id FROM actions a JOIN incidents i ON i.id = a.incident_id WHERE a.id = ?",
-        (action_id,),
-    ).fetchone()
-    strategy, action, started_at, finished_at, alert_start, step, run_id = row
+    an outcome of its runbook step (`step`: its 1-based index, bounded by config.MAX_STEPS).
+    `facts`: its row as the caller holds it (final status written), or None to read it."""
+    if facts is None:
+        facts = ActionFacts(
+            *tx.execute(
+                "SELECT a.strategy, a.action, a.started_at, a.finished_at, i.starts_at_ts, "
+                "a.step, a.run_id FROM actions a JOIN incidents i ON i.id = a.incident_id "
+                "WHERE a.id = ?",
+                (action_id,),
+            ).fetchone()
+        )
+    strategy, action, started_at, finished_at, alert_start, step, run_id = facts
     strategy = tx.labels.value("strategy", strategy)
     add(tx, "remediator_actions_total", {"strategy": strategy, "action": action, "outcome": status})
     if run_id is not None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
+import pytest
+
 from receiver.store import totals
 
 
@@ -13,6 +18,10 @@ class Recorder:
 
     def add_total(self, metric: str, labels: str, delta: float) -> None:
         self.added.append((metric, labels, delta))
+
+    def add_totals(self, metric: str, labels: Iterable[str], delta: float) -> None:
+        for key in labels:
+            self.add_total(metric, key, delta)
 
 
 def test_an_observation_counts_every_bucket_it_falls_in_with_sorted_label_keys() -> None:
@@ -41,3 +50,15 @@ def test_bucket_keys_follow_the_label_values_not_a_cached_first_call() -> None:
         '{"le": "1", "service": "db"}',
         '{"le": "+Inf", "service": "db"}',
     ]
+
+
+BOUNDS = (0.1, 1.0, 5.0)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.1, 0.5, 1.0, 4.99, 5.0, 5.01, 1e9, math.inf, math.nan])
+def test_an_observation_counts_in_each_bucket_whose_bound_is_not_below_it(value: float) -> None:
+    recorder = Recorder()
+    totals.observe(recorder, "m", {}, value, BOUNDS)
+    expected = [totals.le(b) for b in (*BOUNDS, math.inf) if value <= b]  # the rule, per bound
+    found = [k for m, k, _ in recorder.added if m == "m_bucket"]
+    assert found == [totals.canonical_json({"le": le}) for le in expected]
