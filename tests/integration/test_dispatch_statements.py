@@ -19,20 +19,12 @@ from receiver.config import parse_config
 from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
 from receiver.store import open_store
+from tests.support.configs import RESTART_ON_SERVICE_DOWN
 from tests.support.payloads import alert, notification
 
 pytestmark = pytest.mark.integration
 
-CONFIG = parse_config("""
-defaults: {cooldown: 0s}
-executors: {logger: {type: log}}
-strategies:
-  - name: restart
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-""")
+CONFIG = parse_config(RESTART_ON_SERVICE_DOWN)
 T = 1_800_000_000.0
 #: Statements of one action (claim, outcome, the run's end) besides the running totals
 #: (one upsert per series counted: their number is the stored histograms' format) and

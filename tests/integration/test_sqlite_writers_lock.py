@@ -69,8 +69,16 @@ print("child exit", os.waitstatus_to_exitcode(status), flush=True)
 """
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _script(code: str, journal: str) -> subprocess.Popen[str]:
+    """`python -c code journal`, talked to line by line over its stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, journal],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def _blocked_on(lock_path: Path, pid: int) -> bool:
@@ -108,14 +116,7 @@ def _rows(url: str) -> list[str]:
 def test_a_write_transaction_waits_for_another_processs_and_then_commits(journal, tmp_path):
     store = open_store(journal)
     lock_path = store.lock_path
-    other = subprocess.Popen(
-        [sys.executable, "-c", WRITE, journal],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
+    other = _script(WRITE, journal)
     try:
         assert other.stdout.readline().strip() == "ready"
         with store.transaction() as tx:
@@ -136,14 +137,7 @@ def test_a_write_transaction_waits_for_another_processs_and_then_commits(journal
 
 
 def test_a_forked_child_opens_a_lock_of_its_own(journal):
-    process = subprocess.Popen(
-        [sys.executable, "-c", FORKED, journal],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
+    process = _script(FORKED, journal)
     try:
         first = process.stdout.readline().split()
         assert first[0] == "forked", first
