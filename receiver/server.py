@@ -11,7 +11,8 @@ between two bytecodes of the main thread, which may hold the very locks a reload
 A thread of its own carries it out, once per burst: `pkill -HUP remediator` reaches
 master and worker together, and the master forwards its signal too.
 
-Memory: the master imports everything before it forks the worker, after gc.freeze()
+Memory: the master imports everything and builds the app (preload_app; load closes
+its journal connection) before it forks the worker, after gc.freeze()
 (_freeze), and the worker forks its first journal writer the same way (writer/client.py,
 WriterProcess), closing in it what the writer must not hold (_release_worker): the
 processes share the imported code and the config copy-on-write.
