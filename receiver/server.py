@@ -11,7 +11,8 @@ between two bytecodes of the main thread, which may hold the very locks a reload
 A thread of its own carries it out, once per burst: `pkill -HUP remediator` reaches
 master and worker together, and the master forwards its signal too.
 
-Memory: the master imports everything before it forks the worker, after gc.freeze()
+Memory: the master imports everything and builds the app (preload_app; load closes
+its journal connection) before it forks the worker, after gc.freeze()
 (_freeze), and the worker forks its first journal writer the same way (writer/client.py,
 WriterProcess), closing in it what the writer must not hold (_release_worker): the
 processes share the imported code and the config copy-on-write.
@@ -184,6 +185,9 @@ class RemediatorServer(BaseApplication):
             "graceful_timeout": math.ceil(REPLY_TIMEOUT_S + stop_timeout(grace) + 5),
             "keepalive": 75,  # longer than Alertmanager's idle connections, so no resets
             "accesslog": None,
+            # The app is built in the master (load), so the worker inherits it copy-on-write
+            # rather than building its own; load closes the master's journal connection.
+            "preload_app": True,
             "pre_fork": _freeze,
             "post_worker_init": self._post_worker_init,
             "worker_exit": self._worker_exit,
@@ -223,6 +227,11 @@ class RemediatorServer(BaseApplication):
             self.writer.stop(stop_timeout(config.limits.shutdown_grace))
 
     def load(self) -> Any:
+        """Build the Flask app, in the master (preload_app) before the worker is forked.
+
+        The journal connection it opened (to seed the metrics) is closed before the
+        fork, as SQLite forbids carrying one across it: the worker's threads open their
+        own. Raises what open_store raises (serve() checked the store answers)."""
         logs.configure(self.options.log_format)
         config = self.options.config
         self.app_state = AppState(
@@ -231,7 +240,9 @@ class RemediatorServer(BaseApplication):
             config_path=self.options.config_path,
             overrides=self.options.overrides,
         )
-        return create_app(self.app_state)
+        app = create_app(self.app_state)
+        self.app_state.store.close()
+        return app
 
     def run(self) -> None:
         _ForwardingArbiter(self).run()
