@@ -383,15 +383,18 @@ def throughput_phase(
 
 
 def server_pids(srv: common.Server, script: Script) -> list[int]:
-    """The server's own processes: its tree without the scripts still running."""
+    """The server's own processes: its tree without the scripts still running, nor those
+    that exited and wait to be reaped (zombies: no command line, counted by wait_idle)."""
     mark = script.program[-1].encode() + b"\0"  # the program's path as a whole argument
     own = []
     for pid in tree(srv.process.pid):
         try:
-            if mark not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                own.append(pid)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue  # a script that just exited
+        if cmdline and mark not in cmdline and state != "Z":
+            own.append(pid)
     return own
 
 

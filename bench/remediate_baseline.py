@@ -15,6 +15,7 @@ and the label is validated before it becomes an argument (it is untrusted input)
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import subprocess
@@ -60,14 +61,19 @@ def firing_targets(payload: dict[str, Any]) -> list[str]:
 
 class Spawner:
     """Starts an argv per target (no shell, no inherited descriptors) and hands the child
-    to one reaper thread that waits for it."""
+    to one reaper thread that waits for it. The thread is started by the first spawn in
+    a process: the app is built in gunicorn's master (preload_app, as `serve` does),
+    and a thread started there would not exist in the worker, which would never reap."""
 
     def __init__(self, template: list[str]) -> None:
         self.template = template
         self.children: queue.SimpleQueue[subprocess.Popen] = queue.SimpleQueue()
-        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        self._reaper_pid = 0  # the process whose reaper thread runs
+        self._start = threading.Lock()
 
     def spawn(self, target: str) -> None:
+        if self._reaper_pid != os.getpid():
+            self._start_reaper()
         argv = [target if arg == TARGET_PLACEHOLDER else arg for arg in self.template]
         child = subprocess.Popen(
             argv,
@@ -77,6 +83,12 @@ class Spawner:
             close_fds=True,
         )
         self.children.put(child)
+
+    def _start_reaper(self) -> None:
+        with self._start:
+            if self._reaper_pid != os.getpid():
+                threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+                self._reaper_pid = os.getpid()
 
     def _reap(self) -> None:
         while True:
