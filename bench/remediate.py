@@ -384,16 +384,16 @@ def throughput_phase(
 
 def server_pids(srv: common.Server, script: Script) -> list[int]:
     """The server's own processes: its tree without the scripts still running, nor those
-    that exited and wait to be reaped (zombies: no command line, counted by wait_idle)."""
+    that exited and wait to be reaped (zombies: counted by wait_idle). A zombie's
+    command line reads empty, so one read of /proc per process tells both apart."""
     mark = script.program[-1].encode() + b"\0"  # the program's path as a whole argument
     own = []
     for pid in tree(srv.process.pid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue  # a script that just exited
-        if cmdline and mark not in cmdline and state != "Z":
+        if cmdline and mark not in cmdline:
             own.append(pid)
     return own
 
