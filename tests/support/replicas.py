@@ -265,7 +265,9 @@ class ReplicaSet:
 
 
 @contextmanager
-def replica_set(workdir: Path, store_url: str, count: int = 3, **config: Any) -> Iterator[ReplicaSet]:
+def replica_set(
+    workdir: Path, store_url: str, count: int = 3, **config: Any
+) -> Iterator[ReplicaSet]:
     """`count` replicas of `remediator serve` on `store_url`, each with its own working
     dir under `workdir` (its config, token and log); started together (their first
     schema creation races, as replicas starting together do), stopped at the end."""
@@ -458,9 +460,9 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     base = Path(tempfile.mkdtemp(prefix="remediator-pg-"))
     base.chmod(0o755)  # the server runs as postgres; it only needs to reach its data dir
     data = base / "data"
+    argv = ["pg_createcluster", version, name, "-p", str(port), "-d", str(data), "--start"]
     created = subprocess.run(
-        ["pg_createcluster", version, name, "-p", str(port), "-d", str(data), "--start"]
-        + ["--", "--auth=trust"],
+        [*argv, "--", "--auth=trust"],  # after --: initdb's options
         capture_output=True,
         text=True,
         timeout=120,
