@@ -207,6 +207,7 @@ def wait_final(store_url: str, expected: int, start: float) -> float | None:
 
 def measure(count: int, notifications: int, postgres: str, keep: bool) -> dict[str, Any]:
     items = bodies(notifications, f"{count:02x}")
+    load = os.getloadavg()
     with (
         common.workdir(f"replicas-{count}", keep) as wd,
         postgres_database(postgres) as store_url,
@@ -232,6 +233,7 @@ def measure(count: int, notifications: int, postgres: str, keep: bool) -> dict[s
     return {
         "replicas": count,
         "notifications": notifications,
+        "load_average_before": [round(value, 2) for value in load],
         "ingest_s": round(ingest_s, 3),
         "ingest_per_s": round(notifications / ingest_s, 1),
         "dispatch_s": None if dispatch_s is None else round(dispatch_s, 3),
@@ -298,6 +300,7 @@ def render(result: dict[str, Any]) -> str:
         "CPU ms/alert",
         "dispatchers that claimed",
         "journal ok",
+        "load avg before",
     ]
     rows = [
         [
@@ -311,6 +314,7 @@ def render(result: dict[str, Any]) -> str:
             fmt(row["server_cpu_ms_per_alert"], 2),
             row["journal"]["dispatchers_that_claimed"],
             fmt(row["ok"]),
+            fmt(row["load_average_before"][0], 2),
         ]
         for row in result["rows"]
     ]
