@@ -189,12 +189,15 @@ def journal_counts(store_url: str) -> dict[str, Any]:
         }
 
 
-def wait_final(store_url: str, expected: int, start: float) -> float | None:
-    """Seconds from `start` (perf_counter) until `expected` actions exist, all final."""
+def wait_final(
+    store_url: str, expected: int, start: float, timeout: float = SETTLE_TIMEOUT_S
+) -> float | None:
+    """Seconds from `start` (perf_counter) until `expected` actions exist, all final;
+    None when `timeout` seconds (from `start`) pass first."""
     import psycopg
 
     with psycopg.connect(store_url, connect_timeout=5, autocommit=True) as connection:
-        while time.perf_counter() - start < SETTLE_TIMEOUT_S:
+        while time.perf_counter() - start < timeout:
             total, open_ = connection.execute(
                 "SELECT COUNT(*), COUNT(*) FILTER (WHERE status IN ('planned', 'running')) "
                 "FROM actions"
@@ -205,7 +208,16 @@ def wait_final(store_url: str, expected: int, start: float) -> float | None:
     return None
 
 
-def measure(count: int, notifications: int, postgres: str, keep: bool) -> dict[str, Any]:
+def measure(
+    count: int,
+    notifications: int,
+    postgres: str,
+    keep: bool,
+    settle_timeout: float = SETTLE_TIMEOUT_S,
+) -> dict[str, Any]:
+    """One row: `count` replicas on a fresh database, `notifications` posted, every
+    action awaited (up to `settle_timeout` seconds from the first POST), the journal
+    reconciled into `ok`."""
     items = bodies(notifications, f"{count:02x}")
     load = os.getloadavg()
     with (
@@ -216,7 +228,7 @@ def measure(count: int, notifications: int, postgres: str, keep: bool) -> dict[s
         cpu_before = sum(s.cpu_seconds() for s in servers)
         start = time.perf_counter()
         ingest_s, statuses = post_spread(servers, items)
-        dispatch_s = wait_final(store_url, notifications, start)
+        dispatch_s = wait_final(store_url, notifications, start, settle_timeout)
         cpu = sum(s.cpu_seconds() for s in servers) - cpu_before
         journal = journal_counts(store_url)
         alive = all(s.process.poll() is None for s in servers)
