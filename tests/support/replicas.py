@@ -79,6 +79,11 @@ class SideEffects:
     def ends(self) -> Counter:
         return Counter(r.target for r in self.runs if r.phase == "end")
 
+    def ended_at(self, target: str) -> float:
+        """When the target's (last) command ended, epoch seconds; inf if it never did."""
+        ends = [r.at for r in self.runs if r.phase == "end" and r.target == target]
+        return max(ends, default=float("inf"))
+
     def peak_overlap(self) -> int:
         """The most commands running at one instant (from their start and end times)."""
         edges = sorted((r.at, 1 if r.phase == "start" else -1) for r in self.runs)
