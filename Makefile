@@ -69,7 +69,8 @@ test: venv system-deps lint test-kube-min
 # Benchmarks (not part of `make test`): ratios against a baseline measured in the same run.
 # Installs Debian's wrk when missing (needs root). BENCH_ARGS="--quick" for a short run,
 # "--out DIR" for where the JSON goes (default: $TMPDIR/remediator-bench). Fails (exit 1)
-# when any target is missed, naming each.
+# when any target is missed, naming each. journal and replicas use the PostgreSQL server
+# of REMEDIATOR_BENCH_POSTGRES (default the local one; replicas makes a database there).
 bench: venv system-deps
 	@if ! command -v wrk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \

@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from receiver import breaker, canary, fleetrun, fleets, gates, runbooks, runs, scaling
 from receiver.config import Config, Strategy
@@ -62,6 +62,7 @@ from receiver.store.dispatch import ActionRow, GateReader
 from receiver.templates import RenderError, UnsafeValueError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IDEMPOTENT_ACTIONS = {"restart", "scale", "escalate"}
 HEARTBEAT_INTERVAL = 2.0
@@ -73,6 +74,14 @@ KILL_WAIT = 10.0
 ORPHAN_POLL = 0.2
 #: Starts the reason of a verification the shutdown grace cut short (not counted).
 CUT_BY_SHUTDOWN = "verification not finished at shutdown"
+#: Seconds an action's own journal writes are tried again while the journal is
+#: unavailable (a PostgreSQL restart cuts every connection; the next call reconnects):
+#: its outcome as long as it is still running here, heart-beating (this process knows
+#: the outcome, no other can); its command's process group for less than ORPHAN_AFTER,
+#: since until it is journaled no other process could see that command.
+FINISH_RETRY = 60.0
+RECORD_RETRY = ORPHAN_AFTER / 2
+JOURNAL_RETRY_POLL = 0.5
 #: How often the fleets' thread looks for due analyses and sizes to measure (seconds).
 FLEET_POLL = 2.0
 #: Seconds an analysis is leased to the process judging it (sampling included).
@@ -569,22 +578,26 @@ class Dispatcher:
         with self._lock:
             self._running.add(row.id)
         try:
-            outcome = (
-                self._outcome(config, strategy, row)
-                if strategy
-                else Outcome("failed", "strategy or step no longer configured", counts=False)
-            )
-        except StoreUnavailable:
-            raise  # the heartbeat stops; the crash rule resolves the action later
-        except Exception as exc:  # an executor bug must not leave the action running
-            log.exception("action crashed", extra={"action_id": row.id})
-            outcome = Outcome("failed", f"internal error: {exc}")
+            try:
+                outcome = (
+                    self._outcome(config, strategy, row)
+                    if strategy
+                    else Outcome("failed", "strategy or step no longer configured", counts=False)
+                )
+            except StoreUnavailable:
+                raise  # the heartbeat stops; the crash rule resolves the action later
+            except Exception as exc:  # an executor bug must not leave the action running
+                log.exception("action crashed", extra={"action_id": row.id})
+                outcome = Outcome("failed", f"internal error: {exc}")
+            if adopted:
+                outcome = replace(
+                    outcome, reason=f"after a crash: {outcome.reason}", interrupted=False
+                )
+            # still ours while its outcome is journaled: heart-beating through a retry
+            self._finish(config, strategy, row, outcome)
         finally:
             with self._lock:
                 self._running.discard(row.id)
-        if adopted:
-            outcome = replace(outcome, reason=f"after a crash: {outcome.reason}", interrupted=False)
-        self._finish(config, strategy, row, outcome)
 
     def _outcome(self, config: Config, strategy: Strategy, row: ActionRow) -> Outcome:
         runtime = self._executors(config)
@@ -655,7 +668,49 @@ class Dispatcher:
 
     def _record_process(self, row: ActionRow, identity: processes.ProcessIdentity) -> None:
         reason = f"command started: process group {identity.pgid} on {identity.host}"
-        self.store.record_process(row.id, identity.to_dict(), self.clock(), reason)
+        self._retrying(
+            row,
+            lambda: self.store.record_process(row.id, identity.to_dict(), self.clock(), reason),
+            RECORD_RETRY,
+        )
+
+    def _retrying(self, row: ActionRow, write: Callable[[], T], within: float) -> T:
+        """`write` (one of this action's journal writes), tried again every
+        JOURNAL_RETRY_POLL seconds while the journal is unavailable, for up to `within`
+        seconds, as long as the action is still running under this dispatcher. Raises
+        StoreUnavailable once the time is up (the crash rule resolves the action later),
+        NoLongerOurs when it is not running here any more (an attempt whose commit was
+        not acknowledged did commit, or another process adopted it): never twice."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                return write()
+            except StoreUnavailable as exc:
+                if time.monotonic() + JOURNAL_RETRY_POLL > deadline:
+                    raise
+                log.error(
+                    "journal unavailable for action %s; trying again: %s",
+                    row.id,
+                    exc,
+                    extra={"action_id": row.id},
+                )
+            time.sleep(JOURNAL_RETRY_POLL)
+            if not self._still_ours(row):
+                raise NoLongerOurs(f"action {row.id} is no longer running under {self.worker}")
+
+    def _still_ours(self, row: ActionRow) -> bool:
+        """True when the action is running under this dispatcher, or the journal cannot
+        tell yet (still unavailable: the next attempt fails again)."""
+
+        def read(tx: Any) -> Any:
+            sql = "SELECT status, claimed_by FROM actions WHERE id = ?"
+            return tx.execute(sql, (row.id,)).fetchone()
+
+        try:
+            found = self.store.look(read)
+        except StoreUnavailable:
+            return True
+        return found is not None and tuple(found) == ("running", self.worker)
 
     # scale --------------------------------------------------------------------
     def _scale_decision(
@@ -1108,16 +1163,31 @@ class Dispatcher:
             else:
                 update = release_trial
         planned = runs.Planned()
-        before, after = self.store.finish(
-            row,
-            outcome.status,
-            outcome.reason,
-            outcome.output,
-            now,
-            update,
-            self._follow(config, planned, interrupted=outcome.interrupted),
-            steps=outcome.steps,
-        )
+        follow = self._follow(config, planned, interrupted=outcome.interrupted)
+        try:
+            before, after = self._retrying(
+                row,
+                lambda: self.store.finish(
+                    row,
+                    outcome.status,
+                    outcome.reason,
+                    outcome.output,
+                    now,
+                    update,
+                    follow,
+                    steps=outcome.steps,
+                ),
+                FINISH_RETRY,
+            )
+        except NoLongerOurs:
+            log.warning(
+                "action %s: not journaled again by this process: %s",
+                outcome.status,
+                outcome.reason,
+                extra={"action_id": row.id},
+            )
+            self._after(planned)
+            return
         extra = {"action_id": row.id, "incident_id": row.incident_id}
         log.log(
             outcome_level(strategy, outcome.status),
@@ -1295,6 +1365,12 @@ class Dispatcher:
         executor = config.executors.get(row.executor)
         cap = executor.settings.get("timeout") if executor is not None else None
         return effective_timeout(strategy.timeout if strategy else config.defaults.timeout, cap)
+
+
+class NoLongerOurs(StoreUnavailable):
+    """An action's journal write was not retried: the action is no longer running under
+    this dispatcher (an earlier attempt committed after all, or another process adopted
+    it after a long outage)."""
 
 
 def _named(config: Config, name: str) -> Strategy | None:
