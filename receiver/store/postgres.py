@@ -2,17 +2,28 @@
 
 Useful when several Remediator replicas share one journal. Each thread holds its own
 connection; a broken connection is dropped and reopened on the next call.
+
+Replicas write at the same time: there is no journal-wide lock. Each invariant that
+one writer at a time keeps on SQLite is kept here by a lock keyed by what it guards or
+by a constraint (store/locks.py lists them), at PostgreSQL's default isolation (READ
+COMMITTED). The one journal-wide lock left is the schema's, taken by replicas starting
+together so that the tables are created once. A transaction PostgreSQL aborts as a
+deadlock victim or a serialization failure (two transactions' row locks met in
+opposite orders, which keyed locks make rare) is run again, up to RETRIES times.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from receiver.store import labels
+from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import DispatchStore
-from receiver.store.sql import SqlStore, SqlTransaction, add_missing_columns
+from receiver.store.locks import PostgresLocks
+from receiver.store.sql import SqlStore, add_missing_columns
 
 try:
     import psycopg
@@ -21,9 +32,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
     ) from exc
 
-_SCHEMA_LOCK = 0x72656D65  # advisory lock ids: replicas starting together create tables once
-_CLAIM_LOCK = 0x72656D66  # ...and claim actions one at a time (gates read shared state)
-_WRITE_LOCK = 0x72656D67  # ...and write one transaction at a time, like SQLite
+_SCHEMA_LOCK = 0x72656D65  # advisory lock id: replicas starting together create tables once
+#: attempts of a transaction aborted as a deadlock victim or a serialization failure
+RETRIES = 3
+_RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+T = TypeVar("T")
+
+
+def retried(error: BaseException) -> bool:
+    """Whether `error` (a StoreUnavailable) is a transaction PostgreSQL aborted to break a
+    deadlock or a serialization failure: nothing was written, it may run again."""
+    return isinstance(error.__cause__, _RETRIED)
 
 
 class PostgresStore(DispatchStore, SqlStore):
@@ -48,16 +67,39 @@ class PostgresStore(DispatchStore, SqlStore):
             local.pid = os.getpid()
         return local.connection
 
-    def _begin(self, connection: Any, write: bool) -> None:
-        """psycopg opens a transaction implicitly on the first statement. A write takes
-        the journal's write lock first, as SQLite's BEGIN IMMEDIATE does: otherwise two
-        copies of one notification (an HA pair) both miss the incident, collide on its
-        key, and all but one are answered 503 instead of 200 as duplicates."""
-        if write:
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+    keyed_locks = PostgresLocks
 
-    def _serialize_claims(self, tx: SqlTransaction) -> None:
-        tx.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
+    def _begin(self, connection: Any, write: bool) -> None:
+        """psycopg opens a transaction implicitly on the first statement; no journal-wide
+        lock is taken (module docstring)."""
+
+    def _again(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt` (one whole transaction) again when PostgreSQL aborted it as a
+        deadlock victim or a serialization failure, up to RETRIES times in all."""
+        for left in range(RETRIES - 1, -1, -1):
+            try:
+                return attempt()
+            except StoreUnavailable as exc:
+                if not left or not retried(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def write(self, work: Callable[[Any], T]) -> T:
+        """SqlStore.write, run again if aborted as a deadlock victim (ingest work may run
+        more than once: see engine.journal_work)."""
+        return self._again(lambda: super(PostgresStore, self).write(work))
+
+    def claim_many(self, *args: Any, **kwargs: Any) -> Any:
+        """DispatchStore.claim_many, run again if aborted as a deadlock victim."""
+        return self._again(lambda: super(PostgresStore, self).claim_many(*args, **kwargs))
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        """DispatchStore.finish, run again if aborted as a deadlock victim."""
+        return self._again(lambda: super(PostgresStore, self).finish(*args, **kwargs))
+
+    def change(self, apply: Callable[[Any], T]) -> T:
+        """DispatchStore.change, run again if aborted as a deadlock victim."""
+        return self._again(lambda: super(PostgresStore, self).change(apply))
 
     def create_schema(self) -> None:
         with self.transaction() as tx:
