@@ -48,6 +48,16 @@ TOTALS = "totals"
 #: writers flush at the same moment; /metrics sums them.
 SHARDS = 8
 
+#: Concurrency slot rows made when the schema is created: config's bound on
+#: `max_concurrent_actions` (a claim never has to create one, which would make the
+#: others wait for its commit; a larger cap would have its missing rows made then).
+MAX_SLOTS = 64
+#: The slot rows, made at start by every replica (PostgreSQL only; idempotent).
+SLOT_ROWS = (
+    "INSERT INTO action_slots (slot) SELECT s FROM generate_series(0, ? - 1) AS s "
+    "ON CONFLICT (slot) DO NOTHING"
+)
+
 #: Tables the keyed locks need (created by store/sql.py's schema).
 TABLES = [
     # PostgreSQL's running totals, per shard: metric_totals(metric, labels) is the sum of
@@ -179,9 +189,5 @@ class PostgresLocks(KeyedLocks):
             return
         have = self._execute("SELECT COUNT(*) FROM action_slots WHERE slot < ?", (cap,))
         if have.fetchone()[0] < cap:
-            self._execute(
-                "INSERT INTO action_slots (slot) SELECT s FROM generate_series(0, ? - 1) AS s "
-                "ON CONFLICT (slot) DO NOTHING",
-                (cap,),
-            )
+            self._execute(SLOT_ROWS, (cap,))
         self._slots_ready = cap

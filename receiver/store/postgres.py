@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from receiver.store import labels
+from receiver.store import labels, locks
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import DispatchStore
 from receiver.store.locks import PostgresLocks
@@ -108,6 +108,7 @@ class PostgresStore(DispatchStore, SqlStore):
                 tx.execute(statement)
             labels.adopt_existing(tx.execute)
             add_missing_columns(tx)
+            tx.execute(locks.SLOT_ROWS, (locks.MAX_SLOTS,))
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -29,13 +29,13 @@ from typing import Any
 
 import pytest
 
-from receiver import gates
+from receiver import breaker, gates
 from receiver.alerts import parse_notification
 from receiver.config import parse_config
 from receiver.dispatcher import Dispatcher
 from receiver.engine import IngestSummary, ingest, journal_work
 from receiver.store import open_store
-from receiver.store.dispatch import ActionRow, GateReader
+from receiver.store.dispatch import ActionRow, GateReader, save_breaker
 from receiver.store.locks import SHARDS
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
@@ -185,6 +185,71 @@ def test_a_replica_journals_and_claims_while_another_holds_a_write_open(
     running = {a["target"] for a in second.list_actions(status="running", limit=10).items}
     assert running == {"svc-a", "svc-b"}
     assert writer.result.new_incidents == 1
+
+
+def slotted(now: float, cap: int, hold: Held | None = None):
+    """The gates plus the concurrency slot, as the dispatcher's judge takes it; with
+    `hold`, the claim stays open after judging until released."""
+
+    def judge(row: ActionRow, reader: GateReader) -> gates.Verdict:
+        verdict = gated(now)(row, reader)
+        if verdict.outcome == gates.RUN and not reader.take_slot(row.id, cap):
+            verdict = gates.Verdict(gates.DEFER, "concurrency", "concurrency: no free slot")
+        if hold is not None:
+            hold.opened.set()
+            hold.release.wait(HOLD)
+        return verdict
+
+    return judge
+
+
+def test_the_global_cap_holds_while_the_claim_that_fills_it_is_still_open(
+    replicas: tuple[Any, Any],
+) -> None:
+    first, second = replicas
+    ingest(first, CONFIG, payload(alert(service="svc-a")), T)
+    claim = Held()
+    claim.run(lambda held: first.claim("replica-1", T, slotted(T, 1, held)))
+    ingest(second, CONFIG, payload(alert(service="svc-b")), T + 1)
+
+    started = time.monotonic()
+    deferred = second.claim("replica-2", T + 1, slotted(T + 1, 1))
+    elapsed = time.monotonic() - started
+    assert not claim.committed.is_set(), elapsed  # decided without waiting for it
+    claim.release.set()
+    assert claim.committed.wait(10) and not claim.errors, claim.errors
+
+    assert deferred is None  # the only slot is the open claim's: svc-b waits
+    (waiting,) = second.list_actions(status="planned", limit=10).items
+    assert (waiting["target"], waiting["waiting"]) == ("svc-b", "concurrency")
+    row, _ = claim.result
+    second.finish(row, "succeeded", "done", "", T + 2, None)
+    taken = second.claim("replica-2", T + 3, slotted(T + 3, 1))
+    assert taken is not None and taken[0].target == "svc-b"  # the slot is free again
+
+
+def test_a_breaker_reset_waits_for_a_claim_of_its_target_and_is_not_undone(
+    replicas: tuple[Any, Any],
+) -> None:
+    first, second = replicas
+    ingest(first, CONFIG, payload(alert(service="svc-a")), T)
+    opened = breaker.trip(breaker.BreakerState(), T - 3600)  # its recovery timeout is over
+    first.change(lambda tx: save_breaker(tx, "restart", "svc-a", opened, T - 3600))
+    claim = Held()
+    claim.run(lambda held: first.claim("replica-1", T, gated(T, held.release, held.opened)))
+
+    reset = threading.Thread(target=lambda: second.reset_breaker("restart", "svc-a", T + 1))
+    reset.start()
+    reset.join(0.5)
+    assert reset.is_alive()  # it waits for the target's lock, which the claim holds
+    claim.release.set()
+    reset.join(10)
+    assert claim.committed.wait(10) and not claim.errors, claim.errors
+
+    _, verdict = claim.result
+    assert verdict.breaker_state is not None and verdict.breaker_state.state == "half_open"
+    (state,) = [b for b in second.list_breakers() if b["target"] == "svc-a"]
+    assert state["state"] == "closed"  # the reset came after the claim's write, and stays
 
 
 def test_a_duplicate_at_another_replica_waits_for_the_first_and_plans_nothing(
