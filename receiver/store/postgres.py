@@ -9,7 +9,8 @@ by a constraint (store/locks.py lists them), at PostgreSQL's default isolation (
 COMMITTED). The one journal-wide lock left is the schema's, taken by replicas starting
 together so that the tables are created once. A transaction PostgreSQL aborts as a
 deadlock victim or a serialization failure (two transactions' row locks met in
-opposite orders, which keyed locks make rare) is run again, up to RETRIES times.
+opposite orders, which keyed locks make rare) is run again, up to RETRIES times: ingest
+by group commit (store/group.py), claims, outcomes and fleet changes here.
 """
 
 from __future__ import annotations
@@ -37,12 +38,6 @@ _SCHEMA_LOCK = 0x72656D65  # advisory lock id: replicas starting together create
 RETRIES = 3
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 T = TypeVar("T")
-
-
-def retried(error: BaseException) -> bool:
-    """Whether `error` (a StoreUnavailable) is a transaction PostgreSQL aborted to break a
-    deadlock or a serialization failure: nothing was written, it may run again."""
-    return isinstance(error.__cause__, _RETRIED)
 
 
 class PostgresStore(DispatchStore, SqlStore):
@@ -73,6 +68,9 @@ class PostgresStore(DispatchStore, SqlStore):
         """psycopg opens a transaction implicitly on the first statement; no journal-wide
         lock is taken (module docstring)."""
 
+    def _retryable(self, error: BaseException) -> bool:
+        return isinstance(error, _RETRIED)
+
     def _again(self, attempt: Callable[[], T]) -> T:
         """Run `attempt` (one whole transaction) again when PostgreSQL aborted it as a
         deadlock victim or a serialization failure, up to RETRIES times in all."""
@@ -80,14 +78,9 @@ class PostgresStore(DispatchStore, SqlStore):
             try:
                 return attempt()
             except StoreUnavailable as exc:
-                if not left or not retried(exc):
+                if not left or not exc.retryable:
                     raise
         raise AssertionError("unreachable")
-
-    def write(self, work: Callable[[Any], T]) -> T:
-        """SqlStore.write, run again if aborted as a deadlock victim (ingest work may run
-        more than once: see engine.journal_work)."""
-        return self._again(lambda: super(PostgresStore, self).write(work))
 
     def claim_many(self, *args: Any, **kwargs: Any) -> Any:
         """DispatchStore.claim_many, run again if aborted as a deadlock victim."""

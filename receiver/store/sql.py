@@ -513,7 +513,7 @@ class SqlStore(ABC):
             connection = self._connection()
             self._begin(connection, write)
         except self.driver_errors as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise self._unavailable(exc) from exc
         try:
             tx = SqlTransaction(
                 connection.cursor(),
@@ -529,10 +529,21 @@ class SqlStore(ABC):
             self.label_values.commit(tx.labels.admitted, tx.labels.full)
         except self.driver_errors as exc:
             self._rollback(connection)
-            raise StoreUnavailable(str(exc)) from exc
+            raise self._unavailable(exc) from exc
         except BaseException:
             self._rollback(connection)
             raise
+
+    def _unavailable(self, error: BaseException) -> StoreUnavailable:
+        """The StoreUnavailable a driver error becomes (`retryable` per _retryable)."""
+        unavailable = StoreUnavailable(str(error))
+        unavailable.retryable = self._retryable(error)
+        return unavailable
+
+    def _retryable(self, error: BaseException) -> bool:
+        """Whether a driver error aborted the transaction only to let a concurrent one
+        through (a deadlock victim); a store with one writer at a time has none."""
+        return False
 
     def _rollback(self, connection: Any) -> None:
         try:

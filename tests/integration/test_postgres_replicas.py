@@ -549,3 +549,37 @@ def test_a_breaker_opens_exactly_at_its_threshold_across_replicas(url: str, tmp_
         assert db["state"] == "open"
     finally:
         store.close()
+
+
+def test_a_write_aborted_to_break_a_deadlock_is_run_again(replicas: tuple[Any, Any]) -> None:
+    first, second = replicas
+    ingest(first, CONFIG, payload(alert(service="svc-a"), alert(service="svc-b")), T)
+    ids = sorted(i["id"] for i in first.list_incidents(limit=10).items)
+    barrier = threading.Barrier(2)
+    attempts: list[str] = []
+    done: dict[str, Any] = {}
+
+    def writer(name: str, store: Any, order: list[int]) -> None:
+        def work(tx: Any) -> str:
+            attempts.append(name)
+            tx.touch_incident(order[0], T + 1)
+            if attempts.count(name) == 1:
+                barrier.wait(5)  # both hold their first row: the second touch deadlocks
+            tx.touch_incident(order[1], T + 1)
+            return "committed"
+
+        try:
+            done[name] = store.write(work)
+        except BaseException as exc:
+            done[name] = exc
+
+    threads = [
+        threading.Thread(target=writer, args=("one", first, ids)),
+        threading.Thread(target=writer, args=("two", second, ids[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert done == {"one": "committed", "two": "committed"}
+    assert len(attempts) == 3  # PostgreSQL aborted one of them once; it ran again
