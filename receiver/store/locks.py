@@ -114,6 +114,13 @@ class KeyedLocks:
         return True
 
 
+#: a slot row no running action holds
+_FREE = (
+    "(action_slots.action_id IS NULL OR NOT EXISTS (SELECT 1 FROM actions a "
+    "WHERE a.id = action_slots.action_id AND a.status = 'running'))"
+)
+
+
 class PostgresLocks(KeyedLocks):
     """Transaction-level advisory locks and row locks (module docstring)."""
 
@@ -154,35 +161,29 @@ class PostgresLocks(KeyedLocks):
 
     def take_slot(self, action_id: int, cap: int) -> bool:
         """Lock a free slot below `cap` (SKIP LOCKED: never wait for another claim's),
-        check with a fresh statement that its holder is not running (the lock may have
-        waited out a commit the first statement's snapshot predates), and write
-        `action_id` into it. A slot stays held until its action is no longer running;
-        nothing has to free it."""
+        then write `action_id` into it if it is still free as a fresh statement sees it
+        (the lock may have waited out a commit that the first statement's snapshot
+        predates: its new holder is running). A slot stays held until its action is no
+        longer running; nothing has to free it."""
         if cap <= 0:
             return False
         self._ensure_slots(cap)
         after = -1
         while True:
             row = self._execute(
-                "SELECT slot, action_id FROM action_slots WHERE slot > ? AND slot < ? "
-                "AND (action_id IS NULL OR NOT EXISTS (SELECT 1 FROM actions a "
-                "WHERE a.id = action_slots.action_id AND a.status = 'running')) "
+                f"SELECT slot FROM action_slots WHERE slot > ? AND slot < ? AND {_FREE} "
                 "ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED",
                 (after, cap),
             ).fetchone()
             if row is None:
                 return False
-            slot, holder = row
-            if holder is None or not self._running(holder):
-                self._execute(
-                    "UPDATE action_slots SET action_id = ? WHERE slot = ?", (action_id, slot)
-                )
+            taken = self._execute(
+                f"UPDATE action_slots SET action_id = ? WHERE slot = ? AND {_FREE}",
+                (action_id, row[0]),
+            ).rowcount
+            if taken:
                 return True
-            after = slot
-
-    def _running(self, action_id: int) -> bool:
-        row = self._execute("SELECT status FROM actions WHERE id = ?", (action_id,)).fetchone()
-        return row is not None and row[0] == "running"
+            after = row[0]
 
     def _ensure_slots(self, cap: int) -> None:
         if self._slots_ready >= cap:

@@ -583,3 +583,37 @@ def test_a_write_aborted_to_break_a_deadlock_is_run_again(replicas: tuple[Any, A
         thread.join(20)
     assert done == {"one": "committed", "two": "committed"}
     assert len(attempts) == 3  # PostgreSQL aborted one of them once; it ran again
+
+
+LIMITED_YAML = CONFIG_YAML + "limits: {max_label_values: 5}\n"
+
+
+def _new_services_worker(url: str, name: str, barrier: Any, results: Any, count: int) -> None:
+    """Child process: ingest `count` alerts of services never seen, one at a time."""
+    try:
+        config = parse_config(LIMITED_YAML)
+        store = open_store(url)
+        store.apply_limits(config.limits)
+        barrier.wait(30)
+        for n in range(count):
+            ingest(store, config, payload(alert(service=f"{name}-svc-{n}")), T + n)
+        store.close()
+        results.put((name, None))
+    except BaseException:
+        results.put((name, traceback.format_exc()))
+
+
+def test_replicas_admitting_label_values_at_once_admit_exactly_the_bound(url: str) -> None:
+    open_store(url).close()
+    run_workers(_new_services_worker, url, 3, 6)
+
+    store = open_store(url)
+    try:
+        rows = store._read("SELECT value, seq FROM metric_label_values WHERE label = 'service'")
+        seqs = sorted(seq for _, seq in rows)
+        assert seqs == list(range(5))  # five admitted, each its own place in the order
+        assert store.counts()["incidents"] == 18
+        assert len({value for value, _ in rows}) == 5
+        assert store.admitted_label_values()["service"] == {value for value, _ in rows}
+    finally:
+        store.close()
