@@ -197,7 +197,8 @@ def adopt_existing(execute: Execute) -> None:
     if execute("SELECT 1 FROM metric_label_values LIMIT 1", ()).fetchone():
         return
     found: dict[str, set[str]] = {}
-    for (text,) in execute("SELECT labels FROM metric_totals", ()).fetchall():
+    totals = "SELECT labels FROM metric_totals UNION SELECT labels FROM metric_total_shards"
+    for (text,) in execute(totals, ()).fetchall():
         for name, value in json.loads(text).items():
             if name in BOUNDED_LABELS and value != OTHER:
                 found.setdefault(name, set()).add(value)
