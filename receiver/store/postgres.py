@@ -46,6 +46,7 @@ class PostgresStore(DispatchStore, SqlStore):
     primary_key = "BIGSERIAL PRIMARY KEY"
     blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
+    keyed_locks = PostgresLocks  # each write transaction's (store/locks.py)
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:
         self.url = url
@@ -61,8 +62,6 @@ class PostgresStore(DispatchStore, SqlStore):
             local.connection = psycopg.connect(self.url, connect_timeout=self._connect_timeout)
             local.pid = os.getpid()
         return local.connection
-
-    keyed_locks = PostgresLocks
 
     def _begin(self, connection: Any, write: bool) -> None:
         """psycopg opens a transaction implicitly on the first statement; no journal-wide
@@ -83,11 +82,14 @@ class PostgresStore(DispatchStore, SqlStore):
         raise AssertionError("unreachable")
 
     def claim_many(self, *args: Any, **kwargs: Any) -> Any:
-        """DispatchStore.claim_many, run again if aborted as a deadlock victim."""
+        """DispatchStore.claim_many, run again if aborted as a deadlock victim (the judge
+        and `follow` then run again too: what they collect for after the commit, such
+        as wake-ups, is a hint that may count twice)."""
         return self._again(lambda: super(PostgresStore, self).claim_many(*args, **kwargs))
 
     def finish(self, *args: Any, **kwargs: Any) -> Any:
-        """DispatchStore.finish, run again if aborted as a deadlock victim."""
+        """DispatchStore.finish, run again if aborted as a deadlock victim (see
+        claim_many)."""
         return self._again(lambda: super(PostgresStore, self).finish(*args, **kwargs))
 
     def change(self, apply: Callable[[Any], T]) -> T:
