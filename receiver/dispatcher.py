@@ -523,9 +523,13 @@ class Dispatcher:
                 running_total=reader.running_total(),
                 breaker_state=reader.breaker(row.strategy, row.target),
             )
-            verdict = gates.evaluate(
-                strategy, row.target, inputs, config.defaults.max_concurrent_actions, now
-            )
+            cap = config.defaults.max_concurrent_actions
+            verdict = gates.evaluate(strategy, row.target, inputs, cap, now)
+            if verdict.outcome == gates.RUN and not reader.take_slot(row.id, cap):
+                # every slot is held by a claim at another replica, not committed yet
+                verdict = gates.evaluate(
+                    strategy, row.target, replace(inputs, running_total=cap), cap, now
+                )
             if verdict.outcome == gates.SKIP:
                 skipped.append(row.id)
                 log.info(

@@ -124,7 +124,25 @@ def _apply_alert(
     """Journal one alert. Alertmanager keeps one alert per fingerprint, so a new
     occurrence (a later startsAt) replaces the one before it, whose resolution may then
     never be sent: the older one still firing is closed as superseded at the new one's
-    start. An occurrence older than one journaled (an HA twin lagging) opens nothing."""
+    start. An occurrence older than one journaled (an HA twin lagging) opens nothing.
+
+    With concurrent writers (replicas on PostgreSQL) another transaction may journal
+    the same occurrence between this one's look and its insert: the insert then finds
+    its key taken (after that transaction committed), and the alert is applied again,
+    now seeing that occurrence: a duplicate, or its resolution."""
+    if not _apply_once(tx, config, alert, now, summary, external_url):
+        _apply_once(tx, config, alert, now, summary, external_url)
+
+
+def _apply_once(
+    tx: Transaction,
+    config: Config,
+    alert: Alert,
+    now: float,
+    summary: IngestSummary,
+    external_url: str,
+) -> bool:
+    """_apply_alert's one look and write; False when an insert found its key taken."""
     starts_at = alert.starts_at_text
     existing, latest = _occurrences(tx, alert, starts_at, now, summary)
     if alert.status == "firing":
@@ -133,23 +151,25 @@ def _apply_alert(
             summary.duplicates += 1
             if latest is not None and existing.status == "firing":
                 _supersede(tx, existing, latest.starts_at, latest.starts_at_ts, now, summary)
-            return
+            return True
         if latest is not None:  # replaced already: record it closed, act on nothing
-            _record_superseded(tx, config, alert, starts_at, latest, now, external_url)
+            if not _record_superseded(tx, config, alert, starts_at, latest, now, external_url):
+                return False
             summary.resolved += 1
-            return
-        _open_incident(tx, config, alert, starts_at, now, summary, external_url)
-        return
+            return True
+        return _open_incident(tx, config, alert, starts_at, now, summary, external_url)
     ends_at = alert.ends_at or alert.starts_at
     if existing is None:  # resolved, never seen firing: record it closed, act on nothing
-        tx.insert_incident(
+        recorded = tx.insert_incident(
             _new_incident(config, alert, starts_at, now, matched=False, external_url=external_url)
         )
+        if recorded is None:
+            return False
         summary.resolved += 1
-        return
+        return True
     if existing.status == "resolved":
         summary.duplicates += 1
-        return
+        return True
     duration = tx.resolve_incident(existing.id, format_timestamp(ends_at), ends_at.timestamp(), now)
     cancelled = tx.cancel_planned_actions(existing.id, CANCELLED_BY_RESOLUTION, now)
     summary.resolved += 1
@@ -159,6 +179,7 @@ def _apply_alert(
         duration,
         extra={"incident_id": existing.id, "cancelled_actions": cancelled},
     )
+    return True
 
 
 def _occurrences(
@@ -209,13 +230,14 @@ def _record_superseded(
     latest: Occurrence,
     now: float,
     external_url: str,
-) -> None:
+) -> bool:
     """A firing occurrence older than one journaled (an HA pair's lagging twin): record
-    it closed when the later one started, with no action; never re-open anything."""
+    it closed when the later one started, with no action; never re-open anything.
+    False when its key was journaled meanwhile (see _apply_alert)."""
     incident = _new_incident(
         config, alert, starts_at, now, matched=False, external_url=external_url
     )
-    tx.insert_incident(
+    recorded = tx.insert_incident(
         replace(
             incident,
             status="resolved",
@@ -224,6 +246,7 @@ def _record_superseded(
             close_reason=SUPERSEDED.format(latest.starts_at),
         )
     )
+    return recorded is not None
 
 
 def _open_incident(
@@ -234,14 +257,17 @@ def _open_incident(
     now: float,
     summary: IngestSummary,
     external_url: str,
-) -> None:
+) -> bool:
     """Journal a new incident and start the runbook of each strategy it matches. The
     first action planned tells the opening in its log line; an incident with none
-    planned (unmatched, refused) has a line of its own."""
+    planned (unmatched, refused) has a line of its own. False, planning nothing, when
+    its key was journaled meanwhile (see _apply_alert)."""
     strategies = route(config.strategies, alert.labels)
     incident_id = tx.insert_incident(
         _new_incident(config, alert, starts_at, now, bool(strategies), external_url)
     )
+    if incident_id is None:
+        return False
     summary.new_incidents += 1
     if not strategies:
         summary.unmatched += 1
@@ -259,6 +285,7 @@ def _open_incident(
             alert.alertname,
             extra={"incident_id": incident_id, "fingerprint": alert.fingerprint},
         )
+    return True
 
 
 def _new_incident(

@@ -31,7 +31,13 @@ FINAL_ACTION_STATUSES = ("succeeded", "failed", "timed_out", "skipped", "cancell
 
 
 class StoreUnavailable(RuntimeError):
-    """The store cannot answer or cannot write right now; the caller may retry."""
+    """The store cannot answer or cannot write right now; the caller may retry.
+
+    `retryable`: the transaction was aborted only to break a deadlock or a serialization
+    failure between concurrent writers (PostgreSQL replicas: store/locks.py); nothing
+    of it was written and running it again at once is expected to succeed."""
+
+    retryable = False
 
 
 @dataclass
@@ -120,7 +126,7 @@ class Page:
 
 class Transaction(Protocol):
     def find_incident(self, fingerprint: str, starts_at: str) -> IncidentRow | None: ...
-    def insert_incident(self, incident: NewIncident) -> int: ...
+    def insert_incident(self, incident: NewIncident) -> int | None: ...
     def touch_incident(self, incident_id: int, seen_at: float) -> None: ...
     def resolve_incident(
         self,

@@ -6,9 +6,19 @@ reads each one's gate inputs from the journal, and marks it running, skipped, or
 running as it may (claim_many's `limit`: one per dispatcher thread free to start one).
 Each is judged after the ones before it were marked, so the gates see them. A skip and
 an outcome are folded into the action's runbook run by the caller's `follow` in that
-same transaction. SQLite's BEGIN IMMEDIATE and PostgreSQL's advisory lock (see
-`_serialize_claims`) make that transaction exclusive across processes, so two replicas
-never both run one action and never both pass a lock or concurrency gate.
+same transaction.
+
+Claims are exclusive per action and per key, not per journal. On SQLite a write
+transaction is exclusive (BEGIN IMMEDIATE), so one claim runs at a time. On PostgreSQL
+claims run at once, in every replica (store/locks.py says which lock guards what):
+candidates are read FOR UPDATE SKIP LOCKED (two claims never take one action); a
+candidate is judged only under its target's lock and its fleet's, *tried* (never
+waited for: a candidate whose key another transaction holds is passed over, and looked
+at by a later claim), so the lock, cooldown, budget and breaker gates read what no
+other transaction can change until this one commits; an action starts only holding one
+of the `max_concurrent_actions` concurrency slots (rows taken FOR UPDATE SKIP LOCKED).
+Outcomes (`finish`) and breaker resets wait for the target's lock, so a claim never
+writes back a breaker state that an outcome or a reset changed meanwhile.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any, TypeVar
 
 from receiver import breaker
 from receiver.gates import HANDLED, Verdict
-from receiver.store import listing, runs, totals
+from receiver.store import listing, locks, runs, totals
 from receiver.store.base import Page
 from receiver.store.sql import SqlTransaction, iso
 
@@ -121,6 +131,11 @@ class GateReader:
             0
         ]
 
+    def take_slot(self, action_id: int, cap: int) -> bool:
+        """Reserve a concurrency slot (of `cap`) for the action the gates let run; False
+        when every slot is held, the concurrency gate's DEFER (see locks.take_slot)."""
+        return self.tx.locks.take_slot(action_id, cap)
+
     def breaker(self, strategy: str, target: str) -> breaker.BreakerState:
         state = load_breaker(self.tx, strategy, target)
         self._breakers[strategy, target] = state
@@ -207,8 +222,12 @@ def _claim_in(
     reader = GateReader(tx)
     taken: list[tuple[ActionRow, Verdict]] = []
     scan = _Scan(tx, now, limit)
+    passed_over = False
     for values in scan:
         row = _row(values)
+        if not _lock_keys(tx, row):
+            passed_over = True  # another transaction decides on its target or fleet now
+            continue
         verdict = judge(row, reader)
         if verdict.outcome == HANDLED:
             continue  # the judge journaled it already (its fleet's plan)
@@ -228,7 +247,17 @@ def _claim_in(
             taken.append((_mark_running(tx, row, worker, verdict, now), verdict))
             if len(taken) == limit:
                 return Claimed(taken, more=True)
-    return Claimed(taken, more=scan.cut)
+    return Claimed(taken, more=scan.cut or passed_over)
+
+
+def _lock_keys(tx: SqlTransaction, row: ActionRow) -> bool:
+    """Try the locks a candidate is judged under: its fleet's, then its target's (held
+    until the claim commits); False when another transaction holds one."""
+    if row.fleet is not None and not tx.locks.try_lock(
+        locks.FLEET, locks.fleet_key(row.strategy, row.fleet)
+    ):
+        return False
+    return tx.locks.try_lock(locks.TARGET, row.target)
 
 
 def _mark_running(
@@ -246,9 +275,6 @@ def _mark_running(
 
 class DispatchStore:
     """Mixed into SqlStore; relies on its `transaction()` and `_read()`."""
-
-    def _serialize_claims(self, tx: SqlTransaction) -> None:
-        """SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL overrides."""
 
     def claim(
         self, worker: str, now: float, judge: Judge, follow: Follow | None = None
@@ -276,14 +302,13 @@ class DispatchStore:
         deferral (`concurrency`) ends the batch. Returns the rows marked running (with
         `started_at` = `now`) and whether candidates may be left behind the batch."""
         with self.transaction() as tx:
-            self._serialize_claims(tx)
             return _claim_in(tx, worker, now, judge, follow, max(1, limit))
 
     def change(self, apply: Callable[[SqlTransaction], T]) -> T:
-        """Run `apply` in one write transaction serialized with claims (a fleet's verdict,
-        size or escalation: see fleetrun.py); returns what it returns."""
+        """Run `apply` in one write transaction (a fleet's verdict, size or escalation: see
+        fleetrun.py; a fleet's state is read under its lock, store/fleets.py load);
+        returns what it returns."""
         with self.transaction() as tx:
-            self._serialize_claims(tx)
             return apply(tx)
 
     def look(self, read: Callable[[SqlTransaction], T]) -> T:
@@ -344,9 +369,9 @@ class DispatchStore:
         with self.transaction() as tx:
             for at, step in steps:
                 tx.add_event(row.id, at, "running", step)
-            # A claim writes back the breaker state its judge read: serialize with claims
-            # so that write cannot land after, and erase, this read-modify-write.
-            self._serialize_claims(tx)
+            # A claim writes back the breaker state its judge read, under the target's
+            # lock: waiting for it, this read-modify-write is never erased by that write.
+            tx.locks.lock(locks.TARGET, row.target)
             stored = stored_breaker(tx, row.strategy, row.target)
             before = stored or breaker.BreakerState()
             after = outcome_for_breaker(before) if outcome_for_breaker else before
@@ -488,7 +513,7 @@ class DispatchStore:
 
     def reset_breaker(self, strategy: str, target: str, now: float) -> bool:
         with self.transaction() as tx:
-            self._serialize_claims(tx)  # see finish(): a claim must not undo the reset
+            tx.locks.lock(locks.TARGET, target)  # see finish(): a claim must not undo it
             exists = tx.execute(
                 "SELECT 1 FROM breakers WHERE strategy = ? AND target = ?", (strategy, target)
             ).fetchone()
@@ -585,7 +610,9 @@ class _Scan:
     the page's last id, so neither page repeats one or leaves one out that the single
     query would have returned (SQLite's writer sees no other commit meanwhile; on
     PostgreSQL a row committed in between may be returned too, a candidate all the
-    same). `cut` is True once the scan stopped at its bound with rows maybe left."""
+    same). On PostgreSQL each page is locked FOR UPDATE SKIP LOCKED: rows another
+    claim holds are not returned. `cut` is True once the scan stopped at its bound with
+    rows maybe left."""
 
     SQL = (
         _ROW_SQL + "WHERE a.status = 'planned' AND (a.not_before IS NULL "
@@ -604,7 +631,8 @@ class _Scan:
         page = max(CLAIM_FIRST_PAGE, self.limit)
         while left > 0:
             size = min(page, left)
-            rows = self.tx.execute(self.SQL, (self.now, after, size)).fetchall()
+            sql = self.SQL + self.tx.locks.skip_locked  # rows another claim holds: passed
+            rows = self.tx.execute(sql, (self.now, after, size)).fetchall()
             yield from rows
             if len(rows) < size:
                 return  # no more due

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from receiver import fleets
-from receiver.store import totals
+from receiver.store import locks, totals
 from receiver.store.runs import PENDING, SENT  # the same outbox states as a run's
 
 if TYPE_CHECKING:
@@ -126,7 +126,10 @@ class FleetEscalation:
 
 
 def load(tx: SqlTransaction, strategy: str, fleet: str) -> FleetRow:
-    """The fleet's row, or a new idle fleet (not yet written)."""
+    """The fleet's row, or a new idle fleet (not yet written). Read under the fleet's
+    lock (store/locks.py; a claim holds it already), held until the transaction ends:
+    whoever changes the fleet's state reads it with this."""
+    tx.locks.lock(locks.FLEET, locks.fleet_key(strategy, fleet))
     row = tx.execute(
         "SELECT state, size, size_at, next_at FROM fleets WHERE strategy = ? AND fleet = ?",
         (strategy, fleet),

@@ -10,7 +10,9 @@ journaled; an idle server commits each notification alone, with no added wait.
 
 If anything in a batch fails, the batch is rolled back and each piece of work is
 retried in a transaction of its own, so one bad notification never fails the others
-and nothing is ever half-written.
+and nothing is ever half-written. A transaction the store aborted only to break a
+deadlock with a concurrent writer (StoreUnavailable.retryable: PostgreSQL replicas) is
+run again, up to RETRIES times, before its error is reported.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 Work = Callable[[Any], T]
+#: attempts of one piece of work alone whose transaction was a deadlock victim
+RETRIES = 3
 
 
 @dataclass
@@ -101,16 +105,22 @@ class GroupCommit:
 
 
 def commit_together(
-    transaction: Callable[[], AbstractContextManager[Any]], batch: list[Pending[Any]]
+    transaction: Callable[[], AbstractContextManager[Any]],
+    batch: list[Pending[Any]],
+    attempts: int = RETRIES,
 ) -> None:
     """Run every entry's work in one transaction and record each result or error in its
     entry. If anything fails, nothing of the batch is kept and each entry is retried in
-    a transaction of its own, so only the failing one fails."""
+    a transaction of its own, so only the failing one fails; one alone whose transaction
+    was a deadlock victim (`retryable`) is run again, `attempts` times in all."""
     try:
         with transaction() as tx:
             results = [entry.work(tx) for entry in batch]
     except BaseException as exc:
         if len(batch) == 1:
+            if getattr(exc, "retryable", False) and attempts > 1:
+                commit_together(transaction, batch, attempts - 1)
+                return
             batch[0].error = exc
             return
         for entry in batch:

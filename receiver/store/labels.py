@@ -94,9 +94,13 @@ class LabelValues:
 class LabelFolder:
     """The fold decisions of one write transaction (see the module docstring)."""
 
-    def __init__(self, known: LabelValues, execute: Execute) -> None:
+    def __init__(
+        self, known: LabelValues, execute: Execute, lock: Callable[[str], None] | None = None
+    ) -> None:
         self.known = known
         self._execute = execute
+        #: waits for the label's admission lock (concurrent writers: store/locks.py)
+        self._lock = lock or (lambda label: None)
         self.admitted: dict[tuple[str, str], int] = {}
         self.full: set[str] = set()
         self.folded: dict[str, int] = {}  # label -> events folded in this transaction
@@ -123,15 +127,18 @@ class LabelFolder:
         seq = self.admitted.get(key, self.known.known(label, value))
         if seq is not None:
             return seq
-        row = self._execute(
-            "SELECT seq FROM metric_label_values WHERE label = ? AND value = ?", (label, value)
-        ).fetchone()
+        row = self._stored(label, value)
+        if row is None and not (label in self.full or self.known.is_full(label)):
+            # admitting: no other writer may admit a value of this label between the
+            # count and the insert (one writer at a time on SQLite; the label's lock on
+            # PostgreSQL, then a fresh look, as the value may have come meanwhile)
+            self._lock(label)
+            row = self._stored(label, value)
         if row is not None:
             self.admitted[key] = row[0]
             return row[0]
         if label in self.full or self.known.is_full(label):
             return None
-        # the write lock is held: no other writer admits a value between these two
         taken = self._execute(
             "SELECT COUNT(*) FROM metric_label_values WHERE label = ?", (label,)
         ).fetchone()[0]
@@ -144,6 +151,11 @@ class LabelFolder:
         )
         self.admitted[key] = taken
         return taken
+
+    def _stored(self, label: str, value: str) -> tuple[int] | None:
+        return self._execute(
+            "SELECT seq FROM metric_label_values WHERE label = ? AND value = ?", (label, value)
+        ).fetchone()
 
 
 def admitted_values(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
@@ -185,7 +197,8 @@ def adopt_existing(execute: Execute) -> None:
     if execute("SELECT 1 FROM metric_label_values LIMIT 1", ()).fetchone():
         return
     found: dict[str, set[str]] = {}
-    for (text,) in execute("SELECT labels FROM metric_totals", ()).fetchall():
+    totals = "SELECT labels FROM metric_totals UNION SELECT labels FROM metric_total_shards"
+    for (text,) in execute(totals, ()).fetchall():
         for name, value in json.loads(text).items():
             if name in BOUNDED_LABELS and value != OTHER:
                 found.setdefault(name, set()).add(value)

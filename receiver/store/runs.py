@@ -141,8 +141,18 @@ _RUN_AND_STATUS_SQL = (
 
 def load_with_status(tx: SqlTransaction, run_id: int) -> tuple[RunRow, str] | None:
     """The run and its incident's status (`firing`, `resolved`) as of now, in one read;
-    None when there is no such run."""
-    row = tx.execute(_RUN_AND_STATUS_SQL, (run_id,)).fetchone()
+    None when there is no such run. With concurrent writers both rows are locked, the
+    incident first (as ingest locks it before the run: store/locks.py), so a resolution
+    cannot slip in between this read and the step the caller plans from it."""
+    if tx.locks.for_update:
+        tx.execute(
+            "SELECT i.id FROM incidents i JOIN runbook_runs r ON r.incident_id = i.id "
+            "WHERE r.id = ? FOR UPDATE OF i",
+            (run_id,),
+        )
+        row = tx.execute(_RUN_AND_STATUS_SQL + " FOR UPDATE OF r", (run_id,)).fetchone()
+    else:
+        row = tx.execute(_RUN_AND_STATUS_SQL, (run_id,)).fetchone()
     return (RunRow(*row[:-1]), row[-1]) if row else None
 
 
@@ -228,7 +238,9 @@ def owe_escalation(tx: SqlTransaction, run_id: int, reason: str) -> None:
 def cancel_open(tx: SqlTransaction, run_ids: Iterable[int], reason: str, now: float) -> None:
     """Cancel the runs (still running) whose planned step was just cancelled."""
     for run_id in sorted(set(run_ids)):
-        status = tx.execute("SELECT status FROM runbook_runs WHERE id = ?", (run_id,)).fetchone()
+        status = tx.execute(
+            "SELECT status FROM runbook_runs WHERE id = ?" + tx.locks.for_update, (run_id,)
+        ).fetchone()
         if status and status[0] == runbooks.RUNNING:
             end(tx, run_id, runbooks.CANCELLED, f"cancelled: {reason}", now)
 

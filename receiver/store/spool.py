@@ -149,11 +149,12 @@ def claim(
     tx: Any, row_id: int, was: str | None, beat: float | None, me: str, now: float
 ) -> SpooledRow | None:
     """Take row `row_id` for `me` if its claim is still (`was`, `beat`) as read; the
-    row to resume, or None if it changed or is gone. Run in a write transaction (one
-    writer at a time on both stores), so two writers never both take it."""
+    row to resume, or None if it changed or is gone. Run in a write transaction: one
+    writer at a time on SQLite; on PostgreSQL the row is read FOR UPDATE (as last
+    committed, then locked), so two writers never both take it."""
     row = tx.execute(
         "SELECT received_at, body, alerts, next_alert, summary, claimed_by, heartbeat_at "
-        "FROM spooled_notifications WHERE id = ?",
+        "FROM spooled_notifications WHERE id = ?" + tx.locks.for_update,
         (row_id,),
     ).fetchone()
     if row is None or (row[5], row[6]) != (was, beat):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import fleets, labels, listing, runs, spool, totals
+from receiver.store import fleets, labels, listing, locks, runs, spool, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -135,6 +135,7 @@ SCHEMA = [
     runs.TABLE,
     *runs.INDEXES,
     *fleets.TABLES,
+    *locks.TABLES,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,
@@ -180,14 +181,21 @@ class SqlTransaction:
         placeholder: str,
         services: set[str] | None = None,
         label_values: LabelValues | None = None,
+        keyed_locks: Callable[[Callable[..., Any]], locks.KeyedLocks] | None = None,
     ) -> None:
         self._cursor = cursor
         self._placeholder = placeholder
+        #: the keyed locks of concurrent writers (no-ops for a single writer: locks.py)
+        self.locks = keyed_locks(self.execute) if keyed_locks else locks.KeyedLocks()
         self._deltas: dict[tuple[str, str], float] = {}
         self.services = services if services is not None else set()
         self.new_services: set[str] = set()
         #: bounded metric labels: which values keep their series (see labels.py)
-        self.labels = LabelFolder(label_values or LabelValues(), self.execute)
+        self.labels = LabelFolder(
+            label_values or LabelValues(),
+            self.execute,
+            lambda label: self.locks.lock(locks.LABEL, label),
+        )
 
     def add_total(self, metric: str, labels: str, delta: float) -> None:
         """Add to a running total when the transaction commits: a batch that counts
@@ -208,13 +216,24 @@ class SqlTransaction:
         self.labels.folded.clear()
         if not self._deltas:
             return
-        sql = (
-            "INSERT INTO metric_totals (metric, labels, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (metric, labels) DO UPDATE "
-            "SET value = metric_totals.value + excluded.value"
-        )
-        rows = [(metric, labels, delta) for (metric, labels), delta in sorted(self._deltas.items())]
+        # in sorted key order, so two writers of one shard's rows could never deadlock
+        deltas = sorted(self._deltas.items())
         self._deltas.clear()
+        shard = self.locks.total_shard()
+        if shard is None:  # the single writer adds to the total itself
+            sql = (
+                "INSERT INTO metric_totals (metric, labels, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (metric, labels) DO UPDATE "
+                "SET value = metric_totals.value + excluded.value"
+            )
+            rows: list[tuple[Any, ...]] = [(metric, key, delta) for (metric, key), delta in deltas]
+        else:  # concurrent writers: to this transaction's shard (locks.total_shard)
+            sql = (
+                "INSERT INTO metric_total_shards (metric, labels, shard, value) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (metric, labels, shard) DO UPDATE "
+                "SET value = metric_total_shards.value + excluded.value"
+            )
+            rows = [(metric, key, shard, delta) for (metric, key), delta in deltas]
         self._cursor.executemany(self._native(sql), rows)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -236,19 +255,20 @@ class SqlTransaction:
         ).fetchone()
         return IncidentRow(*row) if row else None
 
-    def insert_incident(self, incident: NewIncident) -> int:
+    def insert_incident(self, incident: NewIncident) -> int | None:
+        """Journal a new incident; its id, or None when its (fingerprint, starts_at) key
+        is journaled already: another writer inserted it since this transaction looked
+        (an HA pair's twin at another replica; the insert waited for its commit). Only
+        an incident inserted here is counted."""
         duration = None
-        if incident.service not in self.services:
-            # the folded name: a set of every service ever seen would grow without bound
-            self.new_services.add(totals.seed_service(self, incident.service))
         if incident.ends_at_ts is not None:
             duration = max(0.0, incident.ends_at_ts - incident.starts_at_ts)
-            totals.count_incident_closed(self, incident.service, duration)
-        return self._insert(
+        row = self.execute(
             "INSERT INTO incidents (fingerprint, starts_at, starts_at_ts, alertname, service, "
             "status, labels, annotations, generator_url, matched, first_seen, last_seen, "
             "ends_at, ends_at_ts, duration_seconds, external_url, close_reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id",
             (
                 incident.fingerprint,
                 incident.starts_at,
@@ -268,7 +288,15 @@ class SqlTransaction:
                 incident.external_url,
                 incident.close_reason,
             ),
-        )
+        ).fetchone()
+        if row is None:
+            return None
+        if incident.service not in self.services:
+            # the folded name: a set of every service ever seen would grow without bound
+            self.new_services.add(totals.seed_service(self, incident.service))
+        if duration is not None:
+            totals.count_incident_closed(self, incident.service, duration)
+        return row[0]
 
     def touch_incident(self, incident_id: int, seen_at: float) -> None:
         self.execute("UPDATE incidents SET last_seen = ? WHERE id = ?", (seen_at, incident_id))
@@ -279,10 +307,13 @@ class SqlTransaction:
         """The incidents of `fingerprint` an alert starting at `starts_at` (text key;
         `starts_at_ts` in seconds) meets: its own occurrence if journaled, those still
         firing (it may supersede them) and those that started later (they supersede it).
-        One query on the (fingerprint, starts_at) key's index."""
+        One query on the (fingerprint, starts_at) key's index; with concurrent writers
+        the rows are locked (FOR UPDATE), so they are read as last committed and an HA
+        twin at another replica waits to see this transaction's changes."""
         rows = self.execute(
             "SELECT id, starts_at, starts_at_ts, status FROM incidents WHERE fingerprint = ? "
-            "AND (starts_at = ? OR status = 'firing' OR starts_at_ts > ?)",
+            "AND (starts_at = ? OR status = 'firing' OR starts_at_ts > ?) ORDER BY id"
+            + self.locks.for_update,
             (fingerprint, starts_at, starts_at_ts),
         ).fetchall()
         return [Occurrence(*row) for row in rows]
@@ -352,16 +383,23 @@ class SqlTransaction:
             "SELECT id, run_id FROM actions WHERE incident_id = ? AND status = 'planned'",
             (incident_id,),
         ).fetchall()
-        ids = [row[0] for row in rows]
-        for action_id in ids:
-            self.execute(
+        ids = []
+        for action_id, _ in rows:
+            # still planned: a claim at another replica may have started it meanwhile
+            if not self.execute(
                 "UPDATE actions SET status = 'cancelled', reason = ?, updated_at = ?, "
-                "finished_at = ?, waiting = NULL WHERE id = ?",
+                "finished_at = ?, waiting = NULL WHERE id = ? AND status = 'planned'",
                 (reason, at, at, action_id),
-            )
+            ).rowcount:
+                continue
+            ids.append(action_id)
             self.add_event(action_id, at, "cancelled", reason)
             totals.count_action_final(self, action_id, "cancelled", reason)
-        runs.cancel_open(self, [run_id for _, run_id in rows if run_id is not None], reason, at)
+        cancelled = set(ids)
+        run_ids = [
+            run_id for action_id, run_id in rows if run_id is not None and action_id in cancelled
+        ]
+        runs.cancel_open(self, run_ids, reason, at)
         return ids
 
     def count_alerts(self, firing: int, resolved: int) -> None:
@@ -441,6 +479,10 @@ class SqlStore(ABC):
     writes: GroupCommit  # behind write(); its counters show how well writes group
     label_values: LabelValues  # which metric label values keep their own series
 
+    #: builds a write transaction's keyed locks from its `execute` (None: one writer at
+    #: a time, nothing to lock; see locks.py)
+    keyed_locks: Callable[[Callable[..., Any]], locks.KeyedLocks] | None = None
+
     def _init_writes(self) -> None:
         self._services = set()
         self.label_values = LabelValues()
@@ -471,10 +513,14 @@ class SqlStore(ABC):
             connection = self._connection()
             self._begin(connection, write)
         except self.driver_errors as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise self._unavailable(exc) from exc
         try:
             tx = SqlTransaction(
-                connection.cursor(), self.placeholder, self._services, self.label_values
+                connection.cursor(),
+                self.placeholder,
+                self._services,
+                self.label_values,
+                self.keyed_locks if write else None,
             )
             yield tx
             tx.flush_totals()
@@ -483,10 +529,21 @@ class SqlStore(ABC):
             self.label_values.commit(tx.labels.admitted, tx.labels.full)
         except self.driver_errors as exc:
             self._rollback(connection)
-            raise StoreUnavailable(str(exc)) from exc
+            raise self._unavailable(exc) from exc
         except BaseException:
             self._rollback(connection)
             raise
+
+    def _unavailable(self, error: BaseException) -> StoreUnavailable:
+        """The StoreUnavailable a driver error becomes (`retryable` per _retryable)."""
+        unavailable = StoreUnavailable(str(error))
+        unavailable.retryable = self._retryable(error)
+        return unavailable
+
+    def _retryable(self, error: BaseException) -> bool:
+        """Whether a driver error aborted the transaction only to let a concurrent one
+        through (a deadlock victim); a store with one writer at a time has none."""
+        return False
 
     def _rollback(self, connection: Any) -> None:
         try:
@@ -726,7 +783,9 @@ class SqlStore(ABC):
             action.setdefault("omitted", {})["events"] = {"entries": left_out}
 
     def metric_totals(self) -> dict[str, list[tuple[dict[str, Any], float]]]:
-        return totals.read_totals(self._read("SELECT metric, labels, value FROM metric_totals"))
+        """Running totals by metric: (labels, value), each the sum of its row in
+        metric_totals and its shard rows (locks.SHARDS at most) in metric_total_shards."""
+        return totals.read_totals(self._read(totals.READ_SQL))
 
     def service_facts(self, since: float) -> dict[str, Any]:
         """What MTTR, availability and health need, per service, in three queries."""
@@ -809,7 +868,8 @@ class SqlStore(ABC):
         with self.transaction() as tx:
             for incident_id, reason, last_seen in closures:
                 row = tx.execute(
-                    "SELECT status, last_seen FROM incidents WHERE id = ?", (incident_id,)
+                    "SELECT status, last_seen FROM incidents WHERE id = ?" + tx.locks.for_update,
+                    (incident_id,),
                 ).fetchone()
                 if row is None or row[0] != "firing" or row[1] > last_seen:
                     continue

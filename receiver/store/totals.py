@@ -98,9 +98,11 @@ def seed_service(tx: SqlTransaction, service: str) -> str:
     itself, or `other` once limits.max_label_values services have their own."""
     service = tx.labels.value("service", service, count=False)
     metric = "remediator_incident_duration_seconds"
+    key = (f"{metric}_count", _key({"service": service}))
     known = tx.execute(
-        "SELECT 1 FROM metric_totals WHERE metric = ? AND labels = ?",
-        (f"{metric}_count", _key({"service": service})),
+        "SELECT 1 FROM metric_totals WHERE metric = ? AND labels = ? UNION ALL "
+        "SELECT 1 FROM metric_total_shards WHERE metric = ? AND labels = ? LIMIT 1",
+        (*key, *key),
     ).fetchone()
     if not known:
         touch_histogram(tx, metric, {"service": service}, DURATION_BUCKETS)
@@ -310,6 +312,15 @@ def count_escalation(tx: SqlTransaction, outcome: str) -> None:
     """An attempt to deliver a runbook's escalation: sent, undeliverable (nowhere to send
     it), or retrying (the escalation executor failed; tried again later)."""
     add(tx, ESCALATIONS_METRIC, {"outcome": outcome})
+
+
+#: Every running total: its row in metric_totals (SQLite's, and a journal's totals from
+#: before shards) plus its shard rows (PostgreSQL's concurrent writers: store/locks.py).
+READ_SQL = (
+    "SELECT metric, labels, SUM(value) FROM (SELECT metric, labels, value FROM metric_totals "
+    "UNION ALL SELECT metric, labels, value FROM metric_total_shards) AS t "
+    "GROUP BY metric, labels"
+)
 
 
 def read_totals(
