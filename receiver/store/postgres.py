@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any
 
-from receiver.store import labels
+from receiver.store import labels, servicewindows
 from receiver.store.dispatch import DispatchStore
 from receiver.store.sql import SqlStore, SqlTransaction, add_missing_columns
 
@@ -62,10 +62,13 @@ class PostgresStore(DispatchStore, SqlStore):
     def create_schema(self) -> None:
         with self.transaction() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            windows = servicewindows.created(tx.execute, sqlite=False)
             for statement in self.schema_statements():
                 tx.execute(statement)
             labels.adopt_existing(tx.execute)
             add_missing_columns(tx)
+            if not windows:
+                self.backfill_service_windows(tx)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.reliability import figures, health, per_service
+from receiver.reliability import WindowFacts, figures, health, per_service
 
 DAY = 86400.0
 NOW = 1_000_000.0
@@ -80,7 +80,10 @@ def test_health(firing, actions, expected):
 
 def test_per_service_groups_facts_and_limits():
     facts = {
-        "intervals": [("a", NOW - 100, NOW - 40), ("b", NOW - 30, None)],
+        "windows": {
+            "a": WindowFacts(closed=1, closed_seconds=60.0, closed_downtime=60.0),
+            "b": WindowFacts(firing_starts=(NOW - 30,)),
+        },
         "firing_latest": [("b", "running", "claimed")],
         "services": ["b", "a", "c"],
     }
