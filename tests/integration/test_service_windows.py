@@ -256,3 +256,107 @@ def test_a_closing_before_every_kept_segment_continues_their_cover(store) -> Non
     found = aggregated(store, DAY, T)["solo"]
     assert (found.incidents, found.downtime) == (2, pytest.approx(100.0 + 600.0))
     assert_same_figures(store, DAY, T)
+
+
+class ReferenceCollector:
+    """remediator_mttr_seconds, _availability_ratio, _service_health and _open_incidents
+    as /metrics computed them before the aggregates: from every incident of the window."""
+
+    def __init__(self, store: Any, window: float, now: float) -> None:
+        self.store, self.window, self.now = store, window, now
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        admitted = self.store.admitted_label_values()
+
+        def fold(service: str) -> str:
+            return fold_label_set({"service": service}, admitted)["service"]
+
+        figures = reference(self.store, self.window, self.now)
+        latest: dict[str, list[tuple[Any, ...]]] = {}
+        for service, status, reason, *runbook in self.store._read(
+            "SELECT i.service, a.status, a.reason, a.step, r.status FROM incidents i "
+            "LEFT JOIN actions a ON a.id = (SELECT MAX(id) FROM actions WHERE incident_id = i.id) "
+            "LEFT JOIN runbook_runs r ON r.id = a.run_id WHERE i.status = 'firing'"
+        ):
+            latest.setdefault(fold(service), []).append((status or "none", reason or "", *runbook))
+        mttr = GaugeMetricFamily("remediator_mttr_seconds", "", labels=("service",))
+        availability = GaugeMetricFamily("remediator_availability_ratio", "", labels=("service",))
+        health = GaugeMetricFamily("remediator_service_health", "", labels=("service", "status"))
+        for service in reference_services(self.store):
+            found = figures.get(service, reliability.figures([], self.window, self.now))
+            mttr.add_metric([service], found.mttr)
+            availability.add_metric([service], found.availability)
+            current = reliability.health(service in latest, latest.get(service, []))
+            for status in reliability.HEALTH_STATUSES:
+                health.add_metric([service, status], 1.0 if status == current else 0.0)
+        count = self.store._read("SELECT COUNT(*) FROM incidents WHERE status = 'firing'")[0][0]
+        open_incidents = GaugeMetricFamily("remediator_open_incidents", "")
+        open_incidents.add_metric([], count)
+        yield from (mttr, availability, health, open_incidents)
+
+
+def sample_lines(collector: Any) -> list[str]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    names = (
+        "remediator_mttr_seconds",
+        "remediator_availability_ratio",
+        "remediator_service_health",
+        "remediator_open_incidents",
+    )
+    text = generate_latest(registry).decode()
+    return [line for line in text.splitlines() if line.startswith(names)]
+
+
+def test_metrics_text_is_the_one_computed_from_every_incident(store) -> None:
+    """Whole-second times: the sums are exact, so the text is identical, not close."""
+    from receiver.alerts import parse_notification
+    from receiver.config import parse_config
+    from receiver.engine import ingest
+    from receiver.metrics import JournalCollector
+    from tests.support.configs import RESTART_ON_SERVICE_DOWN
+    from tests.support.payloads import alert, notification
+
+    config = parse_config(RESTART_ON_SERVICE_DOWN)
+    rng = random.Random(21)
+    incidents = [
+        (service, float(round(start)), None if end is None else float(round(end)))
+        for service, start, end in random_incidents(rng, 120)
+    ]
+    journal(store, rng, incidents, [])
+    started = iso(T - 700)
+    firing = alert(service="web", starts_at=started)  # a planned action: unhealthy
+    ingest(store, config, parse_notification(notification(firing)), T - 650)
+    resolved = alert(service="mail", status="resolved", starts_at=iso(T - 500), ends_at=iso(T - 80))
+    ingest(store, config, parse_notification(notification(resolved)), T - 60)
+    for now in (T, T + 150.0, T + 4000.0):
+        collector = JournalCollector(store, lambda: config, clock=lambda now=now: now)
+        expected = sample_lines(ReferenceCollector(store, config.defaults.mttr_window, now))
+        assert sample_lines(collector) == expected
+        assert any('service="mail"' in line for line in expected)
+        assert any('service="web",status="unhealthy"} 1.0' in line for line in expected)
+
+
+def test_stats_services_equal_those_from_every_incident(store) -> None:
+    from receiver.config import parse_config
+    from receiver.stats import orchestrator_stats
+    from tests.support.configs import RESTART_ON_SERVICE_DOWN
+
+    config = parse_config(RESTART_ON_SERVICE_DOWN)
+    rng = random.Random(22)
+    journal(store, rng, random_incidents(rng, 100), [])
+    found = orchestrator_stats(store, config, now=T)["services"]
+    expected = reference(store, DAY, T)
+    assert sorted(found) == reference_services(store)
+    for service, figures in expected.items():
+        assert found[service]["incidents"] == figures.incidents
+        assert found[service]["mttr_seconds"] == pytest.approx(figures.mttr, rel=1e-9)
+        assert found[service]["downtime_seconds"] == pytest.approx(figures.downtime, rel=1e-9)
+        assert found[service]["availability"] == pytest.approx(figures.availability, rel=1e-9)
