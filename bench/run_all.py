@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench import common, fleets, ingest, journal, latency, remediate, storm
+from bench import common, fleets, ingest, journal, latency, metrics, remediate, storm
 
 # journal last: its PostgreSQL rows keep that server busy for a while after
 BENCHMARKS = {
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "storm": storm,
     "fleets": fleets,
     "remediate": remediate,
+    "metrics": metrics,
     "journal": journal,
 }
 
