@@ -51,13 +51,13 @@ WINDOW_TABLES = (
 )
 
 
-def incident_rows(count: int, now: float, seed: int = 1) -> list[tuple[Any, ...]]:
-    """`count` incidents as rows of the incidents table: FIRING still firing (started in
-    the last hour), a tenth of the rest ending inside the last 24 h, the others over the
-    90 days before."""
-    rng = random.Random(seed)
+def incident_rows(count: int, now: float, first: int = 0) -> list[tuple[Any, ...]]:
+    """Incidents `first` to `first + count` of a journal as rows of the incidents table:
+    numbers below FIRING still firing (started in the last hour), a tenth of the rest
+    ending inside the last 24 h, the others over the 90 days before."""
+    rng = random.Random(first)
     rows = []
-    for n in range(count):
+    for n in range(first, first + count):
         service = f"svc-{n % SERVICES:02d}"
         if n < FIRING:
             start, end = now - rng.uniform(60, 3600), None
@@ -110,7 +110,7 @@ def build_journal(path: Path, count: int, now: float) -> dict[str, Any]:
     try:
         db.execute("BEGIN IMMEDIATE")
         for chunk in range(0, count, 100_000):
-            db.executemany(INSERT, incident_rows(min(100_000, count - chunk), now, seed=chunk))
+            db.executemany(INSERT, incident_rows(min(100_000, count - chunk), now, first=chunk))
         # admitted label values, as the hot path writes them (store/labels.py)
         db.executemany(
             "INSERT OR IGNORE INTO metric_label_values (label, value, seq) VALUES (?, ?, ?)",
