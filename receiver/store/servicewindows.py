@@ -463,16 +463,24 @@ def _write_built(execute: Execute, many: ExecuteMany, service: str, built: _Buil
         )
 
 
-def prune(execute: Execute, before: float) -> tuple[int, int]:
-    """Drop bucket rows wholly before `before` and segments ending before it (seconds
-    since the epoch; never later than now minus the MTTR window: reads need nothing
-    older). The running totals stay consistent: reads only take differences. Returns
-    (buckets, segments) deleted."""
+def prune(execute: Execute, before: float, batch: int = 10_000) -> tuple[int, int]:
+    """Drop at most `batch` bucket rows wholly before `before` and `batch` segments
+    ending before it (seconds since the epoch; never later than now minus the MTTR
+    window: reads need nothing older), the oldest first: what is kept of the old rows is
+    then always the latest of them, so the running totals stay consistent (reads take
+    differences). Returns (buckets, segments) deleted; call again, in a new transaction,
+    while either equals `batch` (small transactions: never a long lock)."""
     buckets = execute(
-        "DELETE FROM incident_window_buckets WHERE bucket_start < ?", (bucket_of(before),)
+        "DELETE FROM incident_window_buckets WHERE (service, bucket_start) IN "
+        "(SELECT service, bucket_start FROM incident_window_buckets WHERE bucket_start < ? "
+        "ORDER BY bucket_start LIMIT ?)",
+        (bucket_of(before), batch),
     ).rowcount
     segments = execute(
-        "DELETE FROM incident_downtime_segments WHERE ends_at_ts < ?", (before,)
+        "DELETE FROM incident_downtime_segments WHERE (service, starts_at_ts) IN "
+        "(SELECT service, starts_at_ts FROM incident_downtime_segments WHERE ends_at_ts < ? "
+        "ORDER BY starts_at_ts LIMIT ?)",
+        (before, batch),
     ).rowcount
     return buckets, segments
 
