@@ -32,6 +32,7 @@ class PostgresStore(DispatchStore, SqlStore):
     primary_key = "BIGSERIAL PRIMARY KEY"
     blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
+    snapshot_statement = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:
         self.url = url

@@ -511,6 +511,9 @@ class SqlStore(ABC):
         with self.transaction(write=False) as tx:
             return tx.execute(sql, params).fetchall()
 
+    #: run first in a read transaction whose statements must share one snapshot (SQLite:
+    #: a transaction is one already)
+    snapshot_statement: str | None = None
     primary_key = "INTEGER PRIMARY KEY"
     blob_type = "BLOB"  # raw bytes (a spooled body): BYTEA on PostgreSQL
 
@@ -759,6 +762,8 @@ class SqlStore(ABC):
             return labels.fold_label_set({"service": service}, admitted)["service"]
 
         with self.transaction(write=False) as tx:
+            if self.snapshot_statement:  # one snapshot: a closing is seen by all or none
+                tx.execute(self.snapshot_statement)
             windows = servicewindows.read(tx.execute, since, now, fold)
             latest = tx.execute(
                 "SELECT i.service, a.status, a.reason, a.step, r.status FROM incidents i "
