@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench import common, fleets, ingest, journal, latency, remediate, replicas, storm
+from bench import common, fleets, ingest, journal, latency, metrics, remediate, replicas, storm
 
 # journal last: its PostgreSQL rows keep that server busy for a while after
 BENCHMARKS = {
@@ -25,6 +25,7 @@ BENCHMARKS = {
     "fleets": fleets,
     "remediate": remediate,
     "replicas": replicas,
+    "metrics": metrics,
     "journal": journal,
 }
 

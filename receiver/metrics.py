@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from receiver import breaker, reliability
 from receiver.config import Config
 from receiver.store import fleets as fleet_journal
-from receiver.store.labels import FOLDED_METRIC, OTHER, fold_label_set, fold_totals
+from receiver.store.labels import FOLDED_METRIC, fold_label_set, fold_totals
 from receiver.store.totals import (
     ACTION_BUCKETS,
     CANARY_METRIC,
@@ -208,7 +208,7 @@ class JournalCollector:
         config = self.config()
         now = self.clock()
         window = config.defaults.mttr_window
-        facts = fold_service_facts(self.store.service_facts(now - window), admitted)
+        facts = self.store.service_facts(now - window, now, admitted)
         found = reliability.per_service(facts, window, now)
         mttr = GaugeMetricFamily(
             "remediator_mttr_seconds",
@@ -235,21 +235,6 @@ class JournalCollector:
         )
         open_incidents.add_metric([], self.store.open_incident_count())
         yield from (mttr, availability, health, open_incidents)
-
-
-def fold_service_facts(facts: dict[str, Any], admitted: dict[str, set[str]]) -> dict[str, Any]:
-    """The store's `service_facts` with each service not admitted counted as `other`
-    (its MTTR, availability and health are those of all folded services together)."""
-    known = admitted.get("service", set())
-
-    def name(service: str) -> str:
-        return service if service in known else OTHER
-
-    return {
-        "intervals": [(name(s), start, end) for s, start, end in facts["intervals"]],
-        "firing_latest": [(name(s), *latest) for s, *latest in facts["firing_latest"]],
-        "services": sorted({name(service) for service in facts["services"]}),
-    }
 
 
 def _counters(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:

@@ -4,6 +4,11 @@ MTTR = mean incident duration; MTBF = (window - downtime) / incidents; availabil
 A = MTBF / (MTBF + MTTR). Incidents count when they overlap the window; one still
 firing counts its duration so far. Downtime is the union of incident intervals
 clipped to the window, so two alerts about one outage are not counted twice.
+
+`figures` computes them from every incident's interval (the definition);
+`window_figures` from a service's `WindowFacts`, which the journal keeps bounded
+(store/servicewindows.py): the closed incidents as a count, a sum and the seconds of the
+window they cover, the firing ones as they are. Both give the same figures.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ def figures(
 def _union_length(spans: list[tuple[float, float]]) -> float:
     total, reach = 0.0, None
     for start, end in sorted(spans):
+        if end <= start:
+            continue  # covers nothing (a resolved alert whose endsAt precedes its startsAt)
         if reach is None or start > reach:
             total += max(0.0, end - start)
             reach = end
@@ -52,6 +59,46 @@ def _union_length(spans: list[tuple[float, float]]) -> float:
             total += end - reach
             reach = end
     return total
+
+
+@dataclass(frozen=True)
+class WindowFacts:
+    """What one service's figures over a window need, bounded by what is open.
+
+    closed: closed incidents overlapping the window (end >= since, start <= now);
+    closed_seconds: the sum of their durations; firing_starts: start of each firing
+    incident (seconds since the epoch; those after `now` are ignored); closed_downtime:
+    seconds of [since, closed_part_end(firing_starts, since, now)] that closed incidents
+    cover (their union).
+    """
+
+    closed: int = 0
+    closed_seconds: float = 0.0
+    firing_starts: tuple[float, ...] = ()
+    closed_downtime: float = 0.0
+
+
+def closed_part_end(firing_starts: Iterable[float], since: float, now: float) -> float:
+    """Up to when the closed incidents' cover matters: firing incidents all run until
+    `now`, so from the earliest firing start (clipped to the window) the service is down
+    whatever was closed; `now` when nothing fires."""
+    started = [start for start in firing_starts if start <= now]
+    return max(min(started), since) if started else now
+
+
+def window_figures(facts: WindowFacts, window: float, now: float) -> ServiceFigures:
+    """`figures` from a service's WindowFacts (window and now in seconds)."""
+    since = now - window
+    firing = [start for start in facts.firing_starts if start <= now]
+    count = facts.closed + len(firing)
+    if count == 0:
+        return ServiceFigures(0, 0.0, 0.0, None, 1.0)
+    seconds = facts.closed_seconds + sum(max(0.0, now - start) for start in firing)
+    mttr = seconds / count
+    downtime = facts.closed_downtime + (now - closed_part_end(firing, since, now))
+    mtbf = max(0.0, window - downtime) / count
+    availability = mtbf / (mtbf + mttr) if mtbf + mttr > 0 else 1.0
+    return ServiceFigures(count, mttr, downtime, mtbf, availability)
 
 
 def health(firing: bool, actions: Iterable[tuple[Any, ...]]) -> str:
@@ -101,17 +148,17 @@ class _LatestAction:
 def per_service(
     facts: dict[str, Any], window: float, now: float, limit: int | None = None
 ) -> dict[str, tuple[ServiceFigures, str]]:
-    """Figures and health of every known service from the store's `service_facts`."""
-    intervals: dict[str, list[tuple[float, float | None]]] = {}
-    for service, start, end in facts["intervals"]:
-        intervals.setdefault(service, []).append((start, end))
+    """Figures and health of every known service from the store's `service_facts`:
+    `windows` (service -> WindowFacts), `firing_latest` ((service, status, reason,
+    [step, run status]) per firing incident) and `services` (the names to report)."""
+    windows: dict[str, WindowFacts] = facts["windows"]
     latest: dict[str, list[tuple[Any, ...]]] = {}
     for service, status, reason, *runbook in facts["firing_latest"]:
         latest.setdefault(service, []).append((status or "none", reason or "", *runbook))
     services = sorted(set(facts["services"]))[:limit]
     return {
         service: (
-            figures(intervals.get(service, []), window, now),
+            window_figures(windows.get(service, WindowFacts()), window, now),
             health(service in latest, latest.get(service, [])),
         )
         for service in services

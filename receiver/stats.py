@@ -10,7 +10,7 @@ from typing import Any
 
 from receiver import reliability
 from receiver.config import MAX_STEPS, Config
-from receiver.metrics import WAITING_REASONS, fold_service_facts
+from receiver.metrics import WAITING_REASONS
 from receiver.store.labels import fold_totals
 from receiver.store.totals import ESCALATIONS_METRIC, RUNS_METRIC, STEPS_METRIC
 
@@ -88,7 +88,7 @@ def _services(
     store: Any, config: Config, now: float, admitted: dict[str, set[str]]
 ) -> dict[str, dict[str, Any]]:
     window = config.defaults.mttr_window
-    facts = fold_service_facts(store.service_facts(now - window), admitted)
+    facts = store.service_facts(now - window, now, admitted)
     found = reliability.per_service(facts, window, now)
     return {
         service: {

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from receiver.store import labels, locks
+from receiver.store import labels, locks, servicewindows
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import DispatchStore
 from receiver.store.locks import PostgresLocks
@@ -47,6 +47,7 @@ class PostgresStore(DispatchStore, SqlStore):
     blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
     keyed_locks = PostgresLocks  # each write transaction's (store/locks.py)
+    snapshot_statement = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:
         self.url = url
@@ -99,11 +100,14 @@ class PostgresStore(DispatchStore, SqlStore):
     def create_schema(self) -> None:
         with self.transaction() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            windows = servicewindows.created(tx.execute, sqlite=False)
             for statement in self.schema_statements():
                 tx.execute(statement)
             labels.adopt_existing(tx.execute)
             add_missing_columns(tx)
             tx.execute(locks.SLOT_ROWS, (locks.MAX_SLOTS,))
+            if not windows:
+                self.backfill_service_windows(tx)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

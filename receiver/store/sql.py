@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import fleets, labels, listing, locks, runs, spool, totals
+from receiver.store import fleets, labels, listing, locks, runs, servicewindows, spool, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -136,6 +136,7 @@ SCHEMA = [
     *runs.INDEXES,
     *fleets.TABLES,
     *locks.TABLES,
+    *servicewindows.TABLES,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,
@@ -196,6 +197,8 @@ class SqlTransaction:
             self.execute,
             lambda label: self.locks.lock(locks.LABEL, label),
         )
+        #: incidents closed in this transaction, (service, start, end): servicewindows.py
+        self.closed: list[tuple[str, float, float]] = []
 
     def add_total(self, metric: str, labels: str, delta: float) -> None:
         """Add to a running total when the transaction commits: a batch that counts
@@ -211,6 +214,7 @@ class SqlTransaction:
             deltas[metric, key] = deltas.get((metric, key), 0.0) + delta
 
     def flush_totals(self) -> None:
+        servicewindows.flush(self, self.closed)  # first: the same lock order everywhere
         for label, folded in self.labels.folded.items():
             totals.add(self, labels.FOLDED_METRIC, {"label": label}, folded)
         self.labels.folded.clear()
@@ -239,6 +243,9 @@ class SqlTransaction:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self._cursor.execute(self._native(sql), params)
         return self._cursor
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(self._native(sql), rows)
 
     def _native(self, sql: str) -> str:
         """The portable `?` placeholders in the driver's own style."""
@@ -296,6 +303,7 @@ class SqlTransaction:
             self.new_services.add(totals.seed_service(self, incident.service))
         if duration is not None:
             totals.count_incident_closed(self, incident.service, duration)
+            self.closed.append((incident.service, incident.starts_at_ts, incident.ends_at_ts))
         return row[0]
 
     def touch_incident(self, incident_id: int, seen_at: float) -> None:
@@ -333,6 +341,7 @@ class SqlTransaction:
         ).fetchone()
         duration = max(0.0, ends_at_ts - starts_at_ts)
         totals.count_incident_closed(self, service, duration)
+        self.closed.append((service, starts_at_ts, ends_at_ts))
         self.execute(
             "UPDATE incidents SET status = 'resolved', ends_at = ?, ends_at_ts = ?, "
             "duration_seconds = ?, last_seen = ?, close_reason = ? WHERE id = ?",
@@ -559,6 +568,9 @@ class SqlStore(ABC):
         with self.transaction(write=False) as tx:
             return tx.execute(sql, params).fetchall()
 
+    #: run first in a read transaction whose statements must share one snapshot (SQLite:
+    #: a transaction is one already)
+    snapshot_statement: str | None = None
     primary_key = "INTEGER PRIMARY KEY"
     blob_type = "BLOB"  # raw bytes (a spooled body): BYTEA on PostgreSQL
 
@@ -567,10 +579,19 @@ class SqlStore(ABC):
 
     def create_schema(self) -> None:
         with self.transaction() as tx:
+            windows = servicewindows.created(tx.execute, self.placeholder == "?")
             for statement in self.schema_statements():
                 tx.execute(statement)
             labels.adopt_existing(tx.execute)
             add_missing_columns(tx)
+            if not windows:
+                self.backfill_service_windows(tx)
+
+    def backfill_service_windows(self, tx: SqlTransaction) -> int:
+        """Fill servicewindows' aggregates from the incidents of a journal written
+        before they existed (in the schema transaction that creates them)."""
+        fold = servicewindows.admitted_fold(tx.execute, self.label_values.bound)
+        return servicewindows.backfill(tx.execute, fold, tx.executemany)
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -787,32 +808,35 @@ class SqlStore(ABC):
         metric_totals and its shard rows (locks.SHARDS at most) in metric_total_shards."""
         return totals.read_totals(self._read(totals.READ_SQL))
 
-    def service_facts(self, since: float) -> dict[str, Any]:
-        """What MTTR, availability and health need, per service, in three queries."""
-        intervals = self._read(
-            "SELECT service, starts_at_ts, ends_at_ts FROM incidents "
-            "WHERE status = 'firing' OR ends_at_ts >= ?",
-            (since,),
-        )
-        latest = self._read(
-            "SELECT i.service, a.status, a.reason, a.step, r.status FROM incidents i "
-            "LEFT JOIN actions a ON a.id = "
-            "(SELECT MAX(id) FROM actions WHERE incident_id = i.id) "
-            "LEFT JOIN runbook_runs r ON r.id = a.run_id "
-            "WHERE i.status = 'firing'"
-        )
-        # the services with their own series, and `other` if any incident has another
-        admitted = "SELECT value FROM metric_label_values WHERE label = 'service' AND seq < ?"
-        bound = (self.label_values.bound,)
-        services = [
-            row[0]
-            for row in self._read(
-                f"SELECT DISTINCT service FROM incidents WHERE service IN ({admitted})", bound
-            )
-        ]
-        if self._read(f"SELECT 1 FROM incidents WHERE service NOT IN ({admitted}) LIMIT 1", bound):
-            services.append(labels.OTHER)
-        return {"intervals": intervals, "firing_latest": latest, "services": services}
+    def service_facts(
+        self, since: float, now: float, admitted: dict[str, set[str]]
+    ) -> dict[str, Any]:
+        """What MTTR, availability and health need per service over [since, now]
+        (seconds), services not in `admitted` (label -> values) folded into `other`:
+        `windows` (service -> reliability.WindowFacts), `firing_latest` and `services`
+        (see reliability.per_service). Bounded by services and by what is open, never by
+        the incidents in the window (store/servicewindows.py)."""
+
+        def fold(service: str) -> str:
+            return labels.fold_label_set({"service": service}, admitted)["service"]
+
+        with self.transaction(write=False) as tx:
+            if self.snapshot_statement:  # one snapshot: a closing is seen by all or none
+                tx.execute(self.snapshot_statement)
+            windows = servicewindows.read(tx.execute, since, now, fold)
+            latest = tx.execute(
+                "SELECT i.service, a.status, a.reason, a.step, r.status FROM incidents i "
+                "LEFT JOIN actions a ON a.id = "
+                "(SELECT MAX(id) FROM actions WHERE incident_id = i.id) "
+                "LEFT JOIN runbook_runs r ON r.id = a.run_id "
+                "WHERE i.status = 'firing'"
+            ).fetchall()
+            services = servicewindows.services_with_incidents(tx.execute, self.label_values.bound)
+        return {
+            "windows": windows,
+            "firing_latest": [(fold(service), *rest) for service, *rest in latest],
+            "services": sorted({fold(service) for service in services}),
+        }
 
     def seed_metrics(
         self,
