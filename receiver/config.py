@@ -1656,8 +1656,7 @@ def _read_retention(r: _Reader, node: Any, line: int | None) -> RetentionSetting
     if section is None:
         return RetentionSettings()
     values = {
-        key: r.value(section, "retention", key, convert)
-        for key, convert in _RETENTION_KEYS.items()
+        key: r.value(section, "retention", key, convert) for key, convert in _RETENTION_KEYS.items()
     }
     return RetentionSettings(**{key: value for key, value in values.items() if value is not None})
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import fleets, labels, listing, runs, spool, totals
+from receiver.store import fleets, labels, listing, retention, runs, spool, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -135,6 +135,7 @@ SCHEMA = [
     runs.TABLE,
     *runs.INDEXES,
     *fleets.TABLES,
+    *retention.INDEXES,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,
