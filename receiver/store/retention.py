@@ -25,7 +25,7 @@ What is never pruned, and why:
   leaves the spool only by being journaled (store/spool.py);
 - a firing incident, and with it its actions, events and runs (the dispatcher, the
   health figures and reconciliation read them);
-- an incident with an action not final (planned, waiting, running, awaiting approval:
+- an incident with an action not final (planned, waiting, running:
   anything outside FINAL_ACTION_STATUSES), or with an action started, updated or
   finished within the longest gate window (`Cutoffs.actions`: the lock, cooldown and
   budget gates and the fleet size read actions over their windows);
