@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from receiver import retention
+from receiver import fleets, retention
 from receiver.dispatcher import Dispatcher
 from receiver.intake import LocalIntake
 from receiver.metrics import JournalCollector
+from receiver.store import fleets as fleet_journal
 from receiver.store import retention as prune_journal
 from receiver.store.postgres import PostgresStore
 from receiver.store.retention import PRUNED_METRIC, TABLES
@@ -32,7 +33,10 @@ from tests.support.retention import (
     DAY,
     NOW,
     OLD_CLOSED,
+    History,
     build_history,
+    build_old_closed,
+    config,
     count,
     firing,
     incident_ids,
@@ -272,3 +276,50 @@ def test_housekeeping_prunes_soon_after_start_then_every_interval(store, caplog)
     clock.now += history.config.retention.interval
     assert dispatcher.prune() == 0
     assert len([r for r in caplog.records if "journal pruned" in r.getMessage()]) == 1
+
+
+FLEET_CONFIG = """
+defaults: {cooldown: 0s, mttr_window: 1d}
+retention: {notifications: 7d, incidents: 30d, batch_size: 5}
+executors:
+  logger: {type: log}
+strategies:
+  - name: restart
+    matchers: ['alertname="ServiceDown"']
+    action: restart
+    executor: logger
+    target: '{{ labels.service }}-{{ labels.instance }}'
+    fleet: {max_in_flight: 2}
+"""
+
+
+def test_incidents_of_a_busy_fleet_are_kept_until_it_is_idle(store):
+    history = build_history_fleet(store)
+    with store.transaction(write=False) as tx:
+        fleets_of_actions = {
+            row[0] for row in tx.execute("SELECT DISTINCT fleet FROM actions").fetchall()
+        }
+    assert fleets_of_actions == {"web"}
+    busy = fleets.FleetState("web", in_flight=("web-99",))
+    store.change(lambda tx: fleet_journal.save(tx, "restart", busy, None, "test: busy", NOW))
+
+    done = prune_journal.prune(store, cutoffs_at(history.config), 5)
+
+    assert done.deleted["incidents"] == 0
+    store.change(
+        lambda tx: fleet_journal.save(tx, "restart", fleets.FleetState("web"), None, "idle", NOW)
+    )
+    done = prune_journal.prune(store, cutoffs_at(history.config), 5)
+    assert done.deleted["incidents"] == OLD_CLOSED
+
+
+def build_history_fleet(store):
+    parsed = config(FLEET_CONFIG)
+    pruned = build_old_closed(store, parsed, NOW)
+    # a recent one keeps the service's series (the witness), so the old ones may go
+    post(
+        LocalIntake(store, lambda: parsed),
+        NOW,
+        firing("ServiceDown", "web", NOW - 60, "recent"),
+    )
+    return History(parsed, pruned, {})

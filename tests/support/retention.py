@@ -129,13 +129,7 @@ def build_history(store: Any, now: float = NOW, text: str = CONFIG) -> History:
             if not dispatcher.run_once():
                 return
 
-    pruned = []
-    for number in range(OLD_CLOSED):
-        start = now - 60 * DAY + number * 60
-        post(intake, start, firing("ServiceDown", "web", start, str(number)))
-        dispatch(start + 1)
-        post(intake, start + DAY, resolved("ServiceDown", "web", start, start + DAY, str(number)))
-        pruned.append(incident_id(store, "web", str(number)))
+    pruned = build_old_closed(store, parsed, now, dispatcher, clock)
     kept = {}
     post(intake, now - 50 * DAY, firing("Unmatched", "db", now - 50 * DAY))
     kept["firing"] = incident_id(store, "db")
@@ -154,6 +148,30 @@ def build_history(store: Any, now: float = NOW, text: str = CONFIG) -> History:
     post(intake, start + 60, resolved("ServiceDown", "web", start, start + 60, "recent"))
     kept["recent"] = incident_id(store, "web", "recent")
     return History(parsed, pruned, kept)
+
+
+def build_old_closed(
+    store: Any,
+    parsed: Config,
+    now: float,
+    dispatcher: Dispatcher | None = None,
+    clock: Clock | None = None,
+) -> list[int]:
+    """OLD_CLOSED incidents of `web` that fired 60 days before `now`, were acted on by
+    the `ServiceDown` strategy and resolved a day later; returns their ids."""
+    clock = clock or Clock(now)
+    dispatcher = dispatcher or Dispatcher(SimpleNamespace(config=parsed), store, clock=clock)
+    intake = LocalIntake(store, lambda: parsed)
+    pruned = []
+    for number in range(OLD_CLOSED):
+        start = now - 60 * DAY + number * 60
+        post(intake, start, firing("ServiceDown", "web", start, str(number)))
+        clock.now = start + 1
+        while dispatcher.run_once():
+            pass
+        post(intake, start + DAY, resolved("ServiceDown", "web", start, start + DAY, str(number)))
+        pruned.append(incident_id(store, "web", str(number)))
+    return pruned
 
 
 def _running_then_resolved(store: Any, intake: LocalIntake, now: float) -> int:
