@@ -13,7 +13,8 @@ injected clock, for the retention tests.
 - an incident of `batch` resolved (by Alertmanager's endsAt) 40 days ago whose action
   ran 1 day ago: kept, its action is inside the budget window (7d);
 - an incident of `lonely` resolved 59 days ago, the only one of its service: kept, the
-  witness of its service's series in /metrics;
+  witness of its service's series in /metrics (`api` and `batch` get a newer firing
+  incident each, so their old ones are kept by their own rule, not as witnesses);
 - a recent incident of `web` resolved 2 days ago: kept, younger than the retention.
 
 RETENTION: notifications 7d, incidents 30d (defaults.mttr_window 1d, budget window 7d).
@@ -147,6 +148,9 @@ def build_history(store: Any, now: float = NOW, text: str = CONFIG) -> History:
     dispatch(start + 1)
     post(intake, start + 60, resolved("ServiceDown", "web", start, start + 60, "recent"))
     kept["recent"] = incident_id(store, "web", "recent")
+    for service in ("api", "batch"):  # newer incidents: the old ones are not witnesses
+        post(intake, now - 60, firing("Unmatched", service, now - 60, "newer"))
+        kept[f"newer_{service}"] = incident_id(store, service, "newer")
     return History(parsed, pruned, kept)
 
 
