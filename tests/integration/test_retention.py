@@ -23,6 +23,7 @@ from receiver import fleets, retention
 from receiver.dispatcher import Dispatcher
 from receiver.intake import LocalIntake
 from receiver.metrics import JournalCollector
+from receiver.stats import orchestrator_stats
 from receiver.store import fleets as fleet_journal
 from receiver.store import retention as prune_journal
 from receiver.store.postgres import PostgresStore
@@ -169,14 +170,17 @@ def json_table(labels: str) -> str:
     return json.loads(labels)["table"]
 
 
-def test_metrics_are_the_same_before_and_after_a_prune(store):
+def test_metrics_and_stats_are_the_same_before_and_after_a_prune(store):
     history = build_history(store)
     before = metrics_text(store, history.config)
     assert any('remediator_mttr_seconds{service="lonely"}' in line for line in before)
 
+    stats = orchestrator_stats(store, history.config, NOW)
+
     prune_journal.prune(store, cutoffs_at(history.config), 5)
 
     assert metrics_text(store, history.config) == before
+    assert orchestrator_stats(store, history.config, NOW) == stats
 
 
 def test_pruned_rows_counter_shows_every_table_from_the_start(store):
