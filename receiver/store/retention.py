@@ -140,13 +140,6 @@ def step(tx: Any, pruning: Pass, *, delete: bool = True) -> dict[str, int]:
     return counts
 
 
-def seed(tx: Any) -> None:
-    """Zero series of the pruned-rows counter for every table, so the first pass is an
-    increase Prometheus can see."""
-    for table in TABLES:
-        totals.add(tx, PRUNED_METRIC, {"table": table}, 0.0)
-
-
 # the walks ----------------------------------------------------------------------------
 
 
