@@ -267,7 +267,11 @@ def test_housekeeping_prunes_soon_after_start_then_every_interval(store, caplog)
 
     assert dispatcher.prune() == 0  # the first pass comes 10 s after start
     clock.now = NOW + retention.Schedule.FIRST_PASS_AFTER
-    deleted = dispatcher.prune()
+    deleted = 0
+    for _ in range(100):  # each call runs batches for PRUNE_BUDGET at most: a slow
+        deleted += dispatcher.prune()  # machine needs several calls for the pass
+        if any("journal pruned" in r.getMessage() for r in caplog.records):
+            break
     clock.now += 1
     again = dispatcher.prune()
 
