@@ -25,6 +25,7 @@ from receiver.durations import format_duration, parse_duration
 from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
 from receiver.prometheus import check_range
 from receiver.regex import LinearPattern
+from receiver.retention import RetentionSettings, longest, read_windows, shorter_than_windows
 from receiver.runbooks import RunbookSettings, one_step
 from receiver.runbooks import Step as RunbookStep
 from receiver.scaling import ScalePolicy
@@ -357,6 +358,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     executors: dict[str, ExecutorConfig] = field(default_factory=dict)
     strategies: tuple[Strategy, ...] = ()
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: str = ""
     sha256: str = ""
     text: str = field(default="", repr=False, compare=False)  # as read: the journal writer
@@ -1588,6 +1590,7 @@ _TOP_KEYS = {
     "limits",
     "executors",
     "strategies",
+    "retention",
 }
 
 
@@ -1620,13 +1623,60 @@ def parse_config(text: str, source: str = "", base_dir: Path | None = None) -> C
         strategies=_read_strategies(
             r, top.get("strategies"), _line(top, "strategies"), defaults, executors
         ),
+        retention=_read_retention(r, top.get("retention"), _line(top, "retention")),
         source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         text=text,
     )
     _check_references(r, config, top)
+    config = _check_retention(r, config, top)
     if r.problems:
         raise ConfigError(r.problems, source)
+    return config
+
+
+def _kept_for(value: Any) -> float:
+    """How long rows are kept: a duration, 0s for forever; never negative."""
+    if isinstance(value, str) and value.startswith("-"):
+        raise ValueError(f"must be 0s (keep forever) or longer, got {value!r}")
+    return _duration(value)
+
+
+_RETENTION_KEYS = {
+    "notifications": _kept_for,
+    "incidents": _kept_for,
+    "interval": _positive_duration,
+    "batch_size": _bounded_int(1, 100_000),
+}
+
+
+def _read_retention(r: _Reader, node: Any, line: int | None) -> RetentionSettings:
+    """The `retention` section (receiver/retention.py); absent keys keep their defaults."""
+    section = r.section(node, "retention", line, set(_RETENTION_KEYS))
+    if section is None:
+        return RetentionSettings()
+    values = {
+        key: r.value(section, "retention", key, convert) for key, convert in _RETENTION_KEYS.items()
+    }
+    return RetentionSettings(**{key: value for key, value in values.items() if value is not None})
+
+
+def _check_retention(r: _Reader, config: Config, top: Mapping) -> Config:
+    """An `incidents` retention shorter than a window read from the journal would let
+    pruning change a figure or a verdict (retention.shorter_than_windows): an error when
+    it is set so; when it is not set, the default (90d) grows to the longest window."""
+    if r.reported("retention"):
+        return config
+    windows = read_windows(config)
+    section = top.get("retention")
+    if not isinstance(section, Mapping) or "incidents" not in section:
+        widest = longest(windows).seconds
+        if config.retention.incidents < widest:
+            return replace(config, retention=replace(config.retention, incidents=widest))
+        return config
+    problem = shorter_than_windows(config.retention, windows)
+    if problem:
+        r.fail("retention.incidents", problem, _line(section, "incidents"))
     return config
 
 
@@ -1724,7 +1774,21 @@ def config_warnings(config: Config) -> list[Problem]:
     warnings += _breaker_warnings(config)
     warnings += _fleet_warnings(config)
     warnings += _kubernetes_client_warnings(config)
+    warnings += _retention_warnings(config)
     return warnings
+
+
+def _retention_warnings(config: Config) -> list[Problem]:
+    """Pruning turned off: the journal grows without bound (about 1 KB per alert)."""
+    off = [name for name in ("notifications", "incidents") if not getattr(config.retention, name)]
+    return [
+        Problem(
+            f"retention.{name}",
+            f"retention.{name} is 0s: {name} are never pruned and the journal grows "
+            "without bound (about 1 KB per alert)",
+        )
+        for name in off
+    ]
 
 
 def _kubernetes_client_warnings(config: Config) -> list[Problem]:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
-from receiver import breaker, canary, fleetrun, fleets, gates, runbooks, runs, scaling
+from receiver import breaker, canary, fleetrun, fleets, gates, retention, runbooks, runs, scaling
 from receiver.config import Config, Strategy
 from receiver.executors import (
     ActionRequest,
@@ -56,6 +56,7 @@ from receiver.matchers import parse_matchers
 from receiver.plans import incident_context
 from receiver.prometheus import PrometheusClient, PrometheusError
 from receiver.store import fleets as fleet_journal
+from receiver.store import retention as prune_journal
 from receiver.store import runs as run_journal
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import ActionRow, GateReader
@@ -72,6 +73,9 @@ IDLE_POLL = 1.0
 KILL_WAIT = 10.0
 #: How often an orphan's still-running process group is looked at (seconds).
 ORPHAN_POLL = 0.2
+#: seconds of retention batches per housekeeping tick, at most: the heartbeats that
+#: follow must not be late (other processes adopt actions after ORPHAN_AFTER)
+PRUNE_BUDGET = 0.5
 #: Starts the reason of a verification the shutdown grace cut short (not counted).
 CUT_BY_SHUTDOWN = "verification not finished at shutdown"
 #: Seconds an action's own journal writes are tried again while the journal is
@@ -332,6 +336,9 @@ class Dispatcher:
         self._recoveries: list[threading.Thread] = []
         #: called after a silence of ours is expired (the journal writer reconciles then)
         self.silence_expired: Callable[[], None] | None = None
+        #: retention: when the next pass is due, and the pass under way (if any)
+        self._prune_schedule: retention.Schedule | None = None
+        self._pruning: prune_journal.Pass | None = None
 
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -1232,7 +1239,8 @@ class Dispatcher:
                 log.error("journal unavailable for heartbeats: %s", exc)
                 continue
             if not self._stop.is_set():
-                for chore in (self.recover, self.repeat_due, self.send_escalations):
+                chores = (self.recover, self.repeat_due, self.send_escalations, self.prune)
+                for chore in chores:
                     self._chore(chore)
 
     def _chore(self, chore: Callable[[], int]) -> None:
@@ -1245,6 +1253,32 @@ class Dispatcher:
             log.error("journal unavailable for %s: %s", chore.__name__, exc)
         except Exception:
             log.exception("housekeeping %s failed; continuing", chore.__name__)
+
+    def prune(self) -> int:
+        """Retention (receiver/retention.py): start a pass when one is due, then run its
+        batches for at most PRUNE_BUDGET seconds per housekeeping tick, so heartbeats
+        stay on time; a pass that deleted something logs one line when it ends. Returns
+        the rows deleted in this call."""
+        config = self.source.config
+        settings = config.retention
+        now = self.clock()
+        if self._prune_schedule is None:
+            self._prune_schedule = retention.Schedule.starting(settings, now)
+        if self._pruning is None:
+            if not settings.enabled or not self._prune_schedule.due(now):
+                return 0
+            window = retention.longest(retention.read_windows(config)).seconds
+            cutoffs = retention.cutoffs(settings, window, now)
+            self._pruning = prune_journal.start(self.store, cutoffs, settings.batch_size)
+        pruning = self._pruning
+        before = pruning.total
+        prune_journal.advance(self.store, pruning, budget=PRUNE_BUDGET)
+        if pruning.done:
+            self._pruning = None
+            self._prune_schedule.passed(settings, self.clock())
+            if pruning.total:
+                log.info("journal pruned: %s in %d batches", pruning.summary(), pruning.batches)
+        return pruning.total - before
 
     def repeat_due(self) -> int:
         """Start the next run of each cured runbook whose cure did not last (repeat_after

@@ -29,6 +29,8 @@ from receiver import breaker, reliability
 from receiver.config import Config
 from receiver.store import fleets as fleet_journal
 from receiver.store.labels import FOLDED_METRIC, fold_label_set, fold_totals
+from receiver.store.retention import PRUNED_METRIC
+from receiver.store.retention import TABLES as PRUNED_TABLES
 from receiver.store.totals import (
     ACTION_BUCKETS,
     CANARY_METRIC,
@@ -100,6 +102,11 @@ COUNTERS = {
         "limits.max_label_values values (incidents closed: service; actions finished: "
         "strategy; breakers created: target).",
         ("label",),
+    ),
+    PRUNED_METRIC: (
+        "Journal rows deleted by retention (the background job or `remediator db prune`), "
+        "by table.",
+        ("table",),
     ),
 }
 HISTOGRAMS = {
@@ -196,6 +203,7 @@ class JournalCollector:
     def collect(self) -> Iterator[Metric]:
         admitted = self.store.admitted_label_values()
         totals = fold_totals(self.store.metric_totals(), admitted)
+        _seed_pruned(totals)
         yield from _counters(totals)
         yield from _histograms(totals)
         yield _breakers(self.store.list_breakers(), admitted)
@@ -235,6 +243,14 @@ class JournalCollector:
         )
         open_incidents.add_metric([], self.store.open_incident_count())
         yield from (mttr, availability, health, open_incidents)
+
+
+def _seed_pruned(totals: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    """A zero series per table that retention prunes, before its first pass deletes
+    anything (a series born at 1 would hide the first increase from rate())."""
+    series = totals.setdefault(PRUNED_METRIC, [])
+    present = {labels.get("table") for labels, _ in series}
+    series += [({"table": table}, 0.0) for table in PRUNED_TABLES if table not in present]
 
 
 def _counters(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterator[Metric]:

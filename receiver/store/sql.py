@@ -13,7 +13,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import fleets, labels, listing, locks, runs, servicewindows, spool, totals
+from receiver.store import (
+    fleets,
+    labels,
+    listing,
+    locks,
+    retention,
+    runs,
+    servicewindows,
+    spool,
+    totals,
+)
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -137,6 +147,7 @@ SCHEMA = [
     *fleets.TABLES,
     *locks.TABLES,
     *servicewindows.TABLES,
+    *retention.INDEXES,
 ]
 
 #: Columns added to a table after journals were created without them: (table, column,

@@ -667,7 +667,7 @@ def test_several_problems_reported_at_once() -> None:
     assert info.value.source == "bad.yml"
     assert str(info.value).splitlines() == [
         "bad.yml: storage (line 1): unknown key 'storage'; allowed: alertmanager, defaults, "
-        "executors, limits, prometheus, server, store, strategies",
+        "executors, limits, prometheus, retention, server, store, strategies",
         f"bad.yml: defaults.cooldown (line 3): {found[1].message}",
         "bad.yml: strategies[0].executor (line 12): no executor named 'nowhere' "
         "(known: local, procs, sink)",
