@@ -4,7 +4,7 @@ A pass walks the old rows in key order, one batch per short write transaction:
 
     notifications (received before the cutoff) --> incidents (closed, ended before the
     cutoff, with their action_events, actions, runbook_runs) --> fleet_analyses (done,
-    finished before the incidents' cutoff) --> done
+    finished before the incidents' cutoff) --> MTTR window aggregates --> done
 
 Children go before their parents (action_events.action_id REFERENCES actions,
 actions.incident_id and runbook_runs.incident_id REFERENCE incidents). Each batch's
@@ -17,7 +17,11 @@ What goes:
 - notifications received before `Cutoffs.notifications` (no row references them);
 - incidents closed (not `firing`) whose end is before `Cutoffs.incidents`, with their
   actions, those actions' events and the incident's runbook runs;
-- fleet canary analyses that are done and finished before `Cutoffs.incidents`.
+- fleet canary analyses that are done and finished before `Cutoffs.incidents`;
+- the per-service MTTR and availability aggregates (store/servicewindows.py) wholly
+  before `Cutoffs.actions`, which is never later than now minus the MTTR window, so no
+  read needs them. They are derived rows, not journal records: not counted in the
+  metric, and a dry run leaves them out.
 
 What is never pruned, and why:
 
@@ -52,7 +56,7 @@ from typing import Any
 
 from receiver import fleets
 from receiver.retention import PAUSE, Cutoffs
-from receiver.store import totals
+from receiver.store import servicewindows, totals
 from receiver.store.base import FINAL_ACTION_STATUSES
 
 log = logging.getLogger(__name__)
@@ -74,8 +78,14 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS notifications_by_received ON notifications (received_at, id)",
 ]
 
-NOTIFICATIONS, INCIDENTS, ANALYSES, DONE = "notifications", "incidents", "analyses", "done"
-_PHASES = (NOTIFICATIONS, INCIDENTS, ANALYSES, DONE)
+NOTIFICATIONS, INCIDENTS, ANALYSES, WINDOWS, DONE = (
+    "notifications",
+    "incidents",
+    "analyses",
+    "windows",
+    "done",
+)
+_PHASES = (NOTIFICATIONS, INCIDENTS, ANALYSES, WINDOWS, DONE)
 _FINAL = ", ".join(f"'{status}'" for status in FINAL_ACTION_STATUSES)  # constants only
 _BUSY_WAVE = frozenset(fleets.PHASES) - {fleets.DONE, fleets.HALTED}
 
@@ -128,6 +138,8 @@ def step(tx: Any, pruning: Pass, *, delete: bool = True) -> dict[str, int]:
         found = _incidents(tx, pruning, counts, delete)
     elif pruning.phase == ANALYSES:
         found = _analyses(tx, pruning, counts, delete)
+    elif pruning.phase == WINDOWS:
+        found = _windows(tx, pruning, delete)
     else:
         return counts
     if found < pruning.batch_size:  # the walk is at its end
@@ -243,6 +255,17 @@ def _analyses(tx: Any, pruning: Pass, counts: dict[str, int], delete: bool) -> i
         if ids:
             counts["fleet_analyses"] = _remove(tx, "fleet_analyses", "id", ids, delete)
     return len(rows)
+
+
+def _windows(tx: Any, pruning: Pass, delete: bool) -> int:
+    """The MTTR window aggregates older than every read: the larger of the bucket rows
+    and the segments deleted, so the walk goes on while either filled a batch."""
+    if not delete:
+        return 0
+    buckets, segments = servicewindows.prune(
+        tx.execute, pruning.cutoffs.actions, pruning.batch_size
+    )
+    return max(buckets, segments)
 
 
 # what a pass keeps whatever its age ------------------------------------------------------

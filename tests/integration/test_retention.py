@@ -26,6 +26,8 @@ from receiver.metrics import JournalCollector
 from receiver.stats import orchestrator_stats
 from receiver.store import fleets as fleet_journal
 from receiver.store import retention as prune_journal
+from receiver.store import servicewindows
+from receiver.store import totals as journal_totals
 from receiver.store.postgres import PostgresStore
 from receiver.store.retention import PRUNED_METRIC, TABLES
 from receiver.store.sqlite import SqliteStore
@@ -81,8 +83,10 @@ def cutoffs_at(config, now: float = NOW) -> retention.Cutoffs:
 
 
 def totals(store: Any) -> dict[tuple[str, str], float]:
+    """Every running total, as the store reads them (on PostgreSQL: the row plus its
+    shard rows, store/locks.py)."""
     with store.transaction(write=False) as tx:
-        found = tx.execute("SELECT metric, labels, value FROM metric_totals").fetchall()
+        found = tx.execute(journal_totals.READ_SQL).fetchall()
     return {(metric, labels): value for metric, labels, value in found}
 
 
@@ -177,10 +181,17 @@ def test_metrics_and_stats_are_the_same_before_and_after_a_prune(store):
 
     stats = orchestrator_stats(store, history.config, NOW)
 
-    prune_journal.prune(store, cutoffs_at(history.config), 5)
+    cutoffs = cutoffs_at(history.config)
+    old_buckets = "SELECT COUNT(*) FROM incident_window_buckets WHERE bucket_start < ?"
+    oldest_kept = (servicewindows.bucket_of(cutoffs.actions),)
+    assert count(store, old_buckets, oldest_kept) > 0
+
+    prune_journal.prune(store, cutoffs, 5)
 
     assert metrics_text(store, history.config) == before
     assert orchestrator_stats(store, history.config, NOW) == stats
+    # the MTTR window aggregates older than every read went too (servicewindows.prune)
+    assert count(store, old_buckets, oldest_kept) == 0
 
 
 def test_pruned_rows_counter_shows_every_table_from_the_start(store):
