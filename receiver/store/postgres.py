@@ -10,9 +10,8 @@ import os
 import threading
 from typing import Any
 
-from receiver.store import labels
 from receiver.store.dispatch import DispatchStore
-from receiver.store.sql import SqlStore, SqlTransaction, add_missing_columns
+from receiver.store.sql import SqlStore, SqlTransaction
 
 try:
     import psycopg
@@ -21,8 +20,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
     ) from exc
 
-_SCHEMA_LOCK = 0x72656D65  # advisory lock ids: replicas starting together create tables once
-_CLAIM_LOCK = 0x72656D66  # ...and claim actions one at a time (gates read shared state)
+# advisory lock ids (0x72656D65 is schema.POSTGRES_UPGRADE_LOCK): replicas...
+_CLAIM_LOCK = 0x72656D66  # ...claim actions one at a time (gates read shared state)
 _WRITE_LOCK = 0x72656D67  # ...and write one transaction at a time, like SQLite
 
 
@@ -32,6 +31,8 @@ class PostgresStore(DispatchStore, SqlStore):
     primary_key = "BIGSERIAL PRIMARY KEY"
     blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
+    # to_regclass follows the search_path, as the unqualified table names do
+    version_table_sql = "SELECT to_regclass('alembic_version') IS NOT NULL"
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:
         self.url = url
@@ -58,14 +59,6 @@ class PostgresStore(DispatchStore, SqlStore):
 
     def _serialize_claims(self, tx: SqlTransaction) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
-
-    def create_schema(self) -> None:
-        with self.transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
-            for statement in self.schema_statements():
-                tx.execute(statement)
-            labels.adopt_existing(tx.execute)
-            add_missing_columns(tx)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
