@@ -1,4 +1,4 @@
-"""Command line: `remediator serve | check | explain | demo`, and `remediator --version`."""
+"""Command line: `remediator serve | check | explain | demo | db`, and `--version`."""
 
 from __future__ import annotations
 
@@ -82,6 +82,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     overrides = {k: v for k, v in (("store", args.store), ("listen", args.listen)) if v}
     from receiver.server import ServeOptions, serve  # gunicorn only when serving
+    from receiver.store import StoreUnavailable
+    from receiver.store.schema import SchemaError, redacted
 
     options = ServeOptions(
         os.path.abspath(args.config), with_overrides(config, overrides), overrides, args.log_format
@@ -90,6 +92,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve(options)
     except ConfigError as exc:  # an executor that cannot be built here: refused to start
         _report(args.config, exc)
+        return EXIT_INVALID
+    except (SchemaError, StoreUnavailable) as exc:  # e.g. a journal newer than this release
+        journal = redacted(options.config.store)
+        print(f"error: cannot open the journal {journal}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
 
@@ -476,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     _check_parser(commands)
     _explain_parser(commands)
     _demo_parser(commands)
+    from receiver.dbcli import add_db_parser  # it builds on this module's helpers
+
+    add_db_parser(commands)
     return parser
 
 
@@ -496,10 +505,7 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument(
         "--listen", help="HOST:PORT to serve on (default: server.listen, else 0.0.0.0:9095)"
     )
-    serve.add_argument(
-        "--store",
-        help="journal URL, sqlite:///PATH or postgresql://... (default: the config's store)",
-    )
+    add_store_argument(serve)
     serve.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -507,6 +513,14 @@ def _serve_parser(commands: Any) -> None:
         help="log lines as text or as one JSON object each (default: text)",
     )
     serve.set_defaults(func=cmd_serve)
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """--store URL, which wins over the config's `store` (serve, db)."""
+    parser.add_argument(
+        "--store",
+        help="journal URL, sqlite:///PATH or postgresql://... (default: the config's store)",
+    )
 
 
 def _check_parser(commands: Any) -> None:

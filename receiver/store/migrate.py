@@ -35,11 +35,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from receiver.store.schema import EXIT_TOO_NEW, POSTGRES_UPGRADE_LOCK, JournalTooNew, SchemaError
+from receiver.store.schema import (
+    EXIT_TOO_NEW,
+    POSTGRES_UPGRADE_LOCK,
+    JournalTooNew,
+    SchemaError,
+    redacted,
+)
 from receiver.store.sqlite import sqlite_path, writers_lock_path
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
@@ -112,15 +118,9 @@ def sqlalchemy_url(url: str) -> str:
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url.removeprefix(scheme)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://...")
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparsable store URL>"
+    raise ValueError(
+        f"unsupported store URL {redacted(url)!r}: use sqlite:///PATH or postgresql://..."
+    )
 
 
 def upgrade(url: str) -> Upgrade:
@@ -141,7 +141,10 @@ def upgrade(url: str) -> Upgrade:
 
 def current(url: str) -> Current:
     """The journal's revision and how it stands against this release's head. Raises
-    SchemaError when the store cannot be reached."""
+    SchemaError when the store cannot be reached, or names a SQLite file that does not
+    exist (it is not created: this only reads)."""
+    if url.startswith("sqlite:///") and not sqlite_path(url).exists():
+        raise SchemaError(f"no journal at {sqlite_path(url)}")
     with _connection(url) as connection:
         revision = _revision(connection)
     newest = head()
@@ -173,12 +176,12 @@ def _connection(url: str) -> Iterator[Connection]:
     try:
         engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
     except (ValueError, SQLAlchemyError, ImportError) as exc:
-        raise SchemaError(f"cannot use store {shown_url(url)}: {exc}") from exc
+        raise SchemaError(f"cannot use store {redacted(url)}: {exc}") from exc
     try:
         with engine.connect() as connection:
             yield connection
     except SQLAlchemyError as exc:
-        raise SchemaError(f"journal {shown_url(url)}: {_first_line(exc)}") from exc
+        raise SchemaError(f"journal {redacted(url)}: {_first_line(exc)}") from exc
     finally:
         engine.dispose()
 

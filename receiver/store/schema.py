@@ -26,6 +26,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 #: the newest revision in store/migrations/versions/ (a unit test checks it against
 #: Alembic's head): a journal at it needs nothing done at start
@@ -109,3 +110,15 @@ def single_revision(rows: list[tuple[Any, ...]]) -> str | None:
     """The journal's revision: None when it has no version (or several heads, which
     these revisions never make; Alembic sorts that out on the upgrade path)."""
     return rows[0][0] if len(rows) == 1 else None
+
+
+def redacted(url: str) -> str:
+    """`url` with its password (if any) shown as `***`, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable store URL>"
