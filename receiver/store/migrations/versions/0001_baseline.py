@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from alembic import op
+from sqlalchemy import text
 
 revision = "0001"
 down_revision = None
@@ -248,8 +249,8 @@ def _adopt_label_values(bind: Any) -> None:
     if bind.exec_driver_sql("SELECT 1 FROM metric_label_values LIMIT 1").first():
         return
     found: dict[str, set[str]] = {}
-    for (text,) in bind.exec_driver_sql("SELECT labels FROM metric_totals"):
-        for name, value in json.loads(text).items():
+    for (labels,) in bind.exec_driver_sql("SELECT labels FROM metric_totals"):
+        for name, value in json.loads(labels).items():
             if name in BOUNDED_LABELS and value != OTHER:
                 found.setdefault(name, set()).add(value)
     for strategy, target in bind.exec_driver_sql("SELECT strategy, target FROM breakers"):
