@@ -10,9 +10,12 @@ The whole upgrade (read the revision, run the missing revisions, stamp) runs und
 lock, as replicas and the journal's own processes share it:
 
 - PostgreSQL: the session advisory lock schema.POSTGRES_UPGRADE_LOCK on the connection
-  that runs the revisions (which PostgreSQL runs in one transaction: all or nothing);
+  that runs the revisions;
 - SQLite: the `<journal>-writers` flock every writing process queues on (sqlite.py), so
   no transaction of the journal's own runs in the middle of a revision.
+
+On both, the revisions of one upgrade run in one transaction (DDL is transactional in
+PostgreSQL and SQLite alike): a failed upgrade leaves the journal as it was.
 
 The second replica to get the lock finds the journal at head and does nothing.
 Run as `python -m receiver.store.migrate` (the URL on stdin) it upgrades and prints
@@ -34,8 +37,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -128,14 +131,20 @@ def upgrade(url: str) -> Upgrade:
 
     Raises JournalTooNew when its revision is unknown here (a newer release wrote it),
     SchemaError when the store cannot be reached or a revision fails (nothing of a
-    failed PostgreSQL upgrade is kept: it runs in one transaction)."""
+    failed upgrade is kept: it runs in one transaction)."""
     with _locked_connection(url) as connection:
         before = _revision(connection)
         _known_or_refuse(before)
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-        connection.commit()
+        try:
+            command.upgrade(config, "head")
+            connection.commit()
+        except SQLAlchemyError as exc:
+            raise SchemaError(
+                f"journal {redacted(url)}: the upgrade from {before or 'none'} to {head()} "
+                f"failed, the journal is left as it was: {_first_line(exc)}"
+            ) from exc
         return Upgrade(before, _revision(connection) or "none")
 
 
@@ -177,6 +186,8 @@ def _connection(url: str) -> Iterator[Connection]:
         engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
     except (ValueError, SQLAlchemyError, ImportError) as exc:
         raise SchemaError(f"cannot use store {redacted(url)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        _transactional_sqlite(engine)
     try:
         with engine.connect() as connection:
             yield connection
@@ -184,6 +195,20 @@ def _connection(url: str) -> Iterator[Connection]:
         raise SchemaError(f"journal {redacted(url)}: {_first_line(exc)}") from exc
     finally:
         engine.dispose()
+
+
+def _transactional_sqlite(engine: Engine) -> None:
+    """Make the sqlite3 driver run DDL inside the transaction SQLAlchemy begins (by
+    default it commits before DDL), as SQLAlchemy's pysqlite documentation shows, so an
+    upgrade is all or nothing there as on PostgreSQL."""
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 @contextmanager

@@ -122,6 +122,19 @@ def test_a_journal_newer_than_this_release_is_refused(backend, tmp_path):
         assert journal.contents() == before
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_upgrade_that_fails_leaves_the_journal_as_it_was(backend, tmp_path):
+    """All revisions of an upgrade run in one transaction, on SQLite as on PostgreSQL:
+    here the baseline's first index fails on a table it did not make."""
+    with empty_journal(backend, tmp_path) as journal:
+        journal.query("CREATE TABLE incidents (id INTEGER)", fetch=False)
+        upgrade = run_cli("db", "upgrade", "--store", journal.url)
+        assert upgrade.returncode == 1
+        assert "failed, the journal is left as it was" in upgrade.stderr
+        assert "status" in upgrade.stderr  # the column the index wants
+        assert journal.tables() == ["incidents"]
+
+
 #: a replica's upgrade, started with the others: Alembic imported first, then wait for
 #: the go (a file) so that all read the journal's revision at the same moment
 REPLICA = """

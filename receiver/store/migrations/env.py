@@ -18,6 +18,8 @@ if connection is None or context.is_offline_mode():
         "(receiver/store/migrate.py), which supplies the locked connection"
     )
 
-context.configure(connection=connection, target_metadata=None)
+# all revisions of one upgrade in one transaction, on SQLite too (migrate.py makes the
+# driver begin it), so an upgrade that fails leaves the journal as it found it
+context.configure(connection=connection, target_metadata=None, transactional_ddl=True)
 with context.begin_transaction():
     context.run_migrations()
