@@ -52,6 +52,8 @@ from receiver.store.schema import (
 from receiver.store.sqlite import sqlite_path, writers_lock_path
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
+#: seconds to reach PostgreSQL (the store's own connect_timeout)
+CONNECT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Upgrade:
 
     @property
     def ran(self) -> bool:
+        """True when revisions ran (False: the journal was at head already)."""
         return self.before != self.after
 
     def __str__(self) -> str:
@@ -101,6 +104,7 @@ def alembic_config() -> Config:
 
 
 def scripts() -> ScriptDirectory:
+    """The revisions this release ships (Alembic's view of store/migrations/)."""
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -183,7 +187,7 @@ def _connection(url: str) -> Iterator[Connection]:
     """A connection of its own (no pool: one upgrade, then closed); failures to reach
     the store become SchemaError naming it without its password."""
     try:
-        engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+        engine = create_engine(sqlalchemy_url(url), poolclass=NullPool, **_connect_args(url))
     except (ValueError, SQLAlchemyError, ImportError) as exc:
         raise SchemaError(f"cannot use store {redacted(url)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
@@ -195,6 +199,14 @@ def _connection(url: str) -> Iterator[Connection]:
         raise SchemaError(f"journal {redacted(url)}: {_first_line(exc)}") from exc
     finally:
         engine.dispose()
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    """A PostgreSQL server that does not answer fails in CONNECT_TIMEOUT_S, as the store
+    does (unless the URL sets its own connect_timeout)."""
+    if url.startswith("sqlite:///") or "connect_timeout=" in url:
+        return {}
+    return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
 
 
 def _transactional_sqlite(engine: Engine) -> None:

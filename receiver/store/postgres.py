@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
     ) from exc
 
-# advisory lock ids (0x72656D65 is schema.POSTGRES_UPGRADE_LOCK): replicas...
+# advisory lock ids (a schema upgrade takes 0x72656D65: schema.POSTGRES_UPGRADE_LOCK); replicas
 _CLAIM_LOCK = 0x72656D66  # ...claim actions one at a time (gates read shared state)
 _WRITE_LOCK = 0x72656D67  # ...and write one transaction at a time, like SQLite
 
@@ -28,8 +28,6 @@ _WRITE_LOCK = 0x72656D67  # ...and write one transaction at a time, like SQLite
 class PostgresStore(DispatchStore, SqlStore):
     placeholder = "%s"
     byte_length = "octet_length({})"
-    primary_key = "BIGSERIAL PRIMARY KEY"
-    blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
     # to_regclass follows the search_path, as the unqualified table names do
     version_table_sql = "SELECT to_regclass('alembic_version') IS NOT NULL"

@@ -94,6 +94,9 @@ TABLES = [
     )""",
     "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
     "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
+    # the claim's gates (store/dispatch.py GateReader: lock, cooldown, rate limit) look
+    # up one target's actions: without it each claim scanned every action of the
+    # strategy, a cost that grew with the journal (0.75 ms per claim at 1,000 actions)
     "CREATE INDEX IF NOT EXISTS actions_by_target ON actions (target, started_at)",
     """CREATE TABLE IF NOT EXISTS metric_totals (
         metric TEXT NOT NULL,
@@ -200,13 +203,22 @@ TABLES = [
 #: columns earlier releases added to existing tables, in the order they were added:
 #: (table, column, type)
 ADDED_COLUMNS = [
+    # JSON identity of the process group a command runs in (executors/processes.py),
+    # so the crash rule can find it after the process that started it died
     ("actions", "process", "TEXT"),
+    # why an incident was closed when no resolution closed it: superseded by a later
+    # occurrence of its fingerprint, or reconciled with Alertmanager (engine.py,
+    # reconcile.py); NULL for a resolution
     ("incidents", "close_reason", "TEXT"),
+    # the externalURL of the notification that opened it: the Alertmanager to ask
     ("incidents", "external_url", "TEXT"),
+    # runbooks (runs.py): the step an action carries out and its run; a planned action
+    # is not claimed before not_before, and `waiting` says why (a gate or the step's wait)
     ("actions", "step", "INTEGER"),
     ("actions", "run_id", "INTEGER"),
     ("actions", "not_before", "DOUBLE PRECISION"),
     ("actions", "waiting", "TEXT"),
+    # the fleet an action's target belongs to (NULL: its strategy has no `fleet`)
     ("actions", "fleet", "TEXT"),
 ]
 ADDED_INDEXES = [
