@@ -74,6 +74,7 @@ def test_a_fresh_journal_gets_the_schema_the_release_before_revisions_made(backe
         open_store(fresh.url).close()
         assert fresh.definitions() == expected
         assert fresh.revision_rows() == [(schema.HEAD,)]
+        assert "alembic_version" in fresh.tables()  # in the journal's own schema
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
