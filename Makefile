@@ -34,14 +34,16 @@ $(KUBE_MIN_STAMP): pyproject.toml
 test-kube-min: $(KUBE_MIN_STAMP)
 	REMEDIATOR_KUBERNETES_CLIENT=$(KUBE_MIN) $(KUBE_MIN_VENV)/bin/python -m pytest -q $(KUBE_TESTS)
 
-# Installs Debian's Prometheus, Alertmanager, and curl and jq (the README's troubleshooting
-# commands, run as written by a test) when missing (needs root).
+# Installs Debian's Prometheus, Alertmanager, curl and jq (the README's troubleshooting
+# commands, run as written by a test) and psql (loads the PostgreSQL journal fixture of
+# the migration tests) when missing (needs root).
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
+	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -1,5 +1,4 @@
-"""Command line: `remediator serve | check | explain | demo | db prune`, and
-`remediator --version`."""
+"""Command line: `remediator serve | check | explain | demo | db`, and `--version`."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import json
 import os
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +82,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     overrides = {k: v for k, v in (("store", args.store), ("listen", args.listen)) if v}
     from receiver.server import ServeOptions, serve  # gunicorn only when serving
+    from receiver.store import StoreUnavailable
+    from receiver.store.schema import SchemaError, redacted
 
     options = ServeOptions(
         os.path.abspath(args.config), with_overrides(config, overrides), overrides, args.log_format
@@ -92,6 +92,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve(options)
     except ConfigError as exc:  # an executor that cannot be built here: refused to start
         _report(args.config, exc)
+        return EXIT_INVALID
+    except (SchemaError, StoreUnavailable) as exc:  # e.g. a journal newer than this release
+        journal = redacted(options.config.store)
+        print(f"error: cannot open the journal {journal}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
 
@@ -478,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     _check_parser(commands)
     _explain_parser(commands)
     _demo_parser(commands)
-    _db_parser(commands)
+    from receiver.dbcli import add_db_parser  # it builds on this module's helpers
+
+    add_db_parser(commands)
     return parser
 
 
@@ -499,10 +505,7 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument(
         "--listen", help="HOST:PORT to serve on (default: server.listen, else 0.0.0.0:9095)"
     )
-    serve.add_argument(
-        "--store",
-        help="journal URL, sqlite:///PATH or postgresql://... (default: the config's store)",
-    )
+    add_store_argument(serve)
     serve.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -510,6 +513,14 @@ def _serve_parser(commands: Any) -> None:
         help="log lines as text or as one JSON object each (default: text)",
     )
     serve.set_defaults(func=cmd_serve)
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """--store URL, which wins over the config's `store` (serve, db)."""
+    parser.add_argument(
+        "--store",
+        help="journal URL, sqlite:///PATH or postgresql://... (default: the config's store)",
+    )
 
 
 def _check_parser(commands: Any) -> None:
@@ -570,134 +581,6 @@ def _demo_parser(commands: Any) -> None:
         help="leave the stack up after the demo, to look at its URLs; Ctrl-C stops it",
     )
     demo.set_defaults(func=cmd_demo)
-
-
-def _db_parser(commands: Any) -> None:
-    """`remediator db ACTION`: the journal's maintenance (here: prune)."""
-    db = _command(
-        commands,
-        "db",
-        "maintain the journal: prune what retention no longer keeps",
-        "Maintenance of the journal named by --config (its `store`) or --store, run "
-        "beside or instead of a server: `prune` deletes the rows older than the config's "
-        "`retention`, as the server's background job does, or with --dry-run only says "
-        "what it would delete.",
-        "  remediator db prune --dry-run --config examples/remediation.yml\n"
-        "  remediator db prune --store sqlite:///remediator.db\n",
-    )
-    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    _db_prune_parser(actions)
-
-
-def _journal_flags(parser: argparse.ArgumentParser) -> None:
-    """--config and --store, as `serve` takes them (at least one is needed)."""
-    parser.add_argument("--config", help="remediation YAML file (its store and retention)")
-    parser.add_argument(
-        "--store",
-        help="journal URL, sqlite:///PATH or postgresql://... (default: the config's store); "
-        "without --config the default retention applies",
-    )
-
-
-def _db_prune_parser(actions: Any) -> None:
-    prune = _command(
-        actions,
-        "prune",
-        "delete what retention no longer keeps (or say what, with --dry-run)",
-        "Delete notifications older than retention.notifications and closed incidents "
-        "older than retention.incidents, with their actions, events and runbook runs, in "
-        "batches of retention.batch_size rows, each its own short transaction (a server "
-        "may run meanwhile). Open incidents and whatever a gate, a breaker or a metric "
-        "still reads are kept. Prints the rows deleted per table; with --dry-run, the "
-        "cutoffs and what it would delete, changing nothing.",
-        "  remediator db prune --dry-run --config examples/remediation.yml\n"
-        "  remediator db prune --store postgresql://remediator@db/remediator\n",
-    )
-    _journal_flags(prune)
-    prune.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
-    prune.set_defaults(func=cmd_db_prune)
-
-
-def _journal_config(args: argparse.Namespace) -> Config | None:
-    """The config a `db` action works with: --config's (its store overridden by --store),
-    or the defaults with --store's journal. None when the config is invalid (reported)."""
-    if args.config is None:
-        return Config(store=args.store)
-    config = _load(args.config)
-    if config is None:
-        return None
-    return with_overrides(config, {"store": args.store} if args.store else {})
-
-
-def cmd_db_prune(args: argparse.Namespace) -> int:
-    """Prune (or count, with --dry-run) in batches; exit 0, 1 on an invalid config or
-    an unavailable journal, 2 on a missing or bad --config/--store."""
-    if args.config is None and args.store is None:
-        print("error: db prune needs --config FILE or --store URL", file=sys.stderr)
-        return EXIT_USAGE
-    config = _journal_config(args)
-    if config is None:
-        return EXIT_INVALID
-    from receiver import retention
-    from receiver.store import StoreUnavailable, open_store
-    from receiver.store import retention as prune_journal
-
-    problem = _missing_journal(config.store)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    window = retention.longest(retention.read_windows(config))
-    cutoffs = retention.cutoffs(config.retention, window.seconds, time.time())
-    try:
-        store = open_store(config.store)
-        store.apply_limits(config.limits)
-        done = prune_journal.prune(
-            store, cutoffs, config.retention.batch_size, delete=not args.dry_run
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreUnavailable as exc:
-        print(f"error: journal unavailable: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    print(_prune_text(config, cutoffs, window, done, dry_run=args.dry_run))
-    return EXIT_OK
-
-
-def _missing_journal(url: str) -> str | None:
-    """A SQLite journal that does not exist (opening it would create an empty one)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    from receiver.store.sqlite import sqlite_path
-
-    try:
-        path = sqlite_path(url)
-    except ValueError as exc:
-        return str(exc)
-    return None if path.is_file() else f"no journal at {path}"
-
-
-def _prune_text(config: Config, cutoffs: Any, window: Any, done: Any, *, dry_run: bool) -> str:
-    """What `db prune` prints: the cutoffs as times, then the rows per table."""
-    from receiver.store.sql import iso
-
-    kept = config.retention
-    lines = [
-        "cutoffs:",
-        "  notifications received before "
-        + (f"{iso(cutoffs.notifications)} ({format_duration(kept.notifications)})"
-        if cutoffs.notifications is not None else "(never: retention.notifications is 0s)"),
-        "  incidents closed before "
-        + (f"{iso(cutoffs.incidents)} ({format_duration(kept.incidents)})"
-        if cutoffs.incidents is not None else "(never: retention.incidents is 0s)"),
-        f"  actions since {iso(cutoffs.actions)} kept ({window.path or 'no window'}: "
-        f"{format_duration(window.seconds)})",
-        "would delete (dry run, nothing changed):" if dry_run else "deleted:",
-    ]  # fmt: skip
-    width = max(len(table) for table in done.deleted)
-    lines += [f"  {table:<{width}} {count}" for table, count in done.deleted.items()]
-    lines.append(f"  {'total':<{width}} {done.total} in {done.batches} batches")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,7 +41,7 @@ from receiver.app import AppState, create_app
 from receiver.config import Config, ConfigError, config_warnings
 from receiver.executors import require_usable_executors
 from receiver.httpworker import FrontLimits, worker_class
-from receiver.store import open_store
+from receiver.store import open_store, schema
 from receiver.version import build_info
 from receiver.writer.client import REPLY_TIMEOUT_S, WriterIntake, WriterProcess, stop_timeout
 
@@ -249,11 +249,15 @@ class RemediatorServer(BaseApplication):
 
 
 def serve(options: ServeOptions) -> None:
-    """Check the executors build and the store answers before forking, then hand over to
-    gunicorn. Raises ConfigError naming each executor that cannot be built here."""
+    """Check the executors build and the store answers (its schema upgraded to this
+    release's, in a child process: see store/schema.py) before forking, then hand over
+    to gunicorn. Raises ConfigError naming each executor that cannot be built here,
+    schema.JournalTooNew for a journal a newer release upgraded, schema.SchemaError or
+    StoreUnavailable when the journal cannot be opened."""
     logs.configure(options.log_format)
     config = options.config
     require_usable_executors(config, full=True)
+    schema.isolate_upgrades()
     store = open_store(config.store)
     store.ping()
     store.close()

@@ -26,44 +26,8 @@ from receiver.store.runs import PENDING, SENT  # the same outbox states as a run
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
 
-TABLES = [
-    """CREATE TABLE IF NOT EXISTS fleets (
-        strategy TEXT NOT NULL,
-        fleet TEXT NOT NULL,
-        state TEXT NOT NULL,
-        size INTEGER,
-        size_at DOUBLE PRECISION,
-        size_note TEXT,
-        next_at DOUBLE PRECISION,
-        reason TEXT NOT NULL DEFAULT '',
-        updated_at DOUBLE PRECISION NOT NULL,
-        escalation TEXT,
-        escalation_summary TEXT,
-        escalation_note TEXT,
-        escalation_claimed_at DOUBLE PRECISION,
-        PRIMARY KEY (strategy, fleet)
-    )""",
-    """CREATE TABLE IF NOT EXISTS fleet_analyses (
-        id {pk},
-        strategy TEXT NOT NULL,
-        fleet TEXT NOT NULL,
-        stage INTEGER NOT NULL,
-        request TEXT NOT NULL,
-        status TEXT NOT NULL,
-        due_at DOUBLE PRECISION NOT NULL,
-        claimed_at DOUBLE PRECISION,
-        created_at DOUBLE PRECISION NOT NULL,
-        finished_at DOUBLE PRECISION,
-        verdict TEXT,
-        judgement TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS fleet_analyses_due ON fleet_analyses (status, due_at)",
-    "CREATE INDEX IF NOT EXISTS fleet_analyses_by_fleet ON fleet_analyses (strategy, fleet, id)",
-]
-#: on `actions`, added to old journals: the fleet an action's target belongs to (NULL:
-#: its strategy has no `fleet`)
-ADDED_COLUMNS = [("actions", "fleet", "TEXT")]
-ADDED_INDEXES = ["CREATE INDEX IF NOT EXISTS actions_by_fleet ON actions (strategy, fleet, status)"]
+# the tables fleets, fleet_analyses and the column actions.fleet are made by the schema's
+# revisions (store/migrations/versions/)
 
 #: status of an analysis
 DUE, DONE = "due", "done"

@@ -23,7 +23,6 @@ journaled before this bound existed are folded the same way at export (`fold_tot
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -38,12 +37,7 @@ OTHER = "other"
 #: labels whose values are not a fixed set known in the code
 BOUNDED_LABELS = frozenset({"service", "target", "strategy"})
 FOLDED_METRIC = "remediator_label_values_folded_total"
-TABLE = """CREATE TABLE IF NOT EXISTS metric_label_values (
-        label TEXT NOT NULL,
-        value TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (label, value)
-    )"""
+# the table metric_label_values (label, value, seq) is made by the schema's revisions
 
 Execute = Callable[[str, Sequence[Any]], Any]
 
@@ -189,27 +183,3 @@ def fold_totals(
             sums[key] = sums.get(key, 0.0) + value
         folded[metric] = [(dict(key), value) for key, value in sums.items()]
     return folded
-
-
-def adopt_existing(execute: Execute) -> None:
-    """Admit the values a journal written before the bound existed already holds (once,
-    when the table is new), in sorted order: which keep their series is then stable."""
-    if execute("SELECT 1 FROM metric_label_values LIMIT 1", ()).fetchone():
-        return
-    found: dict[str, set[str]] = {}
-    totals = "SELECT labels FROM metric_totals UNION SELECT labels FROM metric_total_shards"
-    for (text,) in execute(totals, ()).fetchall():
-        for name, value in json.loads(text).items():
-            if name in BOUNDED_LABELS and value != OTHER:
-                found.setdefault(name, set()).add(value)
-    for strategy, target in execute("SELECT strategy, target FROM breakers", ()).fetchall():
-        found.setdefault("strategy", set()).add(strategy)
-        found.setdefault("target", set()).add(target)
-    for (target,) in execute("SELECT target FROM targets", ()).fetchall():
-        found.setdefault("target", set()).add(target)
-    for label, values in sorted(found.items()):
-        for seq, value in enumerate(sorted(values - {OTHER})):
-            execute(
-                "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?)",
-                (label, value, seq),
-            )

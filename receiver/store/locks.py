@@ -58,25 +58,6 @@ SLOT_ROWS = (
     "ON CONFLICT (slot) DO NOTHING"
 )
 
-#: Tables the keyed locks need (created by store/sql.py's schema).
-TABLES = [
-    # PostgreSQL's running totals, per shard: metric_totals(metric, labels) is the sum of
-    # its own value (SQLite writes there) and of these rows' values
-    """CREATE TABLE IF NOT EXISTS metric_total_shards (
-        metric TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        shard INTEGER NOT NULL,
-        value DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (metric, labels, shard)
-    )""",
-    # the global concurrency cap on PostgreSQL: an action may start only holding a slot
-    # (slot < max_concurrent_actions) whose action_id is NULL or no longer running
-    """CREATE TABLE IF NOT EXISTS action_slots (
-        slot INTEGER PRIMARY KEY,
-        action_id INTEGER
-    )""",
-]
-
 Execute = Callable[[str, Sequence[Any]], Any]
 
 

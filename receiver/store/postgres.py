@@ -3,15 +3,14 @@
 Useful when several Remediator replicas share one journal. Each thread holds its own
 connection; a broken connection is dropped and reopened on the next call.
 
-Replicas write at the same time: there is no journal-wide lock. Each invariant that
-one writer at a time keeps on SQLite is kept here by a lock keyed by what it guards or
-by a constraint (store/locks.py lists them), at PostgreSQL's default isolation (READ
-COMMITTED). The one journal-wide lock left is the schema's, taken by replicas starting
-together so that the tables are created once. A transaction PostgreSQL aborts as a
-deadlock victim or a serialization failure (two transactions' row locks met in
-opposite orders, which keyed locks make rare) is run again, up to RETRIES times: ingest
-by group commit (store/group.py), claims, outcomes and fleet changes here.
-"""
+Replicas write at the same time: there is no journal-wide lock. Each invariant that one
+writer at a time keeps on SQLite is kept here by a lock keyed by what it guards or by a
+constraint (store/locks.py lists them), at PostgreSQL's default isolation (READ
+COMMITTED). The one journal-wide lock left is the schema upgrade's (store/migrate.py),
+taken by replicas starting together so that the revisions run once. A transaction
+PostgreSQL aborts as a deadlock victim or a serialization failure (two transactions' row
+locks met in opposite orders, which keyed locks make rare) is run again, up to RETRIES
+times: ingest by group commit (store/group.py), claims, outcomes and fleet changes here."""
 
 from __future__ import annotations
 
@@ -20,11 +19,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from receiver.store import labels, locks, servicewindows
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import DispatchStore
 from receiver.store.locks import PostgresLocks
-from receiver.store.sql import SqlStore, add_missing_columns
+from receiver.store.sql import SqlStore
 
 try:
     import psycopg
@@ -33,7 +31,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
     ) from exc
 
-_SCHEMA_LOCK = 0x72656D65  # advisory lock id: replicas starting together create tables once
 #: attempts of a transaction aborted as a deadlock victim or a serialization failure
 RETRIES = 3
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -43,11 +40,11 @@ T = TypeVar("T")
 class PostgresStore(DispatchStore, SqlStore):
     placeholder = "%s"
     byte_length = "octet_length({})"
-    primary_key = "BIGSERIAL PRIMARY KEY"
-    blob_type = "BYTEA"
     driver_errors = (psycopg.Error,)
     keyed_locks = PostgresLocks  # each write transaction's (store/locks.py)
     snapshot_statement = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    # to_regclass follows the search_path, as the unqualified table names do
+    version_table_sql = "SELECT to_regclass('alembic_version') IS NOT NULL"
 
     def __init__(self, url: str, connect_timeout: int = 5) -> None:
         self.url = url
@@ -96,18 +93,6 @@ class PostgresStore(DispatchStore, SqlStore):
     def change(self, apply: Callable[[Any], T]) -> T:
         """DispatchStore.change, run again if aborted as a deadlock victim."""
         return self._again(lambda: super(PostgresStore, self).change(apply))
-
-    def create_schema(self) -> None:
-        with self.transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
-            windows = servicewindows.created(tx.execute, sqlite=False)
-            for statement in self.schema_statements():
-                tx.execute(statement)
-            labels.adopt_existing(tx.execute)
-            add_missing_columns(tx)
-            tx.execute(locks.SLOT_ROWS, (locks.MAX_SLOTS,))
-            if not windows:
-                self.backfill_service_windows(tx)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -71,12 +71,6 @@ TABLES = (
     "runbook_runs",
     "fleet_analyses",
 )
-#: Indexes the pass's keyset walks use (schema: created with the rest at start). Without
-#: them each batch would scan the tables from the start. The walk over incidents uses
-#: servicewindows' `incidents_by_end`, which leads with the end time.
-INDEXES = [
-    "CREATE INDEX IF NOT EXISTS notifications_by_received ON notifications (received_at, id)",
-]
 
 NOTIFICATIONS, INCIDENTS, ANALYSES, WINDOWS, DONE = (
     "notifications",

@@ -25,28 +25,7 @@ from receiver.store import totals
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
 
-TABLE = """CREATE TABLE IF NOT EXISTS runbook_runs (
-    id {pk},
-    incident_id INTEGER NOT NULL REFERENCES incidents (id),
-    strategy TEXT NOT NULL,
-    run INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    current_step INTEGER,
-    started_at DOUBLE PRECISION NOT NULL,
-    ended_at DOUBLE PRECISION,
-    reason TEXT NOT NULL,
-    repeat_at DOUBLE PRECISION,
-    escalation TEXT,
-    escalation_reason TEXT,
-    escalation_note TEXT,
-    escalation_claimed_at DOUBLE PRECISION,
-    UNIQUE (incident_id, strategy, run)
-)"""
-INDEXES = [
-    "CREATE INDEX IF NOT EXISTS runbook_runs_by_incident ON runbook_runs (incident_id)",
-    "CREATE INDEX IF NOT EXISTS runbook_runs_by_escalation ON runbook_runs (escalation, id)",
-    "CREATE INDEX IF NOT EXISTS runbook_runs_by_repeat ON runbook_runs (repeat_at)",
-]
+# the table runbook_runs and its indexes are made by the schema's revisions
 
 #: escalation column: owed and not yet delivered, delivered, or nothing to deliver to
 PENDING, SENT, UNDELIVERABLE = "pending", "sent", "undeliverable"

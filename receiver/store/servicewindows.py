@@ -57,34 +57,6 @@ from receiver.store.labels import OTHER
 #: bucket from the incidents table (the window's partial edge)
 BUCKET_SECONDS = 300
 
-TABLES = [
-    # one row per service series with closed incidents: its lock for merging, and a count
-    """CREATE TABLE IF NOT EXISTS incident_window_services (
-        service TEXT NOT NULL PRIMARY KEY,
-        closed BIGINT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS incident_window_buckets (
-        service TEXT NOT NULL,
-        bucket_start DOUBLE PRECISION NOT NULL,
-        incidents BIGINT NOT NULL,
-        duration_seconds DOUBLE PRECISION NOT NULL,
-        cumulative_incidents BIGINT NOT NULL,
-        cumulative_duration_seconds DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (service, bucket_start)
-    )""",
-    """CREATE TABLE IF NOT EXISTS incident_downtime_segments (
-        service TEXT NOT NULL,
-        starts_at_ts DOUBLE PRECISION NOT NULL,
-        ends_at_ts DOUBLE PRECISION NOT NULL,
-        covered_before DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (service, starts_at_ts)
-    )""",
-    # the window's partial edge bucket: closings by end time, with what a scrape sums of
-    # them (covering: the edge's rows are read from the index alone, side by side)
-    "CREATE INDEX IF NOT EXISTS incidents_by_end "
-    "ON incidents (ends_at_ts, service, starts_at_ts, duration_seconds)",
-]
-
 Execute = Callable[[str, Sequence[Any]], Any]
 Fold = Callable[[str], str]
 
@@ -368,101 +340,6 @@ def series(execute: Execute) -> list[str]:
 # existing journals and retention -----------------------------------------------------
 
 
-def created(execute: Execute, sqlite: bool) -> bool:
-    """Whether the journal already has these tables (checked before creating them: a
-    journal that lacks them is backfilled once, in the same schema transaction)."""
-    if sqlite:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    else:
-        sql = (
-            "SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-            "AND table_schema = current_schema()"
-        )
-    return execute(sql, ("incident_window_services",)).fetchone() is not None
-
-
-ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], Any]
-
-
-def backfill(
-    execute: Execute, fold: Fold, execute_many: ExecuteMany | None = None, batch: int = 10_000
-) -> int:
-    """Fill the aggregates from the closed incidents a journal already holds (once, when
-    the tables are new: the caller's transaction must be the only one writing them).
-    `fold` gives a service's series name; `execute_many` (sql, rows), when given, writes
-    the rows in bulk. One pass over the closed incidents in start order (on the
-    (status, starts_at_ts) index), memory bounded by the rows it writes. Returns the
-    number of incidents read."""
-    cursor = execute(
-        "SELECT service, starts_at_ts, ends_at_ts FROM incidents "
-        "WHERE status = 'resolved' AND ends_at_ts IS NOT NULL ORDER BY starts_at_ts",
-        (),
-    )
-    builders: dict[str, _Builder] = {}
-    read = 0
-    while rows := cursor.fetchmany(batch):
-        for service, start, end in rows:
-            name = fold(service)
-            if name not in builders:
-                builders[name] = _Builder()
-            builders[name].add(float(start), float(end))
-        read += len(rows)
-    many = execute_many or (lambda sql, rows: [execute(sql, row) for row in rows])
-    for name, builder in sorted(builders.items()):
-        _write_built(execute, many, name, builder)
-    return read
-
-
-class _Builder:
-    """One series' buckets and segments, built from its intervals in start order."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[float, list[float]] = {}  # start -> [incidents, seconds]
-        self.segments: list[list[float]] = []  # [start, end, covered_before]
-        self.covered = 0.0
-
-    def add(self, start: float, end: float) -> None:
-        bucket = self.buckets.setdefault(bucket_of(end), [0, 0.0])
-        bucket[0] += 1
-        bucket[1] += max(0.0, end - start)
-        if end <= start:
-            return
-        last = self.segments[-1] if self.segments else None
-        if last is not None and start <= last[1]:
-            if end > last[1]:
-                self.covered += end - last[1]
-                last[1] = end
-            return
-        self.segments.append([start, end, self.covered])
-        self.covered += end - start
-
-
-def _write_built(execute: Execute, many: ExecuteMany, service: str, built: _Builder) -> None:
-    count = sum(int(n) for n, _ in built.buckets.values())
-    execute(
-        "INSERT INTO incident_window_services (service, closed) VALUES (?, ?)", (service, count)
-    )
-    running_count, running_seconds = 0, 0.0
-    rows = []
-    for bucket, (n, seconds) in sorted(built.buckets.items()):
-        running_count += int(n)
-        running_seconds += seconds
-        rows.append((service, bucket, int(n), seconds, running_count, running_seconds))
-    many(
-        "INSERT INTO incident_window_buckets (service, bucket_start, incidents, "
-        "duration_seconds, cumulative_incidents, cumulative_duration_seconds) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    segments = [(service, *segment) for segment in built.segments]
-    if segments:
-        many(
-            "INSERT INTO incident_downtime_segments (service, starts_at_ts, ends_at_ts, "
-            "covered_before) VALUES (?, ?, ?, ?)",
-            segments,
-        )
-
-
 def prune(execute: Execute, before: float, batch: int = 10_000) -> tuple[int, int]:
     """Drop at most `batch` bucket rows wholly before `before` and `batch` segments
     ending before it (seconds since the epoch; never later than now minus the MTTR
@@ -483,18 +360,6 @@ def prune(execute: Execute, before: float, batch: int = 10_000) -> tuple[int, in
         (before, batch),
     ).rowcount
     return buckets, segments
-
-
-def admitted_fold(execute: Execute, bound: int) -> Fold:
-    """The series name of a service as the journal's admitted values give it (store/
-    labels.py): itself when admitted under `bound`, else `other`; for `backfill`."""
-    admitted = {
-        row[0]
-        for row in execute(
-            "SELECT value FROM metric_label_values WHERE label = 'service' AND seq < ?", (bound,)
-        ).fetchall()
-    }
-    return lambda service: service if service in admitted else OTHER
 
 
 def read(execute: Execute, since: float, now: float, fold: Fold) -> dict[str, WindowFacts]:

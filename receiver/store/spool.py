@@ -17,7 +17,8 @@ chunk's update is conditional on the claim and on `next_alert` being what its wr
 read, so even two writers that both believe they hold a row never journal one chunk
 twice: the second one's update matches nothing and its transaction is rolled back.
 
-The SQL is the portable subset of sql.py; the tables live in sql.SCHEMA.
+The SQL is the portable subset of sql.py; the table is made by the schema's revisions
+(store/migrations/versions/).
 """
 
 from __future__ import annotations
@@ -28,17 +29,6 @@ import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
-
-TABLE = """CREATE TABLE IF NOT EXISTS spooled_notifications (
-        id {pk},
-        received_at DOUBLE PRECISION NOT NULL,
-        body {blob} NOT NULL,
-        alerts INTEGER NOT NULL,
-        next_alert INTEGER NOT NULL,
-        summary TEXT NOT NULL,
-        claimed_by TEXT,
-        heartbeat_at DOUBLE PRECISION
-    )"""
 
 #: seconds without a chunk after which another writer may take a claim (as the
 #: dispatcher adopts a running action after 5 missed heartbeats of 2 s)

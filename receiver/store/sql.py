@@ -13,17 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import (
-    fleets,
-    labels,
-    listing,
-    locks,
-    retention,
-    runs,
-    servicewindows,
-    spool,
-    totals,
-)
+from receiver.store import labels, listing, locks, runs, schema, servicewindows, totals
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -42,140 +32,6 @@ if TYPE_CHECKING:
     from receiver.config import Limits
 
 T = TypeVar("T")
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS notifications (
-        id {pk},
-        received_at DOUBLE PRECISION NOT NULL,
-        group_key TEXT NOT NULL,
-        receiver TEXT NOT NULL,
-        status TEXT NOT NULL,
-        alerts INTEGER NOT NULL,
-        firing INTEGER NOT NULL,
-        resolved INTEGER NOT NULL,
-        truncated_alerts INTEGER NOT NULL,
-        external_url TEXT NOT NULL,
-        summary TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS incidents (
-        id {pk},
-        fingerprint TEXT NOT NULL,
-        starts_at TEXT NOT NULL,
-        starts_at_ts DOUBLE PRECISION NOT NULL,
-        alertname TEXT NOT NULL,
-        service TEXT NOT NULL,
-        status TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        annotations TEXT NOT NULL,
-        generator_url TEXT NOT NULL,
-        matched INTEGER NOT NULL,
-        first_seen DOUBLE PRECISION NOT NULL,
-        last_seen DOUBLE PRECISION NOT NULL,
-        ends_at TEXT,
-        ends_at_ts DOUBLE PRECISION,
-        duration_seconds DOUBLE PRECISION,
-        UNIQUE (fingerprint, starts_at)
-    )""",
-    "CREATE INDEX IF NOT EXISTS incidents_by_status ON incidents (status, starts_at_ts)",
-    "CREATE INDEX IF NOT EXISTS incidents_by_service ON incidents (service, starts_at_ts)",
-    """CREATE TABLE IF NOT EXISTS actions (
-        id {pk},
-        incident_id INTEGER NOT NULL REFERENCES incidents (id),
-        strategy TEXT NOT NULL,
-        action TEXT NOT NULL,
-        executor TEXT NOT NULL,
-        target TEXT NOT NULL,
-        params TEXT NOT NULL,
-        status TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        dry_run INTEGER NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        started_at DOUBLE PRECISION,
-        finished_at DOUBLE PRECISION,
-        claimed_by TEXT,
-        heartbeat_at DOUBLE PRECISION,
-        output TEXT NOT NULL DEFAULT '',
-        process TEXT,
-        step INTEGER,
-        run_id INTEGER,
-        not_before DOUBLE PRECISION,
-        waiting TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS actions_by_status ON actions (status, id)",
-    "CREATE INDEX IF NOT EXISTS actions_by_incident ON actions (incident_id)",
-    # the claim's gates (store/dispatch.py GateReader: lock, cooldown, rate limit) look
-    # up one target's actions: without it each claim scanned every action of the
-    # strategy, a cost that grew with the journal (0.75 ms per claim at 1,000 actions)
-    "CREATE INDEX IF NOT EXISTS actions_by_target ON actions (target, started_at)",
-    """CREATE TABLE IF NOT EXISTS metric_totals (
-        metric TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        value DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (metric, labels)
-    )""",
-    """CREATE TABLE IF NOT EXISTS action_events (
-        id {pk},
-        action_id INTEGER NOT NULL REFERENCES actions (id),
-        at DOUBLE PRECISION NOT NULL,
-        status TEXT NOT NULL,
-        reason TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS action_events_by_action ON action_events (action_id)",
-    """CREATE TABLE IF NOT EXISTS breakers (
-        strategy TEXT NOT NULL,
-        target TEXT NOT NULL,
-        state TEXT NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (strategy, target)
-    )""",
-    """CREATE TABLE IF NOT EXISTS targets (
-        executor TEXT NOT NULL,
-        target TEXT NOT NULL,
-        current_replicas INTEGER NOT NULL,
-        desired_replicas INTEGER NOT NULL,
-        min_replicas INTEGER NOT NULL,
-        max_replicas INTEGER NOT NULL,
-        history TEXT NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (executor, target)
-    )""",
-    labels.TABLE,
-    spool.TABLE,
-    runs.TABLE,
-    *runs.INDEXES,
-    *fleets.TABLES,
-    *locks.TABLES,
-    *servicewindows.TABLES,
-    *retention.INDEXES,
-]
-
-#: Columns added to a table after journals were created without them: (table, column,
-#: type). CREATE TABLE IF NOT EXISTS leaves an old table as it was, so each is added by
-#: an ALTER when missing (see SqlStore.add_missing_columns).
-ADDED_COLUMNS = [
-    # JSON identity of the process group a command runs in (executors/processes.py),
-    # so the crash rule can find it after the process that started it died
-    ("actions", "process", "TEXT"),
-    # why an incident was closed when no resolution closed it: superseded by a later
-    # occurrence of its fingerprint, or reconciled with Alertmanager (engine.py,
-    # reconcile.py); NULL for a resolution
-    ("incidents", "close_reason", "TEXT"),
-    # the externalURL of the notification that opened it: the Alertmanager to ask
-    ("incidents", "external_url", "TEXT"),
-    # runbooks (runs.py): the step an action carries out and its run; a planned action
-    # is not claimed before not_before, and `waiting` says why (a gate or the step's wait)
-    ("actions", "step", "INTEGER"),
-    ("actions", "run_id", "INTEGER"),
-    ("actions", "not_before", "DOUBLE PRECISION"),
-    ("actions", "waiting", "TEXT"),
-    *fleets.ADDED_COLUMNS,
-]
-#: Indexes on ADDED_COLUMNS, created once the columns exist.
-ADDED_INDEXES = [
-    "CREATE INDEX IF NOT EXISTS actions_by_run ON actions (run_id)",
-    *fleets.ADDED_INDEXES,
-]
 
 
 def iso(ts: float | None) -> str | None:
@@ -582,27 +438,21 @@ class SqlStore(ABC):
     #: run first in a read transaction whose statements must share one snapshot (SQLite:
     #: a transaction is one already)
     snapshot_statement: str | None = None
-    primary_key = "INTEGER PRIMARY KEY"
-    blob_type = "BLOB"  # raw bytes (a spooled body): BYTEA on PostgreSQL
+    #: one row, true when the journal has an alembic_version table (driver's catalog)
+    version_table_sql: str
 
-    def schema_statements(self) -> list[str]:
-        return [statement.format(pk=self.primary_key, blob=self.blob_type) for statement in SCHEMA]
+    def schema_revision(self) -> str | None:
+        """The journal's schema revision (alembic_version), None when it has none: one
+        plain query on this store's connection, no SQLAlchemy (see schema.py)."""
+        with self.transaction(write=False) as tx:
+            return schema.single_revision(schema.version_rows(tx.execute, self.version_table_sql))
 
     def create_schema(self) -> None:
-        with self.transaction() as tx:
-            windows = servicewindows.created(tx.execute, self.placeholder == "?")
-            for statement in self.schema_statements():
-                tx.execute(statement)
-            labels.adopt_existing(tx.execute)
-            add_missing_columns(tx)
-            if not windows:
-                self.backfill_service_windows(tx)
-
-    def backfill_service_windows(self, tx: SqlTransaction) -> int:
-        """Fill servicewindows' aggregates from the incidents of a journal written
-        before they existed (in the schema transaction that creates them)."""
-        fold = servicewindows.admitted_fold(tx.execute, self.label_values.bound)
-        return servicewindows.backfill(tx.execute, fold, tx.executemany)
+        """Bring the journal to this release's schema, schema.HEAD (Alembic owns it: see
+        store/migrations/); a journal at HEAD costs one query. Raises JournalTooNew
+        for a journal a newer release upgraded, SchemaError when the upgrade fails,
+        StoreUnavailable when the store does not answer."""
+        schema.ensure_head(self.url, self.schema_revision())
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -1005,15 +855,3 @@ def _run_dict(run: dict[str, Any], bounds: listing.PageBounds) -> dict[str, Any]
 def _omitted(row: dict[str, Any]) -> dict[str, Any]:
     """`omitted` (what a bounded listing left out of a row) only when there is any."""
     return {"omitted": row["omitted"]} if row.get("omitted") else {}
-
-
-def add_missing_columns(tx: SqlTransaction) -> None:
-    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS a table lacks: idempotent, and
-    the same on SQLite and PostgreSQL (column names read from a zero-row SELECT, which
-    both drivers describe). Run inside the schema transaction, which both serialize."""
-    for table, column, kind in ADDED_COLUMNS:
-        cursor = tx.execute(f"SELECT * FROM {table} LIMIT 0")  # names: constants above
-        if column not in {description[0] for description in cursor.description}:
-            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    for statement in ADDED_INDEXES:
-        tx.execute(statement)

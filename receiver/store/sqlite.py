@@ -52,8 +52,17 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def writers_lock_path(journal: Path) -> Path:
+    """The lock file every process's write transactions queue on (module docstring),
+    and a schema upgrade for its whole length (migrate.py)."""
+    return journal.with_name(journal.name + "-writers")
+
+
 class SqliteStore(DispatchStore, SqlStore):
     driver_errors = (sqlite3.Error,)
+    version_table_sql = (
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -75,7 +84,7 @@ class SqliteStore(DispatchStore, SqlStore):
     @property
     def lock_path(self) -> Path:
         """The lock file every process's write transactions queue on."""
-        return self.path.with_name(self.path.name + "-writers")
+        return writers_lock_path(self.path)
 
     def _lock_file(self) -> int:
         if self._lock_pid != os.getpid():  # a fork child shares the parent's description

@@ -163,3 +163,25 @@ def test_image_builds_every_example_executor_including_kubernetes(installed, tmp
     )
     result = run([str(installed / "bin" / "python"), "-c", code, str(config)], cwd=tmp_path)
     assert "KubernetesExecutor" in result.stdout
+
+
+def test_the_installed_package_carries_the_schema_migrations(installed, tmp_path):
+    """Alembic's script directory ships inside the package: env.py, the revisions and
+    the template a developer's new revision starts from; a journal upgrades from it."""
+    code = (
+        "from receiver.store import migrate\n"
+        "where = migrate.SCRIPT_LOCATION\n"
+        "found = sorted(p.relative_to(where).as_posix()\n"
+        "               for p in where.rglob('*') if p.suffix in ('.py', '.mako'))\n"
+        "print(' '.join(found))\n"
+        "print(migrate.upgrade('sqlite:///journal.db'))\n"
+    )
+    result = run([str(installed / "bin" / "python"), "-c", code], cwd=tmp_path)
+    shipped, upgraded = result.stdout.splitlines()
+    source = REPO / "receiver" / "store" / "migrations"
+    expected = sorted(
+        p.relative_to(source).as_posix() for p in source.rglob("*") if p.suffix in (".py", ".mako")
+    )
+    assert shipped.split() == expected
+    assert "script.py.mako" in expected and "versions/0001_baseline.py" in expected
+    assert upgraded.startswith("journal schema upgraded from none to ")

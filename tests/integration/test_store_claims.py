@@ -925,6 +925,7 @@ def test_a_journal_made_before_the_index_gets_it_when_opened(tmp_path) -> None:
     open_store(f"sqlite:///{path}").close()
     with contextlib.closing(sqlite3.connect(path)) as connection:
         connection.execute("DROP INDEX actions_by_target")
+        connection.execute("DROP TABLE alembic_version")  # as before schema revisions
         connection.commit()
     open_store(f"sqlite:///{path}").close()
     with contextlib.closing(sqlite3.connect(path)) as connection:

@@ -1,17 +1,20 @@
-"""The bucket arithmetic and the bulk builder of store/servicewindows.py (pure parts)."""
+"""The bucket arithmetic of store/servicewindows.py and the bulk builder of schema
+revision 0003, which backfills an upgraded journal (pure parts)."""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
 
-from receiver.store.servicewindows import (
-    BUCKET_SECONDS,
-    _Builder,
-    bucket_of,
-    first_whole_bucket,
+from receiver.store.servicewindows import BUCKET_SECONDS, bucket_of, first_whole_bucket
+
+#: the revision's module (its file name starts with a digit, as Alembic's do)
+backfill_revision = importlib.import_module(
+    "receiver.store.migrations.versions.0003_service_windows"
 )
+_Builder = backfill_revision._Builder
 
 EDGE = 1_800_000_000.0 - (1_800_000_000.0 % BUCKET_SECONDS)
 
@@ -46,3 +49,10 @@ def test_the_builder_keeps_disjoint_segments_with_what_each_has_before_it():
     # closings by end bucket: count and summed durations (the inverted one as 0 s)
     assert sum(count for count, _ in built.buckets.values()) == 5
     assert sum(seconds for _, seconds in built.buckets.values()) == 100 + 100 + 10 + 60
+
+
+@pytest.mark.parametrize("at", [0.0, 299.999, 300.0, EDGE - 1e-6, EDGE, EDGE + 0.5, 1.7e9 + 0.1])
+def test_the_revision_buckets_closings_as_the_live_code_does(at):
+    # the backfill is a frozen copy: it must put a closing where a closing is put today
+    assert backfill_revision.bucket_of(at) == bucket_of(at)
+    assert backfill_revision.BUCKET_SECONDS == BUCKET_SECONDS
