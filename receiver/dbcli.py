@@ -154,10 +154,11 @@ def _journal_config(args: argparse.Namespace) -> Config | None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Prune (or count, with --dry-run) in batches; exit 0, 1 on an invalid config or
-    an unavailable journal, 2 on a missing or bad --config/--store."""
+    """Prune (or count, with --dry-run) in batches; exit 0, 1 on an invalid config, a
+    journal that is missing, unreachable, newer than this release, or (for a dry run,
+    which changes nothing) behind it; 2 when neither --config nor --store is given."""
     if args.config is None and args.store is None:
-        print("error: db prune needs --config FILE or --store URL", file=sys.stderr)
+        print("error: give --config FILE or --store URL", file=sys.stderr)
         return EXIT_USAGE
     config = _journal_config(args)
     if config is None:
@@ -167,42 +168,47 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from receiver.store import retention as prune_journal
     from receiver.store.schema import SchemaError
 
-    problem = _missing_journal(config.store)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    window = retention.longest(retention.read_windows(config))
-    cutoffs = retention.cutoffs(config.retention, window.seconds, time.time())
     try:
+        if not _at_head(config.store, dry_run=args.dry_run):
+            return EXIT_INVALID
+        window = retention.longest(retention.read_windows(config))
+        cutoffs = retention.cutoffs(config.retention, window.seconds, time.time())
         store = open_store(config.store)
         store.apply_limits(config.limits)
         done = prune_journal.prune(
             store, cutoffs, config.retention.batch_size, delete=not args.dry_run
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreUnavailable as exc:
-        print(f"error: journal unavailable: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except SchemaError as exc:  # a journal newer than this release, a failed upgrade
+    except (SchemaError, StoreUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(_prune_text(config, cutoffs, window, done, dry_run=args.dry_run))
     return EXIT_OK
 
 
-def _missing_journal(url: str) -> str | None:
-    """A SQLite journal that does not exist (opening it would create an empty one)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    from receiver.store.sqlite import sqlite_path
+def _at_head(url: str, *, dry_run: bool) -> bool:
+    """Whether the journal at `url` is at this release's schema, upgrading it first
+    (and saying so) unless this is a dry run, which changes nothing: then a journal
+    behind is an error to report. A journal newer than this release is one too. Raises
+    SchemaError for a journal that is missing, unreachable or not a store URL."""
+    from receiver.store import migrate
+    from receiver.store.schema import JournalTooNew
 
-    try:
-        path = sqlite_path(url)
-    except ValueError as exc:
-        return str(exc)
-    return None if path.is_file() else f"no journal at {path}"
+    current = migrate.current(url)
+    if current.newer:
+        assert current.revision is not None
+        print(f"error: {JournalTooNew.at(current.revision, current.head)}", file=sys.stderr)
+        return False
+    if current.behind == 0:
+        return True
+    if dry_run:
+        print(
+            f"error: the journal's schema is {current}: a dry run changes nothing, so "
+            "run `remediator db upgrade` (or start the server) first",
+            file=sys.stderr,
+        )
+        return False
+    print(migrate.upgrade(url))
+    return True
 
 
 def _prune_text(config: Config, cutoffs: Any, window: Any, done: Any, *, dry_run: bool) -> str:

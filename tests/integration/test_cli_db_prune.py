@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from receiver.store import schema
 from receiver.store.postgres import PostgresStore
 from receiver.store.sqlite import SqliteStore
 from tests.integration.test_retention import JOURNAL_TABLES
+from tests.support.journals import fixture_journal
 from tests.support.postgres import postgres_schema
 from tests.support.processes import run_cli
 from tests.support.retention import CONFIG, OLD_CLOSED, build_history, incident_ids, rows
@@ -93,9 +95,10 @@ def test_postgres_journal_by_store_url(tmp_path: Path):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        ((), 2, "db prune needs --config FILE or --store URL"),
-        (("--store", "sqlite:///{tmp}/missing.db"), 2, "no journal at"),
-        (("--store", "mysql://x"), 2, "unsupported store URL"),
+        ((), 2, "give --config FILE or --store URL"),
+        (("--store", "sqlite:///{tmp}/missing.db"), 1, "no journal at"),
+        (("--store", "mysql://x"), 1, "unsupported store URL"),
+        (("--store", "postgresql://postgres@127.0.0.1:1/test"), 1, "127.0.0.1:1"),
         (("--config", "{tmp}/bad.yml"), 1, "retention.incidents"),
     ],
 )
@@ -118,4 +121,26 @@ def test_db_help_describes_prune_and_its_flags():
     assert "remediator db prune --dry-run --config examples/remediation.yml" in result.stdout
     example = run_cli("db", "prune", "--dry-run", "--config", "examples/remediation.yml")
     # the example names a journal that may not exist here: a clear error, or counts
-    assert example.returncode in (0, 2), example.stderr
+    assert example.returncode in (0, 1), example.stderr
+
+
+def test_a_dry_run_on_a_journal_behind_this_release_refuses_and_changes_nothing(tmp_path):
+    with fixture_journal("sqlite", tmp_path) as old:
+        before = old.contents()
+
+        result = run_cli("db", "prune", "--dry-run", "--store", old.url)
+
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "a dry run changes nothing" in result.stderr
+        assert "remediator db upgrade" in result.stderr
+        assert old.contents() == before and "alembic_version" not in old.tables()
+
+
+def test_a_prune_upgrades_a_journal_behind_this_release_first_and_says_so(tmp_path):
+    with fixture_journal("sqlite", tmp_path) as old:
+        result = run_cli("db", "prune", "--store", old.url)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"journal schema upgraded from none to {schema.HEAD} (head)" in result.stdout
+        assert "deleted:" in result.stdout
+        assert old.revision_rows() == [(schema.HEAD,)]
