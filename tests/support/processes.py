@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,11 +185,13 @@ def prometheus(workdir: Path, config_text: str, rule_files: dict[str, str] | Non
         yield prom
 
 
-def remediator_argv(config: Path, listen: str, store: str, *extra: str) -> list[str]:
+def remediator_argv(
+    config: Path, listen: str, store: str, *extra: str, program: Sequence[str] = ()
+) -> list[str]:
+    """The argv of `remediator serve --config --listen --store` plus `extra` flags;
+    `program` is the command that runs it (default: this Python's `-m receiver.cli`)."""
     return [
-        sys.executable,
-        "-m",
-        "receiver.cli",
+        *(program or (sys.executable, "-m", "receiver.cli")),
         "serve",
         "--config",
         str(config),

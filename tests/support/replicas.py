@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,15 +32,16 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.support.processes import READY_TIMEOUT, Running, alertmanager, free_port, wait_http
+from tests.support.processes import Running, alertmanager, free_port
 from tests.support.receiver import TOKEN
+from tests.support.restartable import RestartableServer
 
 # ---------------------------------------------------------------- the command acted with
 
@@ -168,83 +168,18 @@ def claimer_pid(claimed_by: str) -> int:
     return int(claimed_by.rsplit(":", 2)[1])
 
 
-class Replica:
-    """One `remediator serve` in its own session, working dir and port."""
+class Replica(RestartableServer):
+    """One `remediator serve` replica, run by the installed console script, in its own
+    session, working dir and port."""
 
     def __init__(self, name: str, workdir: Path, config: Path, store: str) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        listen = f"127.0.0.1:{self.port}"
-        self.argv = [
-            *console_script(),
-            "serve",
-            "--config",
-            str(config),
-            "--listen",
-            listen,
-            "--store",
-            store,
-        ]
-        self.log = workdir / "remediator.log"
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def launch(self) -> None:
-        """Start the process (without waiting for it to be ready: see ready())."""
-        assert self.process is None or self.process.poll() is not None, "already running"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.starts} =====\n".encode())
-            out.flush()
-            self.process = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=env,
-                start_new_session=True,
-            )
-        self.starts += 1
-
-    def ready(self, timeout: float = READY_TIMEOUT) -> None:
-        try:
-            wait_http(f"{self.url}/-/ready", timeout=timeout, process=self.process)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{self.name}: {exc}\n--- its output ---\n{self.output()}") from exc
-
-    def start(self) -> None:
-        self.launch()
-        self.ready()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        super().__init__(
+            workdir, config, store, name=name, program=console_script(), stop_timeout=20.0
+        )
 
     def owns(self, claimed_by: str) -> bool:
         """True when the dispatcher named `claimed_by` is a process of this replica."""
         return self.alive() and descends_from(claimer_pid(claimed_by), self.process.pid)
-
-    def kill9(self) -> None:
-        """SIGKILL the whole replica (master, worker, writer, dispatch) and reap it."""
-        assert self.process is not None
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-        except ProcessLookupError:
-            pass
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 @dataclass
