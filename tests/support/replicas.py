@@ -39,7 +39,14 @@ from typing import Any
 
 import requests
 
-from tests.support.processes import Running, alertmanager, free_port
+from tests.support.processes import (
+    Running,
+    alertmanager,
+    cluster_args,
+    cluster_peers,
+    free_port,
+    webhook_deliveries,
+)
 from tests.support.receiver import TOKEN
 from tests.support.restartable import RestartableServer
 
@@ -238,7 +245,7 @@ def replica_set(
 #: `--cluster.peer-timeout` of the pair: how long the second member waits for the first
 #: one's notification log before it sends too. Short, so that both usually deliver:
 #: every alert then reaches two replicas, the case the journal must deduplicate.
-PEER_TIMEOUT = "0s"
+PEER_TIMEOUT = 0.0
 
 
 def pair_config(webhook_url: str, token_file: Path) -> str:
@@ -259,23 +266,6 @@ receivers:
 """
 
 
-def cluster_args(own: int, peer: int) -> list[str]:
-    return [
-        f"--cluster.listen-address=127.0.0.1:{own}",
-        f"--cluster.advertise-address=127.0.0.1:{own}",
-        f"--cluster.peer=127.0.0.1:{peer}",
-        "--cluster.gossip-interval=50ms",
-        "--cluster.pushpull-interval=1s",
-        "--cluster.settle-timeout=2s",
-        f"--cluster.peer-timeout={PEER_TIMEOUT}",
-        "--cluster.probe-interval=200ms",
-    ]
-
-
-def peers(am: Running) -> int:
-    return len(requests.get(f"{am.url}/api/v2/status", timeout=5).json()["cluster"]["peers"])
-
-
 @contextmanager
 def alertmanager_pair(workdir: Path, receivers: Sequence[Replica]) -> Iterator[list[Running]]:
     """Two clustered Alertmanagers; member i sends its webhooks to receivers[i]."""
@@ -288,10 +278,10 @@ def alertmanager_pair(workdir: Path, receivers: Sequence[Replica]) -> Iterator[l
             token = home / "token"
             token.write_text(TOKEN + "\n")
             text = pair_config(f"{receivers[index].url}/webhook", token)
-            args = cluster_args(ports[index], ports[1 - index])
+            args = cluster_args(ports[index], ports[1 - index], PEER_TIMEOUT)
             pair.append(stack.enter_context(alertmanager(home, text, extra_args=args)))
         deadline = time.monotonic() + 30
-        while not all(peers(am) == 2 for am in pair):
+        while not all(cluster_peers(am) == 2 for am in pair):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Alertmanagers did not see each other within 30 s")
             time.sleep(0.2)
@@ -303,20 +293,6 @@ def post_alerts(pair: Sequence[Running], alerts: list[dict[str, Any]]) -> None:
     for am in pair:
         response = requests.post(f"{am.url}/api/v2/alerts", json=alerts, timeout=10)
         assert response.status_code == 200, response.text
-
-
-def webhook_deliveries(am: Running) -> tuple[float, float]:
-    """(attempted, failed) webhook notifications, from Alertmanager's own metrics."""
-    attempted = failed = 0.0
-    for line in requests.get(f"{am.url}/metrics", timeout=5).text.splitlines():
-        if 'integration="webhook"' not in line:
-            continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith("alertmanager_notifications_total"):
-            attempted += value
-        elif line.startswith("alertmanager_notifications_failed_total"):
-            failed += value
-    return attempted, failed
 
 
 def quiet_deliveries(pair: Sequence[Running], timeout: float = 60.0) -> list[tuple[float, float]]:
