@@ -37,6 +37,7 @@ from receiver.engine import IngestSummary, ingest, journal_work
 from receiver.store import open_store
 from receiver.store.dispatch import ActionRow, GateReader, save_breaker
 from receiver.store.locks import SHARDS
+from tests.support.configs import restart_on_service_down
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
 
@@ -46,16 +47,7 @@ T = 1_800_000_000.0
 #: how long a held transaction stays open unless the test releases it first (seconds)
 HOLD = 5.0
 
-CONFIG_YAML = """\
-defaults: {max_concurrent_actions: 4, cooldown: 0s}
-executors: {logger: {type: log}}
-strategies:
-  - name: restart
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-"""
+CONFIG_YAML = restart_on_service_down(max_concurrent_actions=4)
 CONFIG = parse_config(CONFIG_YAML)
 
 
