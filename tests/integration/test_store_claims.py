@@ -38,6 +38,7 @@ from receiver.store.sql import iso
 from tests.support.configs import restart_on_service_down
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
+from tests.support.stores import BACKENDS, journal_url
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +55,10 @@ SETTINGS = CONFIG.strategies[0].breaker
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.db'}"
-    else:
-        with postgres_schema() as url:
-            yield url
+    with journal_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
