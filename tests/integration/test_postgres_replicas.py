@@ -74,14 +74,7 @@ def gated(now: float, hold: threading.Event | None = None, held: threading.Event
     the claim stays open after judging (a test hook) until it is set."""
 
     def judge(row: ActionRow, reader: GateReader) -> gates.Verdict:
-        inputs = gates.GateInputs(
-            running_on_target=reader.running_on_target(row.target),
-            last_started=reader.last_started(row.strategy, row.target, row.incident_id),
-            started_in_budget_window=reader.started_since(row.target, now),
-            running_total=reader.running_total(),
-            breaker_state=reader.breaker(row.strategy, row.target),
-        )
-        verdict = gates.evaluate(CONFIG.strategies[0], row.target, inputs, 4, now)
+        verdict = gates.evaluate(CONFIG.strategies[0], row.target, reader.inputs(row, now), 4, now)
         if hold is not None and held is not None:
             held.set()
             hold.wait(HOLD)

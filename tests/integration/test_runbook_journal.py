@@ -59,14 +59,7 @@ def judge(config: Config, now: float):
 
     def verdict(row: ActionRow, reader: GateReader) -> gates.Verdict:
         strategy = strategies[row.strategy].step(row.step)
-        inputs = gates.GateInputs(
-            running_on_target=reader.running_on_target(row.target),
-            last_started=reader.last_started(row.strategy, row.target, row.incident_id),
-            started_in_budget_window=reader.started_since(row.target, now - 3600),
-            running_total=reader.running_total(),
-            breaker_state=reader.breaker(row.strategy, row.target),
-        )
-        return gates.evaluate(strategy, row.target, inputs, 4, now)
+        return gates.evaluate(strategy, row.target, reader.inputs(row, now - 3600), 4, now)
 
     return verdict
 
