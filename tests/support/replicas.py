@@ -39,6 +39,7 @@ from typing import Any
 
 import requests
 
+from tests.support.journal import write_script
 from tests.support.processes import (
     Running,
     alertmanager,
@@ -102,10 +103,7 @@ class SideEffects:
 
 
 def write_action_script(workdir: Path) -> Path:
-    script = workdir / "act.sh"
-    script.write_text(ACTION_SCRIPT)
-    script.chmod(0o755)
-    return script
+    return write_script(workdir, "act.sh", ACTION_SCRIPT)
 
 
 def read_side_effects(path: Path) -> SideEffects:
