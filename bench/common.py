@@ -252,7 +252,9 @@ class Server:
             return ""
 
 
-def _wait_ready(server: Server, timeout: float = 30.0) -> None:
+def wait_ready(server: Server, timeout: float = 30.0) -> None:
+    """Wait until the server's /-/ready answers 200; RuntimeError (with the tail of its
+    log) if it exits first or is not ready within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -281,16 +283,19 @@ def stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
             process.wait()
 
 
-@contextmanager
-def server(kind: str, workdir: Path, config_path: Path) -> Iterator[Server]:
+def launch(kind: str, workdir: Path, config_path: Path, store_url: str | None = None) -> Server:
     """Start `remediator serve` or a baseline (kind: remediator, baseline or
-    remediate_baseline) on a free loopback port; stop it after."""
+    remediate_baseline) on a free loopback port, its output in workdir/KIND.log, without
+    waiting for it to be ready (see wait_ready); the caller stops it (see stop).
+    remediator's journal is `store_url`, else a SQLite file workdir/journal.db."""
     listen = f"127.0.0.1:{free_port()}"
     db = None
     if kind == "remediator":
-        db = workdir / "journal.db"
+        if store_url is None:
+            db = workdir / "journal.db"
+            store_url = f"sqlite:///{db}"
         argv = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config_path)]
-        argv += ["--listen", listen, "--store", f"sqlite:///{db}"]
+        argv += ["--listen", listen, "--store", store_url]
     elif kind in ("baseline", "remediate_baseline"):
         module = "bench.baseline_app" if kind == "baseline" else "bench.remediate_baseline"
         argv = [sys.executable, "-m", module, "--config", str(config_path), "--listen", listen]
@@ -304,12 +309,19 @@ def server(kind: str, workdir: Path, config_path: Path) -> Iterator[Server]:
     log = workdir / f"{kind}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env)
-    running = Server(kind, process, f"http://{listen}", workdir, log, db)
+    return Server(kind, process, f"http://{listen}", workdir, log, db)
+
+
+@contextmanager
+def server(kind: str, workdir: Path, config_path: Path) -> Iterator[Server]:
+    """Start `remediator serve` or a baseline (see launch), wait until it is ready;
+    stop it after."""
+    running = launch(kind, workdir, config_path)
     try:
-        _wait_ready(running)
+        wait_ready(running)
         yield running
     finally:
-        stop(process)
+        stop(running.process)
 
 
 @contextmanager

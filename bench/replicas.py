@@ -27,11 +27,9 @@ ratio to the 1-replica row of the same run.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -77,50 +75,21 @@ def postgres_database(url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def _wait_ready(server: common.Server, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"replica exited before it was ready:\n{server.output_tail()}")
-        try:
-            with urllib.request.urlopen(server.url + "/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"replica not ready within {timeout}s:\n{server.output_tail()}")
-
-
 @contextmanager
 def replicas(count: int, workdir: Path, store_url: str) -> Iterator[list[common.Server]]:
     """`count` `remediator serve` processes on one store, each in its own folder."""
     config_text = common.config_text(strategies=STRATEGIES, defaults=DEFAULTS)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(common.REPO), os.environ.get("PYTHONPATH")) if p
-        ),
-    }
     with ExitStack() as stack:
         servers = []
         for number in range(count):
             home = workdir / f"replica{number}"
             home.mkdir()
             config = common.write_config(home, config_text)
-            listen = f"127.0.0.1:{common.free_port()}"
-            argv = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config)]
-            argv += ["--listen", listen, "--store", store_url]
-            log = home / "remediator.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, cwd=home, env=env
-                )
-            stack.callback(common.stop, process)
-            servers.append(common.Server("remediator", process, f"http://{listen}", home, log))
+            server = common.launch("remediator", home, config, store_url)
+            stack.callback(common.stop, server.process)
+            servers.append(server)
         for server in servers:
-            _wait_ready(server)
+            common.wait_ready(server, timeout=60.0)
         yield servers
 
 

@@ -523,13 +523,7 @@ class Dispatcher:
                     skipped.append(row.id)
                     return held
             budget_since = now - strategy.budget.window if strategy.budget else now
-            inputs = gates.GateInputs(
-                running_on_target=reader.running_on_target(row.target),
-                last_started=reader.last_started(row.strategy, row.target, row.incident_id),
-                started_in_budget_window=reader.started_since(row.target, budget_since),
-                running_total=reader.running_total(),
-                breaker_state=reader.breaker(row.strategy, row.target),
-            )
+            inputs = reader.inputs(row, budget_since)
             cap = config.defaults.max_concurrent_actions
             verdict = gates.evaluate(strategy, row.target, inputs, cap, now)
             if verdict.outcome == gates.RUN and not reader.take_slot(row.id, cap):

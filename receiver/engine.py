@@ -95,7 +95,9 @@ def journal_work(
     def journal(tx: Transaction) -> IngestSummary:
         summary = IngestSummary(alerts=len(alerts))
         for alert in alerts:
-            _apply_alert(tx, config, alert, now, summary, notification.external_url)
+            if not _apply_alert(tx, config, alert, now, summary, notification.external_url):
+                # another writer journaled its occurrence meanwhile: this look sees it
+                _apply_alert(tx, config, alert, now, summary, notification.external_url)
         firing = sum(1 for alert in alerts if alert.status == "firing")
         tx.count_alerts(firing, len(alerts) - firing)
         summary.truncated = sum(1 for alert in alerts if alert.truncated)
@@ -120,7 +122,7 @@ def _apply_alert(
     now: float,
     summary: IngestSummary,
     external_url: str,
-) -> None:
+) -> bool:
     """Journal one alert. Alertmanager keeps one alert per fingerprint, so a new
     occurrence (a later startsAt) replaces the one before it, whose resolution may then
     never be sent: the older one still firing is closed as superseded at the new one's
@@ -129,20 +131,10 @@ def _apply_alert(
     With concurrent writers (replicas on PostgreSQL) another transaction may journal
     the same occurrence between this one's look and its insert: the insert then finds
     its key taken (after that transaction committed), and the alert is applied again,
-    now seeing that occurrence: a duplicate, or its resolution."""
-    if not _apply_once(tx, config, alert, now, summary, external_url):
-        _apply_once(tx, config, alert, now, summary, external_url)
+    now seeing that occurrence: a duplicate, or its resolution.
 
-
-def _apply_once(
-    tx: Transaction,
-    config: Config,
-    alert: Alert,
-    now: float,
-    summary: IngestSummary,
-    external_url: str,
-) -> bool:
-    """_apply_alert's one look and write; False when an insert found its key taken."""
+    Returns False when an insert found its key taken: the caller then applies the alert
+    again."""
     starts_at = alert.starts_at_text
     existing, latest = _occurrences(tx, alert, starts_at, now, summary)
     if alert.status == "firing":

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from receiver import breaker
-from receiver.gates import HANDLED, Verdict
+from receiver.gates import HANDLED, GateInputs, Verdict
 from receiver.store import listing, locks, runs, totals
 from receiver.store.base import Page
 from receiver.store.sql import SqlTransaction, iso
@@ -130,6 +130,19 @@ class GateReader:
         return self.tx.execute("SELECT COUNT(*) FROM actions WHERE status = 'running'").fetchone()[
             0
         ]
+
+    def inputs(self, row: ActionRow, budget_since: float) -> GateInputs:
+        """What the gates judge `row` on: the action running on its target, the latest
+        start of its (strategy, target) for another incident, the starts on its target
+        since `budget_since` (epoch seconds: now minus the budget window), the actions
+        running anywhere, and its (strategy, target)'s breaker."""
+        return GateInputs(
+            running_on_target=self.running_on_target(row.target),
+            last_started=self.last_started(row.strategy, row.target, row.incident_id),
+            started_in_budget_window=self.started_since(row.target, budget_since),
+            running_total=self.running_total(),
+            breaker_state=self.breaker(row.strategy, row.target),
+        )
 
     def take_slot(self, action_id: int, cap: int) -> bool:
         """Reserve a concurrency slot (of `cap`) for the action the gates let run; False

@@ -153,13 +153,8 @@ def _notifications(tx: Any, pruning: Pass, counts: dict[str, int], delete: bool)
     cutoff = pruning.cutoffs.notifications
     if cutoff is None:
         return 0
-    at, last = pruning.after_notification
-    rows = tx.execute(
-        "SELECT received_at, id FROM notifications WHERE received_at < ? "
-        "AND (received_at > ? OR (received_at = ? AND id > ?)) "
-        "ORDER BY received_at, id LIMIT ?",
-        (cutoff, _finite(at), _finite(at), last, pruning.batch_size),
-    ).fetchall()
+    after, limit = pruning.after_notification, pruning.batch_size
+    rows = _page(tx, "notifications", "received_at", cutoff, after, limit)
     if rows:
         pruning.after_notification = (rows[-1][0], rows[-1][1])
         ids = [row[1] for row in rows]
@@ -167,17 +162,35 @@ def _notifications(tx: Any, pruning: Pass, counts: dict[str, int], delete: bool)
     return len(rows)
 
 
+def _page(
+    tx: Any,
+    table: str,
+    column: str,
+    cutoff: float,
+    after: tuple[float, int],
+    limit: int,
+    condition: str = "",
+) -> list[Any]:
+    """The next batch (at most `limit` rows) of `table`'s (`column`, id) rows with
+    `column` below `cutoff` (and `condition`, SQL, when given), in (`column`, id) order
+    after the cursor `after` (the last row seen, (-inf, 0) at the start): keyset
+    pagination, so each batch starts on the index where the last one ended."""
+    at, last = after
+    where = f"{column} < ?" + (f" AND {condition}" if condition else "")
+    return tx.execute(
+        f"SELECT {column}, id FROM {table} WHERE {where} "
+        f"AND ({column} > ? OR ({column} = ? AND id > ?)) "
+        f"ORDER BY {column}, id LIMIT ?",
+        (cutoff, _finite(at), _finite(at), last, limit),
+    ).fetchall()
+
+
 def _incidents(tx: Any, pruning: Pass, counts: dict[str, int], delete: bool) -> int:
     cutoff = pruning.cutoffs.incidents
     if cutoff is None:
         return 0
-    at, last = pruning.after_incident
-    rows = tx.execute(
-        "SELECT ends_at_ts, id FROM incidents WHERE ends_at_ts < ? AND status <> 'firing' "
-        "AND (ends_at_ts > ? OR (ends_at_ts = ? AND id > ?)) "
-        "ORDER BY ends_at_ts, id LIMIT ?",
-        (cutoff, _finite(at), _finite(at), last, pruning.batch_size),
-    ).fetchall()
+    after, limit = pruning.after_incident, pruning.batch_size
+    rows = _page(tx, "incidents", "ends_at_ts", cutoff, after, limit, "status <> 'firing'")
     if not rows:
         return 0
     pruning.after_incident = (rows[-1][0], rows[-1][1])

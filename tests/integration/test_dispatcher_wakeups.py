@@ -20,20 +20,12 @@ from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
 from receiver.store import open_store
 from receiver.store.dispatch import CLAIM_SCAN_LIMIT
+from tests.support.configs import restart_on_service_down
 from tests.support.payloads import alert, notification
 
 pytestmark = pytest.mark.integration
 
-CONFIG_TEXT = """
-defaults: {max_concurrent_actions: 4, cooldown: 0s}
-executors: {logger: {type: log}}
-strategies:
-  - name: restart
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-"""
+CONFIG_TEXT = restart_on_service_down(max_concurrent_actions=4)
 CONFIG = parse_config(CONFIG_TEXT)
 
 

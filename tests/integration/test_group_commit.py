@@ -16,10 +16,10 @@ import pytest
 from receiver.alerts import parse_notification
 from receiver.config import parse_config
 from receiver.engine import ingest
-from receiver.store import StoreUnavailable, open_store
+from receiver.store import StoreUnavailable
 from receiver.store.base import NewIncident
 from tests.support.payloads import alert, notification
-from tests.support.postgres import postgres_schema
+from tests.support.stores import BACKENDS, opened_store
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +27,10 @@ CONFIG = parse_config("executors: {logger: {type: log}}\nstrategies: []\n")
 T = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
+    with opened_store(request.param, tmp_path) as opened:
         yield opened
-        opened.close()
-        return
-    with postgres_schema() as url:
-        opened = open_store(url)
-        yield opened
-        opened.close()
 
 
 def incident(name: str, service: str = "api") -> NewIncident:

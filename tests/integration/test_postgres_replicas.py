@@ -37,6 +37,7 @@ from receiver.engine import IngestSummary, ingest, journal_work
 from receiver.store import open_store
 from receiver.store.dispatch import ActionRow, GateReader, save_breaker
 from receiver.store.locks import SHARDS
+from tests.support.configs import restart_on_service_down
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
 
@@ -46,16 +47,7 @@ T = 1_800_000_000.0
 #: how long a held transaction stays open unless the test releases it first (seconds)
 HOLD = 5.0
 
-CONFIG_YAML = """\
-defaults: {max_concurrent_actions: 4, cooldown: 0s}
-executors: {logger: {type: log}}
-strategies:
-  - name: restart
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-"""
+CONFIG_YAML = restart_on_service_down(max_concurrent_actions=4)
 CONFIG = parse_config(CONFIG_YAML)
 
 
@@ -82,14 +74,7 @@ def gated(now: float, hold: threading.Event | None = None, held: threading.Event
     the claim stays open after judging (a test hook) until it is set."""
 
     def judge(row: ActionRow, reader: GateReader) -> gates.Verdict:
-        inputs = gates.GateInputs(
-            running_on_target=reader.running_on_target(row.target),
-            last_started=reader.last_started(row.strategy, row.target, row.incident_id),
-            started_in_budget_window=reader.started_since(row.target, now),
-            running_total=reader.running_total(),
-            breaker_state=reader.breaker(row.strategy, row.target),
-        )
-        verdict = gates.evaluate(CONFIG.strategies[0], row.target, inputs, 4, now)
+        verdict = gates.evaluate(CONFIG.strategies[0], row.target, reader.inputs(row, now), 4, now)
         if hold is not None and held is not None:
             held.set()
             hold.wait(HOLD)

@@ -28,10 +28,7 @@ from receiver.store import fleets as fleet_journal
 from receiver.store import retention as prune_journal
 from receiver.store import servicewindows
 from receiver.store import totals as journal_totals
-from receiver.store.postgres import PostgresStore
 from receiver.store.retention import PRUNED_METRIC, TABLES
-from receiver.store.sqlite import SqliteStore
-from tests.support.postgres import postgres_schema
 from tests.support.retention import (
     DAY,
     NOW,
@@ -46,6 +43,7 @@ from tests.support.retention import (
     post,
     rows,
 )
+from tests.support.stores import BACKENDS, opened_store
 
 #: every table of the journal: a dry run must leave each one as it was
 JOURNAL_TABLES = (
@@ -64,17 +62,10 @@ JOURNAL_TABLES = (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store(request, tmp_path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        journal = SqliteStore(f"sqlite:///{tmp_path / 'journal.db'}")
-        yield journal
-        journal.close()
-        return
-    with postgres_schema() as url:
-        journal = PostgresStore(url)
-        yield journal
-        journal.close()
+    with opened_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 def cutoffs_at(config, now: float = NOW) -> retention.Cutoffs:

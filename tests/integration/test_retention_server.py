@@ -13,28 +13,21 @@ from typing import Any
 import pytest
 import requests
 
-from receiver.store.postgres import PostgresStore
-from receiver.store.sqlite import SqliteStore
+from receiver.store import open_store
 from tests.support.journal import post_webhook, wait_for
 from tests.support.payloads import alert, notification
-from tests.support.postgres import postgres_schema
 from tests.support.processes import remediator
 from tests.support.receiver import TOKEN
 from tests.support.retention import CONFIG, OLD_CLOSED, build_history, incident_ids
+from tests.support.stores import BACKENDS, journal_url
 
 SERVER = "server: {auth: {bearer_token_file: token}}\n"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def journal(request, tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'journal.db'}"
-        store = SqliteStore(url)
-        yield url, store
-        store.close()
-        return
-    with postgres_schema() as url:
-        store = PostgresStore(url)
+    with journal_url(request.param, tmp_path) as url:
+        store = open_store(url)
         yield url, store
         store.close()
 

@@ -13,10 +13,9 @@ from receiver import gates, runs
 from receiver.alerts import parse_notification
 from receiver.config import Config, parse_config
 from receiver.engine import ingest
-from receiver.store import open_store
 from receiver.store.dispatch import ActionRow, GateReader
 from tests.support.payloads import alert, notification
-from tests.support.postgres import postgres_schema
+from tests.support.stores import BACKENDS, opened_store
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +39,10 @@ strategies:
 CONFIG = parse_config(CONFIG_YAML)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
+    with opened_store(request.param, tmp_path) as opened:
         yield opened
-        opened.close()
-    else:
-        with postgres_schema() as url:
-            opened = open_store(url)
-            yield opened
-            opened.close()
 
 
 def fire(store: Any, config: Config = CONFIG, now: float = T, **labels: str) -> None:
@@ -67,14 +59,7 @@ def judge(config: Config, now: float):
 
     def verdict(row: ActionRow, reader: GateReader) -> gates.Verdict:
         strategy = strategies[row.strategy].step(row.step)
-        inputs = gates.GateInputs(
-            running_on_target=reader.running_on_target(row.target),
-            last_started=reader.last_started(row.strategy, row.target, row.incident_id),
-            started_in_budget_window=reader.started_since(row.target, now - 3600),
-            running_total=reader.running_total(),
-            breaker_state=reader.breaker(row.strategy, row.target),
-        )
-        return gates.evaluate(strategy, row.target, inputs, 4, now)
+        return gates.evaluate(strategy, row.target, reader.inputs(row, now - 3600), 4, now)
 
     return verdict
 

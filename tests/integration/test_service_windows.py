@@ -24,7 +24,7 @@ from receiver.store.base import NewIncident
 from receiver.store.labels import OTHER, fold_label_set
 from receiver.store.servicewindows import BUCKET_SECONDS
 from receiver.store.sql import iso
-from tests.support.postgres import postgres_schema
+from tests.support.stores import BACKENDS, opened_store
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,10 @@ DAY = 86400.0
 T = 1_800_000_000.0 - (1_800_000_000.0 % BUCKET_SECONDS)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
+    with opened_store(request.param, tmp_path) as opened:
         yield opened
-        opened.close()
-        return
-    with postgres_schema() as url:
-        opened = open_store(url)
-        yield opened
-        opened.close()
 
 
 def new_incident(number: int, service: str, start: float, end: float | None) -> NewIncident:

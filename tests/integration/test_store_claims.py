@@ -35,8 +35,10 @@ from receiver.store.dispatch import (
     load_breaker,
 )
 from receiver.store.sql import iso
+from tests.support.configs import restart_on_service_down
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
+from tests.support.stores import BACKENDS, journal_url
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +46,8 @@ T = 1_800_000_000.0  # a fake clock; every time the store records comes from the
 WORKERS = 4
 MANY = 200
 
-CONFIG_YAML = """\
-defaults: {max_concurrent_actions: 4, cooldown: 0s}
-executors: {logger: {type: log}}
-strategies:
-  - name: restart
-    matchers: ['alertname="ServiceDown"']
-    action: restart
-    executor: logger
-    target: '{{ labels.service }}'
-    breaker: {failure_threshold: 2, recovery_timeout: 1m}
-"""
+BREAKER = "{failure_threshold: 2, recovery_timeout: 1m}"
+CONFIG_YAML = restart_on_service_down(max_concurrent_actions=4, breaker=BREAKER)
 CONFIG = parse_config(CONFIG_YAML)
 SETTINGS = CONFIG.strategies[0].breaker
 
@@ -62,13 +55,10 @@ SETTINGS = CONFIG.strategies[0].breaker
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.db'}"
-    else:
-        with postgres_schema() as url:
-            yield url
+    with journal_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -404,9 +394,7 @@ def test_the_lock_holds_inside_a_batch(store: Any) -> None:
 
 
 def test_the_concurrency_cap_holds_inside_a_batch(store: Any) -> None:
-    config = parse_config(
-        CONFIG_YAML.replace("max_concurrent_actions: 4", "max_concurrent_actions: 2")
-    )
+    config = parse_config(restart_on_service_down(max_concurrent_actions=2, breaker=BREAKER))
     first, second, third = plan_services(store, "alpha", "beta", "gamma")
 
     claimed = store.claim_many("worker-1", T, gate_judge(config, T), limit=3)

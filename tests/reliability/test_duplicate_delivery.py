@@ -38,8 +38,11 @@ from tests.support.processes import (
     Running,
     alertmanager,
     alertmanager_config,
+    cluster_args,
+    cluster_peers,
     free_port,
     remediator,
+    webhook_deliveries,
 )
 from tests.support.receiver import write_config
 
@@ -63,39 +66,6 @@ strategies:
     target: '{{{{ labels.instance }}}}'
     command: ['/bin/sh', '{recorder}', '{runs}', '{fingerprint}', '0']
 """
-
-
-def cluster_args(own: int, peer: int | None) -> list[str]:
-    if peer is None:  # a partitioned pair: no gossip at all, each one delivers everything
-        return ["--cluster.listen-address="]
-    return [
-        f"--cluster.listen-address=127.0.0.1:{own}",
-        f"--cluster.advertise-address=127.0.0.1:{own}",
-        f"--cluster.peer=127.0.0.1:{peer}",
-        "--cluster.gossip-interval=50ms",
-        "--cluster.pushpull-interval=1s",
-        "--cluster.settle-timeout=2s",
-        f"--cluster.peer-timeout={PEER_TIMEOUT:g}s",
-        "--cluster.probe-interval=200ms",
-    ]
-
-
-def webhook_deliveries(am: Running) -> tuple[float, float]:
-    """(attempted, failed) webhook notifications, from Alertmanager's own metrics."""
-    attempted = failed = 0.0
-    for line in requests.get(f"{am.url}/metrics", timeout=5).text.splitlines():
-        if 'integration="webhook"' not in line:
-            continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith("alertmanager_notifications_total"):
-            attempted += value
-        elif line.startswith("alertmanager_notifications_failed_total"):
-            failed += value
-    return attempted, failed
-
-
-def peers(am: Running) -> int:
-    return len(requests.get(f"{am.url}/api/v2/status", timeout=5).json()["cluster"]["peers"])
 
 
 def ha_alerts(started: datetime) -> list[dict[str, Any]]:
@@ -136,13 +106,17 @@ def test_ha_pair_posting_the_same_alerts_gets_one_action_per_incident(
                 alertmanager(
                     tmp_path / f"am{index}",
                     am_config,
-                    extra_args=cluster_args(ports[index], ports[1 - index] if clustered else None),
+                    extra_args=cluster_args(
+                        ports[index], ports[1 - index] if clustered else None, PEER_TIMEOUT
+                    ),
                 )
             )
             for index in (0, 1)
         ]
         if clustered:
-            wait_for(lambda: all(peers(am) == 2 for am in pair), 20, "the pair to see each other")
+            wait_for(
+                lambda: all(cluster_peers(am) == 2 for am in pair), 20, "the pair to see each other"
+            )
         sent = ha_alerts(datetime.now(UTC) - timedelta(minutes=1))
         # two waves: when the second one joins a group, Alertmanager sends the whole group
         # again, so the first wave's alerts reach the receiver a second time by design

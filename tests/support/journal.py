@@ -124,11 +124,16 @@ class Runs:
         return sum(self.starts.values())
 
 
-def write_recorder(workdir: Path) -> Path:
-    script = workdir / "record.sh"
-    script.write_text(RECORDER)
+def write_script(workdir: Path, name: str, text: str) -> Path:
+    """Write `text` to workdir/`name`, executable (mode 755), and return its path."""
+    script = workdir / name
+    script.write_text(text)
     script.chmod(0o755)
     return script
+
+
+def write_recorder(workdir: Path) -> Path:
+    return write_script(workdir, "record.sh", RECORDER)
 
 
 def read_runs(path: Path) -> Runs:

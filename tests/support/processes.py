@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +165,45 @@ def alertmanager(
         yield am
 
 
+def cluster_args(own: int, peer: int | None, peer_timeout: float) -> list[str]:
+    """Alertmanager flags clustering the member on loopback port `own` with the one on
+    `peer`, with fast gossip (50 ms) and probes; `peer_timeout` (seconds) is how long a
+    later member waits for an earlier one's notification log before it sends too. With
+    `peer` None: no clustering at all (a partitioned pair, each member delivers
+    everything)."""
+    if peer is None:
+        return ["--cluster.listen-address="]
+    return [
+        f"--cluster.listen-address=127.0.0.1:{own}",
+        f"--cluster.advertise-address=127.0.0.1:{own}",
+        f"--cluster.peer=127.0.0.1:{peer}",
+        "--cluster.gossip-interval=50ms",
+        "--cluster.pushpull-interval=1s",
+        "--cluster.settle-timeout=2s",
+        f"--cluster.peer-timeout={peer_timeout:g}s",
+        "--cluster.probe-interval=200ms",
+    ]
+
+
+def cluster_peers(am: Running) -> int:
+    """How many members the Alertmanager sees in its cluster (itself included)."""
+    return len(requests.get(f"{am.url}/api/v2/status", timeout=5).json()["cluster"]["peers"])
+
+
+def webhook_deliveries(am: Running) -> tuple[float, float]:
+    """(attempted, failed) webhook notifications, from Alertmanager's own metrics."""
+    attempted = failed = 0.0
+    for line in requests.get(f"{am.url}/metrics", timeout=5).text.splitlines():
+        if 'integration="webhook"' not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("alertmanager_notifications_total"):
+            attempted += value
+        elif line.startswith("alertmanager_notifications_failed_total"):
+            failed += value
+    return attempted, failed
+
+
 @contextmanager
 def prometheus(workdir: Path, config_text: str, rule_files: dict[str, str] | None = None):
     """A real Prometheus on a free port with the given config (and rule files beside it)."""
@@ -185,11 +224,13 @@ def prometheus(workdir: Path, config_text: str, rule_files: dict[str, str] | Non
         yield prom
 
 
-def remediator_argv(config: Path, listen: str, store: str, *extra: str) -> list[str]:
+def remediator_argv(
+    config: Path, listen: str, store: str, *extra: str, program: Sequence[str] = ()
+) -> list[str]:
+    """The argv of `remediator serve --config --listen --store` plus `extra` flags;
+    `program` is the command that runs it (default: this Python's `-m receiver.cli`)."""
     return [
-        sys.executable,
-        "-m",
-        "receiver.cli",
+        *(program or (sys.executable, "-m", "receiver.cli")),
         "serve",
         "--config",
         str(config),

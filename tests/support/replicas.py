@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,15 +32,24 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.support.processes import READY_TIMEOUT, Running, alertmanager, free_port, wait_http
+from tests.support.journal import write_script
+from tests.support.processes import (
+    Running,
+    alertmanager,
+    cluster_args,
+    cluster_peers,
+    free_port,
+    webhook_deliveries,
+)
 from tests.support.receiver import TOKEN
+from tests.support.restartable import RestartableServer
 
 # ---------------------------------------------------------------- the command acted with
 
@@ -95,10 +103,7 @@ class SideEffects:
 
 
 def write_action_script(workdir: Path) -> Path:
-    script = workdir / "act.sh"
-    script.write_text(ACTION_SCRIPT)
-    script.chmod(0o755)
-    return script
+    return write_script(workdir, "act.sh", ACTION_SCRIPT)
 
 
 def read_side_effects(path: Path) -> SideEffects:
@@ -168,83 +173,18 @@ def claimer_pid(claimed_by: str) -> int:
     return int(claimed_by.rsplit(":", 2)[1])
 
 
-class Replica:
-    """One `remediator serve` in its own session, working dir and port."""
+class Replica(RestartableServer):
+    """One `remediator serve` replica, run by the installed console script, in its own
+    session, working dir and port."""
 
     def __init__(self, name: str, workdir: Path, config: Path, store: str) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        listen = f"127.0.0.1:{self.port}"
-        self.argv = [
-            *console_script(),
-            "serve",
-            "--config",
-            str(config),
-            "--listen",
-            listen,
-            "--store",
-            store,
-        ]
-        self.log = workdir / "remediator.log"
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def launch(self) -> None:
-        """Start the process (without waiting for it to be ready: see ready())."""
-        assert self.process is None or self.process.poll() is not None, "already running"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.starts} =====\n".encode())
-            out.flush()
-            self.process = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=env,
-                start_new_session=True,
-            )
-        self.starts += 1
-
-    def ready(self, timeout: float = READY_TIMEOUT) -> None:
-        try:
-            wait_http(f"{self.url}/-/ready", timeout=timeout, process=self.process)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{self.name}: {exc}\n--- its output ---\n{self.output()}") from exc
-
-    def start(self) -> None:
-        self.launch()
-        self.ready()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        super().__init__(
+            workdir, config, store, name=name, program=console_script(), stop_timeout=20.0
+        )
 
     def owns(self, claimed_by: str) -> bool:
         """True when the dispatcher named `claimed_by` is a process of this replica."""
         return self.alive() and descends_from(claimer_pid(claimed_by), self.process.pid)
-
-    def kill9(self) -> None:
-        """SIGKILL the whole replica (master, worker, writer, dispatch) and reap it."""
-        assert self.process is not None
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-        except ProcessLookupError:
-            pass
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 @dataclass
@@ -303,7 +243,7 @@ def replica_set(
 #: `--cluster.peer-timeout` of the pair: how long the second member waits for the first
 #: one's notification log before it sends too. Short, so that both usually deliver:
 #: every alert then reaches two replicas, the case the journal must deduplicate.
-PEER_TIMEOUT = "0s"
+PEER_TIMEOUT = 0.0
 
 
 def pair_config(webhook_url: str, token_file: Path) -> str:
@@ -324,23 +264,6 @@ receivers:
 """
 
 
-def cluster_args(own: int, peer: int) -> list[str]:
-    return [
-        f"--cluster.listen-address=127.0.0.1:{own}",
-        f"--cluster.advertise-address=127.0.0.1:{own}",
-        f"--cluster.peer=127.0.0.1:{peer}",
-        "--cluster.gossip-interval=50ms",
-        "--cluster.pushpull-interval=1s",
-        "--cluster.settle-timeout=2s",
-        f"--cluster.peer-timeout={PEER_TIMEOUT}",
-        "--cluster.probe-interval=200ms",
-    ]
-
-
-def peers(am: Running) -> int:
-    return len(requests.get(f"{am.url}/api/v2/status", timeout=5).json()["cluster"]["peers"])
-
-
 @contextmanager
 def alertmanager_pair(workdir: Path, receivers: Sequence[Replica]) -> Iterator[list[Running]]:
     """Two clustered Alertmanagers; member i sends its webhooks to receivers[i]."""
@@ -353,10 +276,10 @@ def alertmanager_pair(workdir: Path, receivers: Sequence[Replica]) -> Iterator[l
             token = home / "token"
             token.write_text(TOKEN + "\n")
             text = pair_config(f"{receivers[index].url}/webhook", token)
-            args = cluster_args(ports[index], ports[1 - index])
+            args = cluster_args(ports[index], ports[1 - index], PEER_TIMEOUT)
             pair.append(stack.enter_context(alertmanager(home, text, extra_args=args)))
         deadline = time.monotonic() + 30
-        while not all(peers(am) == 2 for am in pair):
+        while not all(cluster_peers(am) == 2 for am in pair):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Alertmanagers did not see each other within 30 s")
             time.sleep(0.2)
@@ -368,20 +291,6 @@ def post_alerts(pair: Sequence[Running], alerts: list[dict[str, Any]]) -> None:
     for am in pair:
         response = requests.post(f"{am.url}/api/v2/alerts", json=alerts, timeout=10)
         assert response.status_code == 200, response.text
-
-
-def webhook_deliveries(am: Running) -> tuple[float, float]:
-    """(attempted, failed) webhook notifications, from Alertmanager's own metrics."""
-    attempted = failed = 0.0
-    for line in requests.get(f"{am.url}/metrics", timeout=5).text.splitlines():
-        if 'integration="webhook"' not in line:
-            continue
-        value = float(line.rsplit(" ", 1)[1])
-        if line.startswith("alertmanager_notifications_total"):
-            attempted += value
-        elif line.startswith("alertmanager_notifications_failed_total"):
-            failed += value
-    return attempted, failed
 
 
 def quiet_deliveries(pair: Sequence[Running], timeout: float = 60.0) -> list[tuple[float, float]]:

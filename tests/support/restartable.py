@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -19,16 +19,36 @@ from tests.support.processes import READY_TIMEOUT, free_port, remediator_argv, w
 
 
 class RestartableServer:
-    def __init__(self, workdir: Path, config: Path, store: str, *extra: str) -> None:
+    """One `remediator serve` in its own session, working dir (`workdir`) and loopback
+    port, appending every start's output to workdir/remediator.log.
+
+    `name` labels its errors; `program` is the command that runs `remediator` (see
+    processes.remediator_argv); stop() gives a SIGTERM `stop_timeout` seconds before
+    it SIGKILLs the process group."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: Path,
+        store: str,
+        *extra: str,
+        name: str = "remediator",
+        program: Sequence[str] = (),
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self.name = name
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = remediator_argv(config, f"127.0.0.1:{self.port}", store, *extra)
+        listen = f"127.0.0.1:{self.port}"
+        self.argv = remediator_argv(config, listen, store, *extra, program=program)
         self.log = workdir / "remediator.log"
+        self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self, timeout: float = READY_TIMEOUT) -> None:
+    def launch(self) -> None:
+        """Start the process (without waiting for it to be ready: see ready())."""
         assert self.process is None or self.process.poll() is not None, "already running"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as out:
@@ -43,16 +63,25 @@ class RestartableServer:
                 start_new_session=True,
             )
         self.starts += 1
+
+    def ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until /-/ready answers; RuntimeError (with the server's output) if the
+        process exits first or `timeout` seconds pass."""
         try:
             wait_http(f"{self.url}/-/ready", timeout=timeout, process=self.process)
         except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{exc}\n--- remediator output ---\n{self.output()}") from exc
+            raise RuntimeError(f"{self.name}: {exc}\n--- its output ---\n{self.output()}") from exc
+
+    def start(self, timeout: float = READY_TIMEOUT) -> None:
+        self.launch()
+        self.ready(timeout)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def kill9(self) -> None:
-        """SIGKILL the whole server (master, worker, journal writer) and reap it."""
+        """SIGKILL the whole process group (master, worker, journal writer, dispatch
+        process) and reap it."""
         assert self.process is not None
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -63,7 +92,7 @@ class RestartableServer:
             return
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(15)
+            self.process.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
             self.kill9()
         except ProcessLookupError:
