@@ -49,7 +49,7 @@ from receiver.store.schema import (
     SchemaError,
     redacted,
 )
-from receiver.store.sqlite import sqlite_path, writers_lock_path
+from receiver.store.sqlite import enable_wal, sqlite_path, writers_lock_path
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
 #: seconds to reach PostgreSQL (the store's own connect_timeout)
@@ -219,10 +219,13 @@ def _transactional_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # WAL from the journal's first transaction, as the store opens it: other
+        # processes' reads never wait for the upgrade's write
+        enable_wal(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager

@@ -29,6 +29,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,25 @@ def writers_lock_path(journal: Path) -> Path:
     """The lock file every process's write transactions queue on (module docstring),
     and a schema upgrade for its whole length (migrate.py)."""
     return journal.with_name(journal.name + "-writers")
+
+
+def enable_wal(connection: Any) -> None:
+    """Set the busy timeout and WAL mode on a sqlite3 connection (the store's, or a
+    schema upgrade's). Switching a journal to WAL needs it to itself for an instant, and
+    SQLite answers "database is locked" at once, without its busy handler, when another
+    process holds it then (two processes opening a new journal together: a journal
+    writer and its dispatch process); so it is tried again until BUSY_TIMEOUT_MS.
+    Raises sqlite3.OperationalError when the journal stays locked that long."""
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqliteStore(DispatchStore, SqlStore):
@@ -122,8 +142,7 @@ class SqliteStore(DispatchStore, SqlStore):
         connection = sqlite3.connect(
             self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
         )
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA journal_mode = WAL")
+        enable_wal(connection)
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         return connection

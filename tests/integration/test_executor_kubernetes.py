@@ -581,9 +581,11 @@ def test_conflict_on_every_attempt_fails(api, k8s):
 
 
 def test_conflict_retries_stop_at_the_actions_deadline(api, k8s):
-    """The backoff before the next attempt must fit in what is left of the timeout."""
+    """The backoff before the next attempt must fit in what is left of the timeout.
+    CONFLICT_BACKOFF's delays grow 0.01, 0.05, 0.25, 1 s: 0.6 s holds the first three and
+    not the fourth, and leaves a loaded machine time for the first read and patch."""
     api.fail_next("PATCH", SCALE_PATH, conflict("deployments", "web"), times=5)
-    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=4, timeout=0.2))
+    result = k8s.execute(action_request("scale", "deployment/shop/web", replicas=4, timeout=0.6))
     assert not result.ok
     assert result.detail.startswith(
         "conflict: deployment shop/web kept changing while it was being updated (409 "

@@ -197,12 +197,31 @@ def test_admissions_are_stable_across_a_reopen_and_a_lower_bound(
         reopened.close()
 
 
+#: the tables of the schema revisions after the baseline (0002, 0003)
+LATER_TABLES = (
+    "metric_total_shards",
+    "action_slots",
+    "incident_window_services",
+    "incident_window_buckets",
+    "incident_downtime_segments",
+)
+
+
 def test_a_journal_from_before_the_bound_exports_bounded(journal: Any, store_url: str) -> None:
     """Totals written before the bound existed are admitted in sorted order, once."""
     write_closed(journal, [f"s{n}" for n in range(5)])
-    with journal.transaction() as tx:
-        tx.execute("DELETE FROM metric_label_values")  # as a journal of the last release,
-        tx.execute("DROP TABLE alembic_version")  # made before schema revisions
+    with journal.transaction() as tx:  # as a journal of a release before the bound:
+        tx.execute("DELETE FROM metric_label_values")
+        # its totals all in metric_totals (the shards came with schema revision 0002)
+        tx.execute(
+            "INSERT INTO metric_totals (metric, labels, value) "
+            "SELECT metric, labels, SUM(value) FROM metric_total_shards "
+            "GROUP BY metric, labels ON CONFLICT (metric, labels) "
+            "DO UPDATE SET value = metric_totals.value + excluded.value"
+        )
+        for table in LATER_TABLES:  # and none of the later revisions' tables
+            tx.execute(f"DROP TABLE {table}")
+        tx.execute("DROP TABLE alembic_version")
     reopened = open_store(store_url)
     try:
         reopened.apply_limits(Limits(max_label_values=2))
