@@ -274,7 +274,8 @@ def _histograms(totals: dict[str, list[tuple[dict[str, str], float]]]) -> Iterat
             key = tuple(label_values.get(label, "") for label in labels)
             series.setdefault(key, {"buckets": {}, "sum": 0.0})["sum"] = value
         for key, data in sorted(series.items()):
-            # a bucket below every observation was never written: its count is 0
+            # a bound the journal has no row for counted nothing (read_totals gives
+            # every known bound one: this keeps any other histogram whole too)
             counts = {le(bound): 0.0 for bound in (*bounds, math.inf)} | data["buckets"]
             buckets = sorted(counts.items(), key=lambda item: _bound(item[0]))
             family.add_metric(list(key), buckets, data["sum"])

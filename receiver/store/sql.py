@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,13 +72,6 @@ class SqlTransaction:
         the same series many times writes it once."""
         key = (metric, labels)
         self._deltas[key] = self._deltas.get(key, 0.0) + delta
-
-    def add_totals(self, metric: str, labels: Iterable[str], delta: float) -> None:
-        """add_total for each of several series of one metric (a histogram's buckets),
-        `labels` their stored keys."""
-        deltas = self._deltas
-        for key in labels:
-            deltas[metric, key] = deltas.get((metric, key), 0.0) + delta
 
     def flush_totals(self) -> None:
         servicewindows.flush(self, self.closed)  # first: the same lock order everywhere

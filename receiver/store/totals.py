@@ -5,6 +5,19 @@ Each total is incremented in the same transaction as the event it counts, so
 across restarts, and pruning old incidents or actions would not lower them. Label
 values that come from alerts, templates or the config are folded where they are written
 (`tx.labels`, see labels.py), so the totals stay bounded like the series they feed.
+
+Histograms are stored per bucket: the row of bound `le` counts only the observations in
+(previous bound, le], the +Inf row those above the last bound, so an observation adds to
+ONE bucket row plus _sum and _count. Reading turns them back into Prometheus's cumulative
+buckets (each row plus every row below it: read_totals), so `/metrics` shows what it
+showed when every bucket at or above the value was written. Each stored row only grows,
+and so does each cumulative sum of them.
+
+    observe(7.0), bounds (1, 5, 15)   stored (per bucket)   read (cumulative)
+                                      le=1    0             le=1    0
+                                      le=5    0             le=5    0
+                                      le=15   1  <- +1      le=15   1
+                                      le=+Inf 0             le=+Inf 1
 """
 
 from __future__ import annotations
@@ -116,13 +129,13 @@ def observe(
     value: float,
     buckets: tuple[float, ...],
 ) -> None:
-    """A histogram observation as cumulative bucket counters plus _sum and _count: each
-    bucket whose bound is >= `value` (`buckets` ascending; +Inf added) counts it (none
-    for NaN, which no bound is >= to)."""
+    """A histogram observation as one per-bucket counter plus _sum and _count: the bucket
+    of the first bound >= `value` (`buckets` ascending; +Inf added) counts it (none for
+    NaN, which no bound is >= to). Read back cumulative by read_totals (module docstring)."""
     keys = _bucket_keys(tuple(sorted(labels.items())), buckets)
     if value == value:  # not NaN
-        # the first bound >= value, found by bisection: the buckets from it on count it
-        tx.add_totals(f"{metric}_bucket", keys[bisect_left(buckets, value) :], 1.0)
+        # the first bound >= value, found by bisection: the one bucket it falls in
+        tx.add_total(f"{metric}_bucket", keys[bisect_left(buckets, value)], 1.0)
     add(tx, f"{metric}_sum", labels, value)
     add(tx, f"{metric}_count", labels)
 
@@ -323,10 +336,50 @@ READ_SQL = (
 )
 
 
-def read_totals(
-    rows: list[tuple[str, str, float]],
-) -> dict[str, list[tuple[dict[str, Any], float]]]:
-    found: dict[str, list[tuple[dict[str, Any], float]]] = {}
+#: the bucket bounds each histogram is observed with (+Inf implied): read_totals gives
+#: every bound of a series a cumulative value, a bound never written counting 0
+HISTOGRAM_BUCKETS = {
+    "remediator_incident_duration_seconds": DURATION_BUCKETS,
+    "remediator_action_duration_seconds": ACTION_BUCKETS,
+    "remediator_time_to_remediate_seconds": DURATION_BUCKETS,
+}
+
+Series = list[tuple[dict[str, Any], float]]
+
+
+def read_totals(rows: list[tuple[str, str, float]]) -> dict[str, Series]:
+    """Running totals by metric from (metric, stored labels JSON, value) rows (READ_SQL):
+    [(labels, value)] each, histogram buckets made cumulative (cumulative_buckets)."""
+    found: dict[str, Series] = {}
     for metric, labels, value in rows:
         found.setdefault(metric, []).append((json.loads(labels), value))
+    for metric, series in found.items():
+        if metric.endswith("_bucket"):
+            bounds = HISTOGRAM_BUCKETS.get(metric.removesuffix("_bucket"), ())
+            found[metric] = cumulative_buckets(series, bounds)
     return found
+
+
+def cumulative_buckets(series: Series, bounds: tuple[float, ...] = ()) -> Series:
+    """Prometheus's cumulative buckets from per-bucket counts: per label set (`le` left
+    out), each `le` row becomes the sum of the rows of its bound and every lower one,
+    +Inf the total of all. `bounds` (+Inf implied) are given a row when the series has
+    none (it counted nothing there); rows with another `le` are kept in bound order, and
+    rows without `le` are returned unchanged."""
+    grouped: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
+    result: Series = []
+    for labels, value in series:
+        if "le" not in labels:
+            result.append((labels, value))
+            continue
+        key = tuple(sorted((name, v) for name, v in labels.items() if name != "le"))
+        counts = grouped.setdefault(key, {})
+        counts[labels["le"]] = counts.get(labels["le"], 0.0) + value
+    for key, counts in grouped.items():
+        for bound in (*bounds, math.inf):
+            counts.setdefault(le(bound), 0.0)
+        running = 0.0
+        for bound_text in sorted(counts, key=float):  # float("+Inf") is inf
+            running += counts[bound_text]
+            result.append(({**dict(key), "le": bound_text}, running))
+    return result
