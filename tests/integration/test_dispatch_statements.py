@@ -27,9 +27,16 @@ pytestmark = pytest.mark.integration
 CONFIG = parse_config(RESTART_ON_SERVICE_DOWN)
 T = 1_800_000_000.0
 #: Statements of one action (claim, outcome, the run's end) besides the running totals
-#: (one upsert per series counted: their number is the stored histograms' format) and
-#: the transactions' BEGIN/COMMIT; counted from the list in the test below.
+#: (TOTALS_PER_ACTION) and the transactions' BEGIN/COMMIT; counted from the list in the
+#: test below.
 STATEMENTS_PER_ACTION = 16
+#: Running-total upserts of one action (one per series counted): its outcome
+#: (remediator_actions_total), its runbook step and run, and for each of its two
+#: histograms (action duration, time to remediate) the ONE bucket row its value falls in
+#: plus _sum and _count: 3 + 2 x 3. Histograms stored cumulative (before schema revision
+#: 0005) wrote every bucket at or above the value: 18 here (a 2 s action: 10 + 1 bucket
+#: rows), up to 3 + (13 + 2) + (14 + 2) = 34, besides the 16 statements above.
+TOTALS_PER_ACTION = 9
 
 
 @pytest.fixture
@@ -102,3 +109,9 @@ def test_one_action_costs_a_bounded_number_of_statements(store) -> None:
     }
     listing = "\n".join(f"{n} {sql}" for sql, n in sorted(counted.items()))
     assert sum(counted.values()) <= STATEMENTS_PER_ACTION, listing
+
+
+def test_one_action_adds_to_one_bucket_row_of_each_histogram(store) -> None:
+    _, seen = _statements_per_action(store)
+    upserts = {sql: n for sql, n in seen.items() if sql.startswith("INSERT INTO metric_totals")}
+    assert sum(upserts.values()) == TOTALS_PER_ACTION, upserts

@@ -5,17 +5,20 @@ is refused; a server never loads SQLAlchemy into its own processes."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from receiver.store import migrate, open_store, schema
+from receiver.store import migrate, open_store, schema, totals
 from tests.support import pids
 from tests.support.journals import empty_journal, fixture_journal
 from tests.support.processes import REPO, remediator, run_cli
@@ -45,7 +48,11 @@ def test_db_upgrade_keeps_every_row_of_a_journal_made_before_revisions(backend, 
         )
 
         after = journal.contents()
-        assert {table: after[table] for table in before} == before
+        kept = set(before) - {"metric_totals"}
+        assert {table: after[table] for table in kept} == {table: before[table] for table in kept}
+        # 0005 stores histogram buckets per bucket: read back, they are the fixture's
+        # cumulative rows, and every other running total is kept as it was
+        assert as_read(after["metric_totals"]) == with_bounds_at_zero(before["metric_totals"])
         # the revisions after the baseline add tables; 0003 fills its aggregates from the
         # fixture's closed incidents (their figures: tests/integration/test_service_windows)
         assert set(after) - set(before) >= {
@@ -157,6 +164,7 @@ def test_an_upgrade_that_fails_leaves_the_journal_as_it_was(backend, tmp_path):
 REPLICA = """
 import sys, time
 from pathlib import Path
+from typing import Any
 from receiver.store import migrate
 url, ready, go = sys.stdin.read().strip(), Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
@@ -196,6 +204,29 @@ def test_replicas_upgrading_one_fresh_journal_together_run_the_revisions_once(ba
             + [f"journal schema already at {schema.HEAD} (head)"] * (REPLICAS - 1)
         )
         assert journal.revision_rows() == [(schema.HEAD,)]
+
+
+def as_read(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
+    """metric_totals rows (metric, labels JSON, value) as the store reads them."""
+    return {
+        (metric, totals.canonical_json(labels)): value
+        for metric, series in totals.read_totals(rows).items()
+        for labels, value in series
+    }
+
+
+def with_bounds_at_zero(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
+    """Cumulative rows as /metrics exported them: a histogram's bound without a row
+    (below its first observation) at 0."""
+    found = {(metric, labels): value for metric, labels, value in rows}
+    for metric, labels, _ in rows:
+        parsed = json.loads(labels)
+        bounds = totals.HISTOGRAM_BUCKETS.get(metric.removesuffix("_bucket"))
+        if bounds is not None and "le" in parsed:
+            for bound in (*bounds, math.inf):
+                key = (metric, totals.canonical_json({**parsed, "le": totals.le(bound)}))
+                found.setdefault(key, 0.0)
+    return found
 
 
 def wait_for(condition: Callable[[], bool], timeout: float) -> None:
