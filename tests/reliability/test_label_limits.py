@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.config import Limits, parse_config
 from receiver.metrics import JournalCollector
-from receiver.store import open_store
+from receiver.store import open_store, totals
 from receiver.store.base import NewIncident
 from receiver.store.labels import FOLDED_METRIC, OTHER
 from receiver.store.totals import DURATION_BUCKETS
@@ -219,6 +219,15 @@ def test_a_journal_from_before_the_bound_exports_bounded(journal: Any, store_url
             "GROUP BY metric, labels ON CONFLICT (metric, labels) "
             "DO UPDATE SET value = metric_totals.value + excluded.value"
         )
+        # its histogram buckets cumulative, as releases before schema revision 0005
+        # stored them (read_totals turns the stored per-bucket rows into those)
+        stored = tx.execute("SELECT metric, labels, value FROM metric_totals").fetchall()
+        for metric, series in totals.read_totals(stored).items():
+            for labels, value in series if metric.endswith("_bucket") else ():
+                tx.execute(
+                    "UPDATE metric_totals SET value = ? WHERE metric = ? AND labels = ?",
+                    (value, metric, totals.canonical_json(labels)),
+                )
         for table in LATER_TABLES:  # and none of the later revisions' tables
             tx.execute(f"DROP TABLE {table}")
         tx.execute("DROP TABLE alembic_version")
