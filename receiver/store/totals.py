@@ -365,21 +365,34 @@ def cumulative_buckets(series: Series, bounds: tuple[float, ...] = ()) -> Series
     out), each `le` row becomes the sum of the rows of its bound and every lower one,
     +Inf the total of all. `bounds` (+Inf implied) are given a row when the series has
     none (it counted nothing there); rows with another `le` are kept in bound order, and
-    rows without `le` are returned unchanged."""
-    grouped: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
+    rows without `le` are returned unchanged. The label dicts given are returned, not
+    copied (a scrape reads every bucket row: this runs once per row)."""
+    grouped: dict[frozenset[tuple[str, str]], dict[str, list[Any]]] = {}
     result: Series = []
     for labels, value in series:
-        if "le" not in labels:
+        bound_text = labels.get("le")
+        if bound_text is None:
             result.append((labels, value))
             continue
-        key = tuple(sorted((name, v) for name, v in labels.items() if name != "le"))
-        counts = grouped.setdefault(key, {})
-        counts[labels["le"]] = counts.get(labels["le"], 0.0) + value
-    for key, counts in grouped.items():
-        for bound in (*bounds, math.inf):
-            counts.setdefault(le(bound), 0.0)
+        rows = grouped.setdefault(frozenset(labels.items() - {("le", bound_text)}), {})
+        if bound_text in rows:  # the same series given twice: its counts add up
+            rows[bound_text][1] += value
+        else:
+            rows[bound_text] = [labels, value]
+    known = [le(bound) for bound in (*bounds, math.inf)]
+    for key, rows in grouped.items():
+        for bound_text in known:
+            if bound_text not in rows:
+                rows[bound_text] = [{**dict(key), "le": bound_text}, 0.0]
         running = 0.0
-        for bound_text in sorted(counts, key=float):  # float("+Inf") is inf
-            running += counts[bound_text]
-            result.append(({**dict(key), "le": bound_text}, running))
+        for bound_text in sorted(rows, key=_bound_value):
+            labels, count = rows[bound_text]
+            running += count
+            result.append((labels, running))
     return result
+
+
+@lru_cache(maxsize=1024)
+def _bound_value(bound_text: str) -> float:
+    """An `le` label's bound: float("+Inf") is inf (cached: a few dozen distinct)."""
+    return float(bound_text)
