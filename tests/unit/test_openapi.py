@@ -29,10 +29,16 @@ def app(tmp_path: Path) -> Flask:
     return create_app(AppState(config, SqliteStore(f"sqlite:///{tmp_path / 'journal.db'}")))
 
 
+#: Flask routes whose one variable the document writes as its parts: a breaker's key
+#: is `<strategy>/<target>`, taken whole by a path converter (a target may hold `/`)
+SPLIT = {"/api/v1/breakers/{key}/reset": "/api/v1/breakers/{strategy}/{target}/reset"}
+
+
 def openapi_path(rule: str) -> str:
-    """Flask's `/api/v1/breakers/<path:key>/reset` as OpenAPI writes it:
-    `/api/v1/breakers/{key}/reset`."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+    """Flask's `/api/v1/incidents/<incident_id>` as OpenAPI writes it:
+    `/api/v1/incidents/{incident_id}` (and SPLIT's variables as their parts)."""
+    path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+    return SPLIT.get(path, path)
 
 
 def served(app: Flask) -> dict[str, set[str]]:
