@@ -17,6 +17,7 @@ whatever it accepts) act on this throwaway server only.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +33,7 @@ from receiver.openapi import document
 from tests.support.journal import bearer, post_webhook
 from tests.support.payloads import alert, notification
 from tests.support.processes import Running, remediator
-from tests.support.receiver import write_config
+from tests.support.receiver import LOG_RESTART, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -147,11 +148,18 @@ def operations(*, misfits: bool = False) -> list[tuple[str, str]]:
 EXCLUDED_CHECKS = {("POST", "/webhook"): ["negative_data_rejection"]}
 
 
-def exchange(api_schema: Any, method: str, path: str, mode: GenerationMode) -> None:
+def exchange(
+    api_schema: Any,
+    method: str,
+    path: str,
+    mode: GenerationMode,
+    credentials: dict[str, str] | None = None,
+) -> None:
     """MAX_EXAMPLES requests to one operation in one mode, each answer checked by all of
     schemathesis's checks but those EXCLUDED_CHECKS names: status documented, content
     type, headers, body valid against its schema, data that fits accepted, data that
-    does not refused, no 5xx but 503."""
+    does not refused, no 5xx but 503. `credentials`: the Authorization header (default:
+    the seeded server's bearer token)."""
     operation = api_schema[path][method]
     excluded = [CHECKS[name] for name in EXCLUDED_CHECKS.get((method, path), [])]
 
@@ -164,7 +172,7 @@ def exchange(api_schema: Any, method: str, path: str, mode: GenerationMode) -> N
         suppress_health_check=list(HealthCheck),
     )
     def call(case: Any) -> None:
-        case.call_and_validate(headers=bearer(), excluded_checks=excluded)
+        case.call_and_validate(headers=credentials or bearer(), excluded_checks=excluded)
 
     call()
 
@@ -202,3 +210,37 @@ def test_the_webhook_and_reload_refuse_missing_credentials(server: Running) -> N
     assert post_webhook(server.url, notification(), token=None).status_code == 401
     ok = requests.post(f"{server.url}/-/reload", headers=bearer(), timeout=10)
     assert ok.status_code == 200
+
+
+#: `server.auth` with basic auth instead of a bearer token: the document's `basic` scheme
+BASIC_USER, BASIC_PASSWORD = "sre", "pa55-word"
+BASIC_AUTH = f"""server:
+  auth: {{basic_auth: {{username: {BASIC_USER}, password_file: password}}}}
+{LOG_RESTART}"""
+
+
+@pytest.fixture(scope="module")
+def basic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    workdir = tmp_path_factory.mktemp("openapi-basic")
+    (workdir / "password").write_text(BASIC_PASSWORD + "\n")
+    config = write_config(workdir, BASIC_AUTH)
+    with remediator(workdir, config, f"sqlite:///{workdir / 'journal.db'}") as running:
+        yield running
+
+
+@pytest.mark.parametrize(("method", "path"), [op for op in operations() if op[0] == "POST"])
+def test_the_post_endpoints_under_basic_auth_answer_as_documented(
+    basic_server: Running, method: str, path: str
+) -> None:
+    """The same checks with the credentials of the `basic` scheme; without them, the
+    documented 401 with its `Basic` challenge."""
+    config = schemathesis.Config.from_dict(schemathesis_config(basic_server.url))
+    api_schema = schemathesis.openapi.from_url(
+        f"{basic_server.url}/api/v1/openapi.json", config=config
+    )
+    token = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
+    exchange(api_schema, method, path, GenerationMode.POSITIVE, {"Authorization": f"Basic {token}"})
+    url = basic_server.url + path.replace("{strategy}/{target}", "fix-web/web")
+    refused = requests.post(url, json={}, headers=bearer(), timeout=5)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == 'Basic realm="remediator"'
