@@ -362,6 +362,8 @@ def parse_envelope(
     if status not in STATUSES:
         raise PayloadError("status", f"must be 'firing' or 'resolved', not {status[:32]!r}")
     truncated = obj.get("truncatedAlerts", 0)
+    if isinstance(truncated, float) and truncated.is_integer():
+        truncated = int(truncated)  # JSON has one number type: 2.0 is the integer 2 (JSON Schema)
     if isinstance(truncated, bool) or not isinstance(truncated, int):
         raise PayloadError("truncatedAlerts", f"expected an integer, got {_kind(truncated)}")
     if not 0 <= truncated <= MAX_STORED_INT:

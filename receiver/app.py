@@ -25,6 +25,7 @@ from receiver.config import Config, ConfigError, load_config, with_overrides
 from receiver.executors import require_usable_executors
 from receiver.intake import Intake, LocalIntake
 from receiver.metrics import HttpMetrics, JournalCollector, http_metrics, register_build_info
+from receiver.openapi import document_json
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
@@ -297,6 +298,12 @@ def stats() -> Response:
     return jsonify(orchestrator_stats(app_state.store, app_state.config, time.time()))
 
 
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this HTTP API (receiver/openapi.py)."""
+    return Response(document_json(), mimetype="application/json")
+
+
 @api.get("/status")
 def status() -> Response:
     app_state = state()
@@ -339,19 +346,25 @@ def metrics() -> Response:
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
+def _text(body: str, status: int) -> Response:
+    """A plain-text answer (as Prometheus' own /-/healthy and /-/ready), not Flask's
+    default text/html for a returned string."""
+    return Response(body, status=status, mimetype="text/plain")
+
+
 @admin.get("/-/healthy")
-def healthy() -> tuple[str, int]:
+def healthy() -> Response:
     """200 while the process makes progress; 503 with the reason once it does not (a
     liveness probe then restarts the pod). Never touches the journal: see /-/ready."""
     liveness = state().liveness
     problem = liveness() if liveness is not None else None
     if problem:
-        return f"Remediator is not healthy: {problem}\n", 503
-    return "Remediator is Healthy.\n", 200
+        return _text(f"Remediator is not healthy: {problem}\n", 503)
+    return _text("Remediator is Healthy.\n", 200)
 
 
 @admin.get("/-/ready")
-def ready() -> tuple[str, int]:
+def ready() -> Response:
     """200 "Remediator is Ready." then the version line (`remediator 0.1.0 (Python
     3.12.3)`) when the journal and the journal writer answer; 503 with the reason when
     not (a readiness probe then takes the pod out of its Service)."""
@@ -360,9 +373,9 @@ def ready() -> tuple[str, int]:
         app_state.store.ping()
         app_state.intake.ping()
     except StoreUnavailable as exc:
-        return f"Remediator is not ready: journal unavailable: {exc}\n", 503
+        return _text(f"Remediator is not ready: journal unavailable: {exc}\n", 503)
     # The first line stays as it is: probes and scripts compare it.
-    return f"Remediator is Ready.\n{build_info()}\n", 200
+    return _text(f"Remediator is Ready.\n{build_info()}\n", 200)
 
 
 @admin.post("/-/reload")
@@ -413,7 +426,9 @@ def _instrument(app: Flask, figures: HttpMetrics) -> None:
 
 
 def create_app(app_state: AppState) -> Flask:
-    app = Flask("remediator")
+    # No static route: Flask's default would serve files from `static/` under whatever
+    # directory the server runs in, a path nobody documented or meant to publish.
+    app = Flask("remediator", static_folder=None)
     app.json.sort_keys = False
     app.extensions["remediator"] = app_state
     app_state.store.apply_limits(app_state.config.limits)

@@ -106,7 +106,8 @@ NUMBERS = [
     (top(truncatedAlerts=MAX_STORED_INT + 1), "truncatedAlerts"),
     (top(truncatedAlerts=2**63), "truncatedAlerts"),
     (top(truncatedAlerts=-1), "truncatedAlerts"),
-    (top(truncatedAlerts=1.0), "truncatedAlerts"),
+    # a fraction (a whole 2.0 is the integer 2, as JSON Schema and the OpenAPI document say)
+    (top(truncatedAlerts=1.5), "truncatedAlerts"),
     (top(truncatedAlerts=True), "truncatedAlerts"),
     (top(truncatedAlerts=None), "truncatedAlerts"),
     (top(truncatedAlerts=float("inf")), "truncatedAlerts"),

@@ -307,6 +307,12 @@ def test_invalid_payload_names_the_field(body: Any, field: str) -> None:
     assert error_field(body) == field
 
 
+def test_truncated_alerts_written_as_a_whole_float_is_that_integer() -> None:
+    """JSON has one number type, and JSON Schema (the OpenAPI document) calls 2.0 an
+    integer: it is taken as 2, while 1.5 stays refused (above)."""
+    assert parse_notification(payload(truncatedAlerts=2.0)).truncated_alerts == 2
+
+
 def test_zero_starts_at_message() -> None:
     assert "Go's zero time" in error_message(with_alert(0, startsAt="0001-01-01T00:00:00Z"))
 
