@@ -27,11 +27,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 import ssl
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bcrypt
@@ -78,8 +79,9 @@ UNSUPPORTED = {
 
 @dataclass(frozen=True)
 class TLSServerConfig:
-    """`tls_server_config`: the certificate and key files (paths as written, relative
-    ones to the working directory), and the TLS versions allowed."""
+    """`tls_server_config`: the certificate and key files (a relative path is taken
+    from the web config file's directory, as the toolkit does), and the TLS versions
+    allowed (TLS_VERSIONS names)."""
 
     cert_file: str
     key_file: str
@@ -103,7 +105,7 @@ class WebConfig:
     (empty: no authentication), `tls` is None for plain HTTP, and `ssl_context` the
     context built from it (None without TLS)."""
 
-    path: str
+    path: str  # absolute: a reload reads it from wherever the process runs
     users: Mapping[str, bytes] = field(default_factory=dict)
     tls: TLSServerConfig | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
@@ -124,7 +126,8 @@ def load_web_config(path: str) -> WebConfig:
     except yaml.YAMLError as exc:
         raise ConfigError([Problem("", f"invalid YAML: {exc}")], path) from exc
     problems: list[Problem] = []
-    config = _parse(path, document if document is not None else LineDict(), problems)
+    mapping = document if document is not None else LineDict()
+    config = _parse(os.path.abspath(path), mapping, problems)
     if problems:
         raise ConfigError(problems, path)
     return config
@@ -137,6 +140,14 @@ def _parse(path: str, document: Any, problems: list[Problem]) -> WebConfig:
     _known_keys(document, "", TOP_KEYS, problems)
     users = _users(document.get("basic_auth_users"), _line(document, "basic_auth_users"), problems)
     tls = _tls(document.get("tls_server_config"), _line(document, "tls_server_config"), problems)
+    if tls is not None:  # relative to the file's directory, as the toolkit resolves them
+        folder = os.path.dirname(path)
+        tls = replace(
+            tls,
+            cert_file=os.path.join(folder, tls.cert_file),
+            key_file=os.path.join(folder, tls.key_file),
+        )
+        _readable(tls, document["tls_server_config"], problems)
     context = None
     if tls is not None and not problems:
         try:
@@ -146,6 +157,19 @@ def _parse(path: str, document: Any, problems: list[Problem]) -> WebConfig:
             where = _line(document, "tls_server_config")
             problems.append(Problem("tls_server_config", message, where))
     return WebConfig(path, users, tls, context)
+
+
+def _readable(tls: TLSServerConfig, mapping: Any, problems: list[Problem]) -> None:
+    """A problem naming each of cert_file and key_file that cannot be read (ssl's own
+    error does not say which file it is)."""
+    for key in ("cert_file", "key_file"):
+        name = getattr(tls, key)
+        try:
+            with open(name, "rb"):
+                pass
+        except OSError as exc:
+            message = f"cannot read {name}: {exc.strerror or exc}"
+            problems.append(Problem(f"tls_server_config.{key}", message, _line(mapping, key)))
 
 
 def _line(mapping: Any, key: str) -> int | None:
