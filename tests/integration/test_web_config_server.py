@@ -264,3 +264,15 @@ def test_check_accepts_a_good_web_config(tmp_path):
     config = write_config(tmp_path)
     checked = run_cli("check", "--config", str(config), "--web.config.file", str(web))
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_key_that_does_not_match_its_certificate_is_refused(tmp_path):
+    cert, _ = self_signed(tmp_path, "one")
+    _, other_key = self_signed(tmp_path, "two")
+    web = tmp_path / "web.yml"
+    web.write_text(web_config(USERS, cert, other_key))
+    config = write_config(tmp_path)
+    checked = run_cli("check", "--config", str(config), "--web.config.file", str(web))
+    assert checked.returncode == 1
+    assert "tls_server_config (line 1): cannot load cert_file/key_file:" in checked.stderr
+    assert "KEY_VALUES_MISMATCH" in checked.stderr
