@@ -531,7 +531,8 @@ def _serve_parser(commands: Any) -> None:
         "/-/reload re-reads the config without interrupting actions in flight.",
         "  remediator serve --config examples/remediation.yml\n"
         "  remediator serve --config remediation.yml --listen 127.0.0.1:9095 \\\n"
-        "      --store postgresql://remediator@db/remediator --log-format json\n",
+        "      --store postgresql://remediator@db/remediator --log-format json\n"
+        "  remediator serve --config remediation.yml --web.config.file web.yml\n",
     )
     serve.add_argument("--config", required=True, help="remediation YAML file")
     serve.add_argument(

@@ -570,6 +570,8 @@ class BufferingWorker(ThreadWorker):
         client that does not read its answer holds a pool thread no longer than that."""
         if conn.continue_sent:
             req._expected_100_continue = False  # the event loop already said so
+        if isinstance(conn.sock, ssl.SSLSocket):
+            req.scheme = "https"  # gunicorn's parser knows only its own TLS (cfg.is_ssl)
         conn.sock.settimeout(self.limits.read_timeout)
         try:
             return super().handle_request(req, conn)

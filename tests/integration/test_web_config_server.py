@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from receiver.config import load_config
 from receiver.store import open_store
 from tests.support.payloads import alert, notification
 from tests.support.processes import free_port, remediator_argv, run_cli, stop
-from tests.support.receiver import TOKEN, write_config
+from tests.support.receiver import CONFIG, TOKEN, write_config
 from tests.support.webconfig import bcrypt_hash, self_signed, web_config
 
 USERS = {"alice": "wonderland", "bob": "builder"}
@@ -41,11 +42,12 @@ class Guarded:
 
 @contextmanager
 def serve(
-    workdir: Path, web: Path, scheme: str = "https", verify: str | bool = True
+    workdir: Path, web: Path, scheme: str = "https", verify: str | bool = True, text: str = CONFIG
 ) -> Iterator[Guarded]:
-    """`remediator serve --web.config.file web`, ready once /-/ready answers alice."""
+    """`remediator serve --web.config.file web` with the config `text`, ready once
+    /-/ready answers alice."""
     port = free_port()
-    config = write_config(workdir)
+    config = write_config(workdir, text)
     store = f"sqlite:///{workdir / 'journal.db'}"
     argv = remediator_argv(config, f"127.0.0.1:{port}", store, "--web.config.file", str(web))
     log = workdir / f"remediator-{port}.log"
@@ -175,6 +177,32 @@ def test_a_large_body_over_tls_arrives_whole(tls_server):
     answer = call(tls_server, "POST", "/webhook", json=notification(*alerts), headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.json()["new_incidents"] == 150
+
+
+def test_handshakes_that_never_come_hold_no_thread_and_are_closed(tmp_path):
+    """Handshakes run on the event loop: more silent clients than threads, one sending
+    half a ClientHello, do not keep a user out; read_timeout after accept they are
+    closed."""
+    cert, key = self_signed(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(web_config(USERS, cert, key))
+    text = CONFIG.replace("server:\n", "server:\n  threads: 2\n").replace(
+        "limits:\n", "limits:\n  read_timeout: 2s\n"
+    )
+    assert "threads: 2" in text and "read_timeout: 2s" in text
+    with serve(tmp_path, web, verify=str(cert), text=text) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        silent[0].sendall(bytes.fromhex("16030100c8010000c40303"))  # a ClientHello's start
+        try:
+            answer = call(server, "GET", "/-/healthy", auth=ALICE)
+            assert answer.status_code == 200
+            for sock in silent:
+                sock.settimeout(30)
+                assert sock.recv(1024) == b""  # closed by the server, nothing answered
+        finally:
+            for sock in silent:
+                sock.close()
 
 
 # ---------------------------------------------------------------- reload
