@@ -8,12 +8,16 @@ exporter-toolkit's docs/web-configuration.md). Remediator reads a faithful subse
       key_file: server.key         # its PEM private key
       min_version: TLS12           # TLS10 | TLS11 | TLS12 | TLS13 (default TLS12)
       max_version: TLS13           # default: the highest this OpenSSL speaks
+      client_auth_type: RequireAndVerifyClientCert   # or VerifyClientCertIfGiven,
+      client_ca_file: clients-ca.crt                 # NoClientCert (the default)
     basic_auth_users:              # user -> bcrypt hash of the password
       alice: $2y$10$...
 
-Keys the toolkit knows but Remediator does not implement (inline `cert`/`key`, client
-certificates, cipher and curve choices, `http_server_config`, `rate_limit`) are refused
-by name, as are keys nobody knows: a file is never half obeyed.
+Keys the toolkit knows but Remediator does not implement (inline `cert`/`key`,
+`client_ca`, `client_allowed_sans`, the client_auth_types that do not verify the
+certificate they ask for, cipher and curve choices, `http_server_config`,
+`rate_limit`) are refused by name, as are keys nobody knows: a file is never half
+obeyed.
 
 Checking a password with bcrypt costs 50-250 ms on purpose; a successful check is
 remembered in memory under a SHA-256 of (user, hash, password), as the toolkit does,
@@ -59,15 +63,29 @@ TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 TOP_KEYS = ("tls_server_config", "basic_auth_users")
-TLS_KEYS = ("cert_file", "key_file", "min_version", "max_version")
+TLS_KEYS = (
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+)
+#: the toolkit's client_auth_type values Python's ssl can honour, as verify modes
+CLIENT_AUTH_TYPES: dict[str, ssl.VerifyMode] = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+#: the toolkit's values that ask for a certificate without verifying it: Python's ssl
+#: verifies every certificate it asks for, so these are refused rather than tightened
+UNVERIFIED_CLIENT_AUTH_TYPES = ("RequestClientCert", "RequireAnyClientCert")
 #: keys of the toolkit's format this release does not implement: refused by name
 UNSUPPORTED = {
     "": ("http_server_config", "rate_limit"),
     "tls_server_config": (
         "cert",
         "key",
-        "client_auth_type",
-        "client_ca_file",
         "client_ca",
         "client_allowed_sans",
         "cipher_suites",
@@ -87,6 +105,8 @@ class TLSServerConfig:
     key_file: str
     min_version: str = "TLS12"
     max_version: str | None = None
+    client_auth_type: str = "NoClientCert"  # a CLIENT_AUTH_TYPES name
+    client_ca_file: str | None = None  # PEM CA certificates client certificates chain to
 
     def context(self) -> ssl.SSLContext:
         """A server-side SSLContext with the certificate loaded (read now, from disk).
@@ -96,6 +116,9 @@ class TLSServerConfig:
         if self.max_version is not None:
             context.maximum_version = TLS_VERSIONS[self.max_version]
         context.load_cert_chain(self.cert_file, self.key_file)
+        context.verify_mode = CLIENT_AUTH_TYPES[self.client_auth_type]
+        if self.client_ca_file is not None:
+            context.load_verify_locations(cafile=self.client_ca_file)
         return context
 
 
@@ -146,6 +169,7 @@ def _parse(path: str, document: Any, problems: list[Problem]) -> WebConfig:
             tls,
             cert_file=os.path.join(folder, tls.cert_file),
             key_file=os.path.join(folder, tls.key_file),
+            client_ca_file=tls.client_ca_file and os.path.join(folder, tls.client_ca_file),
         )
         _readable(tls, document["tls_server_config"], problems)
     context = None
@@ -153,7 +177,7 @@ def _parse(path: str, document: Any, problems: list[Problem]) -> WebConfig:
         try:
             context = tls.context()
         except (ssl.SSLError, OSError) as exc:
-            message = f"cannot load cert_file/key_file: {exc}"
+            message = f"cannot load cert_file/key_file/client_ca_file: {exc}"
             where = _line(document, "tls_server_config")
             problems.append(Problem("tls_server_config", message, where))
     return WebConfig(path, users, tls, context)
@@ -162,8 +186,10 @@ def _parse(path: str, document: Any, problems: list[Problem]) -> WebConfig:
 def _readable(tls: TLSServerConfig, mapping: Any, problems: list[Problem]) -> None:
     """A problem naming each of cert_file and key_file that cannot be read (ssl's own
     error does not say which file it is)."""
-    for key in ("cert_file", "key_file"):
+    for key in ("cert_file", "key_file", "client_ca_file"):
         name = getattr(tls, key)
+        if name is None:
+            continue
         try:
             with open(name, "rb"):
                 pass
@@ -231,9 +257,42 @@ def _tls(value: Any, line: int | None, problems: list[Problem]) -> TLSServerConf
                 problems.append(Problem(f"tls_server_config.{key}", message, _line(value, key)))
             else:
                 versions[key] = value[key]
-    if len(files) < 2:
+    client = _client_auth(value, problems)
+    if len(files) < 2 or client is None:
         return None
-    return TLSServerConfig(files["cert_file"], files["key_file"], **versions)  # type: ignore[arg-type]
+    return TLSServerConfig(files["cert_file"], files["key_file"], **versions, **client)  # type: ignore[arg-type]
+
+
+def _client_auth(value: dict, problems: list[Problem]) -> dict[str, Any] | None:
+    """client_auth_type and client_ca_file, checked as the toolkit checks them (a CA
+    without a policy that verifies is refused); None after a problem."""
+    kind = value.get("client_auth_type", "NoClientCert")
+    ca_file = value.get("client_ca_file")
+    where = "tls_server_config.client_auth_type"
+    if kind in UNVERIFIED_CLIENT_AUTH_TYPES:
+        message = (
+            f"{kind} is not supported by remediator (it asks for a certificate without "
+            "verifying it); use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+        )
+        problems.append(Problem(where, message, _line(value, "client_auth_type")))
+        return None
+    if kind not in CLIENT_AUTH_TYPES:
+        message = f"must be one of {', '.join(CLIENT_AUTH_TYPES)}"
+        problems.append(Problem(where, message, _line(value, "client_auth_type")))
+        return None
+    if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
+        where, message = "tls_server_config.client_ca_file", "must be a file name"
+        problems.append(Problem(where, message, _line(value, "client_ca_file")))
+        return None
+    if kind == "NoClientCert" and ca_file is not None:
+        message = "client_ca_file is set but client_auth_type NoClientCert verifies nothing"
+        problems.append(Problem(where, message, _line(value, "client_ca_file")))
+        return None
+    if kind != "NoClientCert" and ca_file is None:
+        message = f"{kind} needs client_ca_file: the CAs client certificates must chain to"
+        problems.append(Problem(where, message, _line(value, "client_auth_type")))
+        return None
+    return {"client_auth_type": kind, "client_ca_file": ca_file}
 
 
 class WebAuth:

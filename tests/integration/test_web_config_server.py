@@ -24,7 +24,7 @@ from receiver.store import open_store
 from tests.support.payloads import alert, notification
 from tests.support.processes import free_port, remediator_argv, run_cli, stop
 from tests.support.receiver import CONFIG, TOKEN, write_config
-from tests.support.webconfig import bcrypt_hash, self_signed, web_config
+from tests.support.webconfig import bcrypt_hash, self_signed, signed_client, web_config
 
 USERS = {"alice": "wonderland", "bob": "builder"}
 ALICE = ("alice", "wonderland")
@@ -203,6 +203,49 @@ def test_handshakes_that_never_come_hold_no_thread_and_are_closed(tmp_path):
         finally:
             for sock in silent:
                 sock.close()
+
+
+def test_client_certificates_required_and_verified(tmp_path):
+    cert, key = self_signed(tmp_path)
+    ca_cert, ca_key = self_signed(tmp_path, "clients-ca")
+    client = signed_client(tmp_path, ca_cert, ca_key)
+    stranger_ca = self_signed(tmp_path, "stranger-ca")
+    stranger = signed_client(tmp_path, *stranger_ca, name="stranger")
+    web = tmp_path / "web.yml"
+    web.write_text(web_config(USERS, cert, key, ("RequireAndVerifyClientCert", ca_cert)))
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    config = write_config(tmp_path)
+    argv = remediator_argv(config, f"127.0.0.1:{port}", f"sqlite:///{tmp_path / 'j.db'}")
+    log = tmp_path / "remediator.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*argv, "--web.config.file", str(web)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                ready = requests.get(
+                    f"{url}/-/ready", auth=ALICE, verify=str(cert), cert=client, timeout=2
+                )
+                if ready.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        for credentials in (None, stranger):  # no certificate, or one of another CA
+            with pytest.raises(requests.ConnectionError):
+                requests.get(
+                    f"{url}/-/ready", auth=ALICE, verify=str(cert), cert=credentials, timeout=10
+                )
+        # the certificate is not a user: basic_auth_users still apply on top
+        answer = requests.get(f"{url}/-/ready", verify=str(cert), cert=client, timeout=10)
+        assert answer.status_code == 401
+    finally:
+        stop(process)
 
 
 # ---------------------------------------------------------------- reload

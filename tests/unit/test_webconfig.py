@@ -66,7 +66,7 @@ def test_keys_of_the_toolkit_not_implemented_are_refused_by_name(tmp_path):
         "tls_server_config:\n"
         "  cert_file: a.crt\n"
         "  key_file: a.key\n"
-        "  client_auth_type: RequireAndVerifyClientCert\n"
+        "  client_ca: inline-pem\n"
     )
     found = problems_of(tmp_path, text)
     assert (
@@ -74,7 +74,7 @@ def test_keys_of_the_toolkit_not_implemented_are_refused_by_name(tmp_path):
         "does not implement" in found
     )
     assert (
-        "tls_server_config.client_auth_type (line 5): a key of Prometheus's web config "
+        "tls_server_config.client_ca (line 5): a key of Prometheus's web config "
         "that remediator does not implement" in found
     )
 
@@ -113,6 +113,37 @@ def test_tls_without_key_file_and_a_bad_version_are_refused(tmp_path):
     assert (
         "tls_server_config.min_version (line 3): must be one of TLS10, TLS11, TLS12, TLS13" in found
     )
+
+
+@pytest.mark.parametrize(
+    ("client", "expected"),
+    [
+        (
+            "  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n",
+            "tls_server_config.client_auth_type (line 4): RequireAnyClientCert is not supported "
+            "by remediator (it asks for a certificate without verifying it); use "
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert",
+        ),
+        (
+            "  client_auth_type: RequireAndVerifyClientCert\n",
+            "tls_server_config.client_auth_type (line 4): RequireAndVerifyClientCert needs "
+            "client_ca_file: the CAs client certificates must chain to",
+        ),
+        (
+            "  client_ca_file: ca.crt\n",
+            "tls_server_config.client_auth_type (line 4): client_ca_file is set but "
+            "client_auth_type NoClientCert verifies nothing",
+        ),
+        (
+            "  client_auth_type: VerifyAll\n",
+            "tls_server_config.client_auth_type (line 4): must be one of NoClientCert, "
+            "VerifyClientCertIfGiven, RequireAndVerifyClientCert",
+        ),
+    ],
+)
+def test_client_certificate_settings_are_checked(tmp_path, client, expected):
+    text = "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n" + client
+    assert problems_of(tmp_path, text) == [expected]
 
 
 def test_yaml_syntax_and_unreadable_file_are_reported(tmp_path):
