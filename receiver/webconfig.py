@@ -110,16 +110,31 @@ class TLSServerConfig:
 
     def context(self) -> ssl.SSLContext:
         """A server-side SSLContext with the certificate loaded (read now, from disk).
-        Raises ssl.SSLError or OSError when the files cannot be read or do not match."""
+        Raises TLSFileError naming the keys whose files cannot be loaded (not PEM, a key
+        that does not match its certificate)."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = TLS_VERSIONS[self.min_version]
         if self.max_version is not None:
             context.maximum_version = TLS_VERSIONS[self.max_version]
-        context.load_cert_chain(self.cert_file, self.key_file)
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSFileError("cert_file/key_file", exc) from exc
         context.verify_mode = CLIENT_AUTH_TYPES[self.client_auth_type]
         if self.client_ca_file is not None:
-            context.load_verify_locations(cafile=self.client_ca_file)
+            try:
+                context.load_verify_locations(cafile=self.client_ca_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise TLSFileError("client_ca_file", exc) from exc
         return context
+
+
+class TLSFileError(ValueError):
+    """A certificate, key or CA file that cannot be loaded; `keys` names its key(s)."""
+
+    def __init__(self, keys: str, cause: Exception) -> None:
+        self.keys = keys
+        super().__init__(f"cannot load {keys}: {cause}")
 
 
 @dataclass(frozen=True)
@@ -176,10 +191,10 @@ def _parse(path: str, document: Any, problems: list[Problem]) -> WebConfig:
     if tls is not None and not problems:
         try:
             context = tls.context()
-        except (ssl.SSLError, OSError) as exc:
-            message = f"cannot load cert_file/key_file/client_ca_file: {exc}"
-            where = _line(document, "tls_server_config")
-            problems.append(Problem("tls_server_config", message, where))
+        except TLSFileError as exc:
+            problems.append(
+                Problem("tls_server_config", str(exc), _line(document, "tls_server_config"))
+            )
     return WebConfig(path, users, tls, context)
 
 
