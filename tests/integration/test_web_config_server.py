@@ -205,14 +205,15 @@ def test_handshakes_that_never_come_hold_no_thread_and_are_closed(tmp_path):
                 sock.close()
 
 
-def test_client_certificates_required_and_verified(tmp_path):
+@pytest.mark.parametrize("kind", ["RequireAndVerifyClientCert", "VerifyClientCertIfGiven"])
+def test_client_certificates_verified(tmp_path, kind):
     cert, key = self_signed(tmp_path)
     ca_cert, ca_key = self_signed(tmp_path, "clients-ca")
     client = signed_client(tmp_path, ca_cert, ca_key)
     stranger_ca = self_signed(tmp_path, "stranger-ca")
     stranger = signed_client(tmp_path, *stranger_ca, name="stranger")
     web = tmp_path / "web.yml"
-    web.write_text(web_config(USERS, cert, key, ("RequireAndVerifyClientCert", ca_cert)))
+    web.write_text(web_config(USERS, cert, key, (kind, ca_cert)))
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     config = write_config(tmp_path)
@@ -236,11 +237,14 @@ def test_client_certificates_required_and_verified(tmp_path):
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        for credentials in (None, stranger):  # no certificate, or one of another CA
-            with pytest.raises(requests.ConnectionError):
-                requests.get(
-                    f"{url}/-/ready", auth=ALICE, verify=str(cert), cert=credentials, timeout=10
-                )
+        with pytest.raises(requests.ConnectionError):  # a certificate of another CA
+            requests.get(f"{url}/-/ready", auth=ALICE, verify=str(cert), cert=stranger, timeout=10)
+        if kind == "RequireAndVerifyClientCert":
+            with pytest.raises(requests.ConnectionError):  # no certificate
+                requests.get(f"{url}/-/ready", auth=ALICE, verify=str(cert), timeout=10)
+        else:
+            answer = requests.get(f"{url}/-/ready", auth=ALICE, verify=str(cert), timeout=10)
+            assert answer.status_code == 200
         # the certificate is not a user: basic_auth_users still apply on top
         answer = requests.get(f"{url}/-/ready", verify=str(cert), cert=client, timeout=10)
         assert answer.status_code == 401
