@@ -22,6 +22,7 @@ from receiver import fleetrun
 from receiver.alerts import PayloadError
 from receiver.auth import challenge, credentials_ok
 from receiver.config import Config, ConfigError, load_config, with_overrides
+from receiver.crossorigin import cross_origin_refusal
 from receiver.executors import require_usable_executors
 from receiver.intake import Intake, LocalIntake
 from receiver.metrics import HttpMetrics, JournalCollector, http_metrics, register_build_info
@@ -163,6 +164,13 @@ def guard_web() -> tuple[Response, int] | None:
     response, status = error(401, "missing or invalid credentials")
     response.headers["WWW-Authenticate"] = 'Basic realm="remediator"'
     return response, status
+
+
+def refuse_cross_origin() -> tuple[Response, int] | None:
+    """403 for a state-changing request a browser sends on behalf of another site
+    (receiver/crossorigin.py): its Basic credentials would otherwise go with it."""
+    refusal = cross_origin_refusal(request.method, request.headers)
+    return error(403, refusal) if refusal else None
 
 
 # ---------------------------------------------------------------- read API
@@ -450,6 +458,7 @@ def create_app(app_state: AppState) -> Flask:
     figures = http_metrics(registry)
     _instrument(app, figures)
     app.before_request(guard_web)
+    app.before_request(refuse_cross_origin)
     for blueprint in (api, admin):
         app.register_blueprint(blueprint)
     _json_errors(app)

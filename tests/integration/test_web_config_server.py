@@ -152,6 +152,38 @@ def test_the_webhook_keeps_its_own_token(tls_server):
     assert [i["service"] for i in incidents["data"]] == ["checkout"]
 
 
+def test_a_browser_post_from_another_site_is_refused(tls_server):
+    """A browser sends alice's Basic credentials with a form another site posts: the
+    browser's Sec-Fetch-Site and Origin headers get it refused (403), changing nothing."""
+    loaded = call(tls_server, "GET", "/api/v1/status", auth=ALICE).json()["config_loaded_at"]
+    host = tls_server.url.split("://", 1)[1]
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+    ):
+        for path in ("/-/reload", "/api/v1/breakers/restart-web/checkout/reset"):
+            answer = call(tls_server, "POST", path, auth=ALICE, headers=headers, data="x=1")
+            assert answer.status_code == 403, (path, headers, answer.text)
+            assert answer.json()["error"].startswith("cross-origin request refused")
+    status = call(tls_server, "GET", "/api/v1/status", auth=ALICE).json()
+    assert status["config_loaded_at"] == loaded  # no reload happened
+    # the same requests from the console's own origin, or GETs from anywhere, pass
+    assert (
+        call(
+            tls_server,
+            "GET",
+            "/api/v1/status",
+            auth=ALICE,
+            headers={"Sec-Fetch-Site": "cross-site"},
+        ).status_code
+        == 200
+    )
+    for headers in ({"Sec-Fetch-Site": "same-origin"}, {"Origin": f"https://{host}"}):
+        answer = call(tls_server, "POST", "/-/reload", auth=ALICE, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+
 # ---------------------------------------------------------------- TLS
 
 
