@@ -22,6 +22,7 @@ from receiver import fleetrun
 from receiver.alerts import PayloadError
 from receiver.auth import challenge, credentials_ok
 from receiver.config import Config, ConfigError, load_config, with_overrides
+from receiver.crossorigin import cross_origin_refusal
 from receiver.executors import require_usable_executors
 from receiver.intake import Intake, LocalIntake
 from receiver.metrics import HttpMetrics, JournalCollector, http_metrics, register_build_info
@@ -31,6 +32,7 @@ from receiver.store import Store, StoreUnavailable
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
 from receiver.store.listing import PageBounds
 from receiver.version import build_info
+from receiver.webconfig import WebAuth
 from receiver.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ class AppState:
     #: `remediator serve` watches its journal writer with it
     liveness: Callable[[], str | None] | None = None
     started: Config | None = None
+    #: `--web.config.file`: who may use the API, /metrics and the probes (not the webhook)
+    web: WebAuth | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -87,12 +91,15 @@ class AppState:
         with self._lock:
             new = with_overrides(load_config(self.config_path), self.overrides)
             require_usable_executors(new)  # before the writer: it runs the dispatcher
+            web = self.web.load() if self.web is not None else None  # both or neither
             if self.intake is not None:
                 self.intake.reload(new)  # the writer takes it too, or neither does
             pending = restart_required(self.started or self.config, new)
             self.config = new  # one reference swap: requests see the old or the new, whole
             self.loaded_at = time.time()
             self.store.apply_limits(new.limits)
+            if self.web is not None and web is not None:
+                self.web.apply(web)
         seed_metrics(self.store, new)
         log.info("configuration reloaded from %s (sha256 %s)", self.config_path, new.sha256[:12])
         if pending:
@@ -135,12 +142,36 @@ def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 
 
 def require_auth() -> tuple[Response, int] | None:
+    """The write endpoints' check: the webhook's credentials (server.auth), unless a
+    web config lists users, who then guard every endpoint but the webhook (guard_web)."""
+    web = state().web
+    if web is not None and web.guards:
+        return None  # guard_web let this request through
     auth = state().config.server.auth
     if credentials_ok(auth, request.headers.get("Authorization", "")):
         return None
     response, status = error(401, "missing or invalid credentials")
     response.headers["WWW-Authenticate"] = challenge(auth)
     return response, status
+
+
+def guard_web() -> tuple[Response, int] | None:
+    """Every request Flask serves (all but the webhook, answered in front of Flask)
+    needs a user of the web config, as Prometheus's web config guards all its endpoints:
+    401 with a Basic challenge otherwise."""
+    web = state().web
+    if web is None or web.authorized(request.headers.get("Authorization", "")):
+        return None
+    response, status = error(401, "missing or invalid credentials")
+    response.headers["WWW-Authenticate"] = 'Basic realm="remediator"'
+    return response, status
+
+
+def refuse_cross_origin() -> tuple[Response, int] | None:
+    """403 for a state-changing request a browser sends on behalf of another site
+    (receiver/crossorigin.py): its Basic credentials would otherwise go with it."""
+    refusal = cross_origin_refusal(request.method, request.headers)
+    return error(403, refusal) if refusal else None
 
 
 # ---------------------------------------------------------------- read API
@@ -441,6 +472,8 @@ def create_app(app_state: AppState) -> Flask:
     register_build_info(registry, build_info())
     figures = http_metrics(registry)
     _instrument(app, figures)
+    app.before_request(guard_web)
+    app.before_request(refuse_cross_origin)
     for blueprint in (api, admin):
         app.register_blueprint(blueprint)
     _json_errors(app)

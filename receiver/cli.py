@@ -45,11 +45,38 @@ def _report(path: str, exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def _load_web(path: str | None) -> tuple[bool, Any]:
+    """(ok, WebAuth or None) for `--web.config.file`: its problems are printed as
+    `check` prints the config's."""
+    if path is None:
+        return True, None
+    from receiver.webconfig import WebAuth, load_web_config  # bcrypt only when asked
+
+    try:
+        return True, WebAuth(load_web_config(path))
+    except ConfigError as exc:
+        _report(path, exc)
+        return False, None
+
+
+def add_web_config_argument(parser: argparse.ArgumentParser) -> None:
+    """--web.config.file FILE, in Prometheus's web configuration format (serve, check)."""
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="Prometheus-style web config: basic_auth_users (bcrypt) guard every endpoint "
+        "but the webhook, tls_server_config serves HTTPS (default: none, plain HTTP)",
+    )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 when the config is valid, 1 with every problem on stderr when not; either
-    way, warnings (what a config does not do, see config_warnings) follow on stderr."""
+    """Exit 0 when the config (and the web config, if given) is valid, 1 with every
+    problem on stderr when not; either way, warnings (what a config does not do, see
+    config_warnings) follow on stderr."""
     config = _load(args.config)
-    if config is None:
+    web_ok, _ = _load_web(args.web_config_file)
+    if config is None or not web_ok:
         return EXIT_INVALID
     from receiver.executors import require_usable_executors  # requests only when needed
 
@@ -78,7 +105,8 @@ def _warn(path: str, config: Config) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None:
+    web_ok, web = _load_web(args.web_config_file)
+    if config is None or not web_ok:  # nothing started
         return EXIT_INVALID
     overrides = {k: v for k, v in (("store", args.store), ("listen", args.listen)) if v}
     from receiver.server import ServeOptions, serve  # gunicorn only when serving
@@ -86,7 +114,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from receiver.store.schema import SchemaError, redacted
 
     options = ServeOptions(
-        os.path.abspath(args.config), with_overrides(config, overrides), overrides, args.log_format
+        os.path.abspath(args.config),
+        with_overrides(config, overrides),
+        overrides,
+        args.log_format,
+        web=web,
     )
     try:
         serve(options)
@@ -499,13 +531,15 @@ def _serve_parser(commands: Any) -> None:
         "/-/reload re-reads the config without interrupting actions in flight.",
         "  remediator serve --config examples/remediation.yml\n"
         "  remediator serve --config remediation.yml --listen 127.0.0.1:9095 \\\n"
-        "      --store postgresql://remediator@db/remediator --log-format json\n",
+        "      --store postgresql://remediator@db/remediator --log-format json\n"
+        "  remediator serve --config remediation.yml --web.config.file web.yml\n",
     )
     serve.add_argument("--config", required=True, help="remediation YAML file")
     serve.add_argument(
         "--listen", help="HOST:PORT to serve on (default: server.listen, else 0.0.0.0:9095)"
     )
     add_store_argument(serve)
+    add_web_config_argument(serve)
     serve.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -534,6 +568,7 @@ def _check_parser(commands: Any) -> None:
         "  remediator check --config examples/remediation.yml\n",
     )
     check.add_argument("--config", required=True, help="remediation YAML file")
+    add_web_config_argument(check)
     check.set_defaults(func=cmd_check)
 
 

@@ -35,8 +35,11 @@ and moves the reading into its event loop (the poller thread):
 - What the event loop buffers is bounded: a head to 32 KiB (longer: 431), and a body
   past 40 KiB only within a budget shared by all connections (FREE_BUFFER_BYTES).
 
-Plain HTTP/1.x only: TLS is refused at start (terminate it in front, as the README
-says), HTTP/2 is not offered (gunicorn's default).
+HTTP/1.x, plain or over TLS when `--web.config.file` has a `tls_server_config`: the
+event loop then runs each TLS handshake, non-blocking and within the read timeout
+from accept, before it reads the request (gunicorn's own TLS settings are refused at
+start: its handshake would block a pool thread). HTTP/2 is not offered (gunicorn's
+default).
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ import re
 import resource
 import selectors
 import socket
+import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from gunicorn import http
 from gunicorn.http.unreader import Unreader
@@ -110,10 +114,18 @@ class FrontLimits:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def worker_class(limits: FrontLimits) -> type[BufferingWorker]:
-    """A BufferingWorker subclass bound to these limits, for gunicorn's `worker_class`
-    setting (gunicorn builds the worker itself, so the limits travel on the class)."""
-    return type("BufferingWorker", (BufferingWorker,), {"limits": limits})
+class TLSSource(Protocol):
+    """Where the worker gets the SSLContext for each new connection (receiver.webconfig
+    WebAuth: swapped on reload); None means plain HTTP."""
+
+    def ssl_context(self) -> ssl.SSLContext | None: ...
+
+
+def worker_class(limits: FrontLimits, tls: TLSSource | None = None) -> type[BufferingWorker]:
+    """A BufferingWorker subclass bound to these limits and TLS source, for gunicorn's
+    `worker_class` setting (gunicorn builds the worker itself, so they travel on the
+    class)."""
+    return type("BufferingWorker", (BufferingWorker,), {"limits": limits, "tls": tls})
 
 
 # ---------------------------------------------------------------- request framing
@@ -303,6 +315,7 @@ class BufferingWorker(ThreadWorker):
     thread sees it, and bounds connections per peer and in all (see the module)."""
 
     limits = FrontLimits()
+    tls: TLSSource | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -349,17 +362,46 @@ class BufferingWorker(ThreadWorker):
             if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 return
             raise
+        context = self.tls.ssl_context() if self.tls is not None else None
+        if context is not None:  # the handshake is run by the event loop (_shake_hands)
+            sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         conn = BufferedConn(self.cfg, sock, client, listener.getsockname())
         refusal = self._refusal(conn.peer)
         if refusal:
             self.refusals.note("connection bound", f"{refusal}: 503", time.monotonic())
-            _send_quietly(sock, _answer("503 Service Unavailable", refusal))
+            if context is None:  # over TLS no answer can be sent before a handshake
+                _send_quietly(sock, _answer("503 Service Unavailable", refusal))
             sock.close()
             return
         self.nr_conns += 1
         self.per_peer[conn.peer] += 1
         conn.deadline = time.monotonic() + self.limits.read_timeout
+        if context is None:
+            self._read_from(conn)
+            return
+        self.reading[conn] = conn.deadline  # murder_pending ends a handshake too slow
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._shake_hands, conn))
+
+    def _shake_hands(self, conn: BufferedConn, _client: Any) -> None:
+        """One step of a TLS handshake; once done, read the request as over plain HTTP.
+        A failed handshake (plain HTTP sent to the TLS port, an unknown CA...) closes the
+        connection: no HTTP answer can reach a client that does not speak TLS."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        except ssl.SSLWantWriteError:
+            self.poller.modify(conn.sock, selectors.EVENT_WRITE, partial(self._shake_hands, conn))
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self.refusals.note("TLS handshake", f"{conn.peer}: {exc}", time.monotonic())
+            self._stop_reading(conn)
+            self._close(conn)
+            return
+        self._stop_reading(conn)
         self._read_from(conn)
+        if conn.sock.pending():  # the request's first bytes came with the handshake
+            self._on_bytes(conn, conn.sock)
 
     def _refusal(self, peer: str) -> str:
         if self.nr_conns >= self.limits.max_connections:
@@ -387,7 +429,11 @@ class BufferingWorker(ThreadWorker):
         room = FREE_BUFFER_BYTES + conn.reserved - len(conn.data)
         try:
             chunk = conn.sock.recv(max(1, min(RECV_SIZE, room)))
-        except (BlockingIOError, InterruptedError):
+            # TLS: bytes OpenSSL decrypted past `room` wait in it, not in the socket,
+            # so the poller would not say so: take what fits now
+            while _pending(conn.sock) and len(chunk) < room:
+                chunk += conn.sock.recv(min(_pending(conn.sock), room - len(chunk)))
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError:
             chunk = b""
@@ -469,6 +515,8 @@ class BufferingWorker(ThreadWorker):
                 waiting.sock, selectors.EVENT_READ, partial(self._on_bytes, waiting)
             )
             self._advance(waiting)  # 100-continue, now that its body may come
+            if waiting in self.reading and _pending(waiting.sock):  # TLS: already decrypted
+                self._on_bytes(waiting, waiting.sock)
 
     def _stop_reading(self, conn: BufferedConn) -> None:
         self.reading.pop(conn, None)
@@ -522,6 +570,8 @@ class BufferingWorker(ThreadWorker):
         client that does not read its answer holds a pool thread no longer than that."""
         if conn.continue_sent:
             req._expected_100_continue = False  # the event loop already said so
+        if isinstance(conn.sock, ssl.SSLSocket):
+            req.scheme = "https"  # gunicorn's parser knows only its own TLS (cfg.is_ssl)
         conn.sock.settimeout(self.limits.read_timeout)
         try:
             return super().handle_request(req, conn)
@@ -542,6 +592,9 @@ class BufferingWorker(ThreadWorker):
             return
         leftover = conn.parser.unreader.take_buffered()
         conn.sock.setblocking(False)
+        with contextlib.suppress(OSError):  # TLS: pipelined bytes OpenSSL already decrypted
+            while _pending(conn.sock):
+                leftover += conn.sock.recv(_pending(conn.sock))
         if leftover:  # a pipelined request: its clock started with its bytes
             conn.started = True
             conn.data = bytearray(leftover)
@@ -609,6 +662,11 @@ class BufferingWorker(ThreadWorker):
             self.keepalived_conns.popleft()
             self._unregister(conn)
             self._close(conn)
+
+
+def _pending(sock: socket.socket) -> int:
+    """Bytes a TLS socket has decrypted and not yet handed out (0 for plain sockets)."""
+    return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:

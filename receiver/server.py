@@ -43,6 +43,7 @@ from receiver.executors import require_usable_executors
 from receiver.httpworker import FrontLimits, worker_class
 from receiver.store import open_store, schema
 from receiver.version import build_info
+from receiver.webconfig import WebAuth
 from receiver.writer.client import REPLY_TIMEOUT_S, WriterIntake, WriterProcess, stop_timeout
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class ServeOptions:
     config: Config  # with command-line overrides applied
     overrides: dict[str, str]
     log_format: str = "text"
+    #: `--web.config.file`, read and checked: users and TLS (None: neither)
+    web: WebAuth | None = None
 
 
 class _ForwardingArbiter(Arbiter):
@@ -178,7 +181,8 @@ class RemediatorServer(BaseApplication):
         settings = {
             "bind": [config.server.listen],
             "workers": 1,
-            "worker_class": worker_class(front),  # slow clients hold no thread
+            # slow clients hold no thread; TLS, when configured, is spoken by it too
+            "worker_class": worker_class(front, self.options.web),
             "worker_connections": front.max_connections,
             "threads": config.server.threads,
             "timeout": 60,
@@ -239,6 +243,7 @@ class RemediatorServer(BaseApplication):
             store=open_store(config.store),
             config_path=self.options.config_path,
             overrides=self.options.overrides,
+            web=self.options.web,
         )
         app = create_app(self.app_state)
         self.app_state.store.close()
@@ -262,12 +267,21 @@ def serve(options: ServeOptions) -> None:
     store.ping()
     store.close()
     build = build_info()
+    web = options.web
     log.info(
-        "remediator listening on %s, journal %s (version %s, Python %s)",
+        "remediator listening on %s (%s), journal %s (version %s, Python %s)",
         config.server.listen,
+        "HTTPS" if web is not None and web.ssl_context() is not None else "HTTP",
         config.store,
         build.version,
         build.python,
     )
     warn_if_exposed(config)
+    if web is not None:
+        log.info(
+            "web config %s: %d user(s) guard every endpoint but the webhook; TLS %s",
+            web.config.path,
+            len(web.config.users),
+            "on" if web.config.tls is not None else "off",
+        )
     RemediatorServer(options).run()
