@@ -67,7 +67,7 @@ class ApprovalSettings:
     def describe(self) -> str:
         """One line for `check` and `explain`."""
         then = "skipped" if self.on_timeout == SKIP_ON_TIMEOUT else "run as if approved"
-        return f"approval required: waits up to {format_duration(self.timeout)}, then {then}"
+        return f"waits up to {format_duration(self.timeout)} for a person, then {then}"
 
 
 @dataclass(frozen=True)
