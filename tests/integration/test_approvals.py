@@ -188,6 +188,8 @@ def test_deny_skips_the_action_and_it_never_runs(stack):
         wait_for(lambda: am_alert(am, held["id"]) is None, what="the awaiting alert to end")
         time.sleep(1.5)
         assert ran(record) == []
+        text = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert 'remediator_actions_skipped_total{reason="denied",strategy="careful"} 1.0' in text
 
 
 def test_unknown_action_is_404_and_an_action_not_awaiting_is_409(stack):
@@ -210,6 +212,9 @@ def test_timeout_skips_with_on_timeout_skip(stack):
         (held,) = awaiting(server)
         done = ended(server, held["id"])
         assert (done["status"], done["reason"]) == ("skipped", "approval timed out after 2s")
+        text = requests.get(f"{server.url}/metrics", timeout=5).text
+        skipped = 'remediator_actions_skipped_total{reason="approval_timeout",'
+        assert f'{skipped}strategy="impatient-skip"}} 1.0' in text
         wait_for(lambda: am_alert(am, held["id"]) is None, what="the awaiting alert to end")
         assert ran(record) == []
 
