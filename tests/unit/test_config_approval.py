@@ -97,3 +97,34 @@ def test_approval_needs_an_escalation_executor_to_announce_it():
     (problem,) = info.value.problems
     assert problem.path == "strategies[0].approval"
     assert "needs defaults.escalation_executor" in problem.message
+
+
+def test_check_and_explain_show_the_approval():
+    from receiver import cli
+
+    text = (
+        HEADER
+        + STRATEGY
+        + "    approval: {timeout: 30s, on_timeout: run}\n"
+        + """\
+  - name: rb
+    matchers: ['alertname="Y"']
+    target: x
+    steps:
+      - {action: run, executor: local, command: ['/bin/true']}
+      - {name: last, action: run, executor: local, command: ['/bin/true'], approval: {}}
+"""
+    )
+    config = parse_config(text)
+    assert cli.approval_lines(config) == [
+        "fix: approval required, waits up to 30s for a person, then run as if approved",
+        "rb step 2 (last): approval required, waits up to 15m for a person, then skipped",
+    ]
+    fix = config.strategies[0]
+    described = cli.gates(config, fix, "x")
+    assert described[:2] == [
+        "dry-run: no",
+        "approval: waits up to 30s for a person, then run as if approved; announced as "
+        "RemediationAwaitingApproval, decided by POST /api/v1/actions/<id>/approve or /deny",
+    ]
+    assert not any(g.startswith("approval") for g in cli.gates(config, config.strategies[1], "x"))
