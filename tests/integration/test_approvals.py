@@ -160,3 +160,4 @@ def test_metrics_count_actions_awaiting_approval(stack):
         text = requests.get(f"{server.url}/metrics", timeout=5).text
         assert 'remediator_actions_awaiting_approval{strategy="careful"} 2.0' in text
         assert 'remediator_actions_awaiting_approval{strategy="impatient-run"} 0.0' in text
+        assert 'remediator_actions_waiting{reason="awaiting_approval"} 2.0' in text
