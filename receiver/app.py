@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from receiver import fleetrun
+from receiver import approvals, fleetrun
 from receiver.alerts import PayloadError
 from receiver.auth import challenge, credentials_ok
 from receiver.config import Config, ConfigError, load_config, with_overrides
@@ -29,6 +29,7 @@ from receiver.metrics import HttpMetrics, JournalCollector, http_metrics, regist
 from receiver.openapi import document_json
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
+from receiver.store import approvals as approval_journal
 from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
 from receiver.store.listing import PageBounds
 from receiver.version import build_info
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 #: the largest row id the journal can hold (a signed 64-bit integer, in both stores)
 MAX_ID = 2**63 - 1
+#: Longest `by` and `comment` of an approval decision kept (characters).
+MAX_BY, MAX_COMMENT = 200, 2000
 #: Changing these needs a process restart; a reload applies the rest and says so.
 RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
@@ -268,6 +271,75 @@ def actions() -> Response:
             bounds=bounds,
         )
     )
+
+
+@api.get("/actions/<action_id>")
+def action(action_id: str) -> tuple[Response, int]:
+    """One action with its events and its `approval` (null when it never awaited one).
+    400 for an id that is not a whole number, 404 for an unknown one."""
+    if not _whole(action_id):
+        raise PayloadError("id", f"action id must be a whole number up to {MAX_ID}")
+    _, _, bounds = _page_args(default=MAX_PAGE)
+    detail = state().store.action_detail(int(action_id), bounds)
+    if detail is None:
+        return error(404, f"no action {action_id[:32]}")
+    return jsonify(detail), 200
+
+
+@api.post("/actions/<action_id>/approve")
+def approve(action_id: str) -> tuple[Response, int]:
+    """Approve an action awaiting approval (approvals.py); see _decide."""
+    return _decide(action_id, approvals.APPROVED)
+
+
+@api.post("/actions/<action_id>/deny")
+def deny(action_id: str) -> tuple[Response, int]:
+    """Deny an action awaiting approval: it ends skipped "denied by X"; see _decide."""
+    return _decide(action_id, approvals.DENIED)
+
+
+def _decide(action_id: str, decision: str) -> tuple[Response, int]:
+    """Journal a person's decision. Optional JSON body {"by": str, "comment": str}; who
+    decided is the authenticated basic-auth user when there is one, else `by`, else
+    "anonymous". 200 with the approval, 400 bad id or body, 401 bad credentials, 404
+    unknown action, 409 an action not awaiting approval."""
+    denied = require_auth()
+    if denied:
+        return denied
+    if not _whole(action_id):
+        raise PayloadError("id", f"action id must be a whole number up to {MAX_ID}")
+    by, comment = _decision_body()
+    try:
+        decided = state().store.change(
+            lambda tx: approval_journal.decide(
+                tx, int(action_id), decision, by, comment, time.time()
+            )
+        )
+    except approvals.NotAwaiting as exc:
+        return error(409, f"action {action_id} is not awaiting approval: {exc}")
+    if decided is None:
+        return error(404, f"no action {action_id[:32]}")
+    log.warning(approvals.decision_note(decided), extra={"action_id": int(action_id)})
+    return jsonify(
+        {"status": decision, "action_id": int(action_id), **approval_journal.as_dict(decided)}
+    ), 200
+
+
+def _decision_body() -> tuple[str, str]:
+    """(by, comment) of a decision: the body is optional, a JSON object when given."""
+    body: Any = {}
+    if request.get_data(cache=True):
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise PayloadError("body", 'expected a JSON object such as {"by": "alice"}')
+    for name in ("by", "comment"):
+        if name in body and not isinstance(body[name], str):
+            raise PayloadError(name, f"{name} must be a string")
+    comment = body.get("comment", "")[:MAX_COMMENT]
+    user = request.authorization.username if request.authorization else None
+    if state().config.server.auth.basic_username is not None and user:
+        return user[:MAX_BY], comment
+    return (body.get("by") or "anonymous")[:MAX_BY], comment
 
 
 @api.get("/notifications")

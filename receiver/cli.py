@@ -91,8 +91,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(config.strategies)} strategies, "
         f"{len(config.executors)} executors)"
     )
+    for line in approval_lines(config):
+        print(f"  {line}")
     _warn(args.config, config)
     return EXIT_OK
+
+
+def approval_lines(config: Config) -> list[str]:
+    """One line per strategy (or runbook step) that holds its actions for a person."""
+    lines = []
+    for strategy in config.strategies:
+        if strategy.approval is not None and not strategy.steps:
+            lines.append(f"{strategy.name}: approval required, {strategy.approval.describe()}")
+        for index, step in enumerate(strategy.steps, start=1):
+            if step.approval is not None:
+                title = f"{strategy.name} step {index}" + (
+                    f" ({step.step_name})" if step.step_name else ""
+                )
+                lines.append(f"{title}: approval required, {step.approval.describe()}")
+    return lines
 
 
 def _warn(path: str, config: Config) -> None:
@@ -378,6 +395,7 @@ def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
     budget = strategy.budget
     described = [
         f"dry-run: {'yes, journal only' if strategy.dry_run else 'no'}",
+        *_approval_gate(strategy),
         f"lock: one action at a time on target {target!r}",
         f"cooldown: {format_duration(strategy.cooldown)} per ({strategy.name}, {target})",
         "budget: "
@@ -395,6 +413,15 @@ def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
             f"(polled every {format_duration(strategy.verify.interval)})"
         )
     return described
+
+
+def _approval_gate(strategy: Strategy) -> list[str]:
+    if strategy.approval is None:
+        return []
+    return [
+        f"approval: {strategy.approval.describe()}; announced as RemediationAwaitingApproval, "
+        "decided by POST /api/v1/actions/<id>/approve or /deny"
+    ]
 
 
 def _plan_json(config: Config, plan: Plan, context: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 
 from receiver import analysis, fleets
+from receiver.approvals import DEFAULT_TIMEOUT as DEFAULT_APPROVAL_TIMEOUT
+from receiver.approvals import ON_TIMEOUT as APPROVAL_ON_TIMEOUT
+from receiver.approvals import SKIP_ON_TIMEOUT, ApprovalSettings
 from receiver.breaker import BreakerSettings
 from receiver.durations import format_duration, parse_duration
 from receiver.matchers import LABEL_NAME, Matcher, MatcherError, is_label_name, parse_matcher
@@ -315,6 +318,9 @@ class Strategy:
     #: baseline: a strategy of its own, with the strategy's name and its unset keys
     #: (needs fleet.analysis); each step of a runbook carries its strategy's
     undo: Strategy | None = None
+    #: `approval:` held for a person before each of its actions runs (approvals.py);
+    #: None: not required. A runbook's steps inherit their strategy's.
+    approval: ApprovalSettings | None = None
 
     def step(self, index: int) -> Strategy:
         """The strategy of step `index` (1-based): itself for a strategy without steps;
@@ -926,6 +932,7 @@ _ACTION_KEYS = {
     "dry_run",
     "silence",
     "idempotent",
+    "approval",
 }
 _STRATEGY_KEYS = _ACTION_KEYS | {
     "name",
@@ -1064,7 +1071,47 @@ def _read_action_fields(
         "dry_run": value("dry_run", _bool),
         "silence": value("silence", _bool, False),
         "idempotent": value("idempotent", _bool, False),
+        "approval": _read_approval(r, section, path, defaults)
+        if "approval" in section
+        else base.get("approval"),
     }
+
+
+_APPROVAL_KEYS = {"required", "timeout", "on_timeout"}
+
+
+def _read_approval(
+    r: _Reader, section: Mapping, path: str, defaults: Defaults
+) -> ApprovalSettings | None:
+    """`approval: {required, timeout, on_timeout}` (defaults: true, 15m, skip); None when
+    not required. Needs `defaults.escalation_executor`: the RemediationAwaitingApproval
+    alert is how people hear that an action waits for them."""
+    found = r.subsection(section, path, "approval", _APPROVAL_KEYS)
+    if found is None:
+        return None
+    node, path = found
+    required = r.value(node, path, "required", _bool, True)
+    timeout = r.value(node, path, "timeout", _positive_duration, DEFAULT_APPROVAL_TIMEOUT)
+    on_timeout = r.value(node, path, "on_timeout", _on_timeout, SKIP_ON_TIMEOUT)
+    if not required:
+        return None
+    if not defaults.escalation_executor:
+        r.fail(
+            path,
+            "needs defaults.escalation_executor (an alertmanager executor): the "
+            "RemediationAwaitingApproval alert is how people hear an action waits for them",
+            _line(section, "approval"),
+        )
+        return None
+    if timeout is None or on_timeout is None:
+        return None
+    return ApprovalSettings(True, timeout, on_timeout)
+
+
+def _on_timeout(value: Any) -> str:
+    if value not in APPROVAL_ON_TIMEOUT:
+        raise ValueError(f"expected skip or run, got {value!r}")
+    return value
 
 
 def _read_steps(

@@ -39,7 +39,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
-from receiver import breaker, canary, fleetrun, fleets, gates, retention, runbooks, runs, scaling
+from receiver import (
+    approvals,
+    breaker,
+    canary,
+    fleetrun,
+    fleets,
+    gates,
+    retention,
+    runbooks,
+    runs,
+    scaling,
+)
 from receiver.config import Config, Strategy
 from receiver.executors import (
     ActionRequest,
@@ -55,6 +66,7 @@ from receiver.executors.command import KILL_GRACE
 from receiver.matchers import parse_matchers
 from receiver.plans import incident_context
 from receiver.prometheus import PrometheusClient, PrometheusError
+from receiver.store import approvals as approval_journal
 from receiver.store import fleets as fleet_journal
 from receiver.store import retention as prune_journal
 from receiver.store import runs as run_journal
@@ -516,6 +528,13 @@ class Dispatcher:
             if strategy is None:
                 skipped.append(row.id)
                 return gates.Verdict(gates.SKIP, "config", "strategy or step no longer configured")
+            if strategy.approval is not None and not strategy.dry_run:
+                held = _approval_gate(strategy, row, reader, now)
+                if held is not None:
+                    skipped.append(row.id)
+                    if held.outcome == gates.SKIP:
+                        log.info(held.reason, extra={"action_id": row.id})
+                    return held
             top = strategies[row.strategy]
             if top.fleet is not None and row.fleet is not None and not strategy.dry_run:
                 held = self._fleet_gate(top, row, reader, ticks, now, config, planned)
@@ -980,6 +999,42 @@ class Dispatcher:
             return run_journal.SENT, f"escalated via {am.name}: {result.detail}"
         return None, f"escalation via {am.name} failed, will retry: {result.detail}"
 
+    def send_approval_alerts(self) -> int:
+        """Post the RemediationAwaitingApproval alerts owed (store/approvals.py outbox):
+        new ones firing, and the end (endsAt now) of those decided, cancelled or timed
+        out; a failed post is tried again at the next tick. Returns how many were posted.
+        A `log` escalation executor (trials) logs them instead."""
+        config = self.source.config
+        due = self.store.change(lambda tx: approval_journal.alerts_due(tx, self.clock()))
+        if not due:
+            return 0
+        am = self._alertmanager(config, self._executors(config))
+        posted = 0
+        for item in due:
+            now = self.clock()
+            alert = item.alert if item.firing else approvals.ended_alert(item.alert, now)
+            what = "posted" if item.firing else "ended"
+            if isinstance(am, AlertmanagerExecutor):
+                try:
+                    changed = am.post_alert(alert)
+                except ExecutorError as exc:
+                    log.error("%s not %s: %s", approvals.ALERTNAME, what, exc,
+                              extra={"action_id": item.action_id})  # fmt: skip
+                    continue
+                note = f"{approvals.ALERTNAME} {what} to {am.url}{changed}"
+            else:
+                note = f"{approvals.ALERTNAME} {what} (logged: no alertmanager executor)"
+            if not item.repost:
+                log.warning(note, extra={"action_id": item.action_id})
+            state = approval_journal.FIRING if item.firing else approval_journal.ENDED
+            self.store.change(
+                lambda tx, i=item.action_id, s=state, n=note, t=now: approval_journal.delivered(
+                    tx, i, s, n, t
+                )
+            )
+            posted += 1
+        return posted
+
     # fleets: canary analyses, sizes --------------------------------------------------
     def run_analyses(self) -> int:
         """Judge the fleets' due canary analyses (Prometheus sampled outside any
@@ -1233,7 +1288,13 @@ class Dispatcher:
                 log.error("journal unavailable for heartbeats: %s", exc)
                 continue
             if not self._stop.is_set():
-                chores = (self.recover, self.repeat_due, self.send_escalations, self.prune)
+                chores = (
+                    self.recover,
+                    self.repeat_due,
+                    self.send_escalations,
+                    self.send_approval_alerts,
+                    self.prune,
+                )
                 for chore in chores:
                     self._chore(chore)
 
@@ -1403,6 +1464,35 @@ class NoLongerOurs(StoreUnavailable):
     """An action's journal write was not retried: the action is no longer running under
     this dispatcher (an earlier attempt committed after all, or another process adopted
     it after a long outage)."""
+
+
+def _approval_gate(
+    strategy: Strategy, row: ActionRow, reader: GateReader, now: float
+) -> gates.Verdict | None:
+    """The approval gate (approvals.py), first after dry-run: None when the action may go
+    on to the other gates (approved, or timed out with `on_timeout: run`); else the
+    verdict that holds it (a DELAY while awaited) or ends it (denied, timed out). Its
+    state is journaled in the claim's transaction; the first look asks for the alert."""
+    assert strategy.approval is not None
+    state = approval_journal.load(reader.tx, row.id)
+    judgement = approvals.judge(state, strategy.approval, now)
+    if judgement.state is not None:
+        alert = None
+        if state is None:  # requested now: the alert that tells people is owed
+            alert = approvals.awaiting_alert(
+                row.id, row.strategy, row.action, row.target, row.params, row.labels,
+                row.annotations, judgement.state,
+            )  # fmt: skip
+        approval_journal.save(reader.tx, row.id, row.strategy, judgement.state, alert)
+        if judgement.outcome == approvals.PROCEED:  # timed out, running
+            reader.tx.add_event(row.id, now, "planned", judgement.reason)
+    if judgement.outcome == approvals.WAIT:
+        return gates.Verdict(
+            gates.DELAY, approvals.AWAITING, judgement.reason, None, judgement.not_before
+        )
+    if judgement.outcome == approvals.SKIP:
+        return gates.Verdict(gates.SKIP, "approval", judgement.reason)
+    return None
 
 
 def _named(config: Config, name: str) -> Strategy | None:

@@ -27,6 +27,7 @@ from prometheus_client.core import (
 
 from receiver import breaker, reliability
 from receiver.config import Config
+from receiver.store import approvals as approval_journal
 from receiver.store import fleets as fleet_journal
 from receiver.store.labels import FOLDED_METRIC, fold_label_set, fold_totals
 from receiver.store.retention import PRUNED_METRIC
@@ -209,6 +210,7 @@ class JournalCollector:
         yield _breakers(self.store.list_breakers(), admitted)
         yield from _replicas(self.store.list_targets(), admitted)
         yield _waiting(self.store.waiting_counts())
+        yield _awaiting_approval(self.store.look(approval_journal.awaiting_counts), self.config())
         yield from _fleets(self.store.look(fleet_journal.gauges))
         yield from self._services(admitted)
 
@@ -336,6 +338,20 @@ def _waiting(counts: dict[str, int]) -> Metric:
     )
     for reason in (*WAITING_REASONS, *sorted(set(counts) - set(WAITING_REASONS))):
         family.add_metric([reason], float(counts.get(reason, 0)))
+    return family
+
+
+def _awaiting_approval(counts: dict[str, int], config: Config) -> Metric:
+    """Actions awaiting a person's approval, by strategy: every configured strategy
+    that requires approval (zero when none waits), and any other the journal holds."""
+    family = GaugeMetricFamily(
+        "remediator_actions_awaiting_approval",
+        "Actions held until a person approves or denies them (approval.required), by strategy.",
+        labels=("strategy",),
+    )
+    configured = [s.name for s in config.strategies if any(step.approval for step in (s, *s.steps))]
+    for strategy in (*configured, *sorted(set(counts) - set(configured))):
+        family.add_metric([strategy], float(counts.get(strategy, 0)))
     return family
 
 

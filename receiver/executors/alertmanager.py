@@ -179,6 +179,12 @@ class AlertmanagerExecutor(Executor):
             f"escalated as {self.alertname} for {original} on {target} to {self.url}{note}",
         )
 
+    def post_alert(self, alert: dict[str, Any], timeout: float | None = None) -> str:
+        """Post one alert as it is (API v2 shape: labels, annotations, startsAt, endsAt),
+        e.g. approvals.awaiting_alert; returns what was changed ("" when nothing).
+        Raises ExecutorError when it is not delivered."""
+        return self._send_alert(alert, timeout)
+
     def _send_alert(self, alert: dict[str, Any], timeout: float | None) -> str:
         """Post one alert, again with classic names if UTF-8 ones are refused; return
         what was changed ("" when nothing). Raises ExecutorError."""

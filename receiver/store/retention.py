@@ -206,6 +206,16 @@ def _incidents(tx: Any, pruning: Pass, counts: dict[str, int], delete: bool) -> 
             delete,
             inner=f"SELECT id FROM actions WHERE incident_id IN ({marks})",
         )
+        # an action's approval goes with it (not counted apart: its alert ended by then,
+        # or ends by itself at its deadline, approvals.awaiting_alert)
+        _remove(
+            tx,
+            "approvals",
+            "action_id",
+            ids,
+            delete,
+            inner=f"SELECT id FROM actions WHERE incident_id IN ({marks})",
+        )
         counts["actions"] = _remove(tx, "actions", "incident_id", ids, delete)
         counts["runbook_runs"] = _remove(tx, "runbook_runs", "incident_id", ids, delete)
         counts["incidents"] = _remove(tx, "incidents", "id", ids, delete)

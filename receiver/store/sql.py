@@ -13,7 +13,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.store import labels, listing, locks, runs, schema, servicewindows, totals
+from receiver.store import (
+    approvals,
+    labels,
+    listing,
+    locks,
+    runs,
+    schema,
+    servicewindows,
+    totals,
+)
 from receiver.store.base import (
     FINAL_ACTION_STATUSES,
     IncidentRow,
@@ -615,6 +624,18 @@ class SqlStore(ABC):
         next_offset = offset + len(shown)
         detail["actions_next_offset"] = next_offset if next_offset < total else None
         return detail
+
+    def action_detail(self, action_id: int, bounds: listing.PageBounds) -> dict[str, Any] | None:
+        """One action as a row of list_actions (events bounded alike) plus its `approval`
+        (store/approvals.py as_dict; null when it never awaited one); None when unknown."""
+        with self.transaction(write=False) as tx:
+            row = self._bounded_row(tx, "actions", action_id, ACTION_COLUMNS, bounds)
+            if row is None:
+                return None
+            action = _action_dict(row)
+            self._bounded_events(tx, action, bounds)
+            action["approval"] = approvals.as_dict(approvals.load(tx, action_id))
+        return action
 
     def _attach_events(self, actions: list[dict[str, Any]]) -> None:
         if not actions:

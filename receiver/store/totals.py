@@ -155,9 +155,17 @@ def le(bound: float) -> str:
     return "+Inf" if bound == math.inf else f"{float(bound):g}"
 
 
+#: Skips by the approval gate (approvals.py), by how the approval ended: reason prefix
+#: -> label. Not seeded at zero: only strategies with `approval` have them.
+APPROVAL_SKIPS = {"denied by ": "denied", "approval timed out": "approval_timeout"}
+
+
 def skip_reason(reason: str) -> str:
     """The gate a skip reason starts with (`cooldown: ...`), bounded to a known set."""
     head = reason.split(":", 1)[0].strip()
+    for prefix, label in APPROVAL_SKIPS.items():
+        if head.startswith(prefix):
+            return label
     return head if head in SKIP_REASONS else "config"
 
 

@@ -480,7 +480,7 @@ def test_undo_without_an_analysis_is_refused(extra: str) -> None:
         (
             "{action: restart, name: back}",
             "undo.name",
-            "unknown key 'name'; allowed: action, breaker, command, cooldown, dry_run, "
+            "unknown key 'name'; allowed: action, approval, breaker, command, cooldown, dry_run, "
             "executor, idempotent, params, preconditions, request, scale, silence, target, "
             "timeout, verify",
         ),
