@@ -335,11 +335,23 @@ def _decision_body() -> tuple[str, str]:
     for name in ("by", "comment"):
         if name in body and not isinstance(body[name], str):
             raise PayloadError(name, f"{name} must be a string")
+        if name in body and not _storable(body[name]):
+            raise PayloadError(name, f"{name} must be valid UTF-8 without NUL characters")
     comment = body.get("comment", "")[:MAX_COMMENT]
     user = request.authorization.username if request.authorization else None
     if state().config.server.auth.basic_username is not None and user:
         return user[:MAX_BY], comment
     return (body.get("by") or "anonymous")[:MAX_BY], comment
+
+
+def _storable(text: str) -> bool:
+    """What every store's TEXT takes (alerts.py): valid UTF-8 (JSON's `\\ud800` escapes
+    make lone surrogates, which no UTF-8 encoder takes) and no NUL (PostgreSQL refuses it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 @api.get("/notifications")

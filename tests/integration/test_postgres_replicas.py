@@ -567,7 +567,11 @@ def test_a_write_aborted_to_break_a_deadlock_is_run_again(replicas: tuple[Any, A
     for thread in threads:
         thread.join(20)
     assert done == {"one": "committed", "two": "committed"}
-    assert len(attempts) == 3  # PostgreSQL aborted one of them once; it ran again
+    # PostgreSQL aborted one of them (rarely, on a loaded machine, both: the second checks
+    # for the cycle before the first victim's locks are gone); each victim ran again
+    assert 3 <= len(attempts) <= 4
+    assert sorted(set(attempts)) == ["one", "two"]
+    assert all(attempts.count(name) <= 2 for name in ("one", "two"))
 
 
 LIMITED_YAML = CONFIG_YAML + "limits: {max_label_values: 5}\n"
