@@ -20,8 +20,9 @@ from werkzeug.exceptions import HTTPException
 
 from receiver import approvals, fleetrun
 from receiver.alerts import PayloadError
-from receiver.auth import challenge, credentials_ok
+from receiver.auth import challenge, may_change
 from receiver.config import Config, ConfigError, load_config, with_overrides
+from receiver.console import console
 from receiver.crossorigin import cross_origin_refusal
 from receiver.executors import require_usable_executors
 from receiver.intake import Intake, LocalIntake
@@ -147,11 +148,8 @@ def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 def require_auth() -> tuple[Response, int] | None:
     """The write endpoints' check: the webhook's credentials (server.auth), unless a
     web config lists users, who then guard every endpoint but the webhook (guard_web)."""
-    web = state().web
-    if web is not None and web.guards:
-        return None  # guard_web let this request through
     auth = state().config.server.auth
-    if credentials_ok(auth, request.headers.get("Authorization", "")):
+    if may_change(state().web, auth, request.headers.get("Authorization", "")):
         return None
     response, status = error(401, "missing or invalid credentials")
     response.headers["WWW-Authenticate"] = challenge(auth)
@@ -558,7 +556,7 @@ def create_app(app_state: AppState) -> Flask:
     _instrument(app, figures)
     app.before_request(guard_web)
     app.before_request(refuse_cross_origin)
-    for blueprint in (api, admin):
+    for blueprint in (api, admin, console):
         app.register_blueprint(blueprint)
     _json_errors(app)
     app.wsgi_app = WebhookEndpoint(app.wsgi_app, app_state, figures)  # type: ignore[method-assign]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import hmac
+from typing import TYPE_CHECKING
 
 from receiver.config import AuthConfig
+
+if TYPE_CHECKING:
+    from receiver.webconfig import WebAuth
 
 
 def credentials_ok(auth: AuthConfig, header: str) -> bool:
@@ -34,3 +38,13 @@ def credentials_ok(auth: AuthConfig, header: str) -> bool:
 def challenge(auth: AuthConfig) -> str:
     """The WWW-Authenticate header that goes with a 401."""
     return 'Bearer realm="remediator"' if auth.bearer_token else 'Basic realm="remediator"'
+
+
+def may_change(web: WebAuth | None, auth: AuthConfig, header: str) -> bool:
+    """Whether a request (to the API or from a console form) may change state. With a
+    web config that lists users, every request Flask serves has already passed its
+    check (receiver.app.guard_web): people signed in may act. Otherwise the configured
+    credentials (`server.auth`) decide, as for scripts."""
+    if web is not None and web.guards:
+        return True
+    return credentials_ok(auth, header)

@@ -45,9 +45,12 @@ def openapi_path(rule: str) -> str:
 
 def served(app: Flask) -> dict[str, set[str]]:
     """path -> methods of every route the app serves: Flask's url_map and the webhook,
-    answered at the WSGI layer in front of Flask (receiver/webhook.py)."""
+    answered at the WSGI layer in front of Flask (receiver/webhook.py). The console's
+    HTML pages (blueprint `console`) are for people, not part of the API."""
     routes: dict[str, set[str]] = {WEBHOOK_PATH: {"POST"}}
     for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("console."):
+            continue
         methods = set(rule.methods or ()) - IMPLICIT
         routes.setdefault(openapi_path(rule.rule), set()).update(methods)
     return routes
