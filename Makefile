@@ -35,8 +35,9 @@ test-kube-min: $(KUBE_MIN_STAMP)
 	REMEDIATOR_KUBERNETES_CLIENT=$(KUBE_MIN) $(KUBE_MIN_VENV)/bin/python -m pytest -q $(KUBE_TESTS)
 
 # Installs Debian's Prometheus, Alertmanager, curl and jq (the README's troubleshooting
-# commands, run as written by a test) and psql (loads the PostgreSQL journal fixture of
-# the migration tests) when missing (needs root).
+# commands, run as written by a test), psql (loads the PostgreSQL journal fixture of
+# the migration tests) and Chromium (the console's browser tests, driven by Playwright
+# by its path: no browser download) when missing (needs root).
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
@@ -44,6 +45,7 @@ system-deps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
 	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
