@@ -38,17 +38,17 @@ SECTIONS = {
 }
 #: What a whole succeeded restart leaves on its incident's timeline, in this order (other
 #: kinds may come between): the firing notification opens the incident, the restart is
-#: planned, runs, its command is executed and its output kept, its outcome journaled,
-#: then the resolved notification closes the incident.
+#: planned, claimed past the gates, runs, its command is executed and its output kept, its
+#: outcome journaled, then the resolved alert closes the incident.
 RESTART_TIMELINE = (
     "notification",
     "opened",
     "planned",
+    "gate",
     "running",
     "executed",
     "output",
     "outcome",
-    "notification",
     "resolved",
 )
 

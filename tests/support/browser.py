@@ -274,7 +274,8 @@ class Watched:
 
     def _console(self, message: Any) -> None:
         if message.type in ("error", "warning"):
-            self.messages.append(f"{message.type}: {message.text}")
+            where = (message.location or {}).get("url", "")
+            self.messages.append(f"{message.type}: {message.text} ({where})")
 
     def _dialog(self, dialog: Any) -> None:
         """console.js asks before a button acts: say yes, as the person would."""
@@ -379,12 +380,13 @@ def set_scene(server: ConsoleServer) -> Scene:
         return bool(done) and done[-1]["status"] == "succeeded"
 
     wait_until(restarted, what="the restart of web to succeed")
+    # resolved now, after the restart: Prometheus's endsAt is when the rule stopped firing
     server.post_alert(
         "ServiceDown",
         RESTARTED,
         iso_at(started[RESTARTED]),
         status="resolved",
-        ends_at=iso_at(now - 60),
+        ends_at=iso_at(time.time()),
     )
 
     def awaiting() -> dict[str, int] | None:
