@@ -60,6 +60,9 @@ def test_static_files_are_served_with_the_security_headers(tmp_path):
         assert script.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
         assert script.headers["X-Content-Type-Options"] == "nosniff"
         assert client.get("/console/static/console.css").status_code == 200
+        # the page's icon: without it a browser asks for /favicon.ico, a 404 in its console
+        icon = client.get("/console/static/favicon.svg")
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
 
 
 @pytest.mark.parametrize(
