@@ -71,60 +71,61 @@ def is_root() -> bool:
 
 # ---------------------------------------------------------------- the server
 
-#: The script every command action runs: records what it was asked (one line per run in
-#: runs.log, and a file named after the verb and service), then exits 0, or 1 for the
-#: verb `fail` (a failure the breaker counts).
+#: The script every command action runs (`remediate VERB SERVICE`, found on the server's
+#: PATH): records what it was asked (one line per run in runs.log, and a file named after
+#: the verb and service in ran/, both beside its bin/), then exits 0, or 1 for the verb
+#: `fail` (a failure the breaker counts).
 SCRIPT = """\
 import pathlib, sys
 verb, service = sys.argv[1], sys.argv[2]
-here = pathlib.Path(__file__).parent
-with (here / "runs.log").open("a") as log:
+home = pathlib.Path(__file__).resolve().parent.parent
+with (home / "runs.log").open("a") as log:
     log.write(f"{verb} {service}\\n")
-(here / "ran").mkdir(exist_ok=True)
-(here / "ran" / f"{verb}-{service}").write_text(f"{verb} {service}\\n")
+(home / "ran").mkdir(exist_ok=True)
+(home / "ran" / f"{verb}-{service}").write_text(f"{verb} {service}\\n")
 print(f"{verb} done for {service}")
 sys.exit(1 if verb == "fail" else 0)
 """
 
 
-def config_text(script: Path) -> str:
+def config_text() -> str:
     """The console's test config: a restart that succeeds (a command), a cache flush that
     waits for a person (approval, escalated through a `log` executor), and a log rotation
     that fails, so that one failure opens its breaker (failure_threshold 1, open for 1 h).
-    """
-    command = f"[{sys.executable!r}, {str(script)!r}"
-    return f"""
+    The commands name the script by its name alone (found on PATH), so that no path of
+    this machine shows on the pages and their screenshots."""
+    return """
 server:
-  auth: {{bearer_token_file: token}}
+  auth: {bearer_token_file: token}
 defaults:
   cooldown: 0s
   escalation_executor: logger
-  breaker: {{failure_threshold: 1, recovery_timeout: 1h}}
+  breaker: {failure_threshold: 1, recovery_timeout: 1h}
 executors:
-  local: {{type: command}}
-  logger: {{type: log}}
+  local: {type: command}
+  logger: {type: log}
 strategies:
   - name: restart-service
     matchers: ['alertname="ServiceDown"']
     action: restart
     executor: local
-    target: '{{{{ labels.service }}}}'
-    command: {command}, 'restart', '{{{{ labels.service }}}}']
+    target: '{{ labels.service }}'
+    command: [remediate, restart, '{{ labels.service }}']
     timeout: 30s
   - name: flush-cache
     matchers: ['alertname="CacheStale"']
     action: run
     executor: local
-    target: '{{{{ labels.service }}}}'
-    command: {command}, 'flush', '{{{{ labels.service }}}}']
+    target: '{{ labels.service }}'
+    command: [remediate, flush, '{{ labels.service }}']
     timeout: 30s
-    approval: {{required: true, timeout: 1h, on_timeout: skip}}
+    approval: {required: true, timeout: 1h, on_timeout: skip}
   - name: rotate-logs
     matchers: ['alertname="DiskFilling"']
     action: run
     executor: local
-    target: '{{{{ labels.service }}}}'
-    command: {command}, 'fail', '{{{{ labels.service }}}}']
+    target: '{{ labels.service }}'
+    command: [remediate, fail, '{{ labels.service }}']
     timeout: 30s
 """
 
@@ -191,10 +192,13 @@ def console_server(workdir: Path) -> Iterator[ConsoleServer]:
     whose one user is USER (a bcrypt hash made here); ready once /-/ready answers USER."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "token").write_text(WEBHOOK_TOKEN + "\n")
-    script = workdir / "remediate.py"
-    script.write_text(SCRIPT)
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "remediate"
+    script.write_text(f"#!{sys.executable}\n{SCRIPT}")
+    script.chmod(0o755)
     config = workdir / "remediation.yml"
-    config.write_text(config_text(script))
+    config.write_text(config_text())
     web = workdir / "web.yml"
     web.write_text(web_config({USER: PASSWORD}))
     port = free_port()
@@ -207,7 +211,11 @@ def console_server(workdir: Path) -> Iterator[ConsoleServer]:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=workdir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
         )
     server = ConsoleServer(process, f"http://127.0.0.1:{port}", workdir, log)
     try:
@@ -311,9 +319,9 @@ class Watched:
 
 
 class Screenshots:
-    """Each page's screenshot (the 1280x800 viewport) saved as `<name>.png` in the
-    artifacts directory and, for the README's ones when REMEDIATOR_UPDATE_SCREENSHOTS=1,
-    in docs/console/."""
+    """Each page's screenshot (the whole page, in its 1280x800 viewport) saved as
+    `<name>.png` in the artifacts directory and, for the README's ones when
+    REMEDIATOR_UPDATE_SCREENSHOTS=1, in docs/console/."""
 
     def __init__(self, artifacts: Path) -> None:
         self.artifacts = artifacts
@@ -324,7 +332,7 @@ class Screenshots:
         """Photograph `page` as name.png (also in docs/console/ when `docs` and the
         update is asked for); returns the artifact's path."""
         path = self.artifacts / f"{name}.png"
-        page.screenshot(path=str(path))
+        page.screenshot(path=str(path), full_page=True)
         if docs and self.update_docs:
             DOCS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, DOCS / f"{name}.png")
@@ -412,3 +420,28 @@ def set_scene(server: ConsoleServer) -> Scene:
         what="the web incident to resolve",
     )
     return Scene(incidents, held, keys)
+
+
+#: The tables (by their section's data-testid, else their class) that stick out of the
+#: box around them without that box scrolling: cut or painted over on the screen.
+OVERFLOWING_TABLES = """() => Array.from(document.querySelectorAll("table")).filter(table => {
+  let box = table.parentElement;
+  while (box && box !== document.body) {
+    const style = getComputedStyle(box);
+    if (["auto", "scroll"].includes(style.overflowX)) { return false; }
+    if (table.getBoundingClientRect().right > box.getBoundingClientRect().right + 1) {
+      return true;
+    }
+    box = box.parentElement;
+  }
+  return false;
+}).map(table => {
+  const named = table.closest("[data-testid]");
+  return named ? named.getAttribute("data-testid") : (table.className || "table");
+})"""
+
+
+def overflowing(page: Any) -> list[str]:
+    """The tables of the page wider than a box around them that does not scroll (see
+    OVERFLOWING_TABLES): what a laptop screen would show cut."""
+    return page.evaluate(OVERFLOWING_TABLES)
