@@ -79,16 +79,17 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Screenshots:
 
 
 def open_page(
-    browser: object, server: ConsoleServer, timezone: str = "UTC"
+    browser: object, server: ConsoleServer, timezone: str = "UTC", javascript: bool = True
 ) -> tuple[object, Watched]:
-    """A new signed-in context on `server` (1280x800, en-US, `timezone`) and its watched
-    page."""
+    """A new signed-in context on `server` (1280x800, en-US, `timezone`, JavaScript on
+    or off) and its watched page."""
     context = browser.new_context(  # type: ignore[attr-defined]
         base_url=server.url,
         http_credentials={"username": USER, "password": PASSWORD},
         viewport=VIEWPORT,
         locale="en-US",
         timezone_id=timezone,
+        java_script_enabled=javascript,
     )
     return context, Watched.attach(context.new_page())
 

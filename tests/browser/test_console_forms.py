@@ -1,11 +1,14 @@
 """Acting from the console in a real headless Chromium: approve an action and see it run,
 deny one and see it skipped, reset an open breaker and see it closed; a form whose token
 was taken out is refused (403) and changes nothing. Each form asks first (console.js's
-confirmation, accepted as a person would) and lands on a page with its notice.
+confirmation, accepted as a person would) and lands on a page with its notice. Also the
+lists' pager, with incidents added here (the other module's screenshots stay as the
+scene made them).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.support.browser import (
@@ -19,12 +22,16 @@ from tests.support.browser import (
     Scene,
     Screenshots,
     Watched,
+    iso_at,
     wait_until,
 )
+from tests.support.payloads import alert, notification
 
 #: Chromium logs a page that answers 4xx as a failed resource load; the refusal test
 #: expects exactly that one message.
 REFUSED_LOAD = "Failed to load resource: the server responded with a status of 403"
+#: Rows on a page of a console list (the console's contract).
+PAGE_ROWS = 25
 
 
 def ran_file(server: ConsoleServer, verb: str, service: str) -> Path:
@@ -146,3 +153,33 @@ def test_a_form_without_its_token_is_refused_and_changes_nothing(
     assert not ran_file(server, "flush", UNDECIDED).exists()
     problems = console.problems()
     assert all(REFUSED_LOAD in p for p in problems) and len(problems) <= 1, problems
+
+
+def test_the_incidents_list_pages_by_25_with_prev_and_next_links(
+    console: Watched, server: ConsoleServer, scene: Scene
+):
+    """One notification of PAGE_ROWS + 1 alerts that resolved unseen (journaled closed,
+    nothing planned): the filtered list spans two pages joined by rel=next / rel=prev."""
+    count = PAGE_ROWS + 1
+    now = time.time()
+    starts, ends = iso_at(now - 900), iso_at(now - 800)
+    noise = [
+        alert("Noise", status="resolved", starts_at=starts, ends_at=ends, service="batch",
+              instance=f"node-{n}")
+        for n in range(count)
+    ]  # fmt: skip
+    server.post_notification(notification(*noise, group_key='{}:{alertname="Noise"}'))
+    assert server.api("/incidents", alertname="Noise")["total"] == count
+    page = console.page
+    console.visit("/incidents?alertname=Noise")
+    assert page.get_by_test_id("incident-row").count() == PAGE_ROWS
+    assert page.locator('a[rel="prev"]').count() == 0
+    with page.expect_navigation():
+        page.locator('a[rel="next"]').click()
+    assert "page=2" in page.url and "alertname=Noise" in page.url
+    assert page.get_by_test_id("incident-row").count() == count - PAGE_ROWS
+    assert page.locator('a[rel="next"]').count() == 0
+    with page.expect_navigation():
+        page.locator('a[rel="prev"]').click()
+    assert page.get_by_test_id("incident-row").count() == PAGE_ROWS
+    assert console.problems() == []

@@ -284,3 +284,25 @@ def test_a_content_security_policy_violation_would_be_caught(console: Watched, s
     problems = console.problems()
     assert any("img-src" in p for p in problems), problems
     assert any("style-src" in p for p in problems), problems
+
+
+def test_the_pages_read_without_javascript(browser, server: ConsoleServer, scene: Scene):
+    """The script is optional for reading: with JavaScript off the pages carry the same
+    sections and timeline, times in UTC as the server wrote them."""
+    context, console = open_page(browser, server, javascript=False)
+    try:
+        page = console.page
+        console.visit("/")
+        for section in SECTIONS:
+            assert page.get_by_test_id(section).count() == 1, section
+        console.visit(f"/incidents/{scene.incidents[RESTARTED]}")
+        events = page.get_by_test_id("timeline").get_by_test_id("event")
+        assert events.count() >= len(RESTART_TIMELINE)
+        for node in page.locator("time[data-epoch]").all():
+            epoch = float(node.get_attribute("data-epoch"))
+            utc = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            assert node.inner_text() == utc
+        assert page.locator("footer .tz").inner_text() == "UTC"
+        assert console.problems() == []
+    finally:
+        context.close()

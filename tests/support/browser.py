@@ -158,7 +158,10 @@ class ConsoleServer:
         """Post one alert as Alertmanager does (v4 payload, the webhook's bearer token)."""
         extra = {"ends_at": ends_at} if ends_at else {}
         one = alert(name, service=service, starts_at=starts_at, status=status, **extra)
-        body = notification(one, group_key=f'{{}}:{{alertname="{name}"}}')
+        self.post_notification(notification(one, group_key=f'{{}}:{{alertname="{name}"}}'))
+
+    def post_notification(self, body: dict[str, Any]) -> None:
+        """Post a whole webhook body as Alertmanager does (the webhook's bearer token)."""
         answer = requests.post(
             f"{self.url}/webhook",
             json=body,
