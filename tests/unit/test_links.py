@@ -10,6 +10,7 @@ import pytest
 from receiver import links
 from receiver.cli import build_parser
 from receiver.config import ConfigError, parse_config, with_overrides
+from receiver.writer.process import parse_options
 
 
 @pytest.mark.parametrize(
@@ -111,3 +112,15 @@ def test_serve_takes_web_external_url_validated_as_the_config_key(capsys):
         )
     assert exited.value.code == 2
     assert "--web.external-url" in capsys.readouterr().err
+
+
+def test_the_journal_writer_gets_the_overrides_its_dispatcher_builds_links_with():
+    """The dispatch process (forked by the journal writer) builds the awaiting alert, so
+    --listen and --web.external-url reach it as they reach the worker."""
+    argv = ["--socket", "s", "--config", "c.yml", "--listen", "127.0.0.1:9444"]
+    options = parse_options([*argv, "--web.external-url", "https://ops.example.com"])
+    assert options.overrides == {
+        "listen": "127.0.0.1:9444",
+        "external_url": "https://ops.example.com",
+    }
+    assert parse_options(argv[:4]).overrides == {}
