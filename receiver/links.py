@@ -23,18 +23,9 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-#: The operator console's pages (a contract with the console, the approval alert and
-#: the Grafana dashboard's links). `<id>` stands for a numeric id.
-CONSOLE_PATHS = (
-    "/",
-    "/incidents",
-    "/incidents/<id>",
-    "/actions",
-    "/actions/<id>",
-    "/breakers",
-    "/strategies",
-)
-#: The console page of one action (approve and deny buttons on it).
+#: The console page of one action, with its approve and deny buttons (a path of the
+#: operator console's URL contract: /, /incidents[/<id>], /actions[/<id>], /breakers,
+#: /strategies; the dashboard's links are held to it by its test).
 ACTION_PAGE = "/actions/{id}"
 #: The API resource of one action, and its decisions (POST).
 ACTION_API = "/api/v1/actions/{id}"
@@ -43,8 +34,8 @@ ACTION_API = "/api/v1/actions/{id}"
 def parse_external_url(value: str) -> str:
     """A validated external URL without its trailing `/`, e.g.
     `https://ops.example.com/remediator`. Raises ValueError saying what is wrong."""
-    text = value.strip() if isinstance(value, str) else value
-    if not isinstance(text, str) or not text:
+    text = value.strip()
+    if not text:
         raise ValueError("expected an http:// or https:// URL, got an empty value")
     if any(ch.isspace() for ch in text):
         raise ValueError(f"expected a URL without spaces, got {text!r}")
