@@ -23,6 +23,7 @@ from receiver.config import (
     with_overrides,
 )
 from receiver.durations import format_duration
+from receiver.links import parse_external_url
 from receiver.matchers import MatcherError, parse_label_args
 from receiver.plans import Plan, plan_for, render_plan
 from receiver.templates import RenderError, Template, UnsafeValueError
@@ -125,7 +126,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web_ok, web = _load_web(args.web_config_file)
     if config is None or not web_ok:  # nothing started
         return EXIT_INVALID
-    overrides = {k: v for k, v in (("store", args.store), ("listen", args.listen)) if v}
+    flags = (("store", args.store), ("listen", args.listen), ("external_url", args.external_url))
+    overrides = {k: v for k, v in flags if v}
     from receiver.server import ServeOptions, serve  # gunicorn only when serving
     from receiver.store import StoreUnavailable
     from receiver.store.schema import SchemaError, redacted
@@ -568,12 +570,28 @@ def _serve_parser(commands: Any) -> None:
     add_store_argument(serve)
     add_web_config_argument(serve)
     serve.add_argument(
+        "--web.external-url",
+        dest="external_url",
+        metavar="URL",
+        type=_external_url_argument,
+        help="the URL people reach Remediator at, for links such as the approval alert's "
+        "(default: server.external_url, else http://<hostname>:<listen port>)",
+    )
+    serve.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
         help="log lines as text or as one JSON object each (default: text)",
     )
     serve.set_defaults(func=cmd_serve)
+
+
+def _external_url_argument(value: str) -> str:
+    """--web.external-url: validated as server.external_url is (links.py)."""
+    try:
+        return parse_external_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
