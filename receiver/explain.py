@@ -75,19 +75,21 @@ def explain(
 
 
 def parse_label_lines(text: str, what: str = "label") -> dict[str, str]:
-    """Labels from the console's form: one `name=value` per line (`\r\n` or `\n`).
+    """Labels from the console's form: one `name=value` per line (CRLF or LF ends a line).
     Blank lines are skipped; white space around the name and around the value is
     dropped; a later line for the same name wins (as repeated CLI arguments do). The
-    name is everything before the first `=` and must be a label name. `what` names the
-    lines in errors ("label", "annotation"). Raises MatcherError naming the first bad
-    line (its 1-based number, its text cut at 80 characters), or when the text has more
-    than MAX_LINES lines or MAX_CHARS characters."""
+    name is everything before the first `=` and must be a label name (matchers.py:
+    any non-empty UTF-8). `what` names the lines in errors ("label", "annotation").
+    Raises MatcherError naming the first bad line (its 1-based number, its text cut at
+    80 characters), or when the text has more than MAX_LINES lines or MAX_CHARS
+    characters."""
     if len(text) > MAX_CHARS:
         raise MatcherError(f"at most {MAX_CHARS} characters of {what}s, got {len(text)}")
     found: dict[str, str] = {}
-    lines = text.splitlines()
-    if len(lines) > MAX_LINES:
-        raise MatcherError(f"at most {MAX_LINES} {what} lines, got {len(lines)}")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    given = sum(1 for line in lines if line.strip())
+    if given > MAX_LINES:
+        raise MatcherError(f"at most {MAX_LINES} {what} lines, got {given}")
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -95,8 +97,8 @@ def parse_label_lines(text: str, what: str = "label") -> dict[str, str]:
         name = name.strip()
         if not sep or not is_label_name(name):
             raise MatcherError(
-                f"line {number}: expected NAME=VALUE with a valid {what} name "
-                f"(letters, digits, _; not starting with a digit), got {line[:80]!r}"
+                f"line {number}: expected NAME=VALUE with a non-empty {what} name, "
+                f"got {line[:80]!r}"
             )
         found[name] = value.strip()
     return found
