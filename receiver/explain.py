@@ -21,6 +21,7 @@ from typing import Any
 
 from receiver import fleets
 from receiver.alerts import Alert, fingerprint_of
+from receiver.breaker import BreakerSettings
 from receiver.config import Config, FleetConfig, Strategy
 from receiver.durations import format_duration
 from receiver.matchers import MatcherError, is_label_name
@@ -314,13 +315,6 @@ def _rendered(template: Template | None, variables: dict[str, Any], strategy: St
 
 def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
     """The safety checks this action would pass through, described for a person."""
-    breaker = strategy.breaker
-    rate = ""
-    if breaker.failure_rate_threshold is not None:
-        rate = (
-            f" or failure rate >= {breaker.failure_rate_threshold:.0%} over "
-            f"{format_duration(breaker.window)} (min {breaker.minimum_calls} calls)"
-        )
     budget = strategy.budget
     described = [
         f"dry-run: {'yes, journal only' if strategy.dry_run else 'no'}",
@@ -330,10 +324,7 @@ def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
         "budget: "
         + (f"{budget.max_actions} per {format_duration(budget.window)}" if budget else "none"),
         f"concurrency: at most {config.defaults.max_concurrent_actions} actions at once",
-        f"breaker: opens after {breaker.failure_threshold} consecutive failures{rate}; "
-        f"half-open after {format_duration(breaker.recovery_timeout)}, "
-        f"{breaker.half_open_max_calls} trial(s), closes after "
-        f"{breaker.success_threshold} success(es)",
+        f"breaker: {breaker_text(strategy.breaker)}",
     ]
     described += [f"precondition: {p.describe()}" for p in strategy.preconditions]
     if strategy.verify:
@@ -342,6 +333,23 @@ def gates(config: Config, strategy: Strategy, target: str) -> list[str]:
             f"(polled every {format_duration(strategy.verify.interval)})"
         )
     return described
+
+
+def breaker_text(breaker: BreakerSettings) -> str:
+    """A breaker's settings for a person: `opens after 3 consecutive failures; half-open
+    after 10m, 1 trial(s), closes after 1 success(es)` (and the failure-rate rule)."""
+    rate = ""
+    if breaker.failure_rate_threshold is not None:
+        rate = (
+            f" or failure rate >= {breaker.failure_rate_threshold:.0%} over "
+            f"{format_duration(breaker.window)} (min {breaker.minimum_calls} calls)"
+        )
+    return (
+        f"opens after {breaker.failure_threshold} consecutive failures{rate}; "
+        f"half-open after {format_duration(breaker.recovery_timeout)}, "
+        f"{breaker.half_open_max_calls} trial(s), closes after "
+        f"{breaker.success_threshold} success(es)"
+    )
 
 
 def _approval_gate(strategy: Strategy) -> list[str]:
@@ -434,3 +442,129 @@ def _action_json(config: Config, plan: Plan) -> dict[str, Any]:
         "wait_seconds": step.wait,
         "gates": [] if plan.refused else gates(config, step, plan.target),
     }
+
+
+# ---------------------------------------------------------------- strategies as configured
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """One action of a strategy as configured (templates unrendered): a runbook step
+    (`index` 1-based, its `name`), or the strategy itself (index 1, no name). `what`
+    is its command, request or parameters as configured; `wait` and `when` None when
+    unset; `approval` the approval it waits for, or None."""
+
+    index: int
+    name: str | None
+    action: str
+    executor: str
+    target: str
+    what: str
+    timeout: str
+    wait: str | None
+    when: str | None
+    approval: str | None
+
+
+@dataclass(frozen=True)
+class StrategyFacts:
+    """A configured strategy for the console's strategies page, every value a line of
+    text for a person: matchers (Alertmanager syntax), `steps` (one for a strategy
+    without `steps`), cooldown, breaker, budget, verify, approval, preconditions, fleet,
+    repeat_after, the undo step, `continue` and dry-run."""
+
+    name: str
+    matchers: tuple[str, ...]
+    steps: tuple[StepFacts, ...]
+    cooldown: str
+    breaker: str
+    budget: str
+    verify: str
+    approval: str
+    preconditions: tuple[str, ...]
+    fleet: str
+    repeat_after: str
+    undo: StepFacts | None
+    continue_matching: bool
+    dry_run: bool
+
+
+def strategy_facts(config: Config, strategy: Strategy) -> StrategyFacts:
+    """What `strategy` does, as configured (the strategies page; explain renders it for
+    one alert)."""
+    verify = strategy.verify
+    budget = strategy.budget
+    steps = strategy.steps or (strategy,)
+    return StrategyFacts(
+        name=strategy.name,
+        matchers=tuple(map(str, strategy.matchers)) or ("(none: every alert)",),
+        steps=tuple(
+            _step_facts(config, step, index if strategy.steps else 1)
+            for index, step in enumerate(steps, 1)
+        ),
+        cooldown=f"{format_duration(strategy.cooldown)} per (strategy, target)",
+        breaker=breaker_text(strategy.breaker),
+        budget=f"{budget.max_actions} per {format_duration(budget.window)} per target"
+        if budget
+        else "none",
+        verify=(
+            f"PromQL {verify.query.source} true within {format_duration(verify.timeout)} "
+            f"(polled every {format_duration(verify.interval)})"
+            if verify
+            else "none (an action that ends without error counts as a success)"
+        ),
+        approval=strategy.approval.describe() if strategy.approval else "not required",
+        preconditions=tuple(p.describe() for p in strategy.preconditions),
+        fleet=_fleet_summary(strategy.fleet),
+        repeat_after=_repeat_line(strategy).split(": ", 1)[1],
+        undo=None if strategy.undo is None else _step_facts(config, strategy.undo, 0),
+        continue_matching=strategy.continue_matching,
+        dry_run=strategy.dry_run,
+    )
+
+
+def _step_facts(config: Config, step: Strategy, index: int) -> StepFacts:
+    executor = config.executors.get(step.executor)
+    return StepFacts(
+        index=index,
+        name=step.step_name,
+        action=step.action,
+        executor=f"{step.executor} ({executor.type})" if executor else step.executor,
+        target=step.target.source,
+        what=_configured_what(step),
+        timeout=format_duration(step.timeout),
+        wait=format_duration(step.wait) if step.wait else None,
+        when=step.when.source if step.when is not None else None,
+        approval=step.approval.describe() if step.approval else None,
+    )
+
+
+def _configured_what(step: Strategy) -> str:
+    """The command, request or parameters of a step as configured (templates as text)."""
+    if step.command:
+        return json.dumps([part.source for part in step.command])
+    if step.request is not None:
+        return f"{step.request.method} {step.request.url.source}"
+    if step.scale is not None:
+        source = step.scale.query.source if step.scale.query else step.scale.annotation
+        return f"scale on {source}"
+    if step.params:
+        return json.dumps({key: value.source for key, value in step.params.items()})
+    return f"{step.action} the target"
+
+
+def _fleet_summary(fleet: FleetConfig | None) -> str:
+    if fleet is None:
+        return "none (each target is acted on alone)"
+    settings = fleet.settings
+    parts = [
+        f"group_by {', '.join(settings.group_by)}",
+        f"max_in_flight {settings.max_in_flight}"
+        if settings.max_in_flight is not None
+        else "no in-flight limit",
+        _progressive_lines(settings.progressive)[0].strip().removeprefix("progressive: "),
+    ]
+    if fleet.analysis is not None:
+        names = ", ".join(metric.name for metric in fleet.analysis.settings.metrics)
+        parts.append(f"canary analysis of {names}")
+    return "; ".join(parts)
