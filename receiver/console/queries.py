@@ -14,10 +14,13 @@ the epoch seconds the templates' `when` macro shows in the viewer's timezone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from receiver.config import Strategy
 from receiver.store.approvals import storable
 from receiver.store.base import ACTION_STATUSES
 
@@ -29,6 +32,9 @@ MAX_ID = 2**63 - 1
 MAX_PAGE = MAX_ID // PAGE_ROWS
 #: Longest strategy name a filter takes (characters).
 MAX_NAME = 1000
+#: The ISO times of an action row and of an approval (store/sql.py, store/approvals.py).
+ACTION_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "not_before")
+APPROVAL_TIMES = ("requested_at", "deadline", "decided_at")
 
 
 class BadQuery(ValueError):
@@ -87,8 +93,7 @@ def parse_action_filters(args: Mapping[str, str]) -> ActionFilters:
     if strategy is not None and (len(strategy) > MAX_NAME or not storable(strategy)):
         raise BadQuery(
             "strategy",
-            f"strategy must be a name of at most {MAX_NAME} characters, valid UTF-8 "
-            "without NUL",
+            f"strategy must be a name of at most {MAX_NAME} characters, valid UTF-8 without NUL",
         )
     incident = args.get("incident_id") or None
     if incident is not None and not whole(incident):
@@ -129,3 +134,73 @@ def epoch_of(iso: str | None) -> float | None:
     except ValueError:
         return None
     return moment.timestamp() if moment.tzinfo is not None else None
+
+
+def with_epochs(row: dict[str, Any], names: tuple[str, ...] = ACTION_TIMES) -> dict[str, Any]:
+    """A copy of a journal row (as the API shows it) with `<name>_epoch` beside each of
+    its ISO times `names` (None when absent), and `at_epoch` in each of its `events`
+    (when it has events), for the templates' `when` macro."""
+    shown = dict(row)
+    for name in names:
+        shown[f"{name}_epoch"] = epoch_of(row.get(name))
+    if "events" in row:
+        shown["events"] = [
+            {**event, "at_epoch": epoch_of(event.get("at"))} for event in row["events"]
+        ]
+    return shown
+
+
+def pretty_json(value: Any) -> str:
+    """A journal value (params: an object, or text a listing cut) as indented JSON for a
+    <pre>, non-ASCII kept as it is (the template escapes it); text is shown as it is."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class BreakerRow:
+    """One breaker as the breakers page shows it: `key` (`strategy/target`), `state`
+    (closed | open | half_open), the journal's counters, `opened_at` and `updated_at`
+    (epoch seconds or None), the failures among its recent `calls`, and `half_open_at`:
+    when an open breaker admits a trial (opened_at + the strategy's recovery_timeout;
+    None when not open or its strategy is no longer configured)."""
+
+    key: str
+    strategy: str
+    target: str
+    state: str
+    consecutive_failures: int
+    opened_at: float | None
+    half_open_at: float | None
+    half_open_in_flight: int
+    half_open_successes: int
+    calls: int
+    failed_calls: int
+    updated_at: float | None
+    truncated: bool
+
+
+def breaker_row(row: dict[str, Any], strategy: Strategy | None) -> BreakerRow:
+    """A row of the store's breakers_page (the API's shape) for the page. `strategy` is
+    the configured strategy of its name (config.strategy_named), or None."""
+    opened_at = row.get("opened_at")
+    half_open_at = None
+    if row.get("state") == "open" and opened_at is not None and strategy is not None:
+        half_open_at = float(opened_at) + strategy.breaker.recovery_timeout
+    calls = row.get("calls") or []
+    return BreakerRow(
+        key=row["key"],
+        strategy=row["strategy"],
+        target=row["target"],
+        state=row.get("state", "closed"),
+        consecutive_failures=int(row.get("consecutive_failures", 0)),
+        opened_at=None if opened_at is None else float(opened_at),
+        half_open_at=half_open_at,
+        half_open_in_flight=int(row.get("half_open_in_flight", 0)),
+        half_open_successes=int(row.get("half_open_successes", 0)),
+        calls=len(calls),
+        failed_calls=sum(1 for call in calls if not call[1]),
+        updated_at=epoch_of(row.get("updated_at")),
+        truncated=bool(row.get("truncated")),
+    )
