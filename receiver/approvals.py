@@ -42,8 +42,9 @@ APPROVED, DENIED, TIMED_OUT = "approved", "denied", "timed_out"
 DEFAULT_TIMEOUT = 15 * 60.0
 #: Judgements.
 PROCEED, WAIT, SKIP = "proceed", "wait", "skip"
-#: Where a person looks at the action (the console comes later).
+#: Where a script reads the action (the API) and where a person decides (the console).
 ACTION_PATH = "/api/v1/actions/{id}"
+CONSOLE_PATH = "/actions/{id}"
 #: Longest rendered command/request carried in the alert's annotation (characters).
 MAX_WHAT_CHARS = 2000
 
@@ -199,8 +200,9 @@ def awaiting_alert(
     """The `RemediationAwaitingApproval` alert (Alertmanager API v2 shape) for one
     action: the original labels (its alertname as `original_alertname`), the strategy,
     target and action id; annotations say what would be run, where to decide (the
-    action's API URL path) and the deadline. `endsAt` is the deadline, so the alert
-    ends by itself even if its end is never posted."""
+    action's API URL path, and its console page: `console_url`) and the deadline.
+    `endsAt` is the deadline, so the alert ends by itself even if its end is never
+    posted."""
     original = labels.get("alertname", "")
     kept = {k: v for k, v in labels.items() if v and k != "alertname"}
     kept.update(
@@ -216,6 +218,7 @@ def awaiting_alert(
         "summary": f"Approval needed: {action} {target} for {original or 'an alert'}",
         "would_run": what_would_run(action, target, params),
         "action_url": ACTION_PATH.format(id=action_id),
+        "console_url": CONSOLE_PATH.format(id=action_id),
         "approve": f"POST {ACTION_PATH.format(id=action_id)}/approve",
         "deny": f"POST {ACTION_PATH.format(id=action_id)}/deny",
         "deadline": _rfc3339(state.deadline),

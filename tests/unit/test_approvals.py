@@ -127,6 +127,7 @@ def test_awaiting_alert_carries_the_original_labels_what_would_run_and_the_link(
     notes = alert["annotations"]
     assert notes["would_run"] == '["/usr/bin/clean", "db-1"]'
     assert notes["action_url"] == "/api/v1/actions/42"
+    assert notes["console_url"] == "/actions/42"  # the console's page with the buttons
     assert notes["original_summary"] == "disk 95% full"
     assert alert["endsAt"] == notes["deadline"]  # it ends by itself at the deadline
     ended = approvals.ended_alert(alert, T0 + 5)
