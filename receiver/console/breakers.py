@@ -19,7 +19,7 @@ from typing import Any
 from flask import redirect, request, url_for
 
 from receiver.console import queries
-from receiver.console.actions import bad_query, list_bounds
+from receiver.console.actions import bad_query, decider, list_bounds
 from receiver.console.blueprint import app_state, console, form_post, page
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,8 @@ def reset_breaker() -> Any:
             reason=f"No breaker for strategy {strategy!r} and target {target!r}.",
         )
     log.warning(
-        "breaker reset from the console",
-        extra={
-            "strategy": strategy,
-            "target": target,
-            "by": request.authorization.username if request.authorization else "",
-        },
+        "breaker reset from the console by %s",
+        decider(),
+        extra={"strategy": strategy, "target": target},
     )
     return redirect(url_for("console.breakers", notice="reset"), code=303)
