@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 #: the largest row id the journal can hold (a signed 64-bit integer, in both stores)
 MAX_ID = 2**63 - 1
-#: Longest `by` and `comment` of an approval decision kept (characters).
-MAX_BY, MAX_COMMENT = 200, 2000
 #: Changing these needs a process restart; a reload applies the rest and says so.
 RESTART_KEYS: dict[str, Callable[[Config], Any]] = {
     "store": lambda c: c.store,
@@ -297,10 +295,11 @@ def deny(action_id: str) -> tuple[Response, int]:
 
 
 def _decide(action_id: str, decision: str) -> tuple[Response, int]:
-    """Journal a person's decision. Optional JSON body {"by": str, "comment": str}; who
-    decided is the authenticated basic-auth user when there is one, else `by`, else
-    "anonymous". 200 with the approval, 400 bad id or body, 401 bad credentials, 404
-    unknown action, 409 an action not awaiting approval."""
+    """Journal a person's decision (store/approvals.py record_decision, as the console
+    does). Optional JSON body {"by": str, "comment": str}; who decided is the
+    authenticated basic-auth user when there is one, else `by`, else "anonymous". 200
+    with the approval, 400 bad id or body, 401 bad credentials, 404 unknown action, 409
+    an action not awaiting approval."""
     denied = require_auth()
     if denied:
         return denied
@@ -308,16 +307,13 @@ def _decide(action_id: str, decision: str) -> tuple[Response, int]:
         raise PayloadError("id", f"action id must be a whole number up to {MAX_ID}")
     by, comment = _decision_body()
     try:
-        decided = state().store.change(
-            lambda tx: approval_journal.decide(
-                tx, int(action_id), decision, by, comment, time.time()
-            )
+        decided = approval_journal.record_decision(
+            state().store, int(action_id), decision, by, comment, time.time()
         )
     except approvals.NotAwaiting as exc:
         return error(409, f"action {action_id} is not awaiting approval: {exc}")
     if decided is None:
         return error(404, f"no action {action_id[:32]}")
-    log.warning(approvals.decision_note(decided), extra={"action_id": int(action_id)})
     return jsonify(
         {"status": decision, "action_id": int(action_id), **approval_journal.as_dict(decided)}
     ), 200
@@ -333,23 +329,13 @@ def _decision_body() -> tuple[str, str]:
     for name in ("by", "comment"):
         if name in body and not isinstance(body[name], str):
             raise PayloadError(name, f"{name} must be a string")
-        if name in body and not _storable(body[name]):
+        if name in body and not approval_journal.storable(body[name]):
             raise PayloadError(name, f"{name} must be valid UTF-8 without NUL characters")
-    comment = body.get("comment", "")[:MAX_COMMENT]
+    comment = body.get("comment", "")
     user = request.authorization.username if request.authorization else None
     if state().config.server.auth.basic_username is not None and user:
-        return user[:MAX_BY], comment
-    return (body.get("by") or "anonymous")[:MAX_BY], comment
-
-
-def _storable(text: str) -> bool:
-    """What every store's TEXT takes (alerts.py): valid UTF-8 (JSON's `\\ud800` escapes
-    make lone surrogates, which no UTF-8 encoder takes) and no NUL (PostgreSQL refuses it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
+        return user, comment
+    return body.get("by") or "anonymous", comment
 
 
 @api.get("/notifications")

@@ -17,7 +17,10 @@ cap and breaker still judge the action afterwards (gates.py).
 
 People hear of a pending approval where they already listen: an alert
 `RemediationAwaitingApproval` posted to Alertmanager's API v2 (`awaiting_alert`), ended
-(endsAt now) once the approval is decided, cancelled or timed out (`ended_alert`).
+(endsAt now) once the approval is decided, cancelled or timed out (`ended_alert`). It
+links to the action's console page under the external URL (`action_url`, and its
+`generatorURL`, which Alertmanager's UI and most notification templates show as the
+alert's source), and names the API resource too (`api_url`, approve, deny).
 
 The caller reads the journaled `ApprovalState` (None before the first look), calls
 `judge` with its `now` (epoch seconds), and persists the state the judgement carries.
@@ -31,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.durations import format_duration
+from receiver.links import ACTION_API, ACTION_PAGE, console_url
 
 #: The gate (and the action's `waiting`) of an action held for a person.
 AWAITING = "awaiting_approval"
@@ -42,8 +46,9 @@ APPROVED, DENIED, TIMED_OUT = "approved", "denied", "timed_out"
 DEFAULT_TIMEOUT = 15 * 60.0
 #: Judgements.
 PROCEED, WAIT, SKIP = "proceed", "wait", "skip"
-#: Where a person looks at the action (the console comes later).
-ACTION_PATH = "/api/v1/actions/{id}"
+#: Where a person looks at the action and decides: its console page (approve and deny
+#: buttons), under the external URL (links.py).
+ACTION_PATH = ACTION_PAGE
 #: Longest rendered command/request carried in the alert's annotation (characters).
 MAX_WHAT_CHARS = 2000
 
@@ -195,12 +200,17 @@ def awaiting_alert(
     labels: dict[str, str],
     annotations: dict[str, str],
     state: ApprovalState,
+    *,
+    external_url: str,
 ) -> dict[str, Any]:
     """The `RemediationAwaitingApproval` alert (Alertmanager API v2 shape) for one
     action: the original labels (its alertname as `original_alertname`), the strategy,
-    target and action id; annotations say what would be run, where to decide (the
-    action's API URL path) and the deadline. `endsAt` is the deadline, so the alert
-    ends by itself even if its end is never posted."""
+    target and action id; annotations say what would be run, where to decide and the
+    deadline: `action_url` the action's console page `<external_url>/actions/<id>`
+    (also the alert's `generatorURL`), `api_url` its API resource, `approve`/`deny` the
+    requests that decide. `external_url` is the validated URL people reach Remediator
+    at (links.py). `endsAt` is the deadline, so the alert ends by itself even if its end
+    is never posted."""
     original = labels.get("alertname", "")
     kept = {k: v for k, v in labels.items() if v and k != "alertname"}
     kept.update(
@@ -212,12 +222,15 @@ def awaiting_alert(
             "remediation_action_id": str(action_id),
         }
     )
+    page = console_url(external_url, ACTION_PATH.format(id=action_id))
+    api = console_url(external_url, ACTION_API.format(id=action_id))
     notes = {
         "summary": f"Approval needed: {action} {target} for {original or 'an alert'}",
         "would_run": what_would_run(action, target, params),
-        "action_url": ACTION_PATH.format(id=action_id),
-        "approve": f"POST {ACTION_PATH.format(id=action_id)}/approve",
-        "deny": f"POST {ACTION_PATH.format(id=action_id)}/deny",
+        "action_url": page,
+        "api_url": api,
+        "approve": f"POST {api}/approve",
+        "deny": f"POST {api}/deny",
         "deadline": _rfc3339(state.deadline),
         "on_timeout": state.on_timeout,
     }
@@ -228,6 +241,7 @@ def awaiting_alert(
         "annotations": notes,
         "startsAt": _rfc3339(state.requested_at),
         "endsAt": _rfc3339(state.deadline),
+        "generatorURL": page,
     }
 
 

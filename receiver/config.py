@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from receiver import analysis, fleets
+from receiver import analysis, fleets, links
 from receiver.approvals import DEFAULT_TIMEOUT as DEFAULT_APPROVAL_TIMEOUT
 from receiver.approvals import ON_TIMEOUT as APPROVAL_ON_TIMEOUT
 from receiver.approvals import SKIP_ON_TIMEOUT, ApprovalSettings
@@ -100,10 +100,21 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """`server:`: where to listen (HOST:PORT), the webhook's credentials, the largest
+    body (bytes), request threads, and `external_url`: the URL people reach Remediator
+    at (links.py; None: derived from this host's name and the listen port)."""
+
     listen: str = DEFAULT_LISTEN
     auth: AuthConfig = field(default_factory=AuthConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
     threads: int = 8
+    external_url: str | None = None
+
+    @property
+    def public_url(self) -> str:
+        """The external URL links point at: `external_url`, else
+        `http://<hostname>:<listen port>` as Prometheus derives its own (links.py)."""
+        return links.external_url(self.external_url, self.listen)
 
 
 @dataclass(frozen=True)
@@ -578,6 +589,10 @@ def _url(value: Any) -> str:
     return text.rstrip("/")
 
 
+def _external_url(value: Any) -> str:
+    return links.parse_external_url(_string(value))
+
+
 def _listen(value: Any) -> str:
     text = _string(value)
     host, sep, port = text.rpartition(":")
@@ -666,11 +681,13 @@ def _read_budget(r: _Reader, node: Any, path: str, line: int | None) -> Budget |
 
 
 def _read_server(r: _Reader, node: Any, line: int | None) -> ServerConfig:
-    section = r.section(node, "server", line, {"listen", "auth", "max_body_bytes", "threads"})
+    keys = {"listen", "auth", "max_body_bytes", "threads", "external_url"}
+    section = r.section(node, "server", line, keys)
     if section is None:
         return ServerConfig()
     return ServerConfig(
         listen=r.value(section, "server", "listen", _listen, DEFAULT_LISTEN),
+        external_url=r.value(section, "server", "external_url", _external_url),
         auth=_read_auth(r, section.get("auth"), _line(section, "auth")),
         max_body_bytes=r.value(section, "server", "max_body_bytes", _int(1024), DEFAULT_MAX_BODY),
         threads=r.value(section, "server", "threads", _bounded_int(1, 256), 8),
@@ -1782,11 +1799,15 @@ def load_config(path: str | Path) -> Config:
 
 
 def with_overrides(config: Config, overrides: Mapping[str, str]) -> Config:
-    """Command-line --store and --listen win over the file, on start and on reload."""
+    """Command-line --store, --listen and --web.external-url (`external_url`, validated
+    by the command line) win over the file, on start and on reload."""
     if "store" in overrides:
         config = replace(config, store=overrides["store"])
     if "listen" in overrides:
         config = replace(config, server=replace(config.server, listen=overrides["listen"]))
+    if "external_url" in overrides:
+        server = replace(config.server, external_url=overrides["external_url"])
+        config = replace(config, server=server)
     return config
 
 

@@ -51,7 +51,7 @@ from receiver import (
     runs,
     scaling,
 )
-from receiver.config import Config, Strategy
+from receiver.config import Config, ServerConfig, Strategy
 from receiver.executors import (
     ActionRequest,
     AlertmanagerExecutor,
@@ -529,7 +529,7 @@ class Dispatcher:
                 skipped.append(row.id)
                 return gates.Verdict(gates.SKIP, "config", "strategy or step no longer configured")
             if strategy.approval is not None and not strategy.dry_run:
-                held = _approval_gate(strategy, row, reader, now)
+                held = _approval_gate(strategy, row, reader, now, config.server)
                 if held is not None:
                     skipped.append(row.id)
                     if held.outcome == gates.SKIP:
@@ -1467,12 +1467,13 @@ class NoLongerOurs(StoreUnavailable):
 
 
 def _approval_gate(
-    strategy: Strategy, row: ActionRow, reader: GateReader, now: float
+    strategy: Strategy, row: ActionRow, reader: GateReader, now: float, server: ServerConfig
 ) -> gates.Verdict | None:
     """The approval gate (approvals.py), first after dry-run: None when the action may go
     on to the other gates (approved, or timed out with `on_timeout: run`); else the
     verdict that holds it (a DELAY while awaited) or ends it (denied, timed out). Its
-    state is journaled in the claim's transaction; the first look asks for the alert."""
+    state is journaled in the claim's transaction; the first look asks for the alert,
+    which links to the action under the external URL (`server.public_url`)."""
     assert strategy.approval is not None
     state = approval_journal.load(reader.tx, row.id)
     judgement = approvals.judge(state, strategy.approval, now)
@@ -1481,7 +1482,7 @@ def _approval_gate(
         if state is None:  # requested now: the alert that tells people is owed
             alert = approvals.awaiting_alert(
                 row.id, row.strategy, row.action, row.target, row.params, row.labels,
-                row.annotations, judgement.state,
+                row.annotations, judgement.state, external_url=server.public_url,
             )  # fmt: skip
         approval_journal.save(reader.tx, row.id, row.strategy, judgement.state, alert)
         if judgement.outcome == approvals.PROCEED:  # timed out, running

@@ -12,6 +12,7 @@ crash: the state says what is still owed.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +21,17 @@ from receiver.approvals import ApprovalState
 from receiver.store import locks
 
 if TYPE_CHECKING:
+    from receiver.store.base import Store
     from receiver.store.sql import SqlTransaction
+
+log = logging.getLogger(__name__)
 
 PENDING, FIRING, ENDED = "pending", "firing", "ended"
 #: Seconds between posts of a firing alert: Alertmanager forgets alerts at a restart,
 #: and a re-post keeps it as long as the approval is awaited.
 REPOST_INTERVAL = 60.0
+#: Longest `by` and `comment` of a person's decision kept (characters; longer are cut).
+MAX_BY, MAX_COMMENT = 200, 2000
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,33 @@ def decide(
         "UPDATE actions SET not_before = NULL, updated_at = ? WHERE id = ?", (now, action_id)
     )
     tx.add_event(action_id, now, "planned", approvals.decision_note(decided))
+    return decided
+
+
+def storable(text: str) -> bool:
+    """Whether every store's TEXT takes `text` (alerts.py): valid UTF-8 (JSON's `\\ud800`
+    escapes make lone surrogates, which no UTF-8 encoder takes) and no NUL (PostgreSQL
+    refuses it). A decision's `by` and `comment` must be: check before record_decision."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def record_decision(
+    store: Store, action_id: int, decision: str, by: str, comment: str, now: float
+) -> ApprovalState | None:
+    """A person's decision (`approved` | `denied`) on an action, journaled in one
+    transaction of its own (decide) and logged: what the API's approve/deny and the
+    console's buttons both do. `by` and `comment` are cut to MAX_BY / MAX_COMMENT
+    characters; they must be storable (the caller says which field is not). Returns the
+    new state, None for an unknown action. Raises approvals.NotAwaiting (the action does
+    not await approval: the caller answers 409), StoreUnavailable."""
+    by, comment = by[:MAX_BY], comment[:MAX_COMMENT]
+    decided = store.change(lambda tx: decide(tx, action_id, decision, by, comment, now))
+    if decided is not None:
+        log.warning(approvals.decision_note(decided), extra={"action_id": action_id})
     return decided
 
 

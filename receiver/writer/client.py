@@ -275,6 +275,10 @@ class WriterProcess:
             argv += ["--config-text", str(self.directory / "config.yml")]
         if "store" in self.overrides:
             argv += ["--store", self.overrides["store"]]
+        if "listen" in self.overrides:  # the external URL's default follows it
+            argv += ["--listen", self.overrides["listen"]]
+        if "external_url" in self.overrides:
+            argv += ["--web.external-url", self.overrides["external_url"]]
         return argv
 
     def _spawn(self, release: Callable[[], None] | None = None) -> None:
@@ -313,6 +317,8 @@ class WriterProcess:
             config_text=self.config_text or None,
             parent=os.getpid(),
             store=self.overrides.get("store"),
+            listen=self.overrides.get("listen"),
+            external_url=self.overrides.get("external_url"),
             log_format=self.log_format,
         )
 

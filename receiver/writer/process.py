@@ -58,6 +58,7 @@ finishing.
 
     python -m receiver.writer.process --socket PATH --config FILE [--config-text FILE]
                                       [--parent PID] [--store URL] [--log-format text|json]
+                                      [--listen HOST:PORT] [--web.external-url URL]
 
 or, in a child the worker forked (writer/client.py: the first writer, sharing the
 worker's pages), `run(WriterOptions(...))`, which is what main() calls too.
@@ -631,7 +632,8 @@ class WriterOptions:
     """What a journal writer runs: parsed from its command line (main), or handed over
     by the worker that forked it (writer/client.py). `config_text` is the config to run
     (the worker's), `config_text_file` a file holding it; with neither, the file at
-    `config_path` is read. `parent`: leave when that pid is no longer the parent."""
+    `config_path` is read. `parent`: leave when that pid is no longer the parent.
+    `store`, `listen` and `external_url`: the worker's command-line overrides."""
 
     socket_path: str
     config_path: str
@@ -640,6 +642,15 @@ class WriterOptions:
     parent: int | None = None
     store: str | None = None
     log_format: str = "text"
+    listen: str | None = None
+    external_url: str | None = None
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The command-line overrides (config.with_overrides) these options carry."""
+        given = (("store", self.store), ("listen", self.listen))
+        given += (("external_url", self.external_url),)
+        return {key: value for key, value in given if value}
 
 
 def parse_options(argv: list[str] | None = None) -> WriterOptions:
@@ -650,6 +661,8 @@ def parse_options(argv: list[str] | None = None) -> WriterOptions:
     p.add_argument("--config-text", help="a file with the config text to run (the worker's)")
     p.add_argument("--parent", type=int, help="leave when this process is gone")
     p.add_argument("--store", help="overrides the config's store")
+    p.add_argument("--listen", help="overrides the config's server.listen")
+    p.add_argument("--web.external-url", dest="external_url", help="overrides server.external_url")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     args = p.parse_args(argv)
     return WriterOptions(
@@ -659,6 +672,8 @@ def parse_options(argv: list[str] | None = None) -> WriterOptions:
         parent=args.parent,
         store=args.store,
         log_format=args.log_format,
+        listen=args.listen,
+        external_url=args.external_url,
     )
 
 
@@ -676,7 +691,7 @@ def run(options: WriterOptions) -> int:
     it cannot start (config or journal), 3 when its dispatch process died. Call from the
     main thread of a process with no other thread (it forks the dispatch process)."""
     logs.configure(options.log_format)
-    overrides = {"store": options.store} if options.store else {}
+    overrides = options.overrides
     try:
         config = _load(options, overrides)
     except Exception as exc:  # the worker reports it: it is waiting for the socket

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.support.approvals import (
+    EXTERNAL_URL,
     action,
     am_alert,
     approval_stack,
@@ -43,7 +44,11 @@ def test_approve_runs_the_action_and_ends_the_awaiting_alert(stack):
         assert posted["labels"]["service"] == "web"
         assert posted["labels"]["remediation_strategy"] == "careful"
         assert posted["labels"]["remediation_target"] == "web"
-        assert posted["annotations"]["action_url"] == f"/api/v1/actions/{held['id']}"
+        # links to the console page under server.external_url (its trailing / dropped)
+        page = f"{EXTERNAL_URL}/actions/{held['id']}"
+        assert posted["annotations"]["action_url"] == page
+        assert posted["generatorURL"] == page
+        assert posted["annotations"]["api_url"] == f"{EXTERNAL_URL}/api/v1/actions/{held['id']}"
         assert '"careful", "web"]' in posted["annotations"]["would_run"]
         time.sleep(2.5)  # housekeeping ticks pass: still held, nothing ran
         assert action(server, held["id"])["status"] == "planned"
@@ -65,11 +70,14 @@ def test_approve_runs_the_action_and_ends_the_awaiting_alert(stack):
 
 
 def test_deny_skips_the_action_and_it_never_runs(stack):
+    """Started with --web.external-url, which wins over server.external_url."""
     workdir, config, store_url, am, record = stack
-    with remediator(workdir, config, store_url) as server:
+    flag = "http://console.example.test:8080"
+    with remediator(workdir, config, store_url, "--web.external-url", flag) as server:
         fire(server, "careful")
         (held,) = awaiting(server)
-        wait_for(lambda: am_alert(am, held["id"]), what="the awaiting alert")
+        posted = wait_for(lambda: am_alert(am, held["id"]), what="the awaiting alert")
+        assert posted["annotations"]["action_url"] == f"{flag}/actions/{held['id']}"
         assert decide(server, held["id"], "deny", by="bob", comment="not now").status_code == 200
         done = ended(server, held["id"])
         assert (done["status"], done["reason"]) == ("skipped", "denied by bob: not now")

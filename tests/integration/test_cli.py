@@ -62,6 +62,7 @@ def test_example_covers_every_config_key():
         | set(config_module._BREAKER_KEYS)
         | {key for settings in config_module._EXECUTOR_SETTINGS.values() for key in settings}
         | {"listen", "auth", "max_body_bytes", "threads", "bearer_token_file", "url", "timeout"}
+        | {"external_url"}
         | {"method", "headers", "body", "query", "interval", "alert_not_firing"}
         | {"target_value", "min_replicas", "max_replicas", "tolerance", "scale_up_limit"}
         | {"scale_up_period", "stabilization_window", "max_actions", "window"}

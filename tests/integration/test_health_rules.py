@@ -181,7 +181,11 @@ def test_the_remediator_receiver_is_wired_as_documented():
     credentials = webhook["http_config"]["authorization"]["credentials_file"]
     assert credentials == "/etc/alertmanager/remediator-token"
     assert config["route"]["receiver"] == "oncall"
-    first = config["route"]["routes"][0]
+    routes = config["route"]["routes"]
+    # the approval request first, to people, and it stops there (test_routing_tree)
+    assert routes[0]["matchers"] == ['alertname="RemediationAwaitingApproval"']
+    assert routes[0]["receiver"] == "oncall" and not routes[0].get("continue", False)
+    first = routes[1]
     assert first["receiver"] == "remediator"
     assert first["continue"] is True
     assert set(first["group_by"]) == {"alertname", "service"}
@@ -196,6 +200,13 @@ def test_the_remediator_receiver_is_wired_as_documented():
         # Remediator's escalation drops the remediation label: people only, never a loop
         (["alertname=RemediationFailed", "service=demo"], "oncall"),
         (["alertname=RemediatorDown", "job=remediator"], "oncall"),
+        # an action waiting for a person: people at once; it carries the original labels,
+        # `remediation` too, yet never goes back to Remediator
+        (
+            ["alertname=RemediationAwaitingApproval", "remediation=restart", "service=demo"],
+            "oncall",
+        ),
+        (["alertname=RemediationAwaitingApproval", "service=demo"], "oncall"),
     ],
 )
 def test_routing_tree(labels, receivers):

@@ -381,6 +381,15 @@ def test_alertmanager_snippet_passes_amtool(tmp_path):
         timeout=60,
     )
     assert routed.stdout.split() == ["remediator"], routed.stdout + routed.stderr
+    # the approval request carries the original labels: it goes to people, never back
+    labels = ["alertname=RemediationAwaitingApproval", "remediation=restart"]
+    routed = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={config}", *labels],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert routed.stdout.split() == ["people"], routed.stdout + routed.stderr
 
 
 # ---------------------------------------------------------------- kubectl

@@ -5,7 +5,10 @@ store outage)").
 
 A real `remediator serve` (gunicorn, SQLite journal) is seeded with real incidents first:
 a two-step runbook whose failing first step opens its breaker, a scale target and a
-fleet, so that every listing answers rows, not only empty pages. schemathesis then loads
+fleet, so that every listing answers rows, not only empty pages; then actions that wait
+for a person, so that approve and deny can answer 200 (their run draws some action ids
+from those, the rest as schemathesis generates them, and must see a 200 that the
+journal then shows as the decision). schemathesis then loads
 the document the server itself serves and drives every operation in it, with data that
 fits the document and data that does not; every answer must have a documented status
 and content type, a body valid against its schema, and never a 5xx other than 503.
@@ -19,13 +22,16 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
@@ -33,7 +39,7 @@ from receiver.openapi import document
 from tests.support.journal import bearer, post_webhook
 from tests.support.payloads import alert, notification
 from tests.support.processes import Running, remediator
-from tests.support.receiver import LOG_RESTART, write_config
+from tests.support.receiver import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +48,7 @@ pytestmark = pytest.mark.integration
 SEEDED = """
 server:
   auth: {bearer_token_file: token}
-defaults: {cooldown: 0s}
+defaults: {cooldown: 0s, escalation_executor: logger}
 executors:
   logger: {type: log, current_replicas: 2}
   local: {type: command}
@@ -66,7 +72,22 @@ strategies:
     executor: logger
     target: '{{ labels.instance }}'
     fleet: {max_in_flight: 1}
+  - name: careful
+    matchers: ['alertname="Careful"']
+    action: restart
+    executor: logger
+    target: '{{ labels.instance }}'
+    approval: {required: true, timeout: 1h}
 """
+
+#: Actions of `careful` left awaiting approval by the seed: approve draws from half of
+#: them, deny from the other half (a decided action answers 409 to the next decision).
+AWAITING = 12
+#: The decision each of the two operations journals.
+DECISIONS = {
+    "/api/v1/actions/{action_id}/approve": "approved",
+    "/api/v1/actions/{action_id}/deny": "denied",
+}
 
 CHECKS = {"negative_data_rejection": negative_data_rejection}
 
@@ -95,13 +116,45 @@ def seed(server: Running) -> None:
     raise AssertionError(f"the seeded actions did not end: {listed}")
 
 
+def seed_awaiting(server: Running) -> list[int]:
+    """Fire AWAITING alerts of `careful` (one target each) and return the ids of their
+    actions once every one awaits approval."""
+    body = notification(
+        *(alert("Careful", instance=f"c-{n}", service="ledger") for n in range(AWAITING))
+    )
+    assert post_webhook(server.url, body).status_code == 200
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = requests.get(f"{server.url}/api/v1/actions", timeout=5).json()["data"]
+        held = [a["id"] for a in listed if a["waiting"] == "awaiting_approval"]
+        if len(held) == AWAITING:
+            return sorted(held)
+        time.sleep(0.2)
+    raise AssertionError(f"the seeded actions do not all await approval: {listed}")
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """The seeded server, its config file and the ids of the actions it left awaiting
+    approval."""
+
+    server: Running
+    config: Path
+    awaiting: list[int]
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     workdir = tmp_path_factory.mktemp("openapi")
     config = write_config(workdir, SEEDED)
     with remediator(workdir, config, f"sqlite:///{workdir / 'journal.db'}") as running:
         seed(running)
-        yield running
+        yield Seeded(running, config, seed_awaiting(running))
+
+
+@pytest.fixture(scope="module")
+def server(seeded: Seeded) -> Running:
+    return seeded.server
 
 
 def schemathesis_config(base_url: str) -> dict[str, Any]:
@@ -154,16 +207,24 @@ def exchange(
     path: str,
     mode: GenerationMode,
     credentials: dict[str, str] | None = None,
-) -> None:
+    action_ids: Sequence[int] = (),
+) -> list[int]:
     """MAX_EXAMPLES requests to one operation in one mode, each answer checked by all of
     schemathesis's checks but those EXCLUDED_CHECKS names: status documented, content
     type, headers, body valid against its schema, data that fits accepted, data that
-    does not refused, no 5xx but 503. `credentials`: the Authorization header (default:
-    the seeded server's bearer token)."""
+    does not refused, no 5xx but 503; returns the statuses answered. `credentials`: the
+    Authorization header (default: the seeded server's bearer token). `action_ids`:
+    ids of existing actions that about half the requests take as their `action_id`
+    instead of the generated one (data that fits only: any id fits the document)."""
     operation = api_schema[path][method]
     excluded = [CHECKS[name] for name in EXCLUDED_CHECKS.get((method, path), [])]
+    cases = operation.as_strategy(generation_mode=mode)
+    if action_ids:
+        assert mode == GenerationMode.POSITIVE, "a chosen id would make misfit data fit"
+        cases = st.one_of(cases, st.tuples(cases, st.sampled_from(list(action_ids))).map(_with_id))
+    statuses: list[int] = []
 
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=cases)
     @settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,  # a real server on a shared machine: no timing in tests
@@ -172,16 +233,41 @@ def exchange(
         suppress_health_check=list(HealthCheck),
     )
     def call(case: Any) -> None:
-        case.call_and_validate(headers=credentials or bearer(), excluded_checks=excluded)
+        response = case.call_and_validate(headers=credentials or bearer(), excluded_checks=excluded)
+        statuses.append(response.status_code)
 
     call()
+    return statuses
+
+
+def _with_id(drawn: tuple[Any, int]) -> Any:
+    """A generated case with its `action_id` replaced by an existing action's id."""
+    case, action_id = drawn
+    case.path_parameters = {**(case.path_parameters or {}), "action_id": action_id}
+    return case
 
 
 @pytest.mark.parametrize(("method", "path"), operations())
 def test_data_that_fits_the_document_gets_documented_answers(
-    api_schema: Any, method: str, path: str
+    seeded: Seeded, api_schema: Any, method: str, path: str
 ) -> None:
-    exchange(api_schema, method, path, GenerationMode.POSITIVE)
+    """Approve and deny also reach their 200 on actions the seed left awaiting approval
+    (approve on the even positions of the seeded ids, deny on the odd ones), and the
+    journal shows each decision so answered."""
+    if path not in DECISIONS:
+        exchange(api_schema, method, path, GenerationMode.POSITIVE)
+        return
+    held = seeded.awaiting[list(DECISIONS).index(path) :: 2]
+    statuses = exchange(api_schema, method, path, GenerationMode.POSITIVE, action_ids=held)
+    assert 200 in statuses, f"{path}: no 200 among {sorted(set(statuses))}"
+    url = seeded.server.url
+    approvals = [
+        requests.get(f"{url}/api/v1/actions/{action_id}", timeout=5).json()["approval"]
+        for action_id in seeded.awaiting
+    ]
+    # every 200 journaled its decision (approve never denies, deny never approves)
+    decided = [a for a in approvals if a["decision"] == DECISIONS[path]]
+    assert len(decided) == statuses.count(200), (statuses, approvals)
 
 
 @pytest.mark.parametrize(("method", "path"), operations(misfits=True))
@@ -214,32 +300,36 @@ def test_the_webhook_and_reload_refuse_missing_credentials(server: Running) -> N
 
 #: `server.auth` with basic auth instead of a bearer token: the document's `basic` scheme
 BASIC_USER, BASIC_PASSWORD = "sre", "pa55-word"
-BASIC_AUTH = f"""server:
-  auth: {{basic_auth: {{username: {BASIC_USER}, password_file: password}}}}
-{LOG_RESTART}"""
+BEARER_AUTH = "auth: {bearer_token_file: token}"
+BASIC_AUTH = f"auth: {{basic_auth: {{username: {BASIC_USER}, password_file: password}}}}"
+BASIC = "Basic " + base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
 
 
 @pytest.fixture(scope="module")
-def basic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    workdir = tmp_path_factory.mktemp("openapi-basic")
-    (workdir / "password").write_text(BASIC_PASSWORD + "\n")
-    config = write_config(workdir, BASIC_AUTH)
-    with remediator(workdir, config, f"sqlite:///{workdir / 'journal.db'}") as running:
-        yield running
+def basic_server(seeded: Seeded) -> Iterator[Running]:
+    """The seeded server with `server.auth` turned to basic auth by a reload (the
+    credentials are reloadable), instead of a second server to start; turned back to
+    the bearer token afterwards."""
+    server, config = seeded.server, seeded.config
+    assert BEARER_AUTH in SEEDED
+    (config.parent / "password").write_text(BASIC_PASSWORD + "\n")
+    config.write_text(SEEDED.replace(BEARER_AUTH, BASIC_AUTH))
+    reloaded = requests.post(f"{server.url}/-/reload", headers=bearer(), timeout=10)
+    assert reloaded.status_code == 200, reloaded.text
+    yield server
+    config.write_text(SEEDED)
+    headers = {"Authorization": BASIC}
+    reloaded = requests.post(f"{server.url}/-/reload", headers=headers, timeout=10)
+    assert reloaded.status_code == 200, reloaded.text
 
 
 @pytest.mark.parametrize(("method", "path"), [op for op in operations() if op[0] == "POST"])
 def test_the_post_endpoints_under_basic_auth_answer_as_documented(
-    basic_server: Running, method: str, path: str
+    basic_server: Running, api_schema: Any, method: str, path: str
 ) -> None:
     """The same checks with the credentials of the `basic` scheme; without them, the
     documented 401 with its `Basic` challenge."""
-    config = schemathesis.Config.from_dict(schemathesis_config(basic_server.url))
-    api_schema = schemathesis.openapi.from_url(
-        f"{basic_server.url}/api/v1/openapi.json", config=config
-    )
-    token = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
-    exchange(api_schema, method, path, GenerationMode.POSITIVE, {"Authorization": f"Basic {token}"})
+    exchange(api_schema, method, path, GenerationMode.POSITIVE, {"Authorization": BASIC})
     url = basic_server.url + path.replace("{strategy}/{target}", "fix-web/web")
     refused = requests.post(url, json={}, headers=bearer(), timeout=5)
     assert refused.status_code == 401

@@ -20,6 +20,8 @@ from tests.support.stores import journal_url
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 STARTS = "2026-06-01T00:00:00Z"
+#: server.external_url of the config: the awaiting alert links under it.
+EXTERNAL_URL = "https://remediator.example.test/ops"
 
 
 def config_text(am_url: str, record: Path) -> str:
@@ -31,7 +33,7 @@ def config_text(am_url: str, record: Path) -> str:
     command = f"[{sys.executable!r}, '-c', {script!r}, '{{{{ labels.alertname }}}}', "
     command += "'{{ labels.service }}']"
     return f"""
-server: {{auth: {{bearer_token_file: token}}}}
+server: {{auth: {{bearer_token_file: token}}, external_url: {EXTERNAL_URL}/}}
 alertmanager: {{url: {am_url}}}
 defaults:
   cooldown: 0s

@@ -1,9 +1,11 @@
 """The shipped Grafana dashboard's queries and the metric contract they (and the rules) use.
 
 `dashboard_exprs()` gives every panel query with Grafana's variables substituted, ready
-to send to a real Prometheus. `selectors()` / `metric_names()` read the metric names and
-label matchers out of a PromQL expression, so tests can hold the dashboard and the
-alerting rules to the metric contract (a typo in a metric or label name fails a test).
+to send to a real Prometheus; `annotation_exprs()` the same for the annotation queries,
+and `dashboard_links()` every link the dashboard carries (dashboard, panel, data links).
+`selectors()` / `metric_names()` read the metric names and label matchers out of a PromQL
+expression, so tests can hold the dashboard and the alerting rules to the metric contract
+(a typo in a metric or label name fails a test).
 """
 
 from __future__ import annotations
@@ -145,6 +147,44 @@ def dashboard_exprs(variables: dict[str, str], path: Path = DASHBOARD) -> list[t
         for target in panel.get("targets", []):
             if target.get("expr"):
                 found.append((panel["title"], substitute(target["expr"], variables)))
+    return found
+
+
+def annotation_exprs(variables: dict[str, str], path: Path = DASHBOARD) -> list[tuple[str, str]]:
+    """(annotation name, PromQL) for every Prometheus annotation query, variables
+    substituted as in dashboard_exprs (a query using one not given raises KeyError)."""
+    found = []
+    for annotation in load_dashboard(path)["annotations"]["list"]:
+        expr = annotation.get("expr") or annotation.get("target", {}).get("expr")
+        if expr:
+            found.append((annotation["name"], substitute(expr, variables)))
+    return found
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link of the dashboard: `where` it is (dashboard, a panel's title, a panel's
+    data links), its `title` and its `url` as written (variables unresolved)."""
+
+    where: str
+    title: str
+    url: str
+
+
+def dashboard_links(dashboard: dict[str, Any]) -> list[Link]:
+    """Every link: the dashboard's own, each panel's (header) links, and the data links
+    of each panel's fields (defaults and overrides)."""
+    found = [Link("dashboard", link["title"], link["url"]) for link in dashboard.get("links", [])]
+    for panel in panels(dashboard):
+        title = panel.get("title", "")
+        found += [Link(title, link["title"], link["url"]) for link in panel.get("links", [])]
+        config = panel.get("fieldConfig", {})
+        data = list(config.get("defaults", {}).get("links", []))
+        for override in config.get("overrides", []):
+            for prop in override.get("properties", []):
+                if prop.get("id") == "links":
+                    data += prop.get("value", [])
+        found += [Link(f"{title} (data link)", link["title"], link["url"]) for link in data]
     return found
 
 

@@ -10,6 +10,7 @@ from receiver.approvals import ApprovalSettings, ApprovalState
 T0 = 1_800_000_000.0
 SKIP_15M = ApprovalSettings(True, 900.0, "skip")
 RUN_2S = ApprovalSettings(True, 2.0, "run")
+EXTERNAL = "https://ops.example.test/remediator"
 
 
 def requested(settings: ApprovalSettings = SKIP_15M) -> ApprovalState:
@@ -114,6 +115,7 @@ def test_awaiting_alert_carries_the_original_labels_what_would_run_and_the_link(
         {"alertname": "DiskFilling", "service": "db", "severity": "page"},
         {"summary": "disk 95% full"},
         state,
+        external_url=EXTERNAL,
     )
     assert alert["labels"] == {
         "alertname": "RemediationAwaitingApproval",
@@ -126,12 +128,18 @@ def test_awaiting_alert_carries_the_original_labels_what_would_run_and_the_link(
     }
     notes = alert["annotations"]
     assert notes["would_run"] == '["/usr/bin/clean", "db-1"]'
-    assert notes["action_url"] == "/api/v1/actions/42"
+    # the console page under the external URL; the API resource and the decisions too
+    assert notes["action_url"] == f"{EXTERNAL}/actions/42"
+    assert alert["generatorURL"] == notes["action_url"]
+    assert notes["api_url"] == f"{EXTERNAL}/api/v1/actions/42"
+    assert notes["approve"] == f"POST {EXTERNAL}/api/v1/actions/42/approve"
+    assert notes["deny"] == f"POST {EXTERNAL}/api/v1/actions/42/deny"
     assert notes["original_summary"] == "disk 95% full"
     assert alert["endsAt"] == notes["deadline"]  # it ends by itself at the deadline
     ended = approvals.ended_alert(alert, T0 + 5)
     assert ended["labels"] == alert["labels"]
     assert ended["endsAt"] == "2027-01-15T08:00:05.000Z"
+    assert ended["generatorURL"] == alert["generatorURL"]
 
 
 def test_what_would_run_names_an_http_request():

@@ -129,7 +129,10 @@ def test_every_datasource_is_the_provisioned_prometheus_by_uid(dashboard):
         for target in panel["targets"]:
             assert target.get("datasource") == DATASOURCE, (panel["title"], target["refId"])
     for variable in dashboard["templating"]["list"]:
-        assert variable.get("datasource") == DATASOURCE, variable["name"]
+        if variable["type"] == "query":  # the console URL is a textbox: no query
+            assert variable.get("datasource") == DATASOURCE, variable["name"]
+    for annotation in dashboard["annotations"]["list"]:
+        assert annotation.get("datasource") == DATASOURCE, annotation["name"]
     for path, value in walk(dashboard):
         if path.endswith(".datasource"):
             assert value == DATASOURCE, path
@@ -216,6 +219,32 @@ def test_dashboard_exprs_substitutes_every_variable():
     assert substitute('a{b=~"${service}"}[$__range]', {"service": "s", "__range": "1h"}) == (
         'a{b=~"s"}[1h]'
     )
+
+
+def test_annotation_queries_keep_to_the_contract_the_variables_and_the_replicas(dashboard):
+    """As the panels' queries: contract metrics and labels, `$strategy` followed, journal
+    figures taken once across replicas (max without instance)."""
+    known = series_labels()
+    for annotation in dashboard["annotations"]["list"]:
+        name, expr = annotation["name"], annotation["expr"]
+        assert not contract_problems(expr), (name, contract_problems(expr))
+        for selector in selectors(expr):
+            if "strategy" in known[selector.name]:
+                assert ("strategy", "=~", "$strategy") in selector.matchers, name
+            if selector.name == "remediator_actions_total":
+                assert "max without (instance)" in expr, name
+        assert expr.rstrip().endswith("> 0"), f"{name}: Grafana marks values above 0"
+        assert annotation["titleFormat"] and annotation["tagKeys"], name
+
+
+def test_the_console_url_is_a_textbox_variable_links_share(dashboard):
+    """Set once (the variable's default, or ?var-console=...), used by every link."""
+    (console,) = [v for v in dashboard["templating"]["list"] if v["name"] == "console"]
+    assert console["type"] == "textbox"
+    assert console["query"] == console["current"]["value"]
+    assert not console["query"].endswith("/")  # links append /actions, /breakers, ...
+    text = json.dumps(dashboard)
+    assert text.count("${console}") >= len(visible(dashboard))
 
 
 # ---------------------------------------------------------------------------------- panels
