@@ -8,6 +8,7 @@ them all, so `console` is complete once imported.
 
 from __future__ import annotations
 
+from receiver.console import incidents, overview  # noqa: F401  (register their routes)
 from receiver.console.blueprint import console
 
 __all__ = ["console"]
