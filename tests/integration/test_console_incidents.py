@@ -36,7 +36,10 @@ strategies:
     target: '{{ labels.service }}'
     steps:
       - {action: run, executor: local, command: ['/bin/false', '{{ labels.service }}']}
-      - {action: run, executor: local, command: ['/bin/echo', 'fixed {{ labels.service }}'], wait: 30s}
+      - action: run
+        executor: local
+        command: ['/bin/echo', 'fixed {{ labels.service }}']
+        wait: 30s
 """
 HOSTILE = "<script>alert(1)</script>"
 
