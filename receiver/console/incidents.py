@@ -164,6 +164,8 @@ def incident(incident_id: str) -> tuple[str, int]:
     notes, notes_total, analyses = state.store.look(read)
     entries = timeline.build(detail, notes, analyses)
     shown_to = offset + len(detail["actions"])
+    # actions whose earliest events did not fit the read bounds (the page says so)
+    cut = [a["id"] for a in detail["actions"] if a.get("omitted", {}).get("events")]
     return page(
         "incident.html",
         incident=detail,
@@ -172,6 +174,7 @@ def incident(incident_id: str) -> tuple[str, int]:
         notifications_total=notes_total,
         offset=offset,
         shown_to=shown_to,
+        cut_actions=cut,
         next_url=(
             url_for("console.incident", incident_id=number, offset=detail["actions_next_offset"])
             if detail["actions_next_offset"] is not None

@@ -222,6 +222,8 @@ def _notification(note: Mapping[str, Any]) -> Entry:
     detail = f"group {note.get('group_key', '')} to receiver {note.get('receiver', '')}"
     if did:
         detail += f"\ningest: {did}"
+    if note.get("truncated_alerts"):
+        detail += f"\nAlertmanager left out {note['truncated_alerts']} alerts (truncatedAlerts)"
     return Entry("notification", float(note["received_at"]), title, detail)
 
 

@@ -59,9 +59,9 @@ class Clock:
 class Journal:
     """A journal with the app and a dispatcher over it."""
 
-    def __init__(self, store: Any, tmp_path: Path) -> None:
+    def __init__(self, store: Any, tmp_path: Path, text: str = CONFIG) -> None:
         self.store = store
-        self.config = parse_config(CONFIG, "test.yml", tmp_path)
+        self.config = parse_config(text, "test.yml", tmp_path)
         self.clock = Clock()
         self.dispatcher = Dispatcher(SimpleNamespace(config=self.config), store, clock=self.clock)
         self.client = create_app(AppState(self.config, store)).test_client()
@@ -244,3 +244,19 @@ def test_a_journal_that_fails_is_a_503_page(tmp_path):
             other.execute("ALTER TABLE incidents RENAME TO incidents_elsewhere")
         html = page(journal, "/incidents", 503)
         assert "Journal unavailable" in html
+
+
+def test_events_left_out_by_the_read_bounds_are_said(tmp_path):
+    bounded = CONFIG.replace("defaults:", "limits: {max_field_bytes: 64}\ndefaults:")
+    with opened_store("sqlite", tmp_path) as store:
+        journal = Journal(store, tmp_path, bounded)
+        journal.post(T, alert(service="web", starts_at=iso(T - 30)))
+        journal.dispatch_until(T + 2)
+        incident = only_incident(journal)
+        (first,) = journal.store.list_actions(strategy="fix", status="failed").items
+        html = page(journal, f"/incidents/{incident['id']}")
+        # an event takes more than the 64 bytes: only each action's latest is shown
+        kinds = [kind for kind, _ in parsed(html).events]
+        assert kinds.count("outcome") == 1 and "gate" not in kinds
+        assert 'data-testid="cut-actions"' in html
+        assert f'href="/actions/{first["id"]}">action {first["id"]}</a>' in html
