@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -163,7 +164,8 @@ def test_the_timeline_lists_every_event_of_a_remediated_incident_in_order(journa
 def test_a_hostile_label_is_shown_escaped(journal):
     journal.post(T, alert(service="web", note=HOSTILE, starts_at=iso(T - 5)))
     incident = only_incident(journal)
-    for path in (f"/incidents/{incident['id']}", "/incidents", "/"):
+    echoed = f"/incidents?service={quote(HOSTILE)}&alertname={quote(HOSTILE)}"
+    for path in (f"/incidents/{incident['id']}", "/incidents", echoed, "/"):
         html = page(journal, path)
         assert HOSTILE not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html or path == "/"

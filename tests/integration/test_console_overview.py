@@ -5,6 +5,8 @@ an injected clock), the `log` and `command` executors doing the work."""
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -45,6 +47,16 @@ strategies:
     command: ['/bin/false']
     cooldown: 0s
     breaker: {failure_threshold: 1, recovery_timeout: 1h}
+  - name: slow
+    matchers: ['alertname="Slow"']
+    action: run
+    executor: local
+    target: '{{ labels.service }}'
+    command:
+      - PYTHON
+      - -c
+      - 'import os, time; [time.sleep(0.02) for _ in iter(lambda: os.path.exists("RELEASE"), True)]'
+    timeout: 5m
   - name: calm
     matchers: ['alertname="Calm"']
     action: restart
@@ -101,7 +113,8 @@ class Sections(HTMLParser):
 def world(request, tmp_path: Path) -> Iterator[SimpleNamespace]:
     # the overview reads "now" from the wall clock: incidents start just before it
     now = time.time()
-    config = parse_config(CONFIG, "test.yml", tmp_path)
+    text = CONFIG.replace("PYTHON", sys.executable).replace("RELEASE", str(tmp_path / "release"))
+    config = parse_config(text, "test.yml", tmp_path)
     with opened_store(request.param, tmp_path) as store:
         clock = Clock(now)
 
@@ -111,7 +124,13 @@ def world(request, tmp_path: Path) -> Iterator[SimpleNamespace]:
         dispatcher = Dispatcher(SimpleNamespace(config=config), store, clock=clock)
         client = create_app(AppState(config, store)).test_client()
         yield SimpleNamespace(
-            store=store, clock=clock, post=post, dispatcher=dispatcher, client=client, now=now
+            store=store,
+            clock=clock,
+            post=post,
+            dispatcher=dispatcher,
+            client=client,
+            now=now,
+            release=tmp_path / "release",
         )
 
 
@@ -189,3 +208,23 @@ def test_hostile_label_values_are_escaped(world):
     assert hostile not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert [row[1]["data-service"] for row in found.rows["services"]] == [hostile]
+
+
+def test_a_running_action_is_listed_while_it_runs(world):
+    world.post(alert("Slow", service="batch", starts_at=iso(world.now - 5)))
+    world.clock.now += 1
+    worker = threading.Thread(target=world.dispatcher.run_once)
+    worker.start()
+    try:
+        # the command waits for its release file: the action is running until then
+        while not world.store.list_actions(status="running").items:
+            assert worker.is_alive(), "the action ended before it was seen running"
+            time.sleep(0.02)
+        _, found = overview(world)
+    finally:
+        world.release.write_text("go")
+        worker.join()
+    (running,) = world.store.list_actions(strategy="slow").items
+    assert [row[1]["data-action"] for row in found.rows["running-actions"]] == [str(running["id"])]
+    assert running["status"] == "succeeded"  # it ran to its end once released
+    assert overview(world)[1].empty >= {"running-actions"}
