@@ -57,6 +57,13 @@ strategies:
       - -c
       - 'import os, time; [time.sleep(0.02) for _ in iter(lambda: os.path.exists("RELEASE"), True)]'
     timeout: 5m
+  - name: heal
+    matchers: ['alertname="Errors"']
+    action: restart
+    executor: logger
+    target: '{{ labels.instance }}'
+    fleet:
+      progressive: {min_targets: 3, gather: 1s, canary: 1, stages: [50%, 100%], pause: 1h}
   - name: calm
     matchers: ['alertname="Calm"']
     action: restart
@@ -228,3 +235,23 @@ def test_a_running_action_is_listed_while_it_runs(world):
     assert [row[1]["data-action"] for row in found.rows["running-actions"]] == [str(running["id"])]
     assert running["status"] == "succeeded"  # it ran to its end once released
     assert overview(world)[1].empty >= {"running-actions"}
+
+
+def test_a_fleet_in_a_wave_is_listed_with_its_stage(world):
+    instances = [f"web-{n}" for n in range(4)]
+    world.post(
+        *[
+            alert("Errors", service="web", instance=i, starts_at=iso(world.now - 5))
+            for i in instances
+        ]
+    )
+    for _ in range(3):  # past the wave's gathering: the canary is acted on, stage 1 waits
+        world.clock.now += 2
+        while world.dispatcher.run_once():
+            pass
+    html, found = overview(world)
+    (fleet,) = found.rows["fleets-in-wave"]
+    assert fleet[1]["data-fleet"] == "web"
+    # canary 1 of 4 targets, then stages of 50% and 100%: stage 1 is the first of 2
+    assert "stage 1 of 2" in html
+    assert "1 / 4" in html
