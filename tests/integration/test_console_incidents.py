@@ -23,15 +23,23 @@ from receiver.console.blueprint import SECURITY_HEADERS
 from receiver.console.incidents import PAGE_ROWS
 from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
+from receiver.store import approvals as approval_journal
 from tests.support.payloads import alert, notification
 from tests.support.stores import BACKENDS, opened_store
 
 T = 1_800_000_000.0
 CONFIG = """
-defaults: {cooldown: 0s}
+defaults: {cooldown: 0s, escalation_executor: logger}
 executors:
   local: {type: command}
+  logger: {type: log}
 strategies:
+  - name: careful
+    matchers: ['alertname="Careful"']
+    action: restart
+    executor: logger
+    target: '{{ labels.service }}'
+    approval: {timeout: 10m}
   - name: fix
     matchers: ['alertname="ServiceDown"']
     target: '{{ labels.service }}'
@@ -262,3 +270,29 @@ def test_events_left_out_by_the_read_bounds_are_said(tmp_path):
         assert kinds.count("outcome") == 1 and "gate" not in kinds
         assert 'data-testid="cut-actions"' in html
         assert f'href="/actions/{first["id"]}">action {first["id"]}</a>' in html
+
+
+def test_an_approved_action_shows_the_request_the_decision_and_the_run(journal):
+    journal.post(T, alert("Careful", service="db", starts_at=iso(T - 5)))
+    journal.dispatch_until(T + 2)  # held: awaiting approval
+    journal.dispatcher.send_approval_alerts()
+    (held,) = journal.store.list_actions(strategy="careful").items
+    journal.store.change(
+        lambda tx: approval_journal.decide(tx, held["id"], "approved", "alice", "go", T + 3)
+    )
+    journal.dispatch_until(T + 4)
+    html = page(journal, f"/incidents/{only_incident(journal, 'Careful')['id']}")
+    kinds = [kind for kind, _ in parsed(html).events]
+    assert kinds == [
+        "notification",
+        "opened",
+        "planned",
+        "approval",  # waiting: awaiting_approval
+        "approval",  # RemediationAwaitingApproval posted
+        "approval",  # approved by alice: go
+        "gate",  # claimed: all gates passed
+        "executed",
+        "outcome",  # the action: succeeded
+        "outcome",  # its runbook run: cured
+    ]
+    assert "approved by alice: go" in html
