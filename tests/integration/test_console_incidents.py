@@ -141,7 +141,8 @@ def test_the_timeline_lists_every_event_of_a_remediated_incident_in_order(journa
     journal.post(T + 45, firing)  # Alertmanager's repeat: the same group, whole
     resolved = {**firing, "status": "resolved", "endsAt": iso(T + 50)}
     journal.post(T + 60, resolved)
-    incident = only_incident(journal)
+    journal.post(T + 70, alert(service="api", starts_at=iso(T + 65)))  # after it: not its own
+    (incident,) = journal.store.list_incidents(service="web").items
     html = page(journal, f"/incidents/{incident['id']}")
     events = parsed(html).events
 
@@ -246,13 +247,16 @@ def test_the_actions_of_an_incident_are_paged_by_offset(journal):
     assert page(journal, f"/incidents/{incident['id']}?offset=x", 400)
 
 
-def test_a_journal_that_fails_is_a_503_page(tmp_path):
+@pytest.mark.parametrize("path", ["/", "/incidents", "/incidents/1"])
+def test_a_journal_that_fails_is_a_503_page(tmp_path, path):
     with opened_store("sqlite", tmp_path) as store:
         journal = Journal(store, tmp_path)
         journal.post(T, alert(service="web", starts_at=iso(T - 30)))
+        assert only_incident(journal)["id"] == 1
+        # the table disappears under the server: the driver fails mid-answer
         with sqlite3.connect(tmp_path / "journal.db") as other:
             other.execute("ALTER TABLE incidents RENAME TO incidents_elsewhere")
-        html = page(journal, "/incidents", 503)
+        html = page(journal, path, 503)
         assert "Journal unavailable" in html
 
 
