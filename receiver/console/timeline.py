@@ -144,18 +144,20 @@ def event_kind(status: str, reason: str) -> str:
 
 def rendered(action: Mapping[str, Any]) -> str:
     """What an action does, as rendered from the alert: `restart web via procs`, with
-    the command's argv or the HTTP request and any other parameters."""
+    the command's argv or the HTTP request (method, URL, body; never its headers, which
+    may carry credentials) and the other rendered parameters (queries, `params`)."""
     params = action.get("params")
     params = params if isinstance(params, dict) else {}
-    what = f"{action.get('action', '')} {action.get('target', '')} via {action.get('executor', '')}"
-    lines = [" ".join(what.split())]
+    lines = [
+        f"{action.get('action', '')} {action.get('target', '')} via {action.get('executor', '')}"
+    ]
     command = params.get("command")
     if isinstance(command, list):
         lines.append("command: " + json.dumps(command, ensure_ascii=False))
     request = params.get("request")
     if isinstance(request, dict):
         lines.append(f"request: {request.get('method', 'POST')} {request.get('url', '')}".rstrip())
-        if "body" in request:
+        if request.get("body") is not None:  # headers are not shown: they may hold secrets
             lines.append("body: " + json.dumps(request["body"], ensure_ascii=False))
     for name, value in sorted(params.items()):
         if name in ("command", "request") or value in ({}, [], None, ""):

@@ -199,7 +199,12 @@ def test_the_plan_shows_the_command_as_rendered_and_the_output_its_text():
 
 
 def test_an_http_request_is_rendered_with_its_method_url_and_body():
-    request = {"method": "PUT", "url": "http://svc/restart", "body": {"why": "alert"}}
+    request = {
+        "method": "PUT",
+        "url": "http://svc/restart",
+        "headers": {"Authorization": "Bearer s3cret"},
+        "body": {"why": "alert"},
+    }
     text = rendered(
         {"action": "http", "target": "svc", "executor": "hook", "params": {"request": request}}
     )
@@ -208,6 +213,7 @@ def test_an_http_request_is_rendered_with_its_method_url_and_body():
         "request: PUT http://svc/restart",
         'body: {"why": "alert"}',
     ]
+    assert "s3cret" not in text
 
 
 def test_runbook_runs_analyses_and_a_closing_reason_have_entries():
