@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import current_app, url_for
+from flask import request
 
 from receiver import fleetrun
 from receiver.console.blueprint import app_state, console, page
@@ -30,12 +31,12 @@ HEALTH_ORDER = {"critical": 0, "degraded": 1, "unhealthy": 2, "healthy": 3}
 
 
 @console.app_template_global()
-def page_url(endpoint: str, path: str, **args: Any) -> str:
-    """The URL of a console page: url_for when this app serves `endpoint`, else its
-    path as the console's URL contract fixes it (`path`, without arguments)."""
-    if endpoint in current_app.view_functions:
-        return url_for(endpoint, **args)
-    return path
+def contract_url(path: str, **args: Any) -> str:
+    """The URL of a console page by its path in the console's URL contract (`/actions/7`,
+    `/breakers`), with `args` as its query: pages another module serves are linked by
+    the URL the contract fixes, not by their view's argument names."""
+    query = f"?{urlencode(args)}" if args else ""
+    return f"{request.script_root}{path}{query}"
 
 
 def services(stats: dict[str, Any]) -> list[dict[str, Any]]:
