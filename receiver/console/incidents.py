@@ -11,7 +11,6 @@ plain values to a template. Bad query values answer a 400 page and read nothing.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from flask import request, url_for
@@ -152,13 +151,13 @@ def incident(incident_id: str) -> tuple[str, int]:
     if detail is None:
         raise NotFound(f"No incident {incident_id}.")
     first = timeline.epoch(detail["first_seen"]) or 0.0
-    # a firing incident's fleet may be analysed until now; a closed one's until it closed
-    until = time.time() if detail["status"] == "firing" else timeline.epoch(detail["last_seen"])
+    # a firing incident's fleet may still be analysed; a closed one's until it closed
+    until = None if detail["status"] == "firing" else timeline.epoch(detail["last_seen"])
     fleets = sorted({(a["strategy"], a["fleet"]) for a in detail["actions"] if a["fleet"]})
 
     def read(tx: Any) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
         notes, total = trail.notifications(tx, number, MAX_NOTIFICATIONS)
-        found = trail.analyses(tx, fleets, first, until or first, MAX_ANALYSES)
+        found = trail.analyses(tx, fleets, first, until, MAX_ANALYSES)
         return notes, total, found
 
     notes, notes_total, analyses = state.store.look(read)

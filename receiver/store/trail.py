@@ -82,20 +82,21 @@ def analyses(
     tx: SqlTransaction,
     fleets: list[tuple[str, str]],
     since: float,
-    until: float,
+    until: float | None,
     limit: int,
 ) -> list[dict[str, Any]]:
     """The canary analyses of the (strategy, fleet) pairs created in [since, until]
-    (seconds), oldest first, at most `limit` per pair: id, at (when judged, else
-    created), strategy, fleet, stage, status, verdict, reason (the judgement's, cut at
-    REASON_CHARS)."""
+    (seconds; `until` None: no end, for an incident still firing), oldest first, at
+    most `limit` per pair: id, at (when judged, else created), strategy, fleet, stage,
+    status, verdict, reason (the judgement's, cut at REASON_CHARS)."""
     found: list[dict[str, Any]] = []
+    end = "" if until is None else " AND created_at <= ?"
     for strategy, fleet in sorted(set(fleets)):
         rows = tx.execute(
             "SELECT id, stage, status, created_at, finished_at, verdict, judgement "
-            "FROM fleet_analyses WHERE strategy = ? AND fleet = ? AND created_at >= ? "
-            "AND created_at <= ? ORDER BY id LIMIT ?",
-            (strategy, fleet, since, until, int(limit)),
+            f"FROM fleet_analyses WHERE strategy = ? AND fleet = ? AND created_at >= ?{end} "
+            "ORDER BY id LIMIT ?",
+            (strategy, fleet, since, *(() if until is None else (until,)), int(limit)),
         ).fetchall()
         for row_id, stage, status, created, finished, verdict, judgement in rows:
             judged = _object(judgement)

@@ -6,6 +6,7 @@ thread, on an injected clock) with the command executor running real programs.""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -25,6 +26,8 @@ from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
 from receiver.store import approvals as approval_journal
 from tests.support.payloads import alert, notification
+from tests.support.processes import prometheus
+from tests.support.receiver import PROMETHEUS_CONFIG
 from tests.support.stores import BACKENDS, opened_store
 
 T = 1_800_000_000.0
@@ -300,3 +303,53 @@ def test_an_approved_action_shows_the_request_the_decision_and_the_run(journal):
         "outcome",  # its runbook run: cured
     ]
     assert "approved by alice: go" in html
+
+
+WAVE = """
+prometheus: {url: PROM}
+defaults: {cooldown: 0s}
+executors:
+  logger: {type: log}
+strategies:
+  - name: heal
+    matchers: ['alertname="Errors"']
+    action: restart
+    executor: logger
+    target: '{{ labels.instance }}'
+    fleet:
+      progressive: {min_targets: 3, gather: 1s, canary: 1, stages: [100%], pause: 0s}
+      analysis:
+        interval: 2s
+        step: 1s
+        metrics:
+          # the same constant on both sides: the canary is never worse, the stage passes
+          - {name: steady, query: 'vector(1)'}
+"""
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory) -> Iterator[Any]:
+    """A real Prometheus: the canary analysis' range queries go to it."""
+    with prometheus(tmp_path_factory.mktemp("prom"), PROMETHEUS_CONFIG) as running:
+        yield running
+
+
+def test_the_canary_analysis_of_its_fleet_is_on_the_timeline(journal, prom, tmp_path):
+    now = time.time()  # the analysis asks Prometheus about real times
+    wave = Journal(journal.store, tmp_path, WAVE.replace("PROM", prom.url))
+    wave.clock.now = now
+    instances = [f"web-{n}" for n in range(1, 5)]
+    wave.post(
+        now,
+        *[alert("Errors", service="web", instance=i, starts_at=iso(now - 5)) for i in instances],
+    )
+    wave.dispatch_until(now + 3)  # gathered; the canary acted on
+    (canary,) = [a for a in wave.store.list_actions().items if a["status"] == "succeeded"]
+    wave.clock.now = now + 10  # its analysis is due
+    assert wave.dispatcher.run_analyses() == 1
+    html = page(wave, f"/incidents/{canary['incident_id']}")
+    events = parsed(html).events
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("analysis") == 1
+    assert kinds.index("analysis") > kinds.index("outcome")  # judged after the canary acted
+    assert "canary analysis of fleet web (heal), stage 0: pass" in html
