@@ -19,7 +19,7 @@ Sources and kinds (`Entry.kind`, the words the console shows and tests select by
   `approval` (awaiting, approved, denied, timed out, the alert that tells people),
   `gate` (a verdict: claimed past the gates, a skip by dry_run, budget, breaker_open,
   precondition, halted, when; a fleet admission), `running` (command started, scale
-  decision, silence, crash recovery), `executed`, `verification` ("verifying: ..."),
+  decision, silence, crash recovery), `executed`, `verification` ("verifying: ..." and each "verification sample: ..."),
   `escalation` (how an escalation went), `cancelled`, and `outcome` (the action's final
   status). An action with output gets an `output` entry just before its outcome;
 - per runbook run that ended, an `outcome` (cured, uncured, cancelled, with its reason);
@@ -133,7 +133,7 @@ def event_kind(status: str, reason: str) -> str:
         return "planned"
     if reason.startswith("waiting:"):
         return "waiting"
-    if reason.startswith("verifying:"):
+    if reason.startswith(("verifying:", "verification sample:")):
         return "verification"
     if reason.startswith("executed:"):
         return "executed"

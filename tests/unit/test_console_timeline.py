@@ -114,6 +114,7 @@ def test_no_time_is_none_and_a_bad_one_is_refused():
         ("running", "scale: value 9 vs target 5, 2 -> 4 (scale up)", "running"),
         ("running", "executed: exit status 0", "executed"),
         ("running", "verifying: up == 1", "verification"),
+        ("running", "verification sample: 0 (false)", "verification"),
         ("succeeded", "exit status 0", "outcome"),
         ("failed", "exit status 0; verification failed: 'up == 1' not true within 5s", "outcome"),
         ("timed_out", "timed out after 30s", "outcome"),
