@@ -915,13 +915,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 def look_at(stack: Stack, keep_running: bool) -> list[str]:
     """The lines naming where to look, printed as soon as the stack is up.
 
-    Returns one line per URL (Prometheus, Alertmanager, the receiver's read API and
-    metrics) and a last line saying how long they answer: they stop when the demo ends
+    Returns one line per URL (Prometheus, Alertmanager, the receiver's console, read API
+    and metrics) and a last line saying how long they answer: they stop when the demo ends
     unless it runs with `--keep-running`.
     """
     receiver = stack.urls["receiver"]
     lines = ["\nLook at, while the faults run:"]
     lines += [f"  {name:<13} {stack.urls[name]}" for name in ("prometheus", "alertmanager")]
+    lines.append(f"  {'console':<13} {receiver}/  (incidents, actions, breakers, strategies)")
     lines.append(f"  {'receiver':<13} {receiver}/api/v1/actions  {receiver}/api/v1/incidents")
     lines.append(f"  {'':<13} {receiver}/api/v1/stats  {receiver}/metrics")
     if keep_running:

@@ -65,7 +65,7 @@ from receiver.executors.base import Interrupt, effective_timeout, seconds
 from receiver.executors.command import KILL_GRACE
 from receiver.matchers import parse_matchers
 from receiver.plans import incident_context
-from receiver.prometheus import PrometheusClient, PrometheusError
+from receiver.prometheus import PrometheusClient, PrometheusError, describe_sample, truthy
 from receiver.store import approvals as approval_journal
 from receiver.store import fleets as fleet_journal
 from receiver.store import retention as prune_journal
@@ -73,6 +73,7 @@ from receiver.store import runs as run_journal
 from receiver.store.base import StoreUnavailable
 from receiver.store.dispatch import ActionRow, GateReader
 from receiver.templates import RenderError, UnsafeValueError
+from receiver.verification import SampleJournal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -823,12 +824,16 @@ class Dispatcher:
         self.store.note(row.id, self.clock(), f"verifying: {query}")
         deadline = time.monotonic() + strategy.verify.timeout
         last_error = ""
+        samples = SampleJournal(lambda text: self.store.note(row.id, self.clock(), text))
         while True:
             try:
-                if self._prometheus(config).is_true(query):
+                values = self._prometheus(config).query(query)
+                samples.record(describe_sample(values))
+                if truthy(values):
                     return None
             except PrometheusError as exc:
                 last_error = f" (last error: {exc})"
+                samples.record(f"error: {exc}")
             left = deadline - time.monotonic()
             if left <= 0:  # the last poll was at (or after) the deadline
                 break

@@ -64,7 +64,8 @@ class PrometheusClient:
         return _matrix_values(expr, data)
 
     def is_true(self, expr: str) -> bool:
-        return any(value != 0 and not math.isnan(value) for value in self.query(expr))
+        """Whether an instant query holds (see truthy). Raises as query() does."""
+        return truthy(self.query(expr))
 
     def scalar(self, expr: str) -> float:
         """The single value a scale query must produce; anything else is an error."""
@@ -158,3 +159,24 @@ def _matrix_values(expr: str, data: dict) -> list[float]:
     except (TypeError, ValueError, AttributeError, IndexError) as exc:
         raise PrometheusError(f"range query {expr!r}: malformed matrix: {exc}") from exc
     return pooled
+
+
+#: Values of one sample shown in the journal (a verification poll); the rest are counted.
+SHOWN_VALUES = 5
+
+
+def truthy(values: list[float]) -> bool:
+    """Whether a query result holds, as an alerting rule's does: some value other than 0
+    and NaN (an empty result, or only zeros, does not)."""
+    return any(value != 0 and not math.isnan(value) for value in values)
+
+
+def describe_sample(values: list[float]) -> str:
+    """A query result as the journal shows one poll of it: `no series`, `1` or
+    `0, 0, 1 (+7 more)`, then `(true)` or `(false)` by truthy()."""
+    verdict = "true" if truthy(values) else "false"
+    if not values:
+        return f"no series ({verdict})"
+    shown = ", ".join(f"{value:g}" for value in values[:SHOWN_VALUES])
+    more = f" (+{len(values) - SHOWN_VALUES} more)" if len(values) > SHOWN_VALUES else ""
+    return f"{shown}{more} ({verdict})"

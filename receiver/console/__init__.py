@@ -8,7 +8,13 @@ them all, so `console` is complete once imported.
 
 from __future__ import annotations
 
-from receiver.console import actions, breakers, strategies  # noqa: F401 (their routes)
+from receiver.console import (  # noqa: F401 (importing them registers their routes)
+    actions,
+    breakers,
+    incidents,
+    overview,
+    strategies,
+)
 from receiver.console.blueprint import console
 
 __all__ = ["console"]

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from receiver.demo import FAULTS, Narrator, Result, Stack, summary
 from receiver.store import open_store
 from receiver.store import runs as run_journal
+from tests.support.html_page import by_testid
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,26 @@ def test_a_bad_release_is_rolled_back_after_the_restart_fails_verification(loop)
     assert "restart failed, rollback succeeded" in row
     assert result.escalations == 0
     assert result.incident["status"] == "resolved"
+
+
+def test_the_console_shows_the_bad_release_incident_from_alert_to_rollback_in_order(loop):
+    stack, results, _pids = loop
+    result = by_name(results, "bad release")
+    page = requests.get(f"{stack.urls['receiver']}/incidents/{result.incident['id']}", timeout=10)
+    assert page.status_code == 200
+    events = by_testid(page.text, "event")
+    times = [float(e.attrs["data-at"]) for e in events]
+    assert times == sorted(times)
+    kinds = [e.attrs["data-kind"] for e in events]
+    # opened by the notification (one moment, journaled together), then the restart's
+    # verification failing, the rollback after it; resolved by a later notification
+    assert set(kinds[:2]) == {"opened", "notification"}, kinds
+    assert "resolved" in kinds and kinds.index("resolved") > kinds.index("executed"), kinds
+    texts = [e.text for e in events]
+    failed = next(i for i, t in enumerate(texts) if "verification failed" in t)
+    rolled = next(i for i, t in enumerate(texts) if "rolled back demo:demo_00" in t)
+    assert failed < rolled
+    assert "verification sample:" in " ".join(texts)
 
 
 def test_a_fault_no_step_can_help_ends_the_runbook_uncured_and_escalates_once(loop):

@@ -125,6 +125,8 @@ def test_verified_success(stack):
     assert action["status"] == "succeeded", action
     reasons = [e["reason"] for e in action["events"]]
     assert any(r.startswith("verifying: vector(1)") for r in reasons)
+    # the poll that held is journaled with its sample (receiver/verification.py)
+    assert "verification sample: 1 (true)" in reasons
     assert (workdir / "argv.log").read_text().splitlines() == ["['good', 'web']"]
 
 
@@ -138,6 +140,12 @@ def test_flapping_target_opens_breaker_escalates_each_uncured_run_then_half_open
         actions = settle(journal)
         assert [a["status"] for a in actions] == ["failed", "failed", "skipped", "skipped"]
         assert all("verification failed" in a["reason"] for a in actions[:2])
+        # 5 polls of an empty result in 2 s: the sample is journaled once, not per poll
+        for failed in actions[:2]:
+            samples = [
+                e["reason"] for e in failed["events"] if "verification sample" in e["reason"]
+            ]
+            assert samples == ["verification sample: no series (false)"]
         assert all(a["reason"].startswith("breaker_open") for a in actions[2:])
         # issue 14: escalation no longer follows the breaker opening; each incident's
         # one-step runbook ended uncured (two failed, two skipped by the open breaker),

@@ -1,0 +1,183 @@
+"""Console pages of incidents: the list (`/incidents`, filters and pages as the API's)
+and one incident's page (`/incidents/<id>`): its labels, annotations, runbook runs and
+its whole timeline (console/timeline.py) from the journal: the notifications that
+carried it, the plan, gate verdicts and waits, steps, the command or request as
+rendered, output, verification, canary analyses, outcome, escalation, resolution.
+
+Views parse the request, read the journal through the store's functions and hand
+plain values to a template. Bad query values answer a 400 page and read nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import request, url_for
+from werkzeug.exceptions import BadRequest, NotFound
+
+from receiver.console import timeline
+from receiver.console.blueprint import app_state, console, page
+from receiver.durations import format_duration
+from receiver.store import trail
+from receiver.store.base import INCIDENT_STATUSES
+from receiver.store.listing import PageBounds
+
+#: Rows per page of a console list.
+PAGE_ROWS = 25
+#: Highest page number taken (a larger one is a 400, not a huge OFFSET).
+MAX_PAGE_NUMBER = 1_000_000
+#: The largest journal row id (signed 64-bit in both stores).
+MAX_ID = 2**63 - 1
+#: Characters a text filter may have.
+MAX_FILTER_CHARS = 1000
+#: Bytes of a field shown in a list row (labels share them).
+LIST_FIELD_BYTES = 1024
+#: Actions per incident page (the rest are paged by `offset`, as the API's).
+ACTIONS_PER_PAGE = 50
+#: Notifications shown on an incident page (the oldest; how many more is said).
+MAX_NOTIFICATIONS = 200
+#: Analyses shown per fleet of the incident.
+MAX_ANALYSES = 50
+
+
+@console.app_template_filter("epoch")
+def epoch_filter(text: str | None) -> float | None:
+    """A journal ISO 8601 time as seconds since the epoch (for `when`), None for none
+    or for a text that is no time."""
+    try:
+        return timeline.epoch(text)
+    except ValueError:
+        return None
+
+
+@console.app_template_filter("took")
+def took(seconds: float | None) -> str:
+    """Seconds as `1h2m3s` ("-" for none)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return format_duration(round(seconds) if seconds >= 60 else max(0.0, seconds))
+
+
+@console.app_template_filter("http_link")
+def http_link(url: str | None) -> str:
+    """`url` when it is an http(s) URL a link may point to, else "" (a label or
+    annotation never becomes a `javascript:` link)."""
+    if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+        return url
+    return ""
+
+
+def whole_number(name: str, text: str | None, default: int, low: int, high: int) -> int:
+    """A query argument that must be a whole number in [low, high] (ASCII digits);
+    `default` when absent or empty. Raises BadRequest (a 400 page) otherwise."""
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and low <= int(text) <= high):
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def text_filter(name: str) -> str | None:
+    """A free-text filter from the query: None when absent or empty. Raises BadRequest
+    for one the journal cannot compare (a NUL or an unpaired surrogate) or too long."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    if len(value) > MAX_FILTER_CHARS:
+        raise BadRequest(f"{name} must be at most {MAX_FILTER_CHARS} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name} must be valid text") from None
+    if "\x00" in value:
+        raise BadRequest(f"{name} must not contain NUL characters")
+    return value
+
+
+def choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    """A filter that must be one of `allowed` (absent or empty: None)."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    if value not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+@console.get("/incidents")
+def incidents() -> tuple[str, int]:
+    """Incidents newest first, 25 a page, filtered by status, service and alertname."""
+    filters = {
+        "status": choice("status", INCIDENT_STATUSES),
+        "service": text_filter("service"),
+        "alertname": text_filter("alertname"),
+    }
+    number = whole_number("page", request.args.get("page"), 1, 1, MAX_PAGE_NUMBER)
+    offset = (number - 1) * PAGE_ROWS
+    # the page is bounded by rows and by each field, never by its total bytes: a page
+    # short of its rows would make page N+1 skip some
+    bounds = PageBounds(PAGE_ROWS, 2**62, LIST_FIELD_BYTES)
+    found = app_state().store.list_incidents(
+        **filters, limit=PAGE_ROWS, offset=offset, bounds=bounds
+    )
+    args = {name: value for name, value in filters.items() if value}
+    return page(
+        "incidents.html",
+        incidents=found.items,
+        total=found.total,
+        page_number=number,
+        has_next=offset + len(found.items) < found.total,
+        filters=filters,
+        args=args,
+        statuses=INCIDENT_STATUSES,
+    )
+
+
+@console.get("/incidents/<incident_id>")
+def incident(incident_id: str) -> tuple[str, int]:
+    """One incident with its timeline; `offset` pages its actions (as the API's
+    `actions_next_offset`). 404 for an unknown id (or one that is no whole number)."""
+    if not (incident_id.isascii() and incident_id.isdigit() and len(incident_id) <= 19):
+        raise NotFound(f"No incident {incident_id[:32]}.")
+    if int(incident_id) > MAX_ID:
+        raise NotFound(f"No incident {incident_id[:32]}.")
+    offset = whole_number("offset", request.args.get("offset"), 0, 0, MAX_ID)
+    state = app_state()
+    limits = state.config.limits
+    bounds = PageBounds(ACTIONS_PER_PAGE, limits.max_page_bytes, limits.max_field_bytes)
+    number = int(incident_id)
+    detail = state.store.incident_detail(number, bounds, offset)
+    if detail is None:
+        raise NotFound(f"No incident {incident_id}.")
+    first = timeline.epoch(detail["first_seen"]) or 0.0
+    # a firing incident's fleet may still be analysed; a closed one's until it closed
+    until = None if detail["status"] == "firing" else timeline.epoch(detail["last_seen"])
+    fleets = sorted({(a["strategy"], a["fleet"]) for a in detail["actions"] if a["fleet"]})
+
+    def read(tx: Any) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+        notes, total = trail.notifications(tx, number, MAX_NOTIFICATIONS)
+        found = trail.analyses(tx, fleets, first, until, MAX_ANALYSES)
+        return notes, total, found
+
+    notes, notes_total, analyses = state.store.look(read)
+    entries = timeline.build(detail, notes, analyses)
+    shown_to = offset + len(detail["actions"])
+    # actions whose earliest events did not fit the read bounds (the page says so)
+    cut = [a["id"] for a in detail["actions"] if a.get("omitted", {}).get("events")]
+    return page(
+        "incident.html",
+        incident=detail,
+        entries=entries,
+        notifications_shown=len(notes),
+        notifications_total=notes_total,
+        offset=offset,
+        shown_to=shown_to,
+        cut_actions=cut,
+        next_url=(
+            url_for("console.incident", incident_id=number, offset=detail["actions_next_offset"])
+            if detail["actions_next_offset"] is not None
+            else None
+        ),
+        first_url=(url_for("console.incident", incident_id=number) if offset else None),
+    )
