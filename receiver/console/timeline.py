@@ -19,14 +19,16 @@ Sources and kinds (`Entry.kind`, the words the console shows and tests select by
   `approval` (awaiting, approved, denied, timed out, the alert that tells people),
   `gate` (a verdict: claimed past the gates, a skip by dry_run, budget, breaker_open,
   precondition, halted, when; a fleet admission), `running` (command started, scale
-  decision, silence, crash recovery), `executed`, `verification` ("verifying: ..." and each "verification sample: ..."),
-  `escalation` (how an escalation went), `cancelled`, and `outcome` (the action's final
-  status). An action with output gets an `output` entry just before its outcome;
+  decision, silence, crash recovery), `executed`, `verification` ("verifying: ..." and
+  each "verification sample: ..."), `escalation` (how an escalation went), `cancelled`,
+  and `outcome` (the action's final status). An action with output gets an `output`
+  entry just before its outcome;
 - per runbook run that ended, an `outcome` (cured, uncured, cancelled, with its reason);
 - per canary `analysis` of the incident's fleet, its verdict and reason.
 
-Times: the journal's ISO 8601 texts (UTC, "Z") become seconds since the epoch. Entries
-with the same time keep the order the journal wrote them in: notification, opened,
+Times: the journal's ISO 8601 texts (UTC, "Z") become seconds since the epoch, and the
+times it keeps as numbers are rounded to the same whole microseconds. Entries with the same
+time keep the order the journal wrote them in: notification, opened,
 actions by id with their events in order, runs, analyses, resolved.
 """
 
@@ -116,6 +118,14 @@ def epoch(text: str | None) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def journal_seconds(value: float) -> float:
+    """Seconds since the epoch at the precision of the journal's ISO texts (whole
+    microseconds, as store/sql.py iso writes them): a time the journal keeps as a number
+    (a notification's `received_at`, an analysis's `at`) and the same moment written as
+    text then compare equal, so their tie keeps journal order."""
+    return datetime.fromtimestamp(value, UTC).timestamp()
 
 
 def event_kind(status: str, reason: str) -> str:
@@ -226,7 +236,7 @@ def _notification(note: Mapping[str, Any]) -> Entry:
         detail += f"\ningest: {did}"
     if note.get("truncated_alerts"):
         detail += f"\nAlertmanager left out {note['truncated_alerts']} alerts (truncatedAlerts)"
-    return Entry("notification", float(note["received_at"]), title, detail)
+    return Entry("notification", journal_seconds(float(note["received_at"])), title, detail)
 
 
 def _opened(incident: Mapping[str, Any], at: float) -> Entry:
@@ -275,7 +285,12 @@ def _analysis(analysis: Mapping[str, Any]) -> Entry:
         f"stage {analysis.get('stage', '')}: {verdict}"
     )
     return Entry(
-        "analysis", float(analysis["at"]), title, str(analysis.get("reason") or ""), None, verdict
+        "analysis",
+        journal_seconds(float(analysis["at"])),
+        title,
+        str(analysis.get("reason") or ""),
+        None,
+        verdict,
     )
 
 

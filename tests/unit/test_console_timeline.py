@@ -181,6 +181,18 @@ def test_entries_are_in_time_order_and_ties_keep_journal_order():
     assert found[-2].title == "resolved after 1m30s"
 
 
+@pytest.mark.parametrize("fraction", [0.8503268, 0.1234564, 0.9999996, 0.0000004])
+def test_a_notification_ties_with_the_incident_it_opened_past_the_microsecond(fraction):
+    """Ingest journals the notification's received_at as a number and the incident's
+    first_seen and its plan as ISO text (whole microseconds) from the same clock reading:
+    the notification still comes first, whatever the digits past the microsecond."""
+    now = T0 + fraction
+    planned = action(1, [event(now, "planned", "matched strategy fix: run 1, step 1")])
+    found = build(incident([planned], first_seen=iso(now)), [notification(now)])
+    assert [entry.kind for entry in found] == ["notification", "opened", "planned"]
+    assert found[0].at == found[1].at == found[2].at
+
+
 def test_the_plan_shows_the_command_as_rendered_and_the_output_its_text():
     done = action(
         4,
