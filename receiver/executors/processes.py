@@ -57,7 +57,7 @@ class ProcessIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         """The identity as journaled (JSON object of its five fields). Built by hand:
-        `dataclasses.asdict` copies recursively and cost 26 us per command started, 2."""
+        `dataclasses.asdict` copies recursively: 8-19 us per command started, against 0.2."""
         return {
             "host": self.host,
             "boot_id": self.boot_id,
