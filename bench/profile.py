@@ -11,9 +11,11 @@ functions by share of samples per process (self time and inclusive time).
 py-spy comes with the test extra (`pip install -e '.[test]'`); attaching to a process
 needs ptrace rights (root, or CAP_SYS_PTRACE).
 
-    python -m bench.profile [--rate 200] [--seconds 10] [--out bench/profiles] [--gil]
+    python -m bench.profile [--rate 200] [--seconds 10] [--out bench/profiles] [--gil] [--command]
     python -m bench.profile --dispatch 1000 [--pool [RATE]] [--log-format text|json]
 
+`--command` drives bench.remediate's load instead: every alert matches a `run`
+strategy of a `command` executor whose program appends a line to a file.
 `--gil` samples only the thread holding the interpreter lock: where Python spends CPU,
 but not SQLite's own work (the sqlite3 module releases the lock while a statement
 runs), which shows in the CPU seconds printed instead. `--dispatch N` needs no server
@@ -97,6 +99,10 @@ AREAS = [
     ("outcome: finish + runbook follow", "DispatchStore.finish"),
     ("logging", "Logger."),
     ("executor", "LogExecutor.execute"),
+    ("executor: process record", "Dispatcher._record_process"),
+    ("executor: spawn (Popen)", "Popen.__init__"),
+    ("executor: command, other", "CommandExecutor.execute"),
+    ("dispatcher: idle pool hand-over", "_IdlePool."),
     ("ingest: group commit", "commit_together"),
     ("ingest: other", "JournalWriter.journal"),
     ("writer: IPC read/answer", "JournalWriter."),
@@ -275,6 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-spy", action="store_true", help="measure CPU only, no py-spy")
     p.add_argument("--dispatch", type=int, metavar="N", help="dispatcher CPU per action only")
     p.add_argument(
+        "--command",
+        action="store_true",
+        help="bench.remediate's strategy (a `command` executor running a small program "
+        "per alert) instead of the latency benchmark's `log` executor",
+    )
+    p.add_argument(
         "--pool",
         type=float,
         nargs="?",
@@ -296,9 +308,15 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     warm = int(latency.WARMUP_S * args.rate)
     count = warm + int(args.seconds * args.rate)
-    _, items = latency.bodies(count)
     with common.workdir("profile", False) as wd:
-        config = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
+        if args.command:  # bench.remediate's load: a `run` of a small C program each
+            from bench import remediate
+
+            config = remediate.config_for(wd, remediate.prepare_script(wd, "auto"))
+            _, items = remediate.bodies(0, count)
+        else:
+            config = common.write_config(wd, common.config_text(strategies=latency.STRATEGIES))
+            _, items = latency.bodies(count)
         with common.server("remediator", wd, config) as srv:
             procs = {
                 "worker": srv.workers()[0],

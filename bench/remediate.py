@@ -358,11 +358,16 @@ def throughput_phase(
     targets, items = bodies(first, alerts)
     before = len(read_lines(lines))
     cpu_before = cpu(pids)
+    each_before = [_stat(pid) or (0.0, 0.0) for pid in pids]
     first_post = time.time()
     _, answers = common.post_all(srv, items, CLIENTS)
     rows = wait_lines(lines, before + alerts, SETTLE_TIMEOUT_S)[before:]
     idle = wait_idle(srv, pids, SETTLE_TIMEOUT_S)
     own, children = (a - b for a, b in zip(cpu(pids), cpu_before, strict=True))
+    each = [
+        round(((_stat(pid) or (0.0, 0.0))[0] - was[0]) / alerts * 1000, 3)
+        for pid, was in zip(pids, each_before, strict=True)
+    ]
     written = Counter(t for t, _ in rows)
     last = max((stamp for _, stamp in rows), default=None)
     seconds = None if last is None else last - first_post
@@ -377,6 +382,7 @@ def throughput_phase(
         "alerts_per_s": None if not seconds else round(alerts / seconds, 1),
         "server_cpu_s": round(own, 3),
         "server_cpu_per_alert_ms": round(own / alerts * 1000, 3),
+        "server_cpu_per_alert_ms_by_process": each,
         "scripts_cpu_s": round(children, 3),
         "scripts_cpu_per_alert_ms": round(children / alerts * 1000, 3),
     }
@@ -556,6 +562,13 @@ def _verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def _by_process(entry: dict[str, Any]) -> str:
+    """The burst's server CPU per alert of each process, ms, in the order of `pids`."""
+    return ", ".join(
+        str(x) for x in entry["throughput"].get("server_cpu_per_alert_ms_by_process", [])
+    )
+
+
 def render(result: dict[str, Any]) -> str:
     base, rem = result["remediate_baseline"], result["remediator"]
     ratio, target, load = result["ratio"], result["target"], result["load"]
@@ -640,6 +653,9 @@ def render(result: dict[str, Any]) -> str:
             f"p50 {fmt(startup['p50'], 2)} ms, p99 {fmt(startup['p99'], 2)} ms; it is inside "
             "the POST -> start figures of both servers.",
             f"VmHWM per process, MB (master, worker, writer, dispatch...): {processes}.",
+            "Server CPU per alert by process, ms (same order): "
+            + "; ".join(f"{kind}: {_by_process(result[kind])}" for kind in KINDS)
+            + ".",
             f"Load average at start {tuple(round(x, 2) for x in load_avg['load_average_at_start'])}"
             f", at end {tuple(round(x, 2) for x in load_avg['load_average_at_end'])}, "
             f"{load_avg['cpus']} CPUs.",

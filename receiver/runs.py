@@ -224,14 +224,18 @@ def _plan(
         )
         planned.escalations += owed
         # WARNING when it pages someone; a run the fleet's escalation covers (a halted
-        # wave's skips) is INFO, as skips are, or a halt of 30 would log 30 warnings
-        log.log(
-            logging.WARNING if owed else logging.INFO,
-            "runbook %s: %s",
-            strategy.name,
-            decision.reason,
-            extra={"incident_id": incident_id},
-        )
+        # wave's skips) is INFO, as skips are, or a halt of 30 would log 30 warnings.
+        # A strategy without steps cured by its one action says nothing the action's
+        # own line (`action succeeded: ...`) does not: not logged (the run's end is
+        # journaled all the same), one line per action fewer on the hot path.
+        if owed or strategy.steps or decision.status != runbooks.CURED or repeat_at:
+            log.log(
+                logging.WARNING if owed else logging.INFO,
+                "runbook %s: %s",
+                strategy.name,
+                decision.reason,
+                extra={"incident_id": incident_id},
+            )
     return planned
 
 

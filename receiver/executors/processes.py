@@ -31,7 +31,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,15 @@ class ProcessIdentity:
     started_at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The identity as journaled (JSON object of its five fields). Built by hand:
+        `dataclasses.asdict` copies recursively: 8-19 us per command started, against 0.2."""
+        return {
+            "host": self.host,
+            "boot_id": self.boot_id,
+            "pgid": self.pgid,
+            "start_ticks": self.start_ticks,
+            "started_at": self.started_at,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProcessIdentity | None:

@@ -167,6 +167,27 @@ def test_a_halted_waves_covered_runs_are_info_and_its_one_escalation_a_warning(
     assert levels == [(logging.INFO, True)] * 3 + [(logging.WARNING, False)]
 
 
+def test_a_one_action_cure_is_one_outcome_line_and_its_run_still_journaled(
+    journal: tuple[Any, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A strategy without steps whose action succeeded: the action's line says the cure;
+    the run's end adds no second line (issue 16: one line fewer per action), but the
+    run is journaled cured all the same. A run that fails (uncured) still says so."""
+    store, _db = journal
+    caplog.set_level(logging.INFO)
+    config = parse_config(CONFIG)
+    carry_out(store, config, alert("ServiceDown", service="web"))
+    assert len(outcome_records(caplog, "succeeded")) == 1
+    assert not [r for r in caplog.records if r.getMessage().startswith("runbook restarts:")]
+    runs = store.look(lambda tx: tx.execute("SELECT status FROM runbook_runs").fetchall())
+    assert [tuple(run) for run in runs] == [("cured",)]
+
+    caplog.clear()
+    carry_out(store, config, alert("Broken", service="db"))
+    ends = [r for r in caplog.records if r.getMessage().startswith("runbook fails:")]
+    assert [r.levelno for r in ends] == [logging.WARNING]
+
+
 @pytest.fixture
 def write_lock(journal: tuple[Any, Path]) -> Iterator[None]:
     """Another connection holds the journal's write lock (BEGIN IMMEDIATE)."""

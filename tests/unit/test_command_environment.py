@@ -132,3 +132,29 @@ def test_the_bounds_are_deterministic_whatever_order_annotations_arrive_in():
     two = bound_environment(alert_environment(request(second)), VALUE, TOTAL)
     assert one == two
     assert list(one) == list(two)
+
+
+def test_an_ascii_environment_exactly_filling_the_total_is_kept_whole():
+    # The shortcut for all-ASCII variables within bounds must keep exactly what the
+    # rule keeps: everything, when NAME=value\0 of all of them fits the total.
+    env = {"A": "a" * 10, "B": "b" * 20}
+    total = size(env)
+    assert bound_environment(env, VALUE, total) == env
+    assert list(bound_environment(env, VALUE, total)) == ["A", "B"]
+
+
+def test_an_ascii_environment_one_byte_over_the_total_leaves_the_last_out():
+    env = {"A": "a" * 10, "B": "b" * 20}
+    total = size(env) - 1
+    bounded = bound_environment(env, VALUE, total)
+    assert "B" not in bounded
+    assert TRUNCATED_VARIABLE in bounded
+
+
+@pytest.mark.parametrize("value", ["caf\u00e9", "\udcff", "snow \u2603"])
+def test_a_non_ascii_value_counts_its_utf8_bytes(value):
+    # Not the shortcut: non-ASCII values are measured in UTF-8 (a lone surrogate as "?")
+    encoded = value.encode("utf-8", errors="replace")
+    env = {"A": value}
+    assert bound_environment(env, VALUE, len(b"A=") + len(encoded) + 1) == {"A": encoded.decode()}
+    assert "A" not in bound_environment(env, VALUE, len(b"A=") + len(encoded))

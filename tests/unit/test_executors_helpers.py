@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -132,3 +133,23 @@ def test_escalation_alert_drops_the_routing_label_and_empty_values():
         },
         "startsAt": "2024-05-01T12:00:00.000Z",
     }
+
+
+def test_env_name_memo_stays_bounded():
+    # label names come from senders: the memo of mapped names must not grow without end
+    from receiver.executors import command
+
+    for number in range(command._ENV_NAMES_MAX + 10):
+        assert env_name(f"label.{number}") == f"LABEL_{number}"
+    assert len(command._ENV_NAMES) <= command._ENV_NAMES_MAX
+
+
+def test_process_identity_is_journaled_with_every_field_and_read_back_whole():
+    import dataclasses
+
+    from receiver.executors.processes import ProcessIdentity
+
+    identity = ProcessIdentity("host-a", "boot-1", 4242, 987654, 1700000000.25)
+    data = identity.to_dict()
+    assert data == {f.name: getattr(identity, f.name) for f in dataclasses.fields(identity)}
+    assert ProcessIdentity.from_dict(json.loads(json.dumps(data))) == identity
