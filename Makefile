@@ -13,7 +13,7 @@ KUBE_MIN_VENV := .venv-kube-min
 KUBE_MIN_STAMP := $(KUBE_MIN_VENV)/.installed-$(KUBE_MIN)
 KUBE_TESTS := tests/unit/test_executors_kubernetes.py tests/integration/test_executor_kubernetes.py
 
-.PHONY: run test test-kube-min demo bench lint system-deps venv clean
+.PHONY: run test test-kube-min demo bench lint system-deps browser-deps venv clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,9 +35,8 @@ test-kube-min: $(KUBE_MIN_STAMP)
 	REMEDIATOR_KUBERNETES_CLIENT=$(KUBE_MIN) $(KUBE_MIN_VENV)/bin/python -m pytest -q $(KUBE_TESTS)
 
 # Installs Debian's Prometheus, Alertmanager, curl and jq (the README's troubleshooting
-# commands, run as written by a test), psql (loads the PostgreSQL journal fixture of
-# the migration tests) and Chromium (the console's browser tests, driven by Playwright
-# by its path: no browser download) when missing (needs root).
+# commands, run as written by a test) and psql (loads the PostgreSQL journal fixture of
+# the migration tests) when missing (needs root).
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
@@ -45,13 +44,24 @@ system-deps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
 	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; \
+	  fi; \
+	fi
+
+# Debian's Chromium for the console's browser tests (tests/browser, driven by Playwright
+# by its path: no browser download), when missing (needs root). Only `make test` needs it.
+browser-deps:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: chromium"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "missing Debian package: chromium (run as root or install it; the browser tests skip without it)"; \
 	  fi; \
 	fi
 
@@ -67,7 +77,7 @@ lint: venv
 
 # Two workers, a file each at a time (module fixtures stay in one process): most tests
 # wait on real servers rather than compute, so the suite's wall time nearly halves.
-test: venv system-deps lint test-kube-min
+test: venv system-deps browser-deps lint test-kube-min
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Benchmarks (not part of `make test`): ratios against a baseline measured in the same run.
