@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from receiver import approvals, fleetrun
 from receiver.alerts import PayloadError
-from receiver.auth import challenge, may_change
+from receiver.auth import challenge, may_change, signed_in_person
 from receiver.config import Config, ConfigError, load_config, with_overrides
 from receiver.console import console
 from receiver.crossorigin import cross_origin_refusal
@@ -333,9 +333,8 @@ def _decision_body() -> tuple[str, str]:
             raise PayloadError(name, f"{name} must be valid UTF-8 without NUL characters")
     comment = body.get("comment", "")
     user = request.authorization.username if request.authorization else None
-    if state().config.server.auth.basic_username is not None and user:
-        return user, comment
-    return body.get("by") or "anonymous", comment
+    person = signed_in_person(state().web, state().config.server.auth, user)
+    return person or body.get("by") or "anonymous", comment
 
 
 @api.get("/notifications")

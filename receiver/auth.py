@@ -40,6 +40,22 @@ def challenge(auth: AuthConfig) -> str:
     return 'Bearer realm="remediator"' if auth.bearer_token else 'Basic realm="remediator"'
 
 
+def signed_in_person(web: WebAuth | None, auth: AuthConfig, username: str | None) -> str | None:
+    """Who a request that may change state (may_change) was verified to come from: the
+    web config's user when its users guard every request, else `server.auth`'s basic
+    user (whose password the request carried), else None (a bearer token or no
+    credentials name nobody). `username` is the request's basic-auth user, if any. An
+    approval's `decided_by` is this person when there is one: a name the caller types
+    never replaces a verified one."""
+    if not username:
+        return None
+    if web is not None and web.guards:
+        return username
+    if auth.basic_username is not None and username == auth.basic_username:
+        return username
+    return None
+
+
 def may_change(web: WebAuth | None, auth: AuthConfig, header: str) -> bool:
     """Whether a request (to the API or from a console form) may change state. With a
     web config that lists users, every request Flask serves has already passed its

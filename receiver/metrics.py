@@ -131,7 +131,15 @@ HISTOGRAMS = {
 
 #: What a planned action waits for (`waiting` in the journal; `queued`: nothing, it is
 #: only next in line): each is exported, at zero when no action waits for it.
-WAITING_REASONS = ("wait", "locked", "cooldown", "concurrency", "fleet", "queued")
+WAITING_REASONS = (
+    "wait",
+    "locked",
+    "cooldown",
+    "concurrency",
+    "fleet",
+    "awaiting_approval",
+    "queued",
+)
 
 #: Any other method is counted as "other": a client must not mint metric series.
 HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))

@@ -21,6 +21,7 @@ from typing import Any
 from flask import redirect, request, url_for
 
 from receiver import approvals
+from receiver.auth import signed_in_person
 from receiver.console import queries
 from receiver.console.blueprint import app_state, console, form_post, page
 from receiver.store import approvals as approval_journal
@@ -155,7 +156,5 @@ def decider() -> str:
     """Who decides from the console: the web config's signed-in user, else the
     `server.auth` basic user (form_post checked the password), else "console"."""
     state = app_state()
-    if state.web is not None and state.web.guards and request.authorization:
-        return request.authorization.username or "console"
-    basic = state.config.server.auth.basic_username
-    return basic if basic else "console"
+    user = request.authorization.username if request.authorization else None
+    return signed_in_person(state.web, state.config.server.auth, user) or "console"

@@ -95,8 +95,10 @@ def decide(
     tx: SqlTransaction, action_id: int, decision: str, by: str, comment: str, now: float
 ) -> ApprovalState | None:
     """Journal a person's decision on the action (`approved` | `denied`), with who and
-    when, as an event of the action, and make the action claimable now: the next claim
-    acts on it (approval opens the approval gate only; the other gates still judge it).
+    when, as an event of the action, and make the action claimable now: it no longer
+    waits for a person (`waiting` cleared: next in line) and the next claim acts on it
+    (approval opens the approval gate only; the other gates still judge it, and one
+    that delays it journals its own `waiting`).
     Returns the new state, None for an unknown action. Raises approvals.NotAwaiting when
     the action does not await approval (never asked, decided, ended, timed out)."""
     found = tx.execute("SELECT target FROM actions WHERE id = ?", (action_id,)).fetchone()
@@ -112,7 +114,8 @@ def decide(
     decided = approvals.decide(state, decision, by, comment, now)
     save(tx, action_id, "", decided)
     tx.execute(
-        "UPDATE actions SET not_before = NULL, updated_at = ? WHERE id = ?", (now, action_id)
+        "UPDATE actions SET not_before = NULL, waiting = NULL, updated_at = ? WHERE id = ?",
+        (now, action_id),
     )
     tx.add_event(action_id, now, "planned", approvals.decision_note(decided))
     return decided

@@ -19,8 +19,10 @@ from receiver.config import parse_config
 from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
 from receiver.store import approvals as approval_journal
+from receiver.webconfig import WebAuth, load_web_config
 from tests.support.payloads import alert, notification
 from tests.support.stores import BACKENDS, opened_store
+from tests.support.webconfig import web_config
 
 T = 1_800_000_000.0
 CONFIG = """
@@ -84,6 +86,44 @@ def test_the_authenticated_user_is_who_decided_whatever_the_body_says(held):
     assert "approved by alice: ok" in [e["reason"] for e in action["events"]]
 
 
+def test_a_decided_action_no_longer_says_it_waits_for_a_person(held):
+    client, store, _dispatcher, _clock, action_id = held
+    answer = client.post(f"/api/v1/actions/{action_id}/approve", headers=basic("alice", "s3cret"))
+    assert answer.status_code == 200
+    (action,) = store.list_actions().items
+    # approved, not yet claimed: planned and next in line, not "awaiting_approval"
+    assert (action["status"], action["waiting"]) == ("planned", None)
+    assert store.waiting_counts().get("awaiting_approval", 0) == 0
+
+
+def test_a_web_config_user_is_who_decided_whatever_the_body_says(tmp_path, backend):
+    """With --web.config.file users guarding the API, the signed-in user decides: a
+    `by` in the body (a name anyone can type) is not taken instead."""
+    (tmp_path / "token").write_text("t0ken\n")
+    config = parse_config(
+        CONFIG.replace(
+            "basic_auth: {username: alice, password_file: password}", "bearer_token_file: token"
+        ),
+        "test.yml",
+        tmp_path,
+    )
+    path = tmp_path / "web.yml"
+    path.write_text(web_config({"carol": "c4rol"}))
+    with opened_store(backend, tmp_path) as store:
+        ingest(store, config, parse_notification(notification(alert(service="web"))), T)
+        Dispatcher(SimpleNamespace(config=config), store, clock=Clock()).run_once()
+        (action,) = store.list_actions().items
+        web = WebAuth(load_web_config(str(path)))
+        client = create_app(AppState(config, store, web=web)).test_client()
+        answer = client.post(
+            f"/api/v1/actions/{action['id']}/deny",
+            json={"by": "mallory"},
+            headers=basic("carol", "c4rol"),
+        )
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["decided_by"] == "carol"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [("[1, 2]", "body"), ('{"by": 5}', "by"), ('{"comment": ["x"]}', "comment"), ("{", "body")],
@@ -138,3 +178,8 @@ def test_the_alert_is_posted_again_while_awaited(held):
     assert dispatcher.send_approval_alerts() == 1
     clock.now += approval_journal.REPOST_INTERVAL
     assert dispatcher.send_approval_alerts() == 1
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param

@@ -323,6 +323,7 @@ def test_metrics_count_steps_runs_escalations_and_waiting(journal: Journal):
         (("reason", "cooldown"),): 0,
         (("reason", "concurrency"),): 0,
         (("reason", "fleet"),): 0,
+        (("reason", "awaiting_approval"),): 0,
         (("reason", "queued"),): 0,
     }
 
@@ -349,6 +350,7 @@ def test_stats_count_outcomes_per_step_run_ends_and_waiting(journal: Journal):
         "cooldown": 0,
         "concurrency": 0,
         "fleet": 0,
+        "awaiting_approval": 0,
         "queued": 0,
     }
     assert stats["escalations"] == {"sent": 1, "undeliverable": 0, "retrying": 0}

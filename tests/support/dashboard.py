@@ -61,7 +61,7 @@ LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
         | {"config", "when", "halted"}
     ),
     ("remediator_actions_waiting", "reason"): frozenset(
-        {"wait", "locked", "cooldown", "concurrency", "fleet", "queued"}
+        {"wait", "locked", "cooldown", "concurrency", "fleet", "awaiting_approval", "queued"}
     ),
     ("remediator_canary_verdicts_total", "verdict"): frozenset({"pass", "fail", "inconclusive"}),
     ("remediator_alerts_received_total", "status"): frozenset({"firing", "resolved"}),
