@@ -253,3 +253,19 @@ def ended_alert(alert: dict[str, Any], now: float) -> dict[str, Any]:
 def _rfc3339(epoch: float) -> str:
     moment = datetime.fromtimestamp(epoch, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def logged_note(alert: dict[str, Any], firing: bool) -> str:
+    """What the journal and the log say of the awaiting alert when the escalation
+    executor is `log` (nothing is posted): the alert's own words, so a person reading the
+    log can act (where to decide, what would run, by when). `alert` as awaiting_alert
+    built it."""
+    if not firing:
+        return f"{ALERTNAME} ended (logged, not sent to Alertmanager: a `log` executor)"
+    notes = alert.get("annotations", {})
+    return (
+        f"{ALERTNAME} logged, not sent to Alertmanager (a `log` executor): "
+        f"{notes.get('summary', '')}; approve or deny at {notes.get('action_url', '')} "
+        f"by {notes.get('deadline', '')} (then {notes.get('on_timeout', '')}); "
+        f"would run: {notes.get('would_run', '')}"
+    )

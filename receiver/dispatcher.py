@@ -1028,7 +1028,7 @@ class Dispatcher:
                     continue
                 note = f"{approvals.ALERTNAME} {what} to {am.url}{changed}"
             else:
-                note = f"{approvals.ALERTNAME} {what} (logged: no alertmanager executor)"
+                note = approvals.logged_note(alert, item.firing)
             if not item.repost:
                 log.warning(note, extra={"action_id": item.action_id})
             state = approval_journal.FIRING if item.firing else approval_journal.ENDED

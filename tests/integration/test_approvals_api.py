@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from receiver import approvals
 from receiver.alerts import parse_notification
 from receiver.app import AppState, create_app
 from receiver.config import parse_config
@@ -169,8 +170,13 @@ def test_with_a_log_escalation_executor_the_alert_is_logged_then_ended(held):
     (action,) = store.list_actions().items
     reasons = [e["reason"] for e in action["events"]]
     assert action["status"] == "skipped"
-    assert "RemediationAwaitingApproval posted (logged: no alertmanager executor)" in reasons
-    assert "RemediationAwaitingApproval ended (logged: no alertmanager executor)" in reasons
+    # the log says what a person needs to act: where, by when, what would run
+    (logged,) = [r for r in reasons if r.startswith("RemediationAwaitingApproval logged")]
+    assert f"/actions/{action_id} by " in logged
+    assert logged.endswith("would run: " + approvals.what_would_run("restart", "web", {}))
+    assert "not sent to Alertmanager" in logged
+    ended = "RemediationAwaitingApproval ended (logged, not sent to Alertmanager: a `log` executor)"
+    assert ended in reasons
 
 
 def test_the_alert_is_posted_again_while_awaited(held):

@@ -102,7 +102,7 @@ def test_no_time_is_none_and_a_bad_one_is_refused():
         ("skipped", "denied by bob", "approval"),
         (
             "planned",
-            "RemediationAwaitingApproval posted (logged: no alertmanager executor)",
+            "RemediationAwaitingApproval logged, not sent to Alertmanager (a `log` executor): x",
             "approval",
         ),
         ("running", "claimed by vm:1:ab: all gates passed", "gate"),
