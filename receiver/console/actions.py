@@ -143,12 +143,17 @@ def _decide(raw_id: str, decision: str) -> Any:
             app_state().store, action_id, decision, decider(), comment, time.time()
         )
     except approvals.NotAwaiting as exc:
-        status = app_state().store.look(lambda tx: approval_journal.action_status(tx, action_id))
+        status, requested = app_state().store.look(
+            lambda tx: (
+                approval_journal.action_status(tx, action_id),
+                approval_journal.load(tx, action_id) is not None,
+            )
+        )
         return page(
             "error.html",
             409,
             title="Not awaiting approval",
-            reason=queries.not_awaiting(action_id, status, str(exc)),
+            reason=queries.not_awaiting(action_id, status, requested, str(exc)),
         )
     if decided is None:
         return page("error.html", 404, title="No such action", reason=f"No action {action_id}.")

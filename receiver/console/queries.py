@@ -123,12 +123,15 @@ def incident_id(text: str) -> int:
     return row_id(text, "incident")
 
 
-def not_awaiting(action: int, status: str | None, why: str) -> str:
-    """What the 409 page of a decision on an action no longer awaiting approval says:
-    `status` is the action's status as the refused decision left it, `why` the refusal
-    (approvals.NotAwaiting: `already denied by alice`). A planned action was decided
-    (or timed out) meanwhile; any other has left the approval gate."""
-    if status == "planned":
+def not_awaiting(action: int, status: str | None, requested: bool, why: str) -> str:
+    """What the 409 page of a decision on an action not awaiting approval says: `status`
+    is the action's status as the refused decision left it, `requested` whether an
+    approval was ever requested for it, `why` the refusal (approvals.NotAwaiting:
+    `already denied by alice`, `approval timed out`). A planned action was decided (or
+    timed out) meanwhile, or never asked for one; any other has left the approval gate."""
+    if status == "planned" and not requested:
+        said = f"Action {action} does not await approval: none was requested for it."
+    elif status == "planned":
         said = f"Action {action} no longer awaits approval: {why}."
     elif status == "running":
         said = f"Action {action} is running: it no longer awaits approval."
