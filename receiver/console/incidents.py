@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from flask import request, url_for
+
 from receiver.console import queries, timeline
 from receiver.console.blueprint import app_state, console, page
 from receiver.durations import format_duration
