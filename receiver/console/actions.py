@@ -25,6 +25,7 @@ from receiver.auth import signed_in_person
 from receiver.console import queries
 from receiver.console.blueprint import app_state, console, form_post, page
 from receiver.store import approvals as approval_journal
+from receiver.store import runs
 from receiver.store.base import ACTION_STATUSES
 from receiver.store.listing import PageBounds
 
@@ -70,11 +71,13 @@ def actions() -> tuple[str, int]:
     )
     rows = [queries.with_epochs(row) for row in found.items]
     more = queries.has_next(filters.offset, len(rows), found.total)
+    configured = [s.name for s in app_state().config.strategies]
     return page(
         "actions.html",
         filters=filters,
         statuses=ACTION_STATUSES,
-        strategies=[s.name for s in app_state().config.strategies],
+        strategies=configured,
+        unknown_strategy=queries.unknown_strategy(filters.strategy, configured),
         rows=rows,
         total=found.total,
         # a page full in bytes (limits.max_page_bytes) holds fewer rows: say so
@@ -101,6 +104,7 @@ def action(raw_id: str) -> tuple[str, int]:
     return page(
         "action.html",
         action=queries.with_epochs(detail),
+        run_number=run_number(detail.get("run_id")),
         params_text=queries.pretty_json(detail.get("params")),
         approval=queries.with_epochs(approval, queries.APPROVAL_TIMES) if approval else None,
         awaiting=awaiting,
@@ -140,16 +144,32 @@ def _decide(raw_id: str, decision: str) -> Any:
             app_state().store, action_id, decision, decider(), comment, time.time()
         )
     except approvals.NotAwaiting as exc:
+        status, requested = app_state().store.look(
+            lambda tx: (
+                approval_journal.action_status(tx, action_id),
+                approval_journal.load(tx, action_id) is not None,
+            )
+        )
         return page(
             "error.html",
             409,
             title="Not awaiting approval",
-            reason=f"Action {action_id} is not awaiting approval: {exc}. Nothing was changed.",
+            reason=queries.not_awaiting(action_id, status, requested, str(exc)),
         )
     if decided is None:
         return page("error.html", 404, title="No such action", reason=f"No action {action_id}.")
     target = url_for("console.action", raw_id=action_id, notice=decision)
     return redirect(target, code=303)
+
+
+def run_number(run_id: int | None) -> int | None:
+    """The number of the action's runbook run among its strategy's runs for the incident
+    (runbook_runs.run: "Run 1" on the incident page), not the run's journal id; None
+    for an action of no run."""
+    if run_id is None:
+        return None
+    found = app_state().store.look(lambda tx: runs.load(tx, run_id))
+    return None if found is None else found.run
 
 
 def decider() -> str:

@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from receiver.auth import challenge, may_change
 from receiver.console import csrf
+from receiver.console.queries import BadQuery
 from receiver.store import StoreUnavailable
 from receiver.store import secrets as journal_secrets
 from receiver.version import build_info
@@ -174,6 +175,12 @@ def iso(epoch: float | None) -> str:
 def _store_down(exc: StoreUnavailable) -> tuple[str, int]:
     current_app.logger.error("journal unavailable for %s %s: %s", request.method, request.path, exc)
     return page("error.html", 503, title="Journal unavailable", reason="Retry in a moment.")
+
+
+@console.errorhandler(BadQuery)
+def _bad_query(exc: BadQuery) -> tuple[str, int]:
+    """Every refused query, form or URL value: a 400 page titled `Bad <field>`."""
+    return page("error.html", 400, title=f"Bad {exc.field}", reason=exc.why)
 
 
 @console.errorhandler(HTTPException)

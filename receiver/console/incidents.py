@@ -14,21 +14,14 @@ import math
 from typing import Any
 
 from flask import request, url_for
-from werkzeug.exceptions import BadRequest, NotFound
 
-from receiver.console import timeline
+from receiver.console import queries, timeline
 from receiver.console.blueprint import app_state, console, page
 from receiver.durations import format_duration
 from receiver.store import trail
 from receiver.store.base import INCIDENT_STATUSES
 from receiver.store.listing import PageBounds
 
-#: Rows per page of a console list.
-PAGE_ROWS = 25
-#: Highest page number taken (a larger one is a 400, not a huge OFFSET).
-MAX_PAGE_NUMBER = 1_000_000
-#: The largest journal row id (signed 64-bit in both stores).
-MAX_ID = 2**63 - 1
 #: Characters a text filter may have.
 MAX_FILTER_CHARS = 1000
 #: Bytes of a field shown in a list row (labels share them).
@@ -70,28 +63,28 @@ def http_link(url: str | None) -> str:
 
 def whole_number(name: str, text: str | None, default: int, low: int, high: int) -> int:
     """A query argument that must be a whole number in [low, high] (ASCII digits);
-    `default` when absent or empty. Raises BadRequest (a 400 page) otherwise."""
+    `default` when absent or empty. Raises queries.BadQuery (a 400 page) otherwise."""
     if text is None or text == "":
         return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 19 and low <= int(text) <= high):
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    if not (queries.whole(text) and low <= int(text) <= high):
+        raise queries.BadQuery(name, f"{name} must be a whole number from {low} to {high}")
     return int(text)
 
 
 def text_filter(name: str) -> str | None:
-    """A free-text filter from the query: None when absent or empty. Raises BadRequest
+    """A free-text filter from the query: None when absent or empty. Raises BadQuery
     for one the journal cannot compare (a NUL or an unpaired surrogate) or too long."""
     value = request.args.get(name)
     if not value:
         return None
     if len(value) > MAX_FILTER_CHARS:
-        raise BadRequest(f"{name} must be at most {MAX_FILTER_CHARS} characters")
+        raise queries.BadQuery(name, f"{name} must be at most {MAX_FILTER_CHARS} characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest(f"{name} must be valid text") from None
+        raise queries.BadQuery(name, f"{name} must be valid text") from None
     if "\x00" in value:
-        raise BadRequest(f"{name} must not contain NUL characters")
+        raise queries.BadQuery(name, f"{name} must not contain NUL characters")
     return value
 
 
@@ -101,7 +94,7 @@ def choice(name: str, allowed: tuple[str, ...]) -> str | None:
     if not value:
         return None
     if value not in allowed:
-        raise BadRequest(f"{name} must be one of {', '.join(allowed)}")
+        raise queries.BadQuery(name, f"{name} must be one of {', '.join(allowed)}")
     return value
 
 
@@ -113,13 +106,13 @@ def incidents() -> tuple[str, int]:
         "service": text_filter("service"),
         "alertname": text_filter("alertname"),
     }
-    number = whole_number("page", request.args.get("page"), 1, 1, MAX_PAGE_NUMBER)
-    offset = (number - 1) * PAGE_ROWS
+    number = queries.page_number(request.args.get("page"))
+    offset = (number - 1) * queries.PAGE_ROWS
     # the page is bounded by rows and by each field, never by its total bytes: a page
     # short of its rows would make page N+1 skip some
-    bounds = PageBounds(PAGE_ROWS, 2**62, LIST_FIELD_BYTES)
+    bounds = PageBounds(queries.PAGE_ROWS, 2**62, LIST_FIELD_BYTES)
     found = app_state().store.list_incidents(
-        **filters, limit=PAGE_ROWS, offset=offset, bounds=bounds
+        **filters, limit=queries.PAGE_ROWS, offset=offset, bounds=bounds
     )
     args = {name: value for name, value in filters.items() if value}
     return page(
@@ -137,19 +130,16 @@ def incidents() -> tuple[str, int]:
 @console.get("/incidents/<incident_id>")
 def incident(incident_id: str) -> tuple[str, int]:
     """One incident with its timeline; `offset` pages its actions (as the API's
-    `actions_next_offset`). 404 for an unknown id (or one that is no whole number)."""
-    if not (incident_id.isascii() and incident_id.isdigit() and len(incident_id) <= 19):
-        raise NotFound(f"No incident {incident_id[:32]}.")
-    if int(incident_id) > MAX_ID:
-        raise NotFound(f"No incident {incident_id[:32]}.")
-    offset = whole_number("offset", request.args.get("offset"), 0, 0, MAX_ID)
+    `actions_next_offset`). 400 for an id that is not a whole number (as the actions
+    page and the API answer), 404 for an unknown one."""
+    number = queries.incident_id(incident_id)
+    offset = whole_number("offset", request.args.get("offset"), 0, 0, queries.MAX_ID)
     state = app_state()
     limits = state.config.limits
     bounds = PageBounds(ACTIONS_PER_PAGE, limits.max_page_bytes, limits.max_field_bytes)
-    number = int(incident_id)
     detail = state.store.incident_detail(number, bounds, offset)
     if detail is None:
-        raise NotFound(f"No incident {incident_id}.")
+        return page("error.html", 404, title="No such incident", reason=f"No incident {number}.")
     first = timeline.epoch(detail["first_seen"]) or 0.0
     # a firing incident's fleet may still be analysed; a closed one's until it closed
     until = None if detail["status"] == "firing" else timeline.epoch(detail["last_seen"])
@@ -168,6 +158,7 @@ def incident(incident_id: str) -> tuple[str, int]:
     return page(
         "incident.html",
         incident=detail,
+        strategies=timeline.strategies_of(detail),
         entries=entries,
         notifications_shown=len(notes),
         notifications_total=notes_total,

@@ -3,7 +3,9 @@ of /api/v1/stats and /metrics), open incidents, actions awaiting approval, runni
 waiting (with what holds them), breakers not closed and fleets in a wave.
 
 Each section shows at most SECTION_ROWS rows with how many there are and a link to the
-full list; an empty section says so (it never disappears).
+full list; an empty section says so (it never disappears). The services' full list is
+the overview itself with `?all=services` (every service of /api/v1/stats, worst first:
+the label bound, limits.max_label_values, keeps them few); any other `all` is a 400.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from flask import request
 
 from receiver import fleetrun
 from receiver.console.blueprint import app_state, console, page
+from receiver.console.queries import BadQuery
 from receiver.stats import orchestrator_stats
 from receiver.store import overview as journal
 from receiver.store.listing import PageBounds
 
 #: Rows shown per section.
 SECTION_ROWS = 10
-#: Services shown (the label bound keeps them few; the rest are counted).
-SERVICE_ROWS = 50
+#: The `all` values the overview takes: the sections it then shows whole.
+WHOLE_SECTIONS = ("services",)
 #: Fleets looked at for a wave.
 MAX_FLEETS = 500
 #: How bad each health is: the worst services first.
@@ -48,7 +51,10 @@ def services(stats: dict[str, Any]) -> list[dict[str, Any]]:
 
 @console.get("/")
 def overview() -> tuple[str, int]:
-    """What needs attention now, each section bounded."""
+    """What needs attention now, each section bounded (`?all=services`: every service)."""
+    whole = request.args.get("all") or None
+    if whole is not None and whole not in WHOLE_SECTIONS:
+        raise BadQuery("all", f"all must be one of {', '.join(WHOLE_SECTIONS)}")
     state = app_state()
     config = state.config
     now = time.time()
@@ -75,7 +81,7 @@ def overview() -> tuple[str, int]:
     return page(
         "overview.html",
         now=now,
-        services=all_services[:SERVICE_ROWS],
+        services=all_services if whole == "services" else all_services[:SECTION_ROWS],
         services_total=len(all_services),
         window=stats.get("window_seconds"),
         firing=firing.items,

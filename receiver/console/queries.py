@@ -1,4 +1,4 @@
-"""What the actions, breakers and strategies pages take from a request (pure).
+"""What the console's pages take from a request, and the few words they build (pure).
 
 A console page's query and form values arrive as text. Each is checked here, as the
 API checks its own (receiver/app.py), before anything reads the journal:
@@ -28,7 +28,8 @@ from receiver.store.base import ACTION_STATUSES
 PAGE_ROWS = 25
 #: The largest row id the journal holds (signed 64-bit, both stores), as the API's.
 MAX_ID = 2**63 - 1
-#: Pages past this are refused: offset = (page - 1) * PAGE_ROWS stays a 64-bit number.
+#: The highest page number of every console list (incidents, actions, breakers); a larger
+#: one is a 400 page: offset = (page - 1) * PAGE_ROWS stays a 64-bit number.
 MAX_PAGE = MAX_ID // PAGE_ROWS
 #: Longest strategy name a filter takes (characters).
 MAX_NAME = 1000
@@ -103,11 +104,46 @@ def parse_action_filters(args: Mapping[str, str]) -> ActionFilters:
     )
 
 
+def row_id(text: str, what: str) -> int:
+    """A journal row id from a URL (`/incidents/<id>`, `/actions/<id>`): `what` names
+    the row in the reason. Raises BadQuery("id") when it is not a whole number up to
+    MAX_ID, so every page answers a malformed id alike (400), as the API does."""
+    if not whole(text):
+        raise BadQuery("id", f"an {what} id is a whole number up to {MAX_ID}")
+    return int(text)
+
+
 def action_id(text: str) -> int:
     """An action id from a URL. Raises BadQuery when it is not a whole number."""
-    if not whole(text):
-        raise BadQuery("id", f"an action id is a whole number up to {MAX_ID}")
-    return int(text)
+    return row_id(text, "action")
+
+
+def incident_id(text: str) -> int:
+    """An incident id from a URL. Raises BadQuery when it is not a whole number."""
+    return row_id(text, "incident")
+
+
+def not_awaiting(action: int, status: str | None, requested: bool, why: str) -> str:
+    """What the 409 page of a decision on an action not awaiting approval says: `status`
+    is the action's status as the refused decision left it, `requested` whether an
+    approval was ever requested for it, `why` the refusal (approvals.NotAwaiting:
+    `already denied by alice`, `approval timed out`). A planned action was decided (or
+    timed out) meanwhile, or never asked for one; any other has left the approval gate."""
+    if status == "planned" and not requested:
+        said = f"Action {action} does not await approval: none was requested for it."
+    elif status == "planned":
+        said = f"Action {action} no longer awaits approval: {why}."
+    elif status == "running":
+        said = f"Action {action} is running: it no longer awaits approval."
+    else:
+        said = f"Action {action} has ended ({status}): it no longer awaits approval."
+    return f"{said} Nothing was changed."
+
+
+def unknown_strategy(name: str | None, configured: list[str]) -> bool:
+    """Whether the actions list's strategy filter names no strategy of the running
+    config (the journal may still hold its actions: a strategy removed since)."""
+    return name is not None and name not in configured
 
 
 def breaker_key(text: str | None) -> tuple[str, str]:

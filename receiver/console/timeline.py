@@ -311,3 +311,12 @@ def _resolved(incident: Mapping[str, Any]) -> Entry | None:
     if reason:
         return Entry("resolved", at, f"closed{took}: {reason}", "", None, "resolved")
     return Entry("resolved", at, f"resolved{took}", "", None, "resolved")
+
+
+def strategies_of(incident: Mapping[str, Any]) -> list[str]:
+    """The strategies that acted on the incident, as its page shows them: the names of
+    its runbook `runs` and of the `actions` on the page (store.incident_detail), each
+    once, in the order first met (runs first: a run is journaled before its actions)."""
+    names = [run.get("strategy") for run in incident.get("runs", [])]
+    names += [action.get("strategy") for action in incident.get("actions", [])]
+    return list(dict.fromkeys(name for name in names if isinstance(name, str) and name))

@@ -213,6 +213,48 @@ def test_the_explain_form_says_what_would_happen(
     assert console.problems() == []
 
 
+#: How many lines an element's text takes: its text's boxes, top to bottom, a new line
+#: where a box starts below the line before it (boxes of one line overlap).
+LINES = """node => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const boxes = [...range.getClientRects()].filter(r => r.height > 0)
+        .sort((a, b) => a.top - b.top);
+    let lines = 0, bottom = -Infinity;
+    for (const box of boxes) {
+        if (box.top >= bottom - 1) { lines += 1; }
+        bottom = Math.max(bottom, box.bottom);
+    }
+    return lines;
+}"""
+
+
+def test_keys_stay_on_one_line_and_the_explain_form_reads_cleanly(console: Watched):
+    """Short monospace keys (`logs-a`) are not broken at their hyphen; the explain form's
+    label is one line; a bad line is shown as an error (a class of the stylesheet)."""
+    page = console.page
+
+    for path, testid in (("/actions", "action-row"), ("/breakers", "breaker-row")):
+        console.visit(path)
+        cells = page.get_by_test_id(testid).locator("td.key")
+        assert cells.count() > 0, path
+        for cell in cells.all():
+            assert cell.evaluate("node => getComputedStyle(node).whiteSpace") == "nowrap"
+            assert cell.evaluate(LINES) == 1, cell.inner_text()
+    console.visit("/strategies")
+    label = page.get_by_test_id("explain-form").locator("label > span").first
+    assert "name=value" in label.inner_text()
+    assert label.evaluate(LINES) == 1, label.inner_text()
+    assert console.problems() == []
+    console.visit("/strategies?labels=no-equals-sign", status=400)
+    error = page.get_by_test_id("explain-error")
+    assert "error" in (error.get_attribute("class") or "").split()
+    background = error.evaluate("node => getComputedStyle(node).backgroundColor")
+    assert background not in ("rgba(0, 0, 0, 0)", "transparent"), background
+    # the browser logs the 400 itself; nothing else went wrong
+    assert [p for p in console.problems() if "status of 400" not in p] == []
+
+
 def test_times_are_shown_in_the_viewers_timezone(browser, server: ConsoleServer, scene: Scene):
     zone = "Asia/Tokyo"
     context, console = open_page(browser, server, timezone=zone)

@@ -202,6 +202,31 @@ def test_an_action_that_never_awaited_approval_has_no_buttons_and_refuses_a_deci
         headers=stack.headers,
     )
     assert answer.status_code == 409
+    # its target cannot be rendered without a service label: it ended skipped at once
+    status = stack.store.list_actions(strategy="quick-restart").items[0]["status"]
+    assert status == "skipped"
+    assert one(answer.get_data(as_text=True), "error-reason").text == (
+        f"Action {quick} has ended ({status}): it no longer awaits approval. Nothing was changed."
+    )
+
+
+def test_deciding_an_ended_action_says_it_has_ended(stack):
+    body = notification(alert("Quick", service="api"))
+    ingest(stack.store, stack.config, parse_notification(body), T)
+    quick = stack.store.list_actions(strategy="quick-restart").items[0]["id"]
+    while stack.dispatcher.run_once():
+        pass
+    status = stack.store.list_actions(strategy="quick-restart").items[0]["status"]
+    assert status == "succeeded"
+    answer = stack.client.post(
+        f"/actions/{quick}/deny",
+        data={"csrf_token": form_token(action_page(stack))},
+        headers=stack.headers,
+    )
+    assert answer.status_code == 409
+    assert one(answer.get_data(as_text=True), "error-reason").text == (
+        f"Action {quick} has ended (succeeded): it no longer awaits approval. Nothing was changed."
+    )
 
 
 @pytest.mark.parametrize(
@@ -382,3 +407,25 @@ def test_every_page_carries_the_security_headers(stack):
         assert answer.headers["X-Frame-Options"] == "DENY"
         body = answer.get_data(as_text=True)
         assert "<script>" not in body and " style=" not in body and " onclick" not in body
+
+
+def test_a_strategy_the_config_does_not_name_is_noted_and_still_filtered(stack):
+    gone = stack.client.get("/actions?strategy=retired-restart", headers=stack.headers)
+    html = gone.get_data(as_text=True)
+    assert gone.status_code == 200
+    note = one(html, "unknown-strategy")
+    assert "retired-restart" in note.text and "running config" in note.text
+    assert one(html, "empty")
+    known = stack.client.get("/actions?strategy=careful-restart", headers=stack.headers)
+    assert not by_testid(known.get_data(as_text=True), "unknown-strategy")
+    assert row_ids(known.get_data(as_text=True)) == [stack.held]
+
+
+def test_keys_of_a_row_do_not_wrap(stack):
+    html = stack.client.get("/actions", headers=stack.headers).get_data(as_text=True)
+    assert len(by_testid(html, "action-row")) == 1
+    assert '<td class="key"><code>web</code></td>' in html
+    css = stack.client.get("/console/static/console.css", headers=stack.headers).get_data(
+        as_text=True
+    )
+    assert "td.key { white-space: nowrap; }" in css

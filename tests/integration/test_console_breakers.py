@@ -173,6 +173,10 @@ def test_breakers_are_paged_25_at_a_time(stack):
     first = breakers_page(stack)
     assert [r.attrs["data-key"] for r in by_testid(first, "breaker-row")] == keys[:PAGE_ROWS]
     assert links(first, "next") == ["/breakers?page=2"]
+    # sorted by strategy and target, not by time: the pager says previous / next
+    assert 'rel="next" href="/breakers?page=2">next →</a>' in first
     second = breakers_page(stack, "?page=2")
+    assert 'rel="prev" href="/breakers?page=1">← previous</a>' in second
+    assert "newer" not in second and "older" not in first
     assert [r.attrs["data-key"] for r in by_testid(second, "breaker-row")] == keys[PAGE_ROWS:]
     assert stack.client.get("/breakers?page=0", headers=ALICE).status_code == 400

@@ -21,10 +21,11 @@ from receiver.alerts import parse_notification
 from receiver.app import AppState, create_app
 from receiver.config import parse_config
 from receiver.console.blueprint import SECURITY_HEADERS
-from receiver.console.incidents import PAGE_ROWS
+from receiver.console.queries import MAX_PAGE, PAGE_ROWS
 from receiver.dispatcher import Dispatcher
 from receiver.engine import ingest
 from receiver.store import approvals as approval_journal
+from receiver.store.listing import PageBounds
 from tests.support.payloads import alert, notification
 from tests.support.processes import prometheus
 from tests.support.receiver import PROMETHEUS_CONFIG
@@ -229,12 +230,95 @@ def test_a_bad_filter_is_a_400_page(journal, query):
     assert journal.store.counts() == before
 
 
+def test_an_unknown_incident_is_a_404_page(journal):
+    html = page(journal, "/incidents/12345", 404)
+    assert "<h1>No such incident</h1>" in html
+    assert 'data-testid="error-reason">No incident 12345.<' in html
+
+
 @pytest.mark.parametrize(
-    "path", ["/incidents/12345", "/incidents/abc", "/incidents/99999999999999999999"]
+    "path",
+    [
+        "/incidents/abc",
+        "/incidents/-1",
+        "/incidents/99999999999999999999",
+        "/actions/abc",
+        "/actions/99999999999999999999",
+    ],
 )
-def test_an_unknown_incident_is_a_404_page(journal, path):
-    html = page(journal, path, 404)
-    assert 'data-testid="error-reason"' in html
+def test_an_id_that_is_no_whole_number_is_a_400_page_on_every_page(journal, path):
+    html = page(journal, path, 400)
+    assert "<h1>Bad id</h1>" in html
+    if path.endswith("abc"):  # as the API answers a word
+        assert journal.client.get(f"/api/v1{path}").status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/incidents", "/actions", "/breakers"])
+def test_every_list_takes_the_same_page_numbers(journal, path):
+    page(journal, f"{path}?page={MAX_PAGE}")
+    for bad in ("0", str(MAX_PAGE + 1), "x"):
+        html = page(journal, f"{path}?page={bad}", 400)
+        assert "<h1>Bad page</h1>" in html
+        assert f"from 1 to {MAX_PAGE}" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=open", "status"),
+        ("service=a%00b", "service"),
+        ("alertname=" + "a" * 1001, "alertname"),
+    ],
+)
+def test_a_bad_filter_is_titled_by_its_field(journal, query, field):
+    assert f"<h1>Bad {field}</h1>" in page(journal, f"/incidents?{query}", 400)
+
+
+def test_an_alert_without_a_service_or_source_says_none(journal):
+    bare = alert("Unrouted", starts_at=iso(T - 5))
+    bare["generatorURL"] = ""
+    journal.post(T, bare)
+    (found,) = journal.store.list_incidents(alertname="Unrouted").items
+    html = page(journal, f"/incidents/{found['id']}")
+    assert (
+        '<td data-testid="service"><span class="muted" data-testid="no-service">(none)</span></td>'
+        in html
+    )
+    assert '<td data-testid="source"><span class="none">-</span></td>' in html
+    assert 'href="/incidents?service="' not in html
+    listed = page(journal, "/incidents")
+    assert 'data-testid="no-service">(none)<' in listed
+
+
+def test_the_strategy_field_says_whether_one_matched_and_which(journal):
+    journal.post(T, alert(service="web", starts_at=iso(T - 5)))
+    journal.post(T, alert("Unrouted", service="web", starts_at=iso(T - 5)))
+    journal.dispatch_until(T + 2)
+    matched = page(journal, f"/incidents/{only_incident(journal)['id']}")
+    assert (
+        '<td data-testid="strategy">a strategy matched: '
+        '<a href="/strategies#strategy-fix">fix</a></td>' in matched
+    )
+    unmatched = page(journal, f"/incidents/{only_incident(journal, 'Unrouted')['id']}")
+    assert '<td data-testid="strategy">no strategy matched</td>' in unmatched
+
+
+def test_an_action_names_its_run_by_the_number_the_incident_page_shows(journal):
+    # two incidents, one run each: run 1 of each, one of them journal row 2
+    journal.post(T, alert(service="web", starts_at=iso(T - 5)))
+    journal.post(T, alert(service="db", starts_at=iso(T - 5)))
+    journal.dispatch_until(T + 2)
+    run_ids = set()
+    for incident in journal.store.list_incidents(alertname="ServiceDown").items:
+        detail = journal.store.incident_detail(incident["id"], PageBounds(50, 2**40, 2**20))
+        (run,) = detail["runs"]
+        assert run["run"] == 1
+        (first,) = [a for a in detail["actions"] if a["step"] == 1]
+        run_ids.add(first["run_id"])
+        html = page(journal, f"/actions/{first['id']}")
+        assert '<span data-testid="run">run 1</span>' in html
+        assert page(journal, f"/incidents/{incident['id']}").count("<td>1</td>") >= 1
+    assert run_ids == {1, 2}  # one action's run id is not its run number
 
 
 def test_the_actions_of_an_incident_are_paged_by_offset(journal):

@@ -255,3 +255,49 @@ def test_a_fleet_in_a_wave_is_listed_with_its_stage(world):
     # canary 1 of 4 targets, then stages of 50% and 100%: stage 1 is the first of 2
     assert "stage 1 of 2" in html
     assert "1 / 4" in html
+
+
+def test_services_show_at_most_their_rows_worst_first_and_link_to_all(world):
+    total = SECTION_ROWS + 3
+    for n in range(total):
+        world.post(alert("Unrouted", service=f"s{n:02}", starts_at=iso(world.now - 100 + n)))
+    html, found = overview(world)
+    # every service is firing with nothing done: all equally unhealthy, then by name
+    names = sorted(f"s{n:02}" for n in range(total))
+    assert [row[1]["data-service"] for row in found.rows["services"]] == names[:SECTION_ROWS]
+    assert f"{SECTION_ROWS} of {total} shown, worst health first" in html
+    assert f'href="/?all=services">all {total} services' in html
+
+    answer = world.client.get("/?all=services")
+    assert answer.status_code == 200
+    whole = Sections()
+    whole.feed(answer.get_data(as_text=True))
+    assert [row[1]["data-service"] for row in whole.rows["services"]] == names
+    assert "shown, worst health first" not in answer.get_data(as_text=True)
+
+
+def test_an_unknown_whole_section_is_a_400_page(world):
+    answer = world.client.get("/?all=incidents")
+    assert answer.status_code == 400
+    assert "<h1>Bad all</h1>" in answer.get_data(as_text=True)
+
+
+def test_an_alert_without_a_service_label_shows_none_and_no_link(world):
+    world.post(alert("Unrouted", starts_at=iso(world.now - 5)))
+    html, found = overview(world)
+    (service,) = found.rows["services"]
+    assert service[1]["data-service"] == ""
+    assert '<span class="muted" data-testid="no-service">(none)</span>' in html
+    assert 'href="/incidents?service="' not in html
+    assert 'href="/incidents"><' not in html
+
+
+def test_action_rows_are_named_action_id_and_kind(world):
+    world.post(alert("Careful", service="db", starts_at=iso(world.now - 5)))
+    world.clock.now += 1
+    while world.dispatcher.run_once():
+        pass
+    html, _ = overview(world)
+    (careful,) = world.store.list_actions(strategy="careful").items
+    assert f'<a href="/actions/{careful["id"]}">action {careful["id"]} (restart)</a>' in html
+    assert f"restart #{careful['id']}" not in html

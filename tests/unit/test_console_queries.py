@@ -170,3 +170,63 @@ def test_half_open_at_is_shown_only_for_an_open_breaker_of_a_configured_strategy
 ):
     row = queries.breaker_row(breaker(state, opened_at), CONFIG.strategy_named(strategy))
     assert row.half_open_at is None
+
+
+@pytest.mark.parametrize("what", ["incident", "action"])
+@pytest.mark.parametrize("text", ["abc", "-1", "1.5", "", str(queries.MAX_ID + 1), "٣"])
+def test_a_row_id_that_is_no_whole_number_is_refused_as_bad_id(what, text):
+    parse = queries.incident_id if what == "incident" else queries.action_id
+    with pytest.raises(queries.BadQuery) as refused:
+        parse(text)
+    assert refused.value.field == "id"
+    assert what in refused.value.why
+
+
+def test_a_row_id_up_to_the_largest_is_taken():
+    assert queries.incident_id(str(queries.MAX_ID)) == queries.MAX_ID
+    assert queries.action_id("7") == 7
+
+
+def test_the_page_limit_is_what_keeps_the_offset_a_64_bit_number():
+    assert (queries.MAX_PAGE - 1) * queries.PAGE_ROWS <= queries.MAX_ID
+    assert queries.MAX_PAGE * queries.PAGE_ROWS > queries.MAX_ID - queries.PAGE_ROWS
+    assert queries.page_number(str(queries.MAX_PAGE)) == queries.MAX_PAGE
+    with pytest.raises(queries.BadQuery):
+        queries.page_number(str(queries.MAX_PAGE + 1))
+
+
+@pytest.mark.parametrize(
+    ("status", "requested", "why", "expected"),
+    [
+        (
+            "succeeded",
+            True,
+            "action is succeeded, not awaiting approval",
+            "Action 7 has ended (succeeded): it no longer awaits approval.",
+        ),
+        ("running", True, "", "Action 7 is running: it no longer awaits approval."),
+        (
+            "planned",
+            True,
+            "already denied by alice",
+            "Action 7 no longer awaits approval: already denied by alice.",
+        ),
+        (
+            "planned",
+            False,
+            "not awaiting approval",
+            "Action 7 does not await approval: none was requested for it.",
+        ),
+    ],
+)
+def test_a_refused_decision_says_why_in_words(status, requested, why, expected):
+    said = queries.not_awaiting(7, status, requested, why)
+    assert said == f"{expected} Nothing was changed."
+    assert "is succeeded" not in said
+
+
+@pytest.mark.parametrize(
+    ("name", "unknown"), [(None, False), ("fix", False), ("gone", True), ("Fix", True)]
+)
+def test_a_strategy_filter_is_unknown_when_the_config_names_no_such_strategy(name, unknown):
+    assert queries.unknown_strategy(name, ["fix", "heal"]) is unknown

@@ -270,3 +270,16 @@ def test_entries_are_plain_values():
     (opened,) = build(incident())
     assert opened == Entry("opened", T0, "incident opened: ServiceDown", opened.detail)
     assert "matched a strategy" in opened.detail
+
+
+def test_the_strategies_of_an_incident_are_its_runs_then_its_actions_each_once():
+    incident = {
+        "runs": [{"strategy": "fix"}, {"strategy": "fix"}],
+        "actions": [{"strategy": "heal"}, {"strategy": "fix"}, {"strategy": "heal"}],
+    }
+    assert timeline.strategies_of(incident) == ["fix", "heal"]
+
+
+def test_an_incident_nothing_acted_on_has_no_strategies():
+    assert timeline.strategies_of({"runs": [], "actions": []}) == []
+    assert timeline.strategies_of({}) == []
