@@ -9,6 +9,7 @@ run against that install.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -109,7 +110,10 @@ def installed(tmp_path_factory) -> Path:
             "--find-links",
             str(wheels),
             f"remediator[{EXTRAS}]=={version}",
-        ]
+        ],
+        # as in the image: no PYTHONPATH, which could name a source tree whose
+        # remediator.egg-info pip would take for remediator already installed
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     return env_dir
 
