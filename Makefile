@@ -75,10 +75,14 @@ lint: venv
 	$(VENV)/bin/ruff check receiver tests examples bench
 	$(VENV)/bin/ruff format --check receiver tests examples bench
 
-# Two workers, a file each at a time (module fixtures stay in one process): most tests
-# wait on real servers rather than compute, so the suite's wall time nearly halves.
+# pytest workers, a file each at a time (module fixtures stay in one process). Most tests
+# wait on real servers, sleeping commands and timers rather than compute: with two the
+# suite used under half of two cores' CPU time, so three finish it sooner on two cores
+# (TEST_WORKERS=2 for a machine shared with other work).
+TEST_WORKERS ?= 3
+
 test: venv system-deps browser-deps lint test-kube-min
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Benchmarks (not part of `make test`): ratios against a baseline measured in the same run.
 # Installs Debian's wrk when missing (needs root). BENCH_ARGS="--quick" for a short run,

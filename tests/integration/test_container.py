@@ -9,11 +9,13 @@ run against that install.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,38 +61,42 @@ def test_image_runs_as_non_root_with_healthcheck_on_healthy():
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """A clean virtualenv installed exactly as the image's stages do."""
+    """A clean virtualenv installed exactly as the image's stages do. The virtualenv is
+    made while the build stage's wheel and download run (neither depends on the other);
+    the install into it waits for both."""
     work = tmp_path_factory.mktemp("image")
     wheels = work / "wheels"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-cache-dir",
-            "--no-deps",
-            "--wheel-dir",
-            str(wheels),
-            str(REPO),
-        ]
-    )
-    (wheel,) = wheels.glob("remediator-*.whl")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-cache-dir",
-            "--dest",
-            str(wheels),
-            "--only-binary=:all:",
-            f"{wheel}[{EXTRAS}]",
-        ]
-    )
     env_dir = work / "venv"
-    venv.create(env_dir, with_pip=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        made = pool.submit(venv.create, env_dir, with_pip=True)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-cache-dir",
+                "--no-deps",
+                "--wheel-dir",
+                str(wheels),
+                str(REPO),
+            ]
+        )
+        (wheel,) = wheels.glob("remediator-*.whl")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-cache-dir",
+                "--dest",
+                str(wheels),
+                "--only-binary=:all:",
+                f"{wheel}[{EXTRAS}]",
+            ]
+        )
+        made.result()  # re-raises whatever failed in making the virtualenv
     python = env_dir / "bin" / "python"
     version = wheel.name.split("-")[1]
     run(
@@ -104,7 +110,10 @@ def installed(tmp_path_factory) -> Path:
             "--find-links",
             str(wheels),
             f"remediator[{EXTRAS}]=={version}",
-        ]
+        ],
+        # as in the image: no PYTHONPATH, which could name a source tree whose
+        # remediator.egg-info pip would take for remediator already installed
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     return env_dir
 
