@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from tests.support.journal import wait_for
 from tests.support.payloads import alert, notification
 from tests.support.processes import REPO, free_port, remediator_argv, stop
 from tests.support.webconfig import web_config
@@ -239,16 +240,9 @@ def _ready(server: ConsoleServer) -> bool:
 
 
 def wait_until(check: Callable[[], T], timeout: float = 30.0, what: str = "a condition") -> T:
-    """Poll `check` every 0.1 s until it returns something truthy (returned); fails after
-    `timeout` seconds naming `what` (a wait for real processes, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}: {value!r}")
-        time.sleep(0.1)
+    """journal.wait_for with the browser tests' longer default (30 s): a wait for real
+    processes, not a timing assertion."""
+    return wait_for(check, timeout=timeout, what=what)
 
 
 # ---------------------------------------------------------------- the page
