@@ -1,5 +1,7 @@
 """Restart and scale through the whole dispatcher against a real supervisord, with the
-scale value read from a real Prometheus and a silence held in a real Alertmanager."""
+scale value read from a real Prometheus and a silence held in a real Alertmanager; a
+restart held for a person's approval, its RemediationAwaitingApproval alert read back
+from that Alertmanager, approved or denied through the API."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import pytest
 import requests
 
 from receiver.store.sqlite import SqliteStore
+from tests.support.approvals import am_alert, awaiting, decide, ended
+from tests.support.journal import wait_for
 from tests.support.processes import alertmanager, prometheus, remediator
 from tests.support.receiver import AM_CONFIG, PROMETHEUS_CONFIG, TOKEN, fire, settle
 from tests.support.supervisor import program, supervisord
@@ -31,6 +35,12 @@ strategies:
     target: '{{{{ labels.service }}}}'
     silence: true
     verify: {{query: 'vector(1)', timeout: 5s, interval: 500ms}}
+  - name: careful-restart
+    matchers: ['alertname="CarefulDown"']
+    action: restart
+    executor: procs
+    target: '{{{{ labels.service }}}}'
+    approval: {{required: true, timeout: 15m}}
   - name: scale-by-query
     matchers: ['alertname="Idle"']
     action: scale
@@ -116,3 +126,27 @@ def test_scale_down_by_prometheus_value_then_up_by_annotation_with_limit(stack):
     assert scale_notes and "2 -> 3" in scale_notes[0]
     targets = requests.get(f"{server.url}/api/v1/targets", timeout=5).json()["data"]
     assert (targets[0]["current"], targets[0]["desired"]) == (3, 3)
+
+
+@pytest.mark.parametrize(("verb", "status"), [("approve", "succeeded"), ("deny", "skipped")])
+def test_a_restart_awaiting_approval_touches_nothing_until_a_person_decides(stack, verb, status):
+    sup, am, server, _journal = stack
+    before = sup.pids("web")
+    fire(server, "CarefulDown", "web", "2026-06-03T00:00:00Z")
+    (held,) = awaiting(server)
+    posted = wait_for(lambda: am_alert(am, held["id"]), what="the awaiting alert")
+    assert posted["labels"]["remediation_target"] == "web"
+    assert posted["annotations"]["action_url"].endswith(f"/actions/{held['id']}")
+    assert sup.pids("web") == before  # held: supervisord was not asked to restart
+    answer = decide(server, held["id"], verb, comment="checked the dashboard")
+    assert answer.status_code == 200, answer.text
+    done = ended(server, held["id"], timeout=60)
+    assert done["status"] == status, done
+    sup.wait_all_running(("web",))
+    after = sup.pids("web")
+    if verb == "approve":
+        assert all(after[name] != before[name] for name in before)
+    else:
+        assert after == before
+    # once decided, Alertmanager is told the awaiting alert ended
+    wait_for(lambda: am_alert(am, held["id"]) is None, what="the awaiting alert to end")
