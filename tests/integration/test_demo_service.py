@@ -785,9 +785,9 @@ def test_demo_prints_the_urls_while_they_answer_and_says_when_they_stop():
     text = "\n".join(lines)
     look = text.index("Look at, while the faults run:")
     assert text.rindex("started ") < look < text.index("fault ")  # before the summary
-    for path in ("/api/v1/actions", "/api/v1/incidents", "/api/v1/stats", "/metrics"):
+    for path in ("/", "/api/v1/actions", "/api/v1/incidents", "/api/v1/stats", "/metrics"):
         assert any(url.endswith(path) for url in printed), path
-    assert len(printed) == 6, printed  # prometheus, alertmanager, four receiver URLs
+    assert len(printed) == 7, printed  # prometheus, alertmanager, the console, four API URLs
     assert all(printed.values()), printed
     assert "--keep-running" in text[look : text.index("fault ")]
     assert lines[-1].startswith("stopped everything, the URLs above no longer answer")
