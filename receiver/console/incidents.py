@@ -22,8 +22,6 @@ from receiver.store import trail
 from receiver.store.base import INCIDENT_STATUSES
 from receiver.store.listing import PageBounds
 
-#: Characters a text filter may have.
-MAX_FILTER_CHARS = 1000
 #: Bytes of a field shown in a list row (labels share them).
 LIST_FIELD_BYTES = 1024
 #: Actions per incident page (the rest are paged by `offset`, as the API's).
@@ -71,40 +69,13 @@ def whole_number(name: str, text: str | None, default: int, low: int, high: int)
     return int(text)
 
 
-def text_filter(name: str) -> str | None:
-    """A free-text filter from the query: None when absent or empty. Raises BadQuery
-    for one the journal cannot compare (a NUL or an unpaired surrogate) or too long."""
-    value = request.args.get(name)
-    if not value:
-        return None
-    if len(value) > MAX_FILTER_CHARS:
-        raise queries.BadQuery(name, f"{name} must be at most {MAX_FILTER_CHARS} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise queries.BadQuery(name, f"{name} must be valid text") from None
-    if "\x00" in value:
-        raise queries.BadQuery(name, f"{name} must not contain NUL characters")
-    return value
-
-
-def choice(name: str, allowed: tuple[str, ...]) -> str | None:
-    """A filter that must be one of `allowed` (absent or empty: None)."""
-    value = request.args.get(name)
-    if not value:
-        return None
-    if value not in allowed:
-        raise queries.BadQuery(name, f"{name} must be one of {', '.join(allowed)}")
-    return value
-
-
 @console.get("/incidents")
 def incidents() -> tuple[str, int]:
     """Incidents newest first, 25 a page, filtered by status, service and alertname."""
     filters = {
-        "status": choice("status", INCIDENT_STATUSES),
-        "service": text_filter("service"),
-        "alertname": text_filter("alertname"),
+        "status": queries.one_of("status", request.args.get("status"), INCIDENT_STATUSES),
+        "service": queries.text_value("service", request.args.get("service")),
+        "alertname": queries.text_value("alertname", request.args.get("alertname")),
     }
     number = queries.page_number(request.args.get("page"))
     offset = (number - 1) * queries.PAGE_ROWS

@@ -83,19 +83,34 @@ def page_number(text: str | None) -> int:
     return int(text)
 
 
+def one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """A filter that must be one of `allowed` (absent or empty: None). Raises BadQuery."""
+    if not value:
+        return None
+    if value not in allowed:
+        raise BadQuery(name, f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def text_value(name: str, value: str | None) -> str | None:
+    """A free-text filter (absent or empty: None): at most MAX_NAME characters the
+    journal can compare (store/approvals.py storable: valid UTF-8, no NUL). Raises
+    BadQuery."""
+    if not value:
+        return None
+    if len(value) > MAX_NAME or not storable(value):
+        raise BadQuery(
+            name, f"{name} must be at most {MAX_NAME} characters, valid UTF-8 without NUL"
+        )
+    return value
+
+
 def parse_action_filters(args: Mapping[str, str]) -> ActionFilters:
     """`status` (one of ACTION_STATUSES), `strategy` (a name), `incident_id` (a whole
     number) and `page` from the actions list's query. Raises BadQuery for the first bad
     one."""
-    status = args.get("status") or None
-    if status is not None and status not in ACTION_STATUSES:
-        raise BadQuery("status", f"status must be one of {', '.join(ACTION_STATUSES)}")
-    strategy = args.get("strategy") or None
-    if strategy is not None and (len(strategy) > MAX_NAME or not storable(strategy)):
-        raise BadQuery(
-            "strategy",
-            f"strategy must be a name of at most {MAX_NAME} characters, valid UTF-8 without NUL",
-        )
+    status = one_of("status", args.get("status"), ACTION_STATUSES)
+    strategy = text_value("strategy", args.get("strategy"))
     incident = args.get("incident_id") or None
     if incident is not None and not whole(incident):
         raise BadQuery("incident_id", f"incident_id must be a whole number up to {MAX_ID}")
