@@ -308,7 +308,17 @@ def test_step_1_command_outliving_the_crash_is_waited_for_before_step_2_starts(
         body = notification(alert("CrashStep", service="crashsvc", starts_at=STARTS))
         assert post_webhook(server.url, body).status_code == 200
         wait_for(lambda: read_runs(runs_file).total >= 1, 20, "step 1's command to start")
-        (running,) = all_actions(journal)
+        # the crash must come after the command's process group is journaled (the
+        # dispatcher records it just after the spawn): that is the orphan step 0 adopts
+        (running,) = wait_for(
+            lambda: [
+                a
+                for a in all_actions(journal)
+                if any(e["reason"].startswith("command started") for e in a["events"])
+            ],
+            20,
+            "step 1's process group to be journaled",
+        )
         server.kill9()
         server.start()
 
