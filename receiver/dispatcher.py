@@ -931,7 +931,7 @@ class Dispatcher:
             delivered, note = self._deliver_fleet(config, escalation)
             self.store.change(
                 lambda tx, e=escalation, d=delivered, n=note: fleet_journal.record_escalation(
-                    tx, e.strategy, e.fleet, d, n
+                    tx, e, d, n
                 )
             )
             level = logging.WARNING if delivered is not None else logging.ERROR

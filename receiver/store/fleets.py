@@ -82,11 +82,13 @@ class Analysis:
 @dataclass(frozen=True)
 class FleetEscalation:
     """A leased fleet escalation: its summary (fleets.FleetEscalation.to_dict(), plus the
-    targets of runs it covered) and the labels the fleet was grouped by."""
+    targets of runs it covered) and the labels the fleet was grouped by. `leased_at`
+    (seconds since the epoch) names the lease: a cover() meanwhile ends it."""
 
     strategy: str
     fleet: str
     summary: dict[str, Any]
+    leased_at: float
 
 
 def load(tx: SqlTransaction, strategy: str, fleet: str) -> FleetRow:
@@ -381,18 +383,21 @@ def claim_escalations(tx: SqlTransaction, now: float, lease: float) -> list[Flee
             (now, strategy, fleet, PENDING, now - lease),
         ).rowcount
         if leased:
-            found.append(FleetEscalation(strategy, fleet, json.loads(summary)))
+            found.append(FleetEscalation(strategy, fleet, json.loads(summary), now))
     return found
 
 
 def record_escalation(
-    tx: SqlTransaction, strategy: str, fleet: str, delivered: str | None, note: str
+    tx: SqlTransaction, leased: FleetEscalation, delivered: str | None, note: str
 ) -> None:
-    """How a fleet escalation went: SENT or UNDELIVERABLE ends it; None keeps it pending."""
+    """How a fleet escalation went: SENT or UNDELIVERABLE ends it; None keeps it pending.
+    A run covered while it was being posted re-owed it (cover() ended the lease): the
+    newer summary stays owed, else the fleet's alert would never count that run."""
     tx.execute(
-        "UPDATE fleets SET escalation = COALESCE(?, escalation), escalation_note = ? "
+        "UPDATE fleets SET escalation = CASE WHEN escalation_claimed_at = ? "
+        "THEN COALESCE(?, escalation) ELSE escalation END, escalation_note = ? "
         "WHERE strategy = ? AND fleet = ?",
-        (delivered, note, strategy, fleet),
+        (leased.leased_at, delivered, note, leased.strategy, leased.fleet),
     )
     totals.count_escalation(tx, delivered or "retrying")
 
