@@ -36,10 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from receiver.store.base import StoreUnavailable
+from receiver.store.checkpoint import Checkpointed
 from receiver.store.dispatch import DispatchStore
 from receiver.store.sql import SqlStore, SqlTransaction
 
 BUSY_TIMEOUT_MS = 5000
+#: WAL pages past which a COMMIT checkpoints by itself (SQLite's default is 1,000): the
+#: backstop behind the dispatch process's checkpointer (store/checkpoint.py)
+AUTOCHECKPOINT_PAGES = 10_000
 
 
 def sqlite_path(url: str) -> Path:
@@ -144,6 +148,7 @@ class SqliteStore(DispatchStore, SqlStore):
         )
         enable_wal(connection)
         connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         connection.execute("PRAGMA foreign_keys = ON")
         return connection
 
@@ -168,6 +173,18 @@ class SqliteStore(DispatchStore, SqlStore):
 
     def _begin(self, connection: Any, write: bool) -> None:
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def checkpoint(self) -> Checkpointed:
+        """A PASSIVE WAL checkpoint on this thread's connection, outside the writers'
+        lock: it copies what no reader needs and never waits (store/checkpoint.py).
+        Raises StoreUnavailable when SQLite fails it."""
+        try:
+            busy, wal_pages, copied = (
+                self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"checkpoint of {self.path}: {exc}") from exc
+        return Checkpointed(bool(busy), wal_pages, copied)
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -69,6 +69,7 @@ from typing import Any
 from receiver.config import Config
 from receiver.dispatcher import KILL_WAIT, Dispatcher
 from receiver.store import open_store
+from receiver.store.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -287,9 +288,15 @@ def _child(sock: socket.socket, config: Config, parse: Callable[[str], Config]) 
         tell(pack(SILENCE_EXPIRED))
 
     dispatcher.silence_expired = silence_expired
+    # SQLite's WAL checkpoints off the commits' path (store/checkpoint.py)
+    checkpointer = Checkpointer(store) if hasattr(store, "checkpoint") else None
+    if checkpointer is not None:
+        checkpointer.start()
     dispatcher.start()
     grace = _serve(sock, source, store, parse, dispatcher, tell)
     dispatcher.shutdown(grace=grace)
+    if checkpointer is not None:
+        checkpointer.stop()
     store.close()
     sock.close()
     return 0

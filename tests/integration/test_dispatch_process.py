@@ -13,11 +13,12 @@ import pytest
 
 from receiver.config import load_config
 from receiver.writer.client import WriterIntake, WriterProcess
-from tests.support.journal import open_journal, post_webhook, settle
+from tests.support.journal import open_journal, post_webhook, settle, wait_for
 from tests.support.payloads import alert, notification
 from tests.support.pids import children, dispatcher_of, worker_of, writer_of
 from tests.support.processes import remediator
 from tests.support.receiver import AUTH_SERVER, LOG_RESTART, write_config
+from tests.support.wal import checkpointed_count
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +82,17 @@ def test_a_reload_reaches_the_dispatch_process(tmp_path):
         assert writer.alive() and os.getpid() != writer.process.pid
     finally:
         writer.stop()
+
+
+def test_the_dispatch_process_checkpoints_the_wal_off_the_commits(tmp_path):
+    """store/checkpoint.py: the commits leave the WAL to the dispatch process's
+    checkpointer (SQLite's own waits for 10,000 pages), which copies it into the
+    database file: the file alone soon holds the actions."""
+    config = write_config(tmp_path, AUTH_SERVER + LOG_RESTART)
+    path = tmp_path / "journal.db"
+    store = f"sqlite:///{path}"
+    with remediator(tmp_path, config, store) as server:
+        for n in range(5):
+            assert post_webhook(server.url, notification(alert(service=f"w-{n}"))).ok
+        settle(open_journal(store), expected=5, timeout=30)
+        wait_for(lambda: checkpointed_count(path, "actions") == 5, 10, "the actions checkpointed")
