@@ -12,7 +12,7 @@ from receiver.app import AppState, create_app
 from receiver.config import parse_config
 from receiver.console.blueprint import CONTENT_SECURITY_POLICY
 from receiver.store import secrets as journal_secrets
-from tests.support.stores import BACKENDS, opened_store
+from tests.support.stores import opened_store
 
 CONFIG = """
 executors:
@@ -24,12 +24,6 @@ strategies:
     executor: logger
     target: '{{ labels.service }}'
 """
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    with opened_store(request.param, tmp_path) as opened:
-        yield opened
 
 
 def test_the_shared_key_is_made_once_and_every_caller_reads_the_same(store):

@@ -4,31 +4,28 @@ overwritten by the post's "sent" (else Alertmanager's alert would never count it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from receiver import fleets
 from receiver.store import fleets as fleet_journal
-from tests.support.stores import BACKENDS, opened_store
 
 NOW = 1_800_000_000.0
 LEASE = 60.0
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Any]:
-    with opened_store(request.param, tmp_path) as opened:
-        opened.change(
-            lambda tx: fleet_journal.save(tx, "heal", fleets.FleetState("web"), None, "idle", NOW)
+@pytest.fixture(autouse=True)
+def owed(store: Any) -> None:
+    """Fleet `web` of strategy `heal` owes its escalation (on each backend: conftest)."""
+    store.change(
+        lambda tx: fleet_journal.save(tx, "heal", fleets.FleetState("web"), None, "idle", NOW)
+    )
+    store.change(
+        lambda tx: fleet_journal.owe_escalation(
+            tx, "heal", "web", {"fleet": "web", "summary": "web-01 failed"}, NOW
         )
-        opened.change(
-            lambda tx: fleet_journal.owe_escalation(
-                tx, "heal", "web", {"fleet": "web", "summary": "web-01 failed"}, NOW
-            )
-        )
-        yield opened
+    )
 
 
 def claim(store: Any, now: float) -> list[fleet_journal.FleetEscalation]:

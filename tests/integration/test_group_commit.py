@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,18 +19,11 @@ from receiver.engine import ingest
 from receiver.store import StoreUnavailable
 from receiver.store.base import NewIncident
 from tests.support.payloads import alert, notification
-from tests.support.stores import BACKENDS, opened_store
 
 pytestmark = pytest.mark.integration
 
 CONFIG = parse_config("executors: {logger: {type: log}}\nstrategies: []\n")
 T = 1_800_000_000.0
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Any]:
-    with opened_store(request.param, tmp_path) as opened:
-        yield opened
 
 
 def incident(name: str, service: str = "api") -> NewIncident:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from receiver import fleets, retention
@@ -43,7 +41,6 @@ from tests.support.retention import (
     post,
     rows,
 )
-from tests.support.stores import BACKENDS, opened_store
 
 #: every table of the journal: a dry run must leave each one as it was
 JOURNAL_TABLES = (
@@ -60,12 +57,6 @@ JOURNAL_TABLES = (
     "fleet_analyses",
     "spooled_notifications",
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path) -> Iterator[Any]:
-    with opened_store(request.param, tmp_path) as opened:
-        yield opened
 
 
 def cutoffs_at(config, now: float = NOW) -> retention.Cutoffs:

@@ -4,7 +4,6 @@ but with outcomes chosen by the test instead of executors, on an injected clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from receiver.config import Config, parse_config
 from receiver.engine import ingest
 from receiver.store.dispatch import ActionRow, GateReader
 from tests.support.payloads import alert, notification
-from tests.support.stores import BACKENDS, opened_store
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +35,6 @@ strategies:
       - {name: page, action: escalate, when: 'vector(1) > 0'}
 """
 CONFIG = parse_config(CONFIG_YAML)
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Any]:
-    with opened_store(request.param, tmp_path) as opened:
-        yield opened
 
 
 def fire(store: Any, config: Config = CONFIG, now: float = T, **labels: str) -> None:

@@ -24,19 +24,12 @@ from receiver.store.base import NewIncident
 from receiver.store.labels import OTHER, fold_label_set
 from receiver.store.servicewindows import BUCKET_SECONDS
 from receiver.store.sql import iso
-from tests.support.stores import BACKENDS, opened_store
 
 pytestmark = pytest.mark.integration
 
 DAY = 86400.0
 #: a bucket edge, so that windows ending near it put `since` on and around edges
 T = 1_800_000_000.0 - (1_800_000_000.0 % BUCKET_SECONDS)
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    with opened_store(request.param, tmp_path) as opened:
-        yield opened
 
 
 def new_incident(number: int, service: str, start: float, end: float | None) -> NewIncident:

@@ -1,10 +1,5 @@
-"""A fresh journal on each backend the store has, for tests that run over both.
-
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    with opened_store(request.param, tmp_path) as opened:
-        yield opened
-"""
+"""A fresh journal on each backend the store has, for tests that run over both (the
+integration tests' `store` fixture, tests/integration/conftest.py, is built on it)."""
 
 from __future__ import annotations
 
