@@ -7,16 +7,13 @@ PostgreSQL, a real Alertmanager that receives the `RemediationAwaitingApproval` 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import pytest
 import requests
 
 from tests.support.approvals import (
     EXTERNAL_URL,
     action,
     am_alert,
-    approval_stack,
     awaiting,
     decide,
     ended,
@@ -28,14 +25,8 @@ from tests.support.journal import wait_for
 from tests.support.processes import remediator
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def stack(request, tmp_path: Path):
-    with approval_stack(request.param, tmp_path) as parts:
-        yield parts
-
-
-def test_approve_runs_the_action_and_ends_the_awaiting_alert(stack):
-    workdir, config, store_url, am, record = stack
+def test_approve_runs_the_action_and_ends_the_awaiting_alert(approvals):
+    workdir, config, store_url, am, record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "careful")
         (held,) = awaiting(server)
@@ -69,9 +60,9 @@ def test_approve_runs_the_action_and_ends_the_awaiting_alert(stack):
         assert decide(server, held["id"], "deny").status_code == 409
 
 
-def test_deny_skips_the_action_and_it_never_runs(stack):
+def test_deny_skips_the_action_and_it_never_runs(approvals):
     """Started with --web.external-url, which wins over server.external_url."""
-    workdir, config, store_url, am, record = stack
+    workdir, config, store_url, am, record = approvals
     flag = "http://console.example.test:8080"
     with remediator(workdir, config, store_url, "--web.external-url", flag) as server:
         fire(server, "careful")
@@ -88,8 +79,8 @@ def test_deny_skips_the_action_and_it_never_runs(stack):
         assert 'remediator_actions_skipped_total{reason="denied",strategy="careful"} 1.0' in text
 
 
-def test_unknown_action_is_404_and_an_action_not_awaiting_is_409(stack):
-    workdir, config, store_url, _am, _record = stack
+def test_unknown_action_is_404_and_an_action_not_awaiting_is_409(approvals):
+    workdir, config, store_url, _am, _record = approvals
     with remediator(workdir, config, store_url) as server:
         assert decide(server, 999, "approve").status_code == 404
         fire(server, "careful")
@@ -101,8 +92,8 @@ def test_unknown_action_is_404_and_an_action_not_awaiting_is_409(stack):
         assert decide(server, held["id"], "approve").status_code == 409
 
 
-def test_timeout_skips_with_on_timeout_skip(stack):
-    workdir, config, store_url, am, record = stack
+def test_timeout_skips_with_on_timeout_skip(approvals):
+    workdir, config, store_url, am, record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "impatient-skip")
         (held,) = awaiting(server)
@@ -115,8 +106,8 @@ def test_timeout_skips_with_on_timeout_skip(stack):
         assert ran(record) == []
 
 
-def test_timeout_runs_with_on_timeout_run(stack):
-    workdir, config, store_url, am, record = stack
+def test_timeout_runs_with_on_timeout_run(approvals):
+    workdir, config, store_url, am, record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "impatient-run")
         (held,) = awaiting(server)
@@ -127,8 +118,8 @@ def test_timeout_runs_with_on_timeout_run(stack):
         wait_for(lambda: am_alert(am, held["id"]) is None, what="the awaiting alert to end")
 
 
-def test_resolved_alert_cancels_a_pending_approval_and_ends_its_alert(stack):
-    workdir, config, store_url, am, record = stack
+def test_resolved_alert_cancels_a_pending_approval_and_ends_its_alert(approvals):
+    workdir, config, store_url, am, record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "careful")
         (held,) = awaiting(server)
@@ -141,10 +132,10 @@ def test_resolved_alert_cancels_a_pending_approval_and_ends_its_alert(stack):
         assert ran(record) == []
 
 
-def test_gates_still_apply_after_approval(stack):
+def test_gates_still_apply_after_approval(approvals):
     """The first approved run fails and opens the breaker (failure_threshold 1); the
     second incident's action, approved too, is skipped by the open breaker."""
-    workdir, config, store_url, _am, record = stack
+    workdir, config, store_url, _am, record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "fragile", starts_at="2026-06-01T00:00:00Z")
         (first,) = awaiting(server)
@@ -159,8 +150,8 @@ def test_gates_still_apply_after_approval(stack):
         assert ran(record) == ["fragile web"]  # the first only
 
 
-def test_metrics_count_actions_awaiting_approval(stack):
-    workdir, config, store_url, _am, _record = stack
+def test_metrics_count_actions_awaiting_approval(approvals):
+    workdir, config, store_url, _am, _record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "careful")
         fire(server, "careful", service="db")

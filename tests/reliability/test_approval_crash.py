@@ -7,14 +7,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
-
-import pytest
 
 from tests.support.approvals import (
     action,
     am_alert,
-    approval_stack,
     awaiting,
     decide,
     ended,
@@ -26,14 +22,8 @@ from tests.support.pids import alive, dispatcher_of, worker_of, writer_of
 from tests.support.processes import remediator
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def stack(request, tmp_path: Path):
-    with approval_stack(request.param, tmp_path) as parts:
-        yield parts
-
-
-def test_an_awaiting_action_survives_kill_9_of_the_server(stack):
-    workdir, config, store_url, am, record = stack
+def test_an_awaiting_action_survives_kill_9_of_the_server(approvals):
+    workdir, config, store_url, am, record = approvals
     with remediator(workdir, config, store_url) as server:
         fire(server, "careful")
         (held,) = awaiting(server)
