@@ -31,7 +31,7 @@ from receiver.openapi import document_json
 from receiver.stats import orchestrator_stats
 from receiver.store import Store, StoreUnavailable
 from receiver.store import approvals as approval_journal
-from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES
+from receiver.store.base import ACTION_STATUSES, INCIDENT_STATUSES, storable
 from receiver.store.listing import PageBounds
 from receiver.version import build_info
 from receiver.webconfig import WebAuth
@@ -329,7 +329,7 @@ def _decision_body() -> tuple[str, str]:
     for name in ("by", "comment"):
         if name in body and not isinstance(body[name], str):
             raise PayloadError(name, f"{name} must be a string")
-        if name in body and not approval_journal.storable(body[name]):
+        if name in body and not storable(body[name]):
             raise PayloadError(name, f"{name} must be valid UTF-8 without NUL characters")
     comment = body.get("comment", "")
     user = request.authorization.username if request.authorization else None

@@ -26,7 +26,7 @@ from receiver.console import queries
 from receiver.console.blueprint import app_state, console, form_post, page
 from receiver.store import approvals as approval_journal
 from receiver.store import runs
-from receiver.store.base import ACTION_STATUSES
+from receiver.store.base import ACTION_STATUSES, storable
 from receiver.store.listing import PageBounds
 
 #: Bytes of one field (reason, output, params) a list row shows: a page of 25 rows then
@@ -132,7 +132,7 @@ def _decide(raw_id: str, decision: str) -> Any:
     except queries.BadQuery as exc:
         return bad_query(exc)
     comment = request.form.get("comment", "").strip()
-    if not approval_journal.storable(comment):
+    if not storable(comment):
         return page(
             "error.html",
             400,

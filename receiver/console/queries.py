@@ -21,8 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.config import Strategy
-from receiver.store.approvals import storable
-from receiver.store.base import ACTION_STATUSES
+from receiver.store.base import ACTION_STATUSES, storable
 
 #: Rows of a console list page (console-common contract).
 PAGE_ROWS = 25
@@ -94,7 +93,7 @@ def one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None
 
 def text_value(name: str, value: str | None) -> str | None:
     """A free-text filter (absent or empty: None): at most MAX_NAME characters the
-    journal can compare (store/approvals.py storable: valid UTF-8, no NUL). Raises
+    journal can compare (store/base.py storable: valid UTF-8, no NUL). Raises
     BadQuery."""
     if not value:
         return None

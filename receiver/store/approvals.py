@@ -121,17 +121,6 @@ def decide(
     return decided
 
 
-def storable(text: str) -> bool:
-    """Whether every store's TEXT takes `text` (alerts.py): valid UTF-8 (JSON's `\\ud800`
-    escapes make lone surrogates, which no UTF-8 encoder takes) and no NUL (PostgreSQL
-    refuses it). A decision's `by` and `comment` must be: check before record_decision."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
 def record_decision(
     store: Store, action_id: int, decision: str, by: str, comment: str, now: float
 ) -> ApprovalState | None:

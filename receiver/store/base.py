@@ -188,3 +188,15 @@ class Store(Protocol):
         self, strategies: list[tuple[str, str]], runbooks: list[tuple[str, int]] = ()
     ) -> None: ...
     def close(self) -> None: ...
+
+
+def storable(text: str) -> bool:
+    """Whether every store's TEXT takes `text` (alerts.py): valid UTF-8 (JSON's `\\ud800`
+    escapes make lone surrogates, which no UTF-8 encoder takes) and no NUL (PostgreSQL
+    refuses it). A decision's `by` and `comment` must be (check before
+    store/approvals.py record_decision), and so must a console filter."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
