@@ -126,7 +126,8 @@ def test_every_module_of_a_receiver_subpackage_is_named_in_its_entry(entries):
 
 @pytest.mark.parametrize("folder", ["tests", "deploy", ".ci"])
 def test_every_part_of_tests_deploy_and_ci_is_named(entries, folder):
-    """tests/ names its subfolders in its entry; deploy/ and .ci/ have one per part."""
+    """tests/ names its subfolders (and files) in its entry; deploy/ and .ci/ have one per
+    part."""
     parts = {
         tree_name(path)
         for path in (REPO / folder).iterdir()
@@ -134,8 +135,8 @@ def test_every_part_of_tests_deploy_and_ci_is_named(entries, folder):
     }
     if folder == "tests":
         described = entry_for(entries, "tests/").text.removeprefix("tests/")
-        named = set(re.findall(r"\b\w+/", described))
-        assert parts - named == set(), "tests/ subfolders not in the Layout"
+        named = set(re.findall(r"\b\w+/", described)) | set(re.findall(r"\b\w+\.py\b", described))
+        assert parts - named == set(), "tests/ subfolders or files not in the Layout"
         assert named - parts == set(), "named in tests/ of the Layout but not in the tree"
     else:
         named = {
