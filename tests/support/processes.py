@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,10 +20,43 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: Where test servers listen: below the kernel's ephemeral range (32768-60999 by
+#: default), which the OS hands out as the local port of every outgoing connection. A
+#: port from that range (bind to 0) could be taken by a client's connection between the
+#: check and the server's bind (it happened in CI: "Address already in use").
+PORTS = range(10_000, 32_768)
+_next_port = 0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free now, from this pytest worker's share of PORTS (xdist workers
+    split it, so two workers never hand out the same port), each port handed out once
+    per process, starting at a random place (a run right after another finds its ports
+    in TIME_WAIT less often). Raises RuntimeError when the share has none left free."""
+    global _next_port
+    share = _worker_share()
+    if not _next_port:
+        _next_port = random.randrange(len(share))
+    for _ in range(len(share)):
+        port = share[_next_port % len(share)]
+        _next_port += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {share}")
+
+
+def _worker_share() -> range:
+    """This pytest-xdist worker's slice of PORTS (all of it outside xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    size = len(PORTS) // max(count, 1)
+    start = PORTS.start + (index % max(count, 1)) * size
+    return range(start, start + size)
 
 
 #: Seconds a started server gets to answer: generous, since a loaded 2-core machine can
