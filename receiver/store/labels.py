@@ -41,6 +41,16 @@ FOLDED_METRIC = "remediator_label_values_folded_total"
 
 Execute = Callable[[str, Sequence[Any]], Any]
 
+#: Admits (label, value) with the label's next seq, its highest plus one (the values of
+#: a label are numbered 0, 1, 2... in order of arrival, never removed; the index
+#: metric_label_values_by_seq finds the highest), if that is below the bound (the 4th
+#: parameter); RETURNING nothing when the label is full or the value is stored already.
+ADMIT_SQL = (
+    "INSERT INTO metric_label_values (label, value, seq) SELECT ?, ?, taken FROM "
+    "(SELECT COALESCE(MAX(seq) + 1, 0) AS taken FROM metric_label_values WHERE label = ?) "
+    "AS admitted WHERE taken < ? ON CONFLICT (label, value) DO NOTHING RETURNING seq"
+)
+
 
 @dataclass
 class LabelValues:
@@ -117,34 +127,33 @@ class LabelFolder:
         return {name: self.value(name, item, count=count) for name, item in labels.items()}
 
     def _seq(self, label: str, value: str) -> int | None:
+        """The value's seq: known to this process, admitted now, or stored already by
+        another transaction; None when it is not stored and the label is full."""
         key = (label, value)
         seq = self.admitted.get(key, self.known.known(label, value))
         if seq is not None:
             return seq
-        row = self._stored(label, value)
-        if row is None and not (label in self.full or self.known.is_full(label)):
-            # admitting: no other writer may admit a value of this label between the
-            # count and the insert (one writer at a time on SQLite; the label's lock on
-            # PostgreSQL, then a fresh look, as the value may have come meanwhile)
-            self._lock(label)
+        seq = self._admit(label, value)
+        if seq is None:
             row = self._stored(label, value)
-        if row is not None:
-            self.admitted[key] = row[0]
-            return row[0]
+            if row is None:  # not stored, and _admit found no room
+                self.full.add(label)
+                return None
+            seq = row[0]
+        self.admitted[key] = seq
+        return seq
+
+    def _admit(self, label: str, value: str) -> int | None:
+        """Admit `value` with the label's next seq when the label has room: its seq, or
+        None when the label is full or the value is stored already. One statement, under
+        the label's lock (concurrent writers: store/locks.py), so no other writer admits
+        a value of this label between the choice of the seq and the insert; a value that
+        another writer admitted meanwhile is a conflict, left as it is."""
         if label in self.full or self.known.is_full(label):
             return None
-        taken = self._execute(
-            "SELECT COUNT(*) FROM metric_label_values WHERE label = ?", (label,)
-        ).fetchone()[0]
-        if taken >= self.known.bound:
-            self.full.add(label)
-            return None
-        self._execute(
-            "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?)",
-            (label, value, taken),
-        )
-        self.admitted[key] = taken
-        return taken
+        self._lock(label)
+        row = self._execute(ADMIT_SQL, (label, value, label, self.known.bound)).fetchone()
+        return None if row is None else row[0]
 
     def _stored(self, label: str, value: str) -> tuple[int] | None:
         return self._execute(
