@@ -41,14 +41,15 @@ FOLDED_METRIC = "remediator_label_values_folded_total"
 
 Execute = Callable[[str, Sequence[Any]], Any]
 
-#: Admits (label, value) with the label's next seq, its highest plus one (the values of
-#: a label are numbered 0, 1, 2... in order of arrival, never removed; the index
-#: metric_label_values_by_seq finds the highest), if that is below the bound (the 4th
-#: parameter); RETURNING nothing when the label is full or the value is stored already.
+#: The label's highest seq (its values are numbered 0, 1, 2... in order of arrival, never
+#: removed), found by the index metric_label_values_by_seq in a few page reads: the next
+#: value's seq is one more. (Not COUNT(*), which reads every value of the label, nor
+#: MAX(seq) inside the INSERT, which SQLite does not find by the index there.)
+LAST_SQL = "SELECT seq FROM metric_label_values WHERE label = ? ORDER BY seq DESC LIMIT 1"
+#: Admits a value with a seq; inserts nothing when another writer admitted it meanwhile.
 ADMIT_SQL = (
-    "INSERT INTO metric_label_values (label, value, seq) SELECT ?, ?, taken FROM "
-    "(SELECT COALESCE(MAX(seq) + 1, 0) AS taken FROM metric_label_values WHERE label = ?) "
-    "AS admitted WHERE taken < ? ON CONFLICT (label, value) DO NOTHING RETURNING seq"
+    "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?) "
+    "ON CONFLICT (label, value) DO NOTHING"
 )
 
 
@@ -145,15 +146,19 @@ class LabelFolder:
 
     def _admit(self, label: str, value: str) -> int | None:
         """Admit `value` with the label's next seq when the label has room: its seq, or
-        None when the label is full or the value is stored already. One statement, under
-        the label's lock (concurrent writers: store/locks.py), so no other writer admits
-        a value of this label between the choice of the seq and the insert; a value that
-        another writer admitted meanwhile is a conflict, left as it is."""
+        None when the label is full or the value is stored already. Under the label's
+        lock (concurrent writers: store/locks.py), so no other writer admits a value of
+        this label between the choice of the seq and the insert; a value that another
+        writer admitted meanwhile is a conflict, left as it is."""
         if label in self.full or self.known.is_full(label):
             return None
         self._lock(label)
-        row = self._execute(ADMIT_SQL, (label, value, label, self.known.bound)).fetchone()
-        return None if row is None else row[0]
+        last = self._execute(LAST_SQL, (label,)).fetchone()
+        taken = 0 if last is None else last[0] + 1
+        if taken >= self.known.bound:
+            return None
+        inserted = self._execute(ADMIT_SQL, (label, value, taken)).rowcount
+        return taken if inserted == 1 else None
 
     def _stored(self, label: str, value: str) -> tuple[int] | None:
         return self._execute(
