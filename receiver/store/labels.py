@@ -104,8 +104,9 @@ class LabelFolder:
     ) -> None:
         self.known = known
         self._execute = execute
-        #: waits for the label's admission lock (concurrent writers: store/locks.py)
-        self._lock = lock or (lambda label: None)
+        #: waits for the label's admission lock; None: one writer at a time (SQLite), so
+        #: there is no lock to take (store/locks.py)
+        self._lock = lock
         self.admitted: dict[tuple[str, str], int] = {}
         self.full: set[str] = set()
         self.folded: dict[str, int] = {}  # label -> events folded in this transaction
@@ -128,19 +129,23 @@ class LabelFolder:
         return {name: self.value(name, item, count=count) for name, item in labels.items()}
 
     def _seq(self, label: str, value: str) -> int | None:
-        """The value's seq: known to this process, admitted now, or stored already by
-        another transaction; None when it is not stored and the label is full."""
+        """The value's seq: known to this process, stored already by another
+        transaction, or admitted now; None when it is not stored and the label is full."""
         key = (label, value)
         seq = self.admitted.get(key, self.known.known(label, value))
         if seq is not None:
             return seq
-        seq = self._admit(label, value)
+        if self._lock is not None:
+            # concurrent writers: a value another writer admitted is found without
+            # waiting for the label's lock, which only an admission needs
+            seq = self._stored(label, value)
         if seq is None:
-            row = self._stored(label, value)
-            if row is None:  # not stored, and _admit found no room
+            seq = self._admit(label, value)
+        if seq is None:  # not admitted: stored already, or the label is full
+            seq = self._stored(label, value)
+            if seq is None:
                 self.full.add(label)
                 return None
-            seq = row[0]
         self.admitted[key] = seq
         return seq
 
@@ -152,7 +157,8 @@ class LabelFolder:
         writer admitted meanwhile is a conflict, left as it is."""
         if label in self.full or self.known.is_full(label):
             return None
-        self._lock(label)
+        if self._lock is not None:
+            self._lock(label)
         last = self._execute(LAST_SQL, (label,)).fetchone()
         taken = 0 if last is None else last[0] + 1
         if taken >= self.known.bound:
@@ -160,10 +166,11 @@ class LabelFolder:
         inserted = self._execute(ADMIT_SQL, (label, value, taken)).rowcount
         return taken if inserted == 1 else None
 
-    def _stored(self, label: str, value: str) -> tuple[int] | None:
-        return self._execute(
+    def _stored(self, label: str, value: str) -> int | None:
+        row = self._execute(
             "SELECT seq FROM metric_label_values WHERE label = ? AND value = ?", (label, value)
         ).fetchone()
+        return None if row is None else row[0]
 
 
 def admitted_values(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:

@@ -71,7 +71,7 @@ class SqlTransaction:
         self.labels = LabelFolder(
             label_values or LabelValues(),
             self.execute,
-            lambda label: self.locks.lock(locks.LABEL, label),
+            (lambda label: self.locks.lock(locks.LABEL, label)) if keyed_locks else None,
         )
         #: incidents closed in this transaction, (service, start, end): servicewindows.py
         self.closed: list[tuple[str, float, float]] = []
