@@ -41,6 +41,17 @@ FOLDED_METRIC = "remediator_label_values_folded_total"
 
 Execute = Callable[[str, Sequence[Any]], Any]
 
+#: The label's highest seq (its values are numbered 0, 1, 2... in order of arrival, never
+#: removed), found by the index metric_label_values_by_seq in a few page reads: the next
+#: value's seq is one more. (Not COUNT(*), which reads every value of the label, nor
+#: MAX(seq) inside the INSERT, which SQLite does not find by the index there.)
+LAST_SQL = "SELECT seq FROM metric_label_values WHERE label = ? ORDER BY seq DESC LIMIT 1"
+#: Admits a value with a seq; inserts nothing when another writer admitted it meanwhile.
+ADMIT_SQL = (
+    "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?) "
+    "ON CONFLICT (label, value) DO NOTHING"
+)
+
 
 @dataclass
 class LabelValues:
@@ -93,8 +104,9 @@ class LabelFolder:
     ) -> None:
         self.known = known
         self._execute = execute
-        #: waits for the label's admission lock (concurrent writers: store/locks.py)
-        self._lock = lock or (lambda label: None)
+        #: waits for the label's admission lock; None: one writer at a time (SQLite), so
+        #: there is no lock to take (store/locks.py)
+        self._lock = lock
         self.admitted: dict[tuple[str, str], int] = {}
         self.full: set[str] = set()
         self.folded: dict[str, int] = {}  # label -> events folded in this transaction
@@ -117,39 +129,48 @@ class LabelFolder:
         return {name: self.value(name, item, count=count) for name, item in labels.items()}
 
     def _seq(self, label: str, value: str) -> int | None:
+        """The value's seq: known to this process, stored already by another
+        transaction, or admitted now; None when it is not stored and the label is full."""
         key = (label, value)
         seq = self.admitted.get(key, self.known.known(label, value))
         if seq is not None:
             return seq
-        row = self._stored(label, value)
-        if row is None and not (label in self.full or self.known.is_full(label)):
-            # admitting: no other writer may admit a value of this label between the
-            # count and the insert (one writer at a time on SQLite; the label's lock on
-            # PostgreSQL, then a fresh look, as the value may have come meanwhile)
-            self._lock(label)
-            row = self._stored(label, value)
-        if row is not None:
-            self.admitted[key] = row[0]
-            return row[0]
+        if self._lock is not None:
+            # concurrent writers: a value another writer admitted is found without
+            # waiting for the label's lock, which only an admission needs
+            seq = self._stored(label, value)
+        if seq is None:
+            seq = self._admit(label, value)
+        if seq is None:  # not admitted: stored already, or the label is full
+            seq = self._stored(label, value)
+            if seq is None:
+                self.full.add(label)
+                return None
+        self.admitted[key] = seq
+        return seq
+
+    def _admit(self, label: str, value: str) -> int | None:
+        """Admit `value` with the label's next seq when the label has room: its seq, or
+        None when the label is full or the value is stored already. Under the label's
+        lock (concurrent writers: store/locks.py), so no other writer admits a value of
+        this label between the choice of the seq and the insert; a value that another
+        writer admitted meanwhile is a conflict, left as it is."""
         if label in self.full or self.known.is_full(label):
             return None
-        taken = self._execute(
-            "SELECT COUNT(*) FROM metric_label_values WHERE label = ?", (label,)
-        ).fetchone()[0]
+        if self._lock is not None:
+            self._lock(label)
+        last = self._execute(LAST_SQL, (label,)).fetchone()
+        taken = 0 if last is None else last[0] + 1
         if taken >= self.known.bound:
-            self.full.add(label)
             return None
-        self._execute(
-            "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?)",
-            (label, value, taken),
-        )
-        self.admitted[key] = taken
-        return taken
+        inserted = self._execute(ADMIT_SQL, (label, value, taken)).rowcount
+        return taken if inserted == 1 else None
 
-    def _stored(self, label: str, value: str) -> tuple[int] | None:
-        return self._execute(
+    def _stored(self, label: str, value: str) -> int | None:
+        row = self._execute(
             "SELECT seq FROM metric_label_values WHERE label = ? AND value = ?", (label, value)
         ).fetchone()
+        return None if row is None else row[0]
 
 
 def admitted_values(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:

@@ -71,7 +71,7 @@ class SqlTransaction:
         self.labels = LabelFolder(
             label_values or LabelValues(),
             self.execute,
-            lambda label: self.locks.lock(locks.LABEL, label),
+            (lambda label: self.locks.lock(locks.LABEL, label)) if keyed_locks else None,
         )
         #: incidents closed in this transaction, (service, start, end): servicewindows.py
         self.closed: list[tuple[str, float, float]] = []
@@ -83,6 +83,8 @@ class SqlTransaction:
         self._deltas[key] = self._deltas.get(key, 0.0) + delta
 
     def flush_totals(self) -> None:
+        """Write the pending totals (add_total), a statement per totals.UPSERT_ROWS series;
+        called once, just before the transaction commits."""
         servicewindows.flush(self, self.closed)  # first: the same lock order everywhere
         for label, folded in self.labels.folded.items():
             totals.add(self, labels.FOLDED_METRIC, {"label": label}, folded)
@@ -92,22 +94,8 @@ class SqlTransaction:
         # in sorted key order, so two writers of one shard's rows could never deadlock
         deltas = sorted(self._deltas.items())
         self._deltas.clear()
-        shard = self.locks.total_shard()
-        if shard is None:  # the single writer adds to the total itself
-            sql = (
-                "INSERT INTO metric_totals (metric, labels, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (metric, labels) DO UPDATE "
-                "SET value = metric_totals.value + excluded.value"
-            )
-            rows: list[tuple[Any, ...]] = [(metric, key, delta) for (metric, key), delta in deltas]
-        else:  # concurrent writers: to this transaction's shard (locks.total_shard)
-            sql = (
-                "INSERT INTO metric_total_shards (metric, labels, shard, value) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (metric, labels, shard) DO UPDATE "
-                "SET value = metric_total_shards.value + excluded.value"
-            )
-            rows = [(metric, key, shard, delta) for (metric, key), delta in deltas]
-        self._cursor.executemany(self._native(sql), rows)
+        for sql, params in totals.upserts(deltas, self.locks.total_shard()):
+            self.execute(sql, params)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self._cursor.execute(self._native(sql), params)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -333,6 +334,46 @@ def count_escalation(tx: SqlTransaction, outcome: str) -> None:
     """An attempt to deliver a runbook's escalation: sent, undeliverable (nowhere to send
     it), or retrying (the escalation executor failed; tried again later)."""
     add(tx, ESCALATIONS_METRIC, {"outcome": outcome})
+
+
+#: Rows per upsert statement (store.SqlTransaction.flush_totals): a finished action's
+#: nine or so totals, or an ingest's two, go in one statement; a larger flush (seeding a
+#: config's series) takes several. Each row count is its own statement text, so this
+#: also bounds the texts the drivers' statement caches hold.
+UPSERT_ROWS = 32
+
+
+@lru_cache(maxsize=2 * UPSERT_ROWS)
+def upsert_sql(rows: int, sharded: bool) -> str:
+    """The statement adding `rows` deltas to their totals: (metric, labels, value) each,
+    or (metric, labels, shard, value) when `sharded` (metric_total_shards, the rows of
+    concurrent writers: store/locks.py). Its rows must name distinct series: PostgreSQL
+    refuses a statement that updates one row twice."""
+    table, columns = (
+        ("metric_total_shards", ("metric", "labels", "shard"))
+        if sharded
+        else ("metric_totals", ("metric", "labels"))
+    )
+    names = ", ".join(columns)
+    row = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
+    return (
+        f"INSERT INTO {table} ({names}, value) VALUES {', '.join([row] * rows)} "
+        f"ON CONFLICT ({names}) DO UPDATE SET value = {table}.value + excluded.value"
+    )
+
+
+def upserts(
+    deltas: list[tuple[tuple[str, str], float]], shard: int | None
+) -> Iterator[tuple[str, list[Any]]]:
+    """The statements (SQL, parameters) adding `deltas`, ((metric, labels), delta) of
+    distinct series in the order to write them, to their totals: metric_totals' rows
+    (`shard` None: one writer at a time) or this shard's rows (store/locks.py)."""
+    for first in range(0, len(deltas), UPSERT_ROWS):
+        chunk = deltas[first : first + UPSERT_ROWS]
+        params: list[Any] = []
+        for (metric, labels), delta in chunk:
+            params += (metric, labels, delta) if shard is None else (metric, labels, shard, delta)
+        yield upsert_sql(len(chunk), shard is not None), params
 
 
 #: Every running total: its row in metric_totals (SQLite's, and a journal's totals from

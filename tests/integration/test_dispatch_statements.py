@@ -30,7 +30,8 @@ T = 1_800_000_000.0
 #: (TOTALS_PER_ACTION) and the transactions' BEGIN/COMMIT; counted from the list in the
 #: test below.
 STATEMENTS_PER_ACTION = 16
-#: Running-total upserts of one action (one per series counted): its outcome
+#: Running-total rows of one action (one per series counted), all in one upsert
+#: statement (totals.upserts): its outcome
 #: (remediator_actions_total), its runbook step and run, and for each of its two
 #: histograms (action duration, time to remediate) the ONE bucket row its value falls in
 #: plus _sum and _count: 3 + 2 x 3. Histograms stored cumulative (before schema revision
@@ -114,4 +115,20 @@ def test_one_action_costs_a_bounded_number_of_statements(store) -> None:
 def test_one_action_adds_to_one_bucket_row_of_each_histogram(store) -> None:
     _, seen = _statements_per_action(store)
     upserts = {sql: n for sql, n in seen.items() if sql.startswith("INSERT INTO metric_totals")}
-    assert sum(upserts.values()) == TOTALS_PER_ACTION, upserts
+    assert sum(upserts.values()) == 1, upserts  # one statement
+    rows = sum(n * sql.count("(?, ?, ?)") for sql, n in upserts.items())
+    assert rows == TOTALS_PER_ACTION, upserts
+
+
+def test_a_new_label_value_costs_a_look_at_the_labels_last_and_an_insert(store) -> None:
+    first, second = _statements_per_action(store)
+    admissions = {sql: n for sql, n in first.items() if "metric_label_values" in sql}
+    # its target and its strategy, first seen by the first outcome (the service by ingest)
+    new = store._read("SELECT label, value FROM metric_label_values WHERE label != 'service'")
+    assert len(new) == 2, new
+    assert admissions == {
+        "SELECT seq FROM metric_label_values WHERE label = ? ORDER BY seq DESC LIMIT ?": 2,
+        "INSERT INTO metric_label_values (label, value, seq) VALUES (?, ?, ?) "
+        "ON CONFLICT (label, value) DO NOTHING": 2,
+    }  # no COUNT of the label's values, no second look at the value
+    assert not any("metric_label_values" in sql for sql in second)  # known to this process

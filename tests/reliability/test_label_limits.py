@@ -237,3 +237,26 @@ def test_a_journal_from_before_the_bound_exports_bounded(journal: Any, store_url
         assert duration_counts(reopened) == {"s0": 1, "s1": 1, OTHER: 3}
     finally:
         reopened.close()
+
+
+def seqs(store: Any) -> dict[str, int]:
+    rows = store._read("SELECT value, seq FROM metric_label_values WHERE label = 'service'")
+    return dict(rows)
+
+
+def test_two_processes_number_a_labels_values_in_one_sequence(journal: Any, store_url: str) -> None:
+    """Each process caches what it learnt; another process's admissions still count: a
+    value it admitted keeps its number, the next value takes the number after it, and
+    the bound is reached when the values of both processes reach it."""
+    journal.apply_limits(Limits(max_label_values=4))
+    write_closed(journal, ["a", "b"])
+    other = open_store(store_url)  # as a second process: its own cache, empty
+    try:
+        other.apply_limits(Limits(max_label_values=4))
+        write_closed(other, ["c", "a"])
+        write_closed(journal, ["d", "c", "e"])  # `journal` never saw c; e is the fifth
+        write_closed(other, ["f", "b"])
+        assert seqs(journal) == {"a": 0, "b": 1, "c": 2, "d": 3}
+        assert duration_counts(other) == {"a": 2, "b": 2, "c": 2, "d": 1, OTHER: 2}
+    finally:
+        other.close()
