@@ -34,8 +34,8 @@ from receiver.store.base import (
     StoreUnavailable,
 )
 from receiver.store.group import GroupCommit
+from receiver.store.jsontext import canonical_json
 from receiver.store.labels import LabelFolder, LabelValues
-from receiver.store.totals import canonical_json
 
 if TYPE_CHECKING:
     from receiver.config import Limits
