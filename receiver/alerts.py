@@ -62,6 +62,7 @@ _GO_ZERO_YEAR = 1
 #: Go's zero time as Alertmanager writes it: "not set"
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 _FINGERPRINT = re.compile(r"[0-9A-Za-z]{1,64}")
+_TIMESTAMP_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"  # format_timestamp's
 
 
 class PayloadError(ValueError):
@@ -188,7 +189,13 @@ def format_timestamp(moment: datetime | None) -> str:
     """Canonical UTC form with microseconds; also the incident key's text form."""
     if moment is None:
         return GO_ZERO_TIME
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime's %Y writes such a year unpadded (glibc): keep its text
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text as that strftime, at half the cost (once per alert: its key)
+    return _TIMESTAMP_TEXT % (
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond
+    )
 
 
 def _kind(value: Any) -> str:

@@ -424,8 +424,10 @@ class SqlStore(ABC):
             yield tx
             tx.flush_totals()
             connection.commit()
-            self._services |= tx.new_services
-            self.label_values.commit(tx.labels.admitted, tx.labels.full)
+            if tx.new_services:
+                self._services |= tx.new_services
+            if tx.labels.admitted or tx.labels.full:  # most transactions learn nothing
+                self.label_values.commit(tx.labels.admitted, tx.labels.full)
         except self.driver_errors as exc:
             self._rollback(connection)
             raise self._unavailable(exc) from exc
