@@ -194,7 +194,13 @@ def format_timestamp(moment: datetime | None) -> str:
         return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     # the same text as that strftime, at half the cost (once per alert: its key)
     return _TIMESTAMP_TEXT % (
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
     )
 
 
