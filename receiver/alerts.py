@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -59,6 +59,10 @@ _TIMESTAMP = re.compile(  # ASCII digits only: \d would take any script's digits
     re.ASCII,
 )
 _GO_ZERO_YEAR = 1
+#: Go's zero time as Alertmanager writes it: "not set"
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+_FINGERPRINT = re.compile(r"[0-9A-Za-z]{1,64}")
+_TIMESTAMP_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"  # format_timestamp's
 
 
 class PayloadError(ValueError):
@@ -163,6 +167,8 @@ class Notification:
 
 def parse_timestamp(value: Any, where: str) -> datetime | None:
     """RFC 3339 with Go's nanoseconds; Go's zero time (year 1) means "not set"."""
+    if value == GO_ZERO_TIME:  # every firing alert's endsAt
+        return None
     if not isinstance(value, str):
         raise PayloadError(where, f"expected an RFC 3339 timestamp string, got {_kind(value)}")
     found = _TIMESTAMP.fullmatch(value.strip())
@@ -182,8 +188,20 @@ def parse_timestamp(value: Any, where: str) -> datetime | None:
 def format_timestamp(moment: datetime | None) -> str:
     """Canonical UTC form with microseconds; also the incident key's text form."""
     if moment is None:
-        return "0001-01-01T00:00:00Z"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return GO_ZERO_TIME
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime's %Y writes such a year unpadded (glibc): keep its text
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text as that strftime, at half the cost (once per alert: its key)
+    return _TIMESTAMP_TEXT % (
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
+    )
 
 
 def _kind(value: Any) -> str:
@@ -213,8 +231,22 @@ def _text(value: str, path: str, *, nul: bool) -> str:
     return value
 
 
+def _plain(value: Any) -> bool:
+    """Whether `value` is storable text that needs no closer look (the common case, told
+    in one pass): a str of ASCII (valid UTF-8 by construction) within MAX_VALUE_LENGTH
+    characters, without NUL. Anything else is judged by the checks that name the fault."""
+    return (
+        type(value) is str
+        and len(value) <= MAX_VALUE_LENGTH
+        and value.isascii()
+        and "\x00" not in value
+    )
+
+
 def _string(obj: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
     value = obj.get(key, default)
+    if _plain(value):
+        return value  # type: ignore[no-any-return]
     if not isinstance(value, str):
         raise PayloadError(f"{where}{key}", f"expected a string, got {_kind(value)}")
     if len(value) > MAX_VALUE_LENGTH:
@@ -241,16 +273,25 @@ def _label_set(
     if len(value) > MAX_LABELS:
         raise PayloadError(path, f"more than {MAX_LABELS} entries")
     for name, item in value.items():
-        at = f"{path}.{_shown(name)}"
-        _text(name, at, nul=True)  # a name is stored inside escaped JSON only
-        if names and not is_label_name(name):  # UTF-8, as Prometheus 3: only "" is left
-            raise PayloadError(at, "invalid label name: empty")
-        if not isinstance(item, str):
-            raise PayloadError(at, f"expected a string, got {_kind(item)}")
-        if len(item) > MAX_VALUE_LENGTH:
-            raise PayloadError(at, f"longer than {MAX_VALUE_LENGTH} characters")
-        _text(item, at, nul=name not in indexed)
+        # an ASCII name (non-empty for a label) and a plain value cannot fail a check
+        # of _check_entry: skip building their path (most entries, most of the cost)
+        if not (_plain(item) and name.isascii() and (name or not names)):
+            _check_entry(f"{path}.{_shown(name)}", name, item, names, name not in indexed)
     return dict(value)
+
+
+def _check_entry(at: str, name: str, item: Any, names: bool, nul: bool) -> None:
+    """Raise PayloadError (path `at`) for the first fault of one entry of a label set:
+    the name not storable (or, with `names`, not a label name), the value not a string,
+    too long, or not storable (holding NUL, unless `nul`)."""
+    _text(name, at, nul=True)  # a name is stored inside escaped JSON only
+    if names and not is_label_name(name):  # UTF-8, as Prometheus 3: only "" is left
+        raise PayloadError(at, "invalid label name: empty")
+    if not isinstance(item, str):
+        raise PayloadError(at, f"expected a string, got {_kind(item)}")
+    if len(item) > MAX_VALUE_LENGTH:
+        raise PayloadError(at, f"longer than {MAX_VALUE_LENGTH} characters")
+    _text(item, at, nul=nul)
 
 
 def cut_value(value: str) -> str:
@@ -273,12 +314,22 @@ def _annotations(obj: Mapping[str, Any], where: str) -> tuple[dict[str, str], bo
     (the first in key order kept) rather than the alert refused. Anything else invalid
     (not an object, a value not a string, not storable) is a PayloadError."""
     value = obj.get("annotations")
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not _to_cut(value):
         return _label_set(obj, "annotations", where, names=False), False
     kept = dict(sorted(value.items())[:MAX_LABELS]) if len(value) > MAX_LABELS else value
     cut = {k: cut_value(v) if isinstance(v, str) else v for k, v in kept.items()}
     truncated = len(kept) < len(value) or any(cut[k] is not kept[k] for k in kept)
     return _label_set({"annotations": cut}, "annotations", where, names=False), truncated
+
+
+def _to_cut(annotations: dict[str, Any]) -> bool:
+    """Whether some of `annotations` would be cut or left out (see _annotations)."""
+    if len(annotations) > MAX_LABELS:
+        return True
+    for value in annotations.values():
+        if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+            return True
+    return False
 
 
 def fingerprint_of(labels: Mapping[str, str]) -> str:
@@ -301,12 +352,12 @@ def parse_alert(obj: Any, index: int, indexed: tuple[str, ...] = INDEXED_LABELS)
     starts_at = parse_timestamp(obj.get("startsAt"), f"{where}startsAt")
     if starts_at is None:
         raise PayloadError(f"{where}startsAt", "must be set (not Go's zero time)")
-    ends_at = parse_timestamp(obj.get("endsAt", "0001-01-01T00:00:00Z"), f"{where}endsAt")
+    ends_at = parse_timestamp(obj.get("endsAt", GO_ZERO_TIME), f"{where}endsAt")
     # Labels are NOT cut like annotations: they are the alert's identity, which
     # strategies match and templates render into targets; a cut value could match a
     # strategy meant for another alert, or collide with one. Such an alert is refused.
     fingerprint = obj.get("fingerprint") or fingerprint_of(labels)
-    if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9A-Za-z]{1,64}", fingerprint):
+    if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
         raise PayloadError(f"{where}fingerprint", "expected up to 64 letters and digits")
     annotations, truncated = _annotations(obj, where)
     return Alert(
@@ -339,7 +390,8 @@ def with_alerts(envelope: Notification, parsed: ParsedAlerts) -> Notification:
     if parsed.refused and not parsed.alerts:
         first = parsed.refused[0]
         raise PayloadError(first.field, first.message, first.reason)
-    return replace(envelope, alerts=parsed.alerts, refused=parsed.refused)
+    # built from the envelope's fields directly: dataclasses.replace costs half again
+    return Notification(**(vars(envelope) | {"alerts": parsed.alerts, "refused": parsed.refused}))
 
 
 def parse_envelope(

@@ -104,7 +104,9 @@ def journal_work(
         if last:
             summary.refused = len(notification.refused)
             summary.truncated_alerts = notification.truncated_alerts
-            tx.count_intake(_rejections(notification, summary.truncated), summary.truncated_alerts)
+            rejected = _rejections(notification, summary.truncated)
+            if rejected or summary.truncated_alerts:
+                tx.count_intake(rejected, summary.truncated_alerts)
         elif summary.truncated:
             tx.count_intake({"truncated": summary.truncated}, 0)
         if last:
@@ -182,6 +184,8 @@ def _occurrences(
     replaced, are closed on the way."""
     start_ts = alert.starts_at.timestamp()
     related = tx.related_occurrences(alert.fingerprint, start_ts, starts_at)
+    if not related:  # a fingerprint's first occurrence: most alerts
+        return None, None
     existing = next((o for o in related if o.starts_at == starts_at), None)
     others = [o for o in related if o.starts_at != starts_at]
     for older in [o for o in others if o.status == "firing" and o.starts_at_ts < start_ts]:

@@ -56,7 +56,16 @@ def render_plan(strategy: Strategy, context: dict[str, Any]) -> Plan:
     return Plan(strategy, target, params)
 
 
+#: the parts (templates.py) of a template that is `{{ target }}` and nothing else
+_TARGET_ONLY = (("target",),)
+
+
 def _render(template: Template, context: dict[str, Any], strategy: Strategy) -> str:
+    if template.parts == _TARGET_ONLY and "target" in context:
+        # The commonest argument (a parameter's context has the target): the target as
+        # rendered, which was held whole to this same safe pattern then; checking it
+        # again would cost more than all the rest of rendering it.
+        return context["target"]  # type: ignore[no-any-return]
     return template.render(context, strategy.safe_pattern)
 
 

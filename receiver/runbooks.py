@@ -263,7 +263,9 @@ class Decision:
 
 def start(settings: RunbookSettings, now: float, run: int = 1) -> tuple[Decision, RunbookState]:
     """Begin run ``run`` of an incident at step 1; plan it after its ``wait``."""
-    _require(_finite(now), f"now must be a finite number, got {now!r}")
+    # `if`, not _require: see StepResult (this runs once per incident opened, at ingest)
+    if not _finite(now):
+        raise ValueError(f"now must be a finite number, got {now!r}")
     state = RunbookState(started_at=now, run=run)
     return _plan(settings.step(1), now, f"run {run}: starting"), state
 

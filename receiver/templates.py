@@ -108,8 +108,11 @@ class Template:
         """The template rendered for `context` (labels, annotations, alert, ...).
         Raises UnsafeValueError for an interpolated value `pattern` refuses (checked
         templates), RenderError when it cannot be rendered (e.g. a missing label)."""
-        if self.parts is not None:
-            text = _render_parts(self.parts, context, pattern if self.checked else None)
+        parts = self.parts
+        if parts is not None:
+            if len(parts) == 1 and type(parts[0]) is str:  # literal text: nothing to render
+                return parts[0]
+            text = _render_parts(parts, context, pattern if self.checked else None)
             if text is not None:
                 return text
         variables = dict(context)

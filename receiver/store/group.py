@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -37,10 +37,12 @@ class Pending(Generic[T]):
     result: T | None = None
     error: BaseException | None = None
     done: bool = False
-    # Held until this entry's thread may go on: its work is committed, or it leads next.
-    # One lock per waiter wakes exactly the threads concerned (a shared Condition's
-    # notify_all would wake every waiting thread for every batch).
-    wake: threading.Lock = field(default_factory=threading.Lock)
+    # A waiter's (see GroupCommit.run), held until its thread may go on: its work is
+    # committed, or it leads next. One lock per waiter wakes exactly the threads
+    # concerned (a shared Condition's notify_all would wake every waiting thread for
+    # every batch); a writer that leads at once, or work run by commit_together alone
+    # (the journal writer process), needs none.
+    wake: threading.Lock | None = None
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -74,12 +76,14 @@ class GroupCommit:
         """Run work(tx) and return its result once committed; raise what it raised,
         or the store's error if the commit failed."""
         entry: Pending[T] = Pending(work)
-        entry.wake.acquire()
         with self._mutex:
-            self._pending.append(entry)
             wait, self._leading = self._leading, True
+            if wait:  # held before the leader can see the entry, so it can release it
+                entry.wake = wake = threading.Lock()
+                wake.acquire()
+            self._pending.append(entry)
         if wait:
-            entry.wake.acquire()  # until committed by a leader, or made the next leader
+            wake.acquire()  # until committed by a leader, or made the next leader
             if entry.done:
                 return entry.outcome()
         self._lead(entry)
@@ -99,9 +103,16 @@ class GroupCommit:
                 self._leading = successor is not None
             for entry in batch:
                 if entry is not own:
-                    entry.wake.release()
+                    _wake(entry)
             if successor is not None:
-                successor.wake.release()
+                _wake(successor)
+
+
+def _wake(waiter: Pending[Any]) -> None:
+    """Let a waiting writer's thread go on (only a waiter is in another's batch, or
+    leads next: a writer that found nobody leading led at once)."""
+    assert waiter.wake is not None
+    waiter.wake.release()
 
 
 def commit_together(

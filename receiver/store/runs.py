@@ -100,11 +100,11 @@ def insert(
     tx: SqlTransaction, incident_id: int, strategy: str, run: int, now: float, reason: str
 ) -> int:
     """A new running run at step 1; returns its id."""
-    return tx.execute(
+    return tx.insert_row(
         "INSERT INTO runbook_runs (incident_id, strategy, run, status, current_step, "
-        "started_at, reason) VALUES (?, ?, ?, ?, 1, ?, ?) RETURNING id",
+        "started_at, reason) VALUES (?, ?, ?, ?, 1, ?, ?)",
         (incident_id, strategy, run, runbooks.RUNNING, now, reason),
-    ).fetchone()[0]
+    )
 
 
 def load(tx: SqlTransaction, run_id: int) -> RunRow | None:

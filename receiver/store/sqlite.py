@@ -84,6 +84,7 @@ def enable_wal(connection: Any) -> None:
 
 class SqliteStore(DispatchStore, SqlStore):
     driver_errors = (sqlite3.Error,)
+    lastrowid = True
     version_table_sql = (
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
     )
@@ -123,18 +124,15 @@ class SqliteStore(DispatchStore, SqlStore):
         assert self._lock_fd is not None
         return self._lock_fd
 
-    @contextmanager
-    def _other_processes(self) -> Iterator[None]:
-        """Hold the cross-process writers' lock (module docstring) for the block."""
+    def _lock_other_processes(self) -> int:
+        """Take the cross-process writers' lock (module docstring); its descriptor, to
+        release with fcntl.flock(fd, LOCK_UN). Raises StoreUnavailable if it cannot."""
         fd = self._lock_file()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
         except OSError as exc:
             raise StoreUnavailable(f"cannot lock {self.lock_path}: {exc}") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        return fd
 
     def _open(self) -> sqlite3.Connection:
         if not self.path.parent.exists():
@@ -166,8 +164,14 @@ class SqliteStore(DispatchStore, SqlStore):
         if not self._writer.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
             raise StoreUnavailable("timed out waiting for this process's other writers")
         try:
-            with self._other_processes(), super().transaction(write=True) as tx:
-                yield tx
+            # the flock taken and let go here, not in a context manager of its own: one
+            # generator less per write transaction (ingest's and every action's)
+            fd = self._lock_other_processes()
+            try:
+                with super().transaction(write=True) as tx:
+                    yield tx
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._writer.release()
 
