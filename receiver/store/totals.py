@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from receiver.alerts import REJECT_REASONS
+from receiver.store.jsontext import canonical_json  # the journal's one encoder: keys as stored
 
 if TYPE_CHECKING:
     from receiver.store.sql import SqlTransaction
@@ -48,11 +49,6 @@ SKIP_REASONS = (
     "halted",
 )
 EXECUTED = ("succeeded", "failed", "timed_out")
-
-
-#: JSON with sorted keys, as stored; json.dumps(sort_keys=True) would build a new
-#: encoder on every call, this one is built once.
-canonical_json = json.JSONEncoder(sort_keys=True).encode
 
 
 def _key(labels: dict[str, str]) -> str:
