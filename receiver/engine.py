@@ -104,9 +104,7 @@ def journal_work(
         if last:
             summary.refused = len(notification.refused)
             summary.truncated_alerts = notification.truncated_alerts
-            rejected = _rejections(notification, summary.truncated)
-            if rejected or summary.truncated_alerts:
-                tx.count_intake(rejected, summary.truncated_alerts)
+            tx.count_intake(_rejections(notification, summary.truncated), summary.truncated_alerts)
         elif summary.truncated:
             tx.count_intake({"truncated": summary.truncated}, 0)
         if last:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from receiver import fleetrun, runbooks
@@ -77,16 +77,7 @@ def start(
         reason += f": run {run}, {decision.step.label}"
     if strategy.step(1).wait:
         reason += f", after its wait of {strategy.step(1).wait:g}s"
-    # built directly, not with dataclasses.replace: once per incident opened (ingest's
-    # hot path), and replace() costs several times the construction
-    decision = runbooks.Decision(
-        decision.action,
-        reason,
-        decision.step,
-        decision.not_before,
-        decision.status,
-        decision.escalate,
-    )
+    decision = replace(decision, reason=reason)
     run_id = journal.insert(tx, incident_id, strategy.name, run, now, decision.reason)
     return _plan(tx, strategy, run_id, incident_id, state, decision, context, now, True, opening)
 
