@@ -26,7 +26,8 @@ Each server, after a 20-alert warm-up:
    process reaps the scripts) and is reported apart.
 4. Memory over phases 1-2: the sum over the tree's processes of Rss and Pss from
    /proc/<pid>/smaps_rollup, sampled every 50 ms (peak of the sums), and each
-   process's VmHWM.
+   process's VmHWM. Also each process's Pss at start, once the server answers and
+   before the first alert: what the imported code and the processes cost alone.
 
     python -m bench.remediate [--quick] [--out DIR] [--alerts N] [--script auto|c|python]
 """
@@ -230,6 +231,12 @@ def rollup_kb(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
+
+
+def pss_by_process(pids: list[int]) -> list[int]:
+    """Pss of each process of `pids` (KiB, in their order): the tree at start, before any
+    alert, is what the imported code and the process layout cost alone."""
+    return [rollup_kb(pid)[1] for pid in pids]
 
 
 @dataclass
@@ -451,6 +458,7 @@ def run_server(kind: str, quick: bool, keep: bool, alerts: int, script_kind: str
         config = config_for(wd, script)
         lines = script.output
         with common.server(kind, wd, config) as srv:
+            at_start = pss_by_process(server_pids(srv, script))
             _, items = bodies(0, WARMUP_ALERTS)
             common.post_all(srv, items, CLIENTS)
             wait_lines(lines, WARMUP_ALERTS, SETTLE_TIMEOUT_S)
@@ -467,6 +475,8 @@ def run_server(kind: str, quick: bool, keep: bool, alerts: int, script_kind: str
                 "memory": {
                     "peak_rss_mb": round(memory.peak_rss_kb / 1024, 1),
                     "peak_pss_mb": round(memory.peak_pss_kb / 1024, 1),
+                    "pss_at_start_mb": round(sum(at_start) / 1024, 1),
+                    "pss_at_start_by_process_mb": [round(kb / 1024, 1) for kb in at_start],
                     "samples": memory.samples,
                     "processes": describe(pids),
                 },
@@ -622,6 +632,13 @@ def render(result: dict[str, Any]) -> str:
             f"<= {target['peak_pss_max_mb']:g} MB: {_verdict(target['peak_pss_met'])}",
         ],
         [
+            "PSS of the server tree at start (idle, no alert yet), MB",
+            fmt(base["memory"].get("pss_at_start_mb")),
+            fmt(rem["memory"].get("pss_at_start_mb")),
+            "",
+            "",
+        ],
+        [
             "peak RSS of the server tree (sum), MB",
             fmt(base["memory"]["peak_rss_mb"]),
             fmt(rem["memory"]["peak_rss_mb"]),
@@ -653,6 +670,15 @@ def render(result: dict[str, Any]) -> str:
             f"p50 {fmt(startup['p50'], 2)} ms, p99 {fmt(startup['p99'], 2)} ms; it is inside "
             "the POST -> start figures of both servers.",
             f"VmHWM per process, MB (master, worker, writer, dispatch...): {processes}.",
+            "PSS per process at start, MB (same order): "
+            + "; ".join(
+                f"{kind}: "
+                + ", ".join(
+                    f"{mb:g}" for mb in result[kind]["memory"]["pss_at_start_by_process_mb"]
+                )
+                for kind in KINDS
+            )
+            + ".",
             "Server CPU per alert by process, ms (same order): "
             + "; ".join(f"{kind}: {_by_process(result[kind])}" for kind in KINDS)
             + ".",

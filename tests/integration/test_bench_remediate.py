@@ -102,3 +102,18 @@ def test_the_remediator_tree_holds_the_dispatch_process_and_no_script_once_idle(
         names = [p["cmdline"] for p in remediate.describe(pids)]
     assert set(pids) == expected
     assert sum(name.startswith("(dispatch process) ") for name in names) == 1
+
+
+def test_pss_at_start_is_read_per_process_of_the_real_tree(tmp_path: Path) -> None:
+    script = remediate.prepare_script(tmp_path, "python")
+    config = remediate.config_for(tmp_path, script)
+    with common.server("remediate_baseline", tmp_path, config) as srv:
+        pids = remediate.server_pids(srv, script)
+        at_start = remediate.pss_by_process(pids)
+        rss = [remediate.rollup_kb(pid)[0] for pid in pids]
+    assert len(at_start) == len(pids) == 2  # gunicorn's master and its worker
+    # each an interpreter with its imports: megabytes, never more than what it maps
+    assert all(1024 < pss <= resident for pss, resident in zip(at_start, rss, strict=True))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert remediate.pss_by_process([gone.pid]) == [0]
