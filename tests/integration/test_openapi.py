@@ -286,8 +286,8 @@ def test_the_seeded_journal_fills_every_listing(seeded: Seeded) -> None:
         page = requests.get(f"{seeded.server.url}/api/v1/{path}", timeout=5).json()
         assert page["total"] > 0, path
     trail = seeded.first_trail
-    assert [a["step"] for a in trail["actions"]][:2] == [1, 2]
-    assert trail["runs"][0]["status"] == "uncured"
+    assert [a["step"] for a in trail["actions"]][:2] == [1, 2], trail
+    assert trail["runs"][0]["status"] == "uncured", trail
 
 
 def test_the_webhook_and_reload_refuse_missing_credentials(server: Running) -> None:
