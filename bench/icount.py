@@ -127,7 +127,8 @@ def marginal(
 
 
 def shares(split: dict[str, float], top: int = 4) -> str:
-    """`split`'s largest objects as "libpython 60%, libsqlite3 26%, ..." (the rest summed)."""
+    """`split`'s largest objects as "libpython3.11 60%, libsqlite3 26%, ..." (the rest
+    summed)."""
     total = sum(split.values()) or 1.0
     ranked = sorted(split.items(), key=lambda item: -item[1])
     parts = [f"{_short(name)} {value / total:.0%}" for name, value in ranked[:top]]
