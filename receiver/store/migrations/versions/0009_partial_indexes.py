@@ -23,8 +23,8 @@ three commits). Now those rows are not in the indexes at all.
 Each query that reads them names the column with `=`, `<`, `<=` or `>=` (or `IS NOT
 NULL`), which implies `IS NOT NULL`, so SQLite's and PostgreSQL's planners use the
 partial index as they used the whole one (tests/integration/test_partial_indexes.py
-checks the plans). Rebuilding them reads the tables once (seconds for a million
-incidents) under the upgrade's lock. Frozen: no import of live code.
+checks the plans). Rebuilding them reads the tables once under the upgrade's lock.
+Frozen: no import of live code.
 """
 
 from __future__ import annotations
