@@ -19,8 +19,6 @@ Needs valgrind (Debian package) and a C compiler for the program (else Python ru
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import re
 import subprocess
@@ -29,42 +27,27 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from bench import common, remediate
+from bench import inprocess, remediate
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def journal_and_dispatch(alerts: int, dispatch: bool) -> None:
     """The measured work (run under callgrind by `main`)."""
-    from receiver.alerts import parse_notification
-    from receiver.config import parse_config
-    from receiver.dispatcher import Dispatcher
-    from receiver.engine import ingest
-    from receiver.store import open_store
     from receiver.store.checkpoint import Checkpointer
 
-    logging.basicConfig(level=logging.CRITICAL)
-    with common.workdir("icount", False) as wd:
-        script = remediate.prepare_script(wd, "auto")
-        config = parse_config(remediate.config_for(wd, script).read_text(), base_dir=wd)
-        store = open_store(f"sqlite:///{wd / 'journal.db'}")
+    with inprocess.command_path("icount") as path:
         _, bodies = remediate.bodies(0, alerts)
-        for body in bodies:
-            ingest(store, config, parse_notification(json.loads(body)), 1.8e9)
+        path.ingest(bodies)
         if dispatch:
-            checkpointer = Checkpointer(store)
+            checkpointer = Checkpointer(path.store)
             checkpointer.start()
-            dispatcher = Dispatcher(SimpleNamespace(config=config), store)
-            done = 0
-            while dispatcher.run_once():
-                done += 1
+            done = path.dispatch()
             checkpointer.stop()
             if done != alerts:
                 raise RuntimeError(f"dispatched {done} of {alerts}")
-        store.close()
 
 
 NAMED = re.compile(r"c?ob=\((\d+)\)(?: (.*))?")

@@ -17,17 +17,14 @@ each page (SQLite's `dbstat` virtual table):
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sqlite3
 import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from bench import common, remediate
+from bench import inprocess, remediate
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -83,49 +80,25 @@ def summary(frames: list[Frame], owner: dict[int, str], items: int) -> dict[str,
 def measure(alerts: int) -> dict[str, Any]:
     """Ingest, then dispatch, `alerts` one-alert notifications (after WARMUP of each);
     the frames each phase appended (see summary)."""
-    from receiver.alerts import parse_notification
-    from receiver.config import parse_config
-    from receiver.dispatcher import Dispatcher
-    from receiver.engine import ingest
-    from receiver.store import open_store
-
-    logging.basicConfig(level=logging.CRITICAL)
-    with common.workdir("walframes", False) as wd:
-        script = remediate.prepare_script(wd, "auto")
-        config = parse_config(remediate.config_for(wd, script).read_text(), base_dir=wd)
-        db = wd / "journal.db"
-        wal = Path(f"{db}-wal")
-        store = open_store(f"sqlite:///{db}")
-        try:
-            # this thread's connection (the store's own, which ingest and run_once use
-            # here): no automatic checkpoint, so the WAL keeps every frame appended
-            store._connection().execute("PRAGMA wal_autocheckpoint = 0")
-            dispatcher = Dispatcher(SimpleNamespace(config=config), store)
-            _, bodies = remediate.bodies(0, WARMUP + alerts)
-
-            def journal(chunk: list[bytes]) -> None:
-                for body in chunk:
-                    ingest(store, config, parse_notification(json.loads(body)), 1.8e9)
-
-            def dispatch() -> None:
-                while dispatcher.run_once():
-                    pass
-
-            journal(bodies[:WARMUP])
-            dispatch()
-            before_ingest = wal.stat().st_size
-            journal(bodies[WARMUP:])
-            before_dispatch = wal.stat().st_size
-            dispatch()
-            data = wal.read_bytes()
-        finally:
-            store.close()
-        owner = owners(db)
-        return {
-            "alerts": alerts,
-            "ingest": summary(read_frames(data[:before_dispatch], before_ingest), owner, alerts),
-            "dispatch": summary(read_frames(data, before_dispatch), owner, alerts),
-        }
+    with inprocess.command_path("walframes") as path:
+        wal = Path(f"{path.journal}-wal")
+        # this thread's connection (the store's own, which ingest and run_once use
+        # here): no automatic checkpoint, so the WAL keeps every frame appended
+        path.store._connection().execute("PRAGMA wal_autocheckpoint = 0")
+        _, bodies = remediate.bodies(0, WARMUP + alerts)
+        path.ingest(bodies[:WARMUP])
+        path.dispatch()
+        before_ingest = wal.stat().st_size
+        path.ingest(bodies[WARMUP:])
+        before_dispatch = wal.stat().st_size
+        path.dispatch()
+        data = wal.read_bytes()
+        owner = owners(path.journal)
+    return {
+        "alerts": alerts,
+        "ingest": summary(read_frames(data[:before_dispatch], before_ingest), owner, alerts),
+        "dispatch": summary(read_frames(data, before_dispatch), owner, alerts),
+    }
 
 
 def render(result: dict[str, Any]) -> str:

@@ -707,7 +707,11 @@ class FleetNarrator:
         """Before a scene: the last scene's alerts are gone, and the fleet's breaker,
         opened by a halt, admits again (a halted fleet stays halted for the strategy's
         breaker recovery_timeout, so the scene's incidents form a new wave)."""
-        self.stack.wait(lambda: self._firing() == 0, 90, "the fleet's alerts to resolve")
+        # pending ones too: one left pending by the last scene would fire at once and
+        # reach the gathering seconds before the others, alone
+        self.stack.wait(
+            lambda: self._firing(("pending", "firing")) == 0, 90, "the fleet's alerts to resolve"
+        )
         fleet = self._fleet()
         held = (fleet or {}).get("breaker") or {}
         if held.get("state") != "open" or held.get("opened_at") is None:
@@ -728,15 +732,16 @@ class FleetNarrator:
         strategy = next(s for s in config["strategies"] if s["name"] == FLEET_STRATEGY)
         return parse_duration(str(strategy["breaker"]["recovery_timeout"]))
 
-    def _firing(self) -> int:
-        """HighErrorRatio alerts of the fleet pending or firing in Prometheus now."""
+    def _firing(self, states: tuple[str, ...] = ("firing",)) -> int:
+        """HighErrorRatio alerts of the fleet in Prometheus now whose state is one of
+        `states` (Prometheus's: pending, firing)."""
         alerts = self._get("prometheus", "/api/v1/alerts")["data"]["alerts"]
         return sum(
             1
             for a in alerts
             if a["labels"].get("alertname") == "HighErrorRatio"
             and a["labels"].get("service") == FLEET_SERVICE
-            and a["state"] == "firing"
+            and a["state"] in states
         )
 
     def _incidents(self, since: float) -> list[dict[str, Any]]:

@@ -51,9 +51,16 @@ class Journaled:
     actions: list[tuple[Any, ...]]
     restarted: set[str]  # fleet processes whose pid changed during the scene
     escalations: list[dict[str, Any]]  # the strategy's alerts Alertmanager updated in it
+    narration: list[str]  # what the narrator told of it, shown when a test of it fails
 
     def statuses(self) -> list[str]:
         return sorted(a[2] for a in self.actions)
+
+    def shown(self) -> Journaled:
+        """Prints the scene as it went and its actions (pytest shows a failed test's
+        output), and returns it."""
+        print(*self.narration, *self.actions, sep="\n")
+        return self
 
 
 def fleet_pids(stack: Stack) -> dict[str, int]:
@@ -97,6 +104,8 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Journ
         found: dict[str, Journaled] = {}
         last_id = 0
         for scene in FLEET_SCENES:
+            narration: list[str] = []
+            narrator.say = narration.append
             pids = fleet_pids(stack)
             started = time.time()
             result = narrator.run(scene)
@@ -105,7 +114,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Journ
             after = fleet_pids(stack)
             restarted = {name for name, pid in after.items() if pid != pids[name]}
             escalations = escalations_since(stack, started)
-            found[scene.name] = Journaled(result, actions, restarted, escalations)
+            found[scene.name] = Journaled(result, actions, restarted, escalations, narration)
         yield found
     finally:
         stack.stop()
@@ -132,7 +141,7 @@ def halted(scene: Journaled) -> list[tuple[Any, ...]]:
 def test_a_curable_fault_on_the_fleet_goes_canary_then_stages_never_more_than_2_at_once(
     scenes: dict[str, Journaled],
 ):
-    scene = scenes["fleet error burst"]
+    scene = scenes["fleet error burst"].shown()
     assert scene.result.fired == len(FLEET_PROCESSES)
     assert scene.statuses() == ["succeeded"] * len(FLEET_PROCESSES)
     assert sorted(a[1] for a in scene.actions) == sorted(FLEET_PROCESSES)
@@ -150,7 +159,7 @@ def test_a_curable_fault_on_the_fleet_goes_canary_then_stages_never_more_than_2_
 def test_a_shared_dependency_costs_one_restart_and_one_escalation(
     scenes: dict[str, Journaled],
 ):
-    scene = scenes["fleet dependency"]
+    scene = scenes["fleet dependency"].shown()
     assert scene.result.fired == len(FLEET_PROCESSES)
     failed = [a for a in scene.actions if a[2] == "failed"]
     assert [a[1] for a in failed] == [CANARY]
@@ -172,7 +181,7 @@ def test_a_shared_dependency_costs_one_restart_and_one_escalation(
 def test_a_restart_that_makes_the_canary_slower_is_caught_by_the_analysis(
     scenes: dict[str, Journaled],
 ):
-    scene = scenes["fleet cold start"]
+    scene = scenes["fleet cold start"].shown()
     assert scene.result.fired == len(FLEET_PROCESSES)
     # the restart cured the errors: verified, so the action succeeded
     succeeded = [a for a in scene.actions if a[2] == "succeeded"]
@@ -192,7 +201,7 @@ def test_a_restart_that_makes_the_canary_slower_is_caught_by_the_analysis(
 def test_every_scene_ends_with_its_alerts_resolved_and_the_summary_shows_them(
     scenes: dict[str, Journaled],
 ):
-    results = [scene.result for scene in scenes.values()]
+    results = [scene.shown().result for scene in scenes.values()]
     assert all(result.resolved for result in results)
     rows = fleet_summary(results).splitlines()[2:]
     assert [row.split()[-2:] for row in rows] == [["done", "0"], ["halted", "1"], ["halted", "1"]]
