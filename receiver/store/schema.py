@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 #: the newest revision in store/migrations/versions/ (a unit test checks it against
 #: Alembic's head): a journal at it needs nothing done at start
-HEAD = "0009"
+HEAD = "0010"
 #: PostgreSQL advisory lock id held for a whole upgrade: the id the store used before
 #: Alembic to create its tables, so replicas of an older release wait for it too
 POSTGRES_UPGRADE_LOCK = 0x72656D65

@@ -49,6 +49,16 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: an action's event, its id from the table's sequence (PostgreSQL)
+ADD_EVENT = "INSERT INTO action_events (action_id, at, status, reason) VALUES (?, ?, ?, ?)"
+#: the same where the table is keyed (action_id, id) WITHOUT ROWID (SQLite, revision
+#: 0010): the id after the action's last, read in the insert; one writer at a time
+ADD_EVENT_NUMBERED = (
+    "INSERT INTO action_events (action_id, id, at, status, reason) "
+    "SELECT ?, COALESCE(MAX(id), 0) + 1, ?, ?, ? FROM action_events WHERE action_id = ?"
+)
+
+
 class SqlTransaction:
     """Journal operations inside one open transaction (see Store.transaction)."""
 
@@ -60,10 +70,12 @@ class SqlTransaction:
         label_values: LabelValues | None = None,
         keyed_locks: Callable[[Callable[..., Any]], locks.KeyedLocks] | None = None,
         lastrowid: bool = False,
+        events_keyed: bool = False,
     ) -> None:
         self._cursor = cursor
         self._placeholder = placeholder
         self._lastrowid = lastrowid
+        self._events_keyed = events_keyed
         #: the keyed locks of concurrent writers (no-ops for a single writer: locks.py)
         self.locks = keyed_locks(self.execute) if keyed_locks else locks.KeyedLocks()
         self._deltas: dict[tuple[str, str], float] = {}
@@ -254,10 +266,11 @@ class SqlTransaction:
         return action_id
 
     def add_event(self, action_id: int, at: float, status: str, reason: str) -> None:
-        self.execute(
-            "INSERT INTO action_events (action_id, at, status, reason) VALUES (?, ?, ?, ?)",
-            (action_id, at, status, reason),
-        )
+        """Journal one event of an action (`at`: seconds since the epoch)."""
+        if self._events_keyed:
+            self.execute(ADD_EVENT_NUMBERED, (action_id, at, status, reason, action_id))
+        else:
+            self.execute(ADD_EVENT, (action_id, at, status, reason))
 
     def cancel_planned_actions(self, incident_id: int, reason: str, at: float) -> list[int]:
         """Cancel the incident's planned (and waiting) actions, and the runbook runs they
@@ -368,6 +381,9 @@ class SqlStore(ABC):
     #: the driver's cursor tells an inserted row's id (lastrowid) and whether a row was
     #: inserted (rowcount): see SqlTransaction.insert_id
     lastrowid = False
+    #: action_events is keyed (action_id, id), its ids numbered per action (SQLite,
+    #: revision 0010), rather than numbered by the table's sequence
+    events_keyed = False
 
     def _init_writes(self) -> None:
         self._services = set()
@@ -408,6 +424,7 @@ class SqlStore(ABC):
                 self.label_values,
                 self.keyed_locks if write else None,
                 self.lastrowid,
+                self.events_keyed,
             )
             yield tx
             tx.flush_totals()
@@ -655,7 +672,7 @@ class SqlStore(ABC):
         marks = ", ".join("?" for _ in by_id)
         rows = self._read(
             f"SELECT action_id, at, status, reason FROM action_events "
-            f"WHERE action_id IN ({marks}) ORDER BY id",
+            f"WHERE action_id IN ({marks}) ORDER BY action_id, id",
             tuple(by_id),
         )
         for action_id, at, status, reason in rows:

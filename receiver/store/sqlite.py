@@ -85,6 +85,7 @@ def enable_wal(connection: Any) -> None:
 class SqliteStore(DispatchStore, SqlStore):
     driver_errors = (sqlite3.Error,)
     lastrowid = True
+    events_keyed = True
     version_table_sql = (
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
     )
