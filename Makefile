@@ -78,11 +78,13 @@ lint: venv
 # pytest workers, a file each at a time (module fixtures stay in one process). Most tests
 # wait on real servers, sleeping commands and timers rather than compute: with two the
 # suite used under half of two cores' CPU time, so three finish it sooner on two cores
-# (TEST_WORKERS=2 for a machine shared with other work).
+# (TEST_WORKERS=2 for a machine shared with other work). Files go out in the order
+# collected, not xdist's default of most tests first, which left the files of a few long
+# tests (the demo's scenes, the crash tests) for the end, one worker busy and two idle.
 TEST_WORKERS ?= 3
 
 test: venv system-deps browser-deps lint test-kube-min
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Benchmarks (not part of `make test`): ratios against a baseline measured in the same run.
 # Installs Debian's wrk when missing (needs root). BENCH_ARGS="--quick" for a short run,

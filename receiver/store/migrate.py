@@ -49,7 +49,7 @@ from receiver.store.schema import (
     SchemaError,
     redacted,
 )
-from receiver.store.sqlite import enable_wal, sqlite_path, writers_lock_path
+from receiver.store.sqlitefile import enable_wal, sqlite_path, writers_lock_path
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
 #: seconds to reach PostgreSQL (the store's own connect_timeout)

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 WRITE = """
 import sys
 import receiver.store.sqlite as sqlite
-sqlite.BUSY_TIMEOUT_MS = 200
+import receiver.store.sqlitefile as sqlitefile
+sqlite.BUSY_TIMEOUT_MS = sqlitefile.BUSY_TIMEOUT_MS = 200
 from receiver.store import open_store
 store = open_store(sys.argv[1])
 print("ready", flush=True)
@@ -43,7 +44,8 @@ print("committed", flush=True)
 FORKED = """
 import os, sys
 import receiver.store.sqlite as sqlite
-sqlite.BUSY_TIMEOUT_MS = 200
+import receiver.store.sqlitefile as sqlitefile
+sqlite.BUSY_TIMEOUT_MS = sqlitefile.BUSY_TIMEOUT_MS = 200
 from receiver.store import open_store
 store = open_store(sys.argv[1])
 with store.transaction() as tx:  # the lock file is open in the parent before the fork
