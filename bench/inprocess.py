@@ -43,11 +43,14 @@ class CommandPath:
         for body in bodies:
             ingest(self.store, self.config, parse_notification(json.loads(body)), 1.8e9)
 
-    def dispatch(self) -> int:
-        """Carry out every due action, one `run_once` at a time; how many were."""
+    def dispatch(self, checkpoint_every: int | None = None) -> int:
+        """Carry out every due action, one `run_once` at a time; how many were. With
+        `checkpoint_every`, a PASSIVE WAL checkpoint follows every that many actions."""
         done = 0
         while self.dispatcher.run_once():
             done += 1
+            if checkpoint_every and done % checkpoint_every == 0:
+                self.store.checkpoint()
         return done
 
 

@@ -26,7 +26,7 @@ def sqlite_path(url: str) -> Path:
 
 
 def writers_lock_path(journal: Path) -> Path:
-    """The lock file every process's write transactions queue on (module docstring),
+    """The lock file every process's write transactions queue on (sqlite.py's docstring),
     and a schema upgrade for its whole length (migrate.py)."""
     return journal.with_name(journal.name + "-writers")
 

@@ -20,20 +20,10 @@ from receiver.store import open_store
 from tests.support.journals import fixture_journal
 from tests.support.payloads import alert, notification
 from tests.support.processes import run_cli
+from tests.support.receiver import LOG_RESTART
 from tests.support.stores import BACKENDS, opened_store
 
 T = 1_800_000_000.0
-CONFIG = """
-defaults: {cooldown: 0s}
-executors:
-  dry: {type: log}
-strategies:
-  - name: restart-host
-    matchers: ['alertname="HostDown"']
-    action: restart
-    executor: dry
-    target: '{{ labels.instance }}'
-"""
 KEYED = {"action_events": "(action_id, id)", "breakers": "(strategy, target)"}
 
 
@@ -43,12 +33,15 @@ def _events(store: Any) -> dict[int, list[tuple[str, str]]]:
     return {a["id"]: [(e["status"], e["reason"]) for e in a["events"]] for a in page.items}
 
 
-def _remediate(store: Any, hosts: list[str]) -> None:
-    """Ingest one HostDown alert per host, then carry every action out."""
-    config = parse_config(CONFIG)
-    for i, host in enumerate(hosts):
+def _remediate(store: Any, services: list[str]) -> None:
+    """Ingest one ServiceDown alert per service, then carry every action out."""
+    config = parse_config(LOG_RESTART)
+    for i, service in enumerate(services):
         ingest(
-            store, config, parse_notification(notification(alert("HostDown", instance=host))), T + i
+            store,
+            config,
+            parse_notification(notification(alert("ServiceDown", service=service))),
+            T + i,
         )
     dispatcher = Dispatcher(SimpleNamespace(config=config), store, clock=lambda: T + 60)
     while dispatcher.run_once():
@@ -81,7 +74,7 @@ def test_an_event_and_a_new_breaker_each_write_one_page(tmp_path: Path) -> None:
             tx.add_event(action_id, T + 61, "succeeded", "a note")
             tx.execute(
                 "INSERT INTO breakers (strategy, target, state, updated_at) VALUES (?, ?, ?, ?)",
-                ("restart-host", "web-9", "{}", T + 61),
+                ("restart-web", "web-9", "{}", T + 61),
             )
         wal = Path(f"{journal}-wal").read_bytes()
         owner = owners(journal)
