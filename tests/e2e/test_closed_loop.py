@@ -169,7 +169,13 @@ def test_a_fault_no_step_can_help_ends_the_runbook_uncured_and_escalates_once(lo
     # one failure of the two that open this breaker: it stays closed; the person is told
     # because the runbook ended uncured, not because a breaker opened
     assert result.breaker == "closed"
-    sent = escalations(stack)
+    # the runbook strategy's escalations only: on a busy machine an idle fleet process
+    # can cross HighLatency, which escalate-to-person rightly sends to a person as well
+    sent = [
+        a
+        for a in escalations(stack)
+        if a["labels"].get("remediation_strategy") == "restart-process"
+    ]
     assert [a["labels"]["remediation_target"] for a in sent] == ["demo:demo_02"]
     assert sent[0]["labels"]["original_alertname"] == "HighErrorRatio"
     assert "remediation" not in sent[0]["labels"]
