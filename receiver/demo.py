@@ -663,7 +663,7 @@ class FleetNarrator:
         firing_told = 0
         repaired = False
         while time.monotonic() < deadline:
-            firing = self._firing()
+            firing = self._alerts("firing")
             if firing > firing_told:
                 firing_told = firing
                 self._tell(result, f"{firing} of {FLEET_SIZE} HighErrorRatio alerts firing")
@@ -710,7 +710,7 @@ class FleetNarrator:
         # pending ones too: one left pending by the last scene would fire at once and
         # reach the gathering seconds before the others, alone
         self.stack.wait(
-            lambda: self._firing(("pending", "firing")) == 0, 90, "the fleet's alerts to resolve"
+            lambda: self._alerts("pending", "firing") == 0, 90, "the fleet's alerts to resolve"
         )
         fleet = self._fleet()
         held = (fleet or {}).get("breaker") or {}
@@ -732,7 +732,7 @@ class FleetNarrator:
         strategy = next(s for s in config["strategies"] if s["name"] == FLEET_STRATEGY)
         return parse_duration(str(strategy["breaker"]["recovery_timeout"]))
 
-    def _firing(self, states: tuple[str, ...] = ("firing",)) -> int:
+    def _alerts(self, *states: str) -> int:
         """HighErrorRatio alerts of the fleet in Prometheus now whose state is one of
         `states` (Prometheus's: pending, firing)."""
         alerts = self._get("prometheus", "/api/v1/alerts")["data"]["alerts"]
