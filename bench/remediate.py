@@ -209,6 +209,14 @@ def _stat(pid: int) -> tuple[float, float] | None:
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot, over all its CPUs: the
+    `cpu` line of /proc/stat less idle and iowait (proc(5))."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu(pids: list[int]) -> tuple[float, float]:
     """Summed (own, children's) CPU seconds of the processes (gone ones count 0)."""
     own = children = 0.0
@@ -366,9 +374,14 @@ def throughput_phase(
     before = len(read_lines(lines))
     cpu_before = cpu(pids)
     each_before = [_stat(pid) or (0.0, 0.0) for pid in pids]
+    busy_before, client_before, started = machine_busy_s(), time.process_time(), time.monotonic()
     first_post = time.time()
     _, answers = common.post_all(srv, items, CLIENTS)
+    client = time.process_time() - client_before
     rows = wait_lines(lines, before + alerts, SETTLE_TIMEOUT_S)[before:]
+    # whether the burst was bound by the machine's CPUs: everything that ran on them
+    # (servers, scripts, this client, anything else) from the first POST to the last line
+    busy = (machine_busy_s() - busy_before) / max(time.monotonic() - started, 1e-9)
     idle = wait_idle(srv, pids, SETTLE_TIMEOUT_S)
     own, children = (a - b for a, b in zip(cpu(pids), cpu_before, strict=True))
     each = [
@@ -392,6 +405,8 @@ def throughput_phase(
         "server_cpu_per_alert_ms_by_process": each,
         "scripts_cpu_s": round(children, 3),
         "scripts_cpu_per_alert_ms": round(children / alerts * 1000, 3),
+        "client_cpu_per_alert_ms": round(client / alerts * 1000, 3),
+        "machine_busy_cores": round(busy, 2),
     }
 
 
@@ -579,6 +594,14 @@ def _by_process(entry: dict[str, Any]) -> str:
     )
 
 
+def _busy(entry: dict[str, Any]) -> str:
+    """The burst's machine-wide busy cores and the client's CPU per alert (ms)."""
+    burst = entry["throughput"]
+    if "machine_busy_cores" not in burst:  # a result written before they were measured
+        return "-"
+    return f"{burst['machine_busy_cores']:g} ({burst['client_cpu_per_alert_ms']:g} ms)"
+
+
 def render(result: dict[str, Any]) -> str:
     base, rem = result["remediate_baseline"], result["remediator"]
     ratio, target, load = result["ratio"], result["target"], result["load"]
@@ -681,6 +704,10 @@ def render(result: dict[str, Any]) -> str:
             + ".",
             "Server CPU per alert by process, ms (same order): "
             + "; ".join(f"{kind}: {_by_process(result[kind])}" for kind in KINDS)
+            + ".",
+            "During the burst the machine's CPUs were busy (all processes, cores on "
+            "average, first POST to last line; the bench's client CPU per alert): "
+            + "; ".join(f"{kind}: {_busy(result[kind])}" for kind in KINDS)
             + ".",
             f"Load average at start {tuple(round(x, 2) for x in load_avg['load_average_at_start'])}"
             f", at end {tuple(round(x, 2) for x in load_avg['load_average_at_end'])}, "

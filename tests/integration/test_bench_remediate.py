@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -117,3 +118,19 @@ def test_pss_at_start_is_read_per_process_of_the_real_tree(tmp_path: Path) -> No
     gone = subprocess.Popen(["true"])
     gone.wait()
     assert remediate.pss_by_process([gone.pid]) == [0]
+
+
+def test_machine_busy_counts_at_least_the_cpu_a_real_process_burned() -> None:
+    """The burst's busy cores come from /proc/stat: a child that spins for 0.4 s of its
+    own CPU moves the machine's busy seconds by at least that much (idle time, which
+    grows as fast as the wall clock on an idle CPU, is not counted)."""
+    spin = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+    before = remediate.machine_busy_s()
+    child = subprocess.run(
+        [sys.executable, "-c", spin + "\nimport os; t = os.times(); print(t.user + t.system)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    burned = float(child.stdout)
+    assert remediate.machine_busy_s() - before >= burned * 0.9
