@@ -376,7 +376,7 @@ def throughput_phase(
     each_before = [_stat(pid) or (0.0, 0.0) for pid in pids]
     busy_before, client_before, started = machine_busy_s(), time.process_time(), time.monotonic()
     first_post = time.time()
-    _, answers = common.post_all(srv, items, CLIENTS)
+    posting, answers = common.post_all(srv, items, CLIENTS)
     client = time.process_time() - client_before
     rows = wait_lines(lines, before + alerts, SETTLE_TIMEOUT_S)[before:]
     # whether the burst was bound by the machine's CPUs: everything that ran on them
@@ -400,6 +400,8 @@ def throughput_phase(
         "idle_after": idle,
         "seconds": None if seconds is None else round(seconds, 3),
         "alerts_per_s": None if not seconds else round(alerts / seconds, 1),
+        # the last POST answered: what follows is the actions still to be carried out
+        "posting_s": round(posting, 3),
         "server_cpu_s": round(own, 3),
         "server_cpu_per_alert_ms": round(own / alerts * 1000, 3),
         "server_cpu_per_alert_ms_by_process": each,
@@ -599,7 +601,11 @@ def _busy(entry: dict[str, Any]) -> str:
     burst = entry["throughput"]
     if "machine_busy_cores" not in burst:  # a result written before they were measured
         return "-"
-    return f"{burst['machine_busy_cores']:g} ({burst['client_cpu_per_alert_ms']:g} ms)"
+    return (
+        f"{burst['machine_busy_cores']:g} ({burst['client_cpu_per_alert_ms']:g} ms); "
+        f"every POST answered after {burst['posting_s']:g} s, the last line at "
+        f"{burst['seconds']:g} s"
+    )
 
 
 def render(result: dict[str, Any]) -> str:
@@ -706,7 +712,8 @@ def render(result: dict[str, Any]) -> str:
             + "; ".join(f"{kind}: {_by_process(result[kind])}" for kind in KINDS)
             + ".",
             "During the burst the machine's CPUs were busy (all processes, cores on "
-            "average, first POST to last line; the bench's client CPU per alert): "
+            "average, first POST to last line; the bench's client CPU per alert), and "
+            "when the posting and the commands ended: "
             + "; ".join(f"{kind}: {_busy(result[kind])}" for kind in KINDS)
             + ".",
             f"Load average at start {tuple(round(x, 2) for x in load_avg['load_average_at_start'])}"
