@@ -135,7 +135,10 @@ def prepare_script(workdir: Path, kind: str) -> Script:
     return Script("python", (sys.executable, "-S", "-I", str(workdir / "line.py")), output)
 
 
-def config_for(workdir: Path, script: Script) -> Path:
+def config_for(workdir: Path, script: Script, max_concurrent: int | None = None) -> Path:
+    """The bench's config: one `run` strategy of a `command` executor running `script`
+    per alert; `max_concurrent` sets `defaults.max_concurrent_actions` (None: its
+    default, 4), which is also the dispatcher's pool of threads."""
     command = json.dumps(script.argv("{{ target }}"))
     strategies = f"""
   - name: append-line
@@ -146,8 +149,11 @@ def config_for(workdir: Path, script: Script) -> Path:
     command: {command}
 """
     executors = "  local: {type: command, timeout: 30s}"
+    defaults = "  dry_run: false"
+    if max_concurrent is not None:
+        defaults += f"\n  max_concurrent_actions: {max_concurrent}"
     return common.write_config(
-        workdir, common.config_text(strategies=strategies, executors=executors)
+        workdir, common.config_text(strategies=strategies, defaults=defaults, executors=executors)
     )
 
 
@@ -469,10 +475,17 @@ def describe(pids: list[int]) -> list[dict[str, Any]]:
     return found
 
 
-def run_server(kind: str, quick: bool, keep: bool, alerts: int, script_kind: str) -> dict[str, Any]:
+def run_server(
+    kind: str,
+    quick: bool,
+    keep: bool,
+    alerts: int,
+    script_kind: str,
+    max_concurrent: int | None = None,
+) -> dict[str, Any]:
     with common.workdir(f"remediate-{kind}", keep) as wd:
         script = prepare_script(wd, script_kind)
-        config = config_for(wd, script)
+        config = config_for(wd, script, max_concurrent)
         lines = script.output
         with common.server(kind, wd, config) as srv:
             at_start = pss_by_process(server_pids(srv, script))
@@ -512,7 +525,11 @@ def run_server(kind: str, quick: bool, keep: bool, alerts: int, script_kind: str
 
 
 def bench(
-    quick: bool, keep: bool, alerts: int | None = None, script: str = "auto"
+    quick: bool,
+    keep: bool,
+    alerts: int | None = None,
+    script: str = "auto",
+    max_concurrent: int | None = None,
 ) -> dict[str, Any]:
     alerts = alerts or (QUICK_ALERTS if quick else ALERTS)
     with common.workdir("remediate-config", keep=False) as wd:
@@ -528,13 +545,15 @@ def bench(
             "rate_warmup": RATE_WARMUP,
             "rate_measured": QUICK_RATE_MEASURED if quick else RATE_MEASURED,
             "command": chosen.describe,
+            # None: the config's default (4); the baseline has no such setting
+            "max_concurrent_actions": max_concurrent,
         },
         "machine": common.machine(),
     }
     result["server"] = settings
     for kind in KINDS:
         print(f"  remediate {kind} ...", file=sys.stderr)
-        result[kind] = run_server(kind, quick, keep, alerts, chosen.kind)
+        result[kind] = run_server(kind, quick, keep, alerts, chosen.kind, max_concurrent)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     base, rem = result["remediate_baseline"], result["remediator"]
     result["ratio"] = {
@@ -689,7 +708,13 @@ def render(result: dict[str, Any]) -> str:
             common.table(headers, rows),
             "",
             f"Each alert distinct, one per notification, a `run` strategy of a `command` "
-            f"executor: {load['command']}. Baseline: a bare WSGI endpoint spawning the same "
+            f"executor: {load['command']}"
+            + (
+                f", defaults.max_concurrent_actions {load['max_concurrent_actions']}"
+                if load.get("max_concurrent_actions") is not None
+                else ""
+            )
+            + ". Baseline: a bare WSGI endpoint spawning the same "
             "argv per firing alert (no journal, no gates), same gunicorn settings.",
             f"Every alert ran exactly once: {fmt(target['every_alert_ran_once'])}; all "
             f"answered 200: {fmt(target['all_answered_200'])}; remediator actions: "
@@ -732,8 +757,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="auto",
         help="the command run per alert: auto = C when cc is on PATH, else Python",
     )
+    p.add_argument(
+        "--max-concurrent-actions",
+        type=int,
+        default=None,
+        help="remediator's defaults.max_concurrent_actions, its dispatcher's threads (4)",
+    )
     args = p.parse_args(argv)
-    result = bench(args.quick, args.keep, args.alerts, args.script)
+    result = bench(args.quick, args.keep, args.alerts, args.script, args.max_concurrent_actions)
     print(render(result))
     print(f"\nJSON: {common.write_result(args.out, 'remediate', result)}")
     return result

@@ -134,3 +134,18 @@ def test_machine_busy_counts_at_least_the_cpu_a_real_process_burned() -> None:
     )
     burned = float(child.stdout)
     assert remediate.machine_busy_s() - before >= burned * 0.9
+
+
+@pytest.mark.parametrize(("setting", "threads"), [(None, 4), (1, 1), (8, 8)])
+def test_the_config_sets_the_dispatcher_threads_only_when_asked(
+    tmp_path: Path, setting: int | None, threads: int
+) -> None:
+    """`--max-concurrent-actions` reaches the config the server parses (None: the
+    default), so a run with one dispatcher thread is the same benchmark otherwise."""
+    from receiver.config import parse_config
+
+    script = remediate.prepare_script(tmp_path, "python")
+    text = remediate.config_for(tmp_path, script, setting).read_text()
+    config = parse_config(text, base_dir=tmp_path)
+    assert config.defaults.max_concurrent_actions == threads
+    assert config.defaults.dry_run is False
