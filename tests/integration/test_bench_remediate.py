@@ -149,3 +149,21 @@ def test_the_config_sets_the_dispatcher_threads_only_when_asked(
     config = parse_config(text, base_dir=tmp_path)
     assert config.defaults.max_concurrent_actions == threads
     assert config.defaults.dry_run is False
+
+
+def test_the_growth_burst_runs_every_new_alert_and_reads_each_process(tmp_path: Path) -> None:
+    """The second burst (growth_phase) posts alerts not seen before, waits until every
+    one ran and the tree is idle, and reads the Pss of each process before and after."""
+    script = remediate.prepare_script(tmp_path, "python")
+    config = remediate.config_for(tmp_path, script)
+    with common.server("remediate_baseline", tmp_path, config) as srv:
+        pids = remediate.server_pids(srv, script)
+        growth = remediate.growth_phase(srv, script.output, pids, first=100, alerts=5)
+    targets = sorted(t for t, _ in remediate.read_lines(script.output))
+    assert targets == [f"rem-{i:06d}" for i in range(100, 105)]
+    assert growth["alerts"] == 5
+    assert len(growth["growth_by_process_mb"]) == len(pids) == 2
+    assert growth["pss_idle_before_mb"] > 1 and growth["pss_idle_after_mb"] > 1
+    assert growth["growth_mb"] == pytest.approx(
+        growth["pss_idle_after_mb"] - growth["pss_idle_before_mb"], abs=0.11
+    )
