@@ -230,6 +230,27 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> int:
+    """Context switches so far of every thread of `pid`, voluntary and not (the sum over
+    /proc/<pid>/task/*/status; 0 once it is gone). A thread switches out whenever it
+    waits: for another thread's hand-over or the interpreter lock, for a lock, a pipe,
+    the disk; so it shows how much a process's threads pass work to one another."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # a thread that just ended
+        for line in status.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[-1])
+    return total
+
+
 def cpu(pids: list[int]) -> tuple[float, float]:
     """Summed (own, children's) CPU seconds of the processes (gone ones count 0)."""
     own = children = 0.0
@@ -387,6 +408,7 @@ def throughput_phase(
     before = len(read_lines(lines))
     cpu_before = cpu(pids)
     each_before = [_stat(pid) or (0.0, 0.0) for pid in pids]
+    switches_before = [context_switches(pid) for pid in pids]
     busy_before, client_before, started = machine_busy_s(), time.process_time(), time.monotonic()
     first_post = time.time()
     posting, answers = common.post_all(srv, items, CLIENTS)
@@ -400,6 +422,10 @@ def throughput_phase(
     each = [
         round(((_stat(pid) or (0.0, 0.0))[0] - was[0]) / alerts * 1000, 3)
         for pid, was in zip(pids, each_before, strict=True)
+    ]
+    switches = [
+        round((context_switches(pid) - was) / alerts, 1)
+        for pid, was in zip(pids, switches_before, strict=True)
     ]
     written = Counter(t for t, _ in rows)
     last = max((stamp for _, stamp in rows), default=None)
@@ -418,6 +444,7 @@ def throughput_phase(
         "server_cpu_s": round(own, 3),
         "server_cpu_per_alert_ms": round(own / alerts * 1000, 3),
         "server_cpu_per_alert_ms_by_process": each,
+        "context_switches_per_alert_by_process": switches,
         "scripts_cpu_s": round(children, 3),
         "scripts_cpu_per_alert_ms": round(children / alerts * 1000, 3),
         "client_cpu_per_alert_ms": round(client / alerts * 1000, 3),
@@ -655,8 +682,6 @@ def _by_process(entry: dict[str, Any]) -> str:
 def _busy(entry: dict[str, Any]) -> str:
     """The burst's machine-wide busy cores and the client's CPU per alert (ms)."""
     burst = entry["throughput"]
-    if "machine_busy_cores" not in burst:  # a result written before they were measured
-        return "-"
     return (
         f"{burst['machine_busy_cores']:g} ({burst['client_cpu_per_alert_ms']:g} ms); "
         f"every POST answered after {burst['posting_s']:g} s, the last line at "
@@ -779,6 +804,16 @@ def render(result: dict[str, Any]) -> str:
             + ".",
             "Server CPU per alert by process, ms (same order): "
             + "; ".join(f"{kind}: {_by_process(result[kind])}" for kind in KINDS)
+            + ".",
+            "Context switches per alert by process, all its threads (same order): "
+            + "; ".join(
+                f"{kind}: "
+                + ", ".join(
+                    f"{x:g}"
+                    for x in result[kind]["throughput"]["context_switches_per_alert_by_process"]
+                )
+                for kind in KINDS
+            )
             + ".",
             "During the burst the machine's CPUs were busy (all processes, cores on "
             "average, first POST to last line; the bench's client CPU per alert), and "

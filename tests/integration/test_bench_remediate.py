@@ -167,3 +167,30 @@ def test_the_growth_burst_runs_every_new_alert_and_reads_each_process(tmp_path: 
     assert growth["growth_mb"] == pytest.approx(
         growth["pss_idle_after_mb"] - growth["pss_idle_before_mb"], abs=0.11
     )
+
+
+def test_context_switches_count_every_thread_of_a_real_process() -> None:
+    """A second thread that sleeps 30 times switches out at least 30 times, counted
+    although it is not the process's main thread (which only waits for it, once); a
+    process that is gone counts 0."""
+    sleeper = (
+        "import sys, threading, time\n"
+        "def work():\n"
+        "    for _ in range(30):\n"
+        "        time.sleep(0.002)\n"
+        "    print('done', flush=True)\n"
+        "    sys.stdin.read()\n"
+        "t = threading.Thread(target=work)\n"
+        "t.start()\n"
+        "t.join()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", sleeper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "done\n"
+        switched = remediate.context_switches(child.pid)
+    finally:
+        child.communicate("")
+    assert switched >= 30
+    assert remediate.context_switches(child.pid) == 0
