@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,8 +227,8 @@ def machine_busy_s() -> float:
     """CPU seconds the whole machine has spent busy since boot, over all its CPUs: the
     `cpu` line of /proc/stat less idle and iowait (proc(5))."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def context_switches(pid: int) -> int:
@@ -672,10 +673,15 @@ def _verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def _by_process(entry: dict[str, Any]) -> str:
-    """The burst's server CPU per alert of each process, ms, in the order of `pids`."""
-    return ", ".join(
-        str(x) for x in entry["throughput"].get("server_cpu_per_alert_ms_by_process", [])
+def _per_kind(
+    result: dict[str, Any],
+    figures: Callable[[dict[str, Any]], list[float]],
+    show: Callable[[float], str] = lambda x: f"{x:g}",
+) -> str:
+    """One figure per process of each server, `kind: a, b; kind: c, d, ...`: `figures`
+    picks the list (in the order of the server's pids) out of the server's result."""
+    return "; ".join(
+        f"{kind}: " + ", ".join(show(x) for x in figures(result[kind])) for kind in KINDS
     )
 
 
@@ -794,26 +800,15 @@ def render(result: dict[str, Any]) -> str:
             "the POST -> start figures of both servers.",
             f"VmHWM per process, MB (master, worker, writer, dispatch...): {processes}.",
             "PSS per process at start, MB (same order): "
-            + "; ".join(
-                f"{kind}: "
-                + ", ".join(
-                    f"{mb:g}" for mb in result[kind]["memory"]["pss_at_start_by_process_mb"]
-                )
-                for kind in KINDS
-            )
+            + _per_kind(result, lambda r: r["memory"]["pss_at_start_by_process_mb"])
             + ".",
             "Server CPU per alert by process, ms (same order): "
-            + "; ".join(f"{kind}: {_by_process(result[kind])}" for kind in KINDS)
+            + _per_kind(
+                result, lambda r: r["throughput"]["server_cpu_per_alert_ms_by_process"], str
+            )
             + ".",
             "Context switches per alert by process, all its threads (same order): "
-            + "; ".join(
-                f"{kind}: "
-                + ", ".join(
-                    f"{x:g}"
-                    for x in result[kind]["throughput"]["context_switches_per_alert_by_process"]
-                )
-                for kind in KINDS
-            )
+            + _per_kind(result, lambda r: r["throughput"]["context_switches_per_alert_by_process"])
             + ".",
             "During the burst the machine's CPUs were busy (all processes, cores on "
             "average, first POST to last line; the bench's client CPU per alert), and "
