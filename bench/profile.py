@@ -215,13 +215,13 @@ def _plan_at(store: Any, config: Any, dispatcher: Any, count: int, rate: float) 
 def _count_claims(store: Any) -> list[int]:
     """Count the store's claim transactions from now on: [count], updated in place."""
     claims = [0]
-    claim_many = store.claim_many
+    claim_due = store.claim_due  # the dispatcher's claims (claim_many's too)
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         claims[0] += 1
-        return claim_many(*args, **kwargs)
+        return claim_due(*args, **kwargs)
 
-    store.claim_many = counted
+    store.claim_due = counted
     return claims
 
 

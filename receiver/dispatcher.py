@@ -458,11 +458,10 @@ class Dispatcher:
         if seats is None:
             return _Turn(did_work=False, again=False, queued=True)
         try:  # from here on, hand() must follow whatever happens
-            now = self.clock()
-            claimed = self.store.claim_many(
+            claimed = self.store.claim_due(
                 self.worker,
-                now,
-                self._judge(config, skipped, now, planned),
+                self.clock,
+                lambda now: self._judge(config, skipped, now, planned),
                 self._follow(config, planned),
                 limit=1 + len(seats),
             )

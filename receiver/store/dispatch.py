@@ -314,8 +314,29 @@ class DispatchStore:
         budget, concurrency cap, breaker, fleet) see them as another claim would. A
         deferral (`concurrency`) ends the batch. Returns the rows marked running (with
         `started_at` = `now`) and whether candidates may be left behind the batch."""
+        return self.claim_due(worker, lambda: now, lambda _now: judge, follow, limit=limit)
+
+    def claim_due(
+        self,
+        worker: str,
+        clock: Callable[[], float],
+        judging: Callable[[float], Judge],
+        follow: Follow | None = None,
+        *,
+        limit: int = 1,
+    ) -> Claimed:
+        """claim_many at the time `clock()` (seconds since the epoch) reads once the
+        claim's transaction began, judged by `judging(now)`. On SQLite that is once
+        the journal's write lock is held, so an action planned by a transaction the
+        claim waited for (a runbook's next step, planned as its step before ends) is
+        never stamped as started before it was planned, nor before that step ended. On
+        PostgreSQL, whose claims take no journal-wide lock, the clock is read just
+        before the scan's first query, with no wait between them. (Refusing actions
+        planned after `now` would close that gap too, but would stall every claim for
+        as long as a replica's clock runs ahead or a host's clock is stepped back.)"""
         with self.transaction() as tx:
-            return _claim_in(tx, worker, now, judge, follow, max(1, limit))
+            now = clock()
+            return _claim_in(tx, worker, now, judging(now), follow, max(1, limit))
 
     def change(self, apply: Callable[[SqlTransaction], T]) -> T:
         """Run `apply` in one write transaction (a fleet's verdict, size or escalation: see

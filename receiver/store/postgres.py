@@ -79,15 +79,16 @@ class PostgresStore(DispatchStore, SqlStore):
                     raise
         raise AssertionError("unreachable")
 
-    def claim_many(self, *args: Any, **kwargs: Any) -> Any:
-        """DispatchStore.claim_many, run again if aborted as a deadlock victim (the judge
-        and `follow` then run again too: what they collect for after the commit, such
-        as wake-ups, is a hint that may count twice)."""
-        return self._again(lambda: super(PostgresStore, self).claim_many(*args, **kwargs))
+    def claim_due(self, *args: Any, **kwargs: Any) -> Any:
+        """DispatchStore.claim_due (and so claim_many), run again if aborted as a
+        deadlock victim (the clock is read again; the judge and `follow` then run again
+        too: what they collect for after the commit, such as wake-ups, is a hint that
+        may count twice)."""
+        return self._again(lambda: super(PostgresStore, self).claim_due(*args, **kwargs))
 
     def finish(self, *args: Any, **kwargs: Any) -> Any:
         """DispatchStore.finish, run again if aborted as a deadlock victim (see
-        claim_many)."""
+        claim_due)."""
         return self._again(lambda: super(PostgresStore, self).finish(*args, **kwargs))
 
     def change(self, apply: Callable[[Any], T]) -> T:

@@ -48,14 +48,14 @@ def counted(tmp_path, monkeypatch):
     store = open_store(f"sqlite:///{tmp_path / 'journal.db'}")
     claims = [0]
     lock = threading.Lock()
-    claim_many = store.claim_many
+    claim_due = store.claim_due  # every claim the dispatcher makes
 
     def counting_claim(*args: Any, **kwargs: Any) -> Any:
         with lock:
             claims[0] += 1
-        return claim_many(*args, **kwargs)
+        return claim_due(*args, **kwargs)
 
-    monkeypatch.setattr(store, "claim_many", counting_claim)
+    monkeypatch.setattr(store, "claim_due", counting_claim)
     dispatcher = Dispatcher(Source(CONFIG), store)
     dispatcher.start()
     # the threads' first looks (queued behind one another: one or two claims) found

@@ -349,6 +349,37 @@ def test_the_real_gates_lock_a_target_within_one_process(store: Any) -> None:
 # ---------------------------------------------------------------- several in one claim
 
 
+def test_a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it(
+    tmp_path, store_url: str
+) -> None:
+    """The race a runbook met after a crash: a claim read its time, waited for SQLite's
+    write lock while the transaction holding it planned step 2, then stamped step 2 as
+    started before step 1 had ended. claim_due reads the clock once the lock is held.
+    (PostgreSQL's claims take no journal-wide lock: the test above covers it.)"""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("only SQLite's claims wait for a journal-wide write lock")
+    claimer, holder = open_store(store_url), open_store(store_url)
+    (planned,) = plan_services(claimer, "alpha", now=time.time())
+    held, ended = threading.Event(), []
+
+    def hold_the_lock(tx: Any) -> None:
+        held.set()
+        time.sleep(0.3)  # the claim began meanwhile and waits for this commit
+        ended.append(time.time())
+
+    holding = threading.Thread(target=holder.change, args=(hold_the_lock,))
+    holding.start()
+    assert held.wait(5)
+    claimed = claimer.claim_due("worker-1", time.time, lambda now: always_run)
+    holding.join()
+    claimer.close()
+    holder.close()
+
+    ((row, _),) = claimed.actions
+    assert row.id == planned
+    assert row.started_at >= ended[0]
+
+
 def test_a_batch_claims_several_actions_in_one_transaction(store: Any) -> None:
     ids = plan_services(store, "alpha", "beta", "gamma", "delta")
 
