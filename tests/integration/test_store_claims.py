@@ -354,8 +354,7 @@ def test_a_claim_that_waited_for_the_write_lock_is_stamped_when_it_got_it(
 ) -> None:
     """The race a runbook met after a crash: a claim read its time, waited for SQLite's
     write lock while the transaction holding it planned step 2, then stamped step 2 as
-    started before step 1 had ended. claim_due reads the clock once the lock is held.
-    (PostgreSQL's claims take no journal-wide lock: the test above covers it.)"""
+    started before step 1 had ended. claim_due reads the clock once the lock is held."""
     if not store_url.startswith("sqlite"):
         pytest.skip("only SQLite's claims wait for a journal-wide write lock")
     claimer, holder = open_store(store_url), open_store(store_url)
