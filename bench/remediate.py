@@ -685,6 +685,12 @@ def _per_kind(
     )
 
 
+def _threads(load: dict[str, Any]) -> str:
+    """The dispatcher's threads when the run set them (--max-concurrent-actions), else ""."""
+    threads = load["max_concurrent_actions"]
+    return "" if threads is None else f", defaults.max_concurrent_actions {threads}"
+
+
 def _busy(entry: dict[str, Any]) -> str:
     """The burst's machine-wide busy cores and the client's CPU per alert (ms)."""
     burst = entry["throughput"]
@@ -783,14 +789,9 @@ def render(result: dict[str, Any]) -> str:
             common.table(headers, rows),
             "",
             f"Each alert distinct, one per notification, a `run` strategy of a `command` "
-            f"executor: {load['command']}"
-            + (
-                f", defaults.max_concurrent_actions {load['max_concurrent_actions']}"
-                if load.get("max_concurrent_actions") is not None
-                else ""
-            )
-            + ". Baseline: a bare WSGI endpoint spawning the same "
-            "argv per firing alert (no journal, no gates), same gunicorn settings.",
+            f"executor: {load['command']}{_threads(load)}. Baseline: a bare WSGI endpoint "
+            "spawning the same argv per firing alert (no journal, no gates), same gunicorn "
+            "settings.",
             f"Every alert ran exactly once: {fmt(target['every_alert_ran_once'])}; all "
             f"answered 200: {fmt(target['all_answered_200'])}; remediator actions: "
             + ", ".join(f"{k} {v:,}" for k, v in rem.get("actions_by_status", {}).items())
