@@ -84,6 +84,9 @@ lint: venv
 # collected, not xdist's default of most tests first, which left the files of a few long
 # tests (the demo's scenes, the crash tests) for the end, one worker busy and two idle.
 TEST_WORKERS ?= 3
+# The slowest tests and fixtures are listed after every run, so that a suite growing past
+# its 20 minutes shows where from (bench/README.md, where the suite's time goes).
+TEST_DURATIONS ?= 25
 
 # The oldest client's venv and tests (test-kube-min) run beside the suite, their output
 # shown after it: a minute of installing and testing that no longer delays it.
@@ -91,7 +94,8 @@ KUBE_MIN_LOG := $(KUBE_MIN_VENV).log
 
 test: venv system-deps browser-deps lint
 	@$(MAKE) --no-print-directory test-kube-min > $(KUBE_MIN_LOG) 2>&1 & kube=$$!; \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder; suite=$$?; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  --durations=$(TEST_DURATIONS); suite=$$?; \
 	wait $$kube; kube_status=$$?; \
 	echo "--- test-kube-min (kubernetes $(KUBE_MIN)), exit $$kube_status:"; cat $(KUBE_MIN_LOG); \
 	test $$suite = 0 && test $$kube_status = 0
