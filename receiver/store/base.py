@@ -7,6 +7,7 @@ Alertmanager retries, instead of a 500 that it would not.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -35,9 +36,29 @@ class StoreUnavailable(RuntimeError):
 
     `retryable`: the transaction was aborted only to break a deadlock or a serialization
     failure between concurrent writers (PostgreSQL replicas: store/locks.py); nothing
-    of it was written and running it again at once is expected to succeed."""
+    of it was written and running it again, after retry_pause, is expected to succeed."""
 
     retryable = False
+
+
+#: attempts in all of a transaction the store aborted as a deadlock victim or a
+#: serialization failure (StoreUnavailable.retryable) before its error is reported
+RETRIES = 3
+#: the longest pause before a retryable transaction's second attempt (seconds); it
+#: doubles before each later attempt
+RETRY_PAUSE = 0.005
+
+
+def retry_pause(attempt: int, draw: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before attempt number `attempt` (2, 3, ...) of a transaction
+    aborted as a deadlock victim: a random share (`draw()`, in [0, 1)) of RETRY_PAUSE
+    doubled per attempt after the second, "full jitter" (M. Brooker, "Exponential
+    Backoff And Jitter", AWS Architecture Blog, 2015). Two transactions aborted together
+    took their rows in opposite orders; started again at the same instant, they may meet
+    in the same deadlock again (tests/integration/test_postgres_replicas.py saw a
+    third attempt), and a random pause makes that rarer without adding to the usual
+    retry's latency more than a few milliseconds."""
+    return draw() * RETRY_PAUSE * 2 ** max(attempt - 2, 0)
 
 
 @dataclass

@@ -12,21 +12,23 @@ If anything in a batch fails, the batch is rolled back and each piece of work is
 retried in a transaction of its own, so one bad notification never fails the others
 and nothing is ever half-written. A transaction the store aborted only to break a
 deadlock with a concurrent writer (StoreUnavailable.retryable: PostgreSQL replicas) is
-run again, up to RETRIES times, before its error is reported.
+run again after a short random pause (base.retry_pause), up to base.RETRIES times in
+all, before its error is reported.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from receiver.store.base import RETRIES, retry_pause
+
 T = TypeVar("T")
 Work = Callable[[Any], T]
-#: attempts of one piece of work alone whose transaction was a deadlock victim
-RETRIES = 3
 
 
 @dataclass
@@ -123,13 +125,15 @@ def commit_together(
     """Run every entry's work in one transaction and record each result or error in its
     entry. If anything fails, nothing of the batch is kept and each entry is retried in
     a transaction of its own, so only the failing one fails; one alone whose transaction
-    was a deadlock victim (`retryable`) is run again, `attempts` times in all."""
+    was a deadlock victim (`retryable`) is run again after retry_pause, `attempts` times
+    in all."""
     try:
         with transaction() as tx:
             results = [entry.work(tx) for entry in batch]
     except BaseException as exc:
         if len(batch) == 1:
             if getattr(exc, "retryable", False) and attempts > 1:
+                time.sleep(retry_pause(RETRIES - attempts + 2))
                 commit_together(transaction, batch, attempts - 1)
                 return
             batch[0].error = exc

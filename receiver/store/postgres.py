@@ -9,17 +9,19 @@ constraint (store/locks.py lists them), at PostgreSQL's default isolation (READ
 COMMITTED). The one journal-wide lock left is the schema upgrade's (store/migrate.py),
 taken by replicas starting together so that the revisions run once. A transaction
 PostgreSQL aborts as a deadlock victim or a serialization failure (two transactions' row
-locks met in opposite orders, which keyed locks make rare) is run again, up to RETRIES
-times: ingest by group commit (store/group.py), claims, outcomes and fleet changes here."""
+locks met in opposite orders, which keyed locks make rare) is run again after a short
+random pause, up to base.RETRIES times in all: ingest by group commit (store/group.py),
+claims, outcomes and fleet changes here."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from receiver.store.base import StoreUnavailable
+from receiver.store.base import RETRIES, StoreUnavailable, retry_pause
 from receiver.store.dispatch import DispatchStore
 from receiver.store.locks import PostgresLocks
 from receiver.store.sql import SqlStore
@@ -31,8 +33,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the PostgreSQL store needs psycopg: pip install 'remediator[postgres]'"
     ) from exc
 
-#: attempts of a transaction aborted as a deadlock victim or a serialization failure
-RETRIES = 3
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 T = TypeVar("T")
 
@@ -69,14 +69,16 @@ class PostgresStore(DispatchStore, SqlStore):
         return isinstance(error, _RETRIED)
 
     def _again(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt` (one whole transaction) again when PostgreSQL aborted it as a
-        deadlock victim or a serialization failure, up to RETRIES times in all."""
-        for left in range(RETRIES - 1, -1, -1):
+        """Run `attempt` (one whole transaction) again, after retry_pause, when
+        PostgreSQL aborted it as a deadlock victim or a serialization failure, up to
+        RETRIES times in all."""
+        for number in range(1, RETRIES + 1):
             try:
                 return attempt()
             except StoreUnavailable as exc:
-                if not left or not exc.retryable:
+                if number == RETRIES or not exc.retryable:
                     raise
+            time.sleep(retry_pause(number + 1))
         raise AssertionError("unreachable")
 
     def claim_due(self, *args: Any, **kwargs: Any) -> Any:

@@ -35,9 +35,9 @@ from receiver.config import parse_config
 from receiver.dispatcher import Dispatcher
 from receiver.engine import IngestSummary, ingest, journal_work
 from receiver.store import open_store
+from receiver.store.base import RETRIES
 from receiver.store.dispatch import ActionRow, GateReader, save_breaker
 from receiver.store.locks import SHARDS
-from receiver.store.postgres import RETRIES
 from tests.support.configs import restart_on_service_down
 from tests.support.payloads import alert, notification
 from tests.support.postgres import postgres_schema
