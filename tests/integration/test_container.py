@@ -63,12 +63,18 @@ def test_image_runs_as_non_root_with_healthcheck_on_healthy():
 def installed(tmp_path_factory) -> Path:
     """A clean virtualenv installed exactly as the image's stages do. The virtualenv is
     made while the build stage's wheel and download run (neither depends on the other);
-    the install into it waits for both."""
+    the install into it waits for both.
+
+    Its interpreter is a symlink, as `python -m venv` makes it on Linux, not a copy: a
+    copy is written by one thread and then executed (ensurepip) while the other thread
+    forks pip, whose children hold the copy's write descriptor open until they exec, and
+    the kernel refuses to execute a file open for writing (ETXTBSY, "Text file busy",
+    seen in CI)."""
     work = tmp_path_factory.mktemp("image")
     wheels = work / "wheels"
     env_dir = work / "venv"
     with ThreadPoolExecutor(max_workers=1) as pool:
-        made = pool.submit(venv.create, env_dir, with_pip=True)
+        made = pool.submit(venv.create, env_dir, with_pip=True, symlinks=True)
         run(
             [
                 sys.executable,
