@@ -8,6 +8,7 @@ Alertmanager retries, instead of a 500 that it would not.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -59,6 +60,20 @@ def retry_pause(attempt: int, draw: Callable[[], float] = random.random) -> floa
     third attempt), and a random pause makes that rarer without adding to the usual
     retry's latency more than a few milliseconds."""
     return draw() * RETRY_PAUSE * 2 ** max(attempt - 2, 0)
+
+
+def run_again(attempt: Callable[[], T]) -> T:
+    """`attempt()` (one whole transaction), run again after retry_pause while the store
+    aborts it as a deadlock victim (StoreUnavailable.retryable), RETRIES times in all.
+    Raises the last attempt's StoreUnavailable, and anything else at once."""
+    for number in range(1, RETRIES + 1):
+        try:
+            return attempt()
+        except StoreUnavailable as exc:
+            if number == RETRIES or not exc.retryable:
+                raise
+        time.sleep(retry_pause(number + 1))
+    raise AssertionError("unreachable")
 
 
 @dataclass

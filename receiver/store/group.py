@@ -19,13 +19,12 @@ all, before its error is reported.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from receiver.store.base import RETRIES, retry_pause
+from receiver.store.base import run_again
 
 T = TypeVar("T")
 Work = Callable[[Any], T]
@@ -118,28 +117,36 @@ def _wake(waiter: Pending[Any]) -> None:
 
 
 def commit_together(
-    transaction: Callable[[], AbstractContextManager[Any]],
-    batch: list[Pending[Any]],
-    attempts: int = RETRIES,
+    transaction: Callable[[], AbstractContextManager[Any]], batch: list[Pending[Any]]
 ) -> None:
     """Run every entry's work in one transaction and record each result or error in its
     entry. If anything fails, nothing of the batch is kept and each entry is retried in
-    a transaction of its own, so only the failing one fails; one alone whose transaction
-    was a deadlock victim (`retryable`) is run again after retry_pause, `attempts` times
-    in all."""
+    a transaction of its own (_commit_alone), so only the failing one fails."""
+    if len(batch) == 1:
+        _commit_alone(transaction, batch[0])
+        return
     try:
         with transaction() as tx:
             results = [entry.work(tx) for entry in batch]
-    except BaseException as exc:
-        if len(batch) == 1:
-            if getattr(exc, "retryable", False) and attempts > 1:
-                time.sleep(retry_pause(RETRIES - attempts + 2))
-                commit_together(transaction, batch, attempts - 1)
-                return
-            batch[0].error = exc
-            return
+    except BaseException:
         for entry in batch:
-            commit_together(transaction, [entry])
+            _commit_alone(transaction, entry)
         return
     for entry, result in zip(batch, results, strict=True):
         entry.result = result
+
+
+def _commit_alone(
+    transaction: Callable[[], AbstractContextManager[Any]], entry: Pending[Any]
+) -> None:
+    """Run one entry's work in a transaction of its own, again while it is a deadlock
+    victim (base.run_again), and record its result or error."""
+
+    def attempt() -> Any:
+        with transaction() as tx:
+            return entry.work(tx)
+
+    try:
+        entry.result = run_again(attempt)
+    except BaseException as exc:
+        entry.error = exc

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from receiver.store.base import RETRIES, StoreUnavailable, retry_pause
+from receiver.store.base import run_again
 from receiver.store.dispatch import DispatchStore
 from receiver.store.locks import PostgresLocks
 from receiver.store.sql import SqlStore
@@ -68,34 +67,21 @@ class PostgresStore(DispatchStore, SqlStore):
     def _retryable(self, error: BaseException) -> bool:
         return isinstance(error, _RETRIED)
 
-    def _again(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt` (one whole transaction) again, after retry_pause, when
-        PostgreSQL aborted it as a deadlock victim or a serialization failure, up to
-        RETRIES times in all."""
-        for number in range(1, RETRIES + 1):
-            try:
-                return attempt()
-            except StoreUnavailable as exc:
-                if number == RETRIES or not exc.retryable:
-                    raise
-            time.sleep(retry_pause(number + 1))
-        raise AssertionError("unreachable")
-
     def claim_due(self, *args: Any, **kwargs: Any) -> Any:
         """DispatchStore.claim_due (and so claim_many), run again if aborted as a
         deadlock victim (the clock is read again; the judge and `follow` then run again
         too: what they collect for after the commit, such as wake-ups, is a hint that
         may count twice)."""
-        return self._again(lambda: super(PostgresStore, self).claim_due(*args, **kwargs))
+        return run_again(lambda: super(PostgresStore, self).claim_due(*args, **kwargs))
 
     def finish(self, *args: Any, **kwargs: Any) -> Any:
         """DispatchStore.finish, run again if aborted as a deadlock victim (see
         claim_due)."""
-        return self._again(lambda: super(PostgresStore, self).finish(*args, **kwargs))
+        return run_again(lambda: super(PostgresStore, self).finish(*args, **kwargs))
 
     def change(self, apply: Callable[[Any], T]) -> T:
         """DispatchStore.change, run again if aborted as a deadlock victim."""
-        return self._again(lambda: super(PostgresStore, self).change(apply))
+        return run_again(lambda: super(PostgresStore, self).change(apply))
 
     def _discard_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -1,7 +1,8 @@
 """A transaction aborted as a deadlock victim is run again after a short random pause,
-RETRIES times in all: the group commit's (store/group.py) and PostgreSQL's claims,
-outcomes and changes (store/postgres.py). The integration test on a real server is
-tests/integration/test_postgres_replicas.py (two writers taking rows in opposite orders)."""
+RETRIES times in all (store/base.py's run_again): the group commit's (store/group.py)
+and PostgreSQL's claims, outcomes and changes (store/postgres.py). The integration test
+on a real server is tests/integration/test_postgres_replicas.py (two writers taking rows
+in opposite orders)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from receiver.store import group
-from receiver.store.base import RETRIES, RETRY_PAUSE, StoreUnavailable, retry_pause
+from receiver.store import base
+from receiver.store.base import RETRIES, RETRY_PAUSE, StoreUnavailable, retry_pause, run_again
 from receiver.store.group import Pending, commit_together
-from receiver.store.postgres import PostgresStore
 
 
 def victim() -> StoreUnavailable:
@@ -52,7 +52,7 @@ class Transactions:
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(group.time, "sleep", slept.append)
+    monkeypatch.setattr(base.time, "sleep", slept.append)
     return slept
 
 
@@ -88,8 +88,9 @@ def test_group_commit_never_runs_a_failure_that_is_not_a_victim_again(
 
 
 def attempts_of(failures: int, error: StoreUnavailable) -> tuple[list[int], Any]:
-    """PostgreSQL's retry of one whole transaction (`_again`, which uses nothing of its
-    store) around an attempt that raises `error` its first `failures` times."""
+    """The retry of one whole transaction that PostgreSQL's claims, outcomes and changes
+    use (base.run_again) around an attempt that raises `error` its first `failures`
+    times."""
     calls: list[int] = []
 
     def attempt() -> str:
@@ -99,7 +100,7 @@ def attempts_of(failures: int, error: StoreUnavailable) -> tuple[list[int], Any]
         return "committed"
 
     try:
-        return calls, PostgresStore._again(None, attempt)  # type: ignore[arg-type]
+        return calls, run_again(attempt)
     except StoreUnavailable as exc:
         return calls, exc
 
@@ -108,7 +109,7 @@ def test_postgres_runs_a_victim_again_after_a_pause_up_to_retries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("receiver.store.postgres.time.sleep", slept.append)
+    monkeypatch.setattr(base.time, "sleep", slept.append)
     calls, result = attempts_of(RETRIES - 1, victim())
     assert (calls, result) == (list(range(1, RETRIES + 1)), "committed")
     assert len(slept) == RETRIES - 1 and all(pause < RETRY_PAUSE * 2 for pause in slept)
